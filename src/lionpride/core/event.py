@@ -1,0 +1,161 @@
+"""Event: something that runs once and records how it went (status, duration, response, error)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from pydantic import Field, PrivateAttr, field_validator
+
+from lionpride import errors
+from lionpride.core.element import Element
+
+__all__ = ["Event", "EventStatus", "Execution"]
+
+
+class EventStatus(str, Enum):
+    """Where an event is in its life. PENDING and PROCESSING are active; the rest terminal."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    ABORTED = "aborted"
+
+
+@dataclass(slots=True)
+class Execution:
+    """The outcome of an event.
+
+    Attributes:
+        status: Current status.
+        duration: Wall seconds of ``invoke``; ``None`` until it ran.
+        response: The result, ``None`` until success.
+        error: The failure, ``None`` unless it failed.
+        retryable: Whether trying again could help; ``None`` until it ran.
+        attempts: Attempts made by the backend (retries + 1), when known.
+        queue_wait: Seconds spent waiting for rate-limit capacity.
+    """
+
+    status: EventStatus = EventStatus.PENDING
+    duration: float | None = None
+    response: Any = None
+    error: BaseException | None = None
+    retryable: bool | None = None
+    attempts: int = 0
+    queue_wait: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary; errors become ``{"error": type, "message": str}``."""
+        response = self.response
+        if hasattr(response, "to_dict"):
+            response = response.to_dict()
+        return {
+            "status": self.status.value,
+            "duration": self.duration,
+            "response": response,
+            "error": _error_dict(self.error),
+            "retryable": self.retryable,
+            "attempts": self.attempts,
+            "queue_wait": self.queue_wait,
+        }
+
+
+def _error_dict(err: BaseException | None) -> dict[str, Any] | None:
+    if err is None:
+        return None
+    if isinstance(err, errors.LionprideError):
+        return err.to_dict()
+    return {"error": type(err).__name__, "message": str(err)}
+
+
+class Event(Element):
+    """Base of everything that runs once: ``invoke()`` records the outcome on ``execution``.
+
+    Subclasses implement ``_invoke``. A second ``invoke`` is a no-op once the event left
+    PENDING; use a fresh copy to run it again.
+    """
+
+    execution: Execution = Field(default_factory=Execution, exclude=True)
+    timeout: float | None = Field(default=None, exclude=True)
+    streaming: bool = Field(default=False, exclude=True)
+    _started: float = PrivateAttr(default=0.0)
+
+    @field_validator("timeout")
+    @classmethod
+    def _check_timeout(cls, value: float | None) -> float | None:
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise ValueError(f"timeout must be a finite number > 0, got {value!r}")
+        return value
+
+    @property
+    def status(self) -> EventStatus:
+        """The execution status."""
+        return self.execution.status
+
+    @status.setter
+    def status(self, value: EventStatus | str) -> None:
+        if isinstance(value, EventStatus):
+            self.execution.status = value
+        elif isinstance(value, str):
+            self.execution.status = EventStatus(value)
+        else:
+            raise ValueError(f"status must be an EventStatus or its value, got {value!r}")
+
+    @property
+    def response(self) -> Any:
+        """The result of a completed event (``None`` otherwise)."""
+        return self.execution.response
+
+    async def _invoke(self) -> Any:
+        raise NotImplementedError
+
+    async def invoke(self) -> None:
+        """Run ``_invoke`` once under ``timeout`` and record the outcome; never raises
+        except for cancellation, which is recorded as CANCELLED and re-raised."""
+        ex = self.execution
+        if ex.status is not EventStatus.PENDING:
+            return
+        ex.status = EventStatus.PROCESSING
+        start = time.perf_counter()
+        try:
+            if self.timeout is None:
+                result = await self._invoke()
+            else:
+                async with asyncio.timeout(self.timeout):
+                    result = await self._invoke()
+        except asyncio.CancelledError:
+            ex.status = EventStatus.CANCELLED
+            ex.retryable = True
+            ex.error = errors.TimeoutError("cancelled") if ex.error is None else ex.error
+            raise
+        except TimeoutError as exc:
+            err = (
+                exc
+                if isinstance(exc, errors.TimeoutError)
+                else errors.TimeoutError(f"timed out after {self.timeout}s", cause=exc)
+            )
+            ex.error, ex.retryable, ex.status = err, True, EventStatus.CANCELLED
+        except Exception as exc:
+            ex.error, ex.retryable, ex.status = exc, _retryable(exc), EventStatus.FAILED
+        else:
+            ex.response, ex.error, ex.retryable = result, None, False
+            ex.status = EventStatus.COMPLETED
+        finally:
+            ex.duration = time.perf_counter() - start
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, errors.LionprideError):
+        return exc.retryable
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_retryable(e) for e in exc.exceptions)
+    # Programming errors never get better by trying again.
+    return not isinstance(exc, ValueError | TypeError | KeyError | AttributeError)
