@@ -4,25 +4,25 @@ Every failure the library raises is one of these. Transport and HTTP failures ar
 once, at the HTTP boundary, and chained to the original exception (``raise ... from exc``)::
 
     LionprideError
-    ├── ValidationError                (also ValueError)   bad input, never retried
-    ├── ConfigurationError             (also ValueError)   bad setup (missing key, unknown provider)
-    ├── ExistsError                                        duplicate registration
-    ├── QueueFullError                                     executor queue at capacity (retryable)
-    ├── ExecutionError                                     a call failed for another reason (retryable)
-    ├── ConnectionError                (also builtins.ConnectionError)   refused, reset, dropped
-    │   └── CircuitBreakerOpenError    (services.utilities.resilience)   failing fast, nothing sent
-    ├── TimeoutError                   (also builtins.TimeoutError)      connect, read or total deadline
-    └── APIError                                           the provider answered, but not with a result
-        ├── InvalidResponseError                           body is empty, not JSON, or not the expected shape
-        └── APIStatusError                                 any HTTP status >= 400 (408 and 409 retryable)
-            ├── BadRequestError            400, 422
-            ├── AuthenticationError        401
-            ├── PermissionDeniedError      403
-            ├── NotFoundError              404
-            ├── RequestTooLargeError       413
-            ├── RateLimitError             429  (retryable; ``retry_after`` seconds when the server said)
-            └── ServerError                5xx  (retryable)
-                └── OverloadedError        529  (retryable)
+    ├── ValidationError          (also ValueError) bad input, never retried
+    ├── ConfigurationError       (also ValueError) bad setup: missing key, unknown provider
+    ├── ExistsError              duplicate registration
+    ├── QueueFullError           executor queue at capacity (retryable)
+    ├── ExecutionError           a call failed for another reason (retryable)
+    ├── ConnectionError          (also builtins.ConnectionError) refused, reset, dropped
+    │   └── CircuitBreakerOpenError  (services.utilities.resilience) failing fast
+    ├── TimeoutError             (also builtins.TimeoutError) connect, idle or total deadline
+    └── APIError                 the provider answered, but not with a result
+        ├── InvalidResponseError body empty, not JSON, or not the documented shape
+        └── APIStatusError       any HTTP status >= 400 (408 and 409 retryable)
+            ├── BadRequestError        400, 422
+            ├── AuthenticationError    401
+            ├── PermissionDeniedError  403
+            ├── NotFoundError          404
+            ├── RequestTooLargeError   413
+            ├── RateLimitError         429 (retryable; ``retry_after`` when the server said)
+            └── ServerError            5xx (retryable)
+                └── OverloadedError    529 (retryable)
 
 An error delivered inside an HTTP 200 stream (Groq's ``event: error``, OpenRouter's ``error`` field)
 becomes the ``APIStatusError`` subclass of the status it carries.

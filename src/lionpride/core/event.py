@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator
@@ -17,7 +17,7 @@ from lionpride.core.element import Element
 __all__ = ["Event", "EventStatus", "Execution"]
 
 
-class EventStatus(str, Enum):
+class EventStatus(StrEnum):
     """Where an event is in its life. PENDING and PROCESSING are active; the rest terminal."""
 
     PENDING = "pending"

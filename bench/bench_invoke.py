@@ -1,0 +1,62 @@
+"""iModel.invoke against raw aiohttp on the same FakeProvider: CPU µs per call and the ratio.
+
+Run: ``.venv/bin/python bench/bench_invoke.py`` (target: ratio <= 1.5 at concurrency 1 and 64).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+from pydantic import SecretStr
+
+from bench._server import fake_provider_process, run_concurrently
+from lionpride.services.imodel import iModel
+
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]}
+
+
+async def measure(fn, total: int, concurrency: int) -> float:  # type: ignore[no-untyped-def]
+    """CPU microseconds per call of ``fn`` (after a warm-up)."""
+    await run_concurrently(fn, 200, concurrency)
+    cpu = time.process_time()
+    await run_concurrently(fn, total, concurrency)
+    return (time.process_time() - cpu) / total * 1e6
+
+
+async def main(total: int = 4000) -> dict[str, float]:
+    """Measure raw aiohttp and iModel at concurrency 1 and 64; print and return the figures."""
+    results: dict[str, float] = {}
+    with fake_provider_process() as url:
+        base = f"{url}/v1"
+        headers = {"Authorization": "Bearer k"}
+        connector = aiohttp.TCPConnector(limit=1000)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def raw() -> None:
+                async with session.post(
+                    f"{base}/chat/completions", json=BODY, headers=headers
+                ) as resp:
+                    await resp.json()
+
+            model = iModel(provider="openai", base_url=base, api_key=SecretStr("k"))
+
+            async def lion() -> None:
+                await model.invoke(**BODY)
+
+            for concurrency in (1, 64):
+                r = await measure(raw, total, concurrency)
+                m = await measure(lion, total, concurrency)
+                results[f"raw_c{concurrency}"] = r
+                results[f"imodel_c{concurrency}"] = m
+                print(
+                    f"concurrency {concurrency:>3}: raw aiohttp {r:7.1f} µs/call, "
+                    f"iModel.invoke {m:7.1f} µs/call, ratio {m / r:.2f}"
+                )
+            await model.aclose()
+    return results
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,301 @@
+"""Run calls under exact rate limits, in the caller's own task.
+
+``execute(fn)`` waits for one request slot plus ``tokens`` in order of (priority, arrival),
+then awaits ``fn()`` under a concurrency semaphore and returns its result. There is no
+dispatcher task and no polling: the only background task is the limiter's single timer, which
+exists while someone waits for capacity. Runs once per call (not per retry attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from lionpride import errors
+from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.services.utilities.rate_limiter import (
+    RateLimitConfig,
+    RateLimiter,
+    Reservation,
+    TokenBucket,
+    _DeadlineScope,
+    _require_count,
+    _require_positive,
+    _WaitGroup,
+)
+
+__all__ = ["RateLimitedExecutor"]
+
+T = TypeVar("T")
+
+
+class RateLimitedExecutor:
+    """Rate-limited, concurrency-limited execution of async calls.
+
+    Capacity accounting, per call:
+
+    * cancelled or timed out before ``fn`` starts: everything is given back;
+    * cancelled or timed out while ``fn`` runs, or ``fn`` raised: the tokens are refunded but
+      the request slot stays spent, since the provider has already counted the request;
+    * ``fn`` returned: ``settle(result)`` gives the tokens really used (``None`` keeps the
+      reservation) and the difference is refunded or charged.
+
+    Args:
+        request_bucket: Limits calls; ``None`` means unlimited.
+        token_bucket: Limits tokens; ``None`` means unlimited.
+        limiter: A ready limiter instead of the two buckets (e.g. one shared or Redis-backed).
+        queue_capacity: Most callers waiting for capacity at once.
+        concurrency_limit: Most calls running at once.
+        clock: Time source (must be the limiter's and the buckets').
+        name: A label for logs and ``to_dict``.
+
+    Raises:
+        ValueError: Out-of-range limits, or both buckets and a limiter.
+
+    Example:
+        >>> executor = RateLimitedExecutor.from_limits(limit_requests=60, limit_tokens=None)
+        >>> executor.to_dict()["request_bucket"]
+        {'capacity': 60, 'refill_rate': 1.0}
+    """
+
+    def __init__(
+        self,
+        *,
+        request_bucket: TokenBucket | None = None,
+        token_bucket: TokenBucket | None = None,
+        limiter: RateLimiter | None = None,
+        queue_capacity: int = 10_000,
+        concurrency_limit: int = 100,
+        clock: Clock = SYSTEM_CLOCK,
+        name: str = "rate_limited_executor",
+    ) -> None:
+        _require_count("queue_capacity", queue_capacity, 1)
+        _require_count("concurrency_limit", concurrency_limit, 1)
+        if limiter is None:
+            limiter = RateLimiter(request_bucket, token_bucket, clock=clock)
+        elif request_bucket is not None or token_bucket is not None:
+            raise ValueError("pass buckets or a limiter, not both")
+        elif limiter.clock is not clock:
+            raise ValueError("clock differs from the limiter's clock")
+        self.name = name
+        self._limiter = limiter
+        self._clock = clock
+        self._queue_capacity = queue_capacity
+        self._concurrency_limit = concurrency_limit
+        self._group = _WaitGroup(queue_capacity)
+        self._semaphore = asyncio.Semaphore(concurrency_limit)
+        self._closed = False
+        self._in_flight = 0
+        self._completed = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._timed_out = 0
+        self._rejected = 0
+
+    @classmethod
+    def from_limits(
+        cls,
+        *,
+        limit_requests: int | None,
+        limit_tokens: int | None,
+        capacity_refresh_time: float = 60.0,
+        **kw: Any,
+    ) -> RateLimitedExecutor:
+        """Build an executor allowing L requests (or tokens) per ``capacity_refresh_time`` s.
+
+        Each limit L becomes a bucket of capacity L refilling L/``capacity_refresh_time``
+        per second; ``None`` leaves that dimension unlimited. Other keywords go to ``__init__``.
+        """
+        period = _require_positive("capacity_refresh_time", capacity_refresh_time)
+        clock: Clock = kw.get("clock", SYSTEM_CLOCK)
+
+        def bucket(name: str, limit: int | None) -> TokenBucket | None:
+            if limit is None:
+                return None
+            _require_count(name, limit, 1)
+            return TokenBucket(RateLimitConfig(limit, limit / period), clock=clock)
+
+        return cls(
+            request_bucket=bucket("limit_requests", limit_requests),
+            token_bucket=bucket("limit_tokens", limit_tokens),
+            **kw,
+        )
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The limiter calls wait on."""
+        return self._limiter
+
+    @property
+    def clock(self) -> Clock:
+        """The clock timeouts and limits use."""
+        return self._clock
+
+    async def execute(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        tokens: int = 0,
+        priority: float | None = None,
+        timeout: float | None = None,
+        settle: Callable[[T], int | None] | None = None,
+        on_granted: Callable[[float], None] | None = None,
+    ) -> T:
+        """Wait for capacity, then run ``fn()`` in this task and return its result.
+
+        Args:
+            fn: The call; awaited once.
+            tokens: Tokens to reserve besides the one request.
+            priority: Lower runs first; ``None`` means 0.0; FIFO among equals.
+            timeout: Seconds for the whole wait, queue plus call.
+            settle: Maps the result to the tokens really used, for reconciliation.
+            on_granted: Called with the seconds waited once capacity is granted.
+
+        Raises:
+            lionpride.errors.TimeoutError: ``timeout`` passed (the running call is cancelled).
+            lionpride.errors.QueueFullError: ``queue_capacity`` callers already wait.
+            lionpride.errors.ExecutionError: The executor is (or got) closed.
+            ValueError: Bad arguments, or ``tokens`` above the token bucket's capacity.
+            Exception: Whatever ``fn`` raised, unchanged.
+        """
+        if self._closed:
+            raise errors.ExecutionError("executor closed")
+        prio = 0.0 if priority is None else priority
+        self._limiter._check(1, tokens, prio)
+        if timeout is None:
+            try:
+                return await self._run(fn, tokens, prio, settle, on_granted)
+            except asyncio.CancelledError:
+                self._cancelled += 1
+                raise
+        _require_positive("timeout", timeout)
+        scope = _DeadlineScope(
+            self._clock, self._clock.now() + timeout, f"call did not finish within {timeout} s"
+        )
+        try:
+            async with scope:
+                return await self._run(fn, tokens, prio, settle, on_granted)
+        except asyncio.CancelledError:
+            self._cancelled += 1
+            raise
+        except errors.TimeoutError:
+            if scope.fired:
+                self._timed_out += 1
+            raise
+
+    async def _run(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        tokens: int,
+        priority: float,
+        settle: Callable[[T], int | None] | None,
+        on_granted: Callable[[float], None] | None,
+    ) -> T:
+        limiter = self._limiter
+        reservation: Reservation | None = limiter._grant_now(1, tokens)
+        if reservation is None:
+            try:
+                reservation = await limiter._reserve(1, tokens, priority, self._group)
+            except errors.QueueFullError:
+                self._rejected += 1
+                raise
+        started = False
+        try:
+            if on_granted is not None:
+                on_granted(reservation.waited)
+            async with self._semaphore:
+                started = True
+                self._in_flight += 1
+                try:
+                    result = await fn()
+                finally:
+                    self._in_flight -= 1
+        except BaseException as exc:
+            if started:
+                reservation.settle(0)
+                if isinstance(exc, Exception):
+                    self._failed += 1
+            else:
+                reservation.release()
+            raise
+        self._completed += 1
+        if settle is not None:
+            try:
+                used = settle(result)
+            except BaseException:
+                reservation.settle(None)
+                raise
+            reservation.settle(used)
+        return result
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds`` (a 429's ``retry_after``): queued calls wait too."""
+        self._limiter.pause(seconds)
+
+    async def aclose(self) -> None:
+        """Fail waiting callers with ``ExecutionError("executor closed")`` and stop the timer.
+
+        Calls already running finish in their callers' tasks; new calls are refused.
+        """
+        self._closed = True
+        self._cancelled += self._limiter._fail_waiters(
+            self._group, lambda: errors.ExecutionError("executor closed")
+        )
+        await self._limiter._stop_timer()
+
+    async def __aenter__(self) -> RateLimitedExecutor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def stats(self) -> dict[str, int]:
+        """Counters: queued, in_flight, completed, failed, cancelled, timed_out, rejected."""
+        return {
+            "queued": self._group.waiting,
+            "in_flight": self._in_flight,
+            "completed": self._completed,
+            "failed": self._failed,
+            "cancelled": self._cancelled,
+            "timed_out": self._timed_out,
+            "rejected": self._rejected,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration (bucket shapes, never their levels)."""
+        rb, tb = self._limiter.request_bucket, self._limiter.token_bucket
+        return {
+            "name": self.name,
+            "queue_capacity": self._queue_capacity,
+            "concurrency_limit": self._concurrency_limit,
+            "request_bucket": None if rb is None else rb.to_dict(),
+            "token_bucket": None if tb is None else tb.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> RateLimitedExecutor:
+        """Rebuild from :meth:`to_dict` output; buckets start full."""
+
+        def bucket(spec: Mapping[str, Any] | None) -> TokenBucket | None:
+            if spec is None:
+                return None
+            return TokenBucket(RateLimitConfig(spec["capacity"], spec["refill_rate"]), clock=clock)
+
+        return cls(
+            request_bucket=bucket(d.get("request_bucket")),
+            token_bucket=bucket(d.get("token_bucket")),
+            queue_capacity=d.get("queue_capacity", 10_000),
+            concurrency_limit=d.get("concurrency_limit", 100),
+            clock=clock,
+            name=d.get("name", "rate_limited_executor"),
+        )
+
+    def __repr__(self) -> str:
+        return f"RateLimitedExecutor(name={self.name!r}, {self.stats()})"

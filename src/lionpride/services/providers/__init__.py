@@ -1,0 +1,20 @@
+"""Built-in providers, one module each, and :func:`match_endpoint`."""
+
+from lionpride.services.providers.anthropic_messages import (
+    AnthropicMessagesEndpoint,
+    create_anthropic_config,
+)
+from lionpride.services.providers.gemini import GeminiEndpoint, create_gemini_config
+from lionpride.services.providers.match import KNOWN_PROVIDERS, match_endpoint
+from lionpride.services.providers.oai_chat import OAIChatEndpoint, create_oai_chat
+
+__all__ = [
+    "KNOWN_PROVIDERS",
+    "AnthropicMessagesEndpoint",
+    "GeminiEndpoint",
+    "OAIChatEndpoint",
+    "create_anthropic_config",
+    "create_gemini_config",
+    "create_oai_chat",
+    "match_endpoint",
+]

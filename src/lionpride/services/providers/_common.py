@@ -1,0 +1,70 @@
+"""Helpers the provider modules share: config defaults from the environment, parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["RequestModel", "env_base_url", "parse_arguments", "provider_config"]
+
+
+class RequestModel(BaseModel):
+    """Base of the provider request schemas: unknown keys are an error, not silently dropped.
+
+    ``extra_body`` is merged into the sent JSON for server-specific parameters (vLLM's
+    ``top_k``, ...) that the schema does not know.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def env_base_url(provider: str) -> str | None:
+    """``<PROVIDER>_BASE_URL`` from the environment, if set."""
+    value = os.environ.get(f"{provider.upper()}_BASE_URL", "").strip()
+    return value or None
+
+
+def provider_config(
+    *,
+    provider: str,
+    name: str,
+    base_url: str | None,
+    default_base_url: str | None,
+    endpoint: str,
+    api_key: Any,
+    api_key_env: str,
+    auth_type: str,
+    request_options: type[BaseModel],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build an EndpointConfig dict; explicit arguments win over the environment (D5)."""
+    config: dict[str, Any] = {
+        "provider": provider,
+        "name": name,
+        "base_url": base_url or env_base_url(provider) or default_base_url,
+        "endpoint": endpoint,
+        "auth_type": auth_type,
+        "api_key_env": api_key_env,
+        "request_options": request_options,
+        "tags": extra.pop("tags", None) or ("llm", provider),
+    }
+    if api_key is not None:
+        config["api_key"] = api_key
+    config.update(extra)
+    return config
+
+
+def parse_arguments(raw: Any) -> dict[str, Any]:
+    """Tool-call arguments as a dict; unparsable JSON is kept under ``"_raw"``."""
+    if isinstance(raw, dict):
+        return raw
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return {"_raw": raw}
+    return value if isinstance(value, dict) else {"_value": value}

@@ -1,0 +1,207 @@
+"""Anthropic Messages API (``POST /v1/messages``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from lionpride import errors
+from lionpride.services.providers._common import RequestModel, provider_config
+from lionpride.services.types.endpoint import Endpoint, EndpointConfig, StreamAssembler
+from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
+
+__all__ = [
+    "AnthropicMessagesEndpoint",
+    "CreateMessageRequest",
+    "anthropic_usage",
+    "create_anthropic_config",
+    "normalize_message",
+]
+
+#: ``max_tokens`` sent when the request does not say (the API requires it).
+DEFAULT_MAX_TOKENS = 4096
+
+_BLOCK_TYPES = frozenset(
+    {
+        "text", "image", "document", "search_result", "tool_use", "tool_result", "thinking",
+        "redacted_thinking", "server_tool_use", "web_search_tool_result", "container_upload",
+        "mcp_tool_use", "mcp_tool_result", "tool_reference",
+    }
+)  # fmt: skip
+
+
+class CreateMessageRequest(RequestModel):
+    """The body of ``POST /v1/messages``."""
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1)
+    system: str | list[dict[str, Any]] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    stop_sequences: list[str] | None = None
+    stream: bool | None = None
+    metadata: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    thinking: dict[str, Any] | None = None
+    service_tier: str | None = None
+    output_config: dict[str, Any] | None = None
+    container: str | dict[str, Any] | None = None
+    context_management: dict[str, Any] | None = None
+    mcp_servers: list[dict[str, Any]] | None = None
+    extra_body: dict[str, Any] | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _check_messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, msg in enumerate(messages):
+            role = msg.get("role")
+            if role not in ("user", "assistant"):
+                raise ValueError(
+                    f"messages[{i}].role must be 'user' or 'assistant', got {role!r} "
+                    "(put system prompts in system=...)"
+                )
+            content = msg.get("content")
+            if isinstance(content, list):
+                for j, block in enumerate(content):
+                    kind = block.get("type") if isinstance(block, dict) else None
+                    if kind not in _BLOCK_TYPES:
+                        raise ValueError(
+                            f"messages[{i}].content[{j}].type {kind!r} is not a content block "
+                            f"type ({', '.join(sorted(_BLOCK_TYPES))})"
+                        )
+            elif not isinstance(content, str):
+                raise ValueError(f"messages[{i}].content must be a string or a list of blocks")
+        return messages
+
+
+def create_anthropic_config(
+    name: str = "anthropic_messages",
+    api_key: Any = None,
+    base_url: str | None = None,
+    endpoint: str = "messages",
+    anthropic_version: str = "2023-06-01",
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Config dict for the Messages API (``x-api-key`` auth, ``anthropic-version`` header)."""
+    headers = {"anthropic-version": anthropic_version, **kwargs.pop("default_headers", {})}
+    return provider_config(
+        provider="anthropic",
+        name=name,
+        base_url=base_url,
+        default_base_url="https://api.anthropic.com/v1",
+        endpoint=endpoint,
+        api_key=api_key,
+        api_key_env="ANTHROPIC_API_KEY",
+        auth_type="x-api-key",
+        request_options=CreateMessageRequest,
+        default_headers=headers,
+        **kwargs,
+    )
+
+
+class AnthropicMessagesEndpoint(Endpoint):
+    """Claude models through the Messages API. ``max_tokens`` defaults to 4096."""
+
+    def __init__(
+        self,
+        config: dict[str, Any] | EndpointConfig | None = None,
+        circuit_breaker: Any = None,
+        retry_config: Any = Endpoint.DEFAULT_RETRY,
+        **kwargs: Any,
+    ) -> None:
+        if config is None:
+            config = create_anthropic_config(**kwargs)
+            kwargs = {}
+        super().__init__(config, circuit_breaker, retry_config, **kwargs)
+
+    def normalize_response(self, raw: Any) -> NormalizedResponse:
+        """Normalize a Messages API body."""
+        return normalize_message(raw)
+
+    def stream_assembler(self, payload: dict[str, Any]) -> StreamAssembler:
+        """Assembles Messages API stream events."""
+        from lionpride.services.providers._anthropic_stream import MessageStreamAssembler
+
+        return MessageStreamAssembler()
+
+
+STOP_REASONS: dict[str, Literal["stop", "length", "tool_calls", "content_filter", "error"]] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def anthropic_usage(raw: dict[str, Any] | None) -> Usage | None:
+    """Normalize Anthropic usage: cache reads and writes count as input tokens."""
+    if not isinstance(raw, dict):
+        return None
+    cache_read = raw.get("cache_read_input_tokens") or 0
+    cache_write = raw.get("cache_creation_input_tokens") or 0
+    inp = (raw.get("input_tokens") or 0) + cache_read + cache_write
+    out = raw.get("output_tokens") or 0
+    thinking = (raw.get("output_tokens_details") or {}).get("thinking_tokens") or 0
+    return Usage(
+        input_tokens=inp,
+        output_tokens=out,
+        total_tokens=inp + out,
+        cached_tokens=cache_read,
+        reasoning_tokens=thinking,
+    )
+
+
+def normalize_message(raw: Any) -> NormalizedResponse:
+    """Turn a Messages API body into a :class:`NormalizedResponse`.
+
+    Text blocks are joined as they come (no separator); thinking text goes to
+    ``metadata["reasoning"]``; server-side tool uses to ``metadata["server_tool_calls"]``.
+    """
+    if not isinstance(raw, dict) or raw.get("type") == "error":
+        if isinstance(raw, dict) and isinstance(raw.get("error"), dict):
+            err = raw["error"]
+            status = 529 if err.get("type") == "overloaded_error" else 500
+            raise errors.error_for_status(
+                status, str(err.get("message")), body=raw, provider="anthropic"
+            )
+        raise errors.InvalidResponseError("anthropic: expected a message object", status_code=200)
+    text: list[str] = []
+    thinking: list[str] = []
+    calls: list[ToolCall] = []
+    server_calls: list[dict[str, Any]] = []
+    for block in raw.get("content") or ():
+        kind = block.get("type")
+        if kind == "text":
+            text.append(block.get("text", ""))
+        elif kind == "thinking":
+            thinking.append(block.get("thinking", ""))
+        elif kind == "tool_use":
+            calls.append(
+                ToolCall(id=block.get("id"), name=block["name"], arguments=block.get("input") or {})
+            )
+        elif kind == "server_tool_use":
+            server_calls.append({"name": block.get("name"), "arguments": block.get("input")})
+    native = raw.get("stop_reason")
+    metadata: dict[str, Any] = {"native_finish_reason": native}
+    for key in ("model", "id", "usage", "stop_sequence"):
+        if raw.get(key) is not None:
+            metadata[key] = raw[key]
+    if thinking:
+        metadata["reasoning"] = "".join(thinking)
+    if server_calls:
+        metadata["server_tool_calls"] = server_calls
+    return NormalizedResponse(
+        data="".join(text),
+        tool_calls=calls,
+        usage=anthropic_usage(raw.get("usage")),
+        finish_reason=STOP_REASONS.get(native, "stop") if native else None,
+        metadata=metadata,
+        raw_response=raw,
+    )

@@ -1,0 +1,65 @@
+"""Pick the endpoint class for ``iModel(provider=..., endpoint=...)``."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from lionpride import errors
+from lionpride.services.providers.anthropic_messages import AnthropicMessagesEndpoint
+from lionpride.services.providers.gemini import GeminiEndpoint
+from lionpride.services.providers.oai_chat import OAI_PROVIDERS, OAIChatEndpoint
+from lionpride.services.types.endpoint import Endpoint
+
+__all__ = ["KNOWN_PROVIDERS", "match_endpoint"]
+
+#: provider → the endpoint strings it serves.
+KNOWN_PROVIDERS: dict[str, tuple[str, ...]] = {
+    **{name: ("chat/completions", "chat") for name in OAI_PROVIDERS},
+    "anthropic": ("messages", "chat", "chat/completions"),
+    "gemini": ("generateContent", "generate_content", "chat", "chat/completions"),
+}
+
+
+def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: Any) -> Endpoint:
+    """Build the endpoint for a provider.
+
+    Args:
+        provider: ``openai``, ``groq``, ``openrouter``, ``nvidia_nim``, ``anthropic``,
+            ``gemini``, or any other name together with ``base_url`` (an OpenAI-compatible
+            server such as Ollama, vLLM, Together, DeepSeek, Mistral or xAI).
+        endpoint: The API path; each provider accepts the ones in :data:`KNOWN_PROVIDERS`.
+        **kwargs: Endpoint configuration (``api_key``, ``base_url``, ``timeout``,
+            ``retry_config``, ``circuit_breaker``) and default request parameters (``model``).
+
+    Raises:
+        ConfigurationError: An unknown provider without ``base_url``, or an endpoint the
+            provider does not serve (both messages list the valid choices).
+    """
+    if not isinstance(provider, str) or not provider:
+        raise errors.ConfigurationError(f"provider must be a non-empty string, got {provider!r}")
+    provider = provider.lower()
+    served = KNOWN_PROVIDERS.get(provider)
+    if served is None:
+        if not kwargs.get("base_url"):
+            raise errors.ConfigurationError(
+                f"unknown provider {provider!r}: use one of {', '.join(sorted(KNOWN_PROVIDERS))}, "
+                "or give base_url=... for an OpenAI-compatible server"
+            )
+        warnings.warn(
+            f"Unknown provider {provider!r}, treating {kwargs['base_url']} as an "
+            "OpenAI-compatible endpoint",
+            UserWarning,
+            stacklevel=3,
+        )
+        return OAIChatEndpoint(provider=provider, endpoint=endpoint, **kwargs)
+    if endpoint not in served:
+        raise errors.ConfigurationError(
+            f"provider {provider!r} does not serve endpoint {endpoint!r}; "
+            f"valid: {', '.join(served)}"
+        )
+    if provider == "anthropic":
+        return AnthropicMessagesEndpoint(**kwargs)
+    if provider == "gemini":
+        return GeminiEndpoint(**kwargs)
+    return OAIChatEndpoint(provider=provider, **kwargs)

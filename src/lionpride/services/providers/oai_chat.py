@@ -1,0 +1,246 @@
+"""OpenAI Chat Completions, and every server that speaks it (Groq, OpenRouter, NVIDIA NIM,
+Ollama, vLLM, Together, DeepSeek, Mistral, xAI, ...)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from lionpride import errors
+from lionpride.services.providers._common import (
+    RequestModel,
+    env_base_url,
+    parse_arguments,
+    provider_config,
+)
+from lionpride.services.types.endpoint import Endpoint, EndpointConfig, StreamAssembler
+from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
+
+__all__ = [
+    "OAI_PROVIDERS",
+    "OAIChatEndpoint",
+    "OpenAIChatCompletionsRequest",
+    "create_oai_chat",
+    "normalize_chat_completion",
+]
+
+#: Built-in OpenAI-compatible providers: (default base URL, API-key variable).
+OAI_PROVIDERS: dict[str, tuple[str, str]] = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "nvidia_nim": ("https://integrate.api.nvidia.com/v1", "NVIDIA_NIM_API_KEY"),
+}
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+class OpenAIChatCompletionsRequest(RequestModel):
+    """The body of ``POST /chat/completions``."""
+
+    model: str = Field(min_length=1)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1)
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    stop: str | list[str] | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    seed: int | None = None
+    user: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    reasoning: dict[str, Any] | None = None
+    verbosity: str | None = None
+    service_tier: str | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    safety_identifier: str | None = None
+    web_search_options: dict[str, Any] | None = None
+    extra_body: dict[str, Any] | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _check_messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, msg in enumerate(messages):
+            role = msg.get("role")
+            if role not in _ROLES:
+                raise ValueError(
+                    f"messages[{i}].role must be one of {sorted(_ROLES)}, got {role!r}"
+                )
+            content = msg.get("content")
+            if content is not None and not isinstance(content, str | list):
+                raise ValueError(f"messages[{i}].content must be a string or a list of parts")
+        return messages
+
+
+def create_oai_chat(
+    provider: str = "openai",
+    name: str | None = None,
+    base_url: str | None = None,
+    api_key: Any = None,
+    endpoint: str = "chat/completions",
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Config dict for an OpenAI-compatible chat endpoint.
+
+    Raises:
+        ConfigurationError: An unknown provider without ``base_url``.
+    """
+    default_url, env = OAI_PROVIDERS.get(provider, (None, f"{provider.upper()}_API_KEY"))
+    if default_url is None and not base_url and env_base_url(provider) is None:
+        raise errors.ConfigurationError(
+            f"unknown OpenAI-compatible provider {provider!r} needs base_url=... "
+            f"(built in: {', '.join(sorted(OAI_PROVIDERS))})"
+        )
+    return provider_config(
+        provider=provider,
+        name=name or f"{provider}_chat",
+        base_url=base_url,
+        default_base_url=default_url,
+        endpoint=endpoint,
+        api_key=api_key,
+        api_key_env=env,
+        auth_type="bearer",
+        request_options=OpenAIChatCompletionsRequest,
+        **kwargs,
+    )
+
+
+class OAIChatEndpoint(Endpoint):
+    """OpenAI Chat Completions (and compatible servers).
+
+    Example:
+        >>> ep = OAIChatEndpoint(provider="groq", api_key=SecretStr("gsk-..."))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any] | EndpointConfig | None = None,
+        circuit_breaker: Any = None,
+        retry_config: Any = Endpoint.DEFAULT_RETRY,
+        **kwargs: Any,
+    ) -> None:
+        if config is None:
+            config = create_oai_chat(**kwargs)
+            kwargs = {}
+        super().__init__(config, circuit_breaker, retry_config, **kwargs)
+
+    def request_body(self, payload: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
+        """Merge ``extra_body``; streams ask for the usage chunk."""
+        body = super().request_body(payload, stream=stream)
+        if stream and "stream_options" not in body and self.provider == "openai":
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def normalize_response(self, raw: Any) -> NormalizedResponse:
+        """Normalize a chat completion (errors inside a 200 body raise)."""
+        return normalize_chat_completion(raw, self.provider)
+
+    def stream_assembler(self, payload: dict[str, Any]) -> StreamAssembler:
+        """Assembles chat-completion chunks."""
+        from lionpride.services.providers._oai_stream import ChatStreamAssembler
+
+        return ChatStreamAssembler(self.provider)
+
+
+_FINISH: dict[str, Literal["stop", "length", "tool_calls", "content_filter", "error"]] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "error": "error",
+}
+
+
+def chat_usage(raw: dict[str, Any] | None) -> Usage | None:
+    """Normalize OpenAI-style usage (``prompt_tokens``, details, Mistral's cache field)."""
+    if not isinstance(raw, dict):
+        return None
+    prompt = raw.get("prompt_tokens") or 0
+    completion = raw.get("completion_tokens") or 0
+    cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens")
+    if cached is None:
+        cached = raw.get("num_cached_tokens")
+    reasoning = (raw.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        total_tokens=raw.get("total_tokens") or prompt + completion,
+        cached_tokens=cached or 0,
+        reasoning_tokens=reasoning or 0,
+    )
+
+
+def raise_body_error(raw: dict[str, Any], provider: str) -> None:
+    """Raise the typed error for an ``error`` object delivered inside a 200 answer."""
+    err = raw.get("error")
+    if not err:
+        return
+    info = err if isinstance(err, dict) else {"message": str(err)}
+    status = info.get("status_code") or info.get("code")
+    status = status if isinstance(status, int) and status >= 400 else 500
+    raise errors.error_for_status(
+        status, str(info.get("message") or err), body=raw, provider=provider
+    )
+
+
+def normalize_chat_completion(raw: Any, provider: str = "openai") -> NormalizedResponse:
+    """Turn a chat-completion body into a :class:`NormalizedResponse`."""
+    if not isinstance(raw, dict):
+        raise errors.InvalidResponseError(
+            f"{provider}: expected a JSON object, got {type(raw).__name__}", status_code=200
+        )
+    if not raw.get("choices"):
+        raise_body_error(raw, provider)
+    choices = raw.get("choices") or [{}]
+    choice = choices[0]
+    message = choice.get("message") or {}
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    tool_calls = [
+        ToolCall(
+            id=tc.get("id"),
+            name=(tc.get("function") or {}).get("name", ""),
+            arguments=parse_arguments((tc.get("function") or {}).get("arguments")),
+        )
+        for tc in message.get("tool_calls") or ()
+    ]
+    native = choice.get("finish_reason")
+    metadata: dict[str, Any] = {"native_finish_reason": native}
+    for key in ("model", "id", "usage", "system_fingerprint", "service_tier"):
+        if raw.get(key) is not None:
+            metadata[key] = raw[key]
+    reasoning = message.get("reasoning") or message.get("reasoning_content")
+    if reasoning:
+        metadata["reasoning"] = reasoning
+    if message.get("refusal"):
+        metadata["refusal"] = message["refusal"]
+    return NormalizedResponse(
+        data=content or "",
+        tool_calls=tool_calls,
+        usage=chat_usage(raw.get("usage")),
+        finish_reason=_FINISH.get(native) if native else None,
+        metadata=metadata,
+        raw_response=raw,
+    )

@@ -1,0 +1,188 @@
+"""ServiceRegistry: named ``iModel`` instances, looked up by name, id or tag.
+
+The registry lives in memory only; rebuild it from configuration at start-up (SPEC §11.13).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+from lionpride.services.imodel import iModel
+
+__all__ = ["ServiceRegistry"]
+
+#: What :meth:`ServiceRegistry.get` accepts: a name, an id (or its string form), or the model.
+ServiceKey = str | UUID | iModel
+
+
+class ServiceRegistry:
+    """Models by name, with a tag index.
+
+    Safe for concurrent use by many asyncio tasks without a lock: every method that changes
+    the registry is synchronous, so no other task can run between its check (is the name
+    taken?) and its update. Only :meth:`aclose` awaits, and it works on a snapshot. The
+    registry is not thread-safe; use it from one event loop.
+
+    Example:
+        >>> registry = ServiceRegistry()
+        >>> registry.register(iModel(backend=Tool(func_callable=get_weather)))
+        >>> calling = await registry.get("get_weather").invoke(location="Paris")
+    """
+
+    __slots__ = ("_by_id", "_by_name", "_by_tag", "_name_of")
+
+    def __init__(self) -> None:
+        self._by_id: dict[UUID, iModel] = {}
+        self._by_name: dict[str, UUID] = {}  # in registration order
+        self._name_of: dict[UUID, str] = {}
+        self._by_tag: dict[str, dict[UUID, None]] = {}  # ordered sets of ids
+
+    # -- registration ----------------------------------------------------------------------
+
+    def register(self, model: iModel, update: bool = False) -> UUID:
+        """Add ``model`` under its current name and return its id.
+
+        Args:
+            model: The model; its ``name`` at this moment is the key.
+            update: Replace a model already registered under that name (or the same model
+                registered under another name) instead of failing.
+
+        Raises:
+            TypeError: ``model`` is not an :class:`iModel`.
+            ValueError: The name is taken and ``update`` is false; nothing changes.
+        """
+        if not isinstance(model, iModel):
+            raise TypeError(f"register() needs an iModel, got {type(model).__name__}")
+        name = model.name
+        taken = self._by_name.get(name)
+        previous = self._name_of.get(model.id)
+        if not update:
+            if taken is not None:
+                raise ValueError(
+                    f"Service '{name}' already registered (pass update=True to replace it)"
+                )
+            if previous is not None:
+                raise ValueError(
+                    f"this model is already registered as '{previous}' "
+                    "(pass update=True to re-register it)"
+                )
+        if taken is not None:
+            self._remove(name)
+        if previous is not None and previous != name:
+            self._remove(previous)
+        self._by_id[model.id] = model
+        self._by_name[name] = model.id
+        self._name_of[model.id] = name
+        for tag in model.tags:
+            self._by_tag.setdefault(tag, {})[model.id] = None
+        return model.id
+
+    def unregister(self, key: ServiceKey) -> iModel:
+        """Remove a model (by name, id or instance) and return it; it is not closed.
+
+        Raises:
+            KeyError: No such model (the message lists the registered names).
+        """
+        return self._remove(self._name_of[self.get(key).id])
+
+    def clear(self) -> None:
+        """Remove every model (without closing them)."""
+        self._by_id.clear()
+        self._by_name.clear()
+        self._name_of.clear()
+        self._by_tag.clear()
+
+    def _remove(self, name: str) -> iModel:
+        model_id = self._by_name.pop(name)
+        model = self._by_id.pop(model_id)
+        del self._name_of[model_id]
+        for tag, ids in list(self._by_tag.items()):
+            ids.pop(model_id, None)
+            if not ids:
+                del self._by_tag[tag]
+        return model
+
+    # -- lookup ----------------------------------------------------------------------------
+
+    def get(self, key: ServiceKey) -> iModel:
+        """Return the model registered under a name, an id (or its string form) or itself.
+
+        Raises:
+            KeyError: No such model; the message lists the registered names.
+        """
+        model = self._find(key)
+        if model is None:
+            raise KeyError(f"Service '{key}' not found; registered: {self._names_text()}")
+        return model
+
+    def _find(self, key: Any) -> iModel | None:
+        if isinstance(key, iModel):
+            return self._by_id.get(key.id)
+        if isinstance(key, UUID):
+            return self._by_id.get(key)
+        if not isinstance(key, str):
+            return None
+        model_id = self._by_name.get(key)
+        if model_id is None:
+            try:
+                model_id = UUID(key)
+            except ValueError:
+                return None
+        return self._by_id.get(model_id)
+
+    def has(self, key: object) -> bool:
+        """Whether a name, id (or its string form) or model is registered."""
+        return self._find(key) is not None
+
+    def __contains__(self, key: object) -> bool:
+        return self._find(key) is not None
+
+    def list_names(self) -> list[str]:
+        """Registered names, in registration order."""
+        return list(self._by_name)
+
+    def list_by_tag(self, tag: str) -> list[iModel]:
+        """Models carrying ``tag``, in registration order."""
+        return [self._by_id[i] for i in self._by_tag.get(tag, ())]
+
+    def count(self) -> int:
+        """The number of registered models."""
+        return len(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[iModel]:
+        # A snapshot, so registering while iterating is safe.
+        return iter(list(self._by_id.values()))
+
+    def __repr__(self) -> str:
+        return f"ServiceRegistry(count={len(self._by_id)})"
+
+    def _names_text(self) -> str:
+        return ", ".join(self._by_name) or "(none)"
+
+    # -- MCP servers -----------------------------------------------------------------------
+    # register_mcp_server() and load_mcp_config() belong here; the MCP issue adds them,
+    # together with the per-registry MCP connection pool that aclose() must then close.
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close every registered model; they stay registered.
+
+        One model failing to close does not stop the others. Afterwards the only error is
+        re-raised, or several are raised together as an ``ExceptionGroup``.
+        """
+        failures: list[Exception] = []
+        for model in list(self._by_id.values()):
+            try:
+                await model.aclose()
+            except Exception as exc:  # close the rest first; cancellation still propagates
+                failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise ExceptionGroup(f"{len(failures)} services failed to close", failures)

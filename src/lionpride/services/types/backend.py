@@ -1,0 +1,196 @@
+"""The backend contract: ``ServiceConfig``, ``ServiceBackend`` and the ``Calling`` event.
+
+A backend turns one request dict into one :class:`NormalizedResponse` (``call``) and,
+optionally, into a stream of chunks (``stream``). Everything else (limits, hooks, retries
+for non-HTTP backends, registry, streaming fan-out) is added around it by ``iModel``, so a
+user's own subclass gets all of it for free (DESIGN D12).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lionpride.core.element import Element
+from lionpride.core.event import Event
+from lionpride.services.types.response import NormalizedResponse
+
+if TYPE_CHECKING:
+    from lionpride.services.streaming.channel import StreamChunk
+
+__all__ = ["Calling", "NormalizedResponse", "RetryObserver", "ServiceBackend", "ServiceConfig"]
+
+#: Called before each retry with (attempt number, error, seconds until the next attempt).
+RetryObserver = Callable[[int, BaseException, float], Any]
+
+
+class ServiceConfig(BaseModel):
+    """What every backend is configured with.
+
+    Keys that are not declared fields are moved into ``kwargs``; for endpoints those become
+    default request parameters (``model``, ``max_tokens``, ...).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    provider: str = Field(min_length=1, max_length=50)
+    name: str = Field(min_length=1, max_length=100)
+    request_options: type[BaseModel] | None = Field(default=None, exclude=True)
+    timeout: float = 300.0
+    max_retries: int = Field(default=2, ge=0, le=10)
+    version: str | None = None
+    tags: tuple[str, ...] = ()
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _route_extras(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = cls.model_fields
+        extras = {k: v for k, v in data.items() if k not in known}
+        if not extras:
+            return data
+        out = {k: v for k, v in data.items() if k in known}
+        out["kwargs"] = {**(data.get("kwargs") or {}), **extras}
+        return out
+
+    @field_validator("request_options", mode="before")
+    @classmethod
+    def _coerce_options(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, type) and issubclass(value, BaseModel)):
+            return value
+        if isinstance(value, BaseModel):
+            return type(value)
+        raise ValueError(
+            f"request_options must be a pydantic model class, got {type(value).__name__}"
+        )
+
+    @field_validator("timeout")
+    @classmethod
+    def _check_timeout(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
+        return value
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags_tuple(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        return tuple(value or ())
+
+
+class ServiceBackend(Element):
+    """Abstract backend: one request in, one :class:`NormalizedResponse` out.
+
+    Subclasses implement :meth:`call` and :attr:`event_type`; :meth:`stream` is optional.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: ServiceConfig
+
+    @property
+    def provider(self) -> str:
+        """The provider name (``"openai"``, ``"anthropic"``, ``"tool"``, ...)."""
+        return self.config.provider
+
+    @property
+    def name(self) -> str:
+        """The registry name of this backend."""
+        return self.config.name
+
+    @property
+    def version(self) -> str | None:
+        """The configured version, if any."""
+        return self.config.version
+
+    @property
+    def tags(self) -> set[str]:
+        """The configured tags."""
+        return set(self.config.tags)
+
+    @property
+    def request_options(self) -> type[BaseModel] | None:
+        """The pydantic model requests are validated against."""
+        return self.config.request_options
+
+    @property
+    def event_type(self) -> type[Calling]:
+        """The Calling class that runs this backend."""
+        return Calling
+
+    def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Validate and complete a request; the default passes it through unchanged."""
+        return dict(request)
+
+    def estimate_tokens(self, payload: dict[str, Any]) -> int:
+        """Tokens a call will use at most, for token-bucket reservations (0 = not metered)."""
+        return 0
+
+    async def call(
+        self,
+        request: dict[str, Any],
+        *,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_retry: RetryObserver | None = None,
+    ) -> NormalizedResponse:
+        """Run one request to completion. Runs once per call; retries (if any) happen inside."""
+        raise NotImplementedError
+
+    def stream(
+        self,
+        request: dict[str, Any],
+        *,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_retry: RetryObserver | None = None,
+    ) -> AsyncIterator[StreamChunk]:
+        """Yield decoded chunks, the last one final with the assembled response."""
+        raise NotImplementedError(f"{type(self).__name__} does not support streaming")
+
+    async def aclose(self) -> None:
+        """Release connections or processes this backend holds (default: nothing)."""
+
+
+class Calling(Event):
+    """One call of a backend: the validated payload and, once run, its outcome.
+
+    Runs once per call (retries happen inside the backend). ``invoke`` records the outcome
+    on ``execution`` and never raises, except for cancellation.
+    """
+
+    _lion_serializable: ClassVar[bool] = False
+
+    backend: ServiceBackend = Field(exclude=True)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    extra_headers: dict[str, str] | None = Field(default=None, exclude=True)
+    #: Tokens reserved for this call in the model's token bucket (0 = none).
+    reserved_tokens: int = Field(default=0, exclude=True)
+    #: Told about every retry (the iModel pauses its limiter on a 429).
+    retry_listener: RetryObserver | None = Field(default=None, exclude=True, repr=False)
+
+    @property
+    def response(self) -> NormalizedResponse | None:
+        """The normalized response of a completed call."""
+        resp = self.execution.response
+        return resp if isinstance(resp, NormalizedResponse) else None
+
+    def _on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
+        self.execution.attempts += 1
+        if self.retry_listener is not None:
+            self.retry_listener(attempt, error, delay)
+
+    async def _invoke(self) -> NormalizedResponse:
+        self.execution.attempts = 1
+        return await self.backend.call(
+            self.payload,
+            extra_headers=self.extra_headers,
+            timeout=self.timeout,
+            on_retry=self._on_retry,
+        )

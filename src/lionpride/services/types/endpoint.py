@@ -1,0 +1,641 @@
+"""HTTP backends: ``EndpointConfig``, ``Endpoint`` and ``APICalling``.
+
+One pooled ``aiohttp.ClientSession`` per Endpoint, created lazily on the running loop and
+closed by :meth:`Endpoint.aclose` (DESIGN D1). A call runs, once per call:
+``create_payload`` (validation) → retry[ breaker[ one HTTP attempt ] ] → ``normalize_response``.
+Failures are translated once, in :meth:`Endpoint._attempt`, into the tree of
+:mod:`lionpride.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any, ClassVar, Literal, TypeVar
+
+import aiohttp
+from pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from lionpride import errors
+from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.services.streaming.channel import StreamChunk
+from lionpride.services.streaming.sse import SSEDecoder, SSEEvent
+from lionpride.services.types.backend import (
+    Calling,
+    NormalizedResponse,
+    RetryObserver,
+    ServiceBackend,
+    ServiceConfig,
+)
+from lionpride.services.utilities.header_factory import HeaderFactory
+from lionpride.services.utilities.resilience import (
+    CircuitBreaker,
+    RetryConfig,
+    parse_retry_after,
+    retry_with_backoff,
+    should_retry_header,
+)
+from lionpride.services.utilities.tokens import estimate_prompt_tokens
+
+__all__ = [
+    "SYSTEM_ENV_VARS",
+    "APICalling",
+    "Endpoint",
+    "EndpointConfig",
+    "StreamAssembler",
+]
+
+T = TypeVar("T")
+
+SYSTEM_ENV_VARS = frozenset(
+    {
+        "HOME", "PATH", "USER", "SHELL", "PWD", "LANG", "TERM", "TMPDIR", "LOGNAME",
+        "HOSTNAME", "PYTHONPATH", "VIRTUAL_ENV", "PS1", "OLDPWD", "EDITOR", "PAGER",
+        "DISPLAY", "SSH_AUTH_SOCK", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+    }
+)  # fmt: skip
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+class EndpointConfig(ServiceConfig):
+    """Where and how to send HTTP requests.
+
+    ``api_key`` is only ever an environment variable's *name* once validated: a raw
+    credential (a ``SecretStr``, or a string that does not look like a variable name) is kept
+    privately and serialized as ``None``. When no key is given, ``api_key_env`` names the
+    variable read at first use (``OPENAI_API_KEY``, ...).
+    """
+
+    base_url: str | None = None
+    endpoint: str
+    endpoint_params: tuple[str, ...] | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    content_type: str | None = "application/json"
+    auth_type: Literal["bearer", "x-api-key", "x-goog-api-key", "none"] = "bearer"
+    default_headers: dict[str, str] = Field(default_factory=dict)
+    api_key: str | None = None
+    api_key_is_env: bool = False
+    api_key_env: str | None = None
+    connect_timeout: float = 10.0
+    client_kwargs: dict[str, Any] = Field(default_factory=dict)
+    drop_unknown: bool = False
+    default_output_tokens: int = 4096
+
+    _secret: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _resolve_key(cls, data: Any, handler: Callable[[Any], EndpointConfig]) -> EndpointConfig:
+        # A SecretStr never becomes a field value: it is taken out before validation.
+        secret = None
+        if isinstance(data, dict) and isinstance(data.get("api_key"), SecretStr):
+            data = dict(data)
+            secret = data.pop("api_key")
+        config = handler(data)
+        config._apply_key(secret)
+        return config
+
+    def _apply_key(self, secret: SecretStr | None) -> None:
+        if secret is not None:
+            value = secret.get_secret_value().strip()
+            if not value:
+                raise ValueError("api_key cannot be empty or whitespace")
+            self._secret = SecretStr(value)
+            return
+        key = self.api_key
+        if key is None:
+            return
+        if self.api_key_is_env:
+            value = os.environ.get(key, "").strip()
+            if not value:
+                raise ValueError(
+                    f"Environment variable '{key}' not found during deserialization: "
+                    f"set {key} before restoring this model"
+                )
+            self._secret = SecretStr(value)
+            return
+        if not key.strip():
+            raise ValueError("api_key cannot be empty or whitespace")
+        if _ENV_NAME.match(key):
+            if key in SYSTEM_ENV_VARS:
+                raise ValueError(
+                    f"api_key {key!r} is a system environment variable, not an API key; "
+                    "pass the key as SecretStr('...') or name the variable that holds it"
+                )
+            if key not in os.environ:
+                raise ValueError(
+                    f"environment variable {key} is not set: export {key}=<your key>, "
+                    "or pass a raw key as SecretStr('...')"
+                )
+            value = os.environ[key].strip()
+            if not value:
+                raise ValueError(f"environment variable {key} is empty")
+            object.__setattr__(self, "api_key_is_env", True)
+            self._secret = SecretStr(value)
+            return
+        # A raw credential: keep it privately, never serialize it.
+        self._secret = SecretStr(key.strip())
+        object.__setattr__(self, "api_key", None)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_base(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @field_validator("connect_timeout")
+    @classmethod
+    def _check_connect(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"connect_timeout must be a finite number > 0, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_params(self) -> EndpointConfig:
+        if self.params:
+            allowed = set(self.endpoint_params or ())
+            unknown = sorted(set(self.params) - allowed)
+            if unknown:
+                raise ValueError(f"params {unknown} not in endpoint_params {sorted(allowed)}")
+        return self
+
+    def secret(self) -> SecretStr | None:
+        """The resolved credential, reading ``api_key_env`` when none was given."""
+        if self._secret is None and self.api_key_env:
+            value = os.environ.get(self.api_key_env, "").strip()
+            if value:
+                self._secret = SecretStr(value)
+                object.__setattr__(self, "api_key", self.api_key_env)
+                object.__setattr__(self, "api_key_is_env", True)
+        return self._secret
+
+    @property
+    def full_url(self) -> str:
+        """``base_url/endpoint`` with ``params`` filled in."""
+        if not self.base_url:
+            raise errors.ConfigurationError(f"endpoint {self.name!r} has no base_url")
+        path = self.endpoint.format(**self.params) if self.params else self.endpoint
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def __repr_args__(self) -> Any:
+        return [(k, v) for k, v in super().__repr_args__() if k != "kwargs" or v]
+
+
+class StreamAssembler:
+    """Turns a provider's SSE events into chunks and, at the end, one response.
+
+    Providers subclass it: ``feed`` gets every decoded event in order and returns the chunks
+    to yield (usually zero or one); ``finish`` returns the assembled response. An error
+    found inside the stream is raised from ``feed``.
+    """
+
+    def feed(self, event: SSEEvent) -> list[StreamChunk]:
+        """Consume one event."""
+        raise NotImplementedError
+
+    def finish(self) -> NormalizedResponse:
+        """Return the assembled response once the stream ended."""
+        raise NotImplementedError
+
+    @property
+    def done(self) -> bool:
+        """True once the provider signalled the end of the stream."""
+        return False
+
+
+class Endpoint(ServiceBackend):
+    """An HTTP API behind one pooled aiohttp session.
+
+    Args:
+        config: An :class:`EndpointConfig` or a dict of its fields.
+        circuit_breaker: Fails fast while the provider is down (inside the retry loop).
+        retry_config: Retry policy; the default retries transient failures twice,
+            ``None`` turns retries off.
+        **kwargs: Config fields, or default request parameters (``model=...``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: EndpointConfig
+    circuit_breaker: CircuitBreaker | None = None
+    retry_config: RetryConfig | None = None
+
+    # Runtime state lives in a plain object in the instance dict: pydantic private
+    # attributes cost ~1 µs per read, and the send path reads them several times per call.
+    _rt: _Runtime
+
+    #: Sentinel default for ``retry_config``: SDK-like retries (D7).
+    DEFAULT_RETRY: ClassVar[object] = object()
+
+    def __init__(
+        self,
+        config: dict[str, Any] | EndpointConfig | None = None,
+        circuit_breaker: CircuitBreaker | dict[str, Any] | None = None,
+        retry_config: RetryConfig | dict[str, Any] | object | None = DEFAULT_RETRY,
+        **kwargs: Any,
+    ) -> None:
+        element_keys = {k: kwargs.pop(k) for k in ("id", "created_at", "metadata") if k in kwargs}
+        cfg = self._build_config(config, kwargs)
+        if retry_config is Endpoint.DEFAULT_RETRY:
+            retry_config = RetryConfig(max_retries=cfg.max_retries)
+        elif isinstance(retry_config, dict):
+            retry_config = RetryConfig.from_dict(retry_config)
+        if isinstance(circuit_breaker, dict):
+            circuit_breaker = CircuitBreaker.from_dict(circuit_breaker)
+        fields: dict[str, Any] = {
+            "config": cfg,
+            "circuit_breaker": circuit_breaker,
+            "retry_config": retry_config,
+            **element_keys,
+        }
+        super().__init__(**fields)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Attach the runtime state (session, cached headers, clock); never serialized."""
+        object.__setattr__(self, "_rt", _Runtime())
+
+    @classmethod
+    def _build_config(cls, config: Any, kwargs: dict[str, Any]) -> EndpointConfig:
+        if isinstance(config, EndpointConfig):
+            if not kwargs:
+                return config
+            data = config.model_dump(exclude={"request_options"})
+            data["request_options"] = config.request_options
+            secret = config.secret()
+            if secret is not None and "api_key" not in kwargs and not config.api_key_is_env:
+                data["api_key"] = secret
+            return EndpointConfig.model_validate({**data, **kwargs})
+        if isinstance(config, dict):
+            return EndpointConfig.model_validate({**config, **kwargs})
+        if config is None:
+            return EndpointConfig.model_validate(kwargs)
+        raise ValueError(f"config must be a dict or EndpointConfig, got {type(config).__name__}")
+
+    @field_serializer("circuit_breaker")
+    def _ser_breaker(self, breaker: CircuitBreaker | None) -> dict[str, Any] | None:
+        return breaker.to_dict() if breaker is not None else None
+
+    @field_serializer("retry_config")
+    def _ser_retry(self, retry: RetryConfig | None) -> dict[str, Any] | None:
+        return retry.to_dict() if retry is not None else None
+
+    @property
+    def event_type(self) -> type[Calling]:
+        """Endpoints run as :class:`APICalling`."""
+        return APICalling
+
+    # -- request -------------------------------------------------------------------------
+
+    def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Merge config defaults with ``request`` and validate against the request model.
+
+        Returns the validated model's dump, which is exactly what is sent.
+
+        Raises:
+            ValueError: Unknown parameters (named, with the valid ones), or invalid values.
+        """
+        options = self.config.request_options
+        if options is None:
+            raise ValueError(f"Endpoint {self.name} must define request_options")
+        defaults = self.config.kwargs
+        merged = {**defaults, **request} if defaults else dict(request)
+        fields = options.model_fields
+        unknown = [k for k in merged if k not in fields]
+        if unknown:
+            if not self.config.drop_unknown:
+                raise ValueError(
+                    f"unknown parameter(s) for {self.name}: {', '.join(map(repr, unknown))}; "
+                    f"valid: {', '.join(sorted(fields))}"
+                )
+            merged = {k: v for k, v in merged.items() if k in fields}
+        try:
+            model = options.model_validate(merged)
+        except ValidationError as exc:
+            raise ValueError(f"invalid request for {self.name}: {_short(exc)}") from exc
+        return model.model_dump(exclude_none=True, by_alias=True)
+
+    def estimate_tokens(self, payload: dict[str, Any]) -> int:
+        """Prompt estimate plus the output budget: what a token bucket reserves."""
+        return estimate_prompt_tokens(payload) + self.output_budget(payload)
+
+    def output_budget(self, payload: dict[str, Any]) -> int:
+        """The requested output limit (``max_tokens``...), or the configured default."""
+        out = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        return out if isinstance(out, int) else self.config.default_output_tokens
+
+    def request_url(self, payload: dict[str, Any], *, stream: bool = False) -> str:
+        """The URL for this payload (Gemini overrides: the model is in the path)."""
+        return self.config.full_url
+
+    def request_body(self, payload: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
+        """The JSON body: ``extra_body`` merged in, ``stream`` set for SSE providers."""
+        extra = payload.get("extra_body")
+        if extra is None and not stream:
+            return payload
+        body = {k: v for k, v in payload.items() if k != "extra_body"}
+        if extra:
+            body.update(extra)
+        if stream:
+            body["stream"] = True
+        return body
+
+    def auth_headers(self) -> dict[str, str]:
+        """Content type, credential and default headers (cached after first use)."""
+        rt = self._rt
+        if rt.headers is None:
+            cfg = self.config
+            secret = cfg.secret() if cfg.auth_type != "none" else None
+            if cfg.auth_type != "none" and secret is None:
+                hint = cfg.api_key_env or f"{cfg.provider.upper()}_API_KEY"
+                raise errors.ConfigurationError(
+                    f"no API key for {cfg.name}: set {hint} or pass api_key=..."
+                )
+            rt.headers = HeaderFactory.get_header(
+                cfg.auth_type, cfg.content_type, secret, cfg.default_headers
+            )
+        return rt.headers
+
+    # -- response ------------------------------------------------------------------------
+
+    def normalize_response(self, raw: Any) -> NormalizedResponse:
+        """Map a provider body to :class:`NormalizedResponse` (providers override)."""
+        return NormalizedResponse(data=raw, raw_response=raw)
+
+    def error_message(self, body: Any, text: str) -> str:
+        """The provider's own error message from an error body."""
+        if isinstance(body, dict):
+            err = body.get("error", body)
+            if isinstance(err, dict) and isinstance(err.get("message"), str):
+                return str(err["message"])
+            if isinstance(err, str):
+                return err
+            if isinstance(body.get("message"), str):
+                return str(body["message"])
+        return text.strip()[:500] or "empty error body"
+
+    def stream_assembler(self, payload: dict[str, Any]) -> StreamAssembler:
+        """A fresh assembler for one stream (providers override)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support streaming")
+
+    # -- transport -----------------------------------------------------------------------
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        rt = self._rt
+        loop = asyncio.get_running_loop()
+        session = rt.session
+        if session is None or session.closed or rt.loop is not loop:
+            kw = dict(self.config.client_kwargs)
+            limit = int(kw.pop("limit", 1000))
+            connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
+            session = aiohttp.ClientSession(connector=connector, **kw)
+            rt.session, rt.loop = session, loop
+        return session
+
+    async def aclose(self) -> None:
+        """Close the pooled session; the next call opens a new one."""
+        rt = self._rt
+        session, rt.session, rt.loop = rt.session, None, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    async def __aenter__(self) -> Endpoint:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _deadline(self, timeout: float | None) -> float:
+        return float(self._rt.clock.now()) + (timeout or self.config.timeout)
+
+    async def _resilient(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        deadline: float,
+        on_retry: RetryObserver | None,
+    ) -> T:
+        """Run ``fn`` once per attempt: retry outside, breaker inside (every attempt counts)."""
+        attempt: Callable[..., Awaitable[T]] = (
+            fn if self.circuit_breaker is None else partial(self.circuit_breaker.execute, fn)
+        )
+        retry = self.retry_config
+        if retry is None or retry.max_retries == 0:
+            return await attempt(*args)
+        return await retry_with_backoff(
+            attempt, args=args, config=retry, deadline=deadline, on_retry=on_retry
+        )
+
+    async def call(
+        self,
+        request: dict[str, Any],
+        *,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_retry: RetryObserver | None = None,
+    ) -> NormalizedResponse:
+        """Send an already-validated payload and normalize the answer. Runs once per call."""
+        deadline = self._deadline(timeout)
+        raw = await self._resilient(
+            self._attempt, (request, extra_headers, deadline), deadline, on_retry
+        )
+        return self.normalize_response(raw)
+
+    def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
+        remaining = deadline - float(self._rt.clock.now())
+        if remaining <= 0:
+            raise errors.TimeoutError(f"{self.name}: deadline passed before the request was sent")
+        return aiohttp.ClientTimeout(
+            total=remaining, connect=min(self.config.connect_timeout, remaining)
+        )
+
+    async def _attempt(
+        self, payload: dict[str, Any], extra_headers: dict[str, str] | None, deadline: float
+    ) -> Any:
+        """One HTTP attempt: POST, read, decode; failures translated to typed errors."""
+        headers = self.auth_headers()
+        if extra_headers:
+            headers = {**headers, **extra_headers}
+        body = _dumps(self.request_body(payload))
+        url = self.request_url(payload)
+        timeout = self._timeout(deadline)
+        try:
+            async with self._get_session().request(
+                self.config.method, url, data=body, headers=headers, timeout=timeout
+            ) as resp:
+                data = await resp.read()
+                if not 200 <= resp.status < 300:
+                    raise self._status_error(resp.status, resp.headers, data)
+        except errors.LionprideError:
+            raise
+        except TimeoutError as exc:
+            raise errors.TimeoutError(
+                f"{self.name}: no complete response within {timeout.total:.3g}s"
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _connection_error(self.name, exc) from exc
+        return self._decode(data)
+
+    def _decode(self, data: bytes) -> Any:
+        if not data:
+            raise errors.InvalidResponseError(
+                f"{self.name}: empty response body", status_code=200, provider=self.provider
+            )
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise errors.InvalidResponseError(
+                f"{self.name}: response body is not JSON: {data[:200]!r}",
+                status_code=200,
+                body=data[:2000].decode("utf-8", "replace"),
+                provider=self.provider,
+            ) from exc
+
+    def _status_error(
+        self, status: int, raw_headers: Mapping[str, str], data: bytes
+    ) -> errors.APIStatusError:
+        headers = {k.lower(): v for k, v in raw_headers.items()}
+        text = data.decode("utf-8", "replace")
+        body: Any
+        try:
+            body = json.loads(text) if text else None
+        except ValueError:
+            body = text
+        return errors.error_for_status(
+            status,
+            self.error_message(body, text),
+            headers=headers,
+            body=body,
+            provider=self.provider,
+            retry_after=parse_retry_after(headers, body),
+            retryable=should_retry_header(headers),
+        )
+
+    # -- streaming -----------------------------------------------------------------------
+
+    async def _open_stream(
+        self, payload: dict[str, Any], extra_headers: dict[str, str] | None, deadline: float
+    ) -> aiohttp.ClientResponse:
+        """Connect and check the status; the body is read by the caller."""
+        headers = self.auth_headers()
+        if extra_headers:
+            headers = {**headers, **extra_headers}
+        body = _dumps(self.request_body(payload, stream=True))
+        url = self.request_url(payload, stream=True)
+        remaining = self._timeout(deadline)
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=remaining.connect, sock_connect=remaining.connect
+        )
+        try:
+            resp = await asyncio.wait_for(
+                self._get_session().request(
+                    self.config.method, url, data=body, headers=headers, timeout=timeout
+                ),
+                remaining.total,
+            )
+        except TimeoutError as exc:
+            raise errors.TimeoutError(f"{self.name}: stream did not start in time") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _connection_error(self.name, exc) from exc
+        if not 200 <= resp.status < 300:
+            try:
+                data = await resp.read()
+            except (aiohttp.ClientError, OSError):
+                data = b""
+            finally:
+                resp.release()
+            raise self._status_error(resp.status, resp.headers, data)
+        return resp
+
+    async def stream(
+        self,
+        request: dict[str, Any],
+        *,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_retry: RetryObserver | None = None,
+        idle_timeout: float | None = None,
+    ) -> AsyncIterator[StreamChunk]:
+        """Yield decoded chunks; the last is final and carries the assembled response.
+
+        Connecting and the status are retried like ``call``; once the first byte arrived, a
+        failure is raised, never retried. ``idle_timeout`` (default: the call's timeout)
+        bounds the silence between two reads. Leaving the loop early closes the response.
+        """
+        deadline = self._deadline(timeout)
+        assembler = self.stream_assembler(request)
+        resp = await self._resilient(
+            self._open_stream, (request, extra_headers, deadline), deadline, on_retry
+        )
+        idle = idle_timeout or timeout or self.config.timeout
+        decoder = SSEDecoder()
+        index = 0
+        try:
+            reader = resp.content
+            while not assembler.done:
+                try:
+                    async with asyncio.timeout(idle):
+                        data = await reader.readany()
+                except TimeoutError as exc:
+                    raise errors.TimeoutError(
+                        f"{self.name}: stream idle for more than {idle:.3g}s"
+                    ) from exc
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise _connection_error(self.name, exc) from exc
+                events = decoder.feed(data) if data else decoder.flush()
+                for event in events:
+                    for chunk in assembler.feed(event):
+                        chunk.index = index
+                        index += 1
+                        yield chunk
+                if not data:
+                    break
+            response = assembler.finish()
+        finally:
+            resp.close()
+        yield StreamChunk(index=index, is_final=True, response=response)
+
+
+class _Runtime:
+    """An endpoint's live state: the pooled session, its loop, cached headers, the clock."""
+
+    __slots__ = ("clock", "headers", "loop", "session")
+
+    def __init__(self) -> None:
+        self.session: aiohttp.ClientSession | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.headers: dict[str, str] | None = None
+        self.clock: Clock = SYSTEM_CLOCK
+
+
+class APICalling(Calling):
+    """A call of an :class:`Endpoint`."""
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _connection_error(name: str, exc: BaseException) -> errors.ConnectionError:
+    return errors.ConnectionError(f"{name}: {type(exc).__name__}: {exc}".rstrip(": "))
+
+
+def _short(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "request"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

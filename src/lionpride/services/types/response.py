@@ -1,0 +1,69 @@
+"""The one response shape every backend returns (DESIGN D3)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["FinishReason", "NormalizedResponse", "ToolCall", "Usage"]
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+
+
+class ToolCall(BaseModel):
+    """A function call the model asked for; ``arguments`` already parsed to a dict."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str | None = None
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Usage(BaseModel):
+    """Token counts, in the same names for every provider.
+
+    ``cached_tokens`` are input tokens served from the provider's prompt cache (already
+    included in ``input_tokens``); ``reasoning_tokens`` are output tokens spent thinking
+    (already included in ``output_tokens``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class NormalizedResponse(BaseModel):
+    """What a call returns, whatever the backend.
+
+    Attributes:
+        status: ``"success"`` or ``"error"``.
+        data: Assistant text for LLMs, the return value for tools.
+        error: Error text when ``status == "error"``.
+        tool_calls: Function calls requested by the model, in order.
+        usage: Normalized token counts, when the backend reports them.
+        finish_reason: ``stop``, ``length``, ``tool_calls``, ``content_filter`` or ``error``;
+            the provider's own value stays in ``metadata["native_finish_reason"]``.
+        metadata: Provider details: model, id, native usage, reasoning text, ...
+        raw_response: The provider's decoded body.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    status: Literal["success", "error"] = "success"
+    data: Any = None
+    error: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: FinishReason | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    raw_response: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Dump without ``None`` values."""
+        return self.model_dump(exclude_none=True)

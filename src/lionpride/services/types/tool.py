@@ -1,0 +1,657 @@
+"""Tool: a Python function as a backend, with a JSON schema for LLM tool definitions.
+
+A :class:`Tool` wraps one callable. Its parameter schema comes, in order of priority, from the
+``request_options`` pydantic model, from an explicit ``tool_schema``, or from the function's
+signature and Google-style docstring. Arguments are validated against it before the function
+runs, so a bad argument fails in ``iModel.create_calling`` with a ``ValueError`` naming it.
+
+Tools cannot be serialized: a function is code, not configuration (seed Pitfall 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import enum
+import inspect
+import json
+import re
+import types
+from collections import abc
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import pydantic
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic_core import to_jsonable_python
+
+from lionpride import errors
+from lionpride.core.element import Element
+from lionpride.services.types.backend import (
+    Calling,
+    NormalizedResponse,
+    RetryObserver,
+    ServiceBackend,
+    ServiceConfig,
+)
+
+__all__ = ["Tool", "ToolCalling", "ToolConfig"]
+
+_JSONSchema = dict[str, Any]
+
+_SIMPLE_TYPES: dict[Any, str] = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    tuple: "array",
+    set: "array",
+    frozenset: "array",
+    dict: "object",
+}
+_ARRAY_ORIGINS = (list, tuple, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set)
+_OBJECT_ORIGINS = (dict, abc.Mapping, abc.MutableMapping)
+_TS_NAMES = {"integer": "number", "number": "number", "string": "string", "boolean": "boolean"}
+#: The keys of Gemini's OpenAPI-subset schema dialect that we keep.
+_GEMINI_KEYS = frozenset(
+    {
+        "type",
+        "format",
+        "description",
+        "nullable",
+        "enum",
+        "items",
+        "properties",
+        "required",
+        "anyOf",
+        "minimum",
+        "maximum",
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+        "pattern",
+    }
+)
+_ARGS_HEADER = re.compile(r"^(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments):$")
+_ARG_LINE = re.compile(r"^\**(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_SERIALIZE_MESSAGE = (
+    "Tool backends cannot be serialized: a Python function is code, not configuration. "
+    "Rebuild the Tool from its function at start-up (Endpoint backends serialize)."
+)
+
+
+class ToolConfig(ServiceConfig):
+    """Configuration of a :class:`Tool`; ``provider`` defaults to ``"tool"``."""
+
+    provider: str = Field(default="tool", min_length=1, max_length=50)
+
+
+class Tool(ServiceBackend):
+    """A Python function (sync or async) behind the backend contract.
+
+    Coroutine functions are awaited on the event loop; plain functions run in a worker
+    thread (``asyncio.to_thread``) so they never block it. A timeout (the call's, else
+    ``config.timeout``) cannot stop a thread: a sync tool that times out keeps running in its
+    thread until the function returns, and its result is discarded. Exceptions raised by the
+    function propagate unchanged and are recorded on the Calling.
+
+    Args:
+        func_callable: The function; it must be callable and have a ``__name__``.
+        config: ``None`` (name = the function's ``__name__``), a dict (``name`` and
+            ``provider`` filled in when absent) or a :class:`ToolConfig`. Its
+            ``request_options`` model, when set, defines and validates the arguments.
+        tool_schema: A JSON-schema object for the parameters, used when there is no
+            ``request_options``; OpenAI (``{"type": "function", "function": {...}}``) and
+            Anthropic (``input_schema``) tool definitions are unwrapped.
+
+    Raises:
+        ValueError: ``func_callable`` is not a named callable, or the config is invalid.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: ToolConfig = Field(frozen=True)
+    func_callable: abc.Callable[..., Any] = Field(frozen=True, exclude=True)
+    tool_schema: dict[str, Any] | None = Field(default=None, frozen=True)
+
+    _schema: _JSONSchema = PrivateAttr(default_factory=dict)
+    _description: str = PrivateAttr(default="")
+    _params: frozenset[str] | None = PrivateAttr(default=None)  # None: takes **kwargs
+    _open: bool = PrivateAttr(default=False)  # arguments beyond the schema are allowed
+    _is_async: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_config(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        func = data.get("func_callable")
+        if not callable(func) or not isinstance(getattr(func, "__name__", None), str):
+            raise ValueError(
+                f"func_callable must be a callable with a __name__, got {func!r} "
+                f"({type(func).__name__})"
+            )
+        config = data.get("config")
+        if config is None:
+            config = ToolConfig(name=func.__name__)
+        elif isinstance(config, dict):
+            config = {**config}
+            config["name"] = config.get("name") or func.__name__
+            config["provider"] = config.get("provider") or "tool"
+        elif isinstance(config, ServiceConfig) and not isinstance(config, ToolConfig):
+            config = ToolConfig(**{k: getattr(config, k) for k in ServiceConfig.model_fields})
+        elif not isinstance(config, ToolConfig):
+            raise ValueError(
+                f"config must be None, a dict or a ToolConfig, got {type(config).__name__}"
+            )
+        return {**data, "config": config}
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Build the schema once; config, function and schema are frozen afterwards."""
+        func = self.func_callable
+        self._is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            type(func).__call__
+        )
+        summary, arg_docs = _parse_docstring(inspect.getdoc(func) or "")
+        generated, var_keyword, params = _signature_schema(func, arg_docs)
+        self._params = None if var_keyword else params
+        options = self.config.request_options
+        explicit = _unwrap_definition(self.tool_schema) if self.tool_schema is not None else None
+        if options is not None:
+            schema = options.model_json_schema()
+            self._open = options.model_config.get("extra") == "allow"
+        elif explicit is not None:
+            schema = explicit[0]
+            summary = explicit[1] or summary
+            self._open = bool(schema.get("additionalProperties"))
+        else:
+            schema = generated
+            self._open = var_keyword
+        self._schema = schema
+        self._description = summary or str(schema.get("description") or "")
+
+    # -- identity and definitions --------------------------------------------------------
+
+    @property
+    def event_type(self) -> type[Calling]:
+        """Tools run as :class:`ToolCalling`."""
+        return ToolCalling
+
+    @property
+    def function_name(self) -> str:
+        """The wrapped function's ``__name__``."""
+        return str(self.func_callable.__name__)
+
+    @property
+    def description(self) -> str:
+        """What the tool does: the docstring's first paragraph (or the schema's)."""
+        return self._description
+
+    @property
+    def schema(self) -> _JSONSchema:  # type: ignore[override]  # BaseModel.schema is deprecated
+        """The JSON schema of the parameters (a copy)."""
+        return copy.deepcopy(self._schema)
+
+    @property
+    def required_fields(self) -> frozenset[str]:
+        """Names of the arguments that must be given."""
+        return frozenset(self._schema.get("required") or ())
+
+    @property
+    def rendered(self) -> str:
+        """The signature as short TypeScript-like text, for prompts."""
+        props: dict[str, _JSONSchema] = self._schema.get("properties") or {}
+        lines = [f"// {self._description}"] if self._description else []
+        if not props:
+            return "\n".join([*lines, f"{self.name}()"])
+        lines.append(f"{self.name}(")
+        required = self.required_fields
+        for key, prop in props.items():
+            text = f"  {key}{'' if key in required else '?'}: {_ts_type(prop)}"
+            if "default" in prop:
+                text += f" = {json.dumps(prop['default'])}"
+            text += ","
+            if prop.get("description"):
+                text += f" // {prop['description']}"
+            lines.append(text)
+        lines.append(")")
+        return "\n".join(lines)
+
+    def to_openai(self) -> dict[str, Any]:
+        """The tool as an OpenAI Chat Completions ``tools`` entry."""
+        function: dict[str, Any] = {"name": self.name}
+        if self._description:
+            function["description"] = self._description
+        function["parameters"] = self.schema
+        return {"type": "function", "function": function}
+
+    def to_anthropic(self) -> dict[str, Any]:
+        """The tool as an Anthropic Messages ``tools`` entry."""
+        out: dict[str, Any] = {"name": self.name}
+        if self._description:
+            out["description"] = self._description
+        out["input_schema"] = self.schema
+        return out
+
+    def to_gemini(self) -> dict[str, Any]:
+        """The tool as one Gemini ``functionDeclaration``.
+
+        Gemini's schema dialect has no ``$ref``, ``additionalProperties``, ``title`` or
+        ``default``: references are inlined, unions with ``null`` become ``nullable``, and
+        unsupported keys are dropped. A tool without parameters has no ``parameters`` key,
+        because Gemini rejects an object schema with no properties.
+        """
+        out: dict[str, Any] = {"name": self.name}
+        if self._description:
+            out["description"] = self._description
+        if self._schema.get("properties"):
+            out["parameters"] = _gemini_schema(self._schema, self._schema.get("$defs") or {}, 0)
+        return out
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Validate the arguments and return the ones to pass to the function.
+
+        With ``request_options`` the model validates (defaults and coercion apply);
+        otherwise required arguments, unknown names and JSON types are checked against the
+        schema. Only names the function accepts are passed on.
+
+        Raises:
+            ValueError: A missing, unknown or invalid argument (named in the message).
+        """
+        args = dict(request)
+        self._reject_unknown(args)
+        options = self.config.request_options
+        if options is not None:
+            try:
+                args = options.model_validate(args).model_dump()
+            except pydantic.ValidationError as exc:
+                raise errors.ValidationError(f"{self.name}: {_explain(exc)}", cause=exc) from exc
+        else:
+            missing = [k for k in self._schema.get("required") or () if k not in args]
+            if missing:
+                raise errors.ValidationError(
+                    f"{self.name}: missing required argument(s) {_quoted(missing)}"
+                )
+            props = self._schema.get("properties") or {}
+            for key, value in args.items():
+                problem = _type_problem(value, props.get(key, {}), self._schema, 0)
+                if problem is not None:
+                    raise errors.ValidationError(
+                        f"{self.name}: invalid argument {key!r}: {problem}"
+                    )
+        if self._params is not None:
+            args = {k: v for k, v in args.items() if k in self._params}
+        return args
+
+    def _reject_unknown(self, args: dict[str, Any]) -> None:
+        if self._open:
+            return
+        valid = set(self._schema.get("properties") or ())
+        options = self.config.request_options
+        if options is not None:
+            valid.update(options.model_fields)
+        unknown = [k for k in args if k not in valid]
+        if unknown:
+            raise errors.ValidationError(
+                f"{self.name}: unknown argument(s) {_quoted(unknown)}; "
+                f"valid: {', '.join(sorted(valid)) or '(none)'}"
+            )
+
+    async def call(
+        self,
+        request: dict[str, Any],
+        *,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_retry: RetryObserver | None = None,
+    ) -> NormalizedResponse:
+        """Run the function once with ``request`` as keyword arguments.
+
+        Raises:
+            lionpride.errors.TimeoutError: The function did not finish within ``timeout``
+                (else ``config.timeout``) seconds; a sync function keeps running in its thread.
+            Exception: Whatever the function raised, unchanged.
+        """
+        args = dict(request)
+        limit = timeout if timeout is not None else self.config.timeout
+        try:
+            async with asyncio.timeout(limit) as scope:
+                result = await self._run(args)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise  # the function's own TimeoutError, unchanged
+            raise errors.TimeoutError(
+                f"tool {self.name!r} did not finish within {limit}s", cause=exc
+            ) from exc
+        return NormalizedResponse(
+            status="success", data=result, raw_response={"result": result, "arguments": args}
+        )
+
+    async def _run(self, args: dict[str, Any]) -> Any:
+        if self._is_async:
+            return await self.func_callable(**args)
+        result = await asyncio.to_thread(self.func_callable, **args)
+        # A plain function may hand back an awaitable (a lambda around a coroutine function).
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    # -- serialization -------------------------------------------------------------------
+
+    def to_dict(
+        self, mode: Literal["python", "json", "db"] = "python", **dump_kw: Any
+    ) -> dict[str, Any]:
+        """Always raises: a function cannot be stored as configuration.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(_SERIALIZE_MESSAGE)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kw: Any) -> Element:
+        """Always raises: a function cannot be restored from configuration.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(_SERIALIZE_MESSAGE)
+
+
+class ToolCalling(Calling):
+    """One call of a :class:`Tool`; ``payload`` holds the validated arguments."""
+
+    backend: Tool = Field(exclude=True)
+
+
+# -- schema from a signature -------------------------------------------------------------
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Return the first paragraph and the ``Args:`` descriptions of a Google-style docstring."""
+    lines = doc.splitlines()
+    summary: list[str] = []
+    for line in lines:
+        if not line.strip() or _ARGS_HEADER.match(line.strip()):
+            break
+        summary.append(line.strip())
+    args: dict[str, str] = {}
+    section = next((i for i, ln in enumerate(lines) if _ARGS_HEADER.match(ln.strip())), None)
+    if section is not None:
+        base = len(lines[section]) - len(lines[section].lstrip())
+        entry_indent: int | None = None
+        current: str | None = None
+        for line in lines[section + 1 :]:
+            if not line.strip():
+                continue
+            indent = len(line) - len(line.lstrip())
+            if indent <= base:
+                break  # the next section
+            if entry_indent is None:
+                entry_indent = indent
+            match = _ARG_LINE.match(line.strip())
+            if indent == entry_indent and match:
+                current = match.group(1)
+                args[current] = match.group(2).strip()
+            elif current is not None:
+                args[current] = f"{args[current]} {line.strip()}".strip()
+    return " ".join(summary), args
+
+
+def _signature_schema(
+    func: abc.Callable[..., Any], arg_docs: dict[str, str]
+) -> tuple[_JSONSchema, bool, frozenset[str]]:
+    """Return (parameters schema, takes ``**kwargs``, keyword parameter names)."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):  # some builtins have no introspectable signature
+        return {"type": "object", "properties": {}, "required": []}, True, frozenset()
+    hints = _type_hints(func)
+    defs: dict[str, Any] = {}
+    props: dict[str, _JSONSchema] = {}
+    required: list[str] = []
+    var_keyword = False
+    for name, param in sig.parameters.items():
+        if param.kind is param.VAR_KEYWORD:
+            var_keyword = True
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = hints.get(name, param.annotation)
+        if isinstance(annotation, str):  # an unresolvable forward reference
+            annotation = Any
+        prop = _type_schema(annotation, defs)
+        if "description" not in prop and name in arg_docs:
+            prop["description"] = arg_docs[name]
+        if param.default is param.empty:
+            required.append(name)
+        else:
+            # A default with no JSON form is simply not advertised.
+            with contextlib.suppress(Exception):
+                prop["default"] = to_jsonable_python(param.default)
+        props[name] = prop
+    schema: _JSONSchema = {"type": "object", "properties": props, "required": required}
+    if defs:
+        schema["$defs"] = defs
+    return schema, var_keyword, frozenset(props)
+
+
+def _type_hints(func: abc.Callable[..., Any]) -> dict[str, Any]:
+    target = func if inspect.isroutine(func) or inspect.isclass(func) else type(func).__call__
+    try:
+        return get_type_hints(target, include_extras=True)
+    except Exception:  # unresolvable names: fall back to the raw annotations
+        return {}
+
+
+def _type_schema(tp: Any, defs: dict[str, Any]) -> _JSONSchema:
+    """The JSON schema of one Python annotation; nested model definitions go into ``defs``."""
+    if tp is inspect.Parameter.empty or tp is Any or tp is object:
+        return {}
+    if tp is None or tp is type(None):
+        return {"type": "null"}
+    origin, targs = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        out = _type_schema(targs[0], defs)
+        for meta in targs[1:]:
+            text = meta if isinstance(meta, str) else getattr(meta, "description", None)
+            if isinstance(text, str):
+                out["description"] = text
+        return out
+    if origin is Union or origin is types.UnionType:
+        return {"anyOf": [_type_schema(arg, defs) for arg in targs]}
+    if origin is Literal:
+        out = {"enum": list(targs)}
+        kinds = {_json_type(v) for v in targs}
+        if len(kinds) == 1 and None not in kinds:
+            out["type"] = kinds.pop()
+        return out
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _type_schema(Literal[tuple(m.value for m in tp)], defs)
+    simple = _SIMPLE_TYPES.get(tp)
+    if simple is not None:
+        return {"type": simple}
+    if origin in _ARRAY_ORIGINS:
+        out = {"type": "array"}
+        items = [a for a in targs if a is not Ellipsis]
+        if len(set(items)) == 1:
+            out["items"] = _type_schema(items[0], defs)
+        return out
+    if origin in _OBJECT_ORIGINS:
+        out = {"type": "object"}
+        if len(targs) == 2 and targs[1] is not Any:
+            out["additionalProperties"] = _type_schema(targs[1], defs)
+        return out
+    try:  # pydantic models, dataclasses, datetimes, ...: pydantic knows their schema
+        schema = pydantic.TypeAdapter(tp).json_schema(ref_template="#/$defs/{model}")
+    except Exception:  # not describable: accept any JSON value
+        return {}
+    defs.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _json_type(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return "string" if isinstance(value, str) else "object"
+
+
+def _unwrap_definition(schema: dict[str, Any]) -> tuple[_JSONSchema, str]:
+    """Accept a parameters schema or an OpenAI/Anthropic/Gemini tool definition."""
+    definition = schema.get("function") if schema.get("type") == "function" else schema
+    if not isinstance(definition, dict):
+        raise errors.ValidationError("tool_schema of type 'function' needs a 'function' dict")
+    for key in ("parameters", "input_schema"):
+        inner = definition.get(key)
+        if isinstance(inner, dict):
+            return copy.deepcopy(inner), str(definition.get("description") or "")
+    return copy.deepcopy(schema), ""
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def _explain(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"invalid argument {loc!r}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts)
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _matches(value: Any, kind: str) -> bool:
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "array":
+        return isinstance(value, list | tuple)
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "null":
+        return value is None
+    return True  # a type we do not check
+
+
+def _type_problem(value: Any, schema: _JSONSchema, root: _JSONSchema, depth: int) -> str | None:
+    """Why ``value`` does not fit the JSON types of ``schema``, or ``None`` when it does."""
+    if depth > 32:  # a recursive schema: stop checking rather than loop
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        target = (root.get("$defs") or {}).get(ref.rsplit("/", 1)[-1])
+        return None if target is None else _type_problem(value, target, root, depth + 1)
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        if any(_type_problem(value, o, root, depth + 1) is None for o in options):
+            return None
+        return f"expected {_ts_type(schema)}, got {_json_type(value) or 'null'}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"expected one of {schema['enum']!r}, got {value!r}"
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds or []
+    if kinds and not any(_matches(value, k) for k in kinds):
+        got = "array" if isinstance(value, list | tuple) else _json_type(value) or "null"
+        return f"expected {' or '.join(kinds)}, got {got}"
+    items = schema.get("items")
+    if isinstance(value, list | tuple) and isinstance(items, dict):
+        for i, item in enumerate(value):
+            problem = _type_problem(item, items, root, depth + 1)
+            if problem is not None:
+                return f"item {i}: {problem}"
+    props = schema.get("properties")
+    if isinstance(value, dict) and isinstance(props, dict):
+        for key, item in value.items():
+            problem = _type_problem(item, props.get(key, {}), root, depth + 1)
+            if problem is not None:
+                return f"field {key!r}: {problem}"
+    return None
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def _ts_type(schema: _JSONSchema) -> str:
+    """A TypeScript-like name for a schema (``number``, ``string[]``, ``"a" | "b"``)."""
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        return " | ".join(_ts_type(o) for o in options)
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return " | ".join(_ts_type({**schema, "type": k}) for k in kind)
+    if kind == "array":
+        inner = _ts_type(schema["items"]) if isinstance(schema.get("items"), dict) else "any"
+        return f"({inner})[]" if " | " in inner else f"{inner}[]"
+    if kind == "object":
+        props = schema.get("properties")
+        if not props:
+            return "object"
+        required = set(schema.get("required") or ())
+        fields = "; ".join(
+            f"{k}{'' if k in required else '?'}: {_ts_type(v)}" for k, v in props.items()
+        )
+        return f"{{ {fields} }}"
+    if kind == "null":
+        return "null"
+    return _TS_NAMES.get(str(kind), "any")
+
+
+def _gemini_schema(schema: _JSONSchema, defs: dict[str, Any], depth: int) -> _JSONSchema:
+    """Translate JSON schema into Gemini's dialect: inline refs, drop unsupported keys."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        target = defs.get(ref.rsplit("/", 1)[-1])
+        if target is None or depth > 8:  # unknown or recursive: the most we can say
+            return {"type": "object"}
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return _gemini_schema(merged, defs, depth + 1)
+    out: _JSONSchema = {}
+    for part in schema.get("allOf") or ():
+        out.update(_gemini_schema(part, defs, depth + 1))
+    if "const" in schema:
+        out["enum"] = [schema["const"]]
+    for key, value in schema.items():
+        if key not in _GEMINI_KEYS:
+            continue
+        if key == "properties":
+            if value:
+                out[key] = {k: _gemini_schema(v, defs, depth) for k, v in value.items()}
+        elif key == "items" and isinstance(value, dict):
+            out[key] = _gemini_schema(value, defs, depth)
+        elif key == "anyOf" or (key == "type" and isinstance(value, list)):
+            members = value if key == "anyOf" else [{"type": k} for k in value]
+            converted = [_gemini_schema(m, defs, depth) for m in members]
+            kept = [m for m in converted if m.get("type") != "null"]
+            if len(kept) < len(converted):
+                out["nullable"] = True
+            if len(kept) == 1:
+                out = {**kept[0], **out}
+            elif kept:
+                out["anyOf"] = kept
+        elif key == "required":
+            if value:
+                out[key] = list(value)
+        else:
+            out[key] = value
+    return out

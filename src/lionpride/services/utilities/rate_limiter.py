@@ -1,0 +1,892 @@
+"""Exact rate limits: token buckets and a dual (requests + tokens) limiter.
+
+A limit of L per T seconds is a :class:`TokenBucket` of capacity L refilling L/T per second, so
+in any interval of length t at most L + L·t/T units are granted. Callers that cannot be served
+at once queue in order of ``(priority, arrival)``; one timer per queue sleeps until the moment
+the head can be served, computed from the bucket levels. Nothing polls, a cancelled waiter
+takes nothing, and a large request at the head is never overtaken by smaller ones.
+
+:class:`RateLimiter` waits on a :class:`CapacityBackend`. :class:`LocalCapacity` is the
+in-process backend over two buckets; a shared backend (Redis) plugs in by implementing the
+same five methods and passing ``RateLimiter(backend=...)``.
+
+Example:
+    >>> limiter = RateLimiter(TokenBucket(RateLimitConfig(capacity=60, refill_rate=1.0)))
+    >>> limiter.try_acquire().requests
+    1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import heapq
+import itertools
+import math
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from lionpride import errors
+from lionpride.core.clock import SYSTEM_CLOCK, Clock, SystemClock
+
+__all__ = [
+    "CapacityBackend",
+    "LocalCapacity",
+    "RateLimitConfig",
+    "RateLimiter",
+    "Reservation",
+    "TokenBucket",
+]
+
+#: Waits shorter than this count as "now": float rounding must not cause zero-length sleeps.
+_MIN_WAIT = 1e-9
+
+
+def _require_positive(name: str, value: float) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _require_count(name: str, value: int, minimum: int = 0) -> int:
+    """Return ``value``, or raise ``ValueError`` unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """The shape of one token bucket.
+
+    Args:
+        capacity: Most units the bucket holds (the burst size), an integer > 0.
+        refill_rate: Units added per second; 0 makes a bucket refilled only by ``reset()``.
+        initial_tokens: Units at first use; ``None`` means full.
+
+    Raises:
+        ValueError: Naming the parameter that is out of range.
+    """
+
+    capacity: int
+    refill_rate: float
+    initial_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_count("capacity", self.capacity, 1)
+        rate = self.refill_rate
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, int | float)
+            or not math.isfinite(rate)
+            or rate < 0
+        ):
+            raise ValueError(f"refill_rate must be a finite number >= 0, got {rate!r}")
+        if self.initial_tokens is not None:
+            _require_count("initial_tokens", self.initial_tokens)
+            if self.initial_tokens > self.capacity:
+                raise ValueError(
+                    f"initial_tokens ({self.initial_tokens}) must not exceed "
+                    f"capacity ({self.capacity})"
+                )
+
+
+class _WaitGroup:
+    """The waiters one owner (an executor) has in a queue, optionally bounded."""
+
+    __slots__ = ("limit", "waiting")
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.waiting = 0
+
+
+class _Waiter:
+    """One queued caller: what it asks for and the future that wakes it."""
+
+    __slots__ = ("active", "amount", "arrival", "future", "group", "tokens")
+
+    def __init__(
+        self,
+        amount: float,
+        tokens: int,
+        group: _WaitGroup | None,
+        future: asyncio.Future[float],
+        arrival: float,
+    ) -> None:
+        self.active = True
+        self.amount = amount
+        self.tokens = tokens
+        self.group = group
+        self.future = future
+        self.arrival = arrival
+
+
+class _WaitQueue:
+    """Callers waiting for capacity, served strictly head first by one timer task.
+
+    The timer ("waker") asks the capacity source how long the head must wait, sleeps exactly
+    that long on the clock, and grants the head. It exists only while someone waits. Anything
+    that may serve the head sooner (capacity returned, a new head, the head cancelled)
+    ``kick()``s it: a sleeping waker is replaced, a busy one re-checks before sleeping.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_clock",
+        "_give_back",
+        "_heap",
+        "_kicked",
+        "_live",
+        "_seq",
+        "_sleeping",
+        "_take",
+        "_take_now",
+        "_waker",
+        "queued_amount",
+    )
+
+    def __init__(
+        self,
+        clock: Clock,
+        give_back: Callable[[float, int], None],
+        *,
+        take_now: Callable[[float, int], float] | None = None,
+        take: Callable[[float, int], Awaitable[float]] | None = None,
+    ) -> None:
+        if take_now is None and take is None:
+            raise TypeError("a wait queue needs take_now or take")
+        self._clock = clock
+        self._give_back = give_back
+        self._take_now = take_now
+        self._take = take
+        self._heap: list[tuple[float, int, _Waiter]] = []
+        self._seq = itertools.count()
+        self._live = 0
+        self._waker: asyncio.Task[None] | None = None
+        self._sleeping: asyncio.Task[None] | None = None
+        self._kicked = False
+        self.queued_amount = 0.0
+
+    @property
+    def depth(self) -> int:
+        """Number of callers still waiting."""
+        return self._live
+
+    async def wait(
+        self, amount: float, tokens: int, priority: float, group: _WaitGroup | None
+    ) -> float:
+        """Queue until granted; return the seconds spent waiting.
+
+        Raises:
+            QueueFullError: ``group`` is at its limit; nothing was queued.
+        """
+        if group is not None:
+            if group.limit is not None and group.waiting >= group.limit:
+                raise errors.QueueFullError(f"queue is full ({group.limit} callers waiting)")
+            group.waiting += 1
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(amount, tokens, group, future, self._clock.now())
+        heapq.heappush(self._heap, (priority, next(self._seq), waiter))
+        self._live += 1
+        self.queued_amount += amount
+        if self._heap[0][2] is waiter or self._waker is None:
+            self.kick()
+        try:
+            granted_at = await future
+        except asyncio.CancelledError:
+            if waiter.active:
+                heap = self._heap
+                was_head = bool(heap) and heap[0][2] is waiter
+                self._finish(waiter)
+                if was_head:
+                    self.kick()
+            elif not future.cancelled() and future.exception() is None:
+                # Granted, but the caller was cancelled before it could resume.
+                self._give_back(amount, tokens)
+            raise
+        return granted_at - waiter.arrival
+
+    def kick(self) -> None:
+        """Make the waker re-examine the head now."""
+        waker = self._waker
+        if waker is None:
+            if self._live:
+                self._waker = asyncio.get_running_loop().create_task(self._run())
+        elif self._sleeping is waker:
+            waker.cancel()
+            self._sleeping = None
+            self._waker = asyncio.get_running_loop().create_task(self._run())
+        else:
+            self._kicked = True
+
+    def fail(self, group: _WaitGroup, make_error: Callable[[], BaseException]) -> int:
+        """Fail every waiter of ``group`` with a fresh ``make_error()``; return how many."""
+        failed = 0
+        for _, _, waiter in list(self._heap):
+            if waiter.group is group and waiter.active and not waiter.future.done():
+                self._finish(waiter)
+                waiter.future.set_exception(make_error())
+                failed += 1
+        if failed:
+            self.kick()
+        return failed
+
+    async def stop_if_idle(self) -> None:
+        """End the waker task when nobody waits (a busy backend call is let finish)."""
+        waker = self._waker
+        if self._live == 0 and waker is not None:
+            if self._sleeping is waker:
+                waker.cancel()
+            await asyncio.wait((waker,))
+
+    def _finish(self, waiter: _Waiter) -> None:
+        """Take ``waiter`` out of the counts (its heap entry is dropped lazily)."""
+        waiter.active = False
+        self._live -= 1
+        self.queued_amount -= waiter.amount
+        if waiter.group is not None:
+            waiter.group.waiting -= 1
+        heap = self._heap
+        if len(heap) > 2 * self._live + 64:
+            # Cancelled entries far from the head would otherwise pile up.
+            heap[:] = [entry for entry in heap if entry[2].active]
+            heapq.heapify(heap)
+
+    async def _run(self) -> None:
+        """Serve the head whenever it can be served; exit when nobody can be."""
+        me = asyncio.current_task()
+        heap = self._heap
+        try:
+            while True:
+                while heap and not (heap[0][2].active and not heap[0][2].future.done()):
+                    heapq.heappop(heap)
+                if not heap:
+                    return
+                waiter = heap[0][2]
+                self._kicked = False
+                try:
+                    if self._take_now is not None:
+                        delay = self._take_now(waiter.amount, waiter.tokens)
+                    else:
+                        assert self._take is not None
+                        delay = await self._take(waiter.amount, waiter.tokens)
+                except Exception as exc:  # a backend failure belongs to the waiter it was for
+                    if waiter.active and not waiter.future.done():
+                        self._finish(waiter)
+                        waiter.future.set_exception(exc)
+                    continue
+                if delay <= 0:
+                    if waiter.active and not waiter.future.done():
+                        self._finish(waiter)
+                        waiter.future.set_result(self._clock.now())
+                    else:
+                        self._give_back(waiter.amount, waiter.tokens)
+                    continue
+                if self._kicked:
+                    continue
+                if delay == math.inf:
+                    return  # only returned capacity can help, and that kicks
+                self._sleeping = me
+                try:
+                    await self._clock.sleep(delay)
+                finally:
+                    if self._sleeping is me:
+                        self._sleeping = None
+        finally:
+            if self._waker is me:
+                self._waker = None
+
+
+class _DeadlineScope:
+    """Cancel the enclosed block when ``clock`` reaches ``deadline`` and raise TimeoutError.
+
+    On the system clock this is one loop timer (``asyncio.timeout``); on any other clock a
+    watchdog task sleeps on that clock and then expires the same timeout, so fake time is
+    honoured exactly. Only the scope's own cancellation becomes a TimeoutError; other errors,
+    and cancellation from outside, pass through unchanged.
+    """
+
+    __slots__ = ("_clock", "_deadline", "_message", "_timeout", "_watchdog", "fired")
+
+    def __init__(self, clock: Clock, deadline: float, message: str) -> None:
+        self._clock = clock
+        self._deadline = deadline
+        self._message = message
+        self._timeout = asyncio.timeout(None)
+        self._watchdog: asyncio.Task[None] | None = None
+        self.fired = False
+
+    async def __aenter__(self) -> None:
+        timeout = self._timeout
+        await timeout.__aenter__()
+        loop = asyncio.get_running_loop()
+        remaining = self._deadline - self._clock.now()
+        if isinstance(self._clock, SystemClock):
+            timeout.reschedule(loop.time() + remaining)
+        else:
+            self._watchdog = loop.create_task(self._expire(remaining))
+
+    async def _expire(self, remaining: float) -> None:
+        await self._clock.sleep(remaining)
+        self._timeout.reschedule(asyncio.get_running_loop().time())
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        try:
+            await self._timeout.__aexit__(exc_type, exc, tb)
+        except builtins.TimeoutError as timeout_exc:
+            self.fired = True
+            raise errors.TimeoutError(self._message) from timeout_exc
+
+
+class TokenBucket:
+    """A token bucket read lazily from an injected clock.
+
+    Tokens refill continuously at ``refill_rate`` up to ``capacity``. ``acquire`` waits in FIFO
+    order; ``try_acquire`` never waits. The clock is first read at first use, so a bucket can be
+    built outside a running event loop.
+
+    Args:
+        config: Capacity, refill rate and initial level.
+        clock: Time source; tests pass a ``FakeClock``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_capacity",
+        "_clock",
+        "_config",
+        "_last",
+        "_listeners",
+        "_paused_until",
+        "_queue",
+        "_rate",
+        "_tokens",
+    )
+
+    def __init__(self, config: RateLimitConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._config = config
+        self._clock = clock
+        self._capacity = config.capacity
+        self._rate = float(config.refill_rate)
+        initial = config.initial_tokens
+        self._tokens = float(config.capacity if initial is None else initial)
+        self._last: float | None = None
+        self._paused_until = -math.inf
+        self._listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self._queue = _WaitQueue(clock, self._give_back_alone, take_now=self._take_alone)
+
+    @property
+    def capacity(self) -> int:
+        """Most tokens the bucket holds."""
+        return self._capacity
+
+    @property
+    def refill_rate(self) -> float:
+        """Tokens added per second."""
+        return self._rate
+
+    @property
+    def config(self) -> RateLimitConfig:
+        """The configuration this bucket was built from."""
+        return self._config
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this bucket reads."""
+        return self._clock
+
+    @property
+    def level(self) -> float:
+        """Tokens available now (negative while in debt after a charge)."""
+        self._refill(self._clock.now())
+        return self._tokens
+
+    async def acquire(self, tokens: float = 1, *, timeout: float | None = None) -> bool:
+        """Take ``tokens``, waiting in FIFO order; ``False`` if ``timeout`` would pass first.
+
+        With a refill rate and a timeout, the wait is computed up front: if the tokens cannot
+        arrive within ``timeout`` this returns ``False`` at once, without waiting. With
+        ``refill_rate=0`` only ``reset()``/``release()`` can serve a waiter, so it waits for
+        them until ``timeout``.
+
+        Raises:
+            ValueError: ``tokens`` is not > 0 or exceeds ``capacity``; ``timeout`` not > 0.
+        """
+        amount = self._check_amount(tokens)
+        if amount > self._capacity:
+            raise ValueError(
+                f"Cannot acquire {tokens} tokens: exceeds bucket capacity {self._capacity}"
+            )
+        if timeout is not None:
+            _require_positive("timeout", timeout)
+        now = self._clock.now()
+        queue = self._queue
+        if queue.depth == 0 and self._delay(amount, now) == 0:
+            self._tokens -= amount
+            return True
+        if timeout is None:
+            await queue.wait(amount, 0, 0.0, None)
+            return True
+        if self._rate > 0:
+            earliest = max(
+                self._paused_until - now,
+                (queue.queued_amount + amount - self._tokens) / self._rate,
+            )
+            if earliest > timeout + _MIN_WAIT:
+                return False
+        try:
+            async with _DeadlineScope(self._clock, now + timeout, "bucket wait timed out"):
+                await queue.wait(amount, 0, 0.0, None)
+        except errors.TimeoutError:
+            return False
+        return True
+
+    def try_acquire(self, tokens: float = 1) -> bool:
+        """Take ``tokens`` if they are available now and nobody is queued; never waits.
+
+        Raises:
+            ValueError: ``tokens`` is not > 0.
+        """
+        amount = self._check_amount(tokens)
+        if self._queue.depth or self._delay(amount, self._clock.now()) > 0:
+            return False
+        self._tokens -= amount
+        return True
+
+    def release(self, tokens: float = 1) -> None:
+        """Give ``tokens`` back (capped at capacity) and wake waiters that can now be served.
+
+        Raises:
+            ValueError: ``tokens`` is not > 0.
+        """
+        self._refund(self._check_amount(tokens))
+
+    def reset(self) -> None:
+        """Fill the bucket to capacity (a pause, if any, still holds)."""
+        self._last = self._clock.now()
+        self._tokens = float(self._capacity)
+        self._notify()
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing before ``now + seconds`` (e.g. a provider's ``retry_after``).
+
+        Raises:
+            ValueError: ``seconds`` is not finite and > 0.
+        """
+        until = self._clock.now() + _require_positive("seconds", seconds)
+        if until > self._paused_until:
+            self._paused_until = until
+
+    def to_dict(self) -> dict[str, float]:
+        """Return the configuration (never the current level)."""
+        return {"capacity": self._capacity, "refill_rate": self._rate}
+
+    def __repr__(self) -> str:
+        return f"TokenBucket(capacity={self._capacity}, refill_rate={self._rate})"
+
+    # Primitives shared with LocalCapacity, which takes from two buckets at once.
+
+    def _check_amount(self, tokens: float) -> float:
+        return _require_positive("tokens", tokens)
+
+    def _refill(self, now: float) -> None:
+        last = self._last
+        if last is None:
+            self._last = now
+        elif now > last:
+            level = self._tokens + (now - last) * self._rate
+            self._tokens = level if level < self._capacity else float(self._capacity)
+            self._last = now
+
+    def _delay(self, amount: float, now: float) -> float:
+        """Seconds until ``amount`` can be taken (0.0 means now); refills first."""
+        self._refill(now)
+        wait = self._paused_until - now
+        if amount:
+            deficit = amount - self._tokens
+            if deficit > 0:
+                deficit_wait = deficit / self._rate if self._rate else math.inf
+                wait = max(wait, deficit_wait)
+        return wait if wait > _MIN_WAIT else 0.0
+
+    def _refund(self, amount: float) -> None:
+        self._refill(self._clock.now())
+        self._tokens = min(float(self._capacity), self._tokens + amount)
+        self._notify()
+
+    def _charge(self, amount: float) -> None:
+        self._refill(self._clock.now())
+        self._tokens -= amount
+
+    def _subscribe(self, kick: Callable[[], None]) -> None:
+        """Call ``kick`` whenever capacity comes back (held weakly)."""
+        self._listeners.append(weakref.WeakMethod(kick))
+
+    def _notify(self) -> None:
+        self._queue.kick()
+        alive = []
+        for ref in self._listeners:
+            kick = ref()
+            if kick is not None:
+                kick()
+                alive.append(ref)
+        self._listeners = alive
+
+    def _take_alone(self, amount: float, _tokens: int) -> float:
+        delay = self._delay(amount, self._clock.now())
+        if delay == 0:
+            self._tokens -= amount
+        return delay
+
+    def _give_back_alone(self, amount: float, _tokens: int) -> None:
+        self._refund(amount)
+
+
+@runtime_checkable
+class CapacityBackend(Protocol):
+    """Where a :class:`RateLimiter` takes capacity from.
+
+    ``take`` must take both amounts or neither. A backend may also offer a synchronous
+    ``try_take(requests, tokens) -> float`` with the same meaning; the limiter then grants
+    without awaiting and supports ``try_acquire``.
+    """
+
+    def check(self, requests: int, tokens: int) -> None:
+        """Raise ``ValueError`` if the amounts could never be granted (over capacity)."""
+        ...
+
+    async def take(self, requests: int, tokens: int) -> float:
+        """Take both amounts now and return 0.0, or take nothing and return the wait in seconds."""
+        ...
+
+    def give_back(self, requests: int, tokens: int) -> None:
+        """Return capacity; a negative ``tokens`` charges that many more (debt allowed)."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds``."""
+        ...
+
+    def levels(self) -> dict[str, float]:
+        """Current levels by bucket name (``requests``, ``tokens``)."""
+        ...
+
+
+class LocalCapacity:
+    """In-process capacity: an optional request bucket and an optional token bucket."""
+
+    __slots__ = ("request_bucket", "token_bucket")
+
+    def __init__(
+        self, request_bucket: TokenBucket | None = None, token_bucket: TokenBucket | None = None
+    ) -> None:
+        self.request_bucket = request_bucket
+        self.token_bucket = token_bucket
+
+    def check(self, requests: int, tokens: int) -> None:
+        """Raise ``ValueError`` naming the amount and capacity a bucket can never hold."""
+        for name, amount, bucket in (
+            ("requests", requests, self.request_bucket),
+            ("tokens", tokens, self.token_bucket),
+        ):
+            if bucket is not None and amount > bucket.capacity:
+                raise ValueError(
+                    f"{name}={amount} exceeds the {name} bucket's capacity {bucket.capacity}"
+                )
+
+    def try_take(self, requests: int, tokens: int) -> float:
+        """Take both amounts now (0.0), or nothing and return the seconds to wait."""
+        rb, tb = self.request_bucket, self.token_bucket
+        wait = 0.0
+        if rb is not None:
+            wait = rb._delay(requests, rb._clock.now())
+        if tb is not None:
+            wait = max(wait, tb._delay(tokens, tb._clock.now()))
+        if wait:
+            return wait
+        if rb is not None:
+            rb._tokens -= requests
+        if tb is not None:
+            tb._tokens -= tokens
+        return 0.0
+
+    async def take(self, requests: int, tokens: int) -> float:
+        """Same as :meth:`try_take` (local buckets never block)."""
+        return self.try_take(requests, tokens)
+
+    def give_back(self, requests: int, tokens: int) -> None:
+        """Refund ``requests`` and ``tokens``; negative ``tokens`` charges instead."""
+        if requests and self.request_bucket is not None:
+            self.request_bucket._refund(requests)
+        tb = self.token_bucket
+        if tb is not None:
+            if tokens > 0:
+                tb._refund(tokens)
+            elif tokens < 0:
+                tb._charge(-tokens)
+
+    def pause(self, seconds: float) -> None:
+        """Pause both buckets."""
+        for bucket in (self.request_bucket, self.token_bucket):
+            if bucket is not None:
+                bucket.pause(seconds)
+
+    def levels(self) -> dict[str, float]:
+        """Levels of the buckets present."""
+        out: dict[str, float] = {}
+        if self.request_bucket is not None:
+            out["requests"] = self.request_bucket.level
+        if self.token_bucket is not None:
+            out["tokens"] = self.token_bucket.level
+        return out
+
+
+@dataclass(slots=True, eq=False)
+class Reservation:
+    """Capacity granted by a :class:`RateLimiter`, to give back or reconcile once.
+
+    Attributes:
+        requests: Requests taken.
+        tokens: Tokens reserved (after ``settle``, the actual usage).
+        waited: Seconds spent waiting for the grant.
+    """
+
+    requests: int
+    tokens: int
+    waited: float
+    _backend: CapacityBackend | None = field(default=None, repr=False)
+    _open: bool = field(default=True, repr=False)
+
+    def release(self) -> None:
+        """Give everything back (the call never happened); later calls do nothing."""
+        if self._open:
+            self._open = False
+            if self._backend is not None:
+                self._backend.give_back(self.requests, self.tokens)
+
+    def settle(self, actual_tokens: int | None = None) -> None:
+        """Reconcile with the tokens really used: refund or charge the difference.
+
+        ``None`` keeps the reservation as it is. The request stays spent. Later calls (and
+        ``release``) do nothing.
+
+        Raises:
+            ValueError: ``actual_tokens`` is negative or not an integer.
+        """
+        if not self._open:
+            return
+        if actual_tokens is None:
+            self._open = False
+            return
+        _require_count("actual_tokens", actual_tokens)
+        self._open = False
+        delta = actual_tokens - self.tokens
+        self.tokens = actual_tokens
+        if delta and self._backend is not None:
+            self._backend.give_back(0, -delta)
+
+
+class RateLimiter:
+    """Requests and tokens taken together or not at all, in order of (priority, arrival).
+
+    Args:
+        request_bucket: Limits calls; ``None`` means unlimited.
+        token_bucket: Limits tokens; ``None`` means unlimited.
+        clock: Must be the clock the buckets read.
+        backend: Another capacity source (e.g. Redis) instead of the two buckets.
+
+    Raises:
+        ValueError: Buckets and a backend both given, or a bucket on a different clock.
+    """
+
+    __slots__ = ("_backend", "_clock", "_queue", "_take_now")
+
+    def __init__(
+        self,
+        request_bucket: TokenBucket | None = None,
+        token_bucket: TokenBucket | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        backend: CapacityBackend | None = None,
+    ) -> None:
+        for name, bucket in (("request_bucket", request_bucket), ("token_bucket", token_bucket)):
+            if bucket is None:
+                continue
+            if backend is not None:
+                raise ValueError(f"pass {name} or backend, not both")
+            if bucket.clock is not clock:
+                raise ValueError(f"{name} reads a different clock than the limiter")
+        self._clock = clock
+        self._backend: CapacityBackend = backend or LocalCapacity(request_bucket, token_bucket)
+        self._take_now: Callable[[int, int], float] | None = getattr(
+            self._backend, "try_take", None
+        )
+        self._queue = _WaitQueue(
+            clock,
+            self._give_back_queued,
+            take_now=self._take_queued if self._take_now is not None else None,
+            take=self._take_queued_async,
+        )
+        for bucket in (request_bucket, token_bucket):
+            if bucket is not None:
+                bucket._subscribe(self._queue.kick)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the limiter waits on."""
+        return self._clock
+
+    @property
+    def backend(self) -> CapacityBackend:
+        """Where capacity comes from."""
+        return self._backend
+
+    @property
+    def request_bucket(self) -> TokenBucket | None:
+        """The local request bucket, if any."""
+        backend = self._backend
+        return backend.request_bucket if isinstance(backend, LocalCapacity) else None
+
+    @property
+    def token_bucket(self) -> TokenBucket | None:
+        """The local token bucket, if any."""
+        backend = self._backend
+        return backend.token_bucket if isinstance(backend, LocalCapacity) else None
+
+    @property
+    def queue_depth(self) -> int:
+        """Callers waiting now."""
+        return self._queue.depth
+
+    @property
+    def levels(self) -> dict[str, float]:
+        """Current bucket levels (``requests``, ``tokens``; only the buckets present)."""
+        return self._backend.levels()
+
+    def _check(self, requests: int, tokens: int, priority: float = 0.0) -> None:
+        """Validate a request without taking anything.
+
+        Raises:
+            ValueError: Negative or non-integer amounts, a non-finite priority, or an amount
+                above a bucket's capacity (the message names both numbers).
+        """
+        _require_count("requests", requests)
+        _require_count("tokens", tokens)
+        if (
+            isinstance(priority, bool)
+            or not isinstance(priority, int | float)
+            or not math.isfinite(priority)
+        ):
+            raise ValueError(f"priority must be a finite number, got {priority!r}")
+        self._backend.check(requests, tokens)
+
+    async def acquire(
+        self,
+        requests: int = 1,
+        tokens: int = 0,
+        *,
+        priority: float = 0.0,
+        timeout: float | None = None,
+    ) -> Reservation:
+        """Wait until both amounts can be taken, then take them.
+
+        Args:
+            requests: Request slots to take.
+            tokens: Tokens to reserve.
+            priority: Lower is served first; equal priorities are FIFO.
+            timeout: Seconds to wait at most.
+
+        Raises:
+            lionpride.errors.TimeoutError: ``timeout`` passed; nothing was taken.
+            ValueError: Bad input, or an amount above a bucket's capacity.
+        """
+        self._check(requests, tokens, priority)
+        if timeout is None:
+            return await self._reserve(requests, tokens, priority)
+        _require_positive("timeout", timeout)
+        message = f"rate limit not granted within {timeout} s"
+        async with _DeadlineScope(self._clock, self._clock.now() + timeout, message):
+            return await self._reserve(requests, tokens, priority)
+
+    async def _reserve(
+        self, requests: int, tokens: int, priority: float, group: _WaitGroup | None = None
+    ) -> Reservation:
+        """Like :meth:`acquire` without validation or timeout (for callers that did both)."""
+        reservation = self._grant_now(requests, tokens)
+        if reservation is not None:
+            return reservation
+        waited = await self._queue.wait(requests, tokens, priority, group)
+        return Reservation(requests, tokens, waited, self._backend)
+
+    def _grant_now(self, requests: int, tokens: int) -> Reservation | None:
+        """Grant at once if nobody waits and capacity is there (no validation)."""
+        take_now = self._take_now
+        if self._queue.depth == 0 and take_now is not None and take_now(requests, tokens) == 0:
+            return Reservation(requests, tokens, 0.0, self._backend)
+        return None
+
+    def try_acquire(self, requests: int = 1, tokens: int = 0) -> Reservation | None:
+        """Take both amounts if available now and nobody is queued; never waits.
+
+        Raises:
+            NotImplementedError: The backend has no synchronous ``try_take``.
+        """
+        _require_count("requests", requests)
+        _require_count("tokens", tokens)
+        if self._take_now is None:
+            raise NotImplementedError(
+                f"{type(self._backend).__name__} cannot grant without waiting"
+            )
+        return self._grant_now(requests, tokens)
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds`` (a 429's ``retry_after``): queued callers back off."""
+        self._backend.pause(_require_positive("seconds", seconds))
+
+    def release(self, requests: int, tokens: int) -> None:
+        """Give back capacity taken earlier."""
+        _require_count("requests", requests)
+        _require_count("tokens", tokens)
+        self._backend.give_back(requests, tokens)
+
+    def adjust_tokens(self, delta: int) -> None:
+        """Reconcile tokens: ``delta < 0`` refunds, ``delta > 0`` charges (debt allowed)."""
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            raise ValueError(f"delta must be an integer, got {delta!r}")
+        if delta:
+            self._backend.give_back(0, -delta)
+
+    def _fail_waiters(self, group: _WaitGroup, make_error: Callable[[], BaseException]) -> int:
+        """Fail the waiters of ``group`` (an executor closing); return how many."""
+        return self._queue.fail(group, make_error)
+
+    async def _stop_timer(self) -> None:
+        """End the timer task if nobody waits."""
+        await self._queue.stop_if_idle()
+
+    def _take_queued(self, amount: float, tokens: int) -> float:
+        assert self._take_now is not None
+        return self._take_now(int(amount), tokens)
+
+    async def _take_queued_async(self, amount: float, tokens: int) -> float:
+        return await self._backend.take(int(amount), tokens)
+
+    def _give_back_queued(self, amount: float, tokens: int) -> None:
+        self._backend.give_back(int(amount), tokens)

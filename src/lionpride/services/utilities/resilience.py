@@ -1,0 +1,763 @@
+"""Circuit breaker and retry with backoff, both timed by an injected clock.
+
+An endpoint composes them as ``retry_with_backoff(breaker.execute(attempt))``: the retry loop
+runs once per call, the breaker once per attempt, so every attempt is counted and an open
+breaker fails the remaining attempts fast instead of spinning against it.
+
+:class:`CircuitBreaker` opens after ``failure_threshold`` consecutive failures (or, optionally,
+a failure rate over a time window), fails fast while open, lets ``half_open_max_calls`` probes
+through once ``recovery_time`` has passed, and closes again on a probe's success. Cancellation
+counts as neither success nor failure, and a probe slot is released whatever the probe's outcome.
+
+:func:`retry_with_backoff` retries errors that say they are retryable (``.retryable`` on
+:class:`lionpride.errors.LionprideError`, plus the builtin ``ConnectionError`` and
+``TimeoutError``) with full-jitter exponential backoff, waits exactly the server's
+``retry_after`` when the error carries one, and never waits past ``deadline``: a wait that does
+not fit re-raises the error at once. The last error is re-raised unchanged.
+
+:func:`parse_retry_after` and :func:`should_retry_header` read the servers' hints (headers and
+Gemini's ``RetryInfo``) for the HTTP layer that builds the errors.
+
+Keeping tests fast:
+    Code under test that retries can skip every backoff wait inside :func:`no_backoff`; the
+    retry decisions (how many attempts, which errors, deadlines) stay exactly the same::
+
+        from lionpride.services.utilities.resilience import no_backoff
+
+        def test_my_app_survives_a_503():
+            with no_backoff():
+                asyncio.run(my_app())
+
+    The switch is a context variable, so it covers tasks started inside the block and nothing
+    outside it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import contextvars
+import datetime
+import email.utils
+import inspect
+import json
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ParamSpec, TypeVar
+
+from lionpride import errors
+from lionpride.core.clock import SYSTEM_CLOCK, Clock
+
+__all__ = [
+    "CircuitBreaker",
+    "CircuitBreakerOpenError",
+    "CircuitState",
+    "RetryConfig",
+    "no_backoff",
+    "parse_retry_after",
+    "retry_with_backoff",
+    "should_retry_header",
+]
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: ``retry_after`` reported when every half-open probe slot is busy. A probe's outcome decides
+#: the breaker's state soon, so callers are told to look again shortly (never later than
+#: ``recovery_time``) rather than to wait a whole recovery period.
+HALF_OPEN_RETRY_AFTER = 1.0
+
+#: Number of time buckets in the failure-rate window; memory stays bounded by this.
+_RATE_BUCKETS = 10
+
+#: How many state changes ``CircuitBreaker.metrics`` keeps.
+_MAX_STATE_CHANGES = 100
+
+_NO_BACKOFF: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "lionpride_no_backoff", default=False
+)
+
+
+class CircuitState(StrEnum):
+    """The three states of a circuit breaker."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreakerOpenError(errors.ConnectionError):
+    """The breaker refused the call without running it.
+
+    Args:
+        message: Human-readable text; ``default_message`` when omitted.
+        retry_after: Seconds until the breaker may admit a call again, when known.
+        details: Extra structured context; ``retry_after`` is added to it.
+    """
+
+    default_message = "Circuit breaker is open"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: float | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        merged = dict(details or {})
+        if retry_after is not None:
+            merged["retry_after"] = retry_after
+        super().__init__(message, details=merged, retryable=True)
+        self.retry_after = retry_after
+
+
+# --- shared validation and (de)serialization helpers -------------------------------------------
+
+
+def _positive(name: str, value: object) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` or raise ``ValueError`` unless it is an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _exception_types(name: str, values: Iterable[object]) -> tuple[type[BaseException], ...]:
+    """Validate that every item is an exception class; keep order, drop duplicates."""
+    out: list[type[BaseException]] = []
+    for value in values:
+        if not (isinstance(value, type) and issubclass(value, BaseException)):
+            raise TypeError(f"{name} must hold exception classes, got {value!r}")
+        if value not in out:
+            out.append(value)
+    return tuple(out)
+
+
+def _exception_name(cls: type[BaseException]) -> str:
+    """Return the dotted name that :func:`_resolve_exception` reads back."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _resolve_exception(name: object) -> type[BaseException]:
+    """Map a dotted name back to its class, from an allow-list only.
+
+    Nothing is imported: only builtin exceptions, the classes of :mod:`lionpride.errors` and
+    :class:`CircuitBreakerOpenError` can be named, so a config file cannot reach arbitrary code.
+    A bare name (``"ValueError"``) means the builtin.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"exception names must be strings, got {name!r}")
+    allowed: dict[str, type[BaseException]] = {
+        _exception_name(CircuitBreakerOpenError): CircuitBreakerOpenError
+    }
+    for module in (builtins, errors):
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+            ):
+                allowed[_exception_name(value)] = value
+    cls = allowed.get(name if "." in name else f"builtins.{name}")
+    if cls is None:
+        raise ValueError(
+            f"exception {name!r} is not allowed: only builtin exceptions and "
+            "lionpride.errors classes can be restored"
+        )
+    return cls
+
+
+def _resolve_exceptions(name: str, values: object) -> tuple[type[BaseException], ...]:
+    """Resolve a JSON list of exception names through the allow-list."""
+    if isinstance(values, str) or not isinstance(values, list | tuple):
+        raise ValueError(f"{name} must be a list of exception names, got {values!r}")
+    return tuple(_resolve_exception(v) for v in values)
+
+
+def _check_keys(kind: str, data: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Reject unknown keys so a typo in a saved config is not silently ignored."""
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {kind} keys: {', '.join(unknown)}")
+
+
+# --- circuit breaker ----------------------------------------------------------------------------
+
+
+class _OutcomeWindow:
+    """Calls and failures over the last ``window`` seconds, in a fixed number of buckets.
+
+    Each bucket covers ``window / _RATE_BUCKETS`` seconds, so the counted span is between 90 %
+    and 100 % of ``window`` and memory never grows with traffic.
+    """
+
+    __slots__ = ("_buckets", "_width")
+
+    def __init__(self, window: float) -> None:
+        self._width = window / _RATE_BUCKETS
+        self._buckets: deque[list[int]] = deque()  # [bucket index, calls, failures]
+
+    def record(self, now: float, failed: bool) -> None:
+        """Count one finished call at ``now``."""
+        index = self._expire(now)
+        if self._buckets and self._buckets[-1][0] == index:
+            bucket = self._buckets[-1]
+            bucket[1] += 1
+            bucket[2] += failed
+        else:
+            self._buckets.append([index, 1, int(failed)])
+
+    def totals(self, now: float) -> tuple[int, int]:
+        """Return ``(calls, failures)`` inside the window ending at ``now``."""
+        self._expire(now)
+        return sum(b[1] for b in self._buckets), sum(b[2] for b in self._buckets)
+
+    def clear(self) -> None:
+        """Forget every recorded call."""
+        self._buckets.clear()
+
+    def _expire(self, now: float) -> int:
+        index = int(now // self._width)
+        while self._buckets and self._buckets[0][0] <= index - _RATE_BUCKETS:
+            self._buckets.popleft()
+        return index
+
+
+class CircuitBreaker:
+    """Fail fast while a backend keeps failing; probe it again after a recovery period.
+
+    Runs once per attempt. Admission does not await, so it needs no lock on one event loop.
+
+    Args:
+        failure_threshold: Consecutive failures (in CLOSED) that open the breaker.
+        recovery_time: Seconds (on ``clock``) the breaker stays OPEN before probing.
+        half_open_max_calls: Probes allowed in flight at once while HALF_OPEN.
+        excluded_exceptions: Exception classes that pass through uncounted (e.g. a 400).
+        name: Label for logs, errors and serialization.
+        failure_rate_threshold: Also open when, over the last ``window`` seconds, at least
+            ``min_calls`` calls finished and this fraction (0 < x <= 1) of them failed.
+            Checked when a failure is recorded. ``None`` disables the rate rule.
+        window: Span of the failure-rate window in seconds (bucketed in tenths).
+        min_calls: Calls the window must hold before the rate rule applies.
+        clock: Time source for recovery periods and the window.
+
+    Raises:
+        ValueError: A threshold, period or count is not a positive finite number.
+        TypeError: ``excluded_exceptions`` holds something that is not an exception class.
+    """
+
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        recovery_time: float = 30.0,
+        half_open_max_calls: int = 1,
+        excluded_exceptions: Iterable[type[BaseException]] | None = None,
+        name: str = "default",
+        *,
+        failure_rate_threshold: float | None = None,
+        window: float = 60.0,
+        min_calls: int = 10,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.failure_threshold = _count("failure_threshold", failure_threshold, 1)
+        self.recovery_time = _positive("recovery_time", recovery_time)
+        self.half_open_max_calls = _count("half_open_max_calls", half_open_max_calls, 1)
+        self.excluded_exceptions = _exception_types(
+            "excluded_exceptions", excluded_exceptions or ()
+        )
+        self.name = name
+        if failure_rate_threshold is not None:
+            failure_rate_threshold = _positive("failure_rate_threshold", failure_rate_threshold)
+            if failure_rate_threshold > 1:
+                raise ValueError(
+                    f"failure_rate_threshold must be <= 1, got {failure_rate_threshold!r}"
+                )
+        self.failure_rate_threshold = failure_rate_threshold
+        self.window = _positive("window", window)
+        self.min_calls = _count("min_calls", min_calls, 1)
+        self._clock = clock
+        if any(issubclass(Exception, cls) for cls in self.excluded_exceptions):
+            logger.warning(
+                "circuit breaker %r excludes Exception: no failure is ever counted, "
+                "so it can never open",
+                name,
+            )
+
+        self._state = CircuitState.CLOSED
+        # Bumped on every transition; an attempt admitted in an older epoch cannot move the
+        # state or free a probe slot of a newer half-open period.
+        self._epoch = 0
+        self._opened_at = 0.0
+        self._half_open_calls = 0
+        self._outcomes = _OutcomeWindow(self.window)
+        self.failure_count = 0
+        self.last_failure_time: float | None = None
+        self._success_total = 0
+        self._failure_total = 0
+        self._rejected_total = 0
+        self._state_changes: deque[dict[str, Any]] = deque(maxlen=_MAX_STATE_CHANGES)
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(name={self.name!r}, state={self._state.value!r})"
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state; an OPEN breaker whose recovery time passed reads HALF_OPEN."""
+        self._refresh()
+        return self._state
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """A JSON-safe copy of the counters and the last 100 state changes."""
+        return {
+            "success_count": self._success_total,
+            "failure_count": self._failure_total,
+            "rejected_count": self._rejected_total,
+            "state_changes": [dict(change) for change in self._state_changes],
+        }
+
+    async def execute(
+        self, func: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``func(*args, **kwargs)`` through the breaker.
+
+        Raises:
+            CircuitBreakerOpenError: The breaker is OPEN, or HALF_OPEN with every probe slot
+                busy; ``func`` was not called.
+        """
+        epoch, probe = self._admit()
+        try:
+            result = await func(*args, **kwargs)
+        except Exception as exc:
+            if not isinstance(exc, self.excluded_exceptions):
+                self._record_failure(epoch, exc)
+            raise
+        else:
+            self._record_success(epoch)
+            return result
+        finally:
+            # Whatever ended the probe (excluded error, cancellation, ...) frees its slot,
+            # unless its outcome already moved the breaker to a new epoch.
+            if probe and epoch == self._epoch:
+                self._half_open_calls -= 1
+
+    def reset(self) -> None:
+        """Close the breaker and forget failures; metrics are kept."""
+        self._transition(CircuitState.CLOSED)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-safe configuration (no state, no clock)."""
+        return {
+            "failure_threshold": self.failure_threshold,
+            "recovery_time": self.recovery_time,
+            "half_open_max_calls": self.half_open_max_calls,
+            "name": self.name,
+            "excluded_exceptions": [_exception_name(c) for c in self.excluded_exceptions],
+            "failure_rate_threshold": self.failure_rate_threshold,
+            "window": self.window,
+            "min_calls": self.min_calls,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> CircuitBreaker:
+        """Build a fresh CLOSED breaker from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: An unknown key, an invalid value, or an exception name outside the
+                allow-list (builtins and :mod:`lionpride.errors`).
+        """
+        fields = dict(data)
+        _check_keys(
+            "CircuitBreaker",
+            fields,
+            (
+                "failure_threshold",
+                "recovery_time",
+                "half_open_max_calls",
+                "name",
+                "excluded_exceptions",
+                "failure_rate_threshold",
+                "window",
+                "min_calls",
+            ),
+        )
+        if fields.get("excluded_exceptions") is not None:
+            fields["excluded_exceptions"] = _resolve_exceptions(
+                "excluded_exceptions", fields["excluded_exceptions"]
+            )
+        return cls(**fields, clock=clock)
+
+    # -- state machine --
+
+    def _refresh(self) -> None:
+        if (
+            self._state is CircuitState.OPEN
+            and self._clock.now() - self._opened_at >= self.recovery_time
+        ):
+            self._transition(CircuitState.HALF_OPEN)
+
+    def _admit(self) -> tuple[int, bool]:
+        """Let an attempt in or raise; returns its epoch and whether it is a probe."""
+        self._refresh()
+        if self._state is CircuitState.CLOSED:
+            return self._epoch, False
+        if self._state is CircuitState.OPEN:
+            retry_after = self._opened_at + self.recovery_time - self._clock.now()
+        elif self._half_open_calls >= self.half_open_max_calls:
+            retry_after = min(self.recovery_time, HALF_OPEN_RETRY_AFTER)
+        else:
+            self._half_open_calls += 1
+            return self._epoch, True
+        self._rejected_total += 1
+        logger.debug("circuit breaker %r rejected a call (%s)", self.name, self._state.value)
+        raise CircuitBreakerOpenError(
+            f"Circuit breaker {self.name!r} is {self._state.value}; retry in {retry_after:.3g}s",
+            retry_after=retry_after,
+            details={"breaker": self.name, "state": self._state.value},
+        )
+
+    def _record_success(self, epoch: int) -> None:
+        self._success_total += 1
+        if epoch != self._epoch:
+            return
+        if self._state is CircuitState.HALF_OPEN:
+            self._transition(CircuitState.CLOSED)
+        elif self._state is CircuitState.CLOSED:
+            self.failure_count = 0
+            if self.failure_rate_threshold is not None:
+                self._outcomes.record(self._clock.now(), failed=False)
+
+    def _record_failure(self, epoch: int, exc: Exception) -> None:
+        self._failure_total += 1
+        logger.debug("circuit breaker %r counted a failure: %r", self.name, exc)
+        if epoch != self._epoch:
+            return
+        now = self._clock.now()
+        self.last_failure_time = now
+        if self._state is CircuitState.HALF_OPEN:
+            self._transition(CircuitState.OPEN)
+            return
+        self.failure_count += 1
+        if self.failure_count >= self.failure_threshold or self._rate_exceeded(now):
+            self._transition(CircuitState.OPEN)
+
+    def _rate_exceeded(self, now: float) -> bool:
+        if self.failure_rate_threshold is None:
+            return False
+        self._outcomes.record(now, failed=True)
+        calls, failures = self._outcomes.totals(now)
+        return calls >= self.min_calls and failures >= self.failure_rate_threshold * calls
+
+    def _transition(self, new: CircuitState) -> None:
+        old, now = self._state, self._clock.now()
+        self._state = new
+        self._epoch += 1
+        self._half_open_calls = 0
+        if new is CircuitState.OPEN:
+            self._opened_at = now
+        elif new is CircuitState.CLOSED:
+            self.failure_count = 0
+            self._outcomes.clear()
+        if old is not new:
+            self._state_changes.append({"time": now, "from": old.value, "to": new.value})
+            logger.info("circuit breaker %r: %s -> %s", self.name, old.value, new.value)
+
+
+# --- retry --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """How often and how patiently :func:`retry_with_backoff` tries again.
+
+    The defaults match the official OpenAI and Anthropic SDKs: two retries, 0.5 s doubling to
+    8 s, with full jitter.
+
+    Args:
+        max_retries: Retries after the first attempt (0 means one attempt).
+        initial_delay: Backoff cap for the first retry, in seconds.
+        max_delay: Largest backoff cap, in seconds.
+        exponential_base: Growth factor of the cap per retry.
+        jitter: Draw each wait uniformly from ``[0, cap]`` (full jitter) instead of ``cap``.
+        retry_on: Exception classes to retry; ``None`` retries errors whose ``retryable`` is
+            true plus the builtin ``ConnectionError`` and ``TimeoutError``.
+
+    Raises:
+        ValueError: A field is out of range, NaN or infinite.
+    """
+
+    max_retries: int = 2
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    exponential_base: float = 2.0
+    jitter: bool = True
+    retry_on: tuple[type[BaseException], ...] | None = None
+
+    def __post_init__(self) -> None:
+        _count("max_retries", self.max_retries, 0)
+        initial = _positive("initial_delay", self.initial_delay)
+        if _positive("max_delay", self.max_delay) < initial:
+            raise ValueError(
+                f"max_delay must be >= initial_delay, got {self.max_delay!r} < {initial!r}"
+            )
+        if _positive("exponential_base", self.exponential_base) < 1:
+            raise ValueError(
+                f"exponential_base must be >= 1 (waits would shrink), got {self.exponential_base!r}"
+            )
+        if self.retry_on is not None:
+            object.__setattr__(self, "retry_on", _exception_types("retry_on", self.retry_on))
+
+    def calculate_delay(self, attempt: int) -> float:
+        """Return the backoff before retry ``attempt`` (0-based).
+
+        The cap is ``min(initial_delay * exponential_base**attempt, max_delay)``; with jitter
+        the wait is drawn uniformly from ``[0, cap]``.
+        """
+        if attempt < 0:
+            raise ValueError(f"attempt must be >= 0, got {attempt!r}")
+        try:
+            cap = min(self.initial_delay * self.exponential_base**attempt, self.max_delay)
+        except OverflowError:
+            cap = self.max_delay
+        return random.uniform(0.0, cap) if self.jitter else cap
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Return the six fields as a dict (``retry_on`` as classes)."""
+        return {
+            "max_retries": self.max_retries,
+            "initial_delay": self.initial_delay,
+            "max_delay": self.max_delay,
+            "exponential_base": self.exponential_base,
+            "jitter": self.jitter,
+            "retry_on": self.retry_on,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-safe fields, ``retry_on`` as dotted names (or ``None``)."""
+        out = self.as_kwargs()
+        if self.retry_on is not None:
+            out["retry_on"] = [_exception_name(c) for c in self.retry_on]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RetryConfig:
+        """Build a config from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: An unknown key, an invalid value, or a ``retry_on`` name outside the
+                allow-list (builtins and :mod:`lionpride.errors`).
+        """
+        fields = dict(data)
+        _check_keys("RetryConfig", fields, cls.__dataclass_fields__)
+        if fields.get("retry_on") is not None:
+            fields["retry_on"] = _resolve_exceptions("retry_on", fields["retry_on"])
+        return cls(**fields)
+
+
+@contextlib.contextmanager
+def no_backoff() -> Iterator[None]:
+    """Skip every retry wait inside the block (and in tasks started inside it).
+
+    Meant for tests: the same attempts happen with the same decisions, only instantly.
+    """
+    token = _NO_BACKOFF.set(True)
+    try:
+        yield
+    finally:
+        _NO_BACKOFF.reset(token)
+
+
+def _is_retryable(exc: Exception, config: RetryConfig) -> bool:
+    if config.retry_on is not None:
+        return isinstance(exc, config.retry_on)
+    if isinstance(exc, errors.LionprideError):
+        return exc.retryable
+    return isinstance(exc, builtins.ConnectionError | builtins.TimeoutError)
+
+
+def _server_wait(exc: Exception) -> float | None:
+    """Return the error's ``retry_after`` when it is a usable number of seconds."""
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return max(0.0, float(value))
+
+
+def _plan_wait(
+    exc: Exception, attempt: int, config: RetryConfig, deadline: float | None, clock: Clock
+) -> float | None:
+    """Return how long to wait before retrying after ``exc``, or ``None`` to re-raise it."""
+    if attempt >= config.max_retries or not _is_retryable(exc, config):
+        return None
+    server = _server_wait(exc)
+    # Retrying into an open breaker only helps when it says it will admit calls soon enough.
+    if isinstance(exc, CircuitBreakerOpenError) and (server is None or server > config.max_delay):
+        return None
+    wait = config.calculate_delay(attempt) if server is None else server
+    if deadline is not None and wait > deadline - clock.now():
+        return None
+    return wait
+
+
+async def retry_with_backoff(
+    func: Callable[..., Awaitable[T]],
+    *,
+    args: tuple[Any, ...] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    config: RetryConfig | None = None,
+    deadline: float | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    on_retry: Callable[[int, BaseException, float], Any] | None = None,
+) -> T:
+    """Call ``func(*args, **kwargs)``, retrying retryable failures with backoff.
+
+    Runs once per call; ``func`` runs once per attempt (at most ``max_retries + 1``). The wait
+    before retry ``n`` is the error's ``retry_after`` when it has one, else
+    ``config.calculate_delay(n)``. A :class:`CircuitBreakerOpenError` is retried only when its
+    ``retry_after`` is known, at most ``max_delay``, and fits the deadline. Cancellation is
+    never retried.
+
+    Args:
+        func: The async callable to try.
+        args: Positional arguments for ``func``.
+        kwargs: Keyword arguments for ``func`` (any names, including ``config``).
+        config: Retry policy; ``RetryConfig()`` when omitted.
+        deadline: Absolute time on ``clock`` after which no wait may end; a wait that would
+            pass it re-raises the error immediately instead.
+        clock: Time source for the deadline and the waits.
+        on_retry: Called (sync or async) before each wait with the 1-based number of the
+            attempt that failed, its error and the planned wait.
+
+    Returns:
+        What ``func`` returned on the first successful attempt.
+
+    Raises:
+        Exception: The last attempt's error, unchanged (same object).
+    """
+    config = config or RetryConfig()
+    call_kwargs = dict(kwargs or {})
+    attempt = 0
+    while True:
+        try:
+            return await func(*args, **call_kwargs)
+        except Exception as exc:
+            wait = _plan_wait(exc, attempt, config, deadline, clock)
+            if wait is None:
+                raise
+            error = exc
+        attempt += 1
+        logger.debug("attempt %d failed (%r); retrying in %.3fs", attempt, error, wait)
+        if on_retry is not None:
+            outcome = on_retry(attempt, error, wait)
+            if inspect.isawaitable(outcome):
+                await outcome
+        await clock.sleep(0.0 if _NO_BACKOFF.get() else wait)
+
+
+# --- server hints -------------------------------------------------------------------------------
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup (plain dicts included)."""
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _seconds(text: str | None, scale: float = 1.0) -> float | None:
+    """Parse a finite number of seconds (times ``scale``), clamped at 0; garbage is ``None``."""
+    if text is None:
+        return None
+    try:
+        value = float(text.strip()) * scale
+    except ValueError:
+        return None
+    return max(0.0, value) if math.isfinite(value) else None
+
+
+def _http_date_wait(text: str | None, now: float | None) -> float | None:
+    """Seconds from ``now`` (wall time) until an HTTP-date, clamped at 0."""
+    if not text:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" dates come back naive; HTTP dates are always GMT
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _gemini_retry_delay(body: Any) -> float | None:
+    """Read ``retryDelay`` from a ``google.rpc.RetryInfo`` detail in a Gemini error body."""
+    if isinstance(body, str | bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None
+    if isinstance(body, list):  # some Gemini endpoints wrap the error object in a list
+        body = body[0] if body else None
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if not isinstance(detail, dict):
+            continue
+        kind = detail.get("@type")
+        delay = detail.get("retryDelay")
+        if isinstance(kind, str) and kind.endswith("google.rpc.RetryInfo"):
+            if isinstance(delay, str) and delay.endswith("s"):
+                return _seconds(delay[:-1])
+            return None
+    return None
+
+
+def parse_retry_after(
+    headers: Mapping[str, str], body: Any = None, *, now: float | None = None
+) -> float | None:
+    """Return how many seconds the server asked us to wait, or ``None`` if it did not say.
+
+    Sources, first usable one wins: ``retry-after-ms`` (milliseconds), ``retry-after``
+    (seconds or an HTTP-date), then Gemini's ``RetryInfo.retryDelay`` (``"37s"``) in the error
+    body. Negative values become 0; unparseable values are skipped.
+
+    Args:
+        headers: Response headers; names are matched case-insensitively.
+        body: The decoded error body (or its JSON text), for Gemini.
+        now: Wall-clock time (``time.time()``) for HTTP-dates; the current time when omitted.
+    """
+    retry_after = _header(headers, "retry-after")
+    for value in (
+        _seconds(_header(headers, "retry-after-ms"), 0.001),
+        _seconds(retry_after),
+        _http_date_wait(retry_after, now),
+    ):
+        if value is not None:
+            return value
+    return _gemini_retry_delay(body) if body is not None else None
+
+
+def should_retry_header(headers: Mapping[str, str]) -> bool | None:
+    """Read ``x-should-retry``: ``True``/``False`` when the server decided, else ``None``."""
+    value = _header(headers, "x-should-retry")
+    if value is None:
+        return None
+    return {"true": True, "false": False}.get(value.strip().lower())

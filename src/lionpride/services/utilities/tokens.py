@@ -1,0 +1,59 @@
+"""Prompt-size estimates for token-bucket reservations.
+
+The default estimate is deliberately an upper bound that costs almost nothing: one token per
+four characters of text (rounded up per string) plus a few tokens of framing per message, and a
+flat cost per image or document instead of the length of its base64 data. Reservations are
+reconciled with the provider's real ``usage`` after the call, so erring high only delays
+calls briefly; it never overruns the provider's meter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["IMAGE_TOKENS", "MESSAGE_OVERHEAD", "estimate_prompt_tokens", "estimate_text_tokens"]
+
+#: Flat reservation per image, audio or document block.
+IMAGE_TOKENS = 1600
+#: Framing tokens per message (role markers and separators).
+MESSAGE_OVERHEAD = 4
+
+_TEXT_KEYS = ("text", "content", "system", "input", "prompt", "arguments", "thinking")
+_BLOB_TYPES = frozenset({"image", "image_url", "input_image", "document", "file", "input_audio"})
+
+
+def estimate_text_tokens(text: str) -> int:
+    """Upper-bound token count of one string (characters / 4, rounded up)."""
+    return (len(text) + 3) // 4
+
+
+def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
+    """Estimate the prompt tokens of a request in any supported provider format."""
+    total = 0
+    for key in ("messages", "contents"):
+        messages = payload.get(key)
+        if isinstance(messages, list):
+            total += MESSAGE_OVERHEAD * len(messages) + _walk(messages)
+    for key in ("system", "systemInstruction", "prompt", "input", "tools"):
+        if key in payload:
+            total += _walk(payload[key])
+    return total
+
+
+def _walk(node: Any) -> int:
+    if isinstance(node, str):
+        return estimate_text_tokens(node)
+    if isinstance(node, list):
+        return sum(_walk(item) for item in node)
+    if isinstance(node, dict):
+        kind = node.get("type")
+        if kind in _BLOB_TYPES or "inline_data" in node or "inlineData" in node:
+            return IMAGE_TOKENS
+        total = 0
+        for key, value in node.items():
+            if key in _TEXT_KEYS or isinstance(value, list | dict):
+                total += _walk(value)
+            elif key in ("name", "description") and isinstance(value, str):
+                total += estimate_text_tokens(value)
+        return total
+    return 0

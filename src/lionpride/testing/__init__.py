@@ -1,0 +1,42 @@
+"""Test helpers for lionpride and for users' own tests.
+
+:class:`FakeProvider` is a real HTTP server on loopback that answers like the OpenAI chat
+completions, Anthropic messages and Gemini generateContent APIs, plain JSON and SSE streams. It
+records every request, can be scripted (status codes, headers, latency, dropped connections,
+truncated bodies, stalled streams, recorded real exchanges) and enforces provider-side request
+and token limits with the rate-limit headers real services send.
+
+Point any client at :meth:`FakeProvider.base_url` and talk to it as to the real service::
+
+    import aiohttp
+    from lionpride.testing import FakeProvider, Reply
+
+    async def test_my_app_retries_a_429():
+        async with FakeProvider(reply_text="Paris.") as fp:
+            fp.script(Reply(status=429, headers={"retry-after": "1"}))  # first call fails
+            url = fp.base_url("openai") + "/chat/completions"
+            body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+            async with aiohttp.ClientSession() as session:
+                async with session.post(url, json=body) as first:
+                    assert first.status == 429
+                async with session.post(url, json=body) as second:
+                    reply = await second.json()
+            assert reply["choices"][0]["message"]["content"] == "Paris."
+            assert fp.requests[1].body["model"] == "gpt-4o-mini"
+
+Without a script every request gets a generated reply in the format its path names
+(``*/chat/completions``, ``*/messages``, ``*/models/{model}:generateContent`` or
+``:streamGenerateContent?alt=sse``), streamed when the request asks for a stream, with usage
+counted from the prompt (a token per four characters of text) and the reply (a token per word).
+``Reply.from_wire(record)`` replays a recorded exchange byte for byte. ``FakeProvider(
+limit_requests=5, window=1.0)`` answers the sixth immediate request with a 429 and a
+``retry-after`` header, as the real services do. :class:`FakeClock` (from
+:mod:`lionpride.core.clock`) drives time in unit tests without sleeping.
+"""
+
+from __future__ import annotations
+
+from lionpride.core.clock import FakeClock
+from lionpride.testing._fake_provider import FakeProvider, ReceivedRequest, Reply
+
+__all__ = ["FakeClock", "FakeProvider", "ReceivedRequest", "Reply"]

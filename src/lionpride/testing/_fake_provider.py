@@ -1,0 +1,501 @@
+"""FakeProvider: a real aiohttp server on loopback that answers like an LLM API.
+
+Every request is recorded. A request is answered by the next scripted :class:`Reply` whose path
+filter matches, or else by a generated reply in the format its path names (OpenAI chat
+completions, Anthropic messages, Gemini generateContent), subject to the provider-side limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.testing._limits import ProviderLimits
+from lionpride.testing._plan import (
+    DEFAULT_SENTENCE,
+    Format,
+    Plan,
+    content_type,
+    detect_format,
+    make_plan,
+    split_sse_events,
+)
+from lionpride.testing._wire_formats import (
+    error_body,
+    rate_limit_body,
+    render_plain,
+    render_stream,
+)
+
+__all__ = ["FakeProvider", "ReceivedRequest", "Reply"]
+
+# Base paths under which each client posts; every name not listed is OpenAI-compatible at /v1.
+_BASE_PATHS = {"groq": "/openai/v1", "openrouter": "/api/v1", "gemini": "/v1beta"}
+_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Reply:
+    """One scripted answer.
+
+    Attributes:
+        status: HTTP status.
+        headers: Response headers (a ``content-type`` here wins over the default one).
+        body: A dict is sent as JSON, ``str``/``bytes`` verbatim; ``None`` means the generated
+            reply for the request's format and stream mode (an error body for 4xx/5xx).
+        delay: Seconds to wait before sending headers.
+        drop: Close the connection without any response.
+        truncate: Send only the first N bytes of the body, then close the connection, while
+            ``Content-Length`` announces the full size.
+        chunks: Pieces of a streamed body, written one at a time with ``chunk_delay`` between.
+        chunk_delay: Seconds between pieces; ``None`` uses the provider's ``chunk_delay``.
+        text: The text of a generated reply, instead of the provider's default.
+        tool_calls: ``[{"name": ..., "arguments": {...}}]`` for a generated reply to call.
+        usage: Provider-native usage numbers that replace the computed ones.
+        stall_after: Send this many pieces, then go silent with the connection open until the
+            client disconnects (or the provider stops).
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    delay: float = 0.0
+    drop: bool = False
+    truncate: int | None = None
+    chunks: list[str | bytes] | None = None
+    chunk_delay: float | None = None
+    text: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    usage: dict[str, Any] | None = None
+    stall_after: int | None = None
+
+    @classmethod
+    def from_wire(cls, record: Mapping[str, Any] | os.PathLike[str]) -> Reply:
+        """Replay a recorded exchange from ``wire/`` (the parsed record or its file path).
+
+        Status, headers (less ``content-length``, which belonged to the original encoding)
+        and the body text are kept byte for byte; an SSE body is split into its events so
+        they arrive one write at a time.
+        """
+        if isinstance(record, os.PathLike):
+            with open(record, encoding="utf-8") as file:
+                response = json.load(file)["response"]
+        else:
+            response = record["response"]
+        headers = {
+            name: value
+            for name, value in response["headers"].items()
+            if name.lower() != "content-length"
+        }
+        body = response["body_text"]
+        kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        streamed = kind.startswith("text/event-stream")
+        chunks: list[str | bytes] | None = list(split_sse_events(body)) if streamed else None
+        return cls(status=int(response["status"]), headers=headers, body=body, chunks=chunks)
+
+
+@dataclass(slots=True)
+class ReceivedRequest:
+    """One request as the provider received it.
+
+    Attributes:
+        method: HTTP method.
+        path: Path plus query string.
+        headers: Request headers with lower-cased names.
+        body: The parsed JSON body, the raw text if it is not JSON, ``None`` if empty.
+        time: Monotonic arrival time (the provider's clock).
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    time: float
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A response about to be written: status, headers and the body in pieces."""
+
+    status: int
+    headers: dict[str, str]
+    pieces: list[bytes]
+    streamed: bool
+
+
+class FakeProvider:
+    """A local HTTP server speaking the OpenAI, Anthropic and Gemini wire formats.
+
+    Args:
+        host: Interface to bind.
+        port: Port to bind; 0 picks a free one.
+        limit_requests: Provider-side requests per ``window`` (token bucket), or no limit.
+        limit_tokens: Provider-side tokens per ``window``; a generated reply is charged its
+            input tokens plus the output tokens it will produce.
+        window: Seconds in which a limit fully refills.
+        latency: Seconds before every response (scripted replies add their own ``delay``).
+        stream_chunks: Pieces a generated reply's text is streamed in.
+        chunk_delay: Seconds between streamed pieces.
+        reply_text: Text of every generated reply (default: a fixed sentence).
+        clock: Time source for limits and arrival times (waits are real ``asyncio`` sleeps).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limit_requests: int | None = None,
+        limit_tokens: int | None = None,
+        window: float = 60.0,
+        latency: float = 0.0,
+        stream_chunks: int = 8,
+        chunk_delay: float = 0.0,
+        reply_text: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if stream_chunks < 1:
+            raise ValueError(f"stream_chunks must be at least 1, got {stream_chunks!r}")
+        self.host = host
+        self.latency = latency
+        self.stream_chunks = stream_chunks
+        self.chunk_delay = chunk_delay
+        self.reply_text = reply_text
+        self.requests: list[ReceivedRequest] = []
+        self.arrivals: list[float] = []
+        self.count_429 = 0
+        self._requested_port = port
+        self._clock = clock
+        self._limits = ProviderLimits(
+            requests=limit_requests, tokens=limit_tokens, window=window, now=clock.now()
+        )
+        self._scripts: list[tuple[str | None, Reply]] = []
+        self._seq = 0
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._stopping: asyncio.Event | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the port and start serving."""
+        if self._runner is not None:
+            raise RuntimeError("FakeProvider is already running")
+        app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # handler_cancellation: a client that hangs up cancels its handler, which is how a
+        # stalled stream learns the client is gone without polling the socket.
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self._requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        self._stopping = asyncio.Event()
+
+    async def stop(self) -> None:
+        """Stop serving; waiting and stalled handlers are released first."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._port = None
+        if self._stopping is not None:
+            self._stopping.set()
+        await runner.cleanup()
+
+    async def __aenter__(self) -> FakeProvider:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port (only while running)."""
+        if self._port is None:
+            raise RuntimeError("FakeProvider is not running; use `async with` or start()")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server."""
+        return f"http://{self.host}:{self.port}"
+
+    def base_url(self, provider: str) -> str:
+        """The base URL a client for ``provider`` should use (unknown names: OpenAI at /v1).
+
+        Clients post to ``{base}/chat/completions`` (OpenAI-compatible), ``{base}/messages``
+        (``anthropic``) or ``{base}/models/{model}:generateContent`` (``gemini``).
+        """
+        return self.url + _BASE_PATHS.get(provider.lower(), "/v1")
+
+    # -- scripting and records ---------------------------------------------------------------
+
+    def script(self, *replies: Reply, path: str | None = None) -> None:
+        """Queue replies for the next requests whose path (with query) contains ``path``.
+
+        Replies are served first in, first out; once none matches, requests get the
+        generated default reply.
+        """
+        self._scripts.extend((path, reply) for reply in replies)
+
+    @property
+    def pending(self) -> int:
+        """Scripted replies not yet served."""
+        return len(self._scripts)
+
+    def reset(self) -> None:
+        """Forget scripts, received requests, 429 counts and limit state."""
+        self._scripts.clear()
+        self.requests.clear()
+        self.arrivals.clear()
+        self.count_429 = 0
+        self._seq = 0
+        self._limits.reset(self._clock.now())
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        now = self._clock.now()
+        raw = await request.read()
+        body = _parse_body(raw)
+        path = request.path_qs
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        self.requests.append(ReceivedRequest(request.method, path, headers, body, now))
+        self.arrivals.append(now)
+        fmt = detect_format(request.path)
+        reply = self._next_script(path)
+        if reply is None:
+            outgoing = self._generated(request, fmt, body, now)
+            return await self._send(
+                request, outgoing, delay=self.latency, chunk_delay=self.chunk_delay
+            )
+        outgoing = self._scripted(request, fmt or "openai", body, reply)
+        chunk_delay = self.chunk_delay if reply.chunk_delay is None else reply.chunk_delay
+        return await self._send(
+            request,
+            outgoing,
+            delay=self.latency + reply.delay,
+            drop=reply.drop,
+            truncate=reply.truncate,
+            stall_after=reply.stall_after,
+            chunk_delay=chunk_delay,
+        )
+
+    def _next_script(self, path: str) -> Reply | None:
+        for i, (needle, reply) in enumerate(self._scripts):
+            if needle is None or needle in path:
+                del self._scripts[i]
+                return reply
+        return None
+
+    def _generated(
+        self, request: web.Request, fmt: Format | None, body: Any, now: float
+    ) -> _Outgoing:
+        """The default reply, or a 429 if the provider-side limits refuse it."""
+        if fmt is None:
+            message = f"Unknown path {request.path!r}: FakeProvider serves */chat/completions, "
+            message += "*/messages and */models/{model}:generateContent"
+            return _error("openai", 404, message)
+        plan = self._plan(request, fmt, body, Reply())
+        if not self._limits.active:
+            return _render(plan)
+        admission = self._limits.admit(plan.input_tokens + plan.output_tokens, now)
+        headers = self._limits.headers(fmt)
+        if admission.admitted:
+            outgoing = _render(plan)
+            outgoing.headers.update(headers)
+            return outgoing
+        self.count_429 += 1
+        assert admission.kind is not None
+        kind = admission.kind
+        limit = self._limits.limit_requests if kind == "requests" else self._limits.limit_tokens
+        retry_after = self._limits.retry_after(admission)
+        message = (
+            f"Rate limit reached for {plan.model} on {kind}: limit {limit} per "
+            f"{self._limits.window:g}s. Please try again in {retry_after}s."
+        )
+        error = rate_limit_body(fmt, kind, message, retry_after=retry_after)
+        headers["retry-after"] = str(retry_after)
+        headers["content-type"] = content_type(fmt, stream=False, error=True)
+        return _Outgoing(429, headers, [error], streamed=False)
+
+    def _scripted(self, request: web.Request, fmt: Format, body: Any, reply: Reply) -> _Outgoing:
+        """Turn a scripted reply into bytes; a ``None`` body is generated for ``fmt``."""
+        headers = dict(reply.headers)
+        has_type = any(name.lower() == "content-type" for name in headers)
+        if reply.chunks is not None:
+            pieces = [c.encode() if isinstance(c, str) else c for c in reply.chunks]
+            if not has_type:
+                headers["content-type"] = "text/event-stream"
+            return _Outgoing(reply.status, headers, pieces, streamed=True)
+        if reply.body is None:
+            if reply.status >= 400:
+                outgoing = _error(fmt, reply.status)
+            elif 200 <= reply.status < 300:
+                outgoing = _render(self._plan(request, fmt, body, reply))
+            else:
+                outgoing = _Outgoing(reply.status, {}, [], streamed=False)
+            outgoing.status = reply.status
+            if has_type:
+                outgoing.headers.pop("content-type", None)
+            outgoing.headers.update(headers)
+            return outgoing
+        if isinstance(reply.body, str | bytes):
+            data = reply.body.encode() if isinstance(reply.body, str) else reply.body
+            kind = "text/event-stream" if _wants_stream(request, body) else "application/json"
+        else:
+            data = json.dumps(reply.body).encode()
+            kind = "application/json"
+        if not has_type:
+            headers["content-type"] = kind
+        return _Outgoing(reply.status, headers, [data], streamed=False)
+
+    def _plan(self, request: web.Request, fmt: Format, body: Any, reply: Reply) -> Plan:
+        """Settle a generated reply, with the text, tool calls and usage ``reply`` overrides."""
+        self._seq += 1
+        return make_plan(
+            fmt,
+            path=request.path,
+            sse_requested=request.query.get("alt") == "sse",
+            body=body,
+            text=self._default_text() if reply.text is None else reply.text,
+            tool_calls=reply.tool_calls,
+            usage=reply.usage,
+            stream_chunks=self.stream_chunks,
+            seq=self._seq,
+        )
+
+    def _default_text(self) -> str:
+        if self.reply_text is not None:
+            return self.reply_text
+        # Enough words that a stream has `stream_chunks` pieces, the same for plain replies.
+        words = DEFAULT_SENTENCE.split()
+        repeats = -(-self.stream_chunks // len(words))
+        return " ".join([DEFAULT_SENTENCE] * repeats)
+
+    async def _send(
+        self,
+        request: web.Request,
+        outgoing: _Outgoing,
+        *,
+        delay: float,
+        drop: bool = False,
+        truncate: int | None = None,
+        stall_after: int | None = None,
+        chunk_delay: float = 0.0,
+    ) -> web.StreamResponse:
+        """Write ``outgoing`` with the scripted misbehaviour, if any."""
+        if delay > 0:
+            await self._pause(delay)
+        if drop:
+            _hang_up(request)
+            # Writing this to the closed transport fails quietly inside aiohttp.
+            return web.Response(status=204)
+        simple = truncate is None and stall_after is None
+        if simple and not outgoing.streamed:
+            return web.Response(
+                status=outgoing.status, headers=outgoing.headers, body=b"".join(outgoing.pieces)
+            )
+        response = web.StreamResponse(status=outgoing.status, headers=outgoing.headers)
+        pieces = outgoing.pieces
+        if truncate is not None:
+            response.content_length = sum(map(len, pieces))
+            pieces = _cut(pieces, truncate)
+        await response.prepare(request)
+        for i, piece in enumerate(pieces):
+            if i == stall_after:
+                break
+            if i and chunk_delay > 0:
+                await self._pause(chunk_delay)
+            await response.write(piece)
+        if stall_after is not None:
+            await self._stall()
+        if truncate is not None or stall_after is not None:
+            _hang_up(request)
+            return response
+        await response.write_eof()
+        return response
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep for real, but end early when the provider stops."""
+        assert self._stopping is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    async def _stall(self) -> None:
+        """Wait until the client hangs up (which cancels us) or the provider stops."""
+        assert self._stopping is not None
+        await self._stopping.wait()
+
+
+def _render(plan: Plan) -> _Outgoing:
+    """A generated reply as plain JSON or SSE events."""
+    if plan.sse:
+        pieces = render_stream(plan)
+        kind = content_type(plan.fmt, stream=True)
+        return _Outgoing(200, {"content-type": kind}, pieces, streamed=True)
+    kind = content_type(plan.fmt, stream=False)
+    return _Outgoing(200, {"content-type": kind}, [render_plain(plan)], streamed=False)
+
+
+def _error(fmt: Format, status: int, message: str | None = None) -> _Outgoing:
+    headers = {"content-type": content_type(fmt, stream=False, error=True)}
+    return _Outgoing(status, headers, [error_body(fmt, status, message)], streamed=False)
+
+
+def _parse_body(raw: bytes) -> Any:
+    if not raw:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _wants_stream(request: web.Request, body: Any) -> bool:
+    if request.path.endswith(":streamGenerateContent"):
+        return request.query.get("alt") == "sse"
+    return isinstance(body, dict) and body.get("stream") is True
+
+
+def _cut(pieces: list[bytes], limit: int) -> list[bytes]:
+    """The first ``limit`` bytes of the concatenated pieces, keeping piece boundaries."""
+    kept: list[bytes] = []
+    left = max(0, limit)
+    for piece in pieces:
+        if left <= 0:
+            break
+        kept.append(piece[:left])
+        left -= len(piece)
+    return kept
+
+
+def _hang_up(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()
