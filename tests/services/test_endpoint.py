@@ -97,7 +97,7 @@ def test_match_endpoint_rules() -> None:
 def test_unknown_parameter_is_named_with_valid_choices() -> None:
     """A typo in a request parameter raises ValueError naming it and listing valid ones."""
     ep = OAIChatEndpoint(api_key=SecretStr("k"))
-    with pytest.raises(ValueError, match="'temprature'.*valid: .*temperature"):
+    with pytest.raises(ValueError, match=r"'temprature'.*valid: .*temperature"):
         ep.create_payload({"model": "m", "messages": MESSAGES, "temprature": 0.3})
     with pytest.raises(ValueError, match="role"):
         ep.create_payload({"model": "m", "messages": [{"role": "robot", "content": "x"}]})

@@ -144,7 +144,7 @@ class Event(Element):
             )
             ex.error, ex.retryable, ex.status = err, True, EventStatus.CANCELLED
         except Exception as exc:
-            ex.error, ex.retryable, ex.status = exc, _retryable(exc), EventStatus.FAILED
+            ex.error, ex.retryable, ex.status = exc, retryable(exc), EventStatus.FAILED
         else:
             ex.response, ex.error, ex.retryable = result, None, False
             ex.status = EventStatus.COMPLETED
@@ -152,10 +152,11 @@ class Event(Element):
             ex.duration = time.perf_counter() - start
 
 
-def _retryable(exc: BaseException) -> bool:
+def retryable(exc: BaseException) -> bool:
+    """Whether trying again could help: a lionpride error says so; programming errors never."""
     if isinstance(exc, errors.LionprideError):
         return exc.retryable
     if isinstance(exc, BaseExceptionGroup):
-        return all(_retryable(e) for e in exc.exceptions)
+        return all(retryable(e) for e in exc.exceptions)
     # Programming errors never get better by trying again.
     return not isinstance(exc, ValueError | TypeError | KeyError | AttributeError)

@@ -9,6 +9,7 @@ reconciled with the real usage → the Calling is returned, or its typed error r
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from lionpride import errors
 from lionpride.core.element import Element
-from lionpride.core.event import EventStatus
+from lionpride.core.event import EventStatus, retryable
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.providers.match import match_endpoint
 from lionpride.services.streaming.channel import StreamChannel, StreamChunk
@@ -73,7 +74,9 @@ class iModel(Element):
         provider_metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        element = {k: kwargs.pop(k) for k in ("id", "created_at", "metadata") if k in kwargs}
+        element: dict[str, Any] = {
+            k: kwargs.pop(k) for k in ("id", "created_at", "metadata") if k in kwargs
+        }
         if backend is None:
             if provider is None:
                 raise ValueError("Either backend or provider must be given")
@@ -193,6 +196,7 @@ class iModel(Element):
                     priority=priority,
                     timeout=poll_timeout,
                     settle=lambda _: _used_tokens(calling),
+                    on_granted=calling._on_granted,
                 )
             else:
                 if self.rate_limiter is not None:
@@ -231,15 +235,68 @@ class iModel(Element):
             self.executor.pause(error.retry_after)
 
     async def invoke_stream(
-        self, calling: Calling | None = None, **arguments: Any
+        self,
+        calling: Calling | None = None,
+        *,
+        priority: float | None = None,
+        poll_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        **arguments: Any,
     ) -> AsyncIterator[StreamChunk]:
-        """Yield decoded chunks; the last is final with the assembled response."""
+        """Yield decoded chunks; the last is final and carries the assembled response.
+
+        Takes the same capacity as :meth:`invoke` (one request plus the token reservation,
+        reconciled with the real usage at the end) and records status, duration and response
+        on the Calling. ``poll_timeout`` bounds the wait for capacity; ``idle_timeout`` ends
+        a stream that stays silent that long with ``TimeoutError``. Breaking out of the loop
+        or cancelling closes the HTTP response and refunds the token reservation (the
+        request slot stays spent: the provider counted it).
+
+        Raises:
+            The typed error of a failed stream, with the Calling on ``e.calling``.
+        """
         if calling is None:
             calling = await self.create_calling(streaming=True, **arguments)
-        async for chunk in self.backend.stream(
-            calling.payload, extra_headers=calling.extra_headers, timeout=calling.timeout
-        ):
-            yield chunk
+        ex = calling.execution
+        reservation = None
+        if self.executor is not None:
+            reservation = await self.executor.limiter.acquire(
+                1, calling.reserved_tokens, priority=priority or 0.0, timeout=poll_timeout
+            )
+            ex.queue_wait = reservation.waited
+        elif self.rate_limiter is not None:
+            await self.rate_limiter.acquire(1, timeout=poll_timeout)
+        ex.status = EventStatus.PROCESSING
+        ex.attempts = 1
+        start = time.perf_counter()
+        used = 0
+        try:
+            async for chunk in self.backend.stream(
+                calling.payload,
+                extra_headers=calling.extra_headers,
+                timeout=calling.timeout,
+                on_retry=calling._on_retry,
+                idle_timeout=idle_timeout,
+            ):
+                if chunk.is_final:
+                    ex.response = chunk.response
+                    used = _used_tokens(calling)
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            ex.status = EventStatus.CANCELLED
+            raise
+        except Exception as exc:
+            ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
+            if isinstance(exc, errors.RateLimitError):
+                self._pause(exc)
+            exc.calling = calling  # type: ignore[attr-defined]
+            raise
+        else:
+            ex.status, ex.retryable = EventStatus.COMPLETED, False
+        finally:
+            ex.duration = time.perf_counter() - start
+            if reservation is not None:
+                reservation.settle(used)
 
     async def invoke_stream_with_channel(self, **arguments: Any) -> StreamChannel:
         """Wrap :meth:`invoke_stream` in a :class:`StreamChannel` for fan-out."""

@@ -147,6 +147,8 @@ class FakeProvider:
         chunk_delay: Seconds between streamed pieces.
         reply_text: Text of every generated reply (default: a fixed sentence).
         clock: Time source for limits and arrival times (waits are real ``asyncio`` sleeps).
+        jitter: Seconds early a request may arrive and still be admitted, so that a client
+            that waits exactly until its request fits is not refused for loopback jitter.
     """
 
     def __init__(
@@ -162,6 +164,7 @@ class FakeProvider:
         chunk_delay: float = 0.0,
         reply_text: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        jitter: float = 0.05,
     ) -> None:
         if stream_chunks < 1:
             raise ValueError(f"stream_chunks must be at least 1, got {stream_chunks!r}")
@@ -176,7 +179,11 @@ class FakeProvider:
         self._requested_port = port
         self._clock = clock
         self._limits = ProviderLimits(
-            requests=limit_requests, tokens=limit_tokens, window=window, now=clock.now()
+            requests=limit_requests,
+            tokens=limit_tokens,
+            window=window,
+            now=clock.now(),
+            jitter=jitter,
         )
         self._scripts: list[tuple[str | None, Reply]] = []
         self._seq = 0

@@ -78,10 +78,16 @@ _ADMITTED = Admission(admitted=True)
 class ProviderLimits:
     """The request and token buckets of one fake provider; either may be absent."""
 
-    __slots__ = ("_requests", "_tokens", "limit_requests", "limit_tokens", "window")
+    __slots__ = ("_requests", "_tokens", "jitter", "limit_requests", "limit_tokens", "window")
 
     def __init__(
-        self, *, requests: int | None, tokens: int | None, window: float, now: float
+        self,
+        *,
+        requests: int | None,
+        tokens: int | None,
+        window: float,
+        now: float,
+        jitter: float = 0.0,
     ) -> None:
         for name, value in (("limit_requests", requests), ("limit_tokens", tokens)):
             if value is not None and value <= 0:
@@ -91,6 +97,9 @@ class ProviderLimits:
         self.limit_requests = requests
         self.limit_tokens = tokens
         self.window = window
+        # A client that waited exactly until its request fits still reaches us a little
+        # early or late (loopback scheduling jitter): admit requests that fit within it.
+        self.jitter = jitter
         self._requests: TokenBucket | None = None
         self._tokens: TokenBucket | None = None
         self.reset(now)
@@ -117,7 +126,7 @@ class ProviderLimits:
             self._tokens.refill(now)
             waits.append((self._tokens.wait_for(tokens), "tokens"))
         wait, kind = max(waits, default=(0.0, "requests"))
-        if wait > 0:
+        if wait > self.jitter:
             return Admission(admitted=False, kind=kind, wait=wait)
         if self._requests is not None:
             self._requests.level -= 1

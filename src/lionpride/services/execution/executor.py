@@ -171,9 +171,7 @@ class RateLimitedExecutor:
                 self._cancelled += 1
                 raise
         _require_positive("timeout", timeout)
-        scope = _DeadlineScope(
-            self._clock, self._clock.now() + timeout, f"call did not finish within {timeout} s"
-        )
+        scope = _DeadlineScope(self._clock, timeout, "call did not finish")
         try:
             async with scope:
                 return await self._run(fn, tokens, prio, settle, on_granted)

@@ -3,6 +3,7 @@
 from lionpride.services.types.backend import Calling, ServiceBackend, ServiceConfig
 from lionpride.services.types.endpoint import APICalling, Endpoint, EndpointConfig
 from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
+from lionpride.services.types.tool import Tool, ToolCalling, ToolConfig
 
 __all__ = [
     "APICalling",
@@ -12,6 +13,9 @@ __all__ = [
     "NormalizedResponse",
     "ServiceBackend",
     "ServiceConfig",
+    "Tool",
     "ToolCall",
+    "ToolCalling",
+    "ToolConfig",
     "Usage",
 ]

@@ -150,6 +150,7 @@ class ServiceBackend(Element):
         extra_headers: dict[str, str] | None = None,
         timeout: float | None = None,
         on_retry: RetryObserver | None = None,
+        idle_timeout: float | None = None,
     ) -> AsyncIterator[StreamChunk]:
         """Yield decoded chunks, the last one final with the assembled response."""
         raise NotImplementedError(f"{type(self).__name__} does not support streaming")
@@ -180,6 +181,9 @@ class Calling(Event):
         """The normalized response of a completed call."""
         resp = self.execution.response
         return resp if isinstance(resp, NormalizedResponse) else None
+
+    def _on_granted(self, waited: float) -> None:
+        self.execution.queue_wait = waited
 
     def _on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
         self.execution.attempts += 1

@@ -248,7 +248,9 @@ class Endpoint(ServiceBackend):
         retry_config: RetryConfig | dict[str, Any] | object | None = DEFAULT_RETRY,
         **kwargs: Any,
     ) -> None:
-        element_keys = {k: kwargs.pop(k) for k in ("id", "created_at", "metadata") if k in kwargs}
+        element_keys: dict[str, Any] = {
+            k: kwargs.pop(k) for k in ("id", "created_at", "metadata") if k in kwargs
+        }
         cfg = self._build_config(config, kwargs)
         if retry_config is Endpoint.DEFAULT_RETRY:
             retry_config = RetryConfig(max_retries=cfg.max_retries)
@@ -435,8 +437,14 @@ class Endpoint(ServiceBackend):
         retry = self.retry_config
         if retry is None or retry.max_retries == 0:
             return await attempt(*args)
+        # The deadline was read on the runtime clock, so the waits must be measured on it too.
         return await retry_with_backoff(
-            attempt, args=args, config=retry, deadline=deadline, on_retry=on_retry
+            attempt,
+            args=args,
+            config=retry,
+            deadline=deadline,
+            clock=self._rt.clock,
+            on_retry=on_retry,
         )
 
     async def call(

@@ -19,7 +19,7 @@ import json
 import re
 import types
 from collections import abc
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin, get_type_hints
 
 import pydantic
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
@@ -121,6 +121,7 @@ class Tool(ServiceBackend):
     _params: frozenset[str] | None = PrivateAttr(default=None)  # None: takes **kwargs
     _open: bool = PrivateAttr(default=False)  # arguments beyond the schema are allowed
     _is_async: bool = PrivateAttr(default=False)
+    _positional: tuple[str, ...] = PrivateAttr(default=())  # positional-only parameters
 
     @model_validator(mode="before")
     @classmethod
@@ -155,8 +156,9 @@ class Tool(ServiceBackend):
             type(func).__call__
         )
         summary, arg_docs = _parse_docstring(inspect.getdoc(func) or "")
-        generated, var_keyword, params = _signature_schema(func, arg_docs)
-        self._params = None if var_keyword else params
+        sig = _signature_schema(func, arg_docs)
+        self._params = None if sig.var_keyword else sig.names
+        self._positional = sig.positional_only
         options = self.config.request_options
         explicit = _unwrap_definition(self.tool_schema) if self.tool_schema is not None else None
         if options is not None:
@@ -167,8 +169,8 @@ class Tool(ServiceBackend):
             summary = explicit[1] or summary
             self._open = bool(schema.get("additionalProperties"))
         else:
-            schema = generated
-            self._open = var_keyword
+            schema = sig.schema
+            self._open = sig.var_keyword
         self._schema = schema
         self._description = summary or str(schema.get("description") or "")
 
@@ -332,9 +334,11 @@ class Tool(ServiceBackend):
         )
 
     async def _run(self, args: dict[str, Any]) -> Any:
+        kwargs = dict(args)
+        positional = [kwargs.pop(name) for name in self._positional if name in kwargs]
         if self._is_async:
-            return await self.func_callable(**args)
-        result = await asyncio.to_thread(self.func_callable, **args)
+            return await self.func_callable(*positional, **kwargs)
+        result = await asyncio.to_thread(self.func_callable, *positional, **kwargs)
         # A plain function may hand back an awaitable (a lambda around a coroutine function).
         if inspect.isawaitable(result):
             result = await result
@@ -402,14 +406,21 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(summary), args
 
 
-def _signature_schema(
-    func: abc.Callable[..., Any], arg_docs: dict[str, str]
-) -> tuple[_JSONSchema, bool, frozenset[str]]:
-    """Return (parameters schema, takes ``**kwargs``, keyword parameter names)."""
+class _Signature(NamedTuple):
+    schema: _JSONSchema  # of the parameters
+    var_keyword: bool  # the function takes **kwargs
+    names: frozenset[str]  # every named parameter
+    positional_only: tuple[str, ...]  # those that must be passed by position, in order
+
+
+def _signature_schema(func: abc.Callable[..., Any], arg_docs: dict[str, str]) -> _Signature:
+    """Describe a function's named parameters as a JSON schema."""
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):  # some builtins have no introspectable signature
-        return {"type": "object", "properties": {}, "required": []}, True, frozenset()
+        return _Signature(
+            {"type": "object", "properties": {}, "required": []}, True, frozenset(), ()
+        )
     hints = _type_hints(func)
     defs: dict[str, Any] = {}
     props: dict[str, _JSONSchema] = {}
@@ -436,7 +447,8 @@ def _signature_schema(
     schema: _JSONSchema = {"type": "object", "properties": props, "required": required}
     if defs:
         schema["$defs"] = defs
-    return schema, var_keyword, frozenset(props)
+    positional = tuple(n for n, p in sig.parameters.items() if p.kind is p.POSITIONAL_ONLY)
+    return _Signature(schema, var_keyword, frozenset(props), positional)
 
 
 def _type_hints(func: abc.Callable[..., Any]) -> dict[str, Any]:
@@ -532,6 +544,15 @@ def _quoted(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
+def _json_name(value: Any) -> str:
+    """The JSON type of an argument, for messages (a Python type name when not JSON)."""
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, bool | int | float | str | dict) or value is None:
+        return _json_type(value) or "null"
+    return type(value).__name__
+
+
 def _matches(value: Any, kind: str) -> bool:
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
@@ -562,14 +583,16 @@ def _type_problem(value: Any, schema: _JSONSchema, root: _JSONSchema, depth: int
     if options:
         if any(_type_problem(value, o, root, depth + 1) is None for o in options):
             return None
-        return f"expected {_ts_type(schema)}, got {_json_type(value) or 'null'}"
+        non_null = [o for o in options if o.get("type") != "null"]
+        if len(non_null) == 1:  # Optional[X]: say what is wrong against X
+            return _type_problem(value, non_null[0], root, depth + 1)
+        return f"expected {_ts_type(schema)}, got {_json_name(value)}"
     if "enum" in schema and value not in schema["enum"]:
         return f"expected one of {schema['enum']!r}, got {value!r}"
     kinds = schema.get("type")
     kinds = [kinds] if isinstance(kinds, str) else kinds or []
     if kinds and not any(_matches(value, k) for k in kinds):
-        got = "array" if isinstance(value, list | tuple) else _json_type(value) or "null"
-        return f"expected {' or '.join(kinds)}, got {got}"
+        return f"expected {' or '.join(kinds)}, got {_json_name(value)}"
     items = schema.get("items")
     if isinstance(value, list | tuple) and isinstance(items, dict):
         for i, item in enumerate(value):

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import builtins
 import heapq
 import itertools
 import math
@@ -310,35 +309,55 @@ class _WaitQueue:
 class _DeadlineScope:
     """Cancel the enclosed block when ``clock`` reaches ``deadline`` and raise TimeoutError.
 
-    On the system clock this is one loop timer (``asyncio.timeout``); on any other clock a
-    watchdog task sleeps on that clock and then expires the same timeout, so fake time is
-    honoured exactly. Only the scope's own cancellation becomes a TimeoutError; other errors,
-    and cancellation from outside, pass through unchanged.
+    On the system clock this is one loop timer; on any other clock a watchdog task sleeps on
+    that clock, so fake time is honoured exactly. Only the scope's own cancellation becomes a
+    TimeoutError (the ``asyncio.timeout`` protocol: ``uncancel`` tells ours from others');
+    other errors, and cancellation from outside, pass through unchanged.
     """
 
-    __slots__ = ("_clock", "_deadline", "_message", "_timeout", "_watchdog", "fired")
+    __slots__ = (
+        "_cancelling",
+        "_clock",
+        "_deadline",
+        "_expiring",
+        "_handle",
+        "_task",
+        "_timeout",
+        "_watchdog",
+        "_what",
+        "fired",
+    )
 
-    def __init__(self, clock: Clock, deadline: float, message: str) -> None:
+    def __init__(self, clock: Clock, timeout: float, what: str) -> None:
         self._clock = clock
-        self._deadline = deadline
-        self._message = message
-        self._timeout = asyncio.timeout(None)
+        self._timeout = timeout
+        self._deadline = clock.now() + timeout
+        self._what = what
+        self._handle: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._expiring = False
         self.fired = False
 
     async def __aenter__(self) -> None:
-        timeout = self._timeout
-        await timeout.__aenter__()
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a deadline needs a running task")
+        self._task = task
+        self._cancelling = task.cancelling()
         loop = asyncio.get_running_loop()
         remaining = self._deadline - self._clock.now()
         if isinstance(self._clock, SystemClock):
-            timeout.reschedule(loop.time() + remaining)
+            self._handle = loop.call_at(loop.time() + remaining, self._expire)
         else:
-            self._watchdog = loop.create_task(self._expire(remaining))
+            self._watchdog = loop.create_task(self._watch(remaining))
 
-    async def _expire(self, remaining: float) -> None:
+    def _expire(self) -> None:
+        self._expiring = True
+        self._task.cancel()
+
+    async def _watch(self, remaining: float) -> None:
         await self._clock.sleep(remaining)
-        self._timeout.reschedule(asyncio.get_running_loop().time())
+        self._expire()
 
     async def __aexit__(
         self,
@@ -346,13 +365,17 @@ class _DeadlineScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        try:
-            await self._timeout.__aexit__(exc_type, exc, tb)
-        except builtins.TimeoutError as timeout_exc:
+        if (
+            self._expiring
+            and self._task.uncancel() <= self._cancelling
+            and exc_type is asyncio.CancelledError
+        ):
             self.fired = True
-            raise errors.TimeoutError(self._message) from timeout_exc
+            raise errors.TimeoutError(f"{self._what} within {self._timeout} s") from exc
 
 
 class TokenBucket:
@@ -452,7 +475,7 @@ class TokenBucket:
             if earliest > timeout + _MIN_WAIT:
                 return False
         try:
-            async with _DeadlineScope(self._clock, now + timeout, "bucket wait timed out"):
+            async with _DeadlineScope(self._clock, timeout, "tokens not granted"):
                 await queue.wait(amount, 0, 0.0, None)
         except errors.TimeoutError:
             return False
@@ -517,13 +540,21 @@ class TokenBucket:
 
     def _delay(self, amount: float, now: float) -> float:
         """Seconds until ``amount`` can be taken (0.0 means now); refills first."""
-        self._refill(now)
+        # The refill is inlined: this runs on every grant.
+        last = self._last
+        if last is None:
+            self._last = now
+        elif now > last:
+            level = self._tokens + (now - last) * self._rate
+            self._tokens = level if level < self._capacity else float(self._capacity)
+            self._last = now
         wait = self._paused_until - now
         if amount:
             deficit = amount - self._tokens
             if deficit > 0:
                 deficit_wait = deficit / self._rate if self._rate else math.inf
-                wait = max(wait, deficit_wait)
+                if deficit_wait > wait:
+                    wait = deficit_wait
         return wait if wait > _MIN_WAIT else 0.0
 
     def _refund(self, amount: float) -> None:
@@ -541,13 +572,15 @@ class TokenBucket:
 
     def _notify(self) -> None:
         self._queue.kick()
-        alive = []
+        dead = False
         for ref in self._listeners:
             kick = ref()
-            if kick is not None:
+            if kick is None:
+                dead = True
+            else:
                 kick()
-                alive.append(ref)
-        self._listeners = alive
+        if dead:
+            self._listeners = [ref for ref in self._listeners if ref() is not None]
 
     def _take_alone(self, amount: float, _tokens: int) -> float:
         delay = self._delay(amount, self._clock.now())
@@ -602,23 +635,28 @@ class LocalCapacity:
 
     def check(self, requests: int, tokens: int) -> None:
         """Raise ``ValueError`` naming the amount and capacity a bucket can never hold."""
-        for name, amount, bucket in (
-            ("requests", requests, self.request_bucket),
-            ("tokens", tokens, self.token_bucket),
-        ):
-            if bucket is not None and amount > bucket.capacity:
-                raise ValueError(
-                    f"{name}={amount} exceeds the {name} bucket's capacity {bucket.capacity}"
-                )
+        rb, tb = self.request_bucket, self.token_bucket
+        if rb is not None and requests > rb.capacity:
+            raise ValueError(
+                f"requests={requests} exceeds the request bucket's capacity {rb.capacity}"
+            )
+        if tb is not None and tokens > tb.capacity:
+            raise ValueError(f"tokens={tokens} exceeds the token bucket's capacity {tb.capacity}")
 
     def try_take(self, requests: int, tokens: int) -> float:
         """Take both amounts now (0.0), or nothing and return the seconds to wait."""
         rb, tb = self.request_bucket, self.token_bucket
         wait = 0.0
+        now = 0.0
         if rb is not None:
-            wait = rb._delay(requests, rb._clock.now())
+            now = rb._clock.now()
+            wait = rb._delay(requests, now)
         if tb is not None:
-            wait = max(wait, tb._delay(tokens, tb._clock.now()))
+            if rb is None or tb._clock is not rb._clock:
+                now = tb._clock.now()
+            tb_wait = tb._delay(tokens, now)
+            if tb_wait > wait:
+                wait = tb_wait
         if wait:
             return wait
         if rb is not None:
@@ -821,8 +859,7 @@ class RateLimiter:
         if timeout is None:
             return await self._reserve(requests, tokens, priority)
         _require_positive("timeout", timeout)
-        message = f"rate limit not granted within {timeout} s"
-        async with _DeadlineScope(self._clock, self._clock.now() + timeout, message):
+        async with _DeadlineScope(self._clock, timeout, "rate limit not granted"):
             return await self._reserve(requests, tokens, priority)
 
     async def _reserve(

@@ -13,20 +13,33 @@ counts as neither success nor failure, and a probe slot is released whatever the
 :class:`lionpride.errors.LionprideError`, plus the builtin ``ConnectionError`` and
 ``TimeoutError``) with full-jitter exponential backoff, waits exactly the server's
 ``retry_after`` when the error carries one, and never waits past ``deadline``: a wait that does
-not fit re-raises the error at once. The last error is re-raised unchanged.
+not fit re-raises the error at once. Without a deadline, a ``retry_after`` above
+:data:`MAX_SERVER_WAIT` (60 s, the official SDKs' cap) is not waited for either. The last error
+is re-raised unchanged.
 
 :func:`parse_retry_after` and :func:`should_retry_header` read the servers' hints (headers and
 Gemini's ``RetryInfo``) for the HTTP layer that builds the errors.
 
 Keeping tests fast:
     Code under test that retries can skip every backoff wait inside :func:`no_backoff`; the
-    retry decisions (how many attempts, which errors, deadlines) stay exactly the same::
+    retry decisions (how many attempts, which errors, server hints, deadlines) stay exactly
+    the same, only the sleeps are skipped::
 
+        from pydantic import SecretStr
+
+        from lionpride.services import iModel
         from lionpride.services.utilities.resilience import no_backoff
+        from lionpride.testing import FakeProvider, Reply
 
-        def test_my_app_survives_a_503():
-            with no_backoff():
-                asyncio.run(my_app())
+        async def test_my_app_survives_a_503_and_a_429():
+            async with FakeProvider() as fp:
+                fp.script(Reply(status=503), Reply(status=429, headers={"retry-after": "30"}))
+                model = iModel(provider="openai", base_url=fp.base_url("openai"),
+                               api_key=SecretStr("test"), model="gpt-4o-mini")
+                with no_backoff():  # no 0.5 s backoff, no 30 s retry-after: instant
+                    calling = await model.invoke(messages=[{"role": "user", "content": "Hi"}])
+                await model.aclose()
+            assert calling.response.data and len(fp.requests) == 3
 
     The switch is a context variable, so it covers tasks started inside the block and nothing
     outside it.
@@ -74,6 +87,11 @@ T = TypeVar("T")
 #: the breaker's state soon, so callers are told to look again shortly (never later than
 #: ``recovery_time``) rather than to wait a whole recovery period.
 HALF_OPEN_RETRY_AFTER = 1.0
+
+#: The longest ``retry_after`` waited for when a call has no deadline. Servers send hours-long
+#: hints when a quota is spent; like the official SDKs we do not sleep that long inside a call,
+#: the error (carrying ``retry_after``) is raised at once instead. A deadline bounds it otherwise.
+MAX_SERVER_WAIT = 60.0
 
 #: Number of time buckets in the failure-rate window; memory stays bounded by this.
 _RATE_BUCKETS = 10
@@ -610,7 +628,12 @@ def _plan_wait(
     if isinstance(exc, CircuitBreakerOpenError) and (server is None or server > config.max_delay):
         return None
     wait = config.calculate_delay(attempt) if server is None else server
-    if deadline is not None and wait > deadline - clock.now():
+    if deadline is None:
+        if server is not None and server > MAX_SERVER_WAIT:
+            return None
+    # A wait that ends at (or past) the deadline leaves no time for the attempt, which would
+    # only replace the server's error with a less useful timeout.
+    elif wait >= deadline - clock.now():
         return None
     return wait
 
@@ -630,16 +653,17 @@ async def retry_with_backoff(
     Runs once per call; ``func`` runs once per attempt (at most ``max_retries + 1``). The wait
     before retry ``n`` is the error's ``retry_after`` when it has one, else
     ``config.calculate_delay(n)``. A :class:`CircuitBreakerOpenError` is retried only when its
-    ``retry_after`` is known, at most ``max_delay``, and fits the deadline. Cancellation is
-    never retried.
+    ``retry_after`` is known, at most ``max_delay``, and fits the deadline. Without a deadline a
+    ``retry_after`` above :data:`MAX_SERVER_WAIT` is raised at once. Cancellation is never
+    retried.
 
     Args:
         func: The async callable to try.
         args: Positional arguments for ``func``.
         kwargs: Keyword arguments for ``func`` (any names, including ``config``).
         config: Retry policy; ``RetryConfig()`` when omitted.
-        deadline: Absolute time on ``clock`` after which no wait may end; a wait that would
-            pass it re-raises the error immediately instead.
+        deadline: Absolute time on ``clock`` by which every wait must end with time to spare
+            for the next attempt; a wait that would not re-raises the error immediately.
         clock: Time source for the deadline and the waits.
         on_retry: Called (sync or async) before each wait with the 1-based number of the
             attempt that failed, its error and the planned wait.
