@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from lionpride import errors
 from lionpride.services.providers._common import RequestModel, provider_config
-from lionpride.services.types.endpoint import Endpoint, EndpointConfig, StreamAssembler
+from lionpride.services.types.endpoint import Endpoint, StreamAssembler
 from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
 
 __all__ = [
@@ -106,17 +106,7 @@ def create_anthropic_config(
 class AnthropicMessagesEndpoint(Endpoint):
     """Claude models through the Messages API. ``max_tokens`` defaults to 4096."""
 
-    def __init__(
-        self,
-        config: dict[str, Any] | EndpointConfig | None = None,
-        circuit_breaker: Any = None,
-        retry_config: Any = Endpoint.DEFAULT_RETRY,
-        **kwargs: Any,
-    ) -> None:
-        if config is None:
-            config = create_anthropic_config(**kwargs)
-            kwargs = {}
-        super().__init__(config, circuit_breaker, retry_config, **kwargs)
+    config_factory = staticmethod(create_anthropic_config)
 
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """Normalize a Messages API body."""

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from lionpride import errors
 from lionpride.services.providers._common import RequestModel, provider_config
-from lionpride.services.types.endpoint import Endpoint, EndpointConfig, StreamAssembler
+from lionpride.services.types.endpoint import Endpoint, StreamAssembler
 from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
 
 __all__ = [
@@ -135,17 +135,7 @@ def create_gemini_config(
 class GeminiEndpoint(Endpoint):
     """Gemini models through the Generative Language API."""
 
-    def __init__(
-        self,
-        config: dict[str, Any] | EndpointConfig | None = None,
-        circuit_breaker: Any = None,
-        retry_config: Any = Endpoint.DEFAULT_RETRY,
-        **kwargs: Any,
-    ) -> None:
-        if config is None:
-            config = create_gemini_config(**kwargs)
-            kwargs = {}
-        super().__init__(config, circuit_breaker, retry_config, **kwargs)
+    config_factory = staticmethod(create_gemini_config)
 
     def output_budget(self, payload: dict[str, Any]) -> int:
         """``generationConfig.maxOutputTokens``, or the configured default."""

@@ -52,14 +52,19 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
             UserWarning,
             stacklevel=3,
         )
-        return OAIChatEndpoint(provider=provider, endpoint=endpoint, **kwargs)
+        return _build(OAIChatEndpoint, provider=provider, endpoint=endpoint, **kwargs)
     if endpoint not in served:
         raise errors.ConfigurationError(
             f"provider {provider!r} does not serve endpoint {endpoint!r}; "
             f"valid: {', '.join(served)}"
         )
     if provider == "anthropic":
-        return AnthropicMessagesEndpoint(**kwargs)
+        return _build(AnthropicMessagesEndpoint, **kwargs)
     if provider == "gemini":
-        return GeminiEndpoint(**kwargs)
-    return OAIChatEndpoint(provider=provider, **kwargs)
+        return _build(GeminiEndpoint, **kwargs)
+    return _build(OAIChatEndpoint, provider=provider, **kwargs)
+
+
+def _build(cls: type[Endpoint], **kwargs: Any) -> Endpoint:
+    """Construct through ``Endpoint.__init__``, whose factory routes the keyword arguments."""
+    return cls(**kwargs)

@@ -14,7 +14,7 @@ from lionpride.services.providers._common import (
     parse_arguments,
     provider_config,
 )
-from lionpride.services.types.endpoint import Endpoint, EndpointConfig, StreamAssembler
+from lionpride.services.types.endpoint import Endpoint, StreamAssembler
 from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
 
 __all__ = [
@@ -132,17 +132,7 @@ class OAIChatEndpoint(Endpoint):
         >>> ep = OAIChatEndpoint(provider="groq", api_key=SecretStr("gsk-..."))  # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        config: dict[str, Any] | EndpointConfig | None = None,
-        circuit_breaker: Any = None,
-        retry_config: Any = Endpoint.DEFAULT_RETRY,
-        **kwargs: Any,
-    ) -> None:
-        if config is None:
-            config = create_oai_chat(**kwargs)
-            kwargs = {}
-        super().__init__(config, circuit_breaker, retry_config, **kwargs)
+    config_factory = staticmethod(create_oai_chat)
 
     def request_body(self, payload: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
         """Merge ``extra_body``; streams ask for the usage chunk."""

@@ -240,6 +240,9 @@ class Endpoint(ServiceBackend):
 
     #: Sentinel default for ``retry_config``: SDK-like retries (D7).
     DEFAULT_RETRY: ClassVar[object] = object()
+    #: Builds the config dict from keyword arguments when no ``config`` is given
+    #: (provider subclasses set their ``create_*_config`` factory).
+    config_factory: ClassVar[Callable[..., dict[str, Any]] | None] = None
 
     def __init__(
         self,
@@ -251,6 +254,9 @@ class Endpoint(ServiceBackend):
         element_keys: dict[str, Any] = {
             k: kwargs.pop(k) for k in ("id", "created_at", "metadata") if k in kwargs
         }
+        factory = type(self).config_factory
+        if config is None and factory is not None:
+            config, kwargs = factory(**kwargs), {}
         cfg = self._build_config(config, kwargs)
         if retry_config is Endpoint.DEFAULT_RETRY:
             retry_config = RetryConfig(max_retries=cfg.max_retries)
