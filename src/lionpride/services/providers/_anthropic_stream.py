@@ -19,29 +19,16 @@ from __future__ import annotations
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._common import parse_arguments
-from lionpride.services.providers._oai_stream import decode_event, incomplete_stream
-from lionpride.services.providers.anthropic_messages import normalize_message
+from lionpride.services.providers._common import decode_event, incomplete_stream, parse_arguments
+from lionpride.services.providers.anthropic_messages import ERROR_STATUS, normalize_message
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler
 from lionpride.services.types.response import NormalizedResponse
 
-__all__ = ["ERROR_STATUS", "MessageStreamAssembler"]
+__all__ = ["MessageStreamAssembler"]
 
 #: Anthropic error ``type`` → the HTTP status the same error has outside a stream.
-ERROR_STATUS: dict[str, int] = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
 
 #: Block types whose ``input`` streams as ``input_json_delta`` fragments.
 _INPUT_BLOCKS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})

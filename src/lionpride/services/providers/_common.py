@@ -8,7 +8,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["RequestModel", "env_base_url", "parse_arguments", "provider_config"]
+from lionpride import errors
+
+__all__ = [
+    "RequestModel",
+    "decode_event",
+    "env_base_url",
+    "incomplete_stream",
+    "parse_arguments",
+    "provider_config",
+]
 
 
 class RequestModel(BaseModel):
@@ -68,3 +77,21 @@ def parse_arguments(raw: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {"_raw": raw}
     return value if isinstance(value, dict) else {"_value": value}
+
+
+def decode_event(data: str, provider: str) -> Any:
+    """Parse one event's JSON data, or raise :class:`~lionpride.errors.InvalidResponseError`."""
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise errors.InvalidResponseError(
+            f"{provider}: stream event is not JSON: {data[:200]!r}",
+            status_code=200,
+            body=data[:2000],
+            provider=provider,
+        ) from exc
+
+
+def incomplete_stream(provider: str, missing: str) -> errors.ConnectionError:
+    """The error for a stream whose body ended before the provider finished it."""
+    return errors.ConnectionError(f"{provider}: stream ended before {missing}")

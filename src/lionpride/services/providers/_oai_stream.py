@@ -15,10 +15,10 @@ plain reply normalize identically. The helpers :func:`decode_event` and
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from lionpride import errors
+from lionpride.services.providers._common import decode_event, incomplete_stream
 from lionpride.services.providers.oai_chat import normalize_chat_completion, raise_body_error
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
@@ -29,24 +29,6 @@ __all__ = ["ChatStreamAssembler", "decode_event", "incomplete_stream"]
 
 #: Top-level chunk keys a plain chat completion also has (copied into the assembled body).
 _HEAD_KEYS = ("id", "created", "model", "system_fingerprint", "service_tier")
-
-
-def decode_event(data: str, provider: str) -> Any:
-    """Parse one event's JSON data, or raise :class:`~lionpride.errors.InvalidResponseError`."""
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise errors.InvalidResponseError(
-            f"{provider}: stream event is not JSON: {data[:200]!r}",
-            status_code=200,
-            body=data[:2000],
-            provider=provider,
-        ) from exc
-
-
-def incomplete_stream(provider: str, missing: str) -> errors.ConnectionError:
-    """The error for a stream whose body ended before the provider finished it."""
-    return errors.ConnectionError(f"{provider}: stream ended before {missing}")
 
 
 class _ToolCall:
@@ -110,13 +92,13 @@ class ChatStreamAssembler(StreamAssembler):
             self._done = True
             return []
         obj = decode_event(data, self.provider)
-        if not isinstance(obj, dict):
+        if obj.__class__ is not dict:
             raise errors.InvalidResponseError(
                 f"{self.provider}: stream event is not a JSON object: {data[:200]!r}",
                 status_code=200,
                 provider=self.provider,
             )
-        if event.event == "error" or obj.get("error") is not None:
+        if event.event == "error" or ("error" in obj and obj["error"] is not None):
             self._raise(obj)
         if self._first is None:
             self._first = obj
@@ -141,28 +123,31 @@ class ChatStreamAssembler(StreamAssembler):
         delta = choice.get("delta")
         if not delta:
             return []
-        content = delta.get("content")
-        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
-        if "tool_calls" not in delta and "refusal" not in delta:
-            # The hot path: a text or reasoning delta only.
-            if content and not reasoning and isinstance(content, str):
+        if len(delta) == 1:
+            # The hot path: a delta holding only a piece of text.
+            content = delta.get("content")
+            if content and content.__class__ is str:
                 self._text.append(content)
                 return [StreamChunk(content)]
-            if not content and not reasoning:
-                return []
-        return self._slow_delta(delta, content, reasoning)
+        return self._slow_delta(delta)
 
-    def _slow_delta(self, delta: dict[str, Any], content: Any, reasoning: Any) -> list[StreamChunk]:
-        """A delta with tool-call fragments, a refusal, reasoning, or list content."""
+    def _slow_delta(self, delta: dict[str, Any]) -> list[StreamChunk]:
+        """A delta with several keys: role, reasoning, tool-call fragments, refusal, ..."""
         out: list[StreamChunk] = []
+        content = delta.get("content")
+        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
         if isinstance(content, list):
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        elif not isinstance(content, str):
+            content = ""
+        if not isinstance(reasoning, str):
+            reasoning = ""
         if content:
             self._text.append(content)
         if reasoning:
             self._reasoning.append(reasoning)
         if content or reasoning:
-            out.append(StreamChunk(content or "", reasoning=reasoning or ""))
+            out.append(StreamChunk(content, reasoning=reasoning))
         refusal = delta.get("refusal")
         if refusal:
             self._refusal.append(refusal)

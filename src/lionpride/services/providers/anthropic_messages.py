@@ -12,6 +12,7 @@ from lionpride.services.types.endpoint import Endpoint, StreamAssembler
 from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
 
 __all__ = [
+    "ERROR_STATUS",
     "AnthropicMessagesEndpoint",
     "CreateMessageRequest",
     "anthropic_usage",
@@ -119,6 +120,21 @@ class AnthropicMessagesEndpoint(Endpoint):
         return MessageStreamAssembler()
 
 
+#: Anthropic error types and the HTTP status each stands for.
+ERROR_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
 STOP_REASONS: dict[str, Literal["stop", "length", "tool_calls", "content_filter", "error"]] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -157,7 +173,7 @@ def normalize_message(raw: Any) -> NormalizedResponse:
     if not isinstance(raw, dict) or raw.get("type") == "error":
         if isinstance(raw, dict) and isinstance(raw.get("error"), dict):
             err = raw["error"]
-            status = 529 if err.get("type") == "overloaded_error" else 500
+            status = ERROR_STATUS.get(str(err.get("type")), 500)
             raise errors.error_for_status(
                 status, str(err.get("message")), body=raw, provider="anthropic"
             )

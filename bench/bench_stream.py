@@ -1,0 +1,85 @@
+"""Endpoint.stream() against raw aiohttp on the same FakeProvider: CPU µs per stream and the ratio.
+
+Both sides POST the same chat-completion request with ``stream: true`` and read a 60-chunk SSE
+reply to the end: raw aiohttp iterates the body's lines and JSON-decodes each ``data:`` event;
+lionpride decodes the SSE, assembles chunks and the final NormalizedResponse.
+
+Run: ``.venv/bin/python -m bench.bench_stream`` (target: ratio <= 1.3 at concurrency 16).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from pydantic import SecretStr
+
+from bench._server import fake_provider_process, run_concurrently
+from lionpride.services.providers.oai_chat import OAIChatEndpoint, create_oai_chat
+
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me a story."}]}
+CHUNKS = 60
+CONCURRENCY = 16
+
+
+async def measure(fn: Callable[[], Awaitable[None]], total: int) -> float:
+    """CPU microseconds per stream of ``fn`` (after a warm-up)."""
+    await run_concurrently(fn, 100, CONCURRENCY)
+    cpu = time.process_time()
+    await run_concurrently(fn, total, CONCURRENCY)
+    return (time.process_time() - cpu) / total * 1e6
+
+
+async def main(total: int = 1000) -> dict[str, float]:
+    """Measure raw aiohttp and Endpoint.stream(); print and return the figures."""
+    with fake_provider_process(stream_chunks=CHUNKS) as url:
+        base = f"{url}/v1"
+        headers = {"Authorization": "Bearer k"}
+        # The same body the endpoint sends for a stream (it asks OpenAI for the usage chunk).
+        raw_body = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+        connector = aiohttp.TCPConnector(limit=1000)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            counts: list[int] = []
+
+            async def raw() -> None:
+                events = 0
+                async with session.post(
+                    f"{base}/chat/completions", json=raw_body, headers=headers
+                ) as resp:
+                    async for line in resp.content:
+                        if line.startswith(b"data: "):
+                            data = line[6:].strip()
+                            if data == b"[DONE]":
+                                break
+                            json.loads(data)
+                            events += 1
+                counts.append(events)
+
+            config = create_oai_chat("openai", base_url=base, api_key=SecretStr("k"))
+            endpoint = OAIChatEndpoint(config=config)
+            payload = endpoint.create_payload(BODY)
+            texts: list[int] = []
+
+            async def lion() -> None:
+                pieces = 0
+                async for chunk in endpoint.stream(payload):
+                    if chunk.content:
+                        pieces += 1
+                texts.append(pieces)
+
+            r = await measure(raw, total)
+            m = await measure(lion, total)
+            await endpoint.aclose()
+    assert min(counts) >= CHUNKS and min(texts) >= CHUNKS, (min(counts), min(texts))
+    print(
+        f"{CHUNKS}-chunk streams, concurrency {CONCURRENCY}: raw aiohttp {r:7.1f} µs/stream, "
+        f"Endpoint.stream {m:7.1f} µs/stream, ratio {m / r:.2f}"
+    )
+    return {"raw": r, "stream": m, "ratio": m / r}
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

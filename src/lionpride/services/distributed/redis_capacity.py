@@ -1,0 +1,371 @@
+"""Request and token buckets held in Redis, shared by every process that names the same key.
+
+:class:`RedisCapacity` is a :class:`~lionpride.services.utilities.rate_limiter.CapacityBackend`:
+a :class:`~lionpride.services.utilities.rate_limiter.RateLimiter` over it keeps its own queue
+and single timer, and asks Redis once per wake-up. One Lua script (:data:`TAKE_SCRIPT`) reads
+Redis ``TIME`` (the only clock; client clocks may disagree), refills both buckets, and either
+takes requests and tokens together or takes nothing and answers how long to wait until both
+would suffice (a pause included). The limiter sleeps exactly that long and asks again, so
+nothing polls.
+
+Guarantees and limits of the guarantee:
+
+* Admission: in any interval of length t, all processes together are granted at most
+  L + L·t/T of each limit (the server's clock decides).
+* Fairness: each process serves its own callers FIFO (by priority); across processes the
+  order is only approximate, since whichever process asks first after a refill wins.
+* ``give_back`` (refunds, token reconciliation) and ``pause`` (a 429's ``retry_after``) are
+  synchronous in the backend protocol, so they are sent to Redis by a task this backend owns;
+  :meth:`RedisCapacity.flush` awaits them and :meth:`RedisCapacity.aclose` does too.
+* Redis unreachable: with ``on_redis_error="fallback"`` the backend logs one warning and uses
+  local buckets with the same limits, starting from the last levels Redis reported; it tries
+  Redis again after a backoff and returns to the shared buckets when it answers. Capacity taken
+  on one side and given back on the other is not carried over.
+
+Keys are ``lionpride:limit:{<limit_key>}:requests`` / ``:tokens`` / ``:pause`` (one hash tag,
+so a Redis Cluster keeps them in one slot). Bucket hashes expire once they would be full
+anyway, so abandoned keys disappear. Processes sharing a key must configure the same limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import Coroutine
+from typing import Any
+
+from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.services.distributed._link import OnRedisError, RedisLink
+from lionpride.services.utilities.rate_limiter import (
+    LocalCapacity,
+    RateLimitConfig,
+    RateLimiter,
+    TokenBucket,
+)
+
+__all__ = [
+    "GIVE_BACK_SCRIPT",
+    "PAUSE_SCRIPT",
+    "TAKE_SCRIPT",
+    "RedisCapacity",
+    "default_limit_key",
+    "make_limiter",
+]
+
+# Shared by the two bucket scripts: read a bucket refilled to Redis TIME ``now``, and store it
+# with a TTL equal to the time it needs to be full again (an expired bucket reads as full).
+_BUCKET_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+
+local function read(key, cap, rate)
+  local v = redis.call('HMGET', key, 'level', 'ts')
+  local level, ts = tonumber(v[1]), tonumber(v[2])
+  if level == nil or ts == nil then return cap, now end
+  if now > ts then
+    level = math.min(cap, level + (now - ts) * rate)
+    ts = now
+  end
+  -- after a failover Redis TIME may run behind the stored stamp: never move it backwards
+  return level, ts
+end
+
+local function store(key, cap, rate, level, ts)
+  redis.call('HSET', key, 'level', string.format('%.17g', level), 'ts', string.format('%.17g', ts))
+  redis.call('PEXPIRE', key, math.ceil((cap - level) / rate * 1000) + 1000)
+end
+"""
+
+#: KEYS: request bucket, token bucket, pause marker. ARGV: request capacity, request rate,
+#: token capacity, token rate (capacity 0 = no such bucket), requests, tokens. Returns
+#: ``{wait_seconds, request_level, token_level}`` as strings; wait "0" means taken.
+TAKE_SCRIPT = (
+    _BUCKET_LUA
+    + """
+local rcap, rrate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tcap, trate = tonumber(ARGV[3]), tonumber(ARGV[4])
+local req, tok = tonumber(ARGV[5]), tonumber(ARGV[6])
+local wait = 0
+local paused = redis.call('PTTL', KEYS[3])
+if paused > 0 then wait = paused / 1000 end
+local rl, rts, tl, tts = 0, now, 0, now
+if rcap > 0 then
+  rl, rts = read(KEYS[1], rcap, rrate)
+  if req > 0 and req > rl then wait = math.max(wait, (req - rl) / rrate) end
+end
+if tcap > 0 then
+  tl, tts = read(KEYS[2], tcap, trate)
+  if tok > 0 and tok > tl then wait = math.max(wait, (tok - tl) / trate) end
+end
+if wait <= 0.000001 then
+  wait = 0
+  if rcap > 0 and req > 0 then
+    rl = rl - req
+    store(KEYS[1], rcap, rrate, rl, rts)
+  end
+  if tcap > 0 and tok > 0 then
+    tl = tl - tok
+    store(KEYS[2], tcap, trate, tl, tts)
+  end
+end
+return {string.format('%.17g', wait), string.format('%.17g', rl), string.format('%.17g', tl)}
+"""
+)
+
+#: KEYS: request bucket, token bucket. ARGV: capacities and rates as for the take script,
+#: then requests and tokens to add (negative tokens charge: the bucket may go into debt).
+GIVE_BACK_SCRIPT = (
+    _BUCKET_LUA
+    + """
+local specs = {{KEYS[1], ARGV[1], ARGV[2], ARGV[5]}, {KEYS[2], ARGV[3], ARGV[4], ARGV[6]}}
+for _, s in ipairs(specs) do
+  local cap, rate, amount = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
+  if cap > 0 and amount ~= 0 then
+    local level, ts = read(s[1], cap, rate)
+    store(s[1], cap, rate, math.min(cap, level + amount), ts)
+  end
+end
+return 0
+"""
+)
+
+#: KEYS: pause marker. ARGV: milliseconds. The marker's TTL is the pause left (server time);
+#: it is only ever extended.
+PAUSE_SCRIPT = """
+local ms = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
+return 0
+"""
+
+
+def default_limit_key(name: str, api_key: str | None) -> str:
+    """Return ``name`` plus a short hash of ``api_key``, so two keys never share by accident.
+
+    The key itself never appears: only the first 16 hex digits of its SHA-256.
+
+    Example:
+        >>> default_limit_key("gpt-4o-mini", None)
+        'gpt-4o-mini'
+    """
+    if not api_key:
+        return name
+    digest = hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:16]
+    return f"{name}:{digest}"
+
+
+def _float(value: Any) -> float:
+    return float(value.decode() if isinstance(value, bytes) else value)
+
+
+class RedisCapacity:
+    """A request bucket and a token bucket in Redis (see the module docstring).
+
+    Args:
+        redis_url: Where Redis runs.
+        limit_key: Name of the shared limit; every process using it shares both buckets.
+        requests: Shape of the request bucket (``refill_rate`` > 0), or ``None`` for no limit.
+        tokens: Shape of the token bucket (``refill_rate`` > 0), or ``None`` for no limit.
+        on_redis_error: ``"fallback"`` (local buckets, one warning) or ``"raise"``.
+        clock: Time source of the local fallback buckets and the reconnect backoff.
+        socket_timeout: Seconds a Redis connect or reply may take.
+        reconnect_min: First wait, after Redis failed, before trying it again.
+        reconnect_max: Longest such wait.
+
+    Raises:
+        ValueError: A bucket without refill, an empty ``limit_key``, or a bad policy.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        limit_key: str,
+        *,
+        requests: RateLimitConfig | None,
+        tokens: RateLimitConfig | None,
+        on_redis_error: OnRedisError = "fallback",
+        clock: Clock = SYSTEM_CLOCK,
+        socket_timeout: float = 0.5,
+        reconnect_min: float = 1.0,
+        reconnect_max: float = 5.0,
+    ) -> None:
+        if not limit_key:
+            raise ValueError("limit_key must not be empty")
+        for name, config in (("requests", requests), ("tokens", tokens)):
+            if config is not None and config.refill_rate <= 0:
+                raise ValueError(f"the shared {name} bucket needs refill_rate > 0")
+        self.limit_key = limit_key
+        self._requests = requests
+        self._tokens = tokens
+        self._clock = clock
+        self._link = RedisLink(
+            redis_url,
+            what=f"limit {limit_key!r}",
+            on_redis_error=on_redis_error,
+            clock=clock,
+            socket_timeout=socket_timeout,
+            reconnect_min=reconnect_min,
+            reconnect_max=reconnect_max,
+        )
+        prefix = f"lionpride:limit:{{{limit_key}}}"
+        self._keys = (f"{prefix}:requests", f"{prefix}:tokens", f"{prefix}:pause")
+        self._shape = (
+            requests.capacity if requests else 0,
+            requests.refill_rate if requests else 0,
+            tokens.capacity if tokens else 0,
+            tokens.refill_rate if tokens else 0,
+        )
+        self._levels: dict[str, float] = {}
+        if requests is not None:
+            self._levels["requests"] = float(requests.capacity)
+        if tokens is not None:
+            self._levels["tokens"] = float(tokens.capacity)
+        self._paused_until = -math.inf
+        self._local = self._fresh_local()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"RedisCapacity({self.limit_key!r}, shared={self.shared})"
+
+    @property
+    def shared(self) -> bool:
+        """False while Redis is unreachable and local buckets stand in."""
+        return self._link.shared
+
+    @property
+    def link(self) -> RedisLink:
+        """The Redis connection and its fallback state."""
+        return self._link
+
+    @property
+    def keys(self) -> tuple[str, str, str]:
+        """The Redis keys of the request bucket, the token bucket and the pause marker."""
+        return self._keys
+
+    def _fresh_local(self) -> LocalCapacity:
+        """Local buckets starting at the last shared levels, with the pause still running."""
+
+        def bucket(config: RateLimitConfig | None, name: str) -> TokenBucket | None:
+            if config is None:
+                return None
+            level = min(config.capacity, max(0, math.floor(self._levels[name])))
+            return TokenBucket(
+                RateLimitConfig(config.capacity, config.refill_rate, level), clock=self._clock
+            )
+
+        local = LocalCapacity(bucket(self._requests, "requests"), bucket(self._tokens, "tokens"))
+        left = self._paused_until - self._clock.now()
+        if left > 0:
+            local.pause(left)
+        return local
+
+    async def _run(self, source: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any | None:
+        """Run a script; on the switch to fallback, start local buckets from the last levels."""
+        was_shared = self._link.shared
+        reply = await self._link.run(source, keys, args)
+        if reply is None and was_shared:
+            self._local = self._fresh_local()
+        return reply
+
+    def check(self, requests: int, tokens: int) -> None:
+        """Raise ``ValueError`` naming the amount and capacity a bucket can never hold."""
+        self._local.check(requests, tokens)
+
+    async def take(self, requests: int, tokens: int) -> float:
+        """Take both amounts from the shared buckets (0.0), or nothing and return the wait.
+
+        Raises:
+            lionpride.errors.ConnectionError: Redis is unreachable and the policy is "raise".
+        """
+        reply = await self._run(TAKE_SCRIPT, self._keys, (*self._shape, requests, tokens))
+        if reply is None:
+            return await self._local.take(requests, tokens)
+        wait, request_level, token_level = (_float(v) for v in reply)
+        if self._requests is not None:
+            self._levels["requests"] = request_level
+        if self._tokens is not None:
+            self._levels["tokens"] = token_level
+        return wait
+
+    def give_back(self, requests: int, tokens: int) -> None:
+        """Return capacity (negative ``tokens`` charges); sent to Redis by an owned task."""
+        if not (requests or tokens):
+            return
+        self._spawn(self._give_back_shared(requests, tokens))
+
+    async def _give_back_shared(self, requests: int, tokens: int) -> None:
+        keys = self._keys[:2]
+        if await self._run(GIVE_BACK_SCRIPT, keys, (*self._shape, requests, tokens)) is None:
+            self._local.give_back(requests, tokens)
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds``, in every process sharing the key."""
+        self._paused_until = max(self._paused_until, self._clock.now() + seconds)
+        self._local.pause(seconds)
+        ms = max(1, math.ceil(seconds * 1000))
+        self._spawn(self._pause_shared(ms))
+
+    async def _pause_shared(self, ms: int) -> None:
+        await self._run(PAUSE_SCRIPT, self._keys[2:], (ms,))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in a task this backend owns (awaited by :meth:`flush`)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def levels(self) -> dict[str, float]:
+        """Levels the last Redis answer reported (the local ones while in fallback)."""
+        if not self._link.shared:
+            return self._local.levels()
+        return dict(self._levels)
+
+    async def flush(self) -> None:
+        """Wait until every give-back and pause sent so far has reached Redis (or fallback)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Flush, then close the Redis connections."""
+        await self.flush()
+        await self._link.aclose()
+
+
+def make_limiter(
+    *,
+    redis_url: str,
+    limit_key: str,
+    limit_requests: int | None,
+    limit_tokens: int | None,
+    capacity_refresh_time: float,
+    on_redis_error: OnRedisError = "fallback",
+    clock: Clock = SYSTEM_CLOCK,
+) -> RateLimiter:
+    """Build a :class:`RateLimiter` over buckets shared in Redis under ``limit_key``.
+
+    Each limit L becomes a bucket of capacity L refilling L/``capacity_refresh_time`` per
+    second; ``None`` leaves that dimension unlimited (a 429's pause is shared either way).
+    Close it with ``await limiter.backend.aclose()``.
+
+    Raises:
+        ValueError: A limit below 1, a non-positive ``capacity_refresh_time``, an empty key.
+    """
+    if not (isinstance(capacity_refresh_time, int | float) and capacity_refresh_time > 0):
+        raise ValueError(f"capacity_refresh_time must be > 0, got {capacity_refresh_time!r}")
+    if not math.isfinite(capacity_refresh_time):
+        raise ValueError(f"capacity_refresh_time must be finite, got {capacity_refresh_time!r}")
+
+    def shape(limit: int | None) -> RateLimitConfig | None:
+        if limit is None:
+            return None
+        return RateLimitConfig(limit, limit / capacity_refresh_time)
+
+    backend = RedisCapacity(
+        redis_url,
+        limit_key,
+        requests=shape(limit_requests),
+        tokens=shape(limit_tokens),
+        on_redis_error=on_redis_error,
+        clock=clock,
+    )
+    return RateLimiter(clock=clock, backend=backend)
