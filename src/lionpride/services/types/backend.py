@@ -8,20 +8,26 @@ user's own subclass gets all of it for free (DESIGN D12).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from lionpride import errors
 from lionpride.core.element import Element
-from lionpride.core.event import Event
+from lionpride.core.event import Event, EventStatus
+from lionpride.services.types.hook import HookPhase, HookRegistry
 from lionpride.services.types.response import NormalizedResponse
 
 if TYPE_CHECKING:
     from lionpride.services.streaming.channel import StreamChunk
 
 __all__ = ["Calling", "NormalizedResponse", "RetryObserver", "ServiceBackend", "ServiceConfig"]
+
+_log = logging.getLogger(__name__)
 
 #: Called before each retry with (attempt number, error, seconds until the next attempt).
 RetryObserver = Callable[[int, BaseException, float], Any]
@@ -175,6 +181,16 @@ class Calling(Event):
     reserved_tokens: int = Field(default=0, exclude=True)
     #: Told about every retry (the iModel pauses its limiter on a 429).
     retry_listener: RetryObserver | None = Field(default=None, exclude=True, repr=False)
+    #: Lifecycle hooks (``None`` = the fast path: no hook checks at all).
+    hook_registry: HookRegistry | None = Field(default=None, exclude=True, repr=False)
+    pre_invoke_exit_hook: bool = Field(default=False, exclude=True, repr=False)
+    pre_invoke_hook_timeout: float | None = Field(default=30.0, exclude=True, repr=False)
+    pre_invoke_hook_params: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
+    post_invoke_exit_hook: bool = Field(default=False, exclude=True, repr=False)
+    post_invoke_hook_timeout: float | None = Field(default=30.0, exclude=True, repr=False)
+    post_invoke_hook_params: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
+
+    _pre_hook_failed: bool = PrivateAttr(default=False)
 
     @property
     def response(self) -> NormalizedResponse | None:
@@ -190,11 +206,110 @@ class Calling(Event):
         if self.retry_listener is not None:
             self.retry_listener(attempt, error, delay)
 
+    async def invoke(self) -> None:
+        """Run the call once and record the outcome, then run the PostInvocation hooks.
+
+        The post hooks run after the outcome is on ``execution`` and outside the call's own
+        timeout, bounded by ``post_invoke_hook_timeout``.
+        """
+        hooks = self.hook_registry
+        if hooks is None:
+            await super().invoke()
+            return
+        if self.execution.status is not EventStatus.PENDING:
+            return
+        await super().invoke()
+        ex = self.execution
+        if self._pre_hook_failed:
+            # A failed pre hook is the call's failure, not a timeout of the call itself.
+            ex.status, ex.retryable = EventStatus.FAILED, False
+        if hooks.handles(HookPhase.PostInvocation):
+            await self._run_post_hooks(hooks)
+
+    async def _run_post_hooks(self, hooks: HookRegistry) -> None:
+        ex = self.execution
+        try:
+            await hooks.run(
+                HookPhase.PostInvocation,
+                self,
+                timeout=self.post_invoke_hook_timeout,
+                exit=self.post_invoke_exit_hook,
+                response=ex.response,
+                error=ex.error,
+                **self.post_invoke_hook_params,
+            )
+        except Exception as exc:
+            if not self.post_invoke_exit_hook:
+                _log.warning("PostInvocation hook failed for %s: %r", self.id, exc)
+                return
+            if isinstance(exc, TimeoutError) and not isinstance(exc, errors.TimeoutError):
+                exc = errors.TimeoutError(
+                    f"PostInvocation hooks exceeded {self.post_invoke_hook_timeout}s", cause=exc
+                )
+            ex.error, ex.status, ex.retryable = exc, EventStatus.FAILED, False
+
     async def _invoke(self) -> NormalizedResponse:
         self.execution.attempts = 1
-        return await self.backend.call(
-            self.payload,
-            extra_headers=self.extra_headers,
-            timeout=self.timeout,
-            on_retry=self._on_retry,
-        )
+        hooks = self.hook_registry
+        if hooks is None:
+            return await self.backend.call(
+                self.payload,
+                extra_headers=self.extra_headers,
+                timeout=self.timeout,
+                on_retry=self._on_retry,
+            )
+        if hooks.handles(HookPhase.PreInvocation):
+            await self._run_pre_hooks(hooks)
+        try:
+            return await self.backend.call(
+                self.payload,
+                extra_headers=self.extra_headers,
+                timeout=self.timeout,
+                on_retry=self._on_retry,
+            )
+        except Exception as exc:
+            if not hooks.handles(HookPhase.ErrorHandling):
+                raise
+            recovered = await self._run_error_hooks(hooks, exc)
+            if recovered is None:
+                raise
+            return recovered
+
+    async def _run_pre_hooks(self, hooks: HookRegistry) -> None:
+        try:
+            await hooks.run(
+                HookPhase.PreInvocation,
+                self,
+                timeout=self.pre_invoke_hook_timeout,
+                exit=self.pre_invoke_exit_hook,
+                **self.pre_invoke_hook_params,
+            )
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError as exc:
+            self._pre_hook_failed = True
+            raise errors.TimeoutError(
+                f"PreInvocation hooks exceeded {self.pre_invoke_hook_timeout}s", cause=exc
+            ) from exc
+        except Exception:
+            self._pre_hook_failed = True
+            raise
+
+    async def _run_error_hooks(
+        self, hooks: HookRegistry, error: Exception
+    ) -> NormalizedResponse | None:
+        try:
+            results = await hooks.run(
+                HookPhase.ErrorHandling,
+                self,
+                timeout=self.post_invoke_hook_timeout,
+                error=error,
+                **self.post_invoke_hook_params,
+            )
+        except Exception as exc:
+            _log.warning("ErrorHandling hook failed for %s: %r", self.id, exc)
+            return None
+        for result in results:
+            if isinstance(result, NormalizedResponse):
+                return result
+        return None

@@ -72,6 +72,7 @@ __all__ = [
     "CircuitBreakerOpenError",
     "CircuitState",
     "RetryConfig",
+    "backoff_disabled",
     "no_backoff",
     "parse_retry_after",
     "retry_with_backoff",
@@ -601,6 +602,11 @@ def no_backoff() -> Iterator[None]:
         _NO_BACKOFF.reset(token)
 
 
+def backoff_disabled() -> bool:
+    """Tell whether the caller runs inside :func:`no_backoff` (other waits may skip too)."""
+    return _NO_BACKOFF.get()
+
+
 def _is_retryable(exc: Exception, config: RetryConfig) -> bool:
     if config.retry_on is not None:
         return isinstance(exc, config.retry_on)
@@ -691,7 +697,7 @@ async def retry_with_backoff(
             outcome = on_retry(attempt, error, wait)
             if inspect.isawaitable(outcome):
                 await outcome
-        await clock.sleep(0.0 if _NO_BACKOFF.get() else wait)
+        await clock.sleep(0.0 if backoff_disabled() else wait)
 
 
 # --- server hints -------------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""The ``lionpride`` command: batch runs, a streamed chat, a demo and a fake provider.
+
+Commands::
+
+    lionpride demo                                    offline tour on the built-in FakeProvider
+    lionpride run IN.jsonl --output OUT.jsonl --provider openai [--model M] [limits]
+    lionpride chat --provider anthropic [--model M] "prompt"
+    lionpride fake-provider [--port N] [--limit-requests N] [--window S]
+
+Exit codes: 0 success, 1 some requests failed (``run``) or a call failed (``chat``), 2 bad
+usage (unknown flag or provider, missing API key, unreadable file), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lionpride.cli._common import UsageError, add_connection_args, add_limit_args
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lionpride",
+        description="Rate-limited LLM calls from the command line.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser(
+        "demo",
+        help="offline tour: limits, retries, breaker, streaming, tools (no key, no network)",
+        description="Run a few hundred calls against a local FakeProvider and show the numbers.",
+    )
+
+    run = commands.add_parser(
+        "run",
+        help="send a JSONL file of requests (OpenAI Batch format or plain bodies), resumably",
+        description="Send every request of INPUT, append each result to --output as it "
+        "finishes; run again to resume (only requests without a successful result are sent).",
+    )
+    run.add_argument("input", metavar="INPUT.jsonl")
+    run.add_argument("--output", "-o", required=True, metavar="OUT.jsonl")
+    add_connection_args(run)
+    add_limit_args(run)
+
+    chat = commands.add_parser("chat", help="stream one reply to the terminal")
+    chat.add_argument("prompt")
+    add_connection_args(chat)
+
+    fake = commands.add_parser(
+        "fake-provider",
+        help="serve the FakeProvider (OpenAI, Anthropic, Gemini formats) for your own tests",
+    )
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8000, help="0 picks a free port (default 8000)")
+    fake.add_argument("--limit-requests", type=int, metavar="N")
+    fake.add_argument("--limit-tokens", type=int, metavar="N")
+    fake.add_argument("--window", type=float, default=60.0, metavar="S", help="default 60")
+    fake.add_argument("--latency", type=float, default=0.0, metavar="S")
+    fake.add_argument("--reply-text", metavar="TEXT")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lionpride`` command line and return its exit code.
+
+    Args:
+        argv: Arguments without the program name; ``None`` reads ``sys.argv``.
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 for --help
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return _dispatch(args)
+    except UsageError as exc:
+        sys.stderr.write(f"lionpride {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    # Commands import the library only when they run, so `lionpride --help` stays instant.
+    if args.command == "run":
+        from lionpride.cli._run import run_batch
+
+        return run_batch(args)
+    if args.command == "chat":
+        from lionpride.cli._chat import chat
+
+        return chat(args)
+    if args.command == "demo":
+        from lionpride.cli._demo import demo
+
+        return demo()
+    from lionpride.cli._fake import serve
+
+    return serve(args)

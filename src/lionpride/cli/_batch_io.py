@@ -1,0 +1,227 @@
+"""Batch files: reading requests line by line and appending results that survive ``kill -9``.
+
+Input lines are either OpenAI Batch API requests (``{"custom_id", "method", "url", "body"}``)
+or plain request bodies (an optional ``custom_id`` key is taken out; otherwise the id is
+``line-N``). Blank lines are ignored.
+
+The output file only ever grows by whole lines: each result is one ``os.write`` of the full
+line on a descriptor opened with ``O_APPEND``, so a process killed at any moment leaves every
+finished line intact and at most one partial line at the end. :func:`load_done` repairs the
+file before a resumed run: it drops that partial line and the records of failed requests
+(which the resumed run sends again), by writing the kept lines to a temporary file and
+renaming it over the output, so the file is valid at every instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BadLine", "BatchItem", "ResultWriter", "count_lines", "load_done", "read_requests"]
+
+_BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One request to send: its id, its 1-based line number and its body."""
+
+    custom_id: str
+    line_no: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """An input line that cannot be sent, and why."""
+
+    line_no: int
+    reason: str
+
+
+def count_lines(path: str) -> int:
+    """Non-blank lines in ``path`` (for the progress total)."""
+    count = 0
+    with open(path, "rb") as file:
+        for line in file:
+            count += bool(line.strip())
+    return count
+
+
+def read_requests(path: str) -> Iterator[BatchItem | BadLine]:
+    """Yield each non-blank line of ``path`` as a request or as a bad line, in order.
+
+    A later line with the ``custom_id`` of an earlier one is a bad line (a duplicate).
+    """
+    first_line: dict[str, int] = {}
+    with open(path, encoding="utf-8", errors="replace") as file:
+        for line_no, text in enumerate(file, start=1):
+            if not text.strip():
+                continue
+            parsed = _parse(text, line_no)
+            if isinstance(parsed, BatchItem):
+                earlier = first_line.setdefault(parsed.custom_id, line_no)
+                if earlier != line_no:
+                    parsed = BadLine(
+                        line_no,
+                        f"duplicate custom_id {parsed.custom_id!r} (first on line {earlier})",
+                    )
+            yield parsed
+
+
+def _parse(text: str, line_no: int) -> BatchItem | BadLine:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return BadLine(line_no, f"not JSON ({exc})")
+    if not isinstance(data, dict):
+        return BadLine(line_no, f"expected a JSON object, got {type(data).__name__}")
+    if data.keys() & (_BATCH_KEYS - {"custom_id"}):
+        # The OpenAI Batch API format: the request is under "body".
+        body = data.get("body")
+        if body is None:
+            return BadLine(line_no, 'missing "body" (batch format: custom_id, method, url, body)')
+        if not isinstance(body, dict):
+            return BadLine(line_no, f'"body" must be a JSON object, got {type(body).__name__}')
+        custom_id = data.get("custom_id")
+        if not isinstance(custom_id, str) or not custom_id:
+            return BadLine(line_no, 'missing "custom_id" (a non-empty string)')
+        method = data.get("method", "POST")
+        if method != "POST":
+            return BadLine(line_no, f'"method" must be "POST", got {method!r}')
+        return BatchItem(custom_id, line_no, body)
+    body = dict(data)
+    custom_id = body.pop("custom_id", None)
+    if custom_id is None:
+        custom_id = f"line-{line_no}"
+    elif not isinstance(custom_id, str) or not custom_id:
+        return BadLine(line_no, '"custom_id" must be a non-empty string')
+    return BatchItem(custom_id, line_no, body)
+
+
+def load_done(path: str) -> set[str]:
+    """The custom_ids with a successful result in ``path``, after repairing the file.
+
+    Kept: the first successful line of each custom_id. Dropped: a partial last line (the
+    process was killed while writing it), lines that are not valid records, failed results
+    (they are sent again) and repeated successes. The file is rewritten only when something
+    is dropped, through a temporary file renamed over it.
+    """
+    if not os.path.exists(path):
+        return set()
+    done, dropped = _scan(path, None)
+    if dropped:
+        tmp = f"{path}.tmp-{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _scan(path, fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    return done
+
+
+def _scan(path: str, out_fd: int | None) -> tuple[set[str], bool]:
+    """Read ``path`` line by line; return the kept ids and whether any line is dropped.
+
+    With ``out_fd``, the kept lines are also written there.
+    """
+    done: set[str] = set()
+    dropped = False
+    with open(path, "rb") as file:
+        for raw in file:
+            # A line without its newline is the partial tail a kill left behind.
+            custom_id = _successful_id(raw) if raw.endswith(b"\n") else None
+            if custom_id is None or custom_id in done:
+                dropped = True
+                continue
+            done.add(custom_id)
+            if out_fd is not None:
+                _write_all(out_fd, raw)
+    return done, dropped
+
+
+def _successful_id(raw: bytes) -> str | None:
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("error") is not None:
+        return None
+    response = record.get("response")
+    custom_id = record.get("custom_id")
+    if not isinstance(response, dict) or not isinstance(custom_id, str):
+        return None
+    return custom_id if response.get("status_code") == 200 else None
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # Some platforms cannot open a directory; the rename is still atomic.
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class ResultWriter:
+    """Appends result records to a JSONL file, one ``os.write`` per line.
+
+    Args:
+        path: The output file, created if missing.
+        sync_every: ``fsync`` after this many lines...
+        sync_seconds: ...or when this many seconds passed since the last one; always at close.
+    """
+
+    def __init__(self, path: str, *, sync_every: int = 200, sync_seconds: float = 1.0) -> None:
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._sync_every = sync_every
+        self._sync_seconds = sync_seconds
+        self._unsynced = 0
+        self._synced_at = time.monotonic()
+        self.written = 0
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write ``record`` as one JSON line."""
+        if self._fd is None:
+            raise ValueError("ResultWriter is closed")
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+        # One write of the whole line: a kill leaves either all of it or a tail to drop.
+        _write_all(self._fd, (line + "\n").encode("utf-8"))
+        self.written += 1
+        self._unsynced += 1
+        now = time.monotonic()
+        if self._unsynced >= self._sync_every or now - self._synced_at >= self._sync_seconds:
+            self.sync()
+
+    def sync(self) -> None:
+        """Flush written lines to disk."""
+        if self._fd is not None and self._unsynced:
+            os.fsync(self._fd)
+            self._unsynced = 0
+            self._synced_at = time.monotonic()
+
+    def close(self) -> None:
+        """Sync and close; safe to call twice."""
+        if self._fd is None:
+            return
+        try:
+            self.sync()
+        finally:
+            os.close(self._fd)
+            self._fd = None

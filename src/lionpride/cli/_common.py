@@ -1,0 +1,126 @@
+"""What the commands share: connection flags, the API key, building the iModel.
+
+Bad setup (unknown provider, missing key, a flag the library cannot honour) raises
+:class:`UsageError`, which ``main`` turns into a message on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lionpride.services.imodel import iModel
+
+__all__ = ["UsageError", "add_connection_args", "add_limit_args", "build_model", "key_env"]
+
+
+class UsageError(Exception):
+    """The command line or the environment is wrong; the message says what to fix."""
+
+
+def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    """``--provider``, ``--model``, ``--base-url`` and ``--api-key-env``."""
+    parser.add_argument(
+        "--provider", required=True, help="openai, anthropic, gemini, groq, openrouter, ..."
+    )
+    parser.add_argument("--model", help="model name (overrides the one in each request)")
+    parser.add_argument(
+        "--base-url",
+        help="API base URL (default: $<PROVIDER>_BASE_URL, then the provider's own)",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="environment variable holding the API key (default: <PROVIDER>_API_KEY)",
+    )
+
+
+def add_limit_args(parser: argparse.ArgumentParser) -> None:
+    """Client-side limits: requests and tokens per window, concurrency, Redis."""
+    parser.add_argument("--limit-requests", type=_positive_int, metavar="N")
+    parser.add_argument("--limit-tokens", type=_positive_int, metavar="N")
+    parser.add_argument(
+        "--capacity-refresh-time",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="the window of --limit-requests/--limit-tokens in seconds (default 60)",
+    )
+    parser.add_argument(
+        "--concurrency", type=_positive_int, default=16, metavar="N", help="default 16"
+    )
+    parser.add_argument(
+        "--redis-url", metavar="URL", help="share the limits through Redis (several processes)"
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def key_env(provider: str, api_key_env: str | None) -> str:
+    """The name of the variable that holds the key: the flag, else ``<PROVIDER>_API_KEY``."""
+    return api_key_env or f"{provider.upper()}_API_KEY"
+
+
+def build_model(args: argparse.Namespace, **extra: Any) -> iModel:
+    """Build the iModel the flags describe.
+
+    Args:
+        args: Parsed flags from :func:`add_connection_args` (and :func:`add_limit_args`).
+        **extra: More iModel or endpoint arguments (``circuit_breaker``, ...).
+
+    Raises:
+        UsageError: Unknown provider, missing API key, or ``--redis-url`` unsupported.
+    """
+    from pydantic import SecretStr
+
+    from lionpride import errors
+    from lionpride.services.imodel import iModel
+
+    provider = args.provider.lower()
+    env_name = key_env(provider, args.api_key_env)
+    key = os.environ.get(env_name, "").strip()
+    kwargs: dict[str, Any] = dict(extra)
+    if args.base_url:
+        kwargs["base_url"] = args.base_url
+    if key:
+        kwargs["api_key"] = SecretStr(key)
+    limits: dict[str, Any] = {
+        "limit_requests": getattr(args, "limit_requests", None),
+        "limit_tokens": getattr(args, "limit_tokens", None),
+        "capacity_refresh_time": getattr(args, "capacity_refresh_time", 60.0),
+        "concurrency_limit": getattr(args, "concurrency", 100),
+    }
+    redis_url = getattr(args, "redis_url", None)
+    if redis_url:
+        # Any unknown keyword would silently become a request default, so ask the signature.
+        if "redis_url" not in inspect.signature(iModel.__init__).parameters:
+            raise UsageError(
+                "--redis-url is not supported by this version of lionpride; drop the flag "
+                "to use local limits"
+            )
+        kwargs["redis_url"] = redis_url
+    try:
+        model = iModel(provider=provider, **limits, **kwargs)
+    except errors.ConfigurationError as exc:
+        raise UsageError(str(exc)) from exc
+    except ValueError as exc:
+        raise UsageError(f"cannot set up provider {provider!r}: {exc}") from exc
+    if not key:
+        hint = "" if args.api_key_env else " (or --api-key-env NAME)"
+        raise UsageError(f"no API key: set {env_name}{hint}")
+    return model

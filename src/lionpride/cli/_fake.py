@@ -1,0 +1,42 @@
+"""``lionpride fake-provider``: serve the FakeProvider until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+__all__ = ["serve"]
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the ``fake-provider`` command until SIGINT or SIGTERM; return 0."""
+    return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from lionpride.testing import FakeProvider
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    provider = FakeProvider(
+        host=args.host,
+        port=args.port,
+        limit_requests=args.limit_requests,
+        limit_tokens=args.limit_tokens,
+        window=args.window,
+        latency=args.latency,
+        reply_text=args.reply_text,
+    )
+    async with provider:
+        # The first line names the address, so scripts can read it (useful with --port 0).
+        print(f"FakeProvider listening on {provider.url}", flush=True)
+        for name in ("openai", "anthropic", "gemini"):
+            print(f"  {name:<9} base URL {provider.base_url(name)}", flush=True)
+        sys.stdout.flush()
+        await stop.wait()
+        print(f"stopping after {len(provider.requests)} requests", flush=True)
+    return 0

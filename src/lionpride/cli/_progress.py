@@ -1,0 +1,170 @@
+"""A progress display on stderr: an ANSI bar on a terminal, quiet lines otherwise.
+
+On a terminal the bar is redrawn in place a few times a second. When stderr is a file or a
+pipe (CI logs, ``2> run.log``) one plain line is written every ``every_items`` items or
+``every_seconds`` seconds, whichever comes first, so logs stay short and still show life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from types import TracebackType
+from typing import TextIO
+
+__all__ = ["Progress", "format_seconds"]
+
+_BAR_WIDTH = 24
+_CLEAR_LINE = "\r\x1b[2K"
+
+
+def format_seconds(seconds: float) -> str:
+    """``42s``, ``3m07s`` or ``1h02m``."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+class Progress:
+    """Counts finished items and shows done, failed, rate, ETA and tokens.
+
+    Args:
+        total: Items expected, when known (for the bar and the ETA).
+        label: Text before the counters.
+        stream: Where to draw; stderr by default.
+        tty: Force terminal or quiet mode; ``None`` asks ``stream.isatty()``.
+        every_items: In quiet mode, a line after this many items.
+        every_seconds: In quiet mode, a line after this many seconds; on a terminal the bar
+            is redrawn ten times as often.
+    """
+
+    def __init__(
+        self,
+        total: int | None = None,
+        *,
+        label: str = "",
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+        every_items: int = 100,
+        every_seconds: float = 5.0,
+    ) -> None:
+        self.total = total
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.every_items = every_items
+        self.every_seconds = every_seconds
+        self.done = 0
+        self.failed = 0
+        self.skipped = 0
+        self.tokens = 0
+        self._started = time.monotonic()
+        self._last_line_items = 0
+        self._last_line_time = self._started
+        self._ticker: asyncio.Task[None] | None = None
+
+    # -- counting ------------------------------------------------------------------------
+
+    def advance(self, *, ok: bool, tokens: int = 0) -> None:
+        """Count one finished item."""
+        self.done += 1
+        self.failed += not ok
+        self.tokens += tokens
+        if not self.tty and self.done - self._last_line_items >= self.every_items:
+            self._quiet_line()
+
+    def skip(self, count: int = 1) -> None:
+        """Count items that needed no call (done before, or bad); they do not add to the rate."""
+        self.skipped += count
+
+    @property
+    def rate(self) -> float:
+        """Finished items per second since the start."""
+        return self.done / max(time.monotonic() - self._started, 1e-9)
+
+    def line(self) -> str:
+        """The current status as one line of text."""
+        parts = [self.label] if self.label else []
+        finished = self.done + self.skipped
+        if self.total:
+            parts.append(f"{finished}/{self.total}")
+        else:
+            parts.append(f"{finished} done")
+        parts.append(f"{self.failed} failed")
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped")
+        rate = self.rate
+        parts.append(f"{rate:.1f}/s")
+        if self.total and rate > 0:
+            parts.append(f"ETA {format_seconds(max(0, self.total - finished) / rate)}")
+        parts.append(f"{self.tokens:,} tokens")
+        return ", ".join(parts)
+
+    # -- drawing -------------------------------------------------------------------------
+
+    def _bar(self) -> str:
+        if not self.total:
+            return ""
+        share = min(1.0, (self.done + self.skipped) / self.total)
+        filled = int(share * _BAR_WIDTH)
+        return "[" + "#" * filled + "-" * (_BAR_WIDTH - filled) + f"] {share:4.0%} "
+
+    def draw(self) -> None:
+        """Redraw the bar (terminal) or write a quiet line if one is due."""
+        if self.tty:
+            self.stream.write(_CLEAR_LINE + self._bar() + self.line())
+            self.stream.flush()
+        elif time.monotonic() - self._last_line_time >= self.every_seconds:
+            self._quiet_line()
+
+    def _quiet_line(self) -> None:
+        self._last_line_items = self.done
+        self._last_line_time = time.monotonic()
+        self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        """Write a line of text without garbling the bar."""
+        if self.tty:
+            self.stream.write(_CLEAR_LINE)
+        self.stream.write(text + "\n")
+        if self.tty:
+            self.stream.write(self._bar() + self.line())
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """Draw the final state and end the bar's line."""
+        if self.tty:
+            self.stream.write(_CLEAR_LINE + self._bar() + self.line() + "\n")
+            self.stream.flush()
+        elif self.done != self._last_line_items:
+            self._quiet_line()
+
+    # -- live redraws --------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        interval = self.every_seconds / 10 if self.tty else min(1.0, self.every_seconds)
+        while True:
+            await asyncio.sleep(interval)
+            self.draw()
+
+    async def __aenter__(self) -> Progress:
+        self._ticker = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.cancel()
+            # The ticker only sleeps and draws; waiting for it keeps one owner per task.
+            await asyncio.gather(ticker, return_exceptions=True)
+        self.finish()

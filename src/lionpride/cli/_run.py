@@ -1,0 +1,197 @@
+"""``lionpride run``: send a JSONL file of requests under limits, resumably.
+
+Each result is appended to the output as soon as its request finishes, in the OpenAI Batch
+output shape plus the normalized fields::
+
+    {"custom_id": "req-1", "response": {"status_code": 200, "body": {...provider's body...}},
+     "error": null, "text": "...", "usage": {...}, "finish_reason": "stop"}
+
+A failed request has ``"error": {"code": "<error type>", "message": "..."}`` and, when the
+provider answered, ``"response": {"status_code": 429, "body": {...}}`` (else ``null``).
+
+Resuming: run the same command again. Requests that already have a successful line are not
+sent; failed ones are sent again (their old lines are removed first, see
+:func:`~lionpride.cli._batch_io.load_done`), so the output ends with exactly one line per
+request. Bad input lines (not JSON, no body, a duplicate custom_id) are reported on stderr
+with their line numbers, skipped, and make the exit code 1. Exit codes: 0 every request
+succeeded, 1 some failed or were bad, 2 bad usage (flags, missing key, unreadable input).
+Do not run two processes on the same output file at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from lionpride.cli._batch_io import (
+    BadLine,
+    BatchItem,
+    ResultWriter,
+    count_lines,
+    load_done,
+    read_requests,
+)
+from lionpride.cli._common import UsageError, build_model
+from lionpride.cli._progress import Progress, format_seconds
+from lionpride.cli._stats import CallStats
+
+if TYPE_CHECKING:
+    from lionpride.services.imodel import iModel
+    from lionpride.services.types.backend import Calling
+
+__all__ = ["result_record", "run_batch"]
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Run the ``run`` command; return the exit code."""
+    try:
+        total = count_lines(args.input)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from exc
+    if args.output == args.input:
+        raise UsageError("--output must not be the input file")
+    model = build_model(args)
+    try:
+        done = load_done(args.output)
+        writer = ResultWriter(args.output)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    try:
+        return asyncio.run(_run(args, model, writer, done, total))
+    finally:
+        writer.close()
+
+
+async def _run(
+    args: argparse.Namespace, model: iModel, writer: ResultWriter, done: set[str], total: int
+) -> int:
+    stats = CallStats()
+    progress = Progress(total, label="run")
+    bad: list[BadLine] = []
+    items = _pending(read_requests(args.input), done, bad, progress)
+    try:
+        async with progress, asyncio.TaskGroup() as group:
+            for _ in range(args.concurrency):
+                group.create_task(_worker(items, model, args.model, writer, stats, progress))
+    finally:
+        stats.stop()
+        await model.aclose()
+    _summary(stats, progress, bad)
+    return 1 if stats.failed or bad else 0
+
+
+def _pending(
+    requests: Iterator[BatchItem | BadLine],
+    done: set[str],
+    bad: list[BadLine],
+    progress: Progress,
+) -> Iterator[BatchItem]:
+    """The requests still to send; bad lines are reported and done ones counted on the way."""
+    for item in requests:
+        if isinstance(item, BadLine):
+            bad.append(item)
+            progress.message(f"line {item.line_no}: {item.reason}; skipped")
+            progress.skip()
+        elif item.custom_id in done:
+            progress.skip()
+        else:
+            yield item
+
+
+async def _worker(
+    items: Iterator[BatchItem],
+    model: iModel,
+    model_name: str | None,
+    writer: ResultWriter,
+    stats: CallStats,
+    progress: Progress,
+) -> None:
+    """Take requests from the shared iterator until it is empty.
+
+    Each worker pulls the next line only when it is free, so a huge input is never loaded at
+    once; ``next()`` on the shared generator is synchronous, so workers never race on it.
+    """
+    for item in items:
+        record = await _send(item, model, model_name, stats)
+        writer.append(record)
+        usage = record.get("usage") or {}
+        tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+        progress.advance(ok=record["error"] is None, tokens=tokens)
+
+
+async def _send(
+    item: BatchItem, model: iModel, model_name: str | None, stats: CallStats
+) -> dict[str, Any]:
+    body = dict(item.body)
+    if model_name:
+        body["model"] = model_name
+    try:
+        calling = await model.create_calling(**body)
+    except (ValueError, TypeError) as exc:
+        stats.record_failure()
+        return _error_record(item.custom_id, exc)
+    stats.observe(calling)
+    await model.invoke(calling=calling, raise_on_error=False)
+    stats.record(calling)
+    return result_record(item.custom_id, calling)
+
+
+def result_record(custom_id: str, calling: Calling) -> dict[str, Any]:
+    """The output line for a finished call, in the OpenAI Batch output shape."""
+    error = calling.execution.error
+    response = calling.response
+    if error is None and response is not None:
+        record: dict[str, Any] = {
+            "custom_id": custom_id,
+            "response": {"status_code": 200, "body": response.raw_response},
+            "error": None,
+            "text": response.data if isinstance(response.data, str) else None,
+            "usage": response.usage.model_dump() if response.usage is not None else None,
+            "finish_reason": response.finish_reason,
+        }
+        if response.tool_calls:
+            record["tool_calls"] = [call.model_dump() for call in response.tool_calls]
+        return record
+    return _error_record(
+        custom_id, error or RuntimeError(f"call ended {calling.execution.status.value}")
+    )
+
+
+def _error_record(custom_id: str, error: BaseException) -> dict[str, Any]:
+    status = getattr(error, "status_code", None)
+    answered = isinstance(status, int)
+    return {
+        "custom_id": custom_id,
+        "response": {"status_code": status, "body": getattr(error, "body", None)}
+        if answered
+        else None,
+        "error": {"code": type(error).__name__, "message": str(error)},
+    }
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 60 else format_seconds(seconds)
+
+
+def _summary(stats: CallStats, progress: Progress, bad: list[BadLine]) -> None:
+    parts = [
+        f"{stats.calls} sent: {stats.succeeded} succeeded, {stats.failed} failed",
+        f"{progress.skipped - len(bad)} already done",
+        f"{len(bad)} bad input line(s)",
+    ]
+    lines = [
+        "; ".join(parts),
+        f"time {_duration(stats.elapsed)}, {stats.rate:.1f} req/s, "
+        f"latency p50 {stats.latency(50):.3f}s p99 {stats.latency(99):.3f}s",
+        f"tokens {stats.input_tokens:,} in / {stats.output_tokens:,} out; "
+        f"retries {stats.retries}, 429s {stats.rate_limited}",
+    ]
+    if bad:
+        shown = ", ".join(str(b.line_no) for b in itertools.islice(bad, 20))
+        lines.append(f"bad lines: {shown}{' ...' if len(bad) > 20 else ''}")
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
