@@ -29,6 +29,7 @@ from lionpride.services.types.backend import Calling, ServiceBackend
 from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.hook import HookPhase, HookRegistry
 from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
+from lionpride.services.utilities.resilience import backoff_disabled
 
 __all__ = ["iModel"]
 

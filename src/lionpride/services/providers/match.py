@@ -7,6 +7,7 @@ from typing import Any
 
 from lionpride import errors
 from lionpride.services.providers.anthropic_messages import AnthropicMessagesEndpoint
+from lionpride.services.providers.claude_code import ClaudeCodeEndpoint
 from lionpride.services.providers.gemini import GeminiEndpoint
 from lionpride.services.providers.oai_chat import OAI_PROVIDERS, OAIChatEndpoint
 from lionpride.services.types.endpoint import Endpoint
@@ -18,6 +19,7 @@ KNOWN_PROVIDERS: dict[str, tuple[str, ...]] = {
     **{name: ("chat/completions", "chat") for name in OAI_PROVIDERS},
     "anthropic": ("messages", "chat", "chat/completions"),
     "gemini": ("generateContent", "generate_content", "chat", "chat/completions"),
+    "claude_code": ("query_cli", "chat", "chat/completions", "messages"),
 }
 
 
@@ -62,6 +64,8 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
         return _build(AnthropicMessagesEndpoint, **kwargs)
     if provider == "gemini":
         return _build(GeminiEndpoint, **kwargs)
+    if provider == "claude_code":
+        return _build(ClaudeCodeEndpoint, **kwargs)
     return _build(OAIChatEndpoint, provider=provider, **kwargs)
 
 
