@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -41,6 +41,7 @@ class Execution:
         retryable: Whether trying again could help; ``None`` until it ran.
         attempts: Attempts made by the backend (retries + 1), when known.
         queue_wait: Seconds spent waiting for rate-limit capacity.
+        cost: USD cost of the call, when the model's price is known.
     """
 
     status: EventStatus = EventStatus.PENDING
@@ -50,7 +51,7 @@ class Execution:
     retryable: bool | None = None
     attempts: int = 0
     queue_wait: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    cost: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary; errors become ``{"error": type, "message": str}``."""
@@ -65,6 +66,7 @@ class Execution:
             "retryable": self.retryable,
             "attempts": self.attempts,
             "queue_wait": self.queue_wait,
+            "cost": self.cost,
         }
 
 

@@ -9,26 +9,25 @@ reconciled with the real usage → the Calling is returned, or its typed error r
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-from pydantic import ValidationError as PydanticValidationError
+from pydantic import ConfigDict, Field
 
 from lionpride import errors
 from lionpride.core.element import Element
 from lionpride.core.event import EventStatus, retryable
+from lionpride.services._serialization import model_from_dict, model_to_dict
 from lionpride.services.execution import RateLimitedExecutor
-from lionpride.services.providers._common import RequestModel
+from lionpride.services.observability.observer import ModelObserver
+from lionpride.services.observability.pricing import PriceTable
 from lionpride.services.providers.match import match_endpoint
 from lionpride.services.streaming.channel import StreamChannel, StreamChunk
 from lionpride.services.types.backend import Calling, ServiceBackend
-from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.hook import HookPhase, HookRegistry
-from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
+from lionpride.services.utilities.rate_limiter import TokenBucket
 from lionpride.services.utilities.resilience import backoff_disabled
 
 __all__ = ["iModel"]
@@ -53,6 +52,16 @@ class iModel(Element):
         limit_requests: At most ``L`` requests per ``T`` (a bucket of ``L`` refilling ``L/T``/s).
         limit_tokens: At most this many tokens per ``T``, reserved before and reconciled after.
         concurrency_limit: Most calls in flight at once under the executor.
+        redis_url: Keep the limits (and, with ``breaker_key``, the breaker state) in Redis,
+            shared by every process that uses the same ``limit_key`` (``lionpride[redis]``).
+        limit_key: The shared limits' name; defaults to the model's name plus a hash of
+            its API key, so two keys never share by accident.
+        on_redis_error: ``"fallback"`` (local limits, one warning, back to Redis when it
+            returns) or ``"raise"``.
+        breaker_key: Share the endpoint's circuit-breaker state under this name in Redis.
+        prices: The price table for ``cost`` (the shipped, dated table when omitted).
+        otel: ``True`` (or an OpenTelemetry tracer) to make a GenAI span per call
+            (``lionpride[otel]``).
         **kwargs: Endpoint configuration and default request parameters, consumed by the
             endpoint and never stored on the iModel (``api_key``, ``base_url``, ``model``...).
     """
@@ -65,7 +74,9 @@ class iModel(Element):
     hook_registry: HookRegistry | None = None
     provider_metadata: dict[str, Any] = Field(default_factory=dict)
 
-    _closed: bool = PrivateAttr(default=False)
+    # Runtime state lives in a plain object in the instance dict: pydantic private
+    # attributes cost ~1 µs per read, and every call reads these.
+    _rt: _ModelRuntime
 
     def __init__(
         self,
@@ -81,6 +92,12 @@ class iModel(Element):
         limit_tokens: int | None = None,
         concurrency_limit: int = 100,
         provider_metadata: dict[str, Any] | None = None,
+        redis_url: str | None = None,
+        limit_key: str | None = None,
+        on_redis_error: Literal["fallback", "raise"] = "fallback",
+        breaker_key: str | None = None,
+        prices: PriceTable | None = None,
+        otel: Any = False,
         **kwargs: Any,
     ) -> None:
         element: dict[str, Any] = {
@@ -95,6 +112,23 @@ class iModel(Element):
                 f"unexpected argument(s) with backend=: {', '.join(sorted(kwargs))} "
                 "(configure the backend itself)"
             )
+        closers: list[Any] = []
+        if redis_url is not None:
+            executor, closers = _shared_limits(
+                backend,
+                executor,
+                redis_url=redis_url,
+                limit_key=limit_key,
+                on_redis_error=on_redis_error,
+                breaker_key=breaker_key,
+                limit_requests=limit_requests,
+                limit_tokens=limit_tokens,
+                capacity_refresh_time=capacity_refresh_time,
+                queue_capacity=queue_capacity,
+                concurrency_limit=concurrency_limit,
+            )
+        elif breaker_key is not None or limit_key is not None:
+            raise ValueError("limit_key and breaker_key need redis_url=...")
         if executor is None and (limit_requests is not None or limit_tokens is not None):
             executor = RateLimitedExecutor.from_limits(
                 limit_requests=limit_requests,
@@ -112,6 +146,12 @@ class iModel(Element):
             **element,
         }
         super().__init__(**fields)
+        tracer = None
+        if otel:
+            from lionpride.services.observability.otel import OtelTracer
+
+            tracer = OtelTracer(None if otel is True else otel)
+        object.__setattr__(self, "_rt", _ModelRuntime(ModelObserver(prices, tracer), closers))
 
     # -- identity ------------------------------------------------------------------------
 
@@ -238,6 +278,9 @@ class iModel(Element):
         """
         if calling is None:
             calling = await self.create_calling(**arguments)
+        observer = self._rt.observer
+        if observer.tracer is not None:
+            calling.trace = observer.start(self.backend.provider, _model_of(calling))
         try:
             if self.executor is not None:
                 await self.executor.execute(
@@ -266,6 +309,7 @@ class iModel(Element):
 
     def _finish(self, calling: Calling, raise_on_error: bool) -> Calling:
         ex = calling.execution
+        self._rt.observer.finish(ex, self.backend.provider, _model_of(calling), calling.trace)
         if ex.status in _FAILED and ex.error is not None:
             err = ex.error
             if isinstance(err, errors.RateLimitError):
@@ -275,9 +319,12 @@ class iModel(Element):
                 raise err
         return calling
 
-    def _on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
+    def _on_retry(self, calling: Calling, attempt: int, error: BaseException, delay: float) -> None:
         if isinstance(error, errors.RateLimitError):
             self._pause(error)
+        self._rt.observer.retry(
+            self.backend.provider, _model_of(calling), attempt, error, delay, calling.trace
+        )
 
     def _pause(self, error: errors.RateLimitError) -> None:
         """A 429 pauses the model's buckets so queued calls back off together.
@@ -319,6 +366,10 @@ class iModel(Element):
             ex.queue_wait = reservation.waited
         elif self.rate_limiter is not None:
             await self.rate_limiter.acquire(1, timeout=poll_timeout)
+        observer = self._rt.observer
+        provider, model = self.backend.provider, _model_of(calling)
+        if observer.tracer is not None:
+            calling.trace = observer.start(provider, model)
         ex.status = EventStatus.PROCESSING
         ex.attempts = 1
         start = time.perf_counter()
@@ -346,6 +397,7 @@ class iModel(Element):
             ex.duration = time.perf_counter() - start
             if reservation is not None:
                 reservation.settle(used)
+            observer.finish(ex, provider, model, calling.trace)
             raise
         except Exception as exc:
             ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
@@ -356,6 +408,7 @@ class iModel(Element):
                 self._pause(exc)
             if hooks is not None and hooks.handles(HookPhase.PostInvocation):
                 await calling._run_post_hooks(hooks)
+            observer.finish(ex, provider, model, calling.trace)
             exc.calling = calling  # type: ignore[attr-defined]
             raise
         ex.status, ex.retryable = EventStatus.COMPLETED, False
@@ -364,10 +417,11 @@ class iModel(Element):
             reservation.settle(used)
         if hooks is not None and hooks.handles(HookPhase.PostInvocation):
             await calling._run_post_hooks(hooks)
-            if ex.error is not None:
-                err = ex.error
-                err.calling = calling  # type: ignore[attr-defined]
-                raise err
+        observer.finish(ex, provider, model, calling.trace)
+        if ex.error is not None:
+            err = ex.error
+            err.calling = calling  # type: ignore[attr-defined]
+            raise err
 
     async def invoke_stream_with_channel(self, **arguments: Any) -> StreamChannel:
         """Wrap :meth:`invoke_stream` in a :class:`StreamChannel` for fan-out."""
@@ -389,26 +443,7 @@ class iModel(Element):
         Raises:
             NotImplementedError: The backend is a Tool (or any non-Endpoint backend).
         """
-        backend = self.backend
-        if not isinstance(backend, Endpoint):
-            # Tool.to_dict raises its own explanation; other backends get a generic one.
-            backend.to_dict()
-            raise NotImplementedError(
-                f"{type(backend).__name__} backends cannot be serialized; use an Endpoint"
-            )
-        json_mode: Literal["python", "json"] = "python" if mode == "python" else "json"
-        data = backend.to_dict(mode=json_mode, exclude={"id", "created_at"})
-        data["config"]["request_options"] = request_schema_name(backend.config.request_options)
-        out: dict[str, Any] = {
-            "backend": data,
-            "executor": self.executor.to_dict() if self.executor is not None else None,
-            "rate_limiter": self.rate_limiter.to_dict() if self.rate_limiter is not None else None,
-            "provider_metadata": dict(self.provider_metadata),
-            "metadata": {**self.metadata, "lion_class": self.class_name(full=True)},
-        }
-        if json_mode == "json":
-            out = json.loads(json.dumps(out, default=_json_default))
-        return out
+        return model_to_dict(self, mode)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **kw: Any) -> iModel:
@@ -422,53 +457,31 @@ class iModel(Element):
             ValueError: A malformed dict (the problem is named), an unknown endpoint class
                 or request schema, or a missing environment variable for the API key.
         """
-        if not isinstance(data, dict):
-            raise ValueError(f"iModel.from_dict needs a dict, got {type(data).__name__}")
-        unknown = set(data) - _DICT_KEYS
-        if unknown:
-            raise ValueError(f"iModel.from_dict: unknown key(s) {sorted(unknown)}")
-        backend = _load_backend(data.get("backend"))
-        executor = data.get("executor")
-        if executor is not None and not isinstance(executor, dict):
-            raise ValueError(
-                f"iModel.from_dict: 'executor' must be a dict or None, got {executor!r}"
-            )
-        limiter = data.get("rate_limiter")
-        if limiter is not None and not isinstance(limiter, dict):
-            raise ValueError(
-                f"iModel.from_dict: 'rate_limiter' must be a dict or None, got {limiter!r}"
-            )
-        meta = data.get("provider_metadata") or {}
-        if not isinstance(meta, dict):
-            raise ValueError("iModel.from_dict: 'provider_metadata' must be a dict")
-        metadata = dict(data.get("metadata") or {})
-        metadata.pop("lion_class", None)
-        try:
-            rebuilt_executor = (
-                RateLimitedExecutor.from_dict(executor) if executor is not None else None
-            )
-            bucket = (
-                TokenBucket(RateLimitConfig(limiter["capacity"], limiter["refill_rate"]))
-                if limiter is not None
-                else None
-            )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"iModel.from_dict: malformed limits: {exc!r}") from exc
-        return cls(
-            backend=backend,
-            executor=rebuilt_executor,
-            rate_limiter=bucket,
-            provider_metadata=dict(meta),
-            metadata=metadata,
-            **kw,
-        )
+        return model_from_dict(cls, data, **kw)
 
     # -- lifetime ------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters, tokens, cost and latency percentiles of this model's calls, plus live
+        gauges: queue depth, calls in flight, limiter levels and breaker state.
+
+        Memory stays bounded however many calls run (histograms, not lists).
+        """
+        executor = self.executor
+        breaker = getattr(self.backend, "circuit_breaker", None)
+        return self._rt.observer.snapshot(
+            queue_depth=executor.limiter.queue_depth if executor is not None else 0,
+            in_flight=executor.stats()["in_flight"] if executor is not None else None,
+            limiter_levels=executor.limiter.levels if executor is not None else None,
+            breaker_state=str(breaker.state) if breaker is not None else None,
+        )
 
     async def aclose(self) -> None:
         """Close the backend's connections and stop the executor's background work."""
         if self.executor is not None:
             await self.executor.aclose()
+        for close in self._rt.closers:
+            await close()
         await self.backend.aclose()
 
     async def __aenter__(self) -> iModel:
@@ -508,77 +521,78 @@ async def _run_chunk_hooks(calling: Calling, chunk: StreamChunk) -> None:
         _log.warning("StreamChunk hook failed for %s: %r", calling.id, exc)
 
 
-_DICT_KEYS = frozenset(
-    {"backend", "executor", "rate_limiter", "provider_metadata", "metadata", "hook_registry"}
-)
+class _ModelRuntime:
+    """An iModel's live state: its observer and what ``aclose`` must close besides."""
+
+    __slots__ = ("closers", "observer")
+
+    def __init__(self, observer: ModelObserver, closers: list[Any]) -> None:
+        self.observer = observer
+        self.closers = closers
 
 
-def _request_schemas() -> dict[str, type[BaseModel]]:
-    """The allow-list of request schemas: every defined provider request model."""
-    out: dict[str, type[BaseModel]] = {}
-    todo: list[type[BaseModel]] = [RequestModel]
-    while todo:
-        klass = todo.pop()
-        out[f"{klass.__module__}.{klass.__qualname__}"] = klass
-        todo.extend(klass.__subclasses__())
-    return out
+def _model_of(calling: Calling) -> str | None:
+    model = calling.payload.get("model")
+    return model if isinstance(model, str) else None
 
 
-def request_schema_name(options: type[BaseModel] | None) -> str | None:
-    """The registered name of a request schema (``module.Class``), or ``None``.
+def _shared_limits(
+    backend: ServiceBackend,
+    executor: RateLimitedExecutor | None,
+    *,
+    redis_url: str,
+    limit_key: str | None,
+    on_redis_error: Literal["fallback", "raise"],
+    breaker_key: str | None,
+    limit_requests: int | None,
+    limit_tokens: int | None,
+    capacity_refresh_time: float,
+    queue_capacity: int,
+    concurrency_limit: int,
+) -> tuple[RateLimitedExecutor | None, list[Any]]:
+    """Build the Redis-backed executor (and shared breaker); returns what to close."""
+    from lionpride.services.distributed import (
+        RedisCircuitBreaker,
+        default_limit_key,
+        make_limiter,
+    )
+    from lionpride.services.types.endpoint import Endpoint
 
-    Raises:
-        NotImplementedError: A schema that is not a provider request model (it could not
-            be found again on load).
-    """
-    if options is None:
-        return None
-    name = f"{options.__module__}.{options.__qualname__}"
-    if _request_schemas().get(name) is not options:
-        raise NotImplementedError(
-            f"request_options {name} is not a RequestModel subclass and cannot be "
-            "serialized; subclass lionpride.services.providers._common.RequestModel"
+    closers: list[Any] = []
+    if executor is None and (limit_requests is not None or limit_tokens is not None):
+        secret = backend.config.secret() if isinstance(backend, Endpoint) else None
+        key = limit_key or default_limit_key(
+            backend.name, secret.get_secret_value() if secret is not None else None
         )
-    return name
-
-
-def _load_backend(data: Any) -> Endpoint:
-    if not isinstance(data, dict):
-        raise ValueError(f"iModel.from_dict: 'backend' must be a dict, got {data!r}")
-    meta = data.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("lion_class"), str):
-        raise ValueError("iModel.from_dict: backend.metadata.lion_class is missing")
-    klass = cast("type[Endpoint]", Endpoint.resolve_class(meta["lion_class"]))
-    config = data.get("config")
-    if not isinstance(config, dict):
-        raise ValueError("iModel.from_dict: backend.config must be a dict")
-    config = dict(config)
-    schema = config.pop("request_options", None)
-    if schema is not None:
-        resolved = _request_schemas().get(schema) if isinstance(schema, str) else None
-        if resolved is None:
-            raise ValueError(
-                f"iModel.from_dict: unknown request_options {schema!r} (not a registered "
-                "request schema)"
-            )
-        config["request_options"] = resolved
-    backend_meta = {k: v for k, v in meta.items() if k != "lion_class"}
-    unknown = set(data) - {"config", "circuit_breaker", "retry_config", "metadata"}
-    if unknown:
-        raise ValueError(f"iModel.from_dict: unknown backend key(s) {sorted(unknown)}")
-    try:
-        return klass(
-            config=config,
-            circuit_breaker=data.get("circuit_breaker"),
-            retry_config=data.get("retry_config"),
-            metadata=backend_meta,
+        limiter = make_limiter(
+            redis_url=redis_url,
+            limit_key=key,
+            limit_requests=limit_requests,
+            limit_tokens=limit_tokens,
+            capacity_refresh_time=capacity_refresh_time,
+            on_redis_error=on_redis_error,
         )
-    except PydanticValidationError as exc:
-        raise ValueError(f"iModel.from_dict: invalid backend config: {exc}") from exc
-
-
-def _json_default(value: Any) -> Any:
-    raise ValueError(f"iModel.to_dict: {type(value).__name__} is not JSON-serializable")
+        executor = RateLimitedExecutor(
+            limiter=limiter, queue_capacity=queue_capacity, concurrency_limit=concurrency_limit
+        )
+        closers.append(limiter.backend.aclose)  # type: ignore[attr-defined]
+    if breaker_key is not None:
+        breaker = getattr(backend, "circuit_breaker", None)
+        if breaker is None:
+            raise ValueError("breaker_key needs an endpoint with a circuit_breaker")
+        shared = RedisCircuitBreaker(
+            breaker.failure_threshold,
+            breaker.recovery_time,
+            breaker.half_open_max_calls,
+            breaker.excluded_exceptions,
+            breaker.name,
+            redis_url=redis_url,
+            breaker_key=breaker_key,
+            on_redis_error=on_redis_error,
+        )
+        backend.circuit_breaker = shared  # type: ignore[attr-defined]
+        closers.append(shared.aclose)
+    return executor, closers
 
 
 def _used_tokens(calling: Calling) -> int:

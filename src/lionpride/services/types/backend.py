@@ -20,7 +20,7 @@ from lionpride import errors
 from lionpride.core.element import Element
 from lionpride.core.event import Event, EventStatus
 from lionpride.services.types.hook import HookPhase, HookRegistry
-from lionpride.services.types.response import NormalizedResponse
+from lionpride.services.types.response import NormalizedResponse, Usage
 
 if TYPE_CHECKING:
     from lionpride.services.streaming.channel import StreamChunk
@@ -179,8 +179,13 @@ class Calling(Event):
     extra_headers: dict[str, str] | None = Field(default=None, exclude=True)
     #: Tokens reserved for this call in the model's token bucket (0 = none).
     reserved_tokens: int = Field(default=0, exclude=True)
-    #: Told about every retry (the iModel pauses its limiter on a 429).
-    retry_listener: RetryObserver | None = Field(default=None, exclude=True, repr=False)
+    #: Told about every retry as ``(calling, attempt, error, delay)``: the iModel pauses
+    #: its limiter on a 429 and records the retry.
+    retry_listener: Callable[[Calling, int, BaseException, float], Any] | None = Field(
+        default=None, exclude=True, repr=False
+    )
+    #: The call's tracing span, when the iModel traces (OpenTelemetry).
+    trace: Any = Field(default=None, exclude=True, repr=False)
     #: Lifecycle hooks (``None`` = the fast path: no hook checks at all).
     hook_registry: HookRegistry | None = Field(default=None, exclude=True, repr=False)
     pre_invoke_exit_hook: bool = Field(default=False, exclude=True, repr=False)
@@ -198,13 +203,29 @@ class Calling(Event):
         resp = self.execution.response
         return resp if isinstance(resp, NormalizedResponse) else None
 
+    @property
+    def usage(self) -> Usage | None:
+        """The call's normalized token counts, when the backend reported them."""
+        resp = self.response
+        return resp.usage if resp is not None else None
+
+    @property
+    def cost(self) -> float | None:
+        """The call's cost in USD, when its model's price is known."""
+        return self.execution.cost
+
+    @property
+    def duration(self) -> float | None:
+        """Wall seconds of the call (not counting the wait for capacity)."""
+        return self.execution.duration
+
     def _on_granted(self, waited: float) -> None:
         self.execution.queue_wait = waited
 
     def _on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
         self.execution.attempts += 1
         if self.retry_listener is not None:
-            self.retry_listener(attempt, error, delay)
+            self.retry_listener(self, attempt, error, delay)
 
     async def invoke(self) -> None:
         """Run the call once and record the outcome, then run the PostInvocation hooks.

@@ -1,0 +1,156 @@
+"""iModel configuration as a JSON-safe dict and back (no runtime state, no credentials)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from lionpride.services.execution import RateLimitedExecutor
+from lionpride.services.providers._common import RequestModel
+from lionpride.services.types.endpoint import Endpoint
+from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
+
+if TYPE_CHECKING:
+    from lionpride.services.imodel import iModel
+
+__all__ = ["model_from_dict", "model_to_dict", "request_schema_name"]
+
+
+_DICT_KEYS = frozenset(
+    {"backend", "executor", "rate_limiter", "provider_metadata", "metadata", "hook_registry"}
+)
+
+
+def _request_schemas() -> dict[str, type[BaseModel]]:
+    """The allow-list of request schemas: every defined provider request model."""
+    out: dict[str, type[BaseModel]] = {}
+    todo: list[type[BaseModel]] = [RequestModel]
+    while todo:
+        klass = todo.pop()
+        out[f"{klass.__module__}.{klass.__qualname__}"] = klass
+        todo.extend(klass.__subclasses__())
+    return out
+
+
+def request_schema_name(options: type[BaseModel] | None) -> str | None:
+    """The registered name of a request schema (``module.Class``), or ``None``.
+
+    Raises:
+        NotImplementedError: A schema that is not a provider request model (it could not
+            be found again on load).
+    """
+    if options is None:
+        return None
+    name = f"{options.__module__}.{options.__qualname__}"
+    if _request_schemas().get(name) is not options:
+        raise NotImplementedError(
+            f"request_options {name} is not a RequestModel subclass and cannot be "
+            "serialized; subclass lionpride.services.providers._common.RequestModel"
+        )
+    return name
+
+
+def _load_backend(data: Any) -> Endpoint:
+    if not isinstance(data, dict):
+        raise ValueError(f"iModel.from_dict: 'backend' must be a dict, got {data!r}")
+    meta = data.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("lion_class"), str):
+        raise ValueError("iModel.from_dict: backend.metadata.lion_class is missing")
+    klass = cast("type[Endpoint]", Endpoint.resolve_class(meta["lion_class"]))
+    config = data.get("config")
+    if not isinstance(config, dict):
+        raise ValueError("iModel.from_dict: backend.config must be a dict")
+    config = dict(config)
+    schema = config.pop("request_options", None)
+    if schema is not None:
+        resolved = _request_schemas().get(schema) if isinstance(schema, str) else None
+        if resolved is None:
+            raise ValueError(
+                f"iModel.from_dict: unknown request_options {schema!r} (not a registered "
+                "request schema)"
+            )
+        config["request_options"] = resolved
+    backend_meta = {k: v for k, v in meta.items() if k != "lion_class"}
+    unknown = set(data) - {"config", "circuit_breaker", "retry_config", "metadata"}
+    if unknown:
+        raise ValueError(f"iModel.from_dict: unknown backend key(s) {sorted(unknown)}")
+    try:
+        return klass(
+            config=config,
+            circuit_breaker=data.get("circuit_breaker"),
+            retry_config=data.get("retry_config"),
+            metadata=backend_meta,
+        )
+    except PydanticValidationError as exc:
+        raise ValueError(f"iModel.from_dict: invalid backend config: {exc}") from exc
+
+
+def _json_default(value: Any) -> Any:
+    raise ValueError(f"iModel.to_dict: {type(value).__name__} is not JSON-serializable")
+
+
+def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json") -> dict[str, Any]:
+    """The body of :meth:`iModel.to_dict`."""
+    backend = model.backend
+    if not isinstance(backend, Endpoint):
+        # Tool.to_dict raises its own explanation; other backends get a generic one.
+        backend.to_dict()
+        raise NotImplementedError(
+            f"{type(backend).__name__} backends cannot be serialized; use an Endpoint"
+        )
+    json_mode: Literal["python", "json"] = "python" if mode == "python" else "json"
+    data = backend.to_dict(mode=json_mode, exclude={"id", "created_at"})
+    data["config"]["request_options"] = request_schema_name(backend.config.request_options)
+    out: dict[str, Any] = {
+        "backend": data,
+        "executor": model.executor.to_dict() if model.executor is not None else None,
+        "rate_limiter": model.rate_limiter.to_dict() if model.rate_limiter is not None else None,
+        "provider_metadata": dict(model.provider_metadata),
+        "metadata": {**model.metadata, "lion_class": model.class_name(full=True)},
+    }
+    if json_mode == "json":
+        out = json.loads(json.dumps(out, default=_json_default))
+    return out
+
+
+def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
+    """The body of :meth:`iModel.from_dict`."""
+    if not isinstance(data, dict):
+        raise ValueError(f"iModel.from_dict needs a dict, got {type(data).__name__}")
+    unknown = set(data) - _DICT_KEYS
+    if unknown:
+        raise ValueError(f"iModel.from_dict: unknown key(s) {sorted(unknown)}")
+    backend = _load_backend(data.get("backend"))
+    executor = data.get("executor")
+    if executor is not None and not isinstance(executor, dict):
+        raise ValueError(f"iModel.from_dict: 'executor' must be a dict or None, got {executor!r}")
+    limiter = data.get("rate_limiter")
+    if limiter is not None and not isinstance(limiter, dict):
+        raise ValueError(
+            f"iModel.from_dict: 'rate_limiter' must be a dict or None, got {limiter!r}"
+        )
+    meta = data.get("provider_metadata") or {}
+    if not isinstance(meta, dict):
+        raise ValueError("iModel.from_dict: 'provider_metadata' must be a dict")
+    metadata = dict(data.get("metadata") or {})
+    metadata.pop("lion_class", None)
+    try:
+        rebuilt_executor = RateLimitedExecutor.from_dict(executor) if executor is not None else None
+        bucket = (
+            TokenBucket(RateLimitConfig(limiter["capacity"], limiter["refill_rate"]))
+            if limiter is not None
+            else None
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"iModel.from_dict: malformed limits: {exc!r}") from exc
+    return cls(
+        backend=backend,
+        executor=rebuilt_executor,
+        rate_limiter=bucket,
+        provider_metadata=dict(meta),
+        metadata=metadata,
+        **kw,
+    )

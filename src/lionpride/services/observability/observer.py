@@ -1,0 +1,128 @@
+"""ModelObserver: what an iModel records about each call, in one place.
+
+Runs once per call (``start``/``finish``) and once per retry (``retry``): the call's cost goes
+on its ``Execution``, the counters and latency histograms into :class:`ModelMetrics`, a span
+into OpenTelemetry when enabled, and structured log lines under ``lionpride.services``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from lionpride.services.observability.logs import log_attempt, log_failure
+from lionpride.services.observability.metrics import ModelMetrics
+from lionpride.services.observability.pricing import PriceTable, default_prices
+from lionpride.services.types.response import NormalizedResponse
+
+if TYPE_CHECKING:
+    from lionpride.core.event import Execution
+    from lionpride.services.observability.otel import CallSpan, OtelTracer
+
+__all__ = ["ModelObserver"]
+
+_log = logging.getLogger("lionpride.services")
+
+
+class ModelObserver:
+    """Prices, metrics, spans and logs for one model's calls.
+
+    Args:
+        prices: The price table; the shipped one (``default_prices()``) when omitted.
+        tracer: An :class:`OtelTracer` to make one span per call, or ``None``.
+    """
+
+    __slots__ = ("metrics", "prices", "tracer")
+
+    def __init__(self, prices: PriceTable | None = None, tracer: OtelTracer | None = None) -> None:
+        self.prices = prices if prices is not None else default_prices()
+        self.metrics = ModelMetrics()
+        self.tracer = tracer
+
+    def start(self, provider: str, model: str | None) -> CallSpan | None:
+        """Open the call's span (when tracing); returns the handle to pass back."""
+        if self.tracer is None:
+            return None
+        return self.tracer.start_call(provider, model or "unknown")
+
+    def retry(
+        self,
+        provider: str,
+        model: str | None,
+        attempt: int,
+        error: BaseException,
+        delay: float,
+        span: CallSpan | None = None,
+    ) -> None:
+        """Record a failed attempt that will be tried again after ``delay`` seconds."""
+        self.metrics.record_retry(error)
+        log_attempt(
+            _log,
+            provider=provider,
+            model=model,
+            attempt=attempt,
+            duration=None,
+            error=error,
+            retry_in=delay,
+        )
+        if span is not None and self.tracer is not None:
+            self.tracer.record_retry(span, attempt, error, delay)
+
+    def finish(
+        self,
+        execution: Execution,
+        provider: str,
+        model: str | None,
+        span: CallSpan | None = None,
+    ) -> None:
+        """Record a finished call; sets ``execution.cost`` when the price is known."""
+        response = _as_response(execution.response)
+        usage = response.usage if response is not None else None
+        cost = self.prices.cost(model, usage) if usage is not None else None
+        execution.cost = cost
+        error = execution.error
+        self.metrics.record_call(
+            status=execution.status,
+            duration=execution.duration,
+            queue_wait=execution.queue_wait,
+            attempts=execution.attempts,
+            usage=usage,
+            cost=cost,
+            error=error,
+        )
+        if error is not None:
+            log_failure(
+                _log,
+                provider=provider,
+                model=model,
+                attempts=execution.attempts,
+                duration=execution.duration,
+                error=error,
+            )
+        else:
+            log_attempt(
+                _log,
+                provider=provider,
+                model=model,
+                attempt=execution.attempts,
+                duration=execution.duration,
+            )
+        if span is not None and self.tracer is not None:
+            self.tracer.record_queue_wait(span, execution.queue_wait)
+            self.tracer.end_call(
+                span,
+                usage=usage,
+                finish_reason=response.finish_reason if response is not None else None,
+                error=error,
+                response_model=response.metadata.get("model") if response is not None else None,
+                attempts=execution.attempts,
+                cost=cost,
+            )
+
+    def snapshot(self, **gauges: Any) -> dict[str, Any]:
+        """The metrics with the live gauges given (queue depth, in flight, levels, breaker)."""
+        return self.metrics.snapshot(**gauges)
+
+
+def _as_response(value: Any) -> NormalizedResponse | None:
+    return value if isinstance(value, NormalizedResponse) else None
