@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, field_validator
 
 from lionpride import errors
 from lionpride.core.element import Element
@@ -42,6 +42,8 @@ class Execution:
         attempts: Attempts made by the backend (retries + 1), when known.
         queue_wait: Seconds spent waiting for rate-limit capacity.
         cost: USD cost of the call, when the model's price is known.
+        failed_in: The lifecycle phase that failed the call, when a hook did
+            (``"pre_invocation"``, ``"post_invocation"``); ``None`` otherwise.
     """
 
     status: EventStatus = EventStatus.PENDING
@@ -52,6 +54,7 @@ class Execution:
     attempts: int = 0
     queue_wait: float = 0.0
     cost: float | None = None
+    failed_in: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary; errors become ``{"error": type, "message": str}``."""
@@ -88,7 +91,6 @@ class Event(Element):
     execution: Execution = Field(default_factory=Execution, exclude=True)
     timeout: float | None = Field(default=None, exclude=True)
     streaming: bool = Field(default=False, exclude=True)
-    _started: float = PrivateAttr(default=0.0)
 
     @field_validator("timeout")
     @classmethod

@@ -204,6 +204,10 @@ class iModel(Element):
             Exception: A PreEventCreate hook's error when ``create_event_exit_hook=True``.
         """
         backend = self.backend
+        session_id = self.provider_metadata.get("session_id")
+        if session_id and "resume" not in arguments and backend.provider == "claude_code":
+            # The Claude Code CLI resumes the model's last session unless told otherwise.
+            arguments["resume"] = session_id
         hooks = self.hook_registry
         if hooks is None:
             payload = backend.create_payload(arguments)
@@ -310,6 +314,7 @@ class iModel(Element):
     def _finish(self, calling: Calling, raise_on_error: bool) -> Calling:
         ex = calling.execution
         self._rt.observer.finish(ex, self.backend.provider, _model_of(calling), calling.trace)
+        self._keep_session(calling)
         if ex.status in _FAILED and ex.error is not None:
             err = ex.error
             if isinstance(err, errors.RateLimitError):
@@ -318,6 +323,14 @@ class iModel(Element):
                 err.calling = calling  # type: ignore[attr-defined]
                 raise err
         return calling
+
+    def _keep_session(self, calling: Calling) -> None:
+        """Remember a CLI session id so the next call on this model resumes it."""
+        response = calling.response
+        if response is not None and self.backend.provider == "claude_code":
+            session_id = response.metadata.get("session_id")
+            if session_id:
+                self.provider_metadata["session_id"] = session_id
 
     def _on_retry(self, calling: Calling, attempt: int, error: BaseException, delay: float) -> None:
         if isinstance(error, errors.RateLimitError):
@@ -389,6 +402,7 @@ class iModel(Element):
                 if chunk.is_final:
                     ex.response = chunk.response
                     used = _used_tokens(calling)
+                    self._keep_session(calling)
                 if chunk_hooks:
                     await _run_chunk_hooks(calling, chunk)
                 yield chunk

@@ -5,16 +5,28 @@ The registry lives in memory only; rebuild it from configuration at start-up (SP
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from lionpride import errors
 from lionpride.services.imodel import iModel
+from lionpride.services.mcps import (
+    MCPConnectionError,
+    MCPConnectionPool,
+    MCPToolExistsError,
+    load_mcp_tools,
+)
+from lionpride.services.mcps import load_mcp_config as read_mcp_config
 
 __all__ = ["ServiceRegistry"]
 
 #: What :meth:`ServiceRegistry.get` accepts: a name, an id (or its string form), or the model.
 ServiceKey = str | UUID | iModel
+
+_log = logging.getLogger(__name__)
 
 
 class ServiceRegistry:
@@ -31,13 +43,14 @@ class ServiceRegistry:
         >>> calling = await registry.get("get_weather").invoke(location="Paris")
     """
 
-    __slots__ = ("_by_id", "_by_name", "_by_tag", "_name_of")
+    __slots__ = ("_by_id", "_by_name", "_by_tag", "_mcp", "_name_of")
 
     def __init__(self) -> None:
         self._by_id: dict[UUID, iModel] = {}
         self._by_name: dict[str, UUID] = {}  # in registration order
         self._name_of: dict[UUID, str] = {}
         self._by_tag: dict[str, dict[UUID, None]] = {}  # ordered sets of ids
+        self._mcp: MCPConnectionPool | None = None  # opened on the first MCP server
 
     # -- registration ----------------------------------------------------------------------
 
@@ -165,13 +178,93 @@ class ServiceRegistry:
         return ", ".join(self._by_name) or "(none)"
 
     # -- MCP servers -----------------------------------------------------------------------
-    # register_mcp_server() and load_mcp_config() belong here; the MCP issue adds them,
-    # together with the per-registry MCP connection pool that aclose() must then close.
+
+    @property
+    def mcp_pool(self) -> MCPConnectionPool:
+        """This registry's MCP connections (closed by :meth:`aclose`)."""
+        if self._mcp is None:
+            self._mcp = MCPConnectionPool()
+        return self._mcp
+
+    async def register_mcp_server(
+        self,
+        config: Mapping[str, Any],
+        tool_names: list[str] | None = None,
+        update: bool = False,
+    ) -> list[str]:
+        """Register the tools of one MCP server as Tool-backed models; return their names.
+
+        Args:
+            config: A server config: ``{"name": ..., "command": ..., "args": [...],
+                "env": {...}}`` (stdio) or ``{"name": ..., "url": ..., "headers": {...}}``
+                (streamable HTTP); or ``{"server": name}`` for a server read by
+                :meth:`load_mcp_config`. With a name, tools are registered as
+                ``<server>_<tool>``; without, under their own names.
+            tool_names: Only these tools (all the server offers when ``None``).
+            update: Replace models already registered under the same names.
+
+        Raises:
+            MCPConnectionError: The server would not start or answer.
+            MCPToolExistsError: A name is taken and ``update`` is false (a ``ValueError``);
+                nothing is registered then.
+            ValueError: A bad config, or a requested tool the server does not offer.
+        """
+        pool = self.mcp_pool
+        config = dict(config)
+        server = config.pop("server", None)
+        if server is not None:
+            known = pool.configs.get(str(server), {})
+            config = {**known, **config, "name": str(server)}
+            if not (config.get("command") or config.get("url")):
+                raise errors.ConfigurationError(
+                    f"MCP server {server!r} is unknown: load it with load_mcp_config() first, "
+                    "or give its 'command' or 'url'"
+                )
+        tools = await load_mcp_tools(pool, config, tool_names)
+        names = [tool.name for tool in tools]
+        taken = [n for n in names if n in self._by_name]
+        if taken and not update:
+            raise MCPToolExistsError(
+                f"MCP tool name(s) {', '.join(map(repr, taken))} already registered "
+                "(pass update=True to replace them)"
+            )
+        for tool in tools:
+            self.register(iModel(backend=tool), update=update)
+        return names
+
+    async def load_mcp_config(
+        self,
+        config_path: str | Path,
+        server_names: list[str] | None = None,
+        update: bool = False,
+    ) -> dict[str, list[str]]:
+        """Register the tools of the servers in a ``{"mcpServers": {...}}`` file.
+
+        A server that will not start is logged and maps to ``[]``; the others still load.
+
+        Returns:
+            Server name → the registered tool names.
+
+        Raises:
+            FileNotFoundError: No such file.
+            ValueError: Bad JSON or shape, an unknown server name, or a tool name collision
+                without ``update`` (:class:`MCPToolExistsError`).
+        """
+        configs = read_mcp_config(config_path, server_names)
+        self.mcp_pool.configs.update(configs)
+        loaded: dict[str, list[str]] = {}
+        for name in configs:
+            try:
+                loaded[name] = await self.register_mcp_server({"server": name}, update=update)
+            except MCPConnectionError as exc:
+                _log.warning("MCP server %r not loaded: %s", name, exc)
+                loaded[name] = []
+        return loaded
 
     # -- lifetime --------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close every registered model; they stay registered.
+        """Close every registered model and the MCP connections; models stay registered.
 
         One model failing to close does not stop the others. Afterwards the only error is
         re-raised, or several are raised together as an ``ExceptionGroup``.
@@ -181,6 +274,11 @@ class ServiceRegistry:
             try:
                 await model.aclose()
             except Exception as exc:  # close the rest first; cancellation still propagates
+                failures.append(exc)
+        if self._mcp is not None:
+            try:
+                await self._mcp.aclose()
+            except Exception as exc:
                 failures.append(exc)
         if len(failures) == 1:
             raise failures[0]

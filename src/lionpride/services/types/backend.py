@@ -14,7 +14,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lionpride import errors
 from lionpride.core.element import Element
@@ -190,12 +190,10 @@ class Calling(Event):
     hook_registry: HookRegistry | None = Field(default=None, exclude=True, repr=False)
     pre_invoke_exit_hook: bool = Field(default=False, exclude=True, repr=False)
     pre_invoke_hook_timeout: float | None = Field(default=30.0, exclude=True, repr=False)
-    pre_invoke_hook_params: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
+    pre_invoke_hook_params: dict[str, Any] | None = Field(default=None, exclude=True, repr=False)
     post_invoke_exit_hook: bool = Field(default=False, exclude=True, repr=False)
     post_invoke_hook_timeout: float | None = Field(default=30.0, exclude=True, repr=False)
-    post_invoke_hook_params: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
-
-    _pre_hook_failed: bool = PrivateAttr(default=False)
+    post_invoke_hook_params: dict[str, Any] | None = Field(default=None, exclude=True, repr=False)
 
     @property
     def response(self) -> NormalizedResponse | None:
@@ -241,7 +239,7 @@ class Calling(Event):
             return
         await super().invoke()
         ex = self.execution
-        if self._pre_hook_failed:
+        if ex.failed_in == HookPhase.PreInvocation:
             # A failed pre hook is the call's failure, not a timeout of the call itself.
             ex.status, ex.retryable = EventStatus.FAILED, False
         if hooks.handles(HookPhase.PostInvocation):
@@ -257,7 +255,7 @@ class Calling(Event):
                 exit=self.post_invoke_exit_hook,
                 response=ex.response,
                 error=ex.error,
-                **self.post_invoke_hook_params,
+                **(self.post_invoke_hook_params or {}),
             )
         except Exception as exc:
             if not self.post_invoke_exit_hook:
@@ -268,6 +266,7 @@ class Calling(Event):
                     f"PostInvocation hooks exceeded {self.post_invoke_hook_timeout}s", cause=exc
                 )
             ex.error, ex.status, ex.retryable = exc, EventStatus.FAILED, False
+            ex.failed_in = HookPhase.PostInvocation
 
     async def _invoke(self) -> NormalizedResponse:
         self.execution.attempts = 1
@@ -303,17 +302,17 @@ class Calling(Event):
                 self,
                 timeout=self.pre_invoke_hook_timeout,
                 exit=self.pre_invoke_exit_hook,
-                **self.pre_invoke_hook_params,
+                **(self.pre_invoke_hook_params or {}),
             )
         except asyncio.CancelledError:
             raise
         except TimeoutError as exc:
-            self._pre_hook_failed = True
+            self.execution.failed_in = HookPhase.PreInvocation
             raise errors.TimeoutError(
                 f"PreInvocation hooks exceeded {self.pre_invoke_hook_timeout}s", cause=exc
             ) from exc
         except Exception:
-            self._pre_hook_failed = True
+            self.execution.failed_in = HookPhase.PreInvocation
             raise
 
     async def _run_error_hooks(
@@ -325,7 +324,7 @@ class Calling(Event):
                 self,
                 timeout=self.post_invoke_hook_timeout,
                 error=error,
-                **self.post_invoke_hook_params,
+                **(self.post_invoke_hook_params or {}),
             )
         except Exception as exc:
             _log.warning("ErrorHandling hook failed for %s: %r", self.id, exc)

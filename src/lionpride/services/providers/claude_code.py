@@ -1,0 +1,712 @@
+"""Claude Code through its CLI: ``claude -p <prompt> --output-format stream-json --verbose``.
+
+No HTTP: each call spawns the ``claude`` executable (looked up at call time, never at import)
+in the request's workspace, reads its newline-delimited JSON events as they arrive while
+draining stderr into a bounded buffer, and turns them into a :class:`NormalizedResponse`
+(``call``) or into :class:`StreamChunk` objects (``stream``). Runs once per call: a CLI run
+may have edited files before failing, so nothing is retried unless the caller configures it.
+
+Failures:
+    * the executable is missing → :class:`~lionpride.errors.ConfigurationError` naming
+      ``claude`` and how to install it;
+    * the CLI exits non-zero without reporting a result, prints a line that is not a JSON
+      object, or ends without a ``result`` event → :class:`ClaudeCodeError` (an
+      :class:`~lionpride.errors.ExecutionError`, not retryable) with the stderr tail;
+    * a ``result`` event with ``is_error`` → a response with ``status="error"`` (not raised);
+    * the call's deadline or ``idle_timeout`` passes → :class:`~lionpride.errors.TimeoutError`.
+
+On every exit (success, error, timeout, cancellation, a consumer leaving the stream early)
+the process group is terminated, then killed after a grace period, in a shielded cleanup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lionpride import errors
+from lionpride.services.providers.anthropic_messages import anthropic_usage
+from lionpride.services.streaming.channel import StreamChunk
+from lionpride.services.types.backend import RetryObserver
+from lionpride.services.types.endpoint import Endpoint
+from lionpride.services.types.response import FinishReason, NormalizedResponse
+
+__all__ = [
+    "ClaudeCodeEndpoint",
+    "ClaudeCodeError",
+    "ClaudeCodeRequest",
+    "create_claude_code_config",
+]
+
+_INSTALL_HINT = (
+    "install it with `npm install -g @anthropic-ai/claude-code` "
+    "(https://docs.claude.com/en/docs/claude-code), or pass cli_path=... to the endpoint"
+)
+#: Longer prompts go through stdin: Linux refuses a single argument over 128 KiB.
+_MAX_ARG_BYTES = 100_000
+#: Upper bound of one event line (a tool result may carry a whole file).
+_LINE_LIMIT = 64 * 1024 * 1024
+_STDERR_TAIL = 16 * 1024
+#: Seconds between SIGTERM and SIGKILL when a run is stopped.
+_KILL_GRACE = 5.0
+_FINISH_PROMPT = (
+    "You ran out of turns. Do not use any tool: reply now with your final answer to the "
+    "original request, based on what you have done so far."
+)
+_BYPASS_ALIASES = frozenset({"dangerously-skip-permissions", "--dangerously-skip-permissions"})
+
+PermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan"]
+
+
+class ClaudeCodeError(errors.ExecutionError):
+    """The CLI failed without reporting a result: non-zero exit or unreadable output.
+
+    Not retryable by default, since a run may have changed files before it failed.
+
+    Attributes:
+        returncode: The exit status, when the process ended.
+        stderr: The last part of what the CLI wrote to stderr.
+    """
+
+    default_message = "Claude Code CLI failed"
+    default_retryable = False
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr: str = "") -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(message, details={"returncode": returncode} if returncode else None)
+
+
+class ClaudeCodeRequest(BaseModel):
+    """One ``claude -p`` run: the prompt and the CLI options of SPEC §5.3.
+
+    ``repo`` is the repository the run is confined to (default: the current directory at
+    payload time); ``ws`` is a sub-directory of it to run in, created when missing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    system_prompt: str | None = None
+    append_system_prompt: str | None = None
+    max_turns: int | None = Field(default=None, ge=1)
+    continue_conversation: bool = False
+    resume: str | None = None
+    repo: str = Field(default_factory=lambda: str(Path.cwd()))
+    ws: str | None = None
+    add_dir: list[str] | None = None
+    allowed_tools: list[str] | None = None
+    disallowed_tools: list[str] | None = None
+    mcp_tools: list[str] | None = None
+    model: str | None = "sonnet"
+    max_thinking_tokens: int | None = Field(default=None, ge=0)
+    mcp_config: str | None = None
+    mcp_servers: dict[str, dict[str, Any]] | None = None
+    permission_mode: PermissionMode | None = None
+    permission_prompt_tool_name: str | None = None
+    auto_finish: bool = False
+    cli_include_summary: bool = False
+
+    @field_validator("add_dir", "allowed_tools", "disallowed_tools", "mcp_tools", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("permission_mode", mode="before")
+    @classmethod
+    def _bypass_alias(cls, value: Any) -> Any:
+        return "bypassPermissions" if value in _BYPASS_ALIASES else value
+
+    @field_validator("repo", "mcp_config", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, os.PathLike) else value
+
+    @model_validator(mode="after")
+    def _check_workspace(self) -> ClaudeCodeRequest:
+        if self.ws is not None:
+            ws = Path(self.ws)
+            if ws.is_absolute() or ".." in ws.parts:
+                raise ValueError(
+                    f"ws must be a relative sub-directory of repo without '..', got {self.ws!r}"
+                )
+            repo = Path(self.repo).resolve()
+            if not self.workspace.is_relative_to(repo):
+                raise ValueError(f"ws {self.ws!r} resolves outside the repository {repo}")
+        return self
+
+    @property
+    def workspace(self) -> Path:
+        """The directory the CLI runs in: ``repo/ws`` resolved, or ``repo``."""
+        repo = Path(self.repo).resolve()
+        return (repo / self.ws).resolve() if self.ws else repo
+
+    def cli_args(self) -> tuple[list[str], str | None]:
+        """The CLI arguments (without the executable) and the prompt to send on stdin, if any.
+
+        Values are passed as separate arguments, unquoted: there is no shell. The prompt comes
+        right after ``-p`` so that no variadic option (``--allowedTools a b``) can swallow it.
+        """
+        args = ["-p"]
+        stdin: str | None = None
+        if len(self.prompt.encode()) > _MAX_ARG_BYTES:
+            stdin = self.prompt
+        else:
+            # A leading space keeps a prompt such as "-h" from being parsed as an option.
+            args.append(f" {self.prompt}" if self.prompt.startswith("-") else self.prompt)
+        args += ["--output-format", "stream-json", "--verbose"]
+        if self.model:
+            args += ["--model", self.model]
+        if self.system_prompt:
+            args += ["--system-prompt", self.system_prompt]
+        if self.append_system_prompt:
+            args += ["--append-system-prompt", self.append_system_prompt]
+        if self.max_turns is not None:
+            args += ["--max-turns", str(self.max_turns)]
+        allowed = [*(self.allowed_tools or ()), *(self.mcp_tools or ())]
+        if allowed:
+            args += ["--allowedTools", *allowed]
+        if self.disallowed_tools:
+            args += ["--disallowedTools", *self.disallowed_tools]
+        if self.resume:
+            args += ["--resume", self.resume]
+        elif self.continue_conversation:
+            args.append("--continue")
+        if self.permission_mode == "bypassPermissions":
+            args.append("--dangerously-skip-permissions")
+        elif self.permission_mode and self.permission_mode != "default":
+            args += ["--permission-mode", self.permission_mode]
+        if self.permission_prompt_tool_name:
+            args += ["--permission-prompt-tool", self.permission_prompt_tool_name]
+        if self.add_dir:
+            args += ["--add-dir", *self.add_dir]
+        configs = [self.mcp_config] if self.mcp_config else []
+        if self.mcp_servers:
+            configs.append(json.dumps({"mcpServers": self.mcp_servers}))
+        if configs:
+            args += ["--mcp-config", *configs]
+        return args, stdin
+
+
+def create_claude_code_config(name: str = "claude_code_cli", **kwargs: Any) -> dict[str, Any]:
+    """Config dict for the Claude Code CLI: no URL, no API key, no retries, 1 h timeout.
+
+    Other keyword arguments are config fields (``timeout``, ``tags``) or default request
+    parameters (``model``, ``allowed_tools``, ``repo``...).
+    """
+    return {
+        "provider": "claude_code",
+        "name": name,
+        "endpoint": "query_cli",
+        "auth_type": "none",
+        "content_type": None,
+        "request_options": ClaudeCodeRequest,
+        "timeout": 3600.0,
+        "max_retries": 0,
+        **kwargs,
+        "tags": kwargs.get("tags") or ("llm", "claude_code", "cli"),
+    }
+
+
+class ClaudeCodeEndpoint(Endpoint):
+    """Claude Code agent runs as a backend (``provider="claude_code"``).
+
+    Args:
+        config: A config dict or :class:`EndpointConfig`; built by
+            :func:`create_claude_code_config` from ``kwargs`` when omitted.
+        cli_path: The ``claude`` executable (a path, or a name looked up on ``PATH``);
+            default ``claude`` on ``PATH``, resolved when a call is made.
+        **kwargs: Config fields or default request parameters.
+
+    Requests take ``prompt`` or ``messages`` (see :meth:`create_payload`). The response's
+    ``metadata["session_id"]`` names the CLI session; pass it back as ``resume=`` to go on.
+    """
+
+    cli_path: str | None = None
+
+    def __init__(
+        self,
+        config: dict[str, Any] | Any = None,
+        circuit_breaker: Any = None,
+        retry_config: Any = Endpoint.DEFAULT_RETRY,
+        *,
+        cli_path: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config, circuit_breaker, retry_config, **kwargs)
+        if cli_path is not None:
+            self.cli_path = os.fspath(cli_path)
+
+    config_factory = staticmethod(create_claude_code_config)
+
+    # -- request -------------------------------------------------------------------------
+
+    def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Validate a request; chat ``messages`` become the prompt.
+
+        With ``resume`` or ``continue_conversation`` only the last message is sent (the
+        session already holds the rest); otherwise every non-system message is joined with
+        newlines and ``continue_conversation`` is forced off. A leading system message
+        becomes ``system_prompt`` unless one is given. Dict or list contents that are not
+        plain text blocks are sent as JSON.
+
+        Raises:
+            ValueError: Neither ``prompt`` nor ``messages``, unknown options, a workspace
+                outside the repository, or other invalid values.
+        """
+        merged = {**self.config.kwargs, **request}
+        messages = merged.pop("messages", None)
+        if not merged.get("prompt"):
+            if messages is None:
+                raise errors.ValidationError(f"{self.name}: give prompt=... or messages=[...]")
+            merged.update(_from_messages(messages, merged))
+        return super().create_payload(merged)
+
+    def estimate_tokens(self, payload: dict[str, Any]) -> int:
+        """Not metered: an agent run's token use cannot be bounded in advance."""
+        return 0
+
+    # -- calls ---------------------------------------------------------------------------
+
+    async def call(
+        self,
+        request: dict[str, Any],
+        *,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_retry: RetryObserver | None = None,
+    ) -> NormalizedResponse:
+        """Run the CLI to completion and normalize its events. Runs once per call."""
+        limit = timeout or self.config.timeout
+        deadline = asyncio.get_running_loop().time() + limit
+        return await self._resilient(
+            self._run, (request, deadline, limit), self._deadline(timeout), on_retry
+        )
+
+    async def _run(
+        self, request: dict[str, Any], deadline: float, limit: float
+    ) -> NormalizedResponse:
+        req = ClaudeCodeRequest.model_validate(request)
+        run = _Run(req)
+        async with aclosing(self._events(req, deadline, limit, None)) as events:
+            async for event in events:
+                run.feed(event)
+        return run.finish()
+
+    async def stream(
+        self,
+        request: dict[str, Any],
+        *,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_retry: RetryObserver | None = None,
+        idle_timeout: float | None = None,
+    ) -> AsyncIterator[StreamChunk]:
+        """Yield text, thinking, tool-use and tool-result chunks as the CLI reports them.
+
+        ``metadata["event"]`` says which: ``system`` (with ``session_id``), ``text``,
+        ``thinking`` (in ``reasoning``), ``tool_use`` (in ``tool_call_delta``, arguments as
+        JSON text, and ``metadata["input"]``) or ``tool_result``. The last chunk is final and
+        carries the assembled response. Leaving the loop early stops the process.
+        """
+        req = ClaudeCodeRequest.model_validate(request)
+        limit = timeout or self.config.timeout
+        deadline = asyncio.get_running_loop().time() + limit
+        run = _Run(req)
+        index = 0
+        async with aclosing(self._events(req, deadline, limit, idle_timeout)) as events:
+            async for event in events:
+                for chunk in run.feed(event):
+                    chunk.index = index
+                    index += 1
+                    yield chunk
+        yield StreamChunk(index=index, is_final=True, response=run.finish())
+
+    # -- the process ---------------------------------------------------------------------
+
+    def executable(self) -> str:
+        """The ``claude`` executable to run, resolved now.
+
+        Raises:
+            ConfigurationError: It cannot be found or is not executable.
+        """
+        name = self.cli_path or "claude"
+        found = shutil.which(name)
+        if found is None:
+            where = f"at {name!r}" if os.sep in name else f"{name!r} on PATH"
+            raise errors.ConfigurationError(
+                f"Claude Code CLI `claude` not found ({where}): {_INSTALL_HINT}"
+            )
+        return found
+
+    async def _events(
+        self, req: ClaudeCodeRequest, deadline: float, limit: float, idle: float | None
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Every event of the run; with ``auto_finish``, of the follow-up run too."""
+        session_id: str | None = None
+        subtype: str | None = None
+        async with aclosing(self._run_cli(req, deadline, limit, idle)) as events:
+            async for event in events:
+                session_id = event.get("session_id") or session_id
+                if event.get("type") == "result":
+                    subtype = event.get("subtype")
+                yield event
+        if req.auto_finish and subtype == "error_max_turns" and session_id:
+            follow = req.model_copy(
+                update={
+                    "prompt": _FINISH_PROMPT,
+                    "resume": session_id,
+                    "continue_conversation": False,
+                    "max_turns": 1,
+                    "auto_finish": False,
+                }
+            )
+            async with aclosing(self._run_cli(follow, deadline, limit, idle)) as events:
+                async for event in events:
+                    yield event
+
+    async def _run_cli(
+        self, req: ClaudeCodeRequest, deadline: float, limit: float, idle: float | None
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Spawn one CLI run and yield its JSON events; the process never outlives this."""
+        exe = self.executable()
+        args, stdin_text = req.cli_args()
+        cwd = req.workspace
+        cwd.mkdir(parents=True, exist_ok=True)
+        env = None
+        if req.max_thinking_tokens is not None:
+            env = {**os.environ, "MAX_THINKING_TOKENS": str(req.max_thinking_tokens)}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                exe,
+                *args,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.PIPE if stdin_text else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                limit=_LINE_LIMIT,
+                # Its own process group, so that stopping it also stops the tools it started.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise errors.ConfigurationError(
+                f"cannot run Claude Code CLI {exe!r}: {exc}; {_INSTALL_HINT}", cause=exc
+            ) from exc
+        stderr = bytearray()
+        assert proc.stdout is not None and proc.stderr is not None
+        drain = asyncio.create_task(_drain(proc.stderr, stderr))
+        loop = asyncio.get_running_loop()
+        saw_result = False
+        try:
+            if stdin_text is not None and proc.stdin is not None:
+                proc.stdin.write(stdin_text.encode())
+                await proc.stdin.drain()
+                proc.stdin.close()
+            while True:
+                line = await _read_line(proc.stdout, loop, deadline, limit, idle, self.name)
+                if not line:
+                    break
+                text = line.strip()
+                if not text:
+                    continue
+                try:
+                    event = json.loads(text)
+                except ValueError:
+                    event = None
+                if not isinstance(event, dict):
+                    raise ClaudeCodeError(
+                        f"{self.name}: the CLI printed a line that is not a JSON event: "
+                        f"{text[:200].decode('utf-8', 'replace')!r}",
+                        stderr=_tail(stderr),
+                    )
+                saw_result = saw_result or event.get("type") == "result"
+                yield event
+            async with asyncio.timeout_at(deadline):
+                code = await proc.wait()
+                await drain
+            # The CLI exits non-zero after reporting an error result; that result is the answer.
+            if code != 0 and not saw_result:
+                tail = _tail(stderr)
+                raise ClaudeCodeError(
+                    f"{self.name}: the CLI exited with status {code}: {tail or '(no stderr)'}",
+                    returncode=code,
+                    stderr=tail,
+                )
+            if not saw_result:
+                raise ClaudeCodeError(
+                    f"{self.name}: the CLI ended without a result event", stderr=_tail(stderr)
+                )
+        except TimeoutError as exc:
+            if isinstance(exc, errors.TimeoutError):
+                raise
+            raise errors.TimeoutError(
+                f"{self.name}: the CLI did not finish within {limit:.3g}s"
+            ) from exc
+        finally:
+            await asyncio.shield(_stop(proc, drain))
+
+
+async def _read_line(
+    reader: asyncio.StreamReader,
+    loop: asyncio.AbstractEventLoop,
+    deadline: float,
+    limit: float,
+    idle: float | None,
+    name: str,
+) -> bytes:
+    """One line of stdout, bounded by the call's deadline and the idle timeout."""
+    when = deadline if idle is None else min(deadline, loop.time() + idle)
+    try:
+        async with asyncio.timeout_at(when):
+            return await reader.readline()
+    except TimeoutError as exc:
+        if idle is not None and when < deadline:
+            raise errors.TimeoutError(
+                f"{name}: the CLI was silent for more than {idle:.3g}s"
+            ) from exc
+        raise errors.TimeoutError(f"{name}: the CLI did not finish within {limit:.3g}s") from exc
+    except ValueError as exc:  # the line is longer than the reader's limit
+        raise ClaudeCodeError(f"{name}: an event line exceeded {_LINE_LIMIT} bytes") from exc
+
+
+async def _drain(reader: asyncio.StreamReader, buffer: bytearray) -> None:
+    """Read stderr to the end, keeping only its tail, so the pipe never fills up."""
+    while chunk := await reader.read(65536):
+        buffer += chunk
+        if len(buffer) > _STDERR_TAIL:
+            del buffer[: len(buffer) - _STDERR_TAIL]
+
+
+def _tail(buffer: bytearray) -> str:
+    return buffer.decode("utf-8", "replace").strip()[-2000:]
+
+
+async def _stop(proc: asyncio.subprocess.Process, drain: asyncio.Task[None]) -> None:
+    """Terminate the run's process group, kill it after a grace period, and reap it."""
+    if proc.returncode is None:
+        _signal(proc, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(_KILL_GRACE):
+                await proc.wait()
+        except TimeoutError:
+            _signal(proc, signal.SIGKILL)
+            await proc.wait()
+    drain.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await drain
+
+
+def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, sig)
+        else:  # pragma: no cover - Windows has no process groups of this kind
+            proc.send_signal(sig)
+
+
+# -- events → response -----------------------------------------------------------------------
+
+
+class _Run:
+    """Accumulates one run's events into chunks and, at the end, the response."""
+
+    __slots__ = (
+        "model",
+        "req",
+        "result",
+        "session_id",
+        "texts",
+        "thinking",
+        "tool_results",
+        "tool_uses",
+        "totals",
+        "usage",
+    )
+
+    def __init__(self, req: ClaudeCodeRequest) -> None:
+        self.req = req
+        self.session_id: str | None = None
+        self.model: str | None = None
+        self.texts: list[str] = []
+        self.thinking: list[str] = []
+        self.tool_uses: list[dict[str, Any]] = []
+        self.tool_results: list[dict[str, Any]] = []
+        self.result: dict[str, Any] | None = None
+        self.usage: dict[str, Any] | None = None
+        self.totals: dict[str, float] = {}
+
+    def feed(self, event: dict[str, Any]) -> list[StreamChunk]:
+        """Record one event and return the chunks it makes (possibly none)."""
+        kind = event.get("type")
+        self.session_id = event.get("session_id") or self.session_id
+        if kind == "system" and event.get("subtype") == "init":
+            self.model = event.get("model") or self.model
+            meta = {"event": "system", "session_id": self.session_id, "model": self.model}
+            return [StreamChunk(metadata=meta)]
+        if kind in ("assistant", "user"):
+            message = event.get("message")
+            blocks = message.get("content") if isinstance(message, dict) else None
+            if isinstance(blocks, str):
+                blocks = [{"type": "text", "text": blocks}]
+            return [c for b in blocks or () if isinstance(b, dict) for c in self._block(b)]
+        if kind == "result":
+            self._result(event)
+        return []
+
+    def _block(self, block: dict[str, Any]) -> list[StreamChunk]:
+        kind = block.get("type")
+        if kind == "text" and block.get("text"):
+            self.texts.append(block["text"])
+            return [StreamChunk(content=block["text"], metadata={"event": "text"})]
+        if kind == "thinking" and block.get("thinking"):
+            self.thinking.append(block["thinking"])
+            return [StreamChunk(reasoning=block["thinking"], metadata={"event": "thinking"})]
+        if kind == "tool_use":
+            use = {"id": block.get("id"), "name": block.get("name"), "input": block.get("input")}
+            delta = {
+                "index": len(self.tool_uses),
+                "id": use["id"],
+                "name": use["name"],
+                "arguments": json.dumps(use["input"] or {}),
+            }
+            self.tool_uses.append(use)
+            return [
+                StreamChunk(
+                    tool_call_delta=delta, metadata={"event": "tool_use", "input": use["input"]}
+                )
+            ]
+        if kind == "tool_result":
+            res = {
+                "tool_use_id": block.get("tool_use_id"),
+                "content": block.get("content"),
+                "is_error": bool(block.get("is_error")),
+            }
+            self.tool_results.append(res)
+            return [StreamChunk(metadata={"event": "tool_result", **res})]
+        return []
+
+    def _result(self, event: dict[str, Any]) -> None:
+        # A follow-up run (auto_finish) adds its cost, turns and tokens to the first one's.
+        self.result = event
+        for key in ("total_cost_usd", "num_turns", "duration_ms", "duration_api_ms"):
+            value = event.get(key)
+            if isinstance(value, int | float):
+                self.totals[key] = self.totals.get(key, 0) + value
+        usage = event.get("usage")
+        if isinstance(usage, dict):
+            merged = dict(self.usage or {})
+            for key, value in usage.items():
+                prev = merged.get(key)
+                both_numbers = isinstance(value, int) and isinstance(prev, int)
+                merged[key] = prev + value if both_numbers else value
+            self.usage = merged
+
+    def finish(self) -> NormalizedResponse:
+        """The assembled response.
+
+        Raises:
+            ClaudeCodeError: The run reported no result.
+        """
+        event = self.result
+        if event is None:
+            raise ClaudeCodeError("the Claude Code CLI ended without a result event")
+        subtype = str(event.get("subtype") or "")
+        is_error = bool(event.get("is_error")) or subtype.startswith("error")
+        result = event.get("result")
+        text = result.strip() if isinstance(result, str) else (self.texts[-1] if self.texts else "")
+        finish: FinishReason = "stop"
+        if subtype == "error_max_turns":
+            finish = "length"
+        elif is_error:
+            finish = "error"
+        metadata: dict[str, Any] = {
+            "session_id": self.session_id,
+            "model": self.model,
+            "usage": self.usage,
+            "total_cost_usd": self.totals.get("total_cost_usd"),
+            "num_turns": self.totals.get("num_turns"),
+            "duration_ms": self.totals.get("duration_ms"),
+            "duration_api_ms": self.totals.get("duration_api_ms"),
+            "is_error": is_error,
+            "subtype": subtype or None,
+            "tool_uses": self.tool_uses,
+            "tool_results": self.tool_results,
+            "thinking_log": self.thinking,
+        }
+        if self.req.cli_include_summary:
+            metadata["summary"] = self._summary(text)
+        error = None
+        if is_error:
+            details = event.get("errors")
+            error = text or (
+                "; ".join(map(str, details)) if isinstance(details, list) and details else subtype
+            )
+        return NormalizedResponse(
+            status="error" if is_error else "success",
+            data=text,
+            error=error or None,
+            usage=anthropic_usage(self.usage),
+            finish_reason=finish,
+            metadata=metadata,
+            raw_response=event,
+        )
+
+    def _summary(self, text: str) -> dict[str, Any]:
+        files: dict[str, list[str]] = {"read": [], "written": [], "edited": []}
+        kinds = {"Read": "read", "Write": "written", "Edit": "edited", "MultiEdit": "edited"}
+        for use in self.tool_uses:
+            kind = kinds.get(str(use.get("name")))
+            path = (use.get("input") or {}).get("file_path")
+            if kind and isinstance(path, str) and path not in files[kind]:
+                files[kind].append(path)
+        return {
+            "tool_counts": dict(Counter(str(u.get("name")) for u in self.tool_uses)),
+            "files": files,
+            "result_preview": text[:200],
+        }
+
+
+# -- messages → prompt -----------------------------------------------------------------------
+
+
+def _from_messages(messages: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """The ``prompt`` (and ``system_prompt``, ``continue_conversation``) for chat messages."""
+    if not isinstance(messages, list) or not messages:
+        raise errors.ValidationError("messages must be a non-empty list")
+    items = [m if isinstance(m, dict) else {"role": "user", "content": m} for m in messages]
+    out: dict[str, Any] = {}
+    system = items[0] if items[0].get("role") == "system" else None
+    if system is not None and not request.get("system_prompt"):
+        out["system_prompt"] = _content_text(system.get("content"))
+    if request.get("resume") or request.get("continue_conversation"):
+        out["prompt"] = _content_text(items[-1].get("content"))
+    else:
+        out["prompt"] = "\n".join(
+            _content_text(m.get("content")) for m in items if m.get("role") != "system"
+        )
+        out["continue_conversation"] = False
+    return out
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if (
+        isinstance(content, list)
+        and content
+        and all(isinstance(b, dict) and b.get("type") == "text" for b in content)
+    ):
+        return "\n".join(str(b.get("text", "")) for b in content)
+    return json.dumps(content, ensure_ascii=False)
