@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/lionpride demo
 
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

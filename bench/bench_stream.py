@@ -1,4 +1,5 @@
-"""Endpoint.stream() against raw aiohttp on the same FakeProvider: CPU µs per stream and the ratio.
+"""iModel.invoke_stream (and Endpoint.stream) against raw aiohttp on one FakeProvider: CPU µs
+per stream and the ratios.
 
 Both sides POST the same chat-completion request with ``stream: true`` and read a 60-chunk SSE
 reply to the end: raw aiohttp iterates the body's lines and JSON-decodes each ``data:`` event;
@@ -18,6 +19,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from bench._server import fake_provider_process, run_concurrently
+from lionpride.services import iModel
 from lionpride.services.providers.oai_chat import OAIChatEndpoint, create_oai_chat
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me a story."}]}
@@ -70,15 +72,27 @@ async def main(total: int = 1000) -> dict[str, float]:
                         pieces += 1
                 texts.append(pieces)
 
+            model = iModel(provider="openai", base_url=base, api_key=SecretStr("k"))
+
+            async def imodel() -> None:
+                pieces = 0
+                async for chunk in model.invoke_stream(**BODY):
+                    if chunk.content:
+                        pieces += 1
+                texts.append(pieces)
+
             r = await measure(raw, total)
             m = await measure(lion, total)
+            i = await measure(imodel, total)
             await endpoint.aclose()
+            await model.aclose()
     assert min(counts) >= CHUNKS and min(texts) >= CHUNKS, (min(counts), min(texts))
     print(
         f"{CHUNKS}-chunk streams, concurrency {CONCURRENCY}: raw aiohttp {r:7.1f} µs/stream, "
-        f"Endpoint.stream {m:7.1f} µs/stream, ratio {m / r:.2f}"
+        f"Endpoint.stream {m:7.1f} µs/stream (ratio {m / r:.2f}), "
+        f"iModel.invoke_stream {i:7.1f} µs/stream (ratio {i / r:.2f})"
     )
-    return {"raw": r, "stream": m, "ratio": m / r}
+    return {"raw": r, "stream": m, "invoke_stream": i, "ratio": i / r}
 
 
 if __name__ == "__main__":
