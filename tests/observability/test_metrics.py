@@ -1,29 +1,19 @@
-"""LatencyHistogram and ModelMetrics: percentiles, fixed memory, and a scripted real run."""
+"""LatencyHistogram and ModelMetrics: percentiles, counting rules and fixed memory.
+
+The same metrics recorded by a real iModel are checked in ``test_imodel_metrics.py``.
+"""
 
 from __future__ import annotations
 
 import math
 import tracemalloc
-from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from lionpride import errors
 from lionpride.core.event import EventStatus
-from lionpride.services import iModel
-from lionpride.services.observability import (
-    LatencyHistogram,
-    ModelMetrics,
-    PriceTable,
-    default_prices,
-)
-from lionpride.services.types.backend import Calling
+from lionpride.services.observability import LatencyHistogram, ModelMetrics
 from lionpride.services.types.response import Usage
-from lionpride.services.utilities.resilience import no_backoff
-from lionpride.testing import FakeProvider, Reply
-
-MESSAGES = [{"role": "user", "content": "Hello!"}]
 
 
 def _nearest_rank(values: list[float], q: float) -> float:
@@ -133,105 +123,3 @@ def test_retries_and_rate_limits_are_counted_once_each() -> None:
     assert snap["failures_by_type"] == {"RateLimitError": 1}
     assert snap["queue_depth"] == 4 and snap["in_flight"] == 2
     assert snap["limiter_levels"] == {"requests": 3.5} and snap["breaker_state"] == "open"
-
-
-# -- a scripted run against FakeProvider, recorded the way iModel will record it -----------
-
-USAGE = {
-    "prompt_tokens": 100,
-    "completion_tokens": 20,
-    "total_tokens": 120,
-    "prompt_tokens_details": {"cached_tokens": 40},
-    "completion_tokens_details": {"reasoning_tokens": 5},
-}
-
-
-async def _recorded_call(
-    model: iModel, metrics: ModelMetrics, prices: PriceTable, name: str
-) -> Calling:
-    """Run one call and record it the way the iModel integration will."""
-    calling = await model.create_calling(model=name, messages=MESSAGES)
-    upstream = calling.retry_listener
-
-    def on_retry(attempt: int, error: BaseException, delay: float) -> Any:
-        metrics.record_retry(error)
-        return upstream(attempt, error, delay) if upstream is not None else None
-
-    calling.retry_listener = on_retry
-    calling = await model.invoke(calling, raise_on_error=False)
-    ex = calling.execution
-    usage = calling.response.usage if calling.response is not None else None
-    metrics.record_call(
-        status=ex.status,
-        duration=ex.duration,
-        queue_wait=ex.queue_wait,
-        attempts=ex.attempts,
-        usage=usage,
-        cost=prices.cost(name, usage),
-        error=ex.error,
-    )
-    return calling
-
-
-async def test_scripted_run_metrics_match_what_happened(fake_provider: FakeProvider) -> None:
-    """429s, 5xx and successes against FakeProvider give exactly the expected snapshot."""
-    ok = Reply(usage=USAGE)
-    fake_provider.script(
-        ok,  # call 1: success at once
-        Reply(status=429),
-        ok,  # call 2: one 429 retried, then success
-        Reply(status=500),
-        Reply(status=503),
-        ok,  # call 3: two 5xx retried, then success
-        Reply(status=429),
-        Reply(status=429),
-        Reply(status=429),  # call 4: 429 three times, gives up
-        Reply(status=502),
-        Reply(status=502),
-        Reply(status=502),  # call 5: 5xx three times, gives up
-        Reply(status=400),  # call 6: bad request, never retried
-    )
-    metrics, prices = ModelMetrics(), default_prices()
-    model = iModel(
-        provider="openai", base_url=fake_provider.base_url("openai"), api_key=SecretStr("k")
-    )
-    async with model:
-        with no_backoff():
-            callings = [
-                await _recorded_call(model, metrics, prices, "gpt-4o-mini") for _ in range(6)
-            ]
-    assert [c.execution.attempts for c in callings] == [1, 2, 3, 3, 3, 1]
-    assert len(fake_provider.requests) == 13 and fake_provider.pending == 0
-
-    # gpt-4o-mini: 60 fresh * $0.15 + 40 cached * $0.075 + 15 visible * $0.60 + 5 * $0.60
-    per_call = (60 * 0.15 + 40 * 0.075 + 15 * 0.6 + 5 * 0.6) / 1e6
-    snap = metrics.snapshot(queue_depth=0, in_flight=0)
-    latency = snap.pop("latency")
-    queue_wait = snap.pop("queue_wait")
-    assert snap == {
-        "calls": 6,
-        "successes": 3,
-        "failures": 3,
-        "failures_by_type": {"RateLimitError": 1, "ServerError": 1, "BadRequestError": 1},
-        "attempts": 13,
-        "retries": 7,
-        "rate_limited": 4,
-        "tokens_in": 300,
-        "tokens_out": 60,
-        "cached_tokens": 120,
-        "reasoning_tokens": 15,
-        "cost_usd": pytest.approx(3 * per_call, rel=1e-9),
-        "unpriced_calls": 0,
-        "queue_depth": 0,
-        "in_flight": 0,
-        "limiter_levels": None,
-        "breaker_state": None,
-    }
-    assert per_call == pytest.approx(24e-6)
-    durations = [c.execution.duration for c in callings]
-    assert all(d is not None for d in durations)
-    seen = [d for d in durations if d is not None]
-    assert latency["count"] == 6 and latency["max"] == max(seen)
-    for q in (50, 90, 99):
-        assert latency[f"p{q}"] == pytest.approx(_nearest_rank(seen, q), rel=0.026)
-    assert queue_wait["count"] == 6 and queue_wait["max"] == 0.0

@@ -152,7 +152,7 @@ async def test_spans_of_a_real_call_with_a_retry(otel: Any, fake_provider: FakeP
             model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
         )
         call = tracer.start_call("openai", "gpt-4o-mini")
-        calling.retry_listener = lambda n, e, d: tracer.record_retry(call, n, e, d)
+        calling.retry_listener = lambda _c, n, e, d: tracer.record_retry(call, n, e, d)
         with no_backoff(), tracer.activate(call):
             await model.invoke(calling)
         response = calling.response

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from lionpride import errors
 from lionpride.services import iModel
+from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
 from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = [{"role": "user", "content": "Say something short."}]
@@ -151,3 +152,26 @@ async def test_many_queued_calls_all_complete(fake_provider: FakeProvider) -> No
     assert len({c.id for c in callings}) == 2000
     assert all(c.response is not None for c in callings)
     assert len(fake_provider.requests) == 2000
+
+
+async def test_simple_rate_limiter_times_out_instead_of_overrunning(
+    fake_provider: FakeProvider,
+) -> None:
+    """With rate_limiter= and no capacity, invoke and streams time out and send nothing."""
+    bucket = TokenBucket(RateLimitConfig(capacity=1, refill_rate=0.01))
+    model = iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        rate_limiter=bucket,
+    )
+    async with model:
+        await model.invoke(model="m", messages=MESSAGES)
+        with pytest.raises(errors.TimeoutError):
+            await model.invoke(model="m", messages=MESSAGES, poll_timeout=0.2)
+        with pytest.raises(errors.TimeoutError) as info:
+            async for _ in model.invoke_stream(model="m", messages=MESSAGES, poll_timeout=0.2):
+                pass
+        assert info.value.calling.execution.status.value == "cancelled"
+        assert model.metrics()["calls"] == 3
+    assert len(fake_provider.requests) == 1

@@ -11,22 +11,23 @@ Four scenes, about ten seconds in all:
 4. Breaker: an outage opens a circuit breaker, calls fail fast without reaching the server,
    and the breaker closes again after its recovery time.
 
-It ends with a table per provider: calls, retries, 429s seen, tokens, p50/p99 latency and the
-achieved rate next to the configured one.
+It ends with a table per provider, read from each model's own ``metrics()`` after the load
+scene: calls, successes, retries, 429s seen, tokens, cost, p50/p99 latency and the achieved
+rate (over the scene's wall time) next to the configured one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
 
 from lionpride import errors
 from lionpride.cli._progress import Progress
-from lionpride.cli._stats import CallStats
+from lionpride.cli._stats import Stopwatch, Summary, ms
 from lionpride.services.imodel import iModel
 from lionpride.services.registry import ServiceRegistry
 from lionpride.services.types.hook import HookPhase, HookRegistry
@@ -45,18 +46,25 @@ WINDOW = 1.0
 #: Server-side latency of every reply, in seconds.
 LATENCY = 0.03
 
-_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku", "gemini": "gemini-2.0-flash"}
+# Models the shipped price table knows, so the table can show a cost.
+_MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-haiku-4-5",
+    "gemini": "gemini-2.0-flash",
+}
+#: The first replies of each provider in the load scene: failures for the retries to absorb.
+_INJECTED = (429, 503, 429, 503)
 _RETRY = RetryConfig(max_retries=3, initial_delay=0.25, max_delay=2.0)
 
 
 @dataclass
 class _Lane:
-    """One provider in the demo: its fake server, the client model and the numbers."""
+    """One provider in the demo: its fake server, the client model and its load numbers."""
 
     provider: str
     server: FakeProvider
     model: iModel
-    stats: CallStats
+    summary: Summary | None = field(default=None)
 
 
 def demo() -> int:
@@ -73,7 +81,7 @@ async def _demo() -> int:
             server = FakeProvider(limit_requests=LIMIT, window=WINDOW, latency=LATENCY)
             await server.start()
             model = _model(provider, server, hook_registry=hooks)
-            lanes.append(_Lane(provider, server, model, CallStats()))
+            lanes.append(_Lane(provider, server, model))
         _say("1. Load: 300 calls, limits on both sides, injected 429s and 503s")
         await _load(lanes)
         _say("\n2. Streaming: a reply printed as it arrives")
@@ -121,30 +129,28 @@ def _say(text: str) -> None:
 
 async def _load(lanes: list[_Lane]) -> None:
     for lane in lanes:
-        # The first replies of each server fail: two 429s (with retry-after) and two 503s.
         lane.server.script(
-            Reply(status=429, headers={"retry-after": "0.2"}),
-            Reply(status=503),
-            Reply(status=429, headers={"retry-after": "0.2"}),
-            Reply(status=503),
+            *[
+                Reply(status=s, headers={"retry-after": "0.2"} if s == 429 else {})
+                for s in _INJECTED
+            ]
         )
     progress = Progress(CALLS * len(lanes), label="demo")
+    clock = Stopwatch()
     async with progress, asyncio.TaskGroup() as group:
         for lane in lanes:
-            lane.stats = CallStats()
             for i in range(CALLS):
                 group.create_task(_one_call(lane, i, progress))
+    clock.stop()
     for lane in lanes:
-        lane.stats.stop()
+        # Snapshot now: the later scenes make more calls on the same models.
+        lane.summary = Summary.of(lane.model, clock.elapsed)
 
 
 async def _one_call(lane: _Lane, i: int, progress: Progress) -> None:
     messages = [{"role": "user", "content": f"Question {i}: what is {i} + {i}?"}]
-    calling = await lane.model.create_calling(messages=messages)
-    lane.stats.observe(calling)
-    await lane.model.invoke(calling=calling, raise_on_error=False)
-    lane.stats.record(calling)
-    usage = calling.response.usage if calling.response is not None else None
+    calling = await lane.model.invoke(messages=messages, raise_on_error=False)
+    usage = calling.usage
     tokens = usage.input_tokens + usage.output_tokens if usage is not None else 0
     progress.advance(ok=calling.execution.error is None, tokens=tokens)
 
@@ -217,27 +223,32 @@ async def _breaker(server: FakeProvider) -> None:
 
 def _table(lanes: list[_Lane], hook_counts: dict[str, int]) -> None:
     header = (
-        f"{'provider':<10}{'calls':>6}{'ok':>5}{'retries':>8}{'429s':>6}{'5xx':>5}"
-        f"{'tokens in/out':>15}{'p50':>8}{'p99':>8}{'achieved':>10}{'configured':>12}"
+        f"{'provider':<10}{'calls':>6}{'ok':>5}{'retries':>8}{'429s':>6}"
+        f"{'tokens in/out':>15}{'cost':>10}{'p50':>7}{'p99':>7}{'achieved':>10}{'configured':>12}"
     )
     _say(header)
     _say("-" * len(header))
-    for lane in lanes:
-        s = lane.stats
-        tokens = f"{s.input_tokens}/{s.output_tokens}"
+    summaries = [(lane, lane.summary) for lane in lanes if lane.summary is not None]
+    for lane, s in summaries:
+        tokens = f"{s.tokens_in}/{s.tokens_out}"
         _say(
-            f"{lane.provider:<10}{s.calls:>6}{s.succeeded:>5}{s.retries:>8}{s.rate_limited:>6}"
-            f"{s.server_errors:>5}{tokens:>15}{s.latency(50) * 1000:>6.0f}ms"
-            f"{s.latency(99) * 1000:>6.0f}ms{s.rate:>8.1f}/s{LIMIT / WINDOW:>10.1f}/s"
+            f"{lane.provider:<10}{s.calls:>6}{s.successes:>5}{s.retries:>8}{s.rate_limited:>6}"
+            f"{tokens:>15}{s.cost_text():>10}{ms(s.p50):>7}{ms(s.p99):>7}"
+            f"{s.rate:>8.1f}/s{LIMIT / WINDOW:>10.1f}/s"
         )
-    elapsed = max(lane.stats.elapsed for lane in lanes)
+    for lane, s in summaries:
+        if s.failures:
+            _say(f"{lane.provider} failures: {s.failures_text()}")
+    elapsed = max(s.elapsed for _, s in summaries)
     ceiling = (LIMIT + LIMIT * elapsed / WINDOW) / elapsed
     refused = sum(lane.server.count_429 for lane in lanes)
     _say(
         f"\nA limit of {LIMIT} per {WINDOW:g}s is a bucket of {LIMIT} refilling "
         f"{LIMIT / WINDOW:g}/s, so over {elapsed:.1f}s at most {ceiling:.1f}/s may start."
-        f"\n429s from the providers' own limits: {refused} (the client kept under them);"
-        f" the 429s above were injected."
+        f"\nEach provider first answered {_INJECTED.count(429)} injected 429s and "
+        f"{_INJECTED.count(503)} injected 503s;"
+        f"\nthe retries and 429s columns above count them."
+        f"\n429s from the providers' own limits: {refused} (the client kept under them)."
         f"\nPostInvocation hook saw: "
         + ", ".join(f"{name} {count}" for name, count in sorted(hook_counts.items()))
     )

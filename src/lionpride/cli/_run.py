@@ -37,7 +37,7 @@ from lionpride.cli._batch_io import (
 )
 from lionpride.cli._common import UsageError, build_model
 from lionpride.cli._progress import Progress, format_seconds
-from lionpride.cli._stats import CallStats
+from lionpride.cli._stats import Stopwatch, Summary, secs
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
@@ -69,19 +69,32 @@ def run_batch(args: argparse.Namespace) -> int:
 async def _run(
     args: argparse.Namespace, model: iModel, writer: ResultWriter, done: set[str], total: int
 ) -> int:
-    stats = CallStats()
+    clock = Stopwatch()
+    rejected: list[str] = []
     progress = Progress(total, label="run")
     bad: list[BadLine] = []
     items = _pending(read_requests(args.input), done, bad, progress)
     try:
         async with progress, asyncio.TaskGroup() as group:
             for _ in range(args.concurrency):
-                group.create_task(_worker(items, model, args.model, writer, stats, progress))
+                group.create_task(_worker(items, model, args.model, writer, rejected, progress))
     finally:
-        stats.stop()
-        await model.aclose()
-    _summary(stats, progress, bad)
-    return 1 if stats.failed or bad else 0
+        clock.stop()
+        try:
+            # Read before closing: metrics() also asks the executor, which aclose stops.
+            summary = Summary.of(model, clock.elapsed)
+        finally:
+            await model.aclose()
+    _summary(summary, len(rejected), progress, bad, _configured_rate(args))
+    return 1 if summary.failures or rejected or bad else 0
+
+
+def _configured_rate(args: argparse.Namespace) -> float | None:
+    """Requests per second that ``--limit-requests`` allows in the long run, if set."""
+    limit = getattr(args, "limit_requests", None)
+    if limit is None:
+        return None
+    return float(limit) / float(getattr(args, "capacity_refresh_time", 60.0))
 
 
 def _pending(
@@ -107,16 +120,18 @@ async def _worker(
     model: iModel,
     model_name: str | None,
     writer: ResultWriter,
-    stats: CallStats,
+    rejected: list[str],
     progress: Progress,
 ) -> None:
     """Take requests from the shared iterator until it is empty.
 
     Each worker pulls the next line only when it is free, so a huge input is never loaded at
     once; ``next()`` on the shared generator is synchronous, so workers never race on it.
+    Requests rejected before sending (invalid parameters) never reach the model, so its
+    metrics cannot count them: their ids go to ``rejected``.
     """
     for item in items:
-        record = await _send(item, model, model_name, stats)
+        record = await _send(item, model, model_name, rejected)
         writer.append(record)
         usage = record.get("usage") or {}
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
@@ -124,7 +139,7 @@ async def _worker(
 
 
 async def _send(
-    item: BatchItem, model: iModel, model_name: str | None, stats: CallStats
+    item: BatchItem, model: iModel, model_name: str | None, rejected: list[str]
 ) -> dict[str, Any]:
     body = dict(item.body)
     if model_name:
@@ -132,11 +147,9 @@ async def _send(
     try:
         calling = await model.create_calling(**body)
     except (ValueError, TypeError) as exc:
-        stats.record_failure()
+        rejected.append(item.custom_id)
         return _error_record(item.custom_id, exc)
-    stats.observe(calling)
     await model.invoke(calling=calling, raise_on_error=False)
-    stats.record(calling)
     return result_record(item.custom_id, calling)
 
 
@@ -177,19 +190,32 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else format_seconds(seconds)
 
 
-def _summary(stats: CallStats, progress: Progress, bad: list[BadLine]) -> None:
+def _summary(
+    summary: Summary,
+    rejected: int,
+    progress: Progress,
+    bad: list[BadLine],
+    configured: float | None,
+) -> None:
+    s = summary
     parts = [
-        f"{stats.calls} sent: {stats.succeeded} succeeded, {stats.failed} failed",
+        f"{s.calls} sent: {s.successes} succeeded, {s.failures} failed",
         f"{progress.skipped - len(bad)} already done",
         f"{len(bad)} bad input line(s)",
     ]
+    if rejected:
+        parts.insert(1, f"{rejected} rejected before sending")
+    rate = f"{s.rate:.1f} req/s"
+    if configured is not None:
+        rate += f" (configured {configured:.1f} req/s)"
     lines = [
         "; ".join(parts),
-        f"time {_duration(stats.elapsed)}, {stats.rate:.1f} req/s, "
-        f"latency p50 {stats.latency(50):.3f}s p99 {stats.latency(99):.3f}s",
-        f"tokens {stats.input_tokens:,} in / {stats.output_tokens:,} out; "
-        f"retries {stats.retries}, 429s {stats.rate_limited}",
+        f"time {_duration(s.elapsed)}, {rate}, latency p50 {secs(s.p50)} p99 {secs(s.p99)}",
+        f"tokens {s.tokens_in:,} in / {s.tokens_out:,} out, cost {s.cost_text()}; "
+        f"retries {s.retries}, 429s {s.rate_limited}",
     ]
+    if s.failures_by_type:
+        lines.append(f"failures: {s.failures_text()}")
     if bad:
         shown = ", ".join(str(b.line_no) for b in itertools.islice(bad, 20))
         lines.append(f"bad lines: {shown}{' ...' if len(bad) > 20 else ''}")

@@ -1,91 +1,29 @@
-"""Per-call numbers for the CLI's progress and summaries, read from finished Callings.
+"""Run summaries for the CLI, read from the library's own metrics.
 
-Everything here comes from what a :class:`~lionpride.services.types.backend.Calling` exposes
-(``execution.duration``, ``execution.attempts``, ``response.usage``, the error) plus the retry
-observer a Calling already has. It lives in one module so the CLI can switch to the library's
-own metrics, once they exist, by changing only this file.
+Every count here comes from :meth:`iModel.metrics() <lionpride.services.imodel.iModel.metrics>`
+(calls, outcomes, retries, 429s, tokens, cost, latency percentiles); the CLI adds only what the
+model cannot know: the wall time of the run, which turns the call count into an achieved rate.
 """
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lionpride import errors
-from lionpride.services.types.backend import Calling
+if TYPE_CHECKING:
+    from lionpride.services.imodel import iModel
 
-__all__ = ["CallStats", "percentile"]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of ``values`` by nearest rank; 0.0 when empty."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
+__all__ = ["Stopwatch", "Summary", "ms", "secs"]
 
 
 @dataclass
-class CallStats:
-    """Counters over many calls: outcomes, retries, 429s, tokens and latencies.
+class Stopwatch:
+    """Wall time of a run, from creation to :meth:`stop` (or to now)."""
 
-    Call :meth:`observe` on a Calling before invoking it (to see the errors it retried) and
-    :meth:`record` once it finished.
-    """
-
-    calls: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    server_errors: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    latencies: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
-
-    def observe(self, calling: Calling) -> None:
-        """Count the errors ``calling`` retries, keeping its existing retry observer."""
-        previous = calling.retry_listener
-
-        def on_retry(attempt: int, error: BaseException, delay: float) -> Any:
-            self._count_error(error)
-            return previous(attempt, error, delay) if previous is not None else None
-
-        calling.retry_listener = on_retry
-
-    def record(self, calling: Calling) -> None:
-        """Add one finished call: its outcome, attempts, tokens and latency."""
-        ex = calling.execution
-        self.calls += 1
-        self.retries += max(0, ex.attempts - 1)
-        if ex.duration is not None:
-            self.latencies.append(ex.duration)
-        response = calling.response
-        if response is not None and ex.error is None:
-            self.succeeded += 1
-            if response.usage is not None:
-                self.input_tokens += response.usage.input_tokens
-                self.output_tokens += response.usage.output_tokens
-        else:
-            self.failed += 1
-            if ex.error is not None:
-                self._count_error(ex.error)
-
-    def record_failure(self) -> None:
-        """Count a call that failed before it could run (an invalid request)."""
-        self.calls += 1
-        self.failed += 1
-
-    def _count_error(self, error: BaseException) -> None:
-        if isinstance(error, errors.RateLimitError):
-            self.rate_limited += 1
-        elif isinstance(error, errors.ServerError):
-            self.server_errors += 1
 
     def stop(self) -> None:
         """Freeze the elapsed time."""
@@ -93,20 +31,105 @@ class CallStats:
 
     @property
     def elapsed(self) -> float:
-        """Seconds from creation to :meth:`stop` (or to now)."""
+        """Seconds since creation, up to :meth:`stop` when it was called."""
         end = self.finished if self.finished is not None else time.monotonic()
+        # Never zero, so a rate is always defined.
         return max(end - self.started, 1e-9)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """One model's calls over a run: its metrics snapshot plus the run's wall time.
+
+    Attributes:
+        calls: Calls the model finished (successful or not).
+        successes: Calls that completed.
+        failures: Calls that did not complete.
+        failures_by_type: Failed calls by error type name (``RateLimitError``, ...).
+        retries: Failed attempts that were tried again.
+        rate_limited: 429 responses seen, retried or final.
+        tokens_in: Input tokens reported by the provider.
+        tokens_out: Output tokens reported by the provider.
+        cost_usd: USD cost of the calls whose model has a price.
+        unpriced_calls: Calls with usage but no known price (not in ``cost_usd``).
+        p50: Median call latency in seconds, ``None`` when no call ran.
+        p99: 99th percentile call latency in seconds, ``None`` when no call ran.
+        elapsed: Wall seconds of the run.
+    """
+
+    calls: int
+    successes: int
+    failures: int
+    failures_by_type: dict[str, int]
+    retries: int
+    rate_limited: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    unpriced_calls: int
+    p50: float | None
+    p99: float | None
+    elapsed: float
+
+    @classmethod
+    def of(cls, model: iModel, elapsed: float) -> Summary:
+        """Summarize ``model``'s calls so far over ``elapsed`` wall seconds."""
+        return cls.from_snapshot(model.metrics(), elapsed)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Mapping[str, Any], elapsed: float) -> Summary:
+        """Build a summary from an ``iModel.metrics()`` snapshot.
+
+        Raises:
+            KeyError: ``snapshot`` lacks one of the counters read here.
+        """
+        latency = snapshot["latency"]
+        return cls(
+            calls=int(snapshot["calls"]),
+            successes=int(snapshot["successes"]),
+            failures=int(snapshot["failures"]),
+            failures_by_type=dict(snapshot["failures_by_type"]),
+            retries=int(snapshot["retries"]),
+            rate_limited=int(snapshot["rate_limited"]),
+            tokens_in=int(snapshot["tokens_in"]),
+            tokens_out=int(snapshot["tokens_out"]),
+            cost_usd=float(snapshot["cost_usd"]),
+            unpriced_calls=int(snapshot["unpriced_calls"]),
+            p50=latency["p50"],
+            p99=latency["p99"],
+            elapsed=max(elapsed, 1e-9),
+        )
 
     @property
     def rate(self) -> float:
-        """Finished calls per second."""
+        """Achieved rate: finished calls per wall second."""
         return self.calls / self.elapsed
 
     @property
     def tokens(self) -> int:
-        """Input plus output tokens of the successful calls."""
-        return self.input_tokens + self.output_tokens
+        """Input plus output tokens."""
+        return self.tokens_in + self.tokens_out
 
-    def latency(self, q: float) -> float:
-        """The ``q``-th percentile of the call latencies, in seconds."""
-        return percentile(self.latencies, q)
+    def cost_text(self) -> str:
+        """The cost as ``$0.0123``; ``n/a`` when nothing was priced, a note when partly."""
+        if self.unpriced_calls and not self.cost_usd:
+            return "n/a"
+        text = f"${self.cost_usd:.4f}"
+        if self.unpriced_calls:
+            text += f" (+{self.unpriced_calls} unpriced)"
+        return text
+
+    def failures_text(self) -> str:
+        """Failures by error type, most frequent first (``BadRequestError 2, ...``)."""
+        ranked = sorted(self.failures_by_type.items(), key=lambda kv: (-kv[1], kv[0]))
+        return ", ".join(f"{name} {count}" for name, count in ranked)
+
+
+def ms(seconds: float | None) -> str:
+    """A latency in whole milliseconds, ``-`` when unknown."""
+    return "-" if seconds is None else f"{seconds * 1000:.0f}ms"
+
+
+def secs(seconds: float | None) -> str:
+    """A latency in seconds with millisecond precision, ``-`` when unknown."""
+    return "-" if seconds is None else f"{seconds:.3f}s"

@@ -297,7 +297,7 @@ class iModel(Element):
                 )
             else:
                 if self.rate_limiter is not None:
-                    await self.rate_limiter.acquire(1, timeout=poll_timeout)
+                    await self._acquire_simple(poll_timeout)
                 if poll_timeout is None:
                     await calling.invoke()
                 else:
@@ -323,6 +323,12 @@ class iModel(Element):
                 err.calling = calling  # type: ignore[attr-defined]
                 raise err
         return calling
+
+    async def _acquire_simple(self, timeout: float | None) -> None:
+        """Take one request from the simple ``rate_limiter`` bucket, or time out."""
+        assert self.rate_limiter is not None
+        if not await self.rate_limiter.acquire(1, timeout=timeout):
+            raise errors.TimeoutError(f"rate_limiter granted no capacity within {timeout}s")
 
     def _keep_session(self, calling: Calling) -> None:
         """Remember a CLI session id so the next call on this model resumes it."""
@@ -371,18 +377,24 @@ class iModel(Element):
         if calling is None:
             calling = await self.create_calling(streaming=True, **arguments)
         ex = calling.execution
-        reservation = None
-        if self.executor is not None:
-            reservation = await self.executor.limiter.acquire(
-                1, calling.reserved_tokens, priority=priority or 0.0, timeout=poll_timeout
-            )
-            ex.queue_wait = reservation.waited
-        elif self.rate_limiter is not None:
-            await self.rate_limiter.acquire(1, timeout=poll_timeout)
         observer = self._rt.observer
         provider, model = self.backend.provider, _model_of(calling)
         if observer.tracer is not None:
             calling.trace = observer.start(provider, model)
+        reservation = None
+        try:
+            if self.executor is not None:
+                reservation = await self.executor.limiter.acquire(
+                    1, calling.reserved_tokens, priority=priority or 0.0, timeout=poll_timeout
+                )
+                ex.queue_wait = reservation.waited
+            elif self.rate_limiter is not None:
+                await self._acquire_simple(poll_timeout)
+        except TimeoutError as exc:
+            ex.status, ex.error, ex.retryable = EventStatus.CANCELLED, exc, True
+            observer.finish(ex, provider, model, calling.trace)
+            exc.calling = calling  # type: ignore[attr-defined]
+            raise
         ex.status = EventStatus.PROCESSING
         ex.attempts = 1
         start = time.perf_counter()

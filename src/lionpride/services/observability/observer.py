@@ -8,6 +8,7 @@ into OpenTelemetry when enabled, and structured log lines under ``lionpride.serv
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from lionpride.services.observability.logs import log_attempt, log_failure
@@ -108,7 +109,14 @@ class ModelObserver:
                 duration=execution.duration,
             )
         if span is not None and self.tracer is not None:
+            # record_queue_wait also marks "the first attempt starts now", but the call is
+            # over: keep the start a retry set, or date a lone attempt from the call's
+            # duration, so the last attempt's span covers the attempt, not a few µs.
+            start = span.attempt_start_ns
+            if span.attempts == 0 and execution.duration is not None:
+                start = time.time_ns() - int(execution.duration * 1e9)
             self.tracer.record_queue_wait(span, execution.queue_wait)
+            span.attempt_start_ns = start
             self.tracer.end_call(
                 span,
                 usage=usage,
