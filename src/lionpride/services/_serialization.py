@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from lionpride.services.execution import RateLimitedExecutor
-from lionpride.services.providers._common import RequestModel
 from lionpride.services.types.endpoint import Endpoint
+from lionpride.services.types.request import RequestModel
 from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
 
 if TYPE_CHECKING:

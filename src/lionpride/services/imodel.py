@@ -151,7 +151,10 @@ class iModel(Element):
             from lionpride.services.observability.otel import OtelTracer
 
             tracer = OtelTracer(None if otel is True else otel)
-        object.__setattr__(self, "_rt", _ModelRuntime(ModelObserver(prices, tracer), closers))
+        runtime = _ModelRuntime(
+            ModelObserver(prices, tracer), closers, backend.provider == "claude_code"
+        )
+        object.__setattr__(self, "_rt", runtime)
 
     # -- identity ------------------------------------------------------------------------
 
@@ -332,8 +335,10 @@ class iModel(Element):
 
     def _keep_session(self, calling: Calling) -> None:
         """Remember a CLI session id so the next call on this model resumes it."""
+        if not self._rt.keeps_session:
+            return
         response = calling.response
-        if response is not None and self.backend.provider == "claude_code":
+        if response is not None:
             session_id = response.metadata.get("session_id")
             if session_id:
                 self.provider_metadata["session_id"] = session_id
@@ -550,11 +555,13 @@ async def _run_chunk_hooks(calling: Calling, chunk: StreamChunk) -> None:
 class _ModelRuntime:
     """An iModel's live state: its observer and what ``aclose`` must close besides."""
 
-    __slots__ = ("closers", "observer")
+    __slots__ = ("closers", "keeps_session", "observer")
 
-    def __init__(self, observer: ModelObserver, closers: list[Any]) -> None:
+    def __init__(self, observer: ModelObserver, closers: list[Any], keeps_session: bool) -> None:
         self.observer = observer
         self.closers = closers
+        #: Whether the backend is a CLI whose session id the next call resumes.
+        self.keeps_session = keeps_session
 
 
 def _model_of(calling: Calling) -> str | None:

@@ -77,22 +77,26 @@ class LatencyHistogram:
         Raises:
             ValueError: ``seconds`` is NaN.
         """
-        if math.isnan(seconds):
+        if seconds != seconds:  # NaN
             raise ValueError("cannot record NaN")
-        value = max(seconds, 0.0)
+        value = seconds if seconds > 0.0 else 0.0
+        counts = self._counts
         if value < self.min_value:
             index = 0
         elif value >= self.max_value:
-            index = len(self._counts) - 1
+            index = len(counts) - 1
         else:
             index = int(math.log(value / self.min_value) / self._log_growth) + 1
             # Rounding at a bucket bound can land one past the last inner bucket.
-            index = min(index, len(self._counts) - 2)
-        self._counts[index] += 1
+            if index > len(counts) - 2:
+                index = len(counts) - 2
+        counts[index] += 1
         self.count += 1
         self.total += value
-        self.min = min(self.min, value)
-        self.max = max(self.max, value)
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
 
     def percentile(self, q: float) -> float | None:
         """Return the ``q``-th percentile (0-100) by nearest rank, ``None`` when empty.
@@ -196,7 +200,7 @@ class ModelMetrics:
             error: The failure; its type name is the key in ``failures_by_type``.
         """
         self.calls += 1
-        if str(status) == _SUCCESS:
+        if status == _SUCCESS:
             self.successes += 1
         else:
             self._count_failure(type(error).__name__ if error is not None else str(status))

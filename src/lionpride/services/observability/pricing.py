@@ -66,16 +66,17 @@ class ModelPrice:
         ``cached_tokens`` are part of ``input_tokens`` and ``reasoning_tokens`` part of
         ``output_tokens`` (see :class:`Usage`), so each token is priced exactly once.
         """
-        cached = min(max(usage.cached_tokens, 0), max(usage.input_tokens, 0))
-        fresh = max(usage.input_tokens, 0) - cached
-        reasoning = min(max(usage.reasoning_tokens, 0), max(usage.output_tokens, 0))
-        visible = max(usage.output_tokens, 0) - reasoning
+        # Counts come from pydantic-validated Usage (ints); clamp so inconsistent provider
+        # reports (more cached than input) never produce a negative part.
+        inp, out = usage.input_tokens, usage.output_tokens
+        cached = usage.cached_tokens if usage.cached_tokens < inp else inp
+        reasoning = usage.reasoning_tokens if usage.reasoning_tokens < out else out
         cached_price = self.input if self.cached_input is None else self.cached_input
         reasoning_price = self.output if self.reasoning is None else self.reasoning
         total = (
-            fresh * self.input
+            (inp - cached) * self.input
             + cached * cached_price
-            + visible * self.output
+            + (out - reasoning) * self.output
             + reasoning * reasoning_price
         )
         return total * _PER_TOKEN
@@ -110,6 +111,10 @@ class ModelPrice:
         )
 
 
+#: Most distinct model names whose lookups are remembered (memory stays bounded).
+_RESOLVED_MAX = 1024
+
+
 class PriceTable:
     """Prices by model name, extendable by the user.
 
@@ -128,6 +133,8 @@ class PriceTable:
     ) -> None:
         self.taken = taken
         self._prices: dict[str, ModelPrice] = {}
+        # Lookups as asked (any case, with snapshot suffixes), cleared on every change.
+        self._resolved: dict[str, ModelPrice | None] = {}
         for model, price in (prices or {}).items():
             self._set(model, price)
 
@@ -145,6 +152,7 @@ class PriceTable:
         if not key:
             raise ValueError("model name must not be empty")
         self._prices[key] = price
+        self._resolved.clear()
 
     def register_price(
         self,
@@ -167,12 +175,18 @@ class PriceTable:
 
     def price_for(self, model: str) -> ModelPrice | None:
         """Return the price of ``model``, or ``None`` when the table does not name it."""
+        try:
+            return self._resolved[model]
+        except KeyError:
+            pass
         key = model.strip().lower()
         price = self._prices.get(key)
         if price is None:
             base = _SNAPSHOT_SUFFIX.sub("", key)
             if base != key:
                 price = self._prices.get(base)
+        if len(self._resolved) < _RESOLVED_MAX:
+            self._resolved[model] = price
         return price
 
     def cost(self, model: str | None, usage: Usage | None) -> float | None:

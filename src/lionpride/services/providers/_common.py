@@ -6,9 +6,10 @@ import json
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from lionpride import errors
+from lionpride.services.types.request import RequestModel
 
 __all__ = [
     "RequestModel",
@@ -18,16 +19,6 @@ __all__ = [
     "parse_arguments",
     "provider_config",
 ]
-
-
-class RequestModel(BaseModel):
-    """Base of the provider request schemas: unknown keys are an error, not silently dropped.
-
-    ``extra_body`` is merged into the sent JSON for server-specific parameters (vLLM's
-    ``top_k``, ...) that the schema does not know.
-    """
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 def env_base_url(provider: str) -> str | None:

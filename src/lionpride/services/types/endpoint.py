@@ -41,6 +41,7 @@ from lionpride.services.types.backend import (
     ServiceBackend,
     ServiceConfig,
 )
+from lionpride.services.types.request import RequestModel
 from lionpride.services.utilities.header_factory import HeaderFactory
 from lionpride.services.utilities.resilience import (
     CircuitBreaker,
@@ -321,7 +322,7 @@ class Endpoint(ServiceBackend):
             raise ValueError(f"Endpoint {self.name} must define request_options")
         defaults = self.config.kwargs
         merged = {**defaults, **request} if defaults else dict(request)
-        fields = options.model_fields
+        fields = options.__pydantic_fields__
         unknown = [k for k in merged if k not in fields]
         if unknown:
             if not self.config.drop_unknown:
@@ -334,6 +335,8 @@ class Endpoint(ServiceBackend):
             model = options.model_validate(merged)
         except ValidationError as exc:
             raise ValueError(f"invalid request for {self.name}: {_short(exc)}") from exc
+        if isinstance(model, RequestModel):
+            return model.to_payload()
         return model.model_dump(exclude_none=True, by_alias=True)
 
     def estimate_tokens(self, payload: dict[str, Any]) -> int:

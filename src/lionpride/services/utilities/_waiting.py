@@ -1,0 +1,327 @@
+"""Waiting without polling: the FIFO wait queue and the deadline scope the limiters share.
+
+:class:`_WaitQueue` queues callers in order of ``(priority, arrival)`` and serves them strictly
+head first from one timer task that sleeps exactly until the head can be served.
+:class:`_DeadlineScope` turns a deadline on an injected clock into ``TimeoutError``. Both are
+private to the services package: :mod:`lionpride.services.utilities.rate_limiter` builds the
+public buckets and limiter on them, and the executor bounds whole calls with the scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from lionpride import errors
+from lionpride.core.clock import Clock, SystemClock
+
+__all__ = [
+    "_DeadlineScope",
+    "_WaitGroup",
+    "_WaitQueue",
+    "_Waiter",
+    "_require_count",
+    "_require_positive",
+]
+
+
+def _require_positive(name: str, value: float) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _require_count(name: str, value: int, minimum: int = 0) -> int:
+    """Return ``value``, or raise ``ValueError`` unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class _WaitGroup:
+    """The waiters one owner (an executor) has in a queue, optionally bounded."""
+
+    __slots__ = ("limit", "waiting")
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.waiting = 0
+
+
+class _Waiter:
+    """One queued caller: what it asks for and the future that wakes it."""
+
+    __slots__ = ("active", "amount", "arrival", "future", "group", "tokens")
+
+    def __init__(
+        self,
+        amount: float,
+        tokens: int,
+        group: _WaitGroup | None,
+        future: asyncio.Future[float],
+        arrival: float,
+    ) -> None:
+        self.active = True
+        self.amount = amount
+        self.tokens = tokens
+        self.group = group
+        self.future = future
+        self.arrival = arrival
+
+
+class _WaitQueue:
+    """Callers waiting for capacity, served strictly head first by one timer task.
+
+    The timer ("waker") asks the capacity source how long the head must wait, sleeps exactly
+    that long on the clock, and grants the head. It exists only while someone waits. Anything
+    that may serve the head sooner (capacity returned, a new head, the head cancelled)
+    ``kick()``s it: a sleeping waker is replaced, a busy one re-checks before sleeping.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_clock",
+        "_give_back",
+        "_heap",
+        "_kicked",
+        "_live",
+        "_seq",
+        "_sleeping",
+        "_take",
+        "_take_now",
+        "_waker",
+        "queued_amount",
+    )
+
+    def __init__(
+        self,
+        clock: Clock,
+        give_back: Callable[[float, int], None],
+        *,
+        take_now: Callable[[float, int], float] | None = None,
+        take: Callable[[float, int], Awaitable[float]] | None = None,
+    ) -> None:
+        if take_now is None and take is None:
+            raise TypeError("a wait queue needs take_now or take")
+        self._clock = clock
+        self._give_back = give_back
+        self._take_now = take_now
+        self._take = take
+        self._heap: list[tuple[float, int, _Waiter]] = []
+        self._seq = itertools.count()
+        self._live = 0
+        self._waker: asyncio.Task[None] | None = None
+        self._sleeping: asyncio.Task[None] | None = None
+        self._kicked = False
+        self.queued_amount = 0.0
+
+    @property
+    def depth(self) -> int:
+        """Number of callers still waiting."""
+        return self._live
+
+    async def wait(
+        self, amount: float, tokens: int, priority: float, group: _WaitGroup | None
+    ) -> float:
+        """Queue until granted; return the seconds spent waiting.
+
+        Raises:
+            QueueFullError: ``group`` is at its limit; nothing was queued.
+        """
+        if group is not None:
+            if group.limit is not None and group.waiting >= group.limit:
+                raise errors.QueueFullError(f"queue is full ({group.limit} callers waiting)")
+            group.waiting += 1
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(amount, tokens, group, future, self._clock.now())
+        heapq.heappush(self._heap, (priority, next(self._seq), waiter))
+        self._live += 1
+        self.queued_amount += amount
+        if self._heap[0][2] is waiter or self._waker is None:
+            self.kick()
+        try:
+            granted_at = await future
+        except asyncio.CancelledError:
+            if waiter.active:
+                heap = self._heap
+                was_head = bool(heap) and heap[0][2] is waiter
+                self._finish(waiter)
+                if was_head:
+                    self.kick()
+            elif not future.cancelled() and future.exception() is None:
+                # Granted, but the caller was cancelled before it could resume.
+                self._give_back(amount, tokens)
+            raise
+        return granted_at - waiter.arrival
+
+    def kick(self) -> None:
+        """Make the waker re-examine the head now."""
+        waker = self._waker
+        if waker is None:
+            if self._live:
+                self._waker = asyncio.get_running_loop().create_task(self._run())
+        elif self._sleeping is waker:
+            waker.cancel()
+            self._sleeping = None
+            self._waker = asyncio.get_running_loop().create_task(self._run())
+        else:
+            self._kicked = True
+
+    def fail(self, group: _WaitGroup, make_error: Callable[[], BaseException]) -> int:
+        """Fail every waiter of ``group`` with a fresh ``make_error()``; return how many."""
+        failed = 0
+        for _, _, waiter in list(self._heap):
+            if waiter.group is group and waiter.active and not waiter.future.done():
+                self._finish(waiter)
+                waiter.future.set_exception(make_error())
+                failed += 1
+        if failed:
+            self.kick()
+        return failed
+
+    async def stop_if_idle(self) -> None:
+        """End the waker task when nobody waits (a busy backend call is let finish)."""
+        waker = self._waker
+        if self._live == 0 and waker is not None:
+            if self._sleeping is waker:
+                waker.cancel()
+            await asyncio.wait((waker,))
+
+    def _finish(self, waiter: _Waiter) -> None:
+        """Take ``waiter`` out of the counts (its heap entry is dropped lazily)."""
+        waiter.active = False
+        self._live -= 1
+        self.queued_amount -= waiter.amount
+        if waiter.group is not None:
+            waiter.group.waiting -= 1
+        heap = self._heap
+        if len(heap) > 2 * self._live + 64:
+            # Cancelled entries far from the head would otherwise pile up.
+            heap[:] = [entry for entry in heap if entry[2].active]
+            heapq.heapify(heap)
+
+    async def _run(self) -> None:
+        """Serve the head whenever it can be served; exit when nobody can be."""
+        me = asyncio.current_task()
+        heap = self._heap
+        try:
+            while True:
+                while heap and not (heap[0][2].active and not heap[0][2].future.done()):
+                    heapq.heappop(heap)
+                if not heap:
+                    return
+                waiter = heap[0][2]
+                self._kicked = False
+                try:
+                    if self._take_now is not None:
+                        delay = self._take_now(waiter.amount, waiter.tokens)
+                    else:
+                        assert self._take is not None
+                        delay = await self._take(waiter.amount, waiter.tokens)
+                except Exception as exc:  # a backend failure belongs to the waiter it was for
+                    if waiter.active and not waiter.future.done():
+                        self._finish(waiter)
+                        waiter.future.set_exception(exc)
+                    continue
+                if delay <= 0:
+                    if waiter.active and not waiter.future.done():
+                        self._finish(waiter)
+                        waiter.future.set_result(self._clock.now())
+                    else:
+                        self._give_back(waiter.amount, waiter.tokens)
+                    continue
+                if self._kicked:
+                    continue
+                if delay == math.inf:
+                    return  # only returned capacity can help, and that kicks
+                self._sleeping = me
+                try:
+                    await self._clock.sleep(delay)
+                finally:
+                    if self._sleeping is me:
+                        self._sleeping = None
+        finally:
+            if self._waker is me:
+                self._waker = None
+
+
+class _DeadlineScope:
+    """Cancel the enclosed block when ``clock`` reaches ``deadline`` and raise TimeoutError.
+
+    On the system clock this is one loop timer; on any other clock a watchdog task sleeps on
+    that clock, so fake time is honoured exactly. Only the scope's own cancellation becomes a
+    TimeoutError (the ``asyncio.timeout`` protocol: ``uncancel`` tells ours from others');
+    other errors, and cancellation from outside, pass through unchanged.
+    """
+
+    __slots__ = (
+        "_cancelling",
+        "_clock",
+        "_deadline",
+        "_expiring",
+        "_handle",
+        "_task",
+        "_timeout",
+        "_watchdog",
+        "_what",
+        "fired",
+    )
+
+    def __init__(self, clock: Clock, timeout: float, what: str) -> None:
+        self._clock = clock
+        self._timeout = timeout
+        self._deadline = clock.now() + timeout
+        self._what = what
+        self._handle: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._expiring = False
+        self.fired = False
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a deadline needs a running task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        loop = asyncio.get_running_loop()
+        remaining = self._deadline - self._clock.now()
+        if isinstance(self._clock, SystemClock):
+            self._handle = loop.call_at(loop.time() + remaining, self._expire)
+        else:
+            self._watchdog = loop.create_task(self._watch(remaining))
+
+    def _expire(self) -> None:
+        self._expiring = True
+        self._task.cancel()
+
+    async def _watch(self, remaining: float) -> None:
+        await self._clock.sleep(remaining)
+        self._expire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if (
+            self._expiring
+            and self._task.uncancel() <= self._cancelling
+            and exc_type is asyncio.CancelledError
+        ):
+            self.fired = True
+            raise errors.TimeoutError(f"{self._what} within {self._timeout} s") from exc
