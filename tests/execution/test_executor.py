@@ -436,3 +436,24 @@ async def test_real_clock_respects_the_bound() -> None:
     elapsed = SYSTEM_CLOCK.now() - start
     assert 0.95 <= elapsed < 1.5
     assert max_in_window(grants, [1] * 30, 10, 0.5) <= 1.0
+
+
+async def test_stats_count_each_timeout_and_cancellation_once() -> None:
+    """A call that times out counts as timed out only; cancelled calls (with or without a
+    deadline) count as cancelled once each."""
+    executor = RateLimitedExecutor.from_limits(limit_requests=100, limit_tokens=None)
+    never = asyncio.Event()
+
+    async def slow() -> None:
+        await never.wait()
+
+    with pytest.raises(errors.TimeoutError):
+        await executor.execute(slow, timeout=0.05)
+    for timeout in (None, 5.0):
+        task = asyncio.ensure_future(executor.execute(slow, timeout=timeout))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    stats = executor.stats()
+    assert (stats["timed_out"], stats["cancelled"], stats["in_flight"]) == (1, 2, 0)

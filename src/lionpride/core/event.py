@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -154,6 +155,17 @@ class Event(Element):
             ex.status = EventStatus.COMPLETED
         finally:
             ex.duration = time.perf_counter() - start
+        follow_up = self._after_outcome()
+        if follow_up is not None:
+            await follow_up
+
+    def _after_outcome(self) -> Awaitable[None] | None:
+        """Work to run once the outcome is recorded, outside ``timeout`` (default: none).
+
+        Returning ``None`` (rather than awaiting a no-op) keeps the common path one
+        coroutine shorter.
+        """
+        return None
 
 
 def retryable(exc: BaseException) -> bool:

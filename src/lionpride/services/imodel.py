@@ -212,18 +212,7 @@ class iModel(Element):
             # The Claude Code CLI resumes the model's last session unless told otherwise.
             arguments["resume"] = session_id
         hooks = self.hook_registry
-        if hooks is None:
-            payload = backend.create_payload(arguments)
-            return backend.event_type(
-                backend=backend,
-                payload=payload,
-                timeout=timeout,
-                streaming=streaming,
-                extra_headers=extra_headers,
-                reserved_tokens=self._reservation(payload),
-                retry_listener=self._on_retry,
-            )
-        if hooks.handles(HookPhase.PreEventCreate):
+        if hooks is not None and hooks.handles(HookPhase.PreEventCreate):
             await _run_create_hooks(
                 hooks,
                 backend.event_type,
@@ -232,22 +221,32 @@ class iModel(Element):
                 create_event_hook_params or {},
             )
         payload = backend.create_payload(arguments)
-        return backend.event_type(
-            backend=backend,
-            payload=payload,
-            timeout=timeout,
-            streaming=streaming,
-            extra_headers=extra_headers,
-            reserved_tokens=self._reservation(payload),
-            retry_listener=self._on_retry,
-            hook_registry=hooks,
-            pre_invoke_exit_hook=bool(pre_invoke_exit_hook),
-            pre_invoke_hook_timeout=pre_invoke_hook_timeout,
-            pre_invoke_hook_params=pre_invoke_hook_params or {},
-            post_invoke_exit_hook=bool(post_invoke_exit_hook),
-            post_invoke_hook_timeout=post_invoke_hook_timeout,
-            post_invoke_hook_params=post_invoke_hook_params or {},
-        )
+        # Only what differs from the Calling's defaults: each field passed is validated.
+        fields: dict[str, Any] = {
+            "backend": backend,
+            "payload": payload,
+            "retry_listener": self._on_retry,
+        }
+        if timeout is not None:
+            fields["timeout"] = timeout
+        if streaming:
+            fields["streaming"] = True
+        if extra_headers:
+            fields["extra_headers"] = extra_headers
+        tokens = self._reservation(payload)
+        if tokens:
+            fields["reserved_tokens"] = tokens
+        if hooks is not None:
+            fields.update(
+                hook_registry=hooks,
+                pre_invoke_exit_hook=bool(pre_invoke_exit_hook),
+                pre_invoke_hook_timeout=pre_invoke_hook_timeout,
+                pre_invoke_hook_params=pre_invoke_hook_params or {},
+                post_invoke_exit_hook=bool(post_invoke_exit_hook),
+                post_invoke_hook_timeout=post_invoke_hook_timeout,
+                post_invoke_hook_params=post_invoke_hook_params or {},
+            )
+        return backend.event_type(**fields)
 
     def _reservation(self, payload: dict[str, Any]) -> int:
         executor = self.executor

@@ -135,7 +135,7 @@ class RateLimitedExecutor:
         """The clock timeouts and limits use."""
         return self._clock
 
-    async def execute(
+    def execute(
         self,
         fn: Callable[[], Awaitable[T]],
         *,
@@ -144,8 +144,12 @@ class RateLimitedExecutor:
         timeout: float | None = None,
         settle: Callable[[T], int | None] | None = None,
         on_granted: Callable[[float], None] | None = None,
-    ) -> T:
+    ) -> Awaitable[T]:
         """Wait for capacity, then run ``fn()`` in this task and return its result.
+
+        Use as ``await executor.execute(...)``. Arguments are checked at once; the returned
+        awaitable is the whole run (no wrapper coroutine: every resume of the call passes
+        through one frame fewer).
 
         Args:
             fn: The call; awaited once.
@@ -167,16 +171,23 @@ class RateLimitedExecutor:
         prio = 0.0 if priority is None else priority
         self._limiter._check(1, tokens, prio)
         if timeout is None:
-            try:
-                return await self._run(fn, tokens, prio, settle, on_granted)
-            except asyncio.CancelledError:
-                self._cancelled += 1
-                raise
+            return self._run(fn, tokens, prio, settle, on_granted)
         _require_positive("timeout", timeout)
+        return self._run_within(timeout, fn, tokens, prio, settle, on_granted)
+
+    async def _run_within(
+        self,
+        timeout: float,
+        fn: Callable[[], Awaitable[T]],
+        tokens: int,
+        priority: float,
+        settle: Callable[[T], int | None] | None,
+        on_granted: Callable[[float], None] | None,
+    ) -> T:
         scope = _DeadlineScope(self._clock, timeout, "call did not finish")
         try:
             async with scope:
-                return await self._run(fn, tokens, prio, settle, on_granted)
+                return await self._run(fn, tokens, priority, settle, on_granted, scoped=True)
         except asyncio.CancelledError:
             self._cancelled += 1
             raise
@@ -192,7 +203,10 @@ class RateLimitedExecutor:
         priority: float,
         settle: Callable[[T], int | None] | None,
         on_granted: Callable[[float], None] | None,
+        scoped: bool = False,
     ) -> T:
+        """The run itself; ``scoped`` runs inside a deadline, whose caller counts a
+        cancellation (a deadline turns the cancellation into a timeout, not counted as one)."""
         limiter = self._limiter
         reservation: Reservation | None = limiter._grant_now(1, tokens)
         if reservation is None:
@@ -200,6 +214,10 @@ class RateLimitedExecutor:
                 reservation = await limiter._reserve(1, tokens, priority, self._group)
             except errors.QueueFullError:
                 self._rejected += 1
+                raise
+            except asyncio.CancelledError:
+                if not scoped:
+                    self._cancelled += 1
                 raise
         started = False
         try:
@@ -219,6 +237,8 @@ class RateLimitedExecutor:
                     self._failed += 1
             else:
                 reservation.release()
+            if not scoped and isinstance(exc, asyncio.CancelledError):
+                self._cancelled += 1
             raise
         self._completed += 1
         if settle is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -225,25 +225,21 @@ class Calling(Event):
         if self.retry_listener is not None:
             self.retry_listener(self, attempt, error, delay)
 
-    async def invoke(self) -> None:
-        """Run the call once and record the outcome, then run the PostInvocation hooks.
+    def _after_outcome(self) -> Awaitable[None] | None:
+        """The PostInvocation hooks, run once the outcome is on ``execution``.
 
-        The post hooks run after the outcome is on ``execution`` and outside the call's own
-        timeout, bounded by ``post_invoke_hook_timeout``.
+        They run outside the call's own timeout, bounded by ``post_invoke_hook_timeout``.
         """
         hooks = self.hook_registry
         if hooks is None:
-            await super().invoke()
-            return
-        if self.execution.status is not EventStatus.PENDING:
-            return
-        await super().invoke()
+            return None
         ex = self.execution
         if ex.failed_in == HookPhase.PreInvocation:
             # A failed pre hook is the call's failure, not a timeout of the call itself.
             ex.status, ex.retryable = EventStatus.FAILED, False
         if hooks.handles(HookPhase.PostInvocation):
-            await self._run_post_hooks(hooks)
+            return self._run_post_hooks(hooks)
+        return None
 
     async def _run_post_hooks(self, hooks: HookRegistry) -> None:
         ex = self.execution

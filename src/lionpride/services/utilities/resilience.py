@@ -651,6 +651,7 @@ async def retry_with_backoff(
     deadline: float | None = None,
     clock: Clock = SYSTEM_CLOCK,
     on_retry: Callable[[int, BaseException, float], Any] | None = None,
+    first_error: Exception | None = None,
 ) -> T:
     """Call ``func(*args, **kwargs)``, retrying retryable failures with backoff.
 
@@ -671,6 +672,8 @@ async def retry_with_backoff(
         clock: Time source for the deadline and the waits.
         on_retry: Called (sync or async) before each wait with the 1-based number of the
             attempt that failed, its error and the planned wait.
+        first_error: The error of a first attempt the caller already made itself (a fast
+            path that skips this function until something fails); retrying starts there.
 
     Returns:
         What ``func`` returned on the first successful attempt.
@@ -682,13 +685,19 @@ async def retry_with_backoff(
     call_kwargs = dict(kwargs or {})
     attempt = 0
     while True:
-        try:
-            return await func(*args, **call_kwargs)
-        except Exception as exc:
-            wait = _plan_wait(exc, attempt, config, deadline, clock)
+        if first_error is None:
+            try:
+                return await func(*args, **call_kwargs)
+            except Exception as exc:
+                wait = _plan_wait(exc, attempt, config, deadline, clock)
+                if wait is None:
+                    raise
+                error = exc
+        else:
+            error, first_error = first_error, None
+            wait = _plan_wait(error, attempt, config, deadline, clock)
             if wait is None:
-                raise
-            error = exc
+                raise error
         attempt += 1
         logger.debug("attempt %d failed (%r); retrying in %.3fs", attempt, error, wait)
         if on_retry is not None:
