@@ -50,6 +50,7 @@ from lionpride.services.utilities.resilience import (
     retry_with_backoff,
     should_retry_header,
 )
+from lionpride.services.utilities.token_calculator import TokenCalculator
 from lionpride.services.utilities.tokens import estimate_prompt_tokens
 
 __all__ = [
@@ -341,7 +342,13 @@ class Endpoint(ServiceBackend):
 
     def estimate_tokens(self, payload: dict[str, Any]) -> int:
         """Prompt estimate plus the output budget: what a token bucket reserves."""
-        return estimate_prompt_tokens(payload) + self.output_budget(payload)
+        rt = self._rt
+        if rt.count_text is _UNRESOLVED:
+            # Exact counts when tiktoken and its cached encoding are there; else None, the
+            # character heuristic. Resolved once: loading an encoding is not free.
+            calculator = TokenCalculator.offline()
+            rt.count_text = calculator.count_text if calculator is not None else None
+        return estimate_prompt_tokens(payload, rt.count_text) + self.output_budget(payload)
 
     def output_budget(self, payload: dict[str, Any]) -> int:
         """The requested output limit (``max_tokens``...), or the configured default."""
@@ -633,16 +640,21 @@ class Endpoint(ServiceBackend):
         yield StreamChunk(index=index, is_final=True, response=response)
 
 
-class _Runtime:
-    """An endpoint's live state: the pooled session, its loop, cached headers, the clock."""
+_UNRESOLVED: Any = object()
 
-    __slots__ = ("clock", "headers", "loop", "session")
+
+class _Runtime:
+    """An endpoint's live state: the pooled session, its loop, cached headers, the clock,
+    and the text token counter (tiktoken when available offline)."""
+
+    __slots__ = ("clock", "count_text", "headers", "loop", "session")
 
     def __init__(self) -> None:
         self.session: aiohttp.ClientSession | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.headers: dict[str, str] | None = None
         self.clock: Clock = SYSTEM_CLOCK
+        self.count_text: Any = _UNRESOLVED
 
 
 class APICalling(Calling):

@@ -9,6 +9,7 @@ calls briefly; it never overruns the provider's meter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["IMAGE_TOKENS", "MESSAGE_OVERHEAD", "estimate_prompt_tokens", "estimate_text_tokens"]
@@ -27,8 +28,17 @@ def estimate_text_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
-    """Estimate the prompt tokens of a request in any supported provider format."""
+def estimate_prompt_tokens(
+    payload: dict[str, Any], count_text: Callable[[str], int] | None = None
+) -> int:
+    """Estimate the prompt tokens of a request in any supported provider format.
+
+    Args:
+        payload: The request.
+        count_text: Counts one string's tokens (a tiktoken ``TokenCalculator.count_text``);
+            the character heuristic when omitted.
+    """
+    count = count_text or estimate_text_tokens
     total = 0
     for key in ("messages", "contents"):
         messages = payload.get(key)
@@ -38,20 +48,20 @@ def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
                 # The common case, a message whose content is one string, without recursion.
                 content = message.get("content") if isinstance(message, dict) else None
                 if isinstance(content, str) and len(message) <= 2:
-                    total += (len(content) + 3) // 4
+                    total += count(content)
                 else:
-                    total += _walk(message)
+                    total += _walk(message, count)
     for key in ("system", "systemInstruction", "prompt", "input", "tools"):
         if key in payload:
-            total += _walk(payload[key])
+            total += _walk(payload[key], count)
     return total
 
 
-def _walk(node: Any) -> int:
+def _walk(node: Any, count: Callable[[str], int]) -> int:
     if isinstance(node, str):
-        return estimate_text_tokens(node)
+        return count(node)
     if isinstance(node, list):
-        return sum(_walk(item) for item in node)
+        return sum(_walk(item, count) for item in node)
     if isinstance(node, dict):
         kind = node.get("type")
         if kind in _BLOB_TYPES or "inline_data" in node or "inlineData" in node:
@@ -59,8 +69,8 @@ def _walk(node: Any) -> int:
         total = 0
         for key, value in node.items():
             if key in _TEXT_KEYS or isinstance(value, list | dict):
-                total += _walk(value)
+                total += _walk(value, count)
             elif key in ("name", "description") and isinstance(value, str):
-                total += estimate_text_tokens(value)
+                total += count(value)
         return total
     return 0
