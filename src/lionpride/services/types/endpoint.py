@@ -447,18 +447,34 @@ class Endpoint(ServiceBackend):
         on_retry: RetryObserver | None,
     ) -> T:
         """Run ``fn`` once per attempt: retry outside, breaker inside (every attempt counts)."""
+        try:
+            return await self._first_attempt(fn, args)
+        except Exception as exc:
+            return await self._retry(exc, fn, args, deadline, on_retry)
+
+    def _first_attempt(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]
+    ) -> Awaitable[T]:
+        # Not a coroutine: the attempt is awaited by the caller, one frame fewer on every
+        # resume of the common, successful path.
+        breaker = self.circuit_breaker
+        return fn(*args) if breaker is None else breaker.execute(fn, *args)
+
+    async def _retry(
+        self,
+        error: Exception,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        deadline: float,
+        on_retry: RetryObserver | None,
+    ) -> T:
+        """After a failed first attempt: retry per ``retry_config``, or re-raise ``error``."""
+        retry = self.retry_config
+        if retry is None or retry.max_retries == 0:
+            raise error
         attempt: Callable[..., Awaitable[T]] = (
             fn if self.circuit_breaker is None else partial(self.circuit_breaker.execute, fn)
         )
-        # The first attempt runs here, not inside retry_with_backoff: one coroutine frame
-        # fewer on every resume of the common, successful path.
-        try:
-            return await attempt(*args)
-        except Exception as exc:
-            retry = self.retry_config
-            if retry is None or retry.max_retries == 0:
-                raise
-            first = exc
         # The deadline was read on the runtime clock, so the waits must be measured on it too.
         return await retry_with_backoff(
             attempt,
@@ -467,7 +483,7 @@ class Endpoint(ServiceBackend):
             deadline=deadline,
             clock=self._rt.clock,
             on_retry=on_retry,
-            first_error=first,
+            first_error=error,
         )
 
     async def call(
@@ -480,9 +496,11 @@ class Endpoint(ServiceBackend):
     ) -> NormalizedResponse:
         """Send an already-validated payload and normalize the answer. Runs once per call."""
         deadline = self._deadline(timeout)
-        raw = await self._resilient(
-            self._attempt, (request, extra_headers, deadline), deadline, on_retry
-        )
+        args = (request, extra_headers, deadline)
+        try:
+            raw = await self._first_attempt(self._attempt, args)
+        except Exception as exc:
+            raw = await self._retry(exc, self._attempt, args, deadline, on_retry)
         return self.normalize_response(raw)
 
     def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
