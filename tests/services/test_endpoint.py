@@ -250,3 +250,27 @@ def test_config_validation_names_bad_values() -> None:
         EndpointConfig(provider="p", name="n", endpoint="e", timeout=float("nan"))
     with pytest.raises(ValueError, match="endpoint_params"):
         EndpointConfig(provider="p", name="n", endpoint="e/{x}", params={"y": "1"})
+
+
+@pytest.mark.parametrize(
+    ("provider", "body"),
+    [
+        ("openai", {"choices": ["not an object"]}),
+        ("anthropic", {"type": "message", "content": [{"type": "tool_use", "id": "t"}]}),
+        ("gemini", {"candidates": [{"content": {"parts": [{"functionCall": {"args": {}}}]}}]}),
+    ],
+)
+async def test_malformed_bodies_raise_invalid_response(
+    provider: str, body: dict[str, object], fake_provider: FakeProvider
+) -> None:
+    """A 200 body of the wrong shape raises InvalidResponseError, never KeyError/TypeError."""
+    fake_provider.script(Reply(status=200, body=body))
+    ep = match_endpoint(
+        provider,
+        base_url=fake_provider.base_url(provider),
+        api_key=SecretStr("k"),
+        retry_config=None,
+    )
+    async with ep:
+        with pytest.raises(errors.InvalidResponseError, match="documented shape"):
+            await ep.call(ep.create_payload({"model": "m", "messages": MESSAGES}))

@@ -135,7 +135,10 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
     meta = data.get("provider_metadata") or {}
     if not isinstance(meta, dict):
         raise ValueError("iModel.from_dict: 'provider_metadata' must be a dict")
-    metadata = dict(data.get("metadata") or {})
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("iModel.from_dict: 'metadata' must be a dict")
+    metadata = dict(metadata)
     metadata.pop("lion_class", None)
     try:
         rebuilt_executor = RateLimitedExecutor.from_dict(executor) if executor is not None else None

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -311,6 +312,19 @@ class iModel(Element):
                 calling.execution.status = EventStatus.CANCELLED
             calling.execution.error = err
             calling.execution.retryable = True
+        except asyncio.CancelledError:
+            # Calling.invoke recorded a cancellation while running; one still queued is too.
+            if calling.execution.status is EventStatus.PENDING:
+                calling.execution.status = EventStatus.CANCELLED
+            observer.finish(
+                calling.execution, self.backend.provider, _model_of(calling), calling.trace
+            )
+            raise
+        except Exception as exc:
+            # Calling.invoke never raises, so this is a refusal before the call ran (executor
+            # closed, queue full, shared limits unreachable): the call's own failure.
+            ex = calling.execution
+            ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
         return self._finish(calling, raise_on_error)
 
     def _finish(self, calling: Calling, raise_on_error: bool) -> Calling:
@@ -394,8 +408,15 @@ class iModel(Element):
                 ex.queue_wait = reservation.waited
             elif self.rate_limiter is not None:
                 await self._acquire_simple(poll_timeout)
-        except TimeoutError as exc:
-            ex.status, ex.error, ex.retryable = EventStatus.CANCELLED, exc, True
+        except asyncio.CancelledError:
+            ex.status = EventStatus.CANCELLED
+            observer.finish(ex, provider, model, calling.trace)
+            raise
+        except Exception as exc:
+            if isinstance(exc, TimeoutError):
+                ex.status, ex.error, ex.retryable = EventStatus.CANCELLED, exc, True
+            else:
+                ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
             observer.finish(ex, provider, model, calling.trace)
             exc.calling = calling  # type: ignore[attr-defined]
             raise
@@ -408,20 +429,24 @@ class iModel(Element):
         try:
             if hooks is not None and hooks.handles(HookPhase.PreInvocation):
                 await calling._run_pre_hooks(hooks)
-            async for chunk in self.backend.stream(
+            backend_stream = self.backend.stream(
                 calling.payload,
                 extra_headers=calling.extra_headers,
                 timeout=calling.timeout,
                 on_retry=calling._on_retry,
                 idle_timeout=idle_timeout,
-            ):
-                if chunk.is_final:
-                    ex.response = chunk.response
-                    used = _used_tokens(calling)
-                    self._keep_session(calling)
-                if chunk_hooks:
-                    await _run_chunk_hooks(calling, chunk)
-                yield chunk
+            )
+            # aclosing: leaving early closes the backend's stream (its HTTP response) now,
+            # not whenever the garbage collector finalizes the generator.
+            async with aclosing(backend_stream) as chunks:  # type: ignore[type-var]
+                async for chunk in chunks:
+                    if chunk.is_final:
+                        ex.response = chunk.response
+                        used = _used_tokens(calling)
+                        self._keep_session(calling)
+                    if chunk_hooks:
+                        await _run_chunk_hooks(calling, chunk)
+                    yield chunk
         except (asyncio.CancelledError, GeneratorExit):
             ex.status = EventStatus.CANCELLED
             ex.duration = time.perf_counter() - start

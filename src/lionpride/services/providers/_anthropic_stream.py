@@ -28,8 +28,6 @@ from lionpride.services.types.response import NormalizedResponse
 
 __all__ = ["MessageStreamAssembler"]
 
-#: Anthropic error ``type`` → the HTTP status the same error has outside a stream.
-
 #: Block types whose ``input`` streams as ``input_json_delta`` fragments.
 _INPUT_BLOCKS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
 
@@ -90,7 +88,8 @@ class MessageStreamAssembler(StreamAssembler):
             InvalidResponseError: An event whose data is not JSON.
         """
         kind = event.event
-        if kind == "ping":
+        if kind == "ping" or self._done:
+            # Anything after message_stop (read in the same piece) is not part of the reply.
             return []
         obj = decode_event(event.data, "anthropic")
         if not isinstance(obj, dict):

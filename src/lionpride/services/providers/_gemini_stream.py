@@ -5,8 +5,9 @@ appended (``thought`` parts go to reasoning); ``functionCall`` parts are never s
 becomes one tool call (and one ``tool_call_delta`` chunk holding the whole call).
 ``usageMetadata`` is cumulative, so the last chunk's wins, and the finish reason is the last
 one sent. There is no end marker: the stream ends at end of body, so
-:attr:`GeminiStreamAssembler.done` stays False. An ``error`` object in a chunk raises the
-typed error from :meth:`GeminiStreamAssembler.feed`.
+:attr:`GeminiStreamAssembler.done` stays False, and a body that ends before any chunk carried a
+``finishReason`` (or a blocked prompt's ``promptFeedback``) was cut short. An ``error`` object
+in a chunk raises the typed error from :meth:`GeminiStreamAssembler.feed`.
 
 The finished stream is rebuilt into the equivalent plain response and handed to
 :func:`~lionpride.services.providers.gemini.normalize_generate_content`, so a streamed and a
@@ -135,10 +136,14 @@ class GeminiStreamAssembler(StreamAssembler):
         """Assemble the response, normalized exactly like a plain reply.
 
         Raises:
-            ConnectionError: The body ended before any chunk arrived.
+            ConnectionError: The body ended before a chunk with a finish reason (or a
+                ``promptFeedback.blockReason``) arrived: a stream cut short must not pass
+                for a whole one.
         """
         if self._last is None:
             raise incomplete_stream("gemini", "its first chunk")
+        if self._finish is None and not (self._last.get("promptFeedback") or {}).get("blockReason"):
+            raise incomplete_stream("gemini", "a finishReason")
         return normalize_generate_content(self.body())
 
 

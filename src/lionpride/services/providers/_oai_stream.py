@@ -88,7 +88,8 @@ class ChatStreamAssembler(StreamAssembler):
             InvalidResponseError: An event whose data is not a JSON object.
         """
         data = event.data
-        if data == "[DONE]":
+        if data == "[DONE]" or self._done:
+            # Anything after [DONE] (read in the same piece) is not part of the reply.
             self._done = True
             return []
         obj = decode_event(data, self.provider)

@@ -23,11 +23,15 @@ __all__ = [
 #: ``max_tokens`` sent when the request does not say (the API requires it).
 DEFAULT_MAX_TOKENS = 4096
 
+#: Content block types a request may carry. Server-tool result blocks are among them: a
+#: ``pause_turn`` reply is continued by sending its content back as the assistant turn.
 _BLOCK_TYPES = frozenset(
     {
         "text", "image", "document", "search_result", "tool_use", "tool_result", "thinking",
         "redacted_thinking", "server_tool_use", "web_search_tool_result", "container_upload",
-        "mcp_tool_use", "mcp_tool_result", "tool_reference",
+        "mcp_tool_use", "mcp_tool_result", "tool_reference", "web_fetch_tool_result",
+        "code_execution_tool_result", "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result", "tool_search_tool_result",
     }
 )  # fmt: skip
 

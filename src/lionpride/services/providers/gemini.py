@@ -73,23 +73,38 @@ def _parts(content: Any) -> list[dict[str, Any]]:
     return parts
 
 
+def _text_of(content: Any) -> str:
+    """The text of a string or a list of ``{"type": "text", "text": ...}`` parts."""
+    if isinstance(content, str):
+        return content
+    return "".join(
+        item if isinstance(item, str) else str(item.get("text", ""))
+        for item in content or ()
+        if isinstance(item, str) or (isinstance(item, dict) and item.get("type") == "text")
+    )
+
+
 def messages_to_contents(
     messages: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Convert OpenAI-style messages to Gemini ``contents`` and a system text."""
     contents: list[dict[str, Any]] = []
     system: list[str] = []
+    # OpenAI tool results name their call by id only; Gemini needs the function's name.
+    call_names: dict[str, str] = {}
     for i, msg in enumerate(messages):
         role = msg.get("role")
         content = msg.get("content")
         if role in ("system", "developer"):
-            system.append(content if isinstance(content, str) else json.dumps(content))
+            system.append(_text_of(content))
         elif role == "user":
             contents.append({"role": "user", "parts": _parts(content)})
         elif role == "assistant":
             parts = _parts(content) if content else []
             for call in msg.get("tool_calls") or ():
                 fn = call.get("function") or {}
+                if call.get("id") and fn.get("name"):
+                    call_names[call["id"]] = fn["name"]
                 args = fn.get("arguments")
                 parts.append(
                     {
@@ -101,7 +116,8 @@ def messages_to_contents(
                 )
             contents.append({"role": "model", "parts": parts})
         elif role == "tool":
-            result = {"name": msg.get("name", ""), "response": {"content": content}}
+            name = msg.get("name") or call_names.get(msg.get("tool_call_id") or "", "")
+            result = {"name": name, "response": {"content": content}}
             contents.append({"role": "user", "parts": [{"functionResponse": result}]})
         else:
             raise ValueError(
@@ -232,6 +248,11 @@ def normalize_generate_content(raw: Any) -> NormalizedResponse:
     if raw.get("promptFeedback"):
         metadata["prompt_feedback"] = raw["promptFeedback"]
     finish = FINISH_REASONS.get(native, "stop") if native else None
+    block = (raw.get("promptFeedback") or {}).get("blockReason")
+    if finish is None and block:
+        # A blocked prompt has no candidates at all: it is filtered, not an empty success.
+        metadata["block_reason"] = block
+        finish = "content_filter"
     if calls and finish == "stop":
         finish = "tool_calls"
     return NormalizedResponse(

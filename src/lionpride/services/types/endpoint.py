@@ -10,6 +10,7 @@ Failures are translated once, in :meth:`Endpoint._attempt`, into the tree of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -416,6 +417,8 @@ class Endpoint(ServiceBackend):
         loop = asyncio.get_running_loop()
         session = rt.session
         if session is None or session.closed or rt.loop is not loop:
+            if session is not None and not session.closed:
+                _abandon(session, rt.loop)
             kw = dict(self.config.client_kwargs)
             limit = int(kw.pop("limit", 1000))
             connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
@@ -424,11 +427,20 @@ class Endpoint(ServiceBackend):
         return session
 
     async def aclose(self) -> None:
-        """Close the pooled session; the next call opens a new one."""
+        """Close the pooled session; the next call opens a new one.
+
+        Close a model on the event loop it worked on (``async with iModel(...)`` does): a
+        session whose loop has already ended can only be dropped, not closed cleanly.
+        """
         rt = self._rt
-        session, rt.session, rt.loop = rt.session, None, None
-        if session is not None and not session.closed:
+        session, loop = rt.session, rt.loop
+        rt.session = rt.loop = None
+        if session is None or session.closed:
+            return
+        if loop is asyncio.get_running_loop():
             await session.close()
+        else:
+            _abandon(session, loop)
 
     async def __aenter__(self) -> Endpoint:
         return self
@@ -501,7 +513,27 @@ class Endpoint(ServiceBackend):
             raw = await self._first_attempt(self._attempt, args)
         except Exception as exc:
             raw = await self._retry(exc, self._attempt, args, deadline, on_retry)
-        return self.normalize_response(raw)
+        return self._normalize(raw)
+
+    def _normalize(self, raw: Any) -> NormalizedResponse:
+        """``normalize_response``, with a body of the wrong shape raised as a typed error."""
+        return self._shaped(self.normalize_response, raw)
+
+    def _shaped(self, parse: Callable[..., T], *args: Any) -> T:
+        """Run a parser of provider data; data of the wrong shape (a missing key, a list
+        where an object belongs) becomes ``InvalidResponseError`` instead of escaping as a
+        ``KeyError`` or ``TypeError``."""
+        try:
+            return parse(*args)
+        except errors.LionprideError:
+            raise
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+            raise errors.InvalidResponseError(
+                f"{self.name}: response is not in the documented shape ({exc!r})",
+                status_code=200,
+                body=args[0] if args else None,
+                provider=self.provider,
+            ) from exc
 
     def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
         remaining = deadline - float(self._rt.clock.now())
@@ -589,12 +621,12 @@ class Endpoint(ServiceBackend):
             total=None, connect=remaining.connect, sock_connect=remaining.connect
         )
         try:
-            resp = await asyncio.wait_for(
-                self._get_session().request(
+            # asyncio.timeout, not wait_for: no extra task, and (on 3.11) no lost cancellation
+            # when the response lands as the caller is cancelled.
+            async with asyncio.timeout(remaining.total):
+                resp = await self._get_session().request(
                     self.config.method, url, data=body, headers=headers, timeout=timeout
-                ),
-                remaining.total,
-            )
+                )
         except TimeoutError as exc:
             raise errors.TimeoutError(f"{self.name}: stream did not start in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
@@ -646,13 +678,13 @@ class Endpoint(ServiceBackend):
                     raise _connection_error(self.name, exc) from exc
                 events = decoder.feed(data) if data else decoder.flush()
                 for event in events:
-                    for chunk in assembler.feed(event):
+                    for chunk in self._shaped(assembler.feed, event):
                         chunk.index = index
                         index += 1
                         yield chunk
                 if not data:
                     break
-            response = assembler.finish()
+            response = self._shaped(assembler.finish)
         finally:
             resp.close()
         yield StreamChunk(index=index, is_final=True, response=response)
@@ -677,6 +709,22 @@ class _Runtime:
 
 class APICalling(Calling):
     """A call of an :class:`Endpoint`."""
+
+
+def _abandon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close a session left behind on another event loop (the endpoint moved loops).
+
+    A loop still running elsewhere closes it itself; on a closed loop the sockets are gone
+    with it, and the connector is only marked closed so that nothing is left to warn about.
+    """
+    if loop is not None and loop.is_running():
+        asyncio.run_coroutine_threadsafe(session.close(), loop)
+        return
+    connector = session.connector
+    session.detach()
+    if connector is not None:
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to schedule
+            connector._close()
 
 
 def _dumps(obj: Any) -> bytes:
