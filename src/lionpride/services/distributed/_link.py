@@ -102,6 +102,7 @@ class RedisLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, Any] = {}
         self._degraded = False
+        self._fallbacks = 0
         self._retry_at = 0.0
         self._backoff = reconnect_min
 
@@ -113,6 +114,11 @@ class RedisLink:
     def shared(self) -> bool:
         """False while Redis is unreachable and local state stands in for it."""
         return not self._degraded
+
+    @property
+    def fallbacks(self) -> int:
+        """How many times the link has switched from Redis to local state."""
+        return self._fallbacks
 
     def _connection(self) -> Any:
         """Return the client for the running loop, making it on first use there."""
@@ -181,6 +187,7 @@ class RedisLink:
             logger.debug("Redis at %s still unreachable: %r", self._safe_url, exc)
         else:
             self._degraded = True
+            self._fallbacks += 1
             self._backoff = self._reconnect_min
             logger.warning(
                 "Redis at %s is unreachable (%s: %s); %s falls back to local state "

@@ -222,6 +222,7 @@ class RedisCapacity:
             self._levels["tokens"] = float(tokens.capacity)
         self._paused_until = -math.inf
         self._local = self._fresh_local()
+        self._local_for = 0  # the link's fallback count when _local was made
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -260,10 +261,15 @@ class RedisCapacity:
         return local
 
     async def _run(self, source: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any | None:
-        """Run a script; on the switch to fallback, start local buckets from the last levels."""
-        was_shared = self._link.shared
-        reply = await self._link.run(source, keys, args)
-        if reply is None and was_shared:
+        """Run a script; on the switch to fallback, start local buckets from the last levels.
+
+        Only the switch itself resets them: another script that was in flight and fails later
+        must not refill buckets the fallback has already granted from.
+        """
+        link = self._link
+        reply = await link.run(source, keys, args)
+        if reply is None and self._local_for != link.fallbacks:
+            self._local_for = link.fallbacks
             self._local = self._fresh_local()
         return reply
 

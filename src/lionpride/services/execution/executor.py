@@ -1,7 +1,9 @@
 """Run calls under exact rate limits, in the caller's own task.
 
-``execute(fn)`` waits for one request slot plus ``tokens`` in order of (priority, arrival),
-then awaits ``fn()`` under a concurrency semaphore and returns its result. There is no
+``execute(fn)`` waits in order of (priority, arrival) for one request plus ``tokens`` and a
+free concurrency slot together, then awaits ``fn()`` and returns its result. Taking the slot
+with the capacity means a granted call starts at once, so calls never start in a burst above
+the rate after waiting for a slot. There is no
 dispatcher task and no polling: the only background task is the limiter's single timer, which
 exists while someone waits for capacity. Runs once per call (not per retry attempt).
 """
@@ -86,8 +88,7 @@ class RateLimitedExecutor:
         self._clock = clock
         self._queue_capacity = queue_capacity
         self._concurrency_limit = concurrency_limit
-        self._group = _WaitGroup(queue_capacity)
-        self._semaphore = asyncio.Semaphore(concurrency_limit)
+        self._group = _WaitGroup(queue_capacity, concurrency_limit)
         self._closed = False
         self._in_flight = 0
         self._completed = 0
@@ -208,10 +209,11 @@ class RateLimitedExecutor:
         """The run itself; ``scoped`` runs inside a deadline, whose caller counts a
         cancellation (a deadline turns the cancellation into a timeout, not counted as one)."""
         limiter = self._limiter
-        reservation: Reservation | None = limiter._grant_now(1, tokens)
+        group = self._group
+        reservation: Reservation | None = limiter._grant_now(1, tokens, group)
         if reservation is None:
             try:
-                reservation = await limiter._reserve(1, tokens, priority, self._group)
+                reservation = await limiter._reserve(1, tokens, priority, group)
             except errors.QueueFullError:
                 self._rejected += 1
                 raise
@@ -223,13 +225,12 @@ class RateLimitedExecutor:
         try:
             if on_granted is not None:
                 on_granted(reservation.waited)
-            async with self._semaphore:
-                started = True
-                self._in_flight += 1
-                try:
-                    result = await fn()
-                finally:
-                    self._in_flight -= 1
+            started = True
+            self._in_flight += 1
+            try:
+                result = await fn()
+            finally:
+                self._in_flight -= 1
         except BaseException as exc:
             if started:
                 reservation.settle(0)
@@ -240,6 +241,8 @@ class RateLimitedExecutor:
             if not scoped and isinstance(exc, asyncio.CancelledError):
                 self._cancelled += 1
             raise
+        finally:
+            limiter._free_slot(group)
         self._completed += 1
         if settle is not None:
             try:

@@ -49,12 +49,18 @@ def _require_count(name: str, value: int, minimum: int = 0) -> int:
 
 
 class _WaitGroup:
-    """The waiters one owner (an executor) has in a queue, optionally bounded."""
+    """The waiters one owner (an executor) has in a queue, optionally bounded.
 
-    __slots__ = ("limit", "waiting")
+    ``slots`` counts the owner's free concurrency slots (``None``: unlimited). A grant takes
+    one, so a call is granted capacity only when it can start at once: capacity granted to
+    calls that then wait for a slot would let them start later in a burst above the rate.
+    """
 
-    def __init__(self, limit: int | None = None) -> None:
+    __slots__ = ("limit", "slots", "waiting")
+
+    def __init__(self, limit: int | None = None, slots: int | None = None) -> None:
         self.limit = limit
+        self.slots = slots
         self.waiting = 0
 
 
@@ -161,6 +167,8 @@ class _WaitQueue:
             elif not future.cancelled() and future.exception() is None:
                 # Granted, but the caller was cancelled before it could resume.
                 self._give_back(amount, tokens)
+                if group is not None:
+                    self.free_slot(group)
             raise
         return granted_at - waiter.arrival
 
@@ -176,6 +184,13 @@ class _WaitQueue:
             self._waker = asyncio.get_running_loop().create_task(self._run())
         else:
             self._kicked = True
+
+    def free_slot(self, group: _WaitGroup) -> None:
+        """Give back the concurrency slot a grant took from ``group``."""
+        if group.slots is not None:
+            group.slots += 1
+            if group.slots == 1:  # a head of this group may be held back for want of a slot
+                self.kick()
 
     def fail(self, group: _WaitGroup, make_error: Callable[[], BaseException]) -> int:
         """Fail every waiter of ``group`` with a fresh ``make_error()``; return how many."""
@@ -221,6 +236,9 @@ class _WaitQueue:
                 if not heap:
                     return
                 waiter = heap[0][2]
+                group = waiter.group
+                if group is not None and group.slots == 0:
+                    return  # strictly head first: wait for free_slot() to kick
                 self._kicked = False
                 try:
                     if self._take_now is not None:
@@ -236,6 +254,8 @@ class _WaitQueue:
                 if delay <= 0:
                     if waiter.active and not waiter.future.done():
                         self._finish(waiter)
+                        if group is not None and group.slots is not None:
+                            group.slots -= 1
                         waiter.future.set_result(self._clock.now())
                     else:
                         self._give_back(waiter.amount, waiter.tokens)

@@ -174,6 +174,7 @@ class TokenBucket:
             await queue.wait(amount, 0, 0.0, None)
             return True
         if self._rate > 0:
+            self._refill(now)  # skipped above when someone waits; the level may be stale
             earliest = max(
                 self._paused_until - now,
                 (queue.queued_amount + amount - self._tokens) / self._rate,
@@ -572,16 +573,25 @@ class RateLimiter:
         self, requests: int, tokens: int, priority: float, group: _WaitGroup | None = None
     ) -> Reservation:
         """Like :meth:`acquire` without validation or timeout (for callers that did both)."""
-        reservation = self._grant_now(requests, tokens)
+        reservation = self._grant_now(requests, tokens, group)
         if reservation is not None:
             return reservation
         waited = await self._queue.wait(requests, tokens, priority, group)
         return Reservation(requests, tokens, waited, self._backend)
 
-    def _grant_now(self, requests: int, tokens: int) -> Reservation | None:
-        """Grant at once if nobody waits and capacity is there (no validation)."""
+    def _grant_now(
+        self, requests: int, tokens: int, group: _WaitGroup | None = None
+    ) -> Reservation | None:
+        """Grant at once if nobody waits and capacity (and a slot of ``group``) is there."""
         take_now = self._take_now
-        if self._queue.depth == 0 and take_now is not None and take_now(requests, tokens) == 0:
+        if (
+            self._queue.depth == 0
+            and take_now is not None
+            and (group is None or group.slots != 0)
+            and take_now(requests, tokens) == 0
+        ):
+            if group is not None and group.slots is not None:
+                group.slots -= 1
             return Reservation(requests, tokens, 0.0, self._backend)
         return None
 
@@ -619,6 +629,10 @@ class RateLimiter:
     def _fail_waiters(self, group: _WaitGroup, make_error: Callable[[], BaseException]) -> int:
         """Fail the waiters of ``group`` (an executor closing); return how many."""
         return self._queue.fail(group, make_error)
+
+    def _free_slot(self, group: _WaitGroup) -> None:
+        """Give back the concurrency slot of ``group`` that a grant took (a call ended)."""
+        self._queue.free_slot(group)
 
     async def _stop_timer(self) -> None:
         """End the timer task if nobody waits."""
