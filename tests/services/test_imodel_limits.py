@@ -175,3 +175,32 @@ async def test_simple_rate_limiter_times_out_instead_of_overrunning(
         assert info.value.calling.execution.status.value == "cancelled"
         assert model.metrics()["calls"] == 3
     assert len(fake_provider.requests) == 1
+
+
+async def test_streams_follow_the_executors_rules(fake_provider: FakeProvider) -> None:
+    """A stream holds a concurrency slot while it runs, counts in stats, and is refused
+    after the executor closed."""
+    model = iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        limit_requests=100,
+        concurrency_limit=1,
+    )
+    executor = model.executor
+    first = model.invoke_stream(model="m", messages=MESSAGES)
+    await first.__anext__()  # the first stream is open and holds the only slot
+    assert executor.stats()["in_flight"] == 1
+    second = asyncio.ensure_future(model.invoke(model="m", messages=MESSAGES))
+    await asyncio.sleep(0.2)
+    assert not second.done() and executor.stats()["queued"] == 1
+    async for _ in first:
+        pass
+    calling = await asyncio.wait_for(second, 5)
+    assert calling.response is not None
+    stats = executor.stats()
+    assert (stats["completed"], stats["in_flight"], stats["queued"]) == (2, 0, 0)
+    await model.aclose()
+    with pytest.raises(errors.ExecutionError, match="closed"):
+        async for _ in model.invoke_stream(model="m", messages=MESSAGES):
+            pass

@@ -9,6 +9,7 @@ reconciled with the real usage → the Calling is returned, or its typed error r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from lionpride.services.providers.match import match_endpoint
 from lionpride.services.streaming.channel import StreamChannel, StreamChunk
 from lionpride.services.types.backend import Calling, ServiceBackend
 from lionpride.services.types.hook import HookPhase, HookRegistry
-from lionpride.services.utilities.rate_limiter import TokenBucket
+from lionpride.services.utilities.rate_limiter import Reservation, TokenBucket
 from lionpride.services.utilities.resilience import backoff_disabled
 
 __all__ = ["iModel"]
@@ -399,27 +400,44 @@ class iModel(Element):
         provider, model = self.backend.provider, _model_of(calling)
         if observer.tracer is not None:
             calling.trace = observer.start(provider, model)
-        reservation = None
-        try:
-            if self.executor is not None:
-                reservation = await self.executor.limiter.acquire(
-                    1, calling.reserved_tokens, priority=priority or 0.0, timeout=poll_timeout
-                )
-                ex.queue_wait = reservation.waited
-            elif self.rate_limiter is not None:
-                await self._acquire_simple(poll_timeout)
-        except asyncio.CancelledError:
-            ex.status = EventStatus.CANCELLED
-            observer.finish(ex, provider, model, calling.trace)
-            raise
-        except Exception as exc:
-            if isinstance(exc, TimeoutError):
-                ex.status, ex.error, ex.retryable = EventStatus.CANCELLED, exc, True
-            else:
-                ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
-            observer.finish(ex, provider, model, calling.trace)
-            exc.calling = calling  # type: ignore[attr-defined]
-            raise
+        async with contextlib.AsyncExitStack() as stack:
+            reservation = None
+            try:
+                if self.executor is not None:
+                    # A lease: the executor's queue order, queue bound, concurrency limit
+                    # and stats apply to streams as to calls, for as long as the stream runs.
+                    reservation = await stack.enter_async_context(
+                        self.executor.lease(
+                            tokens=calling.reserved_tokens, priority=priority, timeout=poll_timeout
+                        )
+                    )
+                    ex.queue_wait = reservation.waited
+                elif self.rate_limiter is not None:
+                    await self._acquire_simple(poll_timeout)
+            except asyncio.CancelledError:
+                ex.status = EventStatus.CANCELLED
+                observer.finish(ex, provider, model, calling.trace)
+                raise
+            except Exception as exc:
+                if isinstance(exc, TimeoutError):
+                    ex.status, ex.error, ex.retryable = EventStatus.CANCELLED, exc, True
+                else:
+                    ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
+                observer.finish(ex, provider, model, calling.trace)
+                exc.calling = calling  # type: ignore[attr-defined]
+                raise
+            granted = self._stream_granted(calling, reservation, idle_timeout)
+            async with aclosing(granted) as chunks:  # type: ignore[type-var]
+                async for chunk in chunks:
+                    yield chunk
+
+    async def _stream_granted(
+        self, calling: Calling, reservation: Reservation | None, idle_timeout: float | None
+    ) -> AsyncIterator[StreamChunk]:
+        """The stream once capacity is held: hooks, chunks, outcome, reconciliation."""
+        ex = calling.execution
+        observer = self._rt.observer
+        provider, model = self.backend.provider, _model_of(calling)
         ex.status = EventStatus.PROCESSING
         ex.attempts = 1
         start = time.perf_counter()

@@ -11,7 +11,8 @@ exists while someone waits for capacity. Runs once per call (not per retry attem
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -210,17 +211,9 @@ class RateLimitedExecutor:
         cancellation (a deadline turns the cancellation into a timeout, not counted as one)."""
         limiter = self._limiter
         group = self._group
-        reservation: Reservation | None = limiter._grant_now(1, tokens, group)
+        reservation = limiter._grant_now(1, tokens, group)
         if reservation is None:
-            try:
-                reservation = await limiter._reserve(1, tokens, priority, group)
-            except errors.QueueFullError:
-                self._rejected += 1
-                raise
-            except asyncio.CancelledError:
-                if not scoped:
-                    self._cancelled += 1
-                raise
+            reservation = await self._wait_for_grant(tokens, priority, scoped)
         started = False
         try:
             if on_granted is not None:
@@ -252,6 +245,73 @@ class RateLimitedExecutor:
                 raise
             reservation.settle(used)
         return result
+
+    async def _wait_for_grant(self, tokens: int, priority: float, scoped: bool) -> Reservation:
+        """Queue for one request, ``tokens`` and a concurrency slot (the slow path)."""
+        try:
+            return await self._limiter._reserve(1, tokens, priority, self._group)
+        except errors.QueueFullError:
+            self._rejected += 1
+            raise
+        except asyncio.CancelledError:
+            if not scoped:
+                self._cancelled += 1
+            raise
+
+    @contextlib.asynccontextmanager
+    async def lease(
+        self, *, tokens: int = 0, priority: float | None = None, timeout: float | None = None
+    ) -> AsyncIterator[Reservation]:
+        """Hold capacity and a concurrency slot for work the caller runs itself (a stream).
+
+        The same rules as :meth:`execute`: queue order, ``queue_capacity``, the concurrency
+        limit, closing, stats. ``timeout`` bounds only the wait. Settle the reservation with
+        the tokens really used before leaving the block; leaving it by an error or
+        cancellation refunds the tokens (the request stays spent).
+
+        Raises:
+            lionpride.errors.TimeoutError: No grant within ``timeout``; nothing was taken.
+            lionpride.errors.QueueFullError: ``queue_capacity`` callers already wait.
+            lionpride.errors.ExecutionError: The executor is closed.
+        """
+        if self._closed:
+            raise errors.ExecutionError("executor closed")
+        prio = 0.0 if priority is None else priority
+        self._limiter._check(1, tokens, prio)
+        if timeout is not None:
+            _require_positive("timeout", timeout)
+        reservation = self._limiter._grant_now(1, tokens, self._group)
+        if reservation is None:
+            if timeout is None:
+                reservation = await self._wait_for_grant(tokens, prio, False)
+            else:
+                scope = _DeadlineScope(self._clock, timeout, "rate limit not granted")
+                try:
+                    async with scope:
+                        reservation = await self._wait_for_grant(tokens, prio, True)
+                except asyncio.CancelledError:
+                    self._cancelled += 1
+                    raise
+                except errors.TimeoutError:
+                    if scope.fired:
+                        self._timed_out += 1
+                    raise
+        self._in_flight += 1
+        try:
+            yield reservation
+        except BaseException as exc:
+            reservation.settle(0)
+            if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                self._cancelled += 1
+            else:
+                self._failed += 1
+            raise
+        else:
+            self._completed += 1
+            reservation.settle(None)
+        finally:
+            self._in_flight -= 1
+            self._limiter._free_slot(self._group)
 
     def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds`` (a 429's ``retry_after``): queued calls wait too."""
