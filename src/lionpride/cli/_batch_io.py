@@ -179,6 +179,18 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _encode(record: dict[str, Any]) -> bytes:
+    """``record`` as one UTF-8 JSON line; readable text unless it holds a lone surrogate."""
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        return (line + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (half an emoji in a reply) has no UTF-8 form; as a \u escape it
+        # is valid JSON that reads back to the same string.
+        line = json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str)
+        return (line + "\n").encode("ascii")
+
+
 class ResultWriter:
     """Appends result records to a JSONL file, one ``os.write`` per line.
 
@@ -200,9 +212,8 @@ class ResultWriter:
         """Write ``record`` as one JSON line."""
         if self._fd is None:
             raise ValueError("ResultWriter is closed")
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
         # One write of the whole line: a kill leaves either all of it or a tail to drop.
-        _write_all(self._fd, (line + "\n").encode("utf-8"))
+        _write_all(self._fd, _encode(record))
         self.written += 1
         self._unsynced += 1
         now = time.monotonic()

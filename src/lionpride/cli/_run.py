@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,8 @@ def run_batch(args: argparse.Namespace) -> int:
         total = count_lines(args.input)
     except OSError as exc:
         raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from exc
-    if args.output == args.input:
+    if _same_file(args.output, args.input):
+        # Resuming rewrites the output without its non-result lines: it would empty the input.
         raise UsageError("--output must not be the input file")
     model = build_model(args)
     try:
@@ -87,6 +89,14 @@ async def _run(
             await model.aclose()
     _summary(summary, len(rejected), progress, bad, _configured_rate(args))
     return 1 if summary.failures or rejected or bad else 0
+
+
+def _same_file(output: str, input_path: str) -> bool:
+    """Whether ``output`` names ``input_path``, however spelled (relative, links)."""
+    try:
+        return os.path.samefile(output, input_path)
+    except OSError:  # the output does not exist yet
+        return os.path.realpath(output) == os.path.realpath(input_path)
 
 
 def _configured_rate(args: argparse.Namespace) -> float | None:

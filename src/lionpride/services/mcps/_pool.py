@@ -93,7 +93,9 @@ class _Connection:
     async def open(self, timeout: float) -> None:
         """Start the owner task and wait until the session is initialized."""
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.task = asyncio.create_task(self._serve(ready), name=f"lionpride-mcp:{self.key}")
+        # Named after the server, never the key: an unnamed config's key holds its env/headers.
+        task_name = f"lionpride-mcp:{self.name or 'unnamed'}"
+        self.task = asyncio.create_task(self._serve(ready), name=task_name)
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.wait({ready, self.task}, return_when=asyncio.FIRST_COMPLETED)
@@ -212,16 +214,21 @@ class _Connection:
         """Leave the session and stop the server (stdio) or end the HTTP session."""
         self.closing.set()
         task = self.task
-        if task is not None and not task.done():
-            try:
-                async with asyncio.timeout(10.0):
-                    await asyncio.shield(task)
-            except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self.stderr is not None:
-            self.stderr.close()
+        try:
+            if task is not None and not task.done():
+                if self.session is None:
+                    # Still starting (a slow or silent server): only ``closing.wait()`` sees
+                    # ``closing``, so stop the start now rather than after the grace period.
+                    task.cancel()
+                # wait() neither raises the task's outcome nor cancels it at the timeout, and
+                # lets a cancellation of this caller through.
+                _, pending = await asyncio.wait({task}, timeout=10.0)
+                if pending:
+                    task.cancel()
+                    await asyncio.wait(pending)
+        finally:
+            if self.stderr is not None:
+                self.stderr.close()
 
 
 class MCPConnectionPool:
@@ -245,8 +252,10 @@ class MCPConnectionPool:
             MCPConnectionError: The server would not start or answer.
         """
         if not config.get("command") and not config.get("url"):
+            # Only the keys: the values may be credentials (env, headers).
             raise errors.ConfigurationError(
-                f"MCP server config needs 'command' (stdio) or 'url' (HTTP): {dict(config)}"
+                "MCP server config needs 'command' (stdio) or 'url' (HTTP); "
+                f"got keys {sorted(map(str, config))}"
             )
         key = server_key(config)
         async with self._lock:

@@ -411,9 +411,7 @@ class ClaudeCodeEndpoint(Endpoint):
         saw_result = False
         try:
             if stdin_text is not None and proc.stdin is not None:
-                proc.stdin.write(stdin_text.encode())
-                await proc.stdin.drain()
-                proc.stdin.close()
+                await _send_prompt(proc.stdin, stdin_text, deadline)
             while True:
                 line = await _read_line(proc.stdout, loop, deadline, limit, idle, self.name)
                 if not line:
@@ -456,6 +454,18 @@ class ClaudeCodeEndpoint(Endpoint):
             ) from exc
         finally:
             await asyncio.shield(_stop(proc, drain))
+
+
+async def _send_prompt(stdin: asyncio.StreamWriter, prompt: str, deadline: float) -> None:
+    """Write the prompt to stdin and close it, within the call's deadline."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            stdin.write(prompt.encode())
+            await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # The CLI exited without reading it: its exit status and stderr say why.
+    finally:
+        stdin.close()
 
 
 async def _read_line(
@@ -503,6 +513,10 @@ async def _stop(proc: asyncio.subprocess.Process, drain: asyncio.Task[None]) -> 
         except TimeoutError:
             _signal(proc, signal.SIGKILL)
             await proc.wait()
+    # Whatever is left in the group (a tool the CLI started and left running) would be
+    # orphaned: kill it. The group id stays reserved while any member lives, so this cannot
+    # reach an unrelated process; an empty group is ignored.
+    _signal(proc, signal.SIGKILL)
     drain.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await drain
