@@ -75,7 +75,23 @@ async def test_all_failing_raises_last_with_every_error(
     claude, gpt = pair
     with no_backoff(), pytest.raises(errors.ServerError) as info:
         await Fallback(claude, gpt).invoke(messages=MESSAGES)
-    assert len(info.value.fallback_errors) == 2
+    assert len(info.value.fallback_errors) == 1
+    assert info.value not in info.value.fallback_errors
+
+
+async def test_raise_on_error_false_returns_the_last_failed_calling(
+    fake_provider: FakeProvider, pair: tuple[iModel, iModel]
+) -> None:
+    """With raise_on_error=False every model is still tried; the last failure is returned."""
+    fake_provider.script(*(Reply(status=503) for _ in range(6)))
+    claude, gpt = pair
+    with no_backoff():
+        calling = await Fallback(claude, gpt).invoke(messages=MESSAGES, raise_on_error=False)
+    assert calling.backend is gpt.backend
+    assert isinstance(calling.execution.error, errors.ServerError)
+    assert len(fake_provider.requests) == 6
+    with pytest.raises(ValueError, match="one Calling per model"):
+        await Fallback(claude, gpt).invoke(calling=calling)
 
 
 async def test_from_registry_by_tag_and_names(

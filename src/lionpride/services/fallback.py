@@ -68,27 +68,38 @@ class Fallback:
             raise ValueError(f"no registered model has tag {tag!r}")
         return cls(*models)
 
-    async def invoke(self, **request: Any) -> Calling:
+    async def invoke(self, *, raise_on_error: bool = True, **request: Any) -> Calling:
         """Invoke each model in turn with ``request`` until one succeeds.
+
+        Args:
+            raise_on_error: ``False`` returns the failed Calling (of the model that failed
+                last) instead of raising, as ``iModel.invoke`` does.
+            **request: The request, as for ``iModel.invoke`` (each model makes its own
+                Calling; a ``calling=`` cannot be shared between models).
 
         Returns:
             The successful Calling (``calling.backend`` tells which model answered).
 
         Raises:
             Exception: A non-retryable error at once; otherwise, when every model failed,
-                the last model's error, with all of them on ``e.fallback_errors``.
+                the last model's error, with the earlier ones on ``e.fallback_errors``.
         """
-        failures: list[BaseException] = []
+        if "calling" in request:
+            raise ValueError("Fallback makes one Calling per model; pass the request instead")
+        earlier: list[BaseException] = []
         for model in self.models:
             try:
                 return await model.invoke(**request)
             except Exception as exc:
-                if not retryable(exc):
+                if retryable(exc) and model is not self.models[-1]:
+                    earlier.append(exc)
+                    continue
+                exc.fallback_errors = earlier  # type: ignore[attr-defined]
+                if raise_on_error or getattr(exc, "calling", None) is None:
                     raise
-                failures.append(exc)
-        last = failures[-1]
-        last.fallback_errors = failures  # type: ignore[attr-defined]
-        raise last
+                failed: Calling = exc.calling  # type: ignore[attr-defined]
+                return failed
+        raise AssertionError("unreachable: the last model returns or raises")
 
     def __repr__(self) -> str:
         return f"Fallback({', '.join(m.name for m in self.models)})"
