@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -21,6 +20,13 @@ from pydantic import ConfigDict, Field
 from lionpride import errors
 from lionpride.core.element import Element
 from lionpride.core.event import EventStatus, retryable
+from lionpride.services._imodel_support import (
+    ModelRuntime,
+    model_of,
+    run_chunk_hooks,
+    run_create_hooks,
+    shared_limits,
+)
 from lionpride.services._serialization import model_from_dict, model_to_dict
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
@@ -34,7 +40,6 @@ from lionpride.services.utilities.resilience import backoff_disabled
 
 __all__ = ["iModel"]
 
-_log = logging.getLogger(__name__)
 
 _FAILED = (EventStatus.FAILED, EventStatus.CANCELLED, EventStatus.ABORTED)
 
@@ -78,7 +83,7 @@ class iModel(Element):
 
     # Runtime state lives in a plain object in the instance dict: pydantic private
     # attributes cost ~1 µs per read, and every call reads these.
-    _rt: _ModelRuntime
+    _rt: ModelRuntime
 
     def __init__(
         self,
@@ -116,7 +121,7 @@ class iModel(Element):
             )
         closers: list[Any] = []
         if redis_url is not None:
-            executor, closers = _shared_limits(
+            executor, closers = shared_limits(
                 backend,
                 executor,
                 redis_url=redis_url,
@@ -153,7 +158,7 @@ class iModel(Element):
             from lionpride.services.observability.otel import OtelTracer
 
             tracer = OtelTracer(None if otel is True else otel)
-        runtime = _ModelRuntime(
+        runtime = ModelRuntime(
             ModelObserver(prices, tracer), closers, backend.provider == "claude_code"
         )
         object.__setattr__(self, "_rt", runtime)
@@ -215,7 +220,7 @@ class iModel(Element):
             arguments["resume"] = session_id
         hooks = self.hook_registry
         if hooks is not None and hooks.handles(HookPhase.PreEventCreate):
-            await _run_create_hooks(
+            await run_create_hooks(
                 hooks,
                 backend.event_type,
                 bool(create_event_exit_hook),
@@ -288,7 +293,7 @@ class iModel(Element):
             calling = await self.create_calling(**arguments)
         observer = self._rt.observer
         if observer.tracer is not None:
-            calling.trace = observer.start(self.backend.provider, _model_of(calling))
+            calling.trace = observer.start(self.backend.provider, model_of(calling))
         try:
             if self.executor is not None:
                 await self.executor.execute(
@@ -318,7 +323,7 @@ class iModel(Element):
             if calling.execution.status is EventStatus.PENDING:
                 calling.execution.status = EventStatus.CANCELLED
             observer.finish(
-                calling.execution, self.backend.provider, _model_of(calling), calling.trace
+                calling.execution, self.backend.provider, model_of(calling), calling.trace
             )
             raise
         except Exception as exc:
@@ -330,7 +335,7 @@ class iModel(Element):
 
     def _finish(self, calling: Calling, raise_on_error: bool) -> Calling:
         ex = calling.execution
-        self._rt.observer.finish(ex, self.backend.provider, _model_of(calling), calling.trace)
+        self._rt.observer.finish(ex, self.backend.provider, model_of(calling), calling.trace)
         self._keep_session(calling)
         if ex.status in _FAILED and ex.error is not None:
             err = ex.error
@@ -361,7 +366,7 @@ class iModel(Element):
         if isinstance(error, errors.RateLimitError):
             self._pause(error)
         self._rt.observer.retry(
-            self.backend.provider, _model_of(calling), attempt, error, delay, calling.trace
+            self.backend.provider, model_of(calling), attempt, error, delay, calling.trace
         )
 
     def _pause(self, error: errors.RateLimitError) -> None:
@@ -397,7 +402,7 @@ class iModel(Element):
             calling = await self.create_calling(streaming=True, **arguments)
         ex = calling.execution
         observer = self._rt.observer
-        provider, model = self.backend.provider, _model_of(calling)
+        provider, model = self.backend.provider, model_of(calling)
         if observer.tracer is not None:
             calling.trace = observer.start(provider, model)
         async with contextlib.AsyncExitStack() as stack:
@@ -437,7 +442,7 @@ class iModel(Element):
         """The stream once capacity is held: hooks, chunks, outcome, reconciliation."""
         ex = calling.execution
         observer = self._rt.observer
-        provider, model = self.backend.provider, _model_of(calling)
+        provider, model = self.backend.provider, model_of(calling)
         ex.status = EventStatus.PROCESSING
         ex.attempts = 1
         start = time.perf_counter()
@@ -463,7 +468,7 @@ class iModel(Element):
                         used = _used_tokens(calling)
                         self._keep_session(calling)
                     if chunk_hooks:
-                        await _run_chunk_hooks(calling, chunk)
+                        await run_chunk_hooks(calling, chunk)
                     yield chunk
         except (asyncio.CancelledError, GeneratorExit):
             ex.status = EventStatus.CANCELLED
@@ -562,112 +567,6 @@ class iModel(Element):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-async def _run_create_hooks(
-    hooks: HookRegistry,
-    calling_type: type[Calling],
-    exit_hook: bool,
-    timeout: float | None,
-    params: dict[str, Any],
-) -> None:
-    """Run PreEventCreate hooks; their failure aborts creation only when ``exit_hook``."""
-    try:
-        await hooks.run(
-            HookPhase.PreEventCreate, calling_type, timeout=timeout, exit=exit_hook, **params
-        )
-    except Exception as exc:
-        if exit_hook:
-            raise
-        _log.warning("PreEventCreate hook failed (ignored): %r", exc)
-
-
-async def _run_chunk_hooks(calling: Calling, chunk: StreamChunk) -> None:
-    """Run StreamChunk hooks for one chunk; a failing hook is logged, the stream goes on."""
-    hooks = calling.hook_registry
-    assert hooks is not None
-    try:
-        await hooks.run(
-            HookPhase.StreamChunk, calling, timeout=calling.post_invoke_hook_timeout, chunk=chunk
-        )
-    except Exception as exc:
-        _log.warning("StreamChunk hook failed for %s: %r", calling.id, exc)
-
-
-class _ModelRuntime:
-    """An iModel's live state: its observer and what ``aclose`` must close besides."""
-
-    __slots__ = ("closers", "keeps_session", "observer")
-
-    def __init__(self, observer: ModelObserver, closers: list[Any], keeps_session: bool) -> None:
-        self.observer = observer
-        self.closers = closers
-        #: Whether the backend is a CLI whose session id the next call resumes.
-        self.keeps_session = keeps_session
-
-
-def _model_of(calling: Calling) -> str | None:
-    model = calling.payload.get("model")
-    return model if isinstance(model, str) else None
-
-
-def _shared_limits(
-    backend: ServiceBackend,
-    executor: RateLimitedExecutor | None,
-    *,
-    redis_url: str,
-    limit_key: str | None,
-    on_redis_error: Literal["fallback", "raise"],
-    breaker_key: str | None,
-    limit_requests: int | None,
-    limit_tokens: int | None,
-    capacity_refresh_time: float,
-    queue_capacity: int,
-    concurrency_limit: int,
-) -> tuple[RateLimitedExecutor | None, list[Any]]:
-    """Build the Redis-backed executor (and shared breaker); returns what to close."""
-    from lionpride.services.distributed import (
-        RedisCircuitBreaker,
-        default_limit_key,
-        make_limiter,
-    )
-    from lionpride.services.types.endpoint import Endpoint
-
-    closers: list[Any] = []
-    if executor is None and (limit_requests is not None or limit_tokens is not None):
-        secret = backend.config.secret() if isinstance(backend, Endpoint) else None
-        key = limit_key or default_limit_key(
-            backend.name, secret.get_secret_value() if secret is not None else None
-        )
-        limiter = make_limiter(
-            redis_url=redis_url,
-            limit_key=key,
-            limit_requests=limit_requests,
-            limit_tokens=limit_tokens,
-            capacity_refresh_time=capacity_refresh_time,
-            on_redis_error=on_redis_error,
-        )
-        executor = RateLimitedExecutor(
-            limiter=limiter, queue_capacity=queue_capacity, concurrency_limit=concurrency_limit
-        )
-        closers.append(limiter.backend.aclose)  # type: ignore[attr-defined]
-    if breaker_key is not None:
-        breaker = getattr(backend, "circuit_breaker", None)
-        if breaker is None:
-            raise ValueError("breaker_key needs an endpoint with a circuit_breaker")
-        shared = RedisCircuitBreaker(
-            breaker.failure_threshold,
-            breaker.recovery_time,
-            breaker.half_open_max_calls,
-            breaker.excluded_exceptions,
-            breaker.name,
-            redis_url=redis_url,
-            breaker_key=breaker_key,
-            on_redis_error=on_redis_error,
-        )
-        backend.circuit_breaker = shared  # type: ignore[attr-defined]
-        closers.append(shared.aclose)
-    return executor, closers
 
 
 def _used_tokens(calling: Calling) -> int:

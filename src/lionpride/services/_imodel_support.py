@@ -1,0 +1,128 @@
+"""What iModel needs besides its methods: runtime state, hook runners, shared limits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from lionpride.services.execution import RateLimitedExecutor
+from lionpride.services.observability.observer import ModelObserver
+from lionpride.services.streaming.channel import StreamChunk
+from lionpride.services.types.backend import Calling, ServiceBackend
+from lionpride.services.types.hook import HookPhase, HookRegistry
+
+__all__ = [
+    "ModelRuntime",
+    "model_of",
+    "run_chunk_hooks",
+    "run_create_hooks",
+    "shared_limits",
+]
+
+_log = logging.getLogger("lionpride.services.imodel")
+
+
+async def run_create_hooks(
+    hooks: HookRegistry,
+    calling_type: type[Calling],
+    exit_hook: bool,
+    timeout: float | None,
+    params: dict[str, Any],
+) -> None:
+    """Run PreEventCreate hooks; their failure aborts creation only when ``exit_hook``."""
+    try:
+        await hooks.run(
+            HookPhase.PreEventCreate, calling_type, timeout=timeout, exit=exit_hook, **params
+        )
+    except Exception as exc:
+        if exit_hook:
+            raise
+        _log.warning("PreEventCreate hook failed (ignored): %r", exc)
+
+
+async def run_chunk_hooks(calling: Calling, chunk: StreamChunk) -> None:
+    """Run StreamChunk hooks for one chunk; a failing hook is logged, the stream goes on."""
+    hooks = calling.hook_registry
+    assert hooks is not None
+    try:
+        await hooks.run(
+            HookPhase.StreamChunk, calling, timeout=calling.post_invoke_hook_timeout, chunk=chunk
+        )
+    except Exception as exc:
+        _log.warning("StreamChunk hook failed for %s: %r", calling.id, exc)
+
+
+class ModelRuntime:
+    """An iModel's live state: its observer and what ``aclose`` must close besides."""
+
+    __slots__ = ("closers", "keeps_session", "observer")
+
+    def __init__(self, observer: ModelObserver, closers: list[Any], keeps_session: bool) -> None:
+        self.observer = observer
+        self.closers = closers
+        #: Whether the backend is a CLI whose session id the next call resumes.
+        self.keeps_session = keeps_session
+
+
+def model_of(calling: Calling) -> str | None:
+    model = calling.payload.get("model")
+    return model if isinstance(model, str) else None
+
+
+def shared_limits(
+    backend: ServiceBackend,
+    executor: RateLimitedExecutor | None,
+    *,
+    redis_url: str,
+    limit_key: str | None,
+    on_redis_error: Literal["fallback", "raise"],
+    breaker_key: str | None,
+    limit_requests: int | None,
+    limit_tokens: int | None,
+    capacity_refresh_time: float,
+    queue_capacity: int,
+    concurrency_limit: int,
+) -> tuple[RateLimitedExecutor | None, list[Any]]:
+    """Build the Redis-backed executor (and shared breaker); returns what to close."""
+    from lionpride.services.distributed import (
+        RedisCircuitBreaker,
+        default_limit_key,
+        make_limiter,
+    )
+    from lionpride.services.types.endpoint import Endpoint
+
+    closers: list[Any] = []
+    if executor is None and (limit_requests is not None or limit_tokens is not None):
+        secret = backend.config.secret() if isinstance(backend, Endpoint) else None
+        key = limit_key or default_limit_key(
+            backend.name, secret.get_secret_value() if secret is not None else None
+        )
+        limiter = make_limiter(
+            redis_url=redis_url,
+            limit_key=key,
+            limit_requests=limit_requests,
+            limit_tokens=limit_tokens,
+            capacity_refresh_time=capacity_refresh_time,
+            on_redis_error=on_redis_error,
+        )
+        executor = RateLimitedExecutor(
+            limiter=limiter, queue_capacity=queue_capacity, concurrency_limit=concurrency_limit
+        )
+        closers.append(limiter.backend.aclose)  # type: ignore[attr-defined]
+    if breaker_key is not None:
+        breaker = getattr(backend, "circuit_breaker", None)
+        if breaker is None:
+            raise ValueError("breaker_key needs an endpoint with a circuit_breaker")
+        shared = RedisCircuitBreaker(
+            breaker.failure_threshold,
+            breaker.recovery_time,
+            breaker.half_open_max_calls,
+            breaker.excluded_exceptions,
+            breaker.name,
+            redis_url=redis_url,
+            breaker_key=breaker_key,
+            on_redis_error=on_redis_error,
+        )
+        backend.circuit_breaker = shared  # type: ignore[attr-defined]
+        closers.append(shared.aclose)
+    return executor, closers

@@ -1,0 +1,154 @@
+"""EndpointConfig: where and how an Endpoint sends requests, and the API-key rules.
+
+``api_key`` is an environment variable's name or ``None`` once validated; a raw credential
+(``SecretStr``, or a string that does not look like a variable name) is kept privately and never
+serialized. Re-exported from :mod:`lionpride.services.types.endpoint`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+
+from lionpride import errors
+from lionpride.services.types.backend import ServiceConfig
+
+__all__ = ["SYSTEM_ENV_VARS", "EndpointConfig"]
+
+SYSTEM_ENV_VARS = frozenset(
+    {
+        "HOME", "PATH", "USER", "SHELL", "PWD", "LANG", "TERM", "TMPDIR", "LOGNAME",
+        "HOSTNAME", "PYTHONPATH", "VIRTUAL_ENV", "PS1", "OLDPWD", "EDITOR", "PAGER",
+        "DISPLAY", "SSH_AUTH_SOCK", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+    }
+)  # fmt: skip
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+class EndpointConfig(ServiceConfig):
+    """Where and how to send HTTP requests.
+
+    ``api_key`` is only ever an environment variable's *name* once validated: a raw
+    credential (a ``SecretStr``, or a string that does not look like a variable name) is kept
+    privately and serialized as ``None``. When no key is given, ``api_key_env`` names the
+    variable read at first use (``OPENAI_API_KEY``, ...).
+    """
+
+    base_url: str | None = None
+    endpoint: str
+    endpoint_params: tuple[str, ...] | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    content_type: str | None = "application/json"
+    auth_type: Literal["bearer", "x-api-key", "x-goog-api-key", "none"] = "bearer"
+    default_headers: dict[str, str] = Field(default_factory=dict)
+    api_key: str | None = None
+    api_key_is_env: bool = False
+    api_key_env: str | None = None
+    connect_timeout: float = 10.0
+    client_kwargs: dict[str, Any] = Field(default_factory=dict)
+    drop_unknown: bool = False
+    default_output_tokens: int = 4096
+
+    _secret: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _resolve_key(cls, data: Any, handler: Callable[[Any], EndpointConfig]) -> EndpointConfig:
+        # A SecretStr never becomes a field value: it is taken out before validation.
+        secret = None
+        if isinstance(data, dict) and isinstance(data.get("api_key"), SecretStr):
+            data = dict(data)
+            secret = data.pop("api_key")
+        config = handler(data)
+        config._apply_key(secret)
+        return config
+
+    def _apply_key(self, secret: SecretStr | None) -> None:
+        if secret is not None:
+            value = secret.get_secret_value().strip()
+            if not value:
+                raise ValueError("api_key cannot be empty or whitespace")
+            self._secret = SecretStr(value)
+            return
+        key = self.api_key
+        if key is None:
+            return
+        if self.api_key_is_env:
+            value = os.environ.get(key, "").strip()
+            if not value:
+                raise ValueError(
+                    f"Environment variable '{key}' not found during deserialization: "
+                    f"set {key} before restoring this model"
+                )
+            self._secret = SecretStr(value)
+            return
+        if not key.strip():
+            raise ValueError("api_key cannot be empty or whitespace")
+        if _ENV_NAME.match(key):
+            if key in SYSTEM_ENV_VARS:
+                raise ValueError(
+                    f"api_key {key!r} is a system environment variable, not an API key; "
+                    "pass the key as SecretStr('...') or name the variable that holds it"
+                )
+            if key not in os.environ:
+                raise ValueError(
+                    f"environment variable {key} is not set: export {key}=<your key>, "
+                    "or pass a raw key as SecretStr('...')"
+                )
+            value = os.environ[key].strip()
+            if not value:
+                raise ValueError(f"environment variable {key} is empty")
+            object.__setattr__(self, "api_key_is_env", True)
+            self._secret = SecretStr(value)
+            return
+        # A raw credential: keep it privately, never serialize it.
+        self._secret = SecretStr(key.strip())
+        object.__setattr__(self, "api_key", None)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_base(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @field_validator("connect_timeout")
+    @classmethod
+    def _check_connect(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"connect_timeout must be a finite number > 0, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_params(self) -> EndpointConfig:
+        if self.params:
+            allowed = set(self.endpoint_params or ())
+            unknown = sorted(set(self.params) - allowed)
+            if unknown:
+                raise ValueError(f"params {unknown} not in endpoint_params {sorted(allowed)}")
+        return self
+
+    def secret(self) -> SecretStr | None:
+        """The resolved credential, reading ``api_key_env`` when none was given."""
+        if self._secret is None and self.api_key_env:
+            value = os.environ.get(self.api_key_env, "").strip()
+            if value:
+                self._secret = SecretStr(value)
+                object.__setattr__(self, "api_key", self.api_key_env)
+                object.__setattr__(self, "api_key_is_env", True)
+        return self._secret
+
+    @property
+    def full_url(self) -> str:
+        """``base_url/endpoint`` with ``params`` filled in."""
+        if not self.base_url:
+            raise errors.ConfigurationError(f"endpoint {self.name!r} has no base_url")
+        path = self.endpoint.format(**self.params) if self.params else self.endpoint
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def __repr_args__(self) -> Any:
+        return [(k, v) for k, v in super().__repr_args__() if k != "kwargs" or v]
