@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from lionpride import errors
+from lionpride.core.clock import FakeClock
 from lionpride.services.distributed import RedisCircuitBreaker
 from lionpride.services.utilities.resilience import CircuitBreakerOpenError, CircuitState
 
@@ -126,6 +127,57 @@ async def test_a_cancelled_probe_frees_its_slot(redis_server: RedisServer) -> No
         await task
     assert await b.execute(ok) == "ok"
     for breaker in (a, b):
+        await breaker.aclose()
+
+
+async def test_an_open_breaker_reads_half_open_once_its_recovery_time_passed(
+    redis_server: RedisServer,
+) -> None:
+    """Like CircuitBreaker.state, the shared state reads HALF_OPEN after recovery_time."""
+    clock = FakeClock()
+    breaker = RedisCircuitBreaker(
+        failure_threshold=1,
+        recovery_time=30.0,
+        redis_url=redis_server.url,
+        breaker_key="svc",
+        clock=clock,
+    )
+    with pytest.raises(errors.ServerError):
+        await breaker.execute(fail)
+    assert breaker.state is CircuitState.OPEN
+    await clock.advance(29.9)
+    assert breaker.state is CircuitState.OPEN
+    await clock.advance(0.1)
+    assert breaker.state is CircuitState.HALF_OPEN
+    await breaker.aclose()
+
+
+async def test_a_rejected_caller_reads_half_open_when_the_remaining_wait_passed(
+    redis_server: RedisServer,
+) -> None:
+    """A process that only saw the open state in a rejection counts from the wait Redis reported."""
+    clock = FakeClock()
+    opener, other = (
+        RedisCircuitBreaker(
+            failure_threshold=2,
+            recovery_time=30.0,
+            redis_url=redis_server.url,
+            breaker_key="svc",
+            clock=each,
+        )
+        for each in (FakeClock(), clock)
+    )
+    for _ in range(2):
+        with pytest.raises(errors.ServerError):
+            await opener.execute(fail)
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        await other.execute(ok)
+    wait = info.value.retry_after
+    assert wait is not None and 29 < wait <= 30
+    assert other.state is CircuitState.OPEN
+    await clock.advance(wait)
+    assert other.state is CircuitState.HALF_OPEN
+    for breaker in (opener, other):
         await breaker.aclose()
 
 

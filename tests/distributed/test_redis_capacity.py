@@ -166,6 +166,19 @@ async def test_settle_reconciles_tokens(make_backend: Factory) -> None:
     assert (await levels(backend))["tokens"] == pytest.approx(50, abs=0.5)
 
 
+async def test_a_refund_wakes_a_waiter_at_once(make_backend: Factory) -> None:
+    """A waiter blocked on tokens is granted as soon as another call's settle refunds them."""
+    limiter = RateLimiter(backend=make_backend(None, RateLimitConfig(100, 0.01)))
+    first = await limiter.acquire(0, 100)
+    waiter = asyncio.create_task(limiter.acquire(0, 50))
+    await asyncio.sleep(0.05)  # queued, with a computed wait of 5000 s
+    assert not waiter.done() and limiter.queue_depth == 1
+    first.settle(10)
+    granted = await asyncio.wait_for(waiter, 5)
+    assert granted.tokens == 50 and granted.waited < 5
+    assert limiter.queue_depth == 0
+
+
 # --- Redis only ---------------------------------------------------------------------------------
 
 

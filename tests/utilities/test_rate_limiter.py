@@ -463,6 +463,26 @@ async def test_charge_into_debt_makes_later_calls_wait() -> None:
     assert lim.levels["tokens"] == pytest.approx(10)
 
 
+@pytest.mark.parametrize("explicit_backend", [False, True])
+async def test_settle_refund_wakes_a_waiter_on_local_buckets(explicit_backend: bool) -> None:
+    """A settle refund wakes a token waiter at once, with buckets or a LocalCapacity backend."""
+    clock = FakeClock()
+    tokens = bucket(clock, 100, 0.01)
+    lim = (
+        RateLimiter(clock=clock, backend=LocalCapacity(None, tokens))
+        if explicit_backend
+        else RateLimiter(None, tokens, clock=clock)
+    )
+    first = await lim.acquire(0, 100)
+    waiter = asyncio.create_task(lim.acquire(0, 50))
+    await settle()
+    assert not waiter.done()
+    first.settle(10)
+    await settle()
+    assert waiter.done() and clock.now() == 0
+    assert lim.levels["tokens"] == 40
+
+
 async def test_limiter_release_validates_and_wakes_waiters() -> None:
     """release() returns capacity and wakes a waiter that can now be served."""
     clock = FakeClock()

@@ -81,35 +81,42 @@ return {state, tostring(epoch), '0', '1'}
 )
 
 #: KEYS: state hash, probe leases. ARGV: outcome (success, failure or release), epoch,
-#: failure threshold, probe id ("" for none), state TTL ms. Returns ``{state, previous}``
-#: where previous is "" unless this outcome made a transition.
+#: failure threshold, probe id ("" for none), state TTL ms, recovery ms. Returns
+#: ``{state, previous, wait_ms}`` where previous is "" unless this outcome made a transition
+#: and wait_ms is what is left of the recovery time while the state is open ("0" otherwise).
 RECORD_SCRIPT = (
     _NOW_MS_LUA
     + """
 if ARGV[4] ~= '' then redis.call('ZREM', KEYS[2], ARGV[4]) end
-local v = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'failures')
+local v = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'failures', 'opened_at')
 local state = v[1] or 'closed'
 local epoch = tonumber(v[2]) or 0
-if ARGV[1] == 'release' or tonumber(ARGV[2]) ~= epoch then return {state, ''} end
+local opened_at = tonumber(v[4]) or now
 local new = state
-if ARGV[1] == 'success' then
-  if state == 'half_open' then
-    new = 'closed'
-  elseif (tonumber(v[3]) or 0) > 0 then
-    redis.call('HSET', KEYS[1], 'failures', 0)
+if ARGV[1] ~= 'release' and tonumber(ARGV[2]) == epoch then
+  if ARGV[1] == 'success' then
+    if state == 'half_open' then
+      new = 'closed'
+    elseif (tonumber(v[3]) or 0) > 0 then
+      redis.call('HSET', KEYS[1], 'failures', 0)
+    end
+  elseif state == 'half_open' then
+    new = 'open'
+  elseif state == 'closed' then
+    if redis.call('HINCRBY', KEYS[1], 'failures', 1) >= tonumber(ARGV[3]) then new = 'open' end
   end
-elseif state == 'half_open' then
-  new = 'open'
-elseif state == 'closed' then
-  if redis.call('HINCRBY', KEYS[1], 'failures', 1) >= tonumber(ARGV[3]) then new = 'open' end
+  if new ~= state then
+    redis.call('HSET', KEYS[1], 'state', new, 'epoch', epoch + 1, 'failures', 0, 'opened_at', now)
+    redis.call('DEL', KEYS[2])
+    opened_at = now
+  end
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
 end
-if new ~= state then
-  redis.call('HSET', KEYS[1], 'state', new, 'epoch', epoch + 1, 'failures', 0, 'opened_at', now)
-  redis.call('DEL', KEYS[2])
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
-if new ~= state then return {new, state} end
-return {new, ''}
+local left = 0
+if new == 'open' then left = math.max(opened_at + tonumber(ARGV[6]) - now, 0) end
+local previous = ''
+if new ~= state then previous = state end
+return {new, previous, tostring(left)}
 """
 )
 
@@ -131,7 +138,8 @@ class RedisCircuitBreaker(CircuitBreaker):
         breaker_key: Name of the shared state.
         on_redis_error: ``"fallback"`` (this process's own breaker, one warning) or ``"raise"``.
         probe_ttl: Seconds after which a probe slot of a vanished prober is freed.
-        clock: Time source of the local fallback breaker and the reconnect backoff.
+        clock: Time source of the local fallback breaker, the reconnect backoff and the
+            OPEN-to-HALF_OPEN reading of :attr:`state`.
         socket_timeout: Seconds a Redis connect or reply may take.
 
     Raises:
@@ -179,6 +187,8 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._probe_ms = math.ceil(probe_ttl * 1000)
         self._state_ttl_ms = math.ceil((self.recovery_time + _STATE_TTL) * 1000)
         self._shared_state = CircuitState.CLOSED
+        # When (on ``clock``) the shared OPEN state Redis last reported ends its recovery time.
+        self._shared_open_until = 0.0
         self._records: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -191,10 +201,23 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     @property
     def state(self) -> CircuitState:
-        """The state Redis last reported (the local breaker's while in fallback)."""
+        """The state Redis last reported (the local breaker's while in fallback).
+
+        As with :class:`CircuitBreaker`, an OPEN breaker whose recovery time passed reads
+        HALF_OPEN: the recovery time left that Redis reported with the OPEN state is counted
+        down on ``clock``, and the next attempt's admission makes the move in Redis.
+        """
         if not self._link.shared:
             return super().state
+        if self._shared_state is CircuitState.OPEN and self._clock.now() >= self._shared_open_until:
+            return CircuitState.HALF_OPEN
         return self._shared_state
+
+    def _observe(self, state: str, wait_ms: str) -> None:
+        """Remember a state Redis reported, with the recovery time it has left when OPEN."""
+        self._shared_state = CircuitState(state)
+        if self._shared_state is CircuitState.OPEN:
+            self._shared_open_until = self._clock.now() + float(wait_ms) / 1000
 
     async def execute(
         self, func: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
@@ -221,7 +244,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         if reply is None:
             return await super().execute(func, *args, **kwargs)
         state, epoch, wait_ms, probe = (_text(v) for v in reply)
-        self._shared_state = CircuitState(state)
+        self._observe(state, wait_ms)
         is_probe = probe == "1"
         if self._shared_state is not CircuitState.CLOSED and not is_probe:
             self._reject(float(wait_ms) / 1000)
@@ -262,7 +285,14 @@ class RedisCircuitBreaker(CircuitBreaker):
         await asyncio.shield(task)
 
     async def _send(self, outcome: str, epoch: str, probe_id: str) -> None:
-        args = (outcome, epoch, self.failure_threshold, probe_id, self._state_ttl_ms)
+        args = (
+            outcome,
+            epoch,
+            self.failure_threshold,
+            probe_id,
+            self._state_ttl_ms,
+            self._recovery_ms,
+        )
         try:
             reply = await self._link.run(RECORD_SCRIPT, self._keys, args)
         except errors.ConnectionError as exc:
@@ -272,8 +302,8 @@ class RedisCircuitBreaker(CircuitBreaker):
             return
         if reply is None:
             return
-        new, old = (_text(v) for v in reply)
-        self._shared_state = CircuitState(new)
+        new, old, wait_ms = (_text(v) for v in reply)
+        self._observe(new, wait_ms)
         if old:
             now = self._clock.now()
             self._state_changes.append({"time": now, "from": old, "to": new, "shared": True})

@@ -16,7 +16,10 @@ Guarantees and limits of the guarantee:
   order is only approximate, since whichever process asks first after a refill wins.
 * ``give_back`` (refunds, token reconciliation) and ``pause`` (a 429's ``retry_after``) are
   synchronous in the backend protocol, so they are sent to Redis by a task this backend owns;
-  :meth:`RedisCapacity.flush` awaits them and :meth:`RedisCapacity.aclose` does too.
+  :meth:`RedisCapacity.flush` awaits them and :meth:`RedisCapacity.aclose` does too. Once a
+  refund has landed, the backend kicks the queue of the limiter over it (the optional
+  ``subscribe`` hook), which asks Redis again at once instead of sleeping out a wait computed
+  before the refund.
 * Redis unreachable: with ``on_redis_error="fallback"`` the backend logs one warning and uses
   local buckets with the same limits, starting from the last levels Redis reported; it tries
   Redis again after a backoff and returns to the shared buckets when it answers. Capacity taken
@@ -32,7 +35,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-from collections.abc import Coroutine
+import weakref
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
@@ -224,6 +228,7 @@ class RedisCapacity:
         self._local = self._fresh_local()
         self._local_for = 0  # the link's fallback count when _local was made
         self._tasks: set[asyncio.Task[None]] = set()
+        self._kicks: list[weakref.WeakMethod[Callable[[], None]]] = []
 
     def __repr__(self) -> str:
         return f"RedisCapacity({self.limit_key!r}, shared={self.shared})"
@@ -299,10 +304,21 @@ class RedisCapacity:
             return
         self._spawn(self._give_back_shared(requests, tokens))
 
+    def subscribe(self, kick: Callable[[], None]) -> None:
+        """Call ``kick`` (a bound method, held weakly) once a refund has reached the buckets."""
+        self._kicks = [ref for ref in self._kicks if ref() is not None]
+        self._kicks.append(weakref.WeakMethod(kick))
+
     async def _give_back_shared(self, requests: int, tokens: int) -> None:
         keys = self._keys[:2]
         if await self._run(GIVE_BACK_SCRIPT, keys, (*self._shape, requests, tokens)) is None:
             self._local.give_back(requests, tokens)
+        if requests > 0 or tokens > 0:
+            # Only now can the limiter's next ask see the refund; a charge frees nothing.
+            for ref in self._kicks:
+                kick = ref()
+                if kick is not None:
+                    kick()
 
     def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds``, in every process sharing the key."""

@@ -8,7 +8,8 @@ takes nothing, and a large request at the head is never overtaken by smaller one
 
 :class:`RateLimiter` waits on a :class:`CapacityBackend`. :class:`LocalCapacity` is the
 in-process backend over two buckets; a shared backend (Redis) plugs in by implementing the
-same five methods and passing ``RateLimiter(backend=...)``. The waiting core (the queue, its
+same five methods (plus, optionally, ``subscribe`` so refunds wake the queue) and passing
+``RateLimiter(backend=...)``. The waiting core (the queue, its
 timer and the deadline scope) lives in the private module ``_waiting``.
 
 Example:
@@ -303,9 +304,16 @@ class TokenBucket:
 class CapacityBackend(Protocol):
     """Where a :class:`RateLimiter` takes capacity from.
 
-    ``take`` must take both amounts or neither. A backend may also offer a synchronous
-    ``try_take(requests, tokens) -> float`` with the same meaning; the limiter then grants
-    without awaiting and supports ``try_acquire``.
+    ``take`` must take both amounts or neither. Two optional methods, looked up by name:
+
+    * ``try_take(requests, tokens) -> float``: a synchronous ``take``; the limiter then grants
+      without awaiting and supports ``try_acquire``.
+    * ``subscribe(kick: Callable[[], None]) -> None``: the limiter passes its queue's (bound)
+      ``kick`` once, at construction; the backend calls it, on the event loop, whenever
+      capacity comes back to it (a refund through ``give_back``, a reset), so that waiters
+      are re-examined at once instead of sleeping out a wait computed before the refund. The
+      backend may hold ``kick`` weakly. Without it, waiters still get their capacity, only no
+      sooner than the wait the backend last answered.
     """
 
     def check(self, requests: int, tokens: int) -> None:
@@ -349,6 +357,12 @@ class LocalCapacity:
             )
         if tb is not None and tokens > tb.capacity:
             raise ValueError(f"tokens={tokens} exceeds the token bucket's capacity {tb.capacity}")
+
+    def subscribe(self, kick: Callable[[], None]) -> None:
+        """Call ``kick`` whenever either bucket gets capacity back (held weakly)."""
+        for bucket in (self.request_bucket, self.token_bucket):
+            if bucket is not None:
+                bucket._subscribe(kick)
 
     def try_take(self, requests: int, tokens: int) -> float:
         """Take both amounts now (0.0), or nothing and return the seconds to wait."""
@@ -489,9 +503,11 @@ class RateLimiter:
             take_now=self._take_queued if self._take_now is not None else None,
             take=self._take_queued_async,
         )
-        for bucket in (request_bucket, token_bucket):
-            if bucket is not None:
-                bucket._subscribe(self._queue.kick)
+        subscribe: Callable[[Callable[[], None]], None] | None = getattr(
+            self._backend, "subscribe", None
+        )
+        if subscribe is not None:
+            subscribe(self._queue.kick)
 
     @property
     def clock(self) -> Clock:

@@ -63,6 +63,15 @@ from typing import Any, ParamSpec, TypeVar
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.services.utilities._resilience_parts import (
+    _check_keys,
+    _count,
+    _exception_name,
+    _exception_types,
+    _OutcomeWindow,
+    _positive,
+    _resolve_exceptions,
+)
 from lionpride.services.utilities._retry_after import parse_retry_after, should_retry_header
 
 __all__ = [
@@ -91,9 +100,6 @@ HALF_OPEN_RETRY_AFTER = 1.0
 #: hints when a quota is spent; like the official SDKs we do not sleep that long inside a call,
 #: the error (carrying ``retry_after``) is raised at once instead. A deadline bounds it otherwise.
 MAX_SERVER_WAIT = 60.0
-
-#: Number of time buckets in the failure-rate window; memory stays bounded by this.
-_RATE_BUCKETS = 10
 
 #: How many state changes ``CircuitBreaker.metrics`` keeps.
 _MAX_STATE_CHANGES = 100
@@ -136,124 +142,11 @@ class CircuitBreakerOpenError(errors.ConnectionError):
         self.retry_after = retry_after
 
 
-# --- shared validation and (de)serialization helpers -------------------------------------------
-
-
-def _positive(name: str, value: object) -> float:
-    """Return ``value`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` or raise ``ValueError`` unless it is an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _exception_types(name: str, values: Iterable[object]) -> tuple[type[BaseException], ...]:
-    """Validate that every item is an exception class; keep order, drop duplicates."""
-    out: list[type[BaseException]] = []
-    for value in values:
-        if not (isinstance(value, type) and issubclass(value, BaseException)):
-            raise TypeError(f"{name} must hold exception classes, got {value!r}")
-        if value not in out:
-            out.append(value)
-    return tuple(out)
-
-
-def _exception_name(cls: type[BaseException]) -> str:
-    """Return the dotted name that :func:`_resolve_exception` reads back."""
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _resolve_exception(name: object) -> type[BaseException]:
-    """Map a dotted name back to its class, from an allow-list only.
-
-    Nothing is imported: only builtin exceptions, the classes of :mod:`lionpride.errors` and
-    :class:`CircuitBreakerOpenError` can be named, so a config file cannot reach arbitrary code.
-    A bare name (``"ValueError"``) means the builtin.
-    """
-    if not isinstance(name, str):
-        raise ValueError(f"exception names must be strings, got {name!r}")
-    allowed: dict[str, type[BaseException]] = {
-        _exception_name(CircuitBreakerOpenError): CircuitBreakerOpenError
-    }
-    for module in (builtins, errors):
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, BaseException)
-                and value.__module__ == module.__name__
-            ):
-                allowed[_exception_name(value)] = value
-    cls = allowed.get(name if "." in name else f"builtins.{name}")
-    if cls is None:
-        raise ValueError(
-            f"exception {name!r} is not allowed: only builtin exceptions and "
-            "lionpride.errors classes can be restored"
-        )
-    return cls
-
-
-def _resolve_exceptions(name: str, values: object) -> tuple[type[BaseException], ...]:
-    """Resolve a JSON list of exception names through the allow-list."""
-    if isinstance(values, str) or not isinstance(values, list | tuple):
-        raise ValueError(f"{name} must be a list of exception names, got {values!r}")
-    return tuple(_resolve_exception(v) for v in values)
-
-
-def _check_keys(kind: str, data: Mapping[str, Any], known: Iterable[str]) -> None:
-    """Reject unknown keys so a typo in a saved config is not silently ignored."""
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {kind} keys: {', '.join(unknown)}")
+#: Classes of this module that saved configs may name, besides builtins and lionpride.errors.
+_RESTORABLE = (CircuitBreakerOpenError,)
 
 
 # --- circuit breaker ----------------------------------------------------------------------------
-
-
-class _OutcomeWindow:
-    """Calls and failures over the last ``window`` seconds, in a fixed number of buckets.
-
-    Each bucket covers ``window / _RATE_BUCKETS`` seconds, so the counted span is between 90 %
-    and 100 % of ``window`` and memory never grows with traffic.
-    """
-
-    __slots__ = ("_buckets", "_width")
-
-    def __init__(self, window: float) -> None:
-        self._width = window / _RATE_BUCKETS
-        self._buckets: deque[list[int]] = deque()  # [bucket index, calls, failures]
-
-    def record(self, now: float, failed: bool) -> None:
-        """Count one finished call at ``now``."""
-        index = self._expire(now)
-        if self._buckets and self._buckets[-1][0] == index:
-            bucket = self._buckets[-1]
-            bucket[1] += 1
-            bucket[2] += failed
-        else:
-            self._buckets.append([index, 1, int(failed)])
-
-    def totals(self, now: float) -> tuple[int, int]:
-        """Return ``(calls, failures)`` inside the window ending at ``now``."""
-        self._expire(now)
-        return sum(b[1] for b in self._buckets), sum(b[2] for b in self._buckets)
-
-    def clear(self) -> None:
-        """Forget every recorded call."""
-        self._buckets.clear()
-
-    def _expire(self, now: float) -> int:
-        index = int(now // self._width)
-        while self._buckets and self._buckets[0][0] <= index - _RATE_BUCKETS:
-            self._buckets.popleft()
-        return index
 
 
 class CircuitBreaker:
@@ -416,7 +309,7 @@ class CircuitBreaker:
         )
         if fields.get("excluded_exceptions") is not None:
             fields["excluded_exceptions"] = _resolve_exceptions(
-                "excluded_exceptions", fields["excluded_exceptions"]
+                "excluded_exceptions", fields["excluded_exceptions"], _RESTORABLE
             )
         return cls(**fields, clock=clock)
 
@@ -583,7 +476,7 @@ class RetryConfig:
         fields = dict(data)
         _check_keys("RetryConfig", fields, cls.__dataclass_fields__)
         if fields.get("retry_on") is not None:
-            fields["retry_on"] = _resolve_exceptions("retry_on", fields["retry_on"])
+            fields["retry_on"] = _resolve_exceptions("retry_on", fields["retry_on"], _RESTORABLE)
         return cls(**fields)
 
 
