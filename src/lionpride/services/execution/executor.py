@@ -18,12 +18,8 @@ from typing import Any, TypeVar
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
-from lionpride.services.utilities._waiting import (
-    _DeadlineScope,
-    _require_count,
-    _require_positive,
-    _WaitGroup,
-)
+from lionpride.services.utilities._checks import _require_count, _require_positive
+from lionpride.services.utilities._waiting import _DeadlineScope, _WaitGroup
 from lionpride.services.utilities.rate_limiter import (
     RateLimitConfig,
     RateLimiter,

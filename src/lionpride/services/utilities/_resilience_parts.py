@@ -9,7 +9,6 @@ imported from outside the utilities package.
 from __future__ import annotations
 
 import builtins
-import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,31 +18,13 @@ from lionpride import errors
 __all__ = [
     "_OutcomeWindow",
     "_check_keys",
-    "_count",
     "_exception_name",
     "_exception_types",
-    "_positive",
     "_resolve_exceptions",
 ]
 
 #: Number of time buckets in the failure-rate window; memory stays bounded by this.
 _RATE_BUCKETS = 10
-
-
-def _positive(name: str, value: object) -> float:
-    """Return ``value`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` or raise ``ValueError`` unless it is an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _exception_types(name: str, values: Iterable[object]) -> tuple[type[BaseException], ...]:

@@ -24,28 +24,7 @@ __all__ = [
     "_WaitGroup",
     "_WaitQueue",
     "_Waiter",
-    "_require_count",
-    "_require_positive",
 ]
-
-
-def _require_positive(name: str, value: float) -> float:
-    """Return ``value`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _require_count(name: str, value: int, minimum: int = 0) -> int:
-    """Return ``value``, or raise ``ValueError`` unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 class _WaitGroup:

@@ -28,13 +28,8 @@ from typing import Protocol, runtime_checkable
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
-from lionpride.services.utilities._waiting import (
-    _DeadlineScope,
-    _require_count,
-    _require_positive,
-    _WaitGroup,
-    _WaitQueue,
-)
+from lionpride.services.utilities._checks import _require_count, _require_positive
+from lionpride.services.utilities._waiting import _DeadlineScope, _WaitGroup, _WaitQueue
 
 __all__ = [
     "CapacityBackend",

@@ -63,13 +63,12 @@ from typing import Any, ParamSpec, TypeVar
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.services.utilities._checks import _require_count, _require_positive
 from lionpride.services.utilities._resilience_parts import (
     _check_keys,
-    _count,
     _exception_name,
     _exception_types,
     _OutcomeWindow,
-    _positive,
     _resolve_exceptions,
 )
 from lionpride.services.utilities._retry_after import parse_retry_after, should_retry_header
@@ -185,22 +184,24 @@ class CircuitBreaker:
         min_calls: int = 10,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.failure_threshold = _count("failure_threshold", failure_threshold, 1)
-        self.recovery_time = _positive("recovery_time", recovery_time)
-        self.half_open_max_calls = _count("half_open_max_calls", half_open_max_calls, 1)
+        self.failure_threshold = _require_count("failure_threshold", failure_threshold, 1)
+        self.recovery_time = _require_positive("recovery_time", recovery_time)
+        self.half_open_max_calls = _require_count("half_open_max_calls", half_open_max_calls, 1)
         self.excluded_exceptions = _exception_types(
             "excluded_exceptions", excluded_exceptions or ()
         )
         self.name = name
         if failure_rate_threshold is not None:
-            failure_rate_threshold = _positive("failure_rate_threshold", failure_rate_threshold)
+            failure_rate_threshold = _require_positive(
+                "failure_rate_threshold", failure_rate_threshold
+            )
             if failure_rate_threshold > 1:
                 raise ValueError(
                     f"failure_rate_threshold must be <= 1, got {failure_rate_threshold!r}"
                 )
         self.failure_rate_threshold = failure_rate_threshold
-        self.window = _positive("window", window)
-        self.min_calls = _count("min_calls", min_calls, 1)
+        self.window = _require_positive("window", window)
+        self.min_calls = _require_count("min_calls", min_calls, 1)
         self._clock = clock
         if any(issubclass(Exception, cls) for cls in self.excluded_exceptions):
             logger.warning(
@@ -420,13 +421,13 @@ class RetryConfig:
     retry_on: tuple[type[BaseException], ...] | None = None
 
     def __post_init__(self) -> None:
-        _count("max_retries", self.max_retries, 0)
-        initial = _positive("initial_delay", self.initial_delay)
-        if _positive("max_delay", self.max_delay) < initial:
+        _require_count("max_retries", self.max_retries, 0)
+        initial = _require_positive("initial_delay", self.initial_delay)
+        if _require_positive("max_delay", self.max_delay) < initial:
             raise ValueError(
                 f"max_delay must be >= initial_delay, got {self.max_delay!r} < {initial!r}"
             )
-        if _positive("exponential_base", self.exponential_base) < 1:
+        if _require_positive("exponential_base", self.exponential_base) < 1:
             raise ValueError(
                 f"exponential_base must be >= 1 (waits would shrink), got {self.exponential_base!r}"
             )
