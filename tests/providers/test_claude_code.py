@@ -15,7 +15,7 @@ import pytest
 
 from lionpride import errors
 from lionpride.services import iModel
-from lionpride.services.providers import ClaudeCodeEndpoint, match_endpoint
+from lionpride.services.providers import ClaudeCodeEndpoint, claude_code, match_endpoint
 from lionpride.services.providers.claude_code import ClaudeCodeError, ClaudeCodeRequest
 
 SESSION = "5b8c1e7a-0d1f-4a52-9a57-3c2d1f0e9b11"
@@ -547,3 +547,19 @@ async def test_imodel_streams_and_keeps_the_session(cli: FakeCLI, tmp_path: Path
     assert chunks[-1].is_final and chunks[-1].response is not None
     assert chunks[-1].response.data == "The answer is 42."
     assert model.provider_metadata["session_id"] == SESSION
+
+
+async def test_cli_lingering_after_its_result_is_stopped(
+    cli: FakeCLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI that prints its result and then hangs is stopped after a short grace; the
+    result is returned and the process is gone."""
+    monkeypatch.setattr(claude_code, "_EXIT_GRACE", 0.2)
+    cli.play({"lines": FULL_RUN, "hang": True})
+    backend = cli.endpoint(repo=str(tmp_path))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    response = await backend.call(backend.create_payload({"prompt": "x"}), timeout=30)
+    assert response.data == "The answer is 42."
+    assert loop.time() - start < 5
+    assert gone(cli.records()[-1]["pid"])

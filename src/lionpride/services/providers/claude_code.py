@@ -55,6 +55,8 @@ _INSTALL_HINT = (
 )
 #: Longer prompts go through stdin: Linux refuses a single argument over 128 KiB.
 _MAX_ARG_BYTES = 100_000
+#: Seconds a CLI may take to exit after printing its result before it is stopped.
+_EXIT_GRACE = 5.0
 #: Upper bound of one event line (a tool result may carry a whole file).
 _LINE_LIMIT = 64 * 1024 * 1024
 _STDERR_TAIL = 16 * 1024
@@ -429,7 +431,16 @@ class ClaudeCodeEndpoint(Endpoint):
                         f"{text[:200].decode('utf-8', 'replace')!r}",
                         stderr=_tail(stderr),
                     )
-                saw_result = saw_result or event.get("type") == "result"
+                if event.get("type") == "result":
+                    saw_result = True
+                    yield event
+                    # The result is the answer. The CLI exits right after it; one that
+                    # lingers, or a tool left holding its pipes, gets a short grace and is
+                    # then stopped (below), never waited on until the call's deadline.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(min(_EXIT_GRACE, deadline - loop.time())):
+                            await proc.wait()
+                    return
                 yield event
             async with asyncio.timeout_at(deadline):
                 code = await proc.wait()
