@@ -66,3 +66,19 @@ async def test_silent_server_fails_within_the_connect_timeout(tmp_path: Path) ->
     else:
         os.kill(pid, 9)
         pytest.fail("the silent server outlived its pool")
+
+
+async def test_a_slow_server_starting_does_not_hold_up_another(tmp_path: Path) -> None:
+    """While one server is still starting, a call to another server goes through."""
+    script = "import time; time.sleep(60)"
+    pool = MCPConnectionPool(connect_timeout=3)
+    slow = asyncio.ensure_future(
+        pool.connection({"name": "slow", "command": sys.executable, "args": ["-c", script]})
+    )
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await pool.connection({"name": "echo", "command": sys.executable, "args": [str(SERVER)]})
+    assert time.monotonic() - started < 2.5 and not slow.done()
+    with pytest.raises(MCPConnectionError):
+        await slow
+    await pool.aclose()

@@ -242,7 +242,8 @@ class MCPConnectionPool:
         self.connect_timeout = connect_timeout
         self.configs: dict[str, dict[str, Any]] = {}
         self._connections: dict[str, _Connection] = {}
-        self._lock = asyncio.Lock()
+        # One lock per server: a slow server starting up never holds up calls to the others.
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def connection(self, config: Mapping[str, Any]) -> _Connection:
         """The live connection for ``config``, opened (or reopened) now if needed.
@@ -258,7 +259,10 @@ class MCPConnectionPool:
                 f"got keys {sorted(map(str, config))}"
             )
         key = server_key(config)
-        async with self._lock:
+        conn = self._connections.get(key)
+        if conn is not None and conn.alive:
+            return conn
+        async with self._locks.setdefault(key, asyncio.Lock()):
             conn = self._connections.get(key)
             if conn is not None and conn.alive:
                 return conn
@@ -280,8 +284,7 @@ class MCPConnectionPool:
 
     async def aclose(self) -> None:
         """Close every connection (stdio servers stop); the pool can be used again."""
-        async with self._lock:
-            conns, self._connections = list(self._connections.values()), {}
+        conns, self._connections = list(self._connections.values()), {}
         for conn in conns:
             await conn.close()
 
