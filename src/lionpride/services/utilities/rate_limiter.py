@@ -543,13 +543,18 @@ class RateLimiter:
             ValueError: Negative or non-integer amounts, a non-finite priority, or an amount
                 above a bucket's capacity (the message names both numbers).
         """
-        _require_count("requests", requests)
-        _require_count("tokens", tokens)
+        # Exact-type checks first: this runs on every call, and plain ints and floats are
+        # the norm; anything else gets the full checks (and their messages).
+        if type(requests) is not int or requests < 0:
+            _require_count("requests", requests)
+        if type(tokens) is not int or tokens < 0:
+            _require_count("tokens", tokens)
+        kind = type(priority)
         if (
-            isinstance(priority, bool)
-            or not isinstance(priority, int | float)
-            or not math.isfinite(priority)
-        ):
+            kind is not float
+            and kind is not int
+            and (kind is bool or not isinstance(priority, int | float))
+        ) or not math.isfinite(priority):
             raise ValueError(f"priority must be a finite number, got {priority!r}")
         self._backend.check(requests, tokens)
 
