@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -24,3 +26,15 @@ async def test_custom_backend_example_runs(capsys: object) -> None:
     exec(compile(code, str(README), "exec"), namespace)
     await namespace["_example"]()  # type: ignore[operator]
     assert "HI" in capsys.readouterr().out  # type: ignore[attr-defined]
+
+
+def test_importing_the_package_is_cheap() -> None:
+    """``import lionpride.services`` loads neither aiohttp nor any optional dependency;
+    the names load on first use."""
+    code = (
+        "import sys, lionpride.services as s; "
+        "print(sorted(m for m in ('aiohttp', 'redis', 'mcp', 'tiktoken', 'opentelemetry') "
+        "if m in sys.modules)); s.iModel; print('aiohttp' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
