@@ -53,15 +53,23 @@ async def run_chunk_hooks(calling: Calling, chunk: StreamChunk) -> None:
 
 
 class ModelRuntime:
-    """An iModel's live state: its observer and what ``aclose`` must close besides."""
+    """An iModel's live state: its observer, what ``aclose`` must close besides, and the
+    settings of limits shared through Redis (kept by ``to_dict``)."""
 
-    __slots__ = ("closers", "keeps_session", "observer")
+    __slots__ = ("closers", "keeps_session", "observer", "shared")
 
-    def __init__(self, observer: ModelObserver, closers: list[Any], keeps_session: bool) -> None:
+    def __init__(
+        self,
+        observer: ModelObserver,
+        closers: list[Any],
+        keeps_session: bool,
+        shared: dict[str, Any] | None = None,
+    ) -> None:
         self.observer = observer
         self.closers = closers
         #: Whether the backend is a CLI whose session id the next call resumes.
         self.keeps_session = keeps_session
+        self.shared = shared
 
 
 def model_of(calling: Calling) -> str | None:
@@ -82,8 +90,12 @@ def shared_limits(
     capacity_refresh_time: float,
     queue_capacity: int,
     concurrency_limit: int,
-) -> tuple[RateLimitedExecutor | None, list[Any]]:
-    """Build the Redis-backed executor (and shared breaker); returns what to close."""
+) -> tuple[RateLimitedExecutor | None, list[Any], dict[str, Any]]:
+    """Build the Redis-backed executor (and shared breaker).
+
+    Returns the executor, what ``aclose`` must close, and the settings ``to_dict`` keeps
+    (everything but the Redis URL, which may hold a password: it is given again on load).
+    """
     from lionpride.services.distributed import (
         RedisCircuitBreaker,
         default_limit_key,
@@ -92,10 +104,19 @@ def shared_limits(
     from lionpride.services.types.endpoint import Endpoint
 
     closers: list[Any] = []
+    settings: dict[str, Any] = {"on_redis_error": on_redis_error, "breaker_key": breaker_key}
     if executor is None and (limit_requests is not None or limit_tokens is not None):
         secret = backend.config.secret() if isinstance(backend, Endpoint) else None
         key = limit_key or default_limit_key(
             backend.name, secret.get_secret_value() if secret is not None else None
+        )
+        settings.update(
+            limit_key=key,
+            limit_requests=limit_requests,
+            limit_tokens=limit_tokens,
+            capacity_refresh_time=capacity_refresh_time,
+            queue_capacity=queue_capacity,
+            concurrency_limit=concurrency_limit,
         )
         limiter = make_limiter(
             redis_url=redis_url,
@@ -125,4 +146,4 @@ def shared_limits(
         )
         backend.circuit_breaker = shared  # type: ignore[attr-defined]
         closers.append(shared.aclose)
-    return executor, closers
+    return executor, closers, settings

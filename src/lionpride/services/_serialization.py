@@ -20,7 +20,15 @@ __all__ = ["model_from_dict", "model_to_dict", "request_schema_name"]
 
 
 _DICT_KEYS = frozenset(
-    {"backend", "executor", "rate_limiter", "provider_metadata", "metadata", "hook_registry"}
+    {
+        "backend",
+        "executor",
+        "rate_limiter",
+        "shared_limits",
+        "provider_metadata",
+        "metadata",
+        "hook_registry",
+    }
 )
 
 
@@ -104,9 +112,15 @@ def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json")
     json_mode: Literal["python", "json"] = "python" if mode == "python" else "json"
     data = backend.to_dict(mode=json_mode, exclude={"id", "created_at"})
     data["config"]["request_options"] = request_schema_name(backend.config.request_options)
+    shared = model._rt.shared
     out: dict[str, Any] = {
         "backend": data,
-        "executor": model.executor.to_dict() if model.executor is not None else None,
+        # Limits shared through Redis are kept as their settings (the URL is given again on
+        # load: it may hold a password); the executor itself is rebuilt from them.
+        "executor": (
+            model.executor.to_dict() if model.executor is not None and shared is None else None
+        ),
+        "shared_limits": dict(shared) if shared is not None else None,
         "rate_limiter": model.rate_limiter.to_dict() if model.rate_limiter is not None else None,
         "provider_metadata": dict(model.provider_metadata),
         "metadata": {**model.metadata, "lion_class": model.class_name(full=True)},
@@ -140,6 +154,17 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
         raise ValueError("iModel.from_dict: 'metadata' must be a dict")
     metadata = dict(metadata)
     metadata.pop("lion_class", None)
+    shared = data.get("shared_limits")
+    if shared is not None:
+        if not isinstance(shared, dict):
+            raise ValueError("iModel.from_dict: 'shared_limits' must be a dict or None")
+        if not kw.get("redis_url"):
+            # Restoring without it would silently drop a limit other processes rely on.
+            raise ValueError(
+                "iModel.from_dict: this model shared its limits through Redis "
+                f"(limit_key={shared.get('limit_key')!r}); pass redis_url=... to restore it"
+            )
+        kw = {**{k: v for k, v in shared.items() if v is not None}, **kw}
     try:
         rebuilt_executor = RateLimitedExecutor.from_dict(executor) if executor is not None else None
         bucket = (

@@ -120,8 +120,9 @@ class iModel(Element):
                 "(configure the backend itself)"
             )
         closers: list[Any] = []
+        shared: dict[str, Any] | None = None
         if redis_url is not None:
-            executor, closers = shared_limits(
+            executor, closers, shared = shared_limits(
                 backend,
                 executor,
                 redis_url=redis_url,
@@ -159,7 +160,7 @@ class iModel(Element):
 
             tracer = OtelTracer(None if otel is True else otel)
         runtime = ModelRuntime(
-            ModelObserver(prices, tracer), closers, backend.provider == "claude_code"
+            ModelObserver(prices, tracer), closers, backend.provider == "claude_code", shared
         )
         object.__setattr__(self, "_rt", runtime)
 
