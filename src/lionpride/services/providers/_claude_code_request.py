@@ -1,0 +1,168 @@
+"""The request of a Claude Code CLI run: its options, CLI arguments and workspace checks.
+
+:class:`ClaudeCodeRequest` validates one ``claude -p`` run and turns it into the CLI's
+arguments; :func:`request_from_messages` turns chat ``messages`` into its ``prompt``. Both
+are public through :mod:`lionpride.services.providers.claude_code`; nothing here spawns a
+process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lionpride import errors
+
+__all__ = ["ClaudeCodeRequest", "PermissionMode", "request_from_messages"]
+
+#: Longer prompts go through stdin: Linux refuses a single argument over 128 KiB.
+_MAX_ARG_BYTES = 100_000
+_BYPASS_ALIASES = frozenset({"dangerously-skip-permissions", "--dangerously-skip-permissions"})
+
+PermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan"]
+
+
+class ClaudeCodeRequest(BaseModel):
+    """One ``claude -p`` run: the prompt and the CLI options of SPEC §5.3.
+
+    ``repo`` is the repository the run is confined to (default: the current directory at
+    payload time); ``ws`` is a sub-directory of it to run in, created when missing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    system_prompt: str | None = None
+    append_system_prompt: str | None = None
+    max_turns: int | None = Field(default=None, ge=1)
+    continue_conversation: bool = False
+    resume: str | None = None
+    repo: str = Field(default_factory=lambda: str(Path.cwd()))
+    ws: str | None = None
+    add_dir: list[str] | None = None
+    allowed_tools: list[str] | None = None
+    disallowed_tools: list[str] | None = None
+    mcp_tools: list[str] | None = None
+    model: str | None = "sonnet"
+    max_thinking_tokens: int | None = Field(default=None, ge=0)
+    mcp_config: str | None = None
+    mcp_servers: dict[str, dict[str, Any]] | None = None
+    permission_mode: PermissionMode | None = None
+    permission_prompt_tool_name: str | None = None
+    auto_finish: bool = False
+    cli_include_summary: bool = False
+
+    @field_validator("add_dir", "allowed_tools", "disallowed_tools", "mcp_tools", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("permission_mode", mode="before")
+    @classmethod
+    def _bypass_alias(cls, value: Any) -> Any:
+        return "bypassPermissions" if value in _BYPASS_ALIASES else value
+
+    @field_validator("repo", "mcp_config", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, os.PathLike) else value
+
+    @model_validator(mode="after")
+    def _check_workspace(self) -> ClaudeCodeRequest:
+        if self.ws is not None:
+            ws = Path(self.ws)
+            if ws.is_absolute() or ".." in ws.parts:
+                raise ValueError(
+                    f"ws must be a relative sub-directory of repo without '..', got {self.ws!r}"
+                )
+            repo = Path(self.repo).resolve()
+            if not self.workspace.is_relative_to(repo):
+                raise ValueError(f"ws {self.ws!r} resolves outside the repository {repo}")
+        return self
+
+    @property
+    def workspace(self) -> Path:
+        """The directory the CLI runs in: ``repo/ws`` resolved, or ``repo``."""
+        repo = Path(self.repo).resolve()
+        return (repo / self.ws).resolve() if self.ws else repo
+
+    def cli_args(self) -> tuple[list[str], str | None]:
+        """The CLI arguments (without the executable) and the prompt to send on stdin, if any.
+
+        Values are passed as separate arguments, unquoted: there is no shell. The prompt comes
+        right after ``-p`` so that no variadic option (``--allowedTools a b``) can swallow it.
+        """
+        args = ["-p"]
+        stdin: str | None = None
+        if len(self.prompt.encode()) > _MAX_ARG_BYTES:
+            stdin = self.prompt
+        else:
+            # A leading space keeps a prompt such as "-h" from being parsed as an option.
+            args.append(f" {self.prompt}" if self.prompt.startswith("-") else self.prompt)
+        args += ["--output-format", "stream-json", "--verbose"]
+        if self.model:
+            args += ["--model", self.model]
+        if self.system_prompt:
+            args += ["--system-prompt", self.system_prompt]
+        if self.append_system_prompt:
+            args += ["--append-system-prompt", self.append_system_prompt]
+        if self.max_turns is not None:
+            args += ["--max-turns", str(self.max_turns)]
+        allowed = [*(self.allowed_tools or ()), *(self.mcp_tools or ())]
+        if allowed:
+            args += ["--allowedTools", *allowed]
+        if self.disallowed_tools:
+            args += ["--disallowedTools", *self.disallowed_tools]
+        if self.resume:
+            args += ["--resume", self.resume]
+        elif self.continue_conversation:
+            args.append("--continue")
+        if self.permission_mode == "bypassPermissions":
+            args.append("--dangerously-skip-permissions")
+        elif self.permission_mode and self.permission_mode != "default":
+            args += ["--permission-mode", self.permission_mode]
+        if self.permission_prompt_tool_name:
+            args += ["--permission-prompt-tool", self.permission_prompt_tool_name]
+        if self.add_dir:
+            args += ["--add-dir", *self.add_dir]
+        configs = [self.mcp_config] if self.mcp_config else []
+        if self.mcp_servers:
+            configs.append(json.dumps({"mcpServers": self.mcp_servers}))
+        if configs:
+            args += ["--mcp-config", *configs]
+        return args, stdin
+
+
+def request_from_messages(messages: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """The ``prompt`` (and ``system_prompt``, ``continue_conversation``) for chat messages."""
+    if not isinstance(messages, list) or not messages:
+        raise errors.ValidationError("messages must be a non-empty list")
+    items = [m if isinstance(m, dict) else {"role": "user", "content": m} for m in messages]
+    out: dict[str, Any] = {}
+    system = items[0] if items[0].get("role") == "system" else None
+    if system is not None and not request.get("system_prompt"):
+        out["system_prompt"] = _content_text(system.get("content"))
+    if request.get("resume") or request.get("continue_conversation"):
+        out["prompt"] = _content_text(items[-1].get("content"))
+    else:
+        out["prompt"] = "\n".join(
+            _content_text(m.get("content")) for m in items if m.get("role") != "system"
+        )
+        out["continue_conversation"] = False
+    return out
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if (
+        isinstance(content, list)
+        and content
+        and all(isinstance(b, dict) and b.get("type") == "text" for b in content)
+    ):
+        return "\n".join(str(b.get("text", "")) for b in content)
+    return json.dumps(content, ensure_ascii=False)
