@@ -40,6 +40,9 @@ from lionpride.services.utilities.resilience import backoff_disabled
 
 __all__ = ["iModel"]
 
+#: CLI providers whose runs are sessions: the next call on the model resumes the last one.
+_CLI_SESSIONS = frozenset({"claude_code", "gemini_code"})
+
 
 _FAILED = (EventStatus.FAILED, EventStatus.CANCELLED, EventStatus.ABORTED)
 
@@ -160,7 +163,7 @@ class iModel(Element):
 
             tracer = OtelTracer(None if otel is True else otel)
         runtime = ModelRuntime(
-            ModelObserver(prices, tracer), closers, backend.provider == "claude_code", shared
+            ModelObserver(prices, tracer), closers, backend.provider in _CLI_SESSIONS, shared
         )
         object.__setattr__(self, "_rt", runtime)
 
@@ -216,8 +219,8 @@ class iModel(Element):
         """
         backend = self.backend
         session_id = self.provider_metadata.get("session_id")
-        if session_id and "resume" not in arguments and backend.provider == "claude_code":
-            # The Claude Code CLI resumes the model's last session unless told otherwise.
+        if session_id and "resume" not in arguments and self._rt.keeps_session:
+            # A CLI backend resumes the model's last session unless told otherwise.
             arguments["resume"] = session_id
         hooks = self.hook_registry
         if hooks is not None and hooks.handles(HookPhase.PreEventCreate):

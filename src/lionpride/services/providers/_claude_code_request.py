@@ -16,11 +16,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lionpride import errors
+from lionpride.services.providers._cli_process import MAX_ARG_BYTES, resolve_workspace
 
 __all__ = ["ClaudeCodeRequest", "PermissionMode", "request_from_messages"]
 
-#: Longer prompts go through stdin: Linux refuses a single argument over 128 KiB.
-_MAX_ARG_BYTES = 100_000
 _BYPASS_ALIASES = frozenset({"dangerously-skip-permissions", "--dangerously-skip-permissions"})
 
 PermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan"]
@@ -73,22 +72,13 @@ class ClaudeCodeRequest(BaseModel):
 
     @model_validator(mode="after")
     def _check_workspace(self) -> ClaudeCodeRequest:
-        if self.ws is not None:
-            ws = Path(self.ws)
-            if ws.is_absolute() or ".." in ws.parts:
-                raise ValueError(
-                    f"ws must be a relative sub-directory of repo without '..', got {self.ws!r}"
-                )
-            repo = Path(self.repo).resolve()
-            if not self.workspace.is_relative_to(repo):
-                raise ValueError(f"ws {self.ws!r} resolves outside the repository {repo}")
+        resolve_workspace(self.repo, self.ws)
         return self
 
     @property
     def workspace(self) -> Path:
         """The directory the CLI runs in: ``repo/ws`` resolved, or ``repo``."""
-        repo = Path(self.repo).resolve()
-        return (repo / self.ws).resolve() if self.ws else repo
+        return resolve_workspace(self.repo, self.ws)
 
     def cli_args(self) -> tuple[list[str], str | None]:
         """The CLI arguments (without the executable) and the prompt to send on stdin, if any.
@@ -98,7 +88,7 @@ class ClaudeCodeRequest(BaseModel):
         """
         args = ["-p"]
         stdin: str | None = None
-        if len(self.prompt.encode()) > _MAX_ARG_BYTES:
+        if len(self.prompt.encode()) > MAX_ARG_BYTES:
             stdin = self.prompt
         else:
             # A leading space keeps a prompt such as "-h" from being parsed as an option.

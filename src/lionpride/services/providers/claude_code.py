@@ -16,18 +16,16 @@ Failures:
     * the call's deadline or ``idle_timeout`` passes → :class:`~lionpride.errors.TimeoutError`.
 
 On every exit (success, error, timeout, cancellation, a consumer leaving the stream early)
-the process group is terminated, then killed after a grace period, in a shielded cleanup.
-The request model and the messages → prompt conversion live in ``_claude_code_request``.
+the process group is terminated, then killed after a grace period, in a shielded cleanup
+(the subprocess machinery, shared with the Gemini CLI, lives in ``_cli_process``). The
+request model and the messages → prompt conversion live in ``_claude_code_request``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import shutil
-import signal
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
@@ -40,6 +38,12 @@ from lionpride.services.providers._claude_code_request import (
 )
 from lionpride.services.providers._claude_code_request import (
     PermissionMode as PermissionMode,  # re-exported: it was defined here
+)
+from lionpride.services.providers._cli_process import (
+    CLIError,
+    CLIRun,
+    find_executable,
+    run_cli,
 )
 from lionpride.services.providers.anthropic_messages import anthropic_usage
 from lionpride.services.streaming.channel import StreamChunk
@@ -60,18 +64,13 @@ _INSTALL_HINT = (
 )
 #: Seconds a CLI may take to exit after printing its result before it is stopped.
 _EXIT_GRACE = 5.0
-#: Upper bound of one event line (a tool result may carry a whole file).
-_LINE_LIMIT = 64 * 1024 * 1024
-_STDERR_TAIL = 16 * 1024
-#: Seconds between SIGTERM and SIGKILL when a run is stopped.
-_KILL_GRACE = 5.0
 _FINISH_PROMPT = (
     "You ran out of turns. Do not use any tool: reply now with your final answer to the "
     "original request, based on what you have done so far."
 )
 
 
-class ClaudeCodeError(errors.ExecutionError):
+class ClaudeCodeError(CLIError):
     """The CLI failed without reporting a result: non-zero exit or unreadable output.
 
     Not retryable by default, since a run may have changed files before it failed.
@@ -82,12 +81,6 @@ class ClaudeCodeError(errors.ExecutionError):
     """
 
     default_message = "Claude Code CLI failed"
-    default_retryable = False
-
-    def __init__(self, message: str, *, returncode: int | None = None, stderr: str = "") -> None:
-        self.returncode = returncode
-        self.stderr = stderr
-        super().__init__(message, details={"returncode": returncode} if returncode else None)
 
 
 def create_claude_code_config(name: str = "claude_code_cli", **kwargs: Any) -> dict[str, Any]:
@@ -232,14 +225,7 @@ class ClaudeCodeEndpoint(Endpoint):
         Raises:
             ConfigurationError: It cannot be found or is not executable.
         """
-        name = self.cli_path or "claude"
-        found = shutil.which(name)
-        if found is None:
-            where = f"at {name!r}" if os.sep in name else f"{name!r} on PATH"
-            raise errors.ConfigurationError(
-                f"Claude Code CLI `claude` not found ({where}): {_INSTALL_HINT}"
-            )
-        return found
+        return find_executable(self.cli_path, "claude", "Claude Code CLI `claude`", _INSTALL_HINT)
 
     async def _events(
         self, req: ClaudeCodeRequest, deadline: float, limit: float, idle: float | None
@@ -273,161 +259,31 @@ class ClaudeCodeEndpoint(Endpoint):
         """Spawn one CLI run and yield its JSON events; the process never outlives this."""
         exe = self.executable()
         args, stdin_text = req.cli_args()
-        cwd = req.workspace
-        cwd.mkdir(parents=True, exist_ok=True)
         env = None
         if req.max_thinking_tokens is not None:
             env = {**os.environ, "MAX_THINKING_TOKENS": str(req.max_thinking_tokens)}
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                exe,
-                *args,
-                cwd=cwd,
-                env=env,
-                stdin=asyncio.subprocess.PIPE if stdin_text else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                limit=_LINE_LIMIT,
-                # Its own process group, so that stopping it also stops the tools it started.
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise errors.ConfigurationError(
-                f"cannot run Claude Code CLI {exe!r}: {exc}; {_INSTALL_HINT}", cause=exc
-            ) from exc
-        stderr = bytearray()
-        assert proc.stdout is not None and proc.stderr is not None
-        drain = asyncio.create_task(_drain(proc.stderr, stderr))
-        loop = asyncio.get_running_loop()
-        saw_result = False
-        try:
-            if stdin_text is not None and proc.stdin is not None:
-                await _send_prompt(proc.stdin, stdin_text, deadline)
-            while True:
-                line = await _read_line(proc.stdout, loop, deadline, limit, idle, self.name)
-                if not line:
-                    break
-                text = line.strip()
-                if not text:
-                    continue
-                try:
-                    event = json.loads(text)
-                except ValueError:
-                    event = None
-                if not isinstance(event, dict):
-                    raise ClaudeCodeError(
-                        f"{self.name}: the CLI printed a line that is not a JSON event: "
-                        f"{text[:200].decode('utf-8', 'replace')!r}",
-                        stderr=_tail(stderr),
-                    )
-                if event.get("type") == "result":
-                    saw_result = True
-                    yield event
-                    # The result is the answer. The CLI exits right after it; one that
-                    # lingers, or a tool left holding its pipes, gets a short grace and is
-                    # then stopped (below), never waited on until the call's deadline.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(min(_EXIT_GRACE, deadline - loop.time())):
-                            await proc.wait()
-                    return
+        run = CLIRun(
+            name=self.name,
+            label="Claude Code CLI",
+            install_hint=_INSTALL_HINT,
+            error=ClaudeCodeError,
+            final_types=("result",),
+            exit_grace=_EXIT_GRACE,  # read per run, so that tests can shorten it
+        )
+        events = run_cli(
+            run,
+            exe,
+            args,
+            cwd=req.workspace,
+            stdin_text=stdin_text,
+            env=env,
+            deadline=deadline,
+            limit=limit,
+            idle=idle,
+        )
+        async with aclosing(events):
+            async for event in events:
                 yield event
-            async with asyncio.timeout_at(deadline):
-                code = await proc.wait()
-                await drain
-            # The CLI exits non-zero after reporting an error result; that result is the answer.
-            if code != 0 and not saw_result:
-                tail = _tail(stderr)
-                raise ClaudeCodeError(
-                    f"{self.name}: the CLI exited with status {code}: {tail or '(no stderr)'}",
-                    returncode=code,
-                    stderr=tail,
-                )
-            if not saw_result:
-                raise ClaudeCodeError(
-                    f"{self.name}: the CLI ended without a result event", stderr=_tail(stderr)
-                )
-        except TimeoutError as exc:
-            if isinstance(exc, errors.TimeoutError):
-                raise
-            raise errors.TimeoutError(
-                f"{self.name}: the CLI did not finish within {limit:.3g}s"
-            ) from exc
-        finally:
-            await asyncio.shield(_stop(proc, drain))
-
-
-async def _send_prompt(stdin: asyncio.StreamWriter, prompt: str, deadline: float) -> None:
-    """Write the prompt to stdin and close it, within the call's deadline."""
-    try:
-        async with asyncio.timeout_at(deadline):
-            stdin.write(prompt.encode())
-            await stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # The CLI exited without reading it: its exit status and stderr say why.
-    finally:
-        stdin.close()
-
-
-async def _read_line(
-    reader: asyncio.StreamReader,
-    loop: asyncio.AbstractEventLoop,
-    deadline: float,
-    limit: float,
-    idle: float | None,
-    name: str,
-) -> bytes:
-    """One line of stdout, bounded by the call's deadline and the idle timeout."""
-    when = deadline if idle is None else min(deadline, loop.time() + idle)
-    try:
-        async with asyncio.timeout_at(when):
-            return await reader.readline()
-    except TimeoutError as exc:
-        if idle is not None and when < deadline:
-            raise errors.TimeoutError(
-                f"{name}: the CLI was silent for more than {idle:.3g}s"
-            ) from exc
-        raise errors.TimeoutError(f"{name}: the CLI did not finish within {limit:.3g}s") from exc
-    except ValueError as exc:  # the line is longer than the reader's limit
-        raise ClaudeCodeError(f"{name}: an event line exceeded {_LINE_LIMIT} bytes") from exc
-
-
-async def _drain(reader: asyncio.StreamReader, buffer: bytearray) -> None:
-    """Read stderr to the end, keeping only its tail, so the pipe never fills up."""
-    while chunk := await reader.read(65536):
-        buffer += chunk
-        if len(buffer) > _STDERR_TAIL:
-            del buffer[: len(buffer) - _STDERR_TAIL]
-
-
-def _tail(buffer: bytearray) -> str:
-    return buffer.decode("utf-8", "replace").strip()[-2000:]
-
-
-async def _stop(proc: asyncio.subprocess.Process, drain: asyncio.Task[None]) -> None:
-    """Terminate the run's process group, kill it after a grace period, and reap it."""
-    if proc.returncode is None:
-        _signal(proc, signal.SIGTERM)
-        try:
-            async with asyncio.timeout(_KILL_GRACE):
-                await proc.wait()
-        except TimeoutError:
-            _signal(proc, signal.SIGKILL)
-            await proc.wait()
-    # Whatever is left in the group (a tool the CLI started and left running) would be
-    # orphaned: kill it. The group id stays reserved while any member lives, so this cannot
-    # reach an unrelated process; an empty group is ignored.
-    _signal(proc, signal.SIGKILL)
-    drain.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await drain
-
-
-def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, sig)
-        else:  # pragma: no cover - Windows has no process groups of this kind
-            proc.send_signal(sig)
 
 
 # -- events → response -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from lionpride import errors
 from lionpride.services.providers.anthropic_messages import AnthropicMessagesEndpoint
 from lionpride.services.providers.claude_code import ClaudeCodeEndpoint
 from lionpride.services.providers.gemini import GeminiEndpoint
+from lionpride.services.providers.gemini_code import GeminiCodeEndpoint
 from lionpride.services.providers.oai_chat import OAI_PROVIDERS, OAIChatEndpoint
 from lionpride.services.types.endpoint import Endpoint
 
@@ -20,6 +21,7 @@ KNOWN_PROVIDERS: dict[str, tuple[str, ...]] = {
     "anthropic": ("messages", "chat", "chat/completions"),
     "gemini": ("generateContent", "generate_content", "chat", "chat/completions"),
     "claude_code": ("query_cli", "chat", "chat/completions", "messages"),
+    "gemini_code": ("query_cli", "chat", "chat/completions", "messages"),
 }
 
 
@@ -28,8 +30,9 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
 
     Args:
         provider: ``openai``, ``groq``, ``openrouter``, ``nvidia_nim``, ``anthropic``,
-            ``gemini``, or any other name together with ``base_url`` (an OpenAI-compatible
-            server such as Ollama, vLLM, Together, DeepSeek, Mistral or xAI).
+            ``gemini``, ``claude_code`` or ``gemini_code`` (the CLIs), or any other name
+            together with ``base_url`` (an OpenAI-compatible server such as Ollama, vLLM,
+            Together, DeepSeek, Mistral or xAI).
         endpoint: The API path; each provider accepts the ones in :data:`KNOWN_PROVIDERS`.
         **kwargs: Endpoint configuration (``api_key``, ``base_url``, ``timeout``,
             ``retry_config``, ``circuit_breaker``) and default request parameters (``model``).
@@ -45,7 +48,7 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
     if served is None:
         if not kwargs.get("base_url"):
             raise errors.ConfigurationError(
-                f"unknown provider {provider!r}: use one of {', '.join(sorted(KNOWN_PROVIDERS))}, "
+                f"unknown provider {provider!r}: use one of {', '.join(_choices())}, "
                 "or give base_url=... for an OpenAI-compatible server"
             )
         warnings.warn(
@@ -66,7 +69,14 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
         return _build(GeminiEndpoint, **kwargs)
     if provider == "claude_code":
         return _build(ClaudeCodeEndpoint, **kwargs)
+    if provider == "gemini_code":
+        return _build(GeminiCodeEndpoint, **kwargs)
     return _build(OAIChatEndpoint, provider=provider, **kwargs)
+
+
+def _choices() -> list[str]:
+    """Provider names for messages: the HTTP APIs, then the agent CLIs, each sorted."""
+    return sorted(KNOWN_PROVIDERS, key=lambda p: ("query_cli" in KNOWN_PROVIDERS[p], p))
 
 
 def _build(cls: type[Endpoint], **kwargs: Any) -> Endpoint:

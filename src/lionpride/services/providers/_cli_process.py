@@ -1,0 +1,289 @@
+"""One run of an agent CLI that prints newline-delimited JSON events (Claude Code, Gemini).
+
+:func:`run_cli` spawns the executable in its own process group (no shell), writes a long
+prompt to stdin within the call's deadline, drains stderr into a bounded tail so the pipe
+never fills, and yields each stdout line's JSON object under the call deadline and the idle
+timeout. Once a final event arrived the CLI gets a short grace to exit. On every exit path
+(success, error, timeout, cancellation, a consumer leaving early) the whole process group is
+terminated, then killed, in a shielded cleanup. The provider modules own the arguments and
+the meaning of the events; nothing here knows either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+from collections.abc import AsyncGenerator, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lionpride import errors
+
+__all__ = [
+    "MAX_ARG_BYTES",
+    "CLIError",
+    "CLIRun",
+    "find_executable",
+    "resolve_workspace",
+    "run_cli",
+]
+
+#: Longer prompts go through stdin: Linux refuses a single argument over 128 KiB.
+MAX_ARG_BYTES = 100_000
+
+#: Upper bound of one event line (a tool result may carry a whole file).
+LINE_LIMIT = 64 * 1024 * 1024
+_STDERR_TAIL = 16 * 1024
+#: Seconds between SIGTERM and SIGKILL when a run is stopped.
+_KILL_GRACE = 5.0
+
+
+class CLIError(errors.ExecutionError):
+    """An agent CLI failed without reporting a result: non-zero exit or unreadable output.
+
+    Not retryable by default, since a run may have changed files before it failed.
+
+    Attributes:
+        returncode: The exit status, when the process ended.
+        stderr: The last part of what the CLI wrote to stderr.
+    """
+
+    default_message = "agent CLI failed"
+    default_retryable = False
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr: str = "") -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(message, details={"returncode": returncode} if returncode else None)
+
+
+@dataclass(frozen=True, slots=True)
+class CLIRun:
+    """What one run needs besides its arguments: who it is and how strictly to read it.
+
+    Attributes:
+        name: The endpoint's name, the prefix of every error message.
+        label: The CLI in messages, e.g. ``"Claude Code CLI `claude`"``.
+        install_hint: How to install it, appended to "not found" errors.
+        error: The error class raised for a failed run.
+        final_types: Event ``type`` values that carry the run's result.
+        exit_grace: Seconds the CLI may take to exit after its final event.
+        skip_noise: Ignore stdout lines that are not JSON objects instead of failing.
+    """
+
+    name: str
+    label: str
+    install_hint: str
+    error: type[CLIError]
+    final_types: Collection[str]
+    exit_grace: float
+    skip_noise: bool = False
+
+
+def find_executable(cli_path: str | None, default: str, label: str, install_hint: str) -> str:
+    """The executable to run, resolved now (a path, or a name looked up on ``PATH``).
+
+    Raises:
+        ConfigurationError: It cannot be found or is not executable.
+    """
+    name = cli_path or default
+    found = shutil.which(name)
+    if found is None:
+        where = f"at {name!r}" if os.sep in name else f"{name!r} on PATH"
+        raise errors.ConfigurationError(f"{label} not found ({where}): {install_hint}")
+    return found
+
+
+def resolve_workspace(repo: str, ws: str | None) -> Path:
+    """The directory a run happens in: ``repo/ws`` resolved, or ``repo``.
+
+    Raises:
+        ValueError: ``ws`` is absolute, contains ``..``, or resolves outside ``repo``
+            (through a symlink, say).
+    """
+    root = Path(repo).resolve()
+    if ws is None:
+        return root
+    sub = Path(ws)
+    if sub.is_absolute() or ".." in sub.parts:
+        raise ValueError(f"ws must be a relative sub-directory of repo without '..', got {ws!r}")
+    workspace = (root / sub).resolve()
+    if not workspace.is_relative_to(root):
+        raise ValueError(f"ws {ws!r} resolves outside the repository {root}")
+    return workspace
+
+
+async def run_cli(
+    run: CLIRun,
+    exe: str,
+    args: list[str],
+    *,
+    cwd: Path,
+    stdin_text: str | None,
+    env: Mapping[str, str] | None,
+    deadline: float,
+    limit: float,
+    idle: float | None,
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Spawn one CLI run and yield its JSON events; the process never outlives this.
+
+    Raises:
+        ConfigurationError: The executable cannot be started.
+        CLIError: (``run.error``) non-zero exit without a final event, a line that is not a
+            JSON object (unless ``run.skip_noise``), or an end without a final event.
+        TimeoutError: The call's deadline or the idle timeout passed.
+    """
+    os.makedirs(cwd, exist_ok=True)  # a local mkdir: not worth a thread
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            exe,
+            *args,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=asyncio.subprocess.PIPE if stdin_text else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=LINE_LIMIT,
+            # Its own process group, so that stopping it also stops the tools it started.
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise errors.ConfigurationError(
+            f"cannot run {run.label} {exe!r}: {exc}; {run.install_hint}", cause=exc
+        ) from exc
+    stderr = bytearray()
+    assert proc.stdout is not None and proc.stderr is not None
+    drain = asyncio.create_task(_drain(proc.stderr, stderr))
+    loop = asyncio.get_running_loop()
+    try:
+        if stdin_text is not None and proc.stdin is not None:
+            await _send_prompt(proc.stdin, stdin_text, deadline)
+        while True:
+            line = await _read_line(proc.stdout, loop, deadline, limit, idle, run)
+            if not line:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                event = json.loads(text)
+            except ValueError:
+                event = None
+            if not isinstance(event, dict):
+                if run.skip_noise:
+                    continue  # a banner or log line the CLI printed among its events
+                raise run.error(
+                    f"{run.name}: the CLI printed a line that is not a JSON event: "
+                    f"{text[:200].decode('utf-8', 'replace')!r}",
+                    stderr=_tail(stderr),
+                )
+            if event.get("type") in run.final_types:
+                yield event
+                # The result is the answer. The CLI exits right after it; one that lingers,
+                # or a tool left holding its pipes, gets a short grace and is then stopped
+                # (below), never waited on until the call's deadline.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(run.exit_grace, deadline - loop.time())):
+                        await proc.wait()
+                return
+            yield event
+        async with asyncio.timeout_at(deadline):
+            code = await proc.wait()
+            await drain
+        tail = _tail(stderr)
+        if code != 0:
+            raise run.error(
+                f"{run.name}: the CLI exited with status {code}: {tail or '(no stderr)'}",
+                returncode=code,
+                stderr=tail,
+            )
+        raise run.error(f"{run.name}: the CLI ended without a result event", stderr=tail)
+    except TimeoutError as exc:
+        if isinstance(exc, errors.TimeoutError):
+            raise
+        raise errors.TimeoutError(
+            f"{run.name}: the CLI did not finish within {limit:.3g}s"
+        ) from exc
+    finally:
+        await asyncio.shield(_stop(proc, drain))
+
+
+async def _send_prompt(stdin: asyncio.StreamWriter, prompt: str, deadline: float) -> None:
+    """Write the prompt to stdin and close it, within the call's deadline."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            stdin.write(prompt.encode())
+            await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # The CLI exited without reading it: its exit status and stderr say why.
+    finally:
+        stdin.close()
+
+
+async def _read_line(
+    reader: asyncio.StreamReader,
+    loop: asyncio.AbstractEventLoop,
+    deadline: float,
+    limit: float,
+    idle: float | None,
+    run: CLIRun,
+) -> bytes:
+    """One line of stdout, bounded by the call's deadline and the idle timeout."""
+    when = deadline if idle is None else min(deadline, loop.time() + idle)
+    try:
+        async with asyncio.timeout_at(when):
+            return await reader.readline()
+    except TimeoutError as exc:
+        if idle is not None and when < deadline:
+            raise errors.TimeoutError(
+                f"{run.name}: the CLI was silent for more than {idle:.3g}s"
+            ) from exc
+        raise errors.TimeoutError(
+            f"{run.name}: the CLI did not finish within {limit:.3g}s"
+        ) from exc
+    except ValueError as exc:  # the line is longer than the reader's limit
+        raise run.error(f"{run.name}: an event line exceeded {LINE_LIMIT} bytes") from exc
+
+
+async def _drain(reader: asyncio.StreamReader, buffer: bytearray) -> None:
+    """Read stderr to the end, keeping only its tail, so the pipe never fills up."""
+    while chunk := await reader.read(65536):
+        buffer += chunk
+        if len(buffer) > _STDERR_TAIL:
+            del buffer[: len(buffer) - _STDERR_TAIL]
+
+
+def _tail(buffer: bytearray) -> str:
+    return buffer.decode("utf-8", "replace").strip()[-2000:]
+
+
+async def _stop(proc: asyncio.subprocess.Process, drain: asyncio.Task[None]) -> None:
+    """Terminate the run's process group, kill it after a grace period, and reap it."""
+    if proc.returncode is None:
+        _signal(proc, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(_KILL_GRACE):
+                await proc.wait()
+        except TimeoutError:
+            _signal(proc, signal.SIGKILL)
+            await proc.wait()
+    # Whatever is left in the group (a tool the CLI started and left running) would be
+    # orphaned: kill it. The group id stays reserved while any member lives, so this cannot
+    # reach an unrelated process; an empty group is ignored.
+    _signal(proc, signal.SIGKILL)
+    drain.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await drain
+
+
+def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, sig)
+        else:  # pragma: no cover - Windows has no process groups of this kind
+            proc.send_signal(sig)
