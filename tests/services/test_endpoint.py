@@ -274,3 +274,40 @@ async def test_malformed_bodies_raise_invalid_response(
     async with ep:
         with pytest.raises(errors.InvalidResponseError, match="documented shape"):
             await ep.call(ep.create_payload({"model": "m", "messages": MESSAGES}))
+
+
+def test_gemini_converts_openai_image_parts() -> None:
+    """OpenAI image_url parts become Gemini inlineData (data URLs) or fileData (URIs)."""
+    ep = GeminiEndpoint(api_key=SecretStr("k"))
+    payload = ep.create_payload(
+        {
+            "model": "gemini-2.5-flash",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}},
+                        {"type": "image_url", "image_url": {"url": "gs://bucket/cat.webp"}},
+                    ],
+                }
+            ],
+        }
+    )
+    assert payload["contents"][0]["parts"] == [
+        {"text": "What is this?"},
+        {"inlineData": {"mimeType": "image/png", "data": "iVBO"}},
+        {"fileData": {"fileUri": "gs://bucket/cat.webp", "mimeType": "image/webp"}},
+    ]
+    with pytest.raises(ValueError, match="base64"):
+        ep.create_payload(
+            {
+                "model": "m",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "data:x,abc"}}],
+                    }
+                ],
+            }
+        )

@@ -7,6 +7,7 @@ Accepts native ``contents`` or OpenAI-style ``messages`` (system messages become
 from __future__ import annotations
 
 import json
+import mimetypes
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -68,9 +69,27 @@ def _parts(content: Any) -> list[dict[str, Any]]:
             parts.append({"text": item})
         elif item.get("type") == "text":
             parts.append({"text": item.get("text", "")})
+        elif item.get("type") == "image_url":
+            parts.append(_image_part(item.get("image_url")))
         else:
             parts.append(item)
     return parts
+
+
+def _image_part(image: Any) -> dict[str, Any]:
+    """An OpenAI ``image_url`` part as a Gemini part: data URLs inline, other URLs as files."""
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str) or not url:
+        raise ValueError("an image_url part needs image_url.url")
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        mime, _, encoding = header[5:].partition(";")
+        if encoding != "base64" or not data:
+            raise ValueError("a data: image URL must be base64 (data:<mime>;base64,<data>)")
+        return {"inlineData": {"mimeType": mime or "application/octet-stream", "data": data}}
+    # Gemini fetches File API and Cloud Storage URIs itself; it needs their type.
+    mime = mimetypes.guess_type(url)[0] or "image/jpeg"
+    return {"fileData": {"fileUri": url, "mimeType": mime}}
 
 
 def _text_of(content: Any) -> str:
