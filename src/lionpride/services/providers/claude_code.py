@@ -23,15 +23,13 @@ request model and the messages → prompt conversion live in ``_claude_code_requ
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-from lionpride import errors
 from lionpride.services.providers._claude_code_request import (
     ClaudeCodeRequest,
     request_from_messages,
@@ -39,16 +37,14 @@ from lionpride.services.providers._claude_code_request import (
 from lionpride.services.providers._claude_code_request import (
     PermissionMode as PermissionMode,  # re-exported: it was defined here
 )
+from lionpride.services.providers._cli_endpoint import CLIEndpoint
 from lionpride.services.providers._cli_process import (
     CLIError,
     CLIRun,
-    find_executable,
     run_cli,
 )
 from lionpride.services.providers.anthropic_messages import anthropic_usage
 from lionpride.services.streaming.channel import StreamChunk
-from lionpride.services.types.backend import RetryObserver
-from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.response import FinishReason, NormalizedResponse
 
 __all__ = [
@@ -103,7 +99,7 @@ def create_claude_code_config(name: str = "claude_code_cli", **kwargs: Any) -> d
     }
 
 
-class ClaudeCodeEndpoint(Endpoint):
+class ClaudeCodeEndpoint(CLIEndpoint):
     """Claude Code agent runs as a backend (``provider="claude_code"``).
 
     Args:
@@ -113,119 +109,27 @@ class ClaudeCodeEndpoint(Endpoint):
             default ``claude`` on ``PATH``, resolved when a call is made.
         **kwargs: Config fields or default request parameters.
 
-    Requests take ``prompt`` or ``messages`` (see :meth:`create_payload`). The response's
+    Requests take ``prompt`` or ``messages``: with ``resume`` or ``continue_conversation``
+    only the last message is sent (the session already holds the rest); otherwise every
+    non-system message is joined with newlines and ``continue_conversation`` is forced off. A
+    leading system message becomes ``system_prompt`` unless one is given. The response's
     ``metadata["session_id"]`` names the CLI session; pass it back as ``resume=`` to go on.
+    Stream chunks are tagged in ``metadata["event"]``: ``system`` (with ``session_id``),
+    ``text``, ``thinking`` (in ``reasoning``), ``tool_use`` (in ``tool_call_delta``) or
+    ``tool_result``.
     """
 
-    cli_path: str | None = None
-
-    def __init__(
-        self,
-        config: dict[str, Any] | Any = None,
-        circuit_breaker: Any = None,
-        retry_config: Any = Endpoint.DEFAULT_RETRY,
-        *,
-        cli_path: str | os.PathLike[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(config, circuit_breaker, retry_config, **kwargs)
-        if cli_path is not None:
-            self.cli_path = os.fspath(cli_path)
-
     config_factory = staticmethod(create_claude_code_config)
+    request_model = ClaudeCodeRequest
+    executable_name = "claude"
+    cli_label = "Claude Code CLI `claude`"
+    install_hint = _INSTALL_HINT
 
-    # -- request -------------------------------------------------------------------------
+    def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
+        return request_from_messages(messages, request)
 
-    def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Validate a request; chat ``messages`` become the prompt.
-
-        With ``resume`` or ``continue_conversation`` only the last message is sent (the
-        session already holds the rest); otherwise every non-system message is joined with
-        newlines and ``continue_conversation`` is forced off. A leading system message
-        becomes ``system_prompt`` unless one is given. Dict or list contents that are not
-        plain text blocks are sent as JSON.
-
-        Raises:
-            ValueError: Neither ``prompt`` nor ``messages``, unknown options, a workspace
-                outside the repository, or other invalid values.
-        """
-        merged = {**self.config.kwargs, **request}
-        messages = merged.pop("messages", None)
-        if not merged.get("prompt"):
-            if messages is None:
-                raise errors.ValidationError(f"{self.name}: give prompt=... or messages=[...]")
-            merged.update(request_from_messages(messages, merged))
-        return super().create_payload(merged)
-
-    def estimate_tokens(self, payload: dict[str, Any]) -> int:
-        """Not metered: an agent run's token use cannot be bounded in advance."""
-        return 0
-
-    # -- calls ---------------------------------------------------------------------------
-
-    async def call(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
-    ) -> NormalizedResponse:
-        """Run the CLI to completion and normalize its events. Runs once per call."""
-        limit = timeout or self.config.timeout
-        deadline = asyncio.get_running_loop().time() + limit
-        return await self._resilient(
-            self._run, (request, deadline, limit), self._deadline(timeout), on_retry
-        )
-
-    async def _run(
-        self, request: dict[str, Any], deadline: float, limit: float
-    ) -> NormalizedResponse:
-        req = ClaudeCodeRequest.model_validate(request)
-        run = _Run(req)
-        async with aclosing(self._events(req, deadline, limit, None)) as events:
-            async for event in events:
-                run.feed(event)
-        return run.finish()
-
-    async def stream(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
-        idle_timeout: float | None = None,
-    ) -> AsyncIterator[StreamChunk]:
-        """Yield text, thinking, tool-use and tool-result chunks as the CLI reports them.
-
-        ``metadata["event"]`` says which: ``system`` (with ``session_id``), ``text``,
-        ``thinking`` (in ``reasoning``), ``tool_use`` (in ``tool_call_delta``, arguments as
-        JSON text, and ``metadata["input"]``) or ``tool_result``. The last chunk is final and
-        carries the assembled response. Leaving the loop early stops the process.
-        """
-        req = ClaudeCodeRequest.model_validate(request)
-        limit = timeout or self.config.timeout
-        deadline = asyncio.get_running_loop().time() + limit
-        run = _Run(req)
-        index = 0
-        async with aclosing(self._events(req, deadline, limit, idle_timeout)) as events:
-            async for event in events:
-                for chunk in run.feed(event):
-                    chunk.index = index
-                    index += 1
-                    yield chunk
-        yield StreamChunk(index=index, is_final=True, response=run.finish())
-
-    # -- the process ---------------------------------------------------------------------
-
-    def executable(self) -> str:
-        """The ``claude`` executable to run, resolved now.
-
-        Raises:
-            ConfigurationError: It cannot be found or is not executable.
-        """
-        return find_executable(self.cli_path, "claude", "Claude Code CLI `claude`", _INSTALL_HINT)
+    def _new_run(self, req: ClaudeCodeRequest) -> _Run:
+        return _Run(req)
 
     async def _events(
         self, req: ClaudeCodeRequest, deadline: float, limit: float, idle: float | None

@@ -22,10 +22,9 @@ Failures:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Literal
@@ -34,17 +33,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lionpride import errors
 from lionpride.services.providers._claude_code_request import _content_text
+from lionpride.services.providers._cli_endpoint import CLIEndpoint
 from lionpride.services.providers._cli_process import (
     MAX_ARG_BYTES,
     CLIError,
     CLIRun,
-    find_executable,
     resolve_workspace,
     run_cli,
 )
 from lionpride.services.streaming.channel import StreamChunk
-from lionpride.services.types.backend import RetryObserver
-from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.response import NormalizedResponse, Usage
 
 __all__ = [
@@ -206,7 +203,7 @@ def create_gemini_code_config(name: str = "gemini_code_cli", **kwargs: Any) -> d
     }
 
 
-class GeminiCodeEndpoint(Endpoint):
+class GeminiCodeEndpoint(CLIEndpoint):
     """Gemini CLI agent runs as a backend (``provider="gemini_code"``).
 
     Args:
@@ -216,106 +213,23 @@ class GeminiCodeEndpoint(Endpoint):
             default ``gemini`` on ``PATH``, resolved when a call is made.
         **kwargs: Config fields or default request parameters.
 
-    The response's ``metadata["session_id"]`` names the CLI session (``resume=`` takes it).
+    Requests take ``prompt`` or ``messages`` (see :func:`request_from_messages`). The
+    response's ``metadata["session_id"]`` names the CLI session (``resume=`` takes it). Stream
+    chunks are tagged in ``metadata["event"]``: ``system`` (with ``session_id``), ``text``,
+    ``tool_use`` (in ``tool_call_delta``), ``tool_result`` or ``warning``.
     """
 
-    cli_path: str | None = None
-
-    def __init__(
-        self,
-        config: dict[str, Any] | Any = None,
-        circuit_breaker: Any = None,
-        retry_config: Any = Endpoint.DEFAULT_RETRY,
-        *,
-        cli_path: str | os.PathLike[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(config, circuit_breaker, retry_config, **kwargs)
-        if cli_path is not None:
-            self.cli_path = os.fspath(cli_path)
-
     config_factory = staticmethod(create_gemini_code_config)
+    request_model = GeminiCodeRequest
+    executable_name = "gemini"
+    cli_label = "Gemini CLI `gemini`"
+    install_hint = _INSTALL_HINT
 
-    def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Validate a request; chat ``messages`` become the prompt (see the request model).
+    def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
+        return request_from_messages(messages, request)
 
-        Raises:
-            ValueError: Neither ``prompt`` nor ``messages``, unknown options, a workspace
-                outside the repository, or other invalid values.
-        """
-        merged = {**self.config.kwargs, **request}
-        messages = merged.pop("messages", None)
-        if not merged.get("prompt"):
-            if messages is None:
-                raise errors.ValidationError(f"{self.name}: give prompt=... or messages=[...]")
-            merged.update(request_from_messages(messages, merged))
-        return super().create_payload(merged)
-
-    def estimate_tokens(self, payload: dict[str, Any]) -> int:
-        """Not metered: an agent run's token use cannot be bounded in advance."""
-        return 0
-
-    async def call(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
-    ) -> NormalizedResponse:
-        """Run the CLI to completion and normalize its events. Runs once per call."""
-        limit = timeout or self.config.timeout
-        deadline = asyncio.get_running_loop().time() + limit
-        return await self._resilient(
-            self._run, (request, deadline, limit), self._deadline(timeout), on_retry
-        )
-
-    async def _run(
-        self, request: dict[str, Any], deadline: float, limit: float
-    ) -> NormalizedResponse:
-        req = GeminiCodeRequest.model_validate(request)
-        run = _Run(req)
-        async with aclosing(self._events(req, deadline, limit, None)) as events:
-            async for event in events:
-                run.feed(event)
-        return run.finish()
-
-    async def stream(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
-        idle_timeout: float | None = None,
-    ) -> AsyncIterator[StreamChunk]:
-        """Yield text, tool-use and tool-result chunks as the CLI reports them.
-
-        ``metadata["event"]`` says which: ``system`` (with ``session_id``), ``text``,
-        ``tool_use`` (in ``tool_call_delta``, arguments as JSON text, and
-        ``metadata["input"]``), ``tool_result`` or ``warning``. The last chunk is final and
-        carries the assembled response. Leaving the loop early stops the process.
-        """
-        req = GeminiCodeRequest.model_validate(request)
-        limit = timeout or self.config.timeout
-        deadline = asyncio.get_running_loop().time() + limit
-        run = _Run(req)
-        index = 0
-        async with aclosing(self._events(req, deadline, limit, idle_timeout)) as events:
-            async for event in events:
-                for chunk in run.feed(event):
-                    chunk.index = index
-                    index += 1
-                    yield chunk
-        yield StreamChunk(index=index, is_final=True, response=run.finish())
-
-    def executable(self) -> str:
-        """The ``gemini`` executable to run, resolved now.
-
-        Raises:
-            ConfigurationError: It cannot be found or is not executable.
-        """
-        return find_executable(self.cli_path, "gemini", "Gemini CLI `gemini`", _INSTALL_HINT)
+    def _new_run(self, req: GeminiCodeRequest) -> _Run:
+        return _Run(req)
 
     async def _events(
         self, req: GeminiCodeRequest, deadline: float, limit: float, idle: float | None

@@ -1,0 +1,167 @@
+"""CLIEndpoint: the shape both agent CLIs (Claude Code, Gemini) share as backends.
+
+A request takes ``prompt`` or chat ``messages``; a call runs the CLI once per attempt and folds
+its JSON events into one response; a stream yields a chunk per event and ends with the
+response. Subclasses say which request model validates, how messages become a prompt, which
+executable runs, and how one run's events are produced and folded (``_events``/``_new_run``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from lionpride import errors
+from lionpride.services.providers._cli_process import find_executable
+from lionpride.services.streaming.channel import StreamChunk
+from lionpride.services.types.backend import RetryObserver
+from lionpride.services.types.endpoint import Endpoint
+from lionpride.services.types.response import NormalizedResponse
+
+__all__ = ["CLIEndpoint", "RunFold"]
+
+
+class RunFold(Protocol):
+    """One run's events folded into chunks (``feed``) and, at the end, the response."""
+
+    def feed(self, event: dict[str, Any]) -> list[StreamChunk]:
+        """Consume one event; return the chunks it carries."""
+        ...
+
+    def finish(self) -> NormalizedResponse:
+        """The response of the whole run."""
+        ...
+
+
+class CLIEndpoint(Endpoint):
+    """An agent CLI run as a backend; see the module docstring.
+
+    Args:
+        config: A config dict or ``EndpointConfig``; built by the subclass's
+            ``config_factory`` from ``kwargs`` when omitted.
+        cli_path: The executable (a path, or a name looked up on ``PATH``); default the
+            CLI's own name on ``PATH``, resolved when a call is made.
+        **kwargs: Config fields or default request parameters.
+    """
+
+    #: The request model a payload is validated into before a run.
+    request_model: ClassVar[type[BaseModel]]
+    #: The executable's name, how errors name the CLI, and how to install it.
+    executable_name: ClassVar[str]
+    cli_label: ClassVar[str]
+    install_hint: ClassVar[str]
+
+    cli_path: str | None = None
+
+    def __init__(
+        self,
+        config: dict[str, Any] | Any = None,
+        circuit_breaker: Any = None,
+        retry_config: Any = Endpoint.DEFAULT_RETRY,
+        *,
+        cli_path: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config, circuit_breaker, retry_config, **kwargs)
+        if cli_path is not None:
+            self.cli_path = os.fspath(cli_path)
+
+    def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Validate a request; chat ``messages`` become the prompt.
+
+        Raises:
+            ValueError: Neither ``prompt`` nor ``messages``, unknown options, a workspace
+                outside the repository, or other invalid values.
+        """
+        merged = {**self.config.kwargs, **request}
+        messages = merged.pop("messages", None)
+        if not merged.get("prompt"):
+            if messages is None:
+                raise errors.ValidationError(f"{self.name}: give prompt=... or messages=[...]")
+            merged.update(self._from_messages(messages, merged))
+        return super().create_payload(merged)
+
+    def estimate_tokens(self, payload: dict[str, Any]) -> int:
+        """Not metered: an agent run's token use cannot be bounded in advance."""
+        return 0
+
+    def executable(self) -> str:
+        """The executable to run, resolved now.
+
+        Raises:
+            ConfigurationError: It cannot be found or is not executable.
+        """
+        return find_executable(
+            self.cli_path, self.executable_name, self.cli_label, self.install_hint
+        )
+
+    async def call(
+        self,
+        request: dict[str, Any],
+        *,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_retry: RetryObserver | None = None,
+    ) -> NormalizedResponse:
+        """Run the CLI to completion and normalize its events. Runs once per call."""
+        limit = timeout or self.config.timeout
+        deadline = asyncio.get_running_loop().time() + limit
+        return await self._resilient(
+            self._run, (request, deadline, limit), self._deadline(timeout), on_retry
+        )
+
+    async def _run(
+        self, request: dict[str, Any], deadline: float, limit: float
+    ) -> NormalizedResponse:
+        req = self.request_model.model_validate(request)
+        run = self._new_run(req)
+        async with aclosing(self._events(req, deadline, limit, None)) as events:
+            async for event in events:
+                run.feed(event)
+        return run.finish()
+
+    async def stream(
+        self,
+        request: dict[str, Any],
+        *,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_retry: RetryObserver | None = None,
+        idle_timeout: float | None = None,
+    ) -> AsyncIterator[StreamChunk]:
+        """Yield a chunk per reported event; the last is final with the assembled response.
+
+        ``metadata["event"]`` names each chunk's kind. Leaving the loop early stops the
+        process.
+        """
+        req = self.request_model.model_validate(request)
+        limit = timeout or self.config.timeout
+        deadline = asyncio.get_running_loop().time() + limit
+        run = self._new_run(req)
+        index = 0
+        async with aclosing(self._events(req, deadline, limit, idle_timeout)) as events:
+            async for event in events:
+                for chunk in run.feed(event):
+                    chunk.index = index
+                    index += 1
+                    yield chunk
+        yield StreamChunk(index=index, is_final=True, response=run.finish())
+
+    def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
+        """Request fields (``prompt``, ``system_prompt``...) from chat ``messages``."""
+        raise NotImplementedError
+
+    def _new_run(self, req: Any) -> RunFold:
+        """A fresh fold for one run of ``req``."""
+        raise NotImplementedError
+
+    def _events(
+        self, req: Any, deadline: float, limit: float, idle: float | None
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The JSON events of ``req``'s run; the process never outlives the generator."""
+        raise NotImplementedError
