@@ -119,7 +119,8 @@ class Event(Element):
         """The result of a completed event (``None`` otherwise)."""
         return self.execution.response
 
-    async def _invoke(self) -> Any:
+    def _invoke(self) -> Awaitable[Any]:
+        """The work itself: a coroutine (or other awaitable) that ``invoke`` awaits."""
         raise NotImplementedError
 
     async def invoke(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from lionpride import errors
+from lionpride.core._trusted import build_trusted
 from lionpride.core.element import Element
 from lionpride.core.event import EventStatus, retryable
 from lionpride.services._imodel_support import (
@@ -232,21 +233,24 @@ class iModel(Element):
                 create_event_hook_params or {},
             )
         payload = backend.create_payload(arguments)
-        # Only what differs from the Calling's defaults: each field passed is validated.
         fields: dict[str, Any] = {
             "backend": backend,
             "payload": payload,
             "retry_listener": self._on_retry,
         }
-        if timeout is not None:
-            fields["timeout"] = timeout
         if streaming:
             fields["streaming"] = True
-        if extra_headers:
-            fields["extra_headers"] = extra_headers
         tokens = self._reservation(payload)
         if tokens:
             fields["reserved_tokens"] = tokens
+        if timeout is None and not extra_headers and hooks is None:
+            # Only the model's own, already valid values: no validation needed.
+            return build_trusted(backend.event_type, fields)
+        # The caller's values are validated (only those that differ from the defaults).
+        if timeout is not None:
+            fields["timeout"] = timeout
+        if extra_headers:
+            fields["extra_headers"] = extra_headers
         if hooks is not None:
             fields.update(
                 hook_registry=hooks,

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from lionpride import errors
 from lionpride.services.providers._common import RequestModel, provider_config
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
-from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
+from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage, normalized
 
 __all__ = [
     "ERROR_STATUS",
@@ -207,7 +207,7 @@ def normalize_message(raw: Any) -> NormalizedResponse:
         metadata["reasoning"] = "".join(thinking)
     if server_calls:
         metadata["server_tool_calls"] = server_calls
-    return NormalizedResponse(
+    return normalized(
         data="".join(text),
         tool_calls=calls,
         usage=anthropic_usage(raw.get("usage")),

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from lionpride import errors
 from lionpride.services.providers._common import RequestModel, provider_config
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
-from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
+from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage, normalized
 
 __all__ = [
     "GeminiEndpoint",
@@ -274,7 +274,7 @@ def normalize_generate_content(raw: Any) -> NormalizedResponse:
         finish = "content_filter"
     if calls and finish == "stop":
         finish = "tool_calls"
-    return NormalizedResponse(
+    return normalized(
         data="".join(text),
         tool_calls=calls,
         usage=gemini_usage(raw.get("usageMetadata")),

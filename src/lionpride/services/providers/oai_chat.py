@@ -15,7 +15,7 @@ from lionpride.services.providers._common import (
     provider_config,
 )
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
-from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
+from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage, normalized
 
 __all__ = [
     "OAI_PROVIDERS",
@@ -226,7 +226,7 @@ def normalize_chat_completion(raw: Any, provider: str = "openai") -> NormalizedR
         metadata["reasoning"] = reasoning
     if message.get("refusal"):
         metadata["refusal"] = message["refusal"]
-    return NormalizedResponse(
+    return normalized(
         data=content or "",
         tool_calls=tool_calls,
         usage=chat_usage(raw.get("usage")),

@@ -264,16 +264,21 @@ class Calling(Event):
             ex.error, ex.status, ex.retryable = exc, EventStatus.FAILED, False
             ex.failed_in = HookPhase.PostInvocation
 
-    async def _invoke(self) -> NormalizedResponse:
+    def _invoke(self) -> Awaitable[NormalizedResponse]:
+        # Without hooks the backend's call is returned, not awaited here: one coroutine
+        # frame fewer on every resume of the call.
         self.execution.attempts = 1
         hooks = self.hook_registry
         if hooks is None:
-            return await self.backend.call(
+            return self.backend.call(
                 self.payload,
                 extra_headers=self.extra_headers,
                 timeout=self.timeout,
                 on_retry=self._on_retry,
             )
+        return self._invoke_with_hooks(hooks)
+
+    async def _invoke_with_hooks(self, hooks: HookRegistry) -> NormalizedResponse:
         if hooks.handles(HookPhase.PreInvocation):
             await self._run_pre_hooks(hooks)
         try:

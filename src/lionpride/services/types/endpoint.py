@@ -14,6 +14,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
+from json import encoder as json_encoder
 from typing import Any, ClassVar, TypeVar
 
 import aiohttp
@@ -193,12 +194,13 @@ class Endpoint(ServiceBackend):
                 )
             merged = {k: v for k, v in merged.items() if k in fields}
         try:
-            model = options.model_validate(merged)
+            model = options.__pydantic_validator__.validate_python(merged)
         except ValidationError as exc:
             raise ValueError(f"invalid request for {self.name}: {_short(exc)}") from exc
         if isinstance(model, RequestModel):
             return model.to_payload()
-        return model.model_dump(exclude_none=True, by_alias=True)
+        dump: dict[str, Any] = model.model_dump(exclude_none=True, by_alias=True)
+        return dump
 
     def estimate_tokens(self, payload: dict[str, Any]) -> int:
         """Prompt estimate plus the output budget: what a token bucket reserves."""
@@ -395,12 +397,18 @@ class Endpoint(ServiceBackend):
             ) from exc
 
     def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
-        remaining = deadline - float(self._rt.clock.now())
+        rt = self._rt
+        remaining = deadline - float(rt.clock.now())
         if remaining <= 0:
             raise errors.TimeoutError(f"{self.name}: deadline passed before the request was sent")
-        return aiohttp.ClientTimeout(
+        last = rt.timeout
+        if last is not None and abs(last.total - remaining) < _SAME_TIMEOUT:  # type: ignore[operator]
+            # Calls made with the same timeout share one object (first attempts, mostly).
+            return last
+        rt.timeout = aiohttp.ClientTimeout(
             total=remaining, connect=min(self.config.connect_timeout, remaining)
         )
+        return rt.timeout
 
     async def _attempt(
         self, payload: dict[str, Any], extra_headers: dict[str, str] | None, deadline: float
@@ -550,13 +558,15 @@ class Endpoint(ServiceBackend):
 
 
 _UNRESOLVED: Any = object()
+#: Seconds by which two attempts' remaining time may differ and still share timeouts.
+_SAME_TIMEOUT = 1e-3
 
 
 class _Runtime:
     """An endpoint's live state: the pooled session, its loop, cached headers, the clock,
     and the text token counter (tiktoken when available offline)."""
 
-    __slots__ = ("clock", "count_text", "headers", "loop", "session")
+    __slots__ = ("clock", "count_text", "headers", "loop", "session", "timeout")
 
     def __init__(self) -> None:
         self.session: aiohttp.ClientSession | None = None
@@ -564,6 +574,8 @@ class _Runtime:
         self.headers: dict[str, str] | None = None
         self.clock: Clock = SYSTEM_CLOCK
         self.count_text: Any = _UNRESOLVED
+        #: The last attempt's timeouts, reused by attempts whose deadline is as far away.
+        self.timeout: aiohttp.ClientTimeout | None = None
 
 
 class APICalling(Calling):
@@ -586,8 +598,25 @@ def _abandon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | N
             connector._close()
 
 
+def _not_json(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# Compact UTF-8 JSON, with the encoder built once: ``json.dumps`` with arguments builds a new
+# encoder per call, which costs more than encoding a typical request body.
+_make_encoder: Any = getattr(json_encoder, "c_make_encoder", None)
+_encode_chunks: Callable[[Any, int], Any] | None = None
+if _make_encoder is not None:
+    _encode_chunks = _make_encoder(
+        None, _not_json, json_encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    if _encode_chunks is not None:
+        return "".join(_encode_chunks(obj, 0)).encode()
+    return _ENCODER.encode(obj).encode()
 
 
 def _connection_error(name: str, exc: BaseException) -> errors.ConnectionError:

@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FinishReason", "NormalizedResponse", "ToolCall", "Usage"]
+from lionpride.core._trusted import build_trusted
+
+__all__ = ["FinishReason", "NormalizedResponse", "ToolCall", "Usage", "normalized"]
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
@@ -67,3 +69,31 @@ class NormalizedResponse(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """Dump without ``None`` values."""
         return self.model_dump(exclude_none=True)
+
+
+def normalized(
+    *,
+    data: Any,
+    tool_calls: list[ToolCall],
+    usage: Usage | None,
+    finish_reason: FinishReason | None,
+    metadata: dict[str, Any],
+    raw_response: Any,
+) -> NormalizedResponse:
+    """A successful :class:`NormalizedResponse` from a provider normalizer's parts.
+
+    The parts are already of their fields' types (built by the normalizer, the usage and
+    tool calls validated as they were made), so the response is put together without
+    validating them a second time: this runs once per call.
+    """
+    return build_trusted(
+        NormalizedResponse,
+        {
+            "data": data,
+            "tool_calls": tool_calls,
+            "usage": usage,
+            "finish_reason": finish_reason,
+            "metadata": metadata,
+            "raw_response": raw_response,
+        },
+    )
