@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import random
 from typing import Any, ClassVar, Literal
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -26,7 +26,11 @@ _V4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 def new_id() -> UUID:
     """A random (version 4) UUID."""
-    return UUID(int=(_rng.getrandbits(128) & _V4_CLEAR) | _V4_SET)
+    # What UUID(int=...) makes, without its argument checks: the value is in range.
+    uid = object.__new__(UUID)
+    object.__setattr__(uid, "int", (_rng.getrandbits(128) & _V4_CLEAR) | _V4_SET)
+    object.__setattr__(uid, "is_safe", SafeUUID.unknown)
+    return uid
 
 
 def _utcnow() -> dt.datetime:

@@ -309,7 +309,7 @@ class iModel(Element):
                     tokens=calling.reserved_tokens,
                     priority=priority,
                     timeout=poll_timeout,
-                    settle=lambda _: _used_tokens(calling),
+                    settle=calling._tokens_used,
                     on_granted=calling._on_granted,
                 )
             else:
@@ -473,7 +473,7 @@ class iModel(Element):
                 async for chunk in chunks:
                     if chunk.is_final:
                         ex.response = chunk.response
-                        used = _used_tokens(calling)
+                        used = calling._tokens_used()
                         self._keep_session(calling)
                     if chunk_hooks:
                         await run_chunk_hooks(calling, chunk)
@@ -575,16 +575,6 @@ class iModel(Element):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _used_tokens(calling: Calling) -> int:
-    response = calling.response
-    if response is None:
-        return 0
-    usage = response.usage
-    if usage is None:
-        return calling.reserved_tokens
-    return usage.total_tokens or usage.input_tokens + usage.output_tokens
 
 
 def _timeout(limit: float | None, exc: BaseException) -> errors.TimeoutError:

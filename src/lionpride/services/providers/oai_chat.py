@@ -194,6 +194,23 @@ def raise_body_error(raw: dict[str, Any], provider: str) -> None:
     )
 
 
+_METADATA_KEYS = ("model", "id", "usage", "system_fingerprint", "service_tier")
+
+
+def _tool_calls(calls: list[dict[str, Any]]) -> list[ToolCall]:
+    out = []
+    for tc in calls:
+        function = tc.get("function") or {}
+        out.append(
+            ToolCall(
+                id=tc.get("id"),
+                name=function.get("name", ""),
+                arguments=parse_arguments(function.get("arguments")),
+            )
+        )
+    return out
+
+
 def normalize_chat_completion(raw: Any, provider: str = "openai") -> NormalizedResponse:
     """Turn a chat-completion body into a :class:`NormalizedResponse`."""
     if not isinstance(raw, dict):
@@ -208,19 +225,12 @@ def normalize_chat_completion(raw: Any, provider: str = "openai") -> NormalizedR
     content = message.get("content")
     if isinstance(content, list):
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    tool_calls = [
-        ToolCall(
-            id=tc.get("id"),
-            name=(tc.get("function") or {}).get("name", ""),
-            arguments=parse_arguments((tc.get("function") or {}).get("arguments")),
-        )
-        for tc in message.get("tool_calls") or ()
-    ]
+    calls = message.get("tool_calls")
     native = choice.get("finish_reason")
     metadata: dict[str, Any] = {"native_finish_reason": native}
-    for key in ("model", "id", "usage", "system_fingerprint", "service_tier"):
-        if raw.get(key) is not None:
-            metadata[key] = raw[key]
+    for key in _METADATA_KEYS:
+        if (value := raw.get(key)) is not None:
+            metadata[key] = value
     reasoning = message.get("reasoning") or message.get("reasoning_content")
     if reasoning:
         metadata["reasoning"] = reasoning
@@ -228,7 +238,7 @@ def normalize_chat_completion(raw: Any, provider: str = "openai") -> NormalizedR
         metadata["refusal"] = message["refusal"]
     return normalized(
         data=content or "",
-        tool_calls=tool_calls,
+        tool_calls=_tool_calls(calls) if calls else [],
         usage=chat_usage(raw.get("usage")),
         finish_reason=_FINISH.get(native) if native else None,
         metadata=metadata,

@@ -217,6 +217,17 @@ class Calling(Event):
         """Wall seconds of the call (not counting the wait for capacity)."""
         return self.execution.duration
 
+    def _tokens_used(self, _result: object = None) -> int:
+        """The tokens to settle the reservation with: the reported usage; the reservation
+        when none was reported; nothing when the call failed."""
+        response = self.execution.response
+        if not isinstance(response, NormalizedResponse):
+            return 0
+        usage = response.usage
+        if usage is None:
+            return self.reserved_tokens
+        return usage.total_tokens or usage.input_tokens + usage.output_tokens
+
     def _on_granted(self, waited: float) -> None:
         self.execution.queue_wait = waited
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from json import encoder as json_encoder
@@ -183,10 +185,10 @@ class Endpoint(ServiceBackend):
         if options is None:
             raise ValueError(f"Endpoint {self.name} must define request_options")
         defaults = self.config.kwargs
-        merged = {**defaults, **request} if defaults else dict(request)
+        merged = {**defaults, **request} if defaults else request
         fields = options.__pydantic_fields__
-        unknown = [k for k in merged if k not in fields]
-        if unknown:
+        if not fields.keys() >= merged.keys():
+            unknown = [k for k in merged if k not in fields]
             if not self.config.drop_unknown:
                 raise ValueError(
                     f"unknown parameter(s) for {self.name}: {', '.join(map(repr, unknown))}; "
@@ -219,7 +221,10 @@ class Endpoint(ServiceBackend):
 
     def request_url(self, payload: dict[str, Any], *, stream: bool = False) -> str:
         """The URL for this payload (Gemini overrides: the model is in the path)."""
-        return self.config.full_url
+        rt = self._rt
+        if rt.url is None or rt.url_of is not self.config:
+            rt.url, rt.url_of = self.config.full_url, self.config
+        return rt.url
 
     def request_body(self, payload: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
         """The JSON body: ``extra_body`` merged in, ``stream`` set for SSE providers."""
@@ -275,16 +280,24 @@ class Endpoint(ServiceBackend):
 
     def _get_session(self) -> aiohttp.ClientSession:
         rt = self._rt
-        loop = asyncio.get_running_loop()
         session = rt.session
-        if session is None or session.closed or rt.loop is not loop:
-            if session is not None and not session.closed:
+        if (
+            session is not None
+            and rt.pid == _Process.pid
+            and not session.closed
+            and _runs_here(rt.loop)
+        ):
+            return session
+        loop = asyncio.get_running_loop()
+        forked = rt.pid != _Process.pid  # a session made by the parent: left to the parent
+        if session is None or session.closed or rt.loop is not loop or forked:
+            if session is not None and not session.closed and not forked:
                 _abandon(session, rt.loop)
             kw = dict(self.config.client_kwargs)
             limit = int(kw.pop("limit", 1000))
             connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
             session = aiohttp.ClientSession(connector=connector, **kw)
-            rt.session, rt.loop = session, loop
+            rt.session, rt.loop, rt.pid = session, loop, _Process.pid
         return session
 
     async def aclose(self) -> None:
@@ -566,20 +579,59 @@ class _Runtime:
     """An endpoint's live state: the pooled session, its loop, cached headers, the clock,
     and the text token counter (tiktoken when available offline)."""
 
-    __slots__ = ("clock", "count_text", "headers", "loop", "session", "timeout")
+    __slots__ = (
+        "clock",
+        "count_text",
+        "headers",
+        "loop",
+        "pid",
+        "session",
+        "timeout",
+        "url",
+        "url_of",
+    )
 
     def __init__(self) -> None:
         self.session: aiohttp.ClientSession | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.pid = 0  # the process the session belongs to
         self.headers: dict[str, str] | None = None
         self.clock: Clock = SYSTEM_CLOCK
         self.count_text: Any = _UNRESOLVED
         #: The last attempt's timeouts, reused by attempts whose deadline is as far away.
         self.timeout: aiohttp.ClientTimeout | None = None
+        #: ``config.full_url``, and the (frozen) config it was read from.
+        self.url: str | None = None
+        self.url_of: EndpointConfig | None = None
 
 
 class APICalling(Calling):
     """A call of an :class:`Endpoint`."""
+
+
+def _runs_here(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """Whether ``loop`` is the event loop running this code.
+
+    ``asyncio.get_running_loop()`` answers the same, but on Python 3.11 it makes a
+    ``getpid()`` system call each time, which costs as much as the rest of the session
+    lookup. A loop records the thread that runs it; a forked child's copy of a running loop
+    does not run, which the caller tells by the pid the session was made in.
+    """
+    return loop is not None and getattr(loop, "_thread_id", None) == threading.get_ident()
+
+
+class _Process:
+    """This process's id, kept current across ``fork()`` without a system call per read."""
+
+    pid = os.getpid()
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Process.forked)
 
 
 def _abandon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | None) -> None:

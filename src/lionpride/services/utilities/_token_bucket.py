@@ -243,7 +243,8 @@ class TokenBucket:
 
     def _refund(self, amount: float) -> None:
         self._refill(self._clock.now())
-        self._tokens = min(float(self._capacity), self._tokens + amount)
+        level = self._tokens + amount
+        self._tokens = level if level < self._capacity else float(self._capacity)
         self._notify()
 
     def _charge(self, amount: float) -> None:
@@ -255,7 +256,8 @@ class TokenBucket:
         self._listeners.append(weakref.WeakMethod(kick))
 
     def _notify(self) -> None:
-        self._queue.kick()
+        if self._queue._live:
+            self._queue.kick()
         dead = False
         for ref in self._listeners:
             kick = ref()
@@ -290,11 +292,11 @@ class LocalCapacity:
     def check(self, requests: int, tokens: int) -> None:
         """Raise ``ValueError`` naming the amount and capacity a bucket can never hold."""
         rb, tb = self.request_bucket, self.token_bucket
-        if rb is not None and requests > rb.capacity:
+        if rb is not None and requests > rb._capacity:
             raise ValueError(
                 f"requests={requests} exceeds the request bucket's capacity {rb.capacity}"
             )
-        if tb is not None and tokens > tb.capacity:
+        if tb is not None and tokens > tb._capacity:
             raise ValueError(f"tokens={tokens} exceeds the token bucket's capacity {tb.capacity}")
 
     def subscribe(self, kick: Callable[[], None]) -> None:

@@ -115,7 +115,8 @@ class Reservation:
         if actual_tokens is None:
             self._open = False
             return
-        _require_count("actual_tokens", actual_tokens)
+        if type(actual_tokens) is not int or actual_tokens < 0:
+            _require_count("actual_tokens", actual_tokens)
         self._open = False
         delta = actual_tokens - self.tokens
         self.tokens = actual_tokens
@@ -267,10 +268,10 @@ class RateLimiter:
         """Grant at once if nobody waits and capacity (and a slot of ``group``) is there."""
         take_now = self._take_now
         if (
-            self._queue.depth == 0
+            not self._queue._live
             and take_now is not None
             and (group is None or group.slots != 0)
-            and take_now(requests, tokens) == 0
+            and not take_now(requests, tokens)
         ):
             if group is not None and group.slots is not None:
                 group.slots -= 1
