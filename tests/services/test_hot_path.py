@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from pydantic import SecretStr
 
+from lionpride import errors
 from lionpride.core.clock import FakeClock
 from lionpride.services import iModel
 from lionpride.services.types import endpoint as endpoint_module
@@ -97,3 +98,16 @@ async def test_a_session_is_not_shared_with_a_loop_in_another_thread(
     assert await asyncio.to_thread(elsewhere)
     await model.aclose()
     await here.close()
+
+
+def test_bodies_decode_as_utf8_and_in_the_encodings_json_allows() -> None:
+    endpoint = iModel(provider="openai", base_url="http://127.0.0.1:9/v1", api_key="k").backend
+    value = {"text": "héllo ✓"}
+    for body in (
+        '{"text":"héllo ✓"}'.encode(),
+        '\ufeff{"text":"héllo ✓"}'.encode(),  # a UTF-8 byte-order mark
+        '{"text":"héllo ✓"}'.encode("utf-16"),
+    ):
+        assert endpoint._decode(body) == value
+    with pytest.raises(errors.InvalidResponseError, match="not JSON"):
+        endpoint._decode(b"\xff\xfe\x00garbage")

@@ -240,9 +240,10 @@ class iModel(Element):
         }
         if streaming:
             fields["streaming"] = True
-        tokens = self._reservation(payload)
-        if tokens:
-            fields["reserved_tokens"] = tokens
+        if self.executor is not None:
+            tokens = self._reservation(payload)
+            if tokens:
+                fields["reserved_tokens"] = tokens
         if timeout is None and not extra_headers and hooks is None:
             # Only the model's own, already valid values: no validation needed.
             return build_trusted(backend.event_type, fields)
@@ -343,8 +344,10 @@ class iModel(Element):
 
     def _finish(self, calling: Calling, raise_on_error: bool) -> Calling:
         ex = calling.execution
-        self._rt.observer.finish(ex, self.backend.provider, model_of(calling), calling.trace)
-        self._keep_session(calling)
+        rt = self._rt
+        rt.observer.finish(ex, self.backend.provider, model_of(calling), calling.trace)
+        if rt.keeps_session:
+            self._keep_session(calling)
         if ex.status in _FAILED and ex.error is not None:
             err = ex.error
             if isinstance(err, errors.RateLimitError):
@@ -361,9 +364,8 @@ class iModel(Element):
             raise errors.TimeoutError(f"rate_limiter granted no capacity within {timeout}s")
 
     def _keep_session(self, calling: Calling) -> None:
-        """Remember a CLI session id so the next call on this model resumes it."""
-        if not self._rt.keeps_session:
-            return
+        """Remember a CLI session id so the next call on this model resumes it (for
+        backends whose runs are sessions: ``ModelRuntime.keeps_session``)."""
         response = calling.response
         if response is not None:
             session_id = response.metadata.get("session_id")
@@ -474,7 +476,8 @@ class iModel(Element):
                     if chunk.is_final:
                         ex.response = chunk.response
                         used = calling._tokens_used()
-                        self._keep_session(calling)
+                        if self._rt.keeps_session:
+                            self._keep_session(calling)
                     if chunk_hooks:
                         await run_chunk_hooks(calling, chunk)
                     yield chunk

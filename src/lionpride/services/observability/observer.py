@@ -77,7 +77,9 @@ class ModelObserver:
         span: CallSpan | None = None,
     ) -> None:
         """Record a finished call; sets ``execution.cost`` when the price is known."""
-        response = _as_response(execution.response)
+        response = execution.response
+        if not isinstance(response, NormalizedResponse):
+            response = None
         usage = response.usage if response is not None else None
         cost = self.prices.cost(model, usage) if usage is not None else None
         execution.cost = cost
@@ -130,7 +132,3 @@ class ModelObserver:
     def snapshot(self, **gauges: Any) -> dict[str, Any]:
         """The metrics with the live gauges given (queue depth, in flight, levels, breaker)."""
         return self.metrics.snapshot(**gauges)
-
-
-def _as_response(value: Any) -> NormalizedResponse | None:
-    return value if isinstance(value, NormalizedResponse) else None

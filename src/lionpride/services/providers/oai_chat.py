@@ -136,6 +136,8 @@ class OAIChatEndpoint(Endpoint):
 
     def request_body(self, payload: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
         """Merge ``extra_body``; streams ask for the usage chunk."""
+        if not stream and "extra_body" not in payload:
+            return payload
         body = super().request_body(payload, stream=stream)
         if stream and "stream_options" not in body and self.provider == "openai":
             body["stream_options"] = {"include_usage": True}

@@ -387,10 +387,7 @@ class Endpoint(ServiceBackend):
             raw = await self._first_attempt(self._attempt, args)
         except Exception as exc:
             raw = await self._retry(exc, self._attempt, args, deadline, on_retry)
-        return self._normalize(raw)
-
-    def _normalize(self, raw: Any) -> NormalizedResponse:
-        """``normalize_response``, with a body of the wrong shape raised as a typed error."""
+        # A body of the wrong shape is raised as a typed error.
         return self._shaped(self.normalize_response, raw)
 
     def _shaped(self, parse: Callable[..., T], *args: Any) -> T:
@@ -455,6 +452,12 @@ class Endpoint(ServiceBackend):
             raise errors.InvalidResponseError(
                 f"{self.name}: empty response body", status_code=200, provider=self.provider
             )
+        try:
+            # JSON between systems is UTF-8 (RFC 8259): decoding it first skips the
+            # encoding sniffing of json.loads(bytes), which still gets anything else.
+            return json.loads(data.decode())
+        except ValueError:
+            pass
         try:
             return json.loads(data)
         except ValueError as exc:

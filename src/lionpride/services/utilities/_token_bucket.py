@@ -13,6 +13,7 @@ import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
@@ -95,7 +96,7 @@ class TokenBucket:
         self._tokens = float(config.capacity if initial is None else initial)
         self._last: float | None = None
         self._paused_until = -math.inf
-        self._listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self._listeners: list[tuple[weakref.ref[Any], Callable[[Any], None]]] = []
         self._queue = _WaitQueue(clock, self._give_back_alone, take_now=self._take_alone)
 
     @property
@@ -242,7 +243,9 @@ class TokenBucket:
         return wait if wait > _MIN_WAIT else 0.0
 
     def _refund(self, amount: float) -> None:
-        self._refill(self._clock.now())
+        # No refill first: adding to the level as of the last refill, capped, gives the same
+        # level at every later read as refilling first would (min(x + a, cap) + r·dt, capped,
+        # equals min(x + r·dt, cap) + a, capped, for a >= 0), one clock read cheaper.
         level = self._tokens + amount
         self._tokens = level if level < self._capacity else float(self._capacity)
         self._notify()
@@ -252,21 +255,26 @@ class TokenBucket:
         self._tokens -= amount
 
     def _subscribe(self, kick: Callable[[], None]) -> None:
-        """Call ``kick`` whenever capacity comes back (held weakly)."""
-        self._listeners.append(weakref.WeakMethod(kick))
+        """Call ``kick`` (a bound method, its object held weakly) whenever capacity comes back.
+
+        Kept as (weak reference to the object, function) rather than a ``WeakMethod``, whose
+        dereference is Python code: this runs on every refund.
+        """
+        owner, function = kick.__self__, kick.__func__  # type: ignore[attr-defined]
+        self._listeners.append((weakref.ref(owner), function))
 
     def _notify(self) -> None:
         if self._queue._live:
             self._queue.kick()
         dead = False
-        for ref in self._listeners:
-            kick = ref()
-            if kick is None:
+        for ref, function in self._listeners:
+            owner = ref()
+            if owner is None:
                 dead = True
             else:
-                kick()
+                function(owner)
         if dead:
-            self._listeners = [ref for ref in self._listeners if ref() is not None]
+            self._listeners = [pair for pair in self._listeners if pair[0]() is not None]
 
     def _take_alone(self, amount: float, _tokens: int) -> float:
         delay = self._delay(amount, self._clock.now())

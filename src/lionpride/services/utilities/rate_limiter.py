@@ -137,7 +137,7 @@ class RateLimiter:
         ValueError: Buckets and a backend both given, or a bucket on a different clock.
     """
 
-    __slots__ = ("_backend", "_clock", "_queue", "_take_now")
+    __slots__ = ("_backend", "_clock", "_free_slot", "_queue", "_take_now")
 
     def __init__(
         self,
@@ -170,6 +170,8 @@ class RateLimiter:
         )
         if subscribe is not None:
             subscribe(self._queue.kick)
+        #: Gives back the concurrency slot of a group that a grant took (a call ended).
+        self._free_slot: Callable[[_WaitGroup], None] = self._queue.free_slot
 
     @property
     def clock(self) -> Clock:
@@ -312,10 +314,6 @@ class RateLimiter:
     def _fail_waiters(self, group: _WaitGroup, make_error: Callable[[], BaseException]) -> int:
         """Fail the waiters of ``group`` (an executor closing); return how many."""
         return self._queue.fail(group, make_error)
-
-    def _free_slot(self, group: _WaitGroup) -> None:
-        """Give back the concurrency slot of ``group`` that a grant took (a call ended)."""
-        self._queue.free_slot(group)
 
     async def _stop_timer(self) -> None:
         """End the timer task if nobody waits."""

@@ -20,6 +20,8 @@ IMAGE_TOKENS = 1600
 MESSAGE_OVERHEAD = 4
 
 _TEXT_KEYS = ("text", "content", "system", "input", "prompt", "arguments", "thinking")
+#: Prompt parts besides the messages, in any provider's format.
+_OTHER_PARTS = frozenset({"system", "systemInstruction", "prompt", "input", "tools"})
 _BLOB_TYPES = frozenset({"image", "image_url", "input_image", "document", "file", "input_audio"})
 
 
@@ -51,9 +53,8 @@ def estimate_prompt_tokens(
                     total += count(content)
                 else:
                     total += _walk(message, count)
-    for key in ("system", "systemInstruction", "prompt", "input", "tools"):
-        if key in payload:
-            total += _walk(payload[key], count)
+    for key in _OTHER_PARTS.intersection(payload):
+        total += _walk(payload[key], count)
     return total
 
 
