@@ -204,7 +204,7 @@ class ModelMetrics:
             self.successes += 1
         else:
             self._count_failure(type(error).__name__ if error is not None else str(status))
-        if _is_rate_limit(error):
+        if error is not None and _is_rate_limit(error):
             self.rate_limited += 1
         self.attempts += max(attempts, 0)
         if usage is not None:

@@ -102,7 +102,7 @@ class ModelObserver:
                 duration=execution.duration,
                 error=error,
             )
-        else:
+        elif _log.isEnabledFor(logging.DEBUG):  # checked here too: this is every success
             log_attempt(
                 _log,
                 provider=provider,
