@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import warnings
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ def server_in_thread() -> Iterator[FakeProvider]:
     loop.close()
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_moving_to_a_new_loop_drops_the_old_session(server_in_thread: FakeProvider) -> None:
     """A call on a second loop replaces the first loop's session, which ends up closed."""
     model = iModel(
@@ -44,4 +46,7 @@ def test_moving_to_a_new_loop_drops_the_old_session(server_in_thread: FakeProvid
         second = model.backend._rt.session
         assert first is not None and first is not second and first.closed
         asyncio.run(model.aclose())
+        # The first loop's pooled socket was closed, not left for the collector to find.
+        del first
+        gc.collect()
     assert second is not None and second.closed

@@ -30,6 +30,15 @@ class EventStatus(StrEnum):
     ABORTED = "aborted"
 
 
+# Module-level names for the statuses every call passes through: reading an enum member
+# through its class costs several times a global lookup.
+_PENDING, _PROCESSING, _COMPLETED = (
+    EventStatus.PENDING,
+    EventStatus.PROCESSING,
+    EventStatus.COMPLETED,
+)
+
+
 @dataclass(slots=True)
 class Execution:
     """The outcome of an event.
@@ -127,9 +136,9 @@ class Event(Element):
         """Run ``_invoke`` once under ``timeout`` and record the outcome; never raises
         except for cancellation, which is recorded as CANCELLED and re-raised."""
         ex = self.execution
-        if ex.status is not EventStatus.PENDING:
+        if ex.status is not _PENDING:
             return
-        ex.status = EventStatus.PROCESSING
+        ex.status = _PROCESSING
         start = time.perf_counter()
         try:
             if self.timeout is None:
@@ -153,7 +162,7 @@ class Event(Element):
             ex.error, ex.retryable, ex.status = exc, retryable(exc), EventStatus.FAILED
         else:
             ex.response, ex.error, ex.retryable = result, None, False
-            ex.status = EventStatus.COMPLETED
+            ex.status = _COMPLETED
         finally:
             ex.duration = time.perf_counter() - start
         follow_up = self._after_outcome()

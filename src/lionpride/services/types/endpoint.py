@@ -640,17 +640,34 @@ if hasattr(os, "register_at_fork"):
 def _abandon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | None) -> None:
     """Close a session left behind on another event loop (the endpoint moved loops).
 
-    A loop still running elsewhere closes it itself; on a closed loop the sockets are gone
-    with it, and the connector is only marked closed so that nothing is left to warn about.
+    A loop still running elsewhere closes it itself. A closed loop can no longer run the
+    transports' own close, so their sockets are closed here, and the connector is marked
+    closed, so that nothing is left open or left to warn about.
     """
     if loop is not None and loop.is_running():
         asyncio.run_coroutine_threadsafe(session.close(), loop)
         return
     connector = session.connector
     session.detach()
-    if connector is not None:
-        with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to schedule
-            connector._close()
+    if connector is None:
+        return
+    for pooled in list(getattr(connector, "_conns", {}).values()):
+        for protocol, _ in pooled:
+            _close_socket(getattr(protocol, "transport", None))
+    with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to schedule
+        connector._close()
+
+
+def _close_socket(transport: Any) -> None:
+    """Close an asyncio socket transport's socket without its (closed) event loop.
+
+    The transport's own ``close`` schedules the socket's close on the loop, which is gone;
+    its socket is closed directly instead, and dropped, as the transport itself would.
+    """
+    sock = getattr(transport, "_sock", None)
+    if sock is not None:
+        sock.close()
+        transport._sock = None
 
 
 def _not_json(obj: Any) -> Any:
