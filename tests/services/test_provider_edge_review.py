@@ -11,12 +11,13 @@ from lionpride import errors
 from lionpride.services.providers._anthropic_stream import MessageStreamAssembler
 from lionpride.services.providers._gemini_stream import GeminiStreamAssembler
 from lionpride.services.providers._oai_stream import ChatStreamAssembler
-from lionpride.services.providers.anthropic_messages import CreateMessageRequest
+from lionpride.services.providers.anthropic_messages import CreateMessageRequest, normalize_message
 from lionpride.services.providers.gemini import (
     GenerateContentRequest,
     messages_to_contents,
     normalize_generate_content,
 )
+from lionpride.services.providers.oai_chat import normalize_chat_completion
 from lionpride.services.streaming.sse import SSEEvent
 
 BLOCKED = {
@@ -154,3 +155,50 @@ def test_gemini_system_message_with_text_parts_becomes_plain_text() -> None:
         ],
     )
     assert request.systemInstruction == {"parts": [{"text": "Be brief."}]}
+
+
+@pytest.mark.parametrize(
+    ("normalize", "body", "native"),
+    [
+        (
+            normalize_chat_completion,
+            {"choices": [{"message": {"content": "x"}, "finish_reason": "something_new"}]},
+            "something_new",
+        ),
+        (
+            normalize_message,
+            {"content": [{"type": "text", "text": "x"}], "stop_reason": "pause_turn"},
+            "pause_turn",
+        ),
+        (
+            normalize_message,
+            {"content": [{"type": "text", "text": "x"}], "stop_reason": "something_new"},
+            "something_new",
+        ),
+        (
+            normalize_generate_content,
+            {"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": "OTHER"}]},
+            "OTHER",
+        ),
+    ],
+)
+def test_an_unknown_finish_reason_is_none_for_every_provider(
+    normalize: Any, body: Any, native: str
+) -> None:
+    """No provider guesses: a reason outside the normalized five is None, the native kept."""
+    response = normalize(body)
+    assert response.finish_reason is None
+    assert response.metadata["native_finish_reason"] == native
+
+
+@pytest.mark.parametrize(
+    ("native", "expected"),
+    [
+        ("LANGUAGE", "content_filter"),
+        ("TOO_MANY_TOOL_CALLS", "error"),
+        ("SAFETY", "content_filter"),
+    ],
+)
+def test_gemini_finish_reasons_that_are_filters_or_errors(native: str, expected: str) -> None:
+    body = {"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": native}]}
+    assert normalize_generate_content(body).finish_reason == expected

@@ -142,7 +142,6 @@ ERROR_STATUS: dict[str, int] = {
 STOP_REASONS: dict[str, Literal["stop", "length", "tool_calls", "content_filter", "error"]] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
-    "pause_turn": "stop",
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
@@ -211,7 +210,7 @@ def normalize_message(raw: Any) -> NormalizedResponse:
         data="".join(text),
         tool_calls=calls,
         usage=anthropic_usage(raw.get("usage")),
-        finish_reason=STOP_REASONS.get(native, "stop") if native else None,
+        finish_reason=STOP_REASONS.get(native) if native else None,
         metadata=metadata,
         raw_response=raw,
     )

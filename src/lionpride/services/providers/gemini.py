@@ -210,8 +210,10 @@ FINISH_REASONS: dict[str, Literal["stop", "length", "tool_calls", "content_filte
     "PROHIBITED_CONTENT": "content_filter",
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
+    "LANGUAGE": "content_filter",
     "MALFORMED_FUNCTION_CALL": "error",
     "UNEXPECTED_TOOL_CALL": "error",
+    "TOO_MANY_TOOL_CALLS": "error",
 }
 
 
@@ -266,7 +268,7 @@ def normalize_generate_content(raw: Any) -> NormalizedResponse:
         metadata["reasoning"] = "".join(thoughts)
     if raw.get("promptFeedback"):
         metadata["prompt_feedback"] = raw["promptFeedback"]
-    finish = FINISH_REASONS.get(native, "stop") if native else None
+    finish = FINISH_REASONS.get(native) if native else None
     block = (raw.get("promptFeedback") or {}).get("blockReason")
     if finish is None and block:
         # A blocked prompt has no candidates at all: it is filtered, not an empty success.

@@ -50,7 +50,9 @@ class NormalizedResponse(BaseModel):
         tool_calls: Function calls requested by the model, in order.
         usage: Normalized token counts, when the backend reports them.
         finish_reason: ``stop``, ``length``, ``tool_calls``, ``content_filter`` or ``error``;
-            the provider's own value stays in ``metadata["native_finish_reason"]``.
+            the provider's own value stays in ``metadata["native_finish_reason"]``. A value
+            that is none of these (Anthropic's ``pause_turn``, Gemini's ``OTHER``, anything
+            new) gives ``None`` for every provider alike, rather than a guess.
         metadata: Provider details: model, id, native usage, reasoning text, ...
         raw_response: The provider's decoded body.
     """
