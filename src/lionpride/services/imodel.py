@@ -266,14 +266,15 @@ class iModel(Element):
 
     def _reservation(self, payload: dict[str, Any]) -> int:
         executor = self.executor
-        bucket = executor.limiter.token_bucket if executor is not None else None
-        if bucket is None:
+        # Local or shared in Redis alike: whatever limits tokens says how many it holds.
+        capacity = executor.limiter.token_capacity if executor is not None else None
+        if capacity is None:
             return 0
         tokens = self.backend.estimate_tokens(payload)
-        if tokens > bucket.capacity:
+        if tokens > capacity:
             raise ValueError(
                 f"request needs {tokens} tokens (prompt estimate plus output budget) but "
-                f"the token bucket holds at most {bucket.capacity}: lower max_tokens or "
+                f"the token bucket holds at most {capacity}: lower max_tokens or "
                 "raise limit_tokens"
             )
         return tokens

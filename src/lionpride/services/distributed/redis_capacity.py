@@ -234,6 +234,11 @@ class RedisCapacity:
         return f"RedisCapacity({self.limit_key!r}, shared={self.shared})"
 
     @property
+    def token_capacity(self) -> int | None:
+        """The shared token bucket's capacity; ``None`` when tokens are not limited."""
+        return self._tokens.capacity if self._tokens is not None else None
+
+    @property
     def shared(self) -> bool:
         """False while Redis is unreachable and local buckets stand in."""
         return self._link.shared

@@ -297,6 +297,11 @@ class LocalCapacity:
         self.request_bucket = request_bucket
         self.token_bucket = token_bucket
 
+    @property
+    def token_capacity(self) -> int | None:
+        """The token bucket's capacity; ``None`` without one."""
+        return self.token_bucket.capacity if self.token_bucket is not None else None
+
     def check(self, requests: int, tokens: int) -> None:
         """Raise ``ValueError`` naming the amount and capacity a bucket can never hold."""
         rb, tb = self.request_bucket, self.token_bucket

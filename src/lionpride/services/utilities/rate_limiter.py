@@ -45,7 +45,10 @@ __all__ = [
 class CapacityBackend(Protocol):
     """Where a :class:`RateLimiter` takes capacity from.
 
-    ``take`` must take both amounts or neither. Two optional methods, looked up by name:
+    ``take`` must take both amounts or neither. A backend that limits tokens says how many
+    one request may reserve at most in ``token_capacity`` (``None``, or no such attribute,
+    when tokens are not limited): callers that meter tokens (``iModel``) reserve them only
+    when it is set. Two optional methods, looked up by name:
 
     * ``try_take(requests, tokens) -> float``: a synchronous ``take``; the limiter then grants
       without awaiting and supports ``try_acquire``.
@@ -194,6 +197,12 @@ class RateLimiter:
         """The local token bucket, if any."""
         backend = self._backend
         return backend.token_bucket if isinstance(backend, LocalCapacity) else None
+
+    @property
+    def token_capacity(self) -> int | None:
+        """The most tokens one request may reserve; ``None`` when tokens are not limited."""
+        capacity: int | None = getattr(self._backend, "token_capacity", None)
+        return capacity
 
     @property
     def queue_depth(self) -> int:
