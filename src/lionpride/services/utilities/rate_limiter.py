@@ -140,7 +140,7 @@ class RateLimiter:
         ValueError: Buckets and a backend both given, or a bucket on a different clock.
     """
 
-    __slots__ = ("_backend", "_clock", "_free_slot", "_queue", "_take_now")
+    __slots__ = ("_backend", "_clock", "_free_slot", "_queue", "_take_now", "_token_capacity")
 
     def __init__(
         self,
@@ -162,6 +162,8 @@ class RateLimiter:
         self._take_now: Callable[[int, int], float] | None = getattr(
             self._backend, "try_take", None
         )
+        # Read once: bucket shapes are fixed when the buckets are made.
+        self._token_capacity: int | None = getattr(self._backend, "token_capacity", None)
         self._queue = _WaitQueue(
             clock,
             self._give_back_queued,
@@ -201,8 +203,7 @@ class RateLimiter:
     @property
     def token_capacity(self) -> int | None:
         """The most tokens one request may reserve; ``None`` when tokens are not limited."""
-        capacity: int | None = getattr(self._backend, "token_capacity", None)
-        return capacity
+        return self._token_capacity
 
     @property
     def queue_depth(self) -> int:
