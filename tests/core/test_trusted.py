@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from lionpride.core._trusted import build_trusted
 from lionpride.core.element import Element, new_id
@@ -110,3 +110,24 @@ def test_a_forked_child_does_not_repeat_the_parents_ids() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert len(child_id) == 16 and child_id != new_id().bytes
+
+
+def test_a_subclass_with_its_own_init_or_field_checks_is_validated() -> None:
+    """A user's Calling subclass is built exactly as validation builds it."""
+
+    class Audited(Calling):
+        def __init__(self, **data: Any) -> None:
+            super().__init__(**data)
+            self.metadata["audited"] = True
+
+    class Pinned(Calling):
+        @field_validator("payload")
+        @classmethod
+        def _pin(cls, payload: dict[str, Any]) -> dict[str, Any]:
+            return {**payload, "user": "tenant-42"}
+
+    values: dict[str, Any] = {"backend": _backend(), "payload": {"x": 1}}
+    assert build_trusted(Audited, values).metadata == {"audited": True}
+    assert build_trusted(Pinned, values).payload == {"x": 1, "user": "tenant-42"}
+    # A validator on a field that is not given does not stop the fast path.
+    assert build_trusted(Pinned, {"backend": values["backend"]}).payload == {}

@@ -10,9 +10,9 @@ from pydantic import SecretStr
 from lionpride import errors
 from lionpride.core.clock import FakeClock
 from lionpride.services import iModel
-from lionpride.services.types import endpoint as endpoint_module
+from lionpride.services.types import _http_runtime
 from lionpride.services.types.endpoint import _dumps
-from lionpride.testing import FakeProvider
+from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -72,7 +72,7 @@ async def test_the_session_is_reused_on_its_loop_and_left_to_a_forking_parent(
     await model.invoke(model="m", messages=MESSAGES)
     assert model.backend._rt.session is session
     # As in a forked child: the parent's session (and its sockets) are not used or closed.
-    monkeypatch.setattr(endpoint_module._Process, "pid", endpoint_module._Process.pid + 1)
+    monkeypatch.setattr(_http_runtime.Process, "pid", _http_runtime.Process.pid + 1)
     await model.invoke(model="m", messages=MESSAGES)
     replacement = model.backend._rt.session
     assert replacement is not session and session is not None and not session.closed
@@ -111,3 +111,52 @@ def test_bodies_decode_as_utf8_and_in_the_encodings_json_allows() -> None:
         assert endpoint._decode(body) == value
     with pytest.raises(errors.InvalidResponseError, match="not JSON"):
         endpoint._decode(b"\xff\xfe\x00garbage")
+
+
+async def test_a_retry_never_gets_more_time_than_is_left(fake_provider: FakeProvider) -> None:
+    """A shared ClientTimeout is reused only when it is no longer than the time left."""
+    fake_provider.script(Reply(status=503, headers={"retry-after-ms": "0"}))
+    model = iModel(provider="openai", base_url=fake_provider.base_url("openai"), api_key="k")
+    endpoint = model.backend
+    clock = FakeClock(1000.0)
+    endpoint._rt.clock = clock
+
+    async def on_retry(attempt: int, error: BaseException, delay: float) -> None:
+        await clock.advance(0.0009)  # the failed attempt took 0.9 ms
+
+    payload = endpoint.create_payload({"model": "m", "messages": MESSAGES})
+    await endpoint.call(payload, timeout=5.0, on_retry=on_retry)
+    await model.aclose()
+    assert len(fake_provider.requests) == 2
+    given = endpoint._rt.timeout
+    assert given is not None and given.total is not None
+    assert given.total <= 1005.0 - clock.now()
+
+
+async def test_a_new_config_sends_its_own_key(fake_provider: FakeProvider) -> None:
+    """Cached headers follow the config: a rotated key is used from the next call on."""
+    url = fake_provider.base_url("openai")
+    model = iModel(provider="openai", base_url=url, api_key=SecretStr("old-key"))
+    await model.invoke(model="m", messages=MESSAGES)
+    rotated = iModel(provider="openai", base_url=url, api_key=SecretStr("new-key"))
+    model.backend.config = rotated.backend.config
+    await model.invoke(model="m", messages=MESSAGES)
+    await model.aclose()
+    keys = [r.headers.get("authorization") for r in fake_provider.requests]
+    assert keys == ["Bearer old-key", "Bearer new-key"]
+
+
+async def test_a_copied_endpoint_has_its_own_key_and_sessions(fake_provider: FakeProvider) -> None:
+    url = fake_provider.base_url("openai")
+    first = iModel(provider="openai", base_url=url, api_key=SecretStr("key-a")).backend
+    await first.call(first.create_payload({"model": "m", "messages": MESSAGES}))
+    other = iModel(provider="openai", base_url=url, api_key=SecretStr("key-b")).backend
+    second = first.model_copy(update={"config": other.config})
+    deep = first.model_copy(deep=True)
+    assert second._rt is not first._rt and deep._rt is not first._rt
+    await second.call(second.create_payload({"model": "m", "messages": MESSAGES}))
+    await second.aclose()  # closes the copy's session only
+    await first.call(first.create_payload({"model": "m", "messages": MESSAGES}))
+    await first.aclose()
+    keys = [r.headers.get("authorization") for r in fake_provider.requests]
+    assert keys == ["Bearer key-a", "Bearer key-b", "Bearer key-a"]

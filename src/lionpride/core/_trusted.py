@@ -7,9 +7,10 @@ Calling's backend and payload, a response normalized from checked parts) are val
 construction, and :func:`build_trusted` puts them in place directly, with every other field
 defaulted exactly as validation would default it.
 
-A class for which that cannot be done faithfully (model validators, ``model_post_init``,
-private attributes, extra fields, defaults that validation would copy) is built by
-validation instead, and so are values that miss a required field.
+A class for which that cannot be done faithfully (its own ``__init__``, model validators,
+``model_post_init``, private attributes, extra fields, defaults that validation would copy)
+is built by validation instead, and so are values that miss a required field or that a
+field validator would see.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ _set = object.__setattr__
 class _Plan:
     """How to build one class: ``template`` holds every field in declaration order with its
     static default (``None`` standing in for the others), ``factories`` fill the
-    ``default_factory`` fields, ``required`` are the fields the values must hold."""
+    ``default_factory`` fields, ``required`` are the fields the values must hold, and
+    ``checked`` those a field validator looks at (given any of them, validation builds)."""
 
-    __slots__ = ("factories", "required", "template")
+    __slots__ = ("checked", "factories", "required", "template")
 
     def __init__(self, model: type[BaseModel]) -> None:
         self.template: dict[str, Any] = {}
@@ -54,11 +56,17 @@ class _Plan:
             else:
                 raise TypeError(f"{name}: validation copies its mutable default")
         self.required = frozenset(required)
+        checked: set[str] = set()
+        for validator in model.__pydantic_decorators__.field_validators.values():
+            fields = validator.info.fields
+            checked.update(model.__pydantic_fields__ if "*" in fields else fields)
+        self.checked = frozenset(checked)
 
 
 def _plan_for(model: type[BaseModel]) -> _Plan | None:
     if (
-        model.__pydantic_decorators__.model_validators
+        model.__init__ is not BaseModel.__init__
+        or model.__pydantic_decorators__.model_validators
         or model.__pydantic_post_init__ is not None
         or model.__private_attributes__
         or model.model_config.get("extra") == "allow"
@@ -81,7 +89,7 @@ def build_trusted(model: type[M], values: Mapping[str, Any]) -> M:
     except KeyError:
         plan = _plan_for(model)
         setattr(model, _PLAN, plan)
-    if plan is None or not plan.required <= values.keys():
+    if plan is None or not plan.required <= values.keys() or not plan.checked.isdisjoint(values):
         return model(**values)
     data = plan.template.copy()
     for name, factory in plan.factories:

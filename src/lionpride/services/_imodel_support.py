@@ -56,7 +56,7 @@ class ModelRuntime:
     """An iModel's live state: its observer, what ``aclose`` must close besides, and the
     settings of limits shared through Redis (kept by ``to_dict``)."""
 
-    __slots__ = ("closers", "keeps_session", "observer", "shared")
+    __slots__ = ("closers", "keeps_session", "observer", "owns_executor", "shared")
 
     def __init__(
         self,
@@ -70,6 +70,8 @@ class ModelRuntime:
         #: Whether the backend is a CLI whose session id the next call resumes.
         self.keeps_session = keeps_session
         self.shared = shared
+        #: Whether ``aclose`` closes the executor (one the model built, not one passed in).
+        self.owns_executor = False
 
 
 def model_of(calling: Calling) -> str | None:

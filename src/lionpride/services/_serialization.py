@@ -174,7 +174,7 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"iModel.from_dict: malformed limits: {exc!r}") from exc
-    return cls(
+    model = cls(
         backend=backend,
         executor=rebuilt_executor,
         rate_limiter=bucket,
@@ -182,3 +182,6 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
         metadata=metadata,
         **kw,
     )
+    if rebuilt_executor is not None:
+        model._rt.owns_executor = True  # made here, for this model alone
+    return model

@@ -123,6 +123,7 @@ class iModel(Element):
                 f"unexpected argument(s) with backend=: {', '.join(sorted(kwargs))} "
                 "(configure the backend itself)"
             )
+        given_executor = executor
         closers: list[Any] = []
         shared: dict[str, Any] | None = None
         if redis_url is not None:
@@ -166,6 +167,8 @@ class iModel(Element):
         runtime = ModelRuntime(
             ModelObserver(prices, tracer), closers, backend.provider in _CLI_SESSIONS, shared
         )
+        # An executor the caller passed in may be shared with other models: theirs to close.
+        runtime.owns_executor = executor is not None and executor is not given_executor
         object.__setattr__(self, "_rt", runtime)
 
     # -- identity ------------------------------------------------------------------------
@@ -298,9 +301,15 @@ class iModel(Element):
             raise_on_error: Raise the typed error of a failed call (with the Calling on
                 ``e.calling``); ``False`` returns the failed Calling instead.
             **arguments: The request (``model``, ``messages``, ...) and ``timeout``.
+
+        Raises:
+            ValueError: ``calling`` already ran (a Calling runs once), or invalid arguments.
+            lionpride.errors.LionprideError: The call failed (with ``raise_on_error=True``).
         """
         if calling is None:
             calling = await self.create_calling(**arguments)
+        elif calling.execution.status is not EventStatus.PENDING:
+            raise _ran_already(calling)
         observer = self._rt.observer
         if observer.tracer is not None:
             calling.trace = observer.start(self.backend.provider, model_of(calling))
@@ -314,14 +323,16 @@ class iModel(Element):
                     settle=calling._tokens_used,
                     on_granted=calling._on_granted,
                 )
-            else:
+            elif poll_timeout is None:
                 if self.rate_limiter is not None:
-                    await self._acquire_simple(poll_timeout)
-                if poll_timeout is None:
+                    await self._acquire_simple()
+                await calling.invoke()
+            else:
+                # One deadline for the wait and the call together.
+                async with asyncio.timeout(poll_timeout):
+                    if self.rate_limiter is not None:
+                        await self._acquire_simple()
                     await calling.invoke()
-                else:
-                    async with asyncio.timeout(poll_timeout):
-                        await calling.invoke()
         except TimeoutError as exc:
             err = exc if isinstance(exc, errors.TimeoutError) else _timeout(poll_timeout, exc)
             if calling.execution.status is EventStatus.PENDING:
@@ -358,7 +369,7 @@ class iModel(Element):
                 raise err
         return calling
 
-    async def _acquire_simple(self, timeout: float | None) -> None:
+    async def _acquire_simple(self, timeout: float | None = None) -> None:
         """Take one request from the simple ``rate_limiter`` bucket, or time out."""
         assert self.rate_limiter is not None
         if not await self.rate_limiter.acquire(1, timeout=timeout):
@@ -385,8 +396,12 @@ class iModel(Element):
 
         Under ``no_backoff()`` (test mode) nothing pauses, as no retry sleeps either.
         """
-        if error.retry_after and self.executor is not None and not backoff_disabled():
+        if not error.retry_after or backoff_disabled():
+            return
+        if self.executor is not None:
             self.executor.pause(error.retry_after)
+        if self.rate_limiter is not None:
+            self.rate_limiter.pause(error.retry_after)
 
     async def invoke_stream(
         self,
@@ -411,6 +426,8 @@ class iModel(Element):
         """
         if calling is None:
             calling = await self.create_calling(streaming=True, **arguments)
+        elif calling.execution.status is not EventStatus.PENDING:
+            raise _ran_already(calling)
         ex = calling.execution
         observer = self._rt.observer
         provider, model = self.backend.provider, model_of(calling)
@@ -567,8 +584,12 @@ class iModel(Element):
         )
 
     async def aclose(self) -> None:
-        """Close the backend's connections and stop the executor's background work."""
-        if self.executor is not None:
+        """Close the backend's connections and stop the executor's background work.
+
+        An executor passed in as ``executor=`` is left open: it may be shared by other
+        models, and is closed by whoever made it.
+        """
+        if self.executor is not None and self._rt.owns_executor:
             await self.executor.aclose()
         for close in self._rt.closers:
             await close()
@@ -579,6 +600,14 @@ class iModel(Element):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _ran_already(calling: Calling) -> ValueError:
+    # Running it again would take capacity for a call that sends nothing.
+    return ValueError(
+        f"Calling {calling.id} already ran (status {calling.execution.status}); "
+        "make a new one with create_calling() to call again"
+    )
 
 
 def _timeout(limit: float | None, exc: BaseException) -> errors.TimeoutError:

@@ -10,14 +10,11 @@ Failures are translated once, in :meth:`Endpoint._attempt`, into the tree of
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from json import encoder as json_encoder
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import aiohttp
 from pydantic import (
@@ -27,10 +24,10 @@ from pydantic import (
 )
 
 from lionpride import errors
-from lionpride.core.clock import SYSTEM_CLOCK, Clock
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEDecoder, SSEEvent
 from lionpride.services.types._endpoint_config import SYSTEM_ENV_VARS, EndpointConfig
+from lionpride.services.types._http_runtime import UNRESOLVED, Runtime
 from lionpride.services.types.backend import (
     Calling,
     NormalizedResponse,
@@ -101,7 +98,7 @@ class Endpoint(ServiceBackend):
 
     # Runtime state lives in a plain object in the instance dict: pydantic private
     # attributes cost ~1 µs per read, and the send path reads them several times per call.
-    _rt: _Runtime
+    _rt: Runtime
 
     #: Sentinel default for ``retry_config``: SDK-like retries (D7).
     DEFAULT_RETRY: ClassVar[object] = object()
@@ -139,7 +136,7 @@ class Endpoint(ServiceBackend):
 
     def model_post_init(self, context: Any, /) -> None:
         """Attach the runtime state (session, cached headers, clock); never serialized."""
-        object.__setattr__(self, "_rt", _Runtime())
+        object.__setattr__(self, "_rt", Runtime())
 
     @classmethod
     def _build_config(cls, config: Any, kwargs: dict[str, Any]) -> EndpointConfig:
@@ -207,7 +204,7 @@ class Endpoint(ServiceBackend):
     def estimate_tokens(self, payload: dict[str, Any]) -> int:
         """Prompt estimate plus the output budget: what a token bucket reserves."""
         rt = self._rt
-        if rt.count_text is _UNRESOLVED:
+        if rt.count_text is UNRESOLVED:
             # Exact counts when tiktoken and its cached encoding are there; else None, the
             # character heuristic. Resolved once: loading an encoding is not free.
             calculator = TokenCalculator.offline()
@@ -241,7 +238,7 @@ class Endpoint(ServiceBackend):
     def auth_headers(self) -> dict[str, str]:
         """Content type, credential and default headers (cached after first use)."""
         rt = self._rt
-        if rt.headers is None:
+        if rt.headers is None or rt.headers_of is not self.config:
             cfg = self.config
             secret = cfg.secret() if cfg.auth_type != "none" else None
             if cfg.auth_type != "none" and secret is None:
@@ -252,6 +249,7 @@ class Endpoint(ServiceBackend):
             rt.headers = HeaderFactory.get_header(
                 cfg.auth_type, cfg.content_type, secret, cfg.default_headers
             )
+            rt.headers_of = cfg
         return rt.headers
 
     # -- response ------------------------------------------------------------------------
@@ -279,42 +277,29 @@ class Endpoint(ServiceBackend):
     # -- transport -----------------------------------------------------------------------
 
     def _get_session(self) -> aiohttp.ClientSession:
-        rt = self._rt
-        session = rt.session
-        if (
-            session is not None
-            and rt.pid == _Process.pid
-            and not session.closed
-            and _runs_here(rt.loop)
-        ):
-            return session
-        loop = asyncio.get_running_loop()
-        forked = rt.pid != _Process.pid  # a session made by the parent: left to the parent
-        if session is None or session.closed or rt.loop is not loop or forked:
-            if session is not None and not session.closed and not forked:
-                _abandon(session, rt.loop)
-            kw = dict(self.config.client_kwargs)
-            limit = int(kw.pop("limit", 1000))
-            connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
-            session = aiohttp.ClientSession(connector=connector, **kw)
-            rt.session, rt.loop, rt.pid = session, loop, _Process.pid
-        return session
+        session = self._rt.current_session()
+        return session if session is not None else self._rt.switch(self.config.client_kwargs)
 
     async def aclose(self) -> None:
-        """Close the pooled session; the next call opens a new one.
+        """Close the pooled sessions; the next call opens a new one.
 
-        Close a model on the event loop it worked on (``async with iModel(...)`` does): a
-        session whose loop has already ended can only be dropped, not closed cleanly.
+        Close a model on the event loop it worked on (``async with iModel(...)`` does): the
+        sessions of other loops are closed on their loops, or, where a loop has already
+        ended, by closing their sockets directly.
         """
-        rt = self._rt
-        session, loop = rt.session, rt.loop
-        rt.session = rt.loop = None
-        if session is None or session.closed:
-            return
-        if loop is asyncio.get_running_loop():
-            await session.close()
-        else:
-            _abandon(session, loop)
+        await self._rt.aclose()
+
+    def __copy__(self) -> Self:
+        # A copy (``model_copy``) gets its own sessions and caches: sharing them would send
+        # the original's key with the copy's config, and close one's session with the other.
+        copied = super().__copy__()
+        object.__setattr__(copied, "_rt", self._rt.fresh())
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        memo = {} if memo is None else memo
+        memo[id(self._rt)] = self._rt.fresh()  # copied as a fresh state, not field by field
+        return super().__deepcopy__(memo)
 
     async def __aenter__(self) -> Endpoint:
         return self
@@ -412,8 +397,9 @@ class Endpoint(ServiceBackend):
         if remaining <= 0:
             raise errors.TimeoutError(f"{self.name}: deadline passed before the request was sent")
         last = rt.timeout
-        if last is not None and abs(last.total - remaining) < _SAME_TIMEOUT:  # type: ignore[operator]
-            # Calls made with the same timeout share one object (first attempts, mostly).
+        if last is not None and 0.0 <= remaining - last.total < _SAME_TIMEOUT:  # type: ignore[operator]
+            # Calls with as much time left share one object (first attempts, mostly); a
+            # shared total is never more than the time left, at most 1 ms less.
             return last
         rt.timeout = aiohttp.ClientTimeout(
             total=remaining, connect=min(self.config.connect_timeout, remaining)
@@ -573,101 +559,12 @@ class Endpoint(ServiceBackend):
         yield StreamChunk(index=index, is_final=True, response=response)
 
 
-_UNRESOLVED: Any = object()
-#: Seconds by which two attempts' remaining time may differ and still share timeouts.
+#: Seconds by which an attempt's time left may exceed a shared ``ClientTimeout``'s total.
 _SAME_TIMEOUT = 1e-3
-
-
-class _Runtime:
-    """An endpoint's live state: the pooled session, its loop, cached headers, the clock,
-    and the text token counter (tiktoken when available offline)."""
-
-    __slots__ = (
-        "clock",
-        "count_text",
-        "headers",
-        "loop",
-        "pid",
-        "session",
-        "timeout",
-        "url",
-        "url_of",
-    )
-
-    def __init__(self) -> None:
-        self.session: aiohttp.ClientSession | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.pid = 0  # the process the session belongs to
-        self.headers: dict[str, str] | None = None
-        self.clock: Clock = SYSTEM_CLOCK
-        self.count_text: Any = _UNRESOLVED
-        #: The last attempt's timeouts, reused by attempts whose deadline is as far away.
-        self.timeout: aiohttp.ClientTimeout | None = None
-        #: ``config.full_url``, and the (frozen) config it was read from.
-        self.url: str | None = None
-        self.url_of: EndpointConfig | None = None
 
 
 class APICalling(Calling):
     """A call of an :class:`Endpoint`."""
-
-
-def _runs_here(loop: asyncio.AbstractEventLoop | None) -> bool:
-    """Whether ``loop`` is the event loop running this code.
-
-    ``asyncio.get_running_loop()`` answers the same, but on Python 3.11 it makes a
-    ``getpid()`` system call each time, which costs as much as the rest of the session
-    lookup. A loop records the thread that runs it; a forked child's copy of a running loop
-    does not run, which the caller tells by the pid the session was made in.
-    """
-    return loop is not None and getattr(loop, "_thread_id", None) == threading.get_ident()
-
-
-class _Process:
-    """This process's id, kept current across ``fork()`` without a system call per read."""
-
-    pid = os.getpid()
-
-    @classmethod
-    def forked(cls) -> None:
-        cls.pid = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_Process.forked)
-
-
-def _abandon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | None) -> None:
-    """Close a session left behind on another event loop (the endpoint moved loops).
-
-    A loop still running elsewhere closes it itself. A closed loop can no longer run the
-    transports' own close, so their sockets are closed here, and the connector is marked
-    closed, so that nothing is left open or left to warn about.
-    """
-    if loop is not None and loop.is_running():
-        asyncio.run_coroutine_threadsafe(session.close(), loop)
-        return
-    connector = session.connector
-    session.detach()
-    if connector is None:
-        return
-    for pooled in list(getattr(connector, "_conns", {}).values()):
-        for protocol, _ in pooled:
-            _close_socket(getattr(protocol, "transport", None))
-    with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to schedule
-        connector._close()
-
-
-def _close_socket(transport: Any) -> None:
-    """Close an asyncio socket transport's socket without its (closed) event loop.
-
-    The transport's own ``close`` schedules the socket's close on the loop, which is gone;
-    its socket is closed directly instead, and dropped, as the transport itself would.
-    """
-    sock = getattr(transport, "_sock", None)
-    if sock is not None:
-        sock.close()
-        transport._sock = None
 
 
 def _not_json(obj: Any) -> Any:

@@ -1,0 +1,197 @@
+"""An endpoint's live state: one pooled session per event loop, and per-call caches.
+
+An :class:`~lionpride.services.types.endpoint.Endpoint` may be used from several event loops:
+one after another (``asyncio.run`` twice) or at once (a model shared by threads). Each loop
+gets its own ``aiohttp.ClientSession``, made there on first use. A session is closed when
+its loop has gone (on that loop if it still runs, directly if it has closed) and never
+while its loop is running calls in another thread.
+
+The session the endpoint used last is kept apart from the others, with its loop and the
+process it was made in, so that the common case (the same loop again) is answered without
+``asyncio.get_running_loop()``, which on Python 3.11 makes a ``getpid()`` system call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from lionpride.core.clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:
+    from lionpride.services.types._endpoint_config import EndpointConfig
+
+__all__ = ["UNRESOLVED", "Runtime"]
+
+#: ``Runtime.count_text`` before the token counter was looked for.
+UNRESOLVED: Any = object()
+
+
+class Runtime:
+    """An endpoint's live state, never serialized.
+
+    Attributes:
+        session: The session used last, ``loop`` its loop, ``pid`` the process it was made in.
+        others: Sessions of other loops that were still running when the endpoint moved on.
+        headers: Auth and default headers, and ``headers_of`` the config they were made from.
+        url: ``config.full_url``, and ``url_of`` the config it was read from.
+        timeout: The last attempt's ``ClientTimeout``, shared by attempts with as much time
+            left.
+        clock: The time source of deadlines and backoff (tests put a fake clock here).
+        count_text: The text token counter (tiktoken when available offline), once resolved.
+    """
+
+    __slots__ = (
+        "clock",
+        "count_text",
+        "headers",
+        "headers_of",
+        "loop",
+        "others",
+        "pid",
+        "session",
+        "timeout",
+        "url",
+        "url_of",
+    )
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK, count_text: Any = UNRESOLVED) -> None:
+        self.session: aiohttp.ClientSession | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pid = 0
+        self.others: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self.headers: dict[str, str] | None = None
+        self.headers_of: EndpointConfig | None = None
+        self.url: str | None = None
+        self.url_of: EndpointConfig | None = None
+        self.timeout: aiohttp.ClientTimeout | None = None
+        self.clock = clock
+        self.count_text = count_text
+
+    def fresh(self) -> Runtime:
+        """The state for a copy of the endpoint: its own sessions and caches, same clock."""
+        return Runtime(self.clock, self.count_text)
+
+    def current_session(self) -> aiohttp.ClientSession | None:
+        """The session used last, if it belongs to the loop running here; else ``None``."""
+        session = self.session
+        if (
+            session is not None
+            and self.pid == Process.pid
+            and not session.closed
+            and runs_here(self.loop)
+        ):
+            return session
+        return None
+
+    def switch(self, client_kwargs: Mapping[str, Any]) -> aiohttp.ClientSession:
+        """Make the running loop's session current (creating it on first use) and return it.
+
+        Sessions of loops that ended are closed on the way; those of loops still running
+        (in other threads) are kept for when the endpoint is used there again.
+        """
+        loop = asyncio.get_running_loop()
+        if self.pid != Process.pid:
+            # A forked child: the parent's sessions and sockets are the parent's to close.
+            self.session, self.loop, self.others = None, None, {}
+        if self.session is not None and self.loop is not None and self.loop is not loop:
+            self.others[self.loop] = self.session
+        session = self.others.pop(loop, None) if self.loop is not loop else self.session
+        for other_loop, other in list(self.others.items()):
+            if other.closed or not other_loop.is_running():
+                del self.others[other_loop]
+                abandon(other, other_loop)
+        if session is None or session.closed:
+            kw = dict(client_kwargs)
+            limit = int(kw.pop("limit", 1000))
+            connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
+            session = aiohttp.ClientSession(connector=connector, **kw)
+        self.session, self.loop, self.pid = session, loop, Process.pid
+        return session
+
+    async def aclose(self) -> None:
+        """Close every session: this loop's here, the others on (or without) their loops."""
+        sessions = dict(self.others)
+        if self.session is not None and self.loop is not None:
+            sessions[self.loop] = self.session
+        self.session = self.loop = None
+        self.others = {}
+        if self.pid != Process.pid:
+            return  # a forked child's copies belong to the parent
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for loop, session in sessions.items():
+            if session.closed:
+                continue
+            if loop is here:
+                await session.close()
+            else:
+                abandon(session, loop)
+
+
+def runs_here(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """Whether ``loop`` is the event loop running this code.
+
+    ``asyncio.get_running_loop()`` answers the same, but on Python 3.11 it makes a
+    ``getpid()`` system call each time, which costs as much as the rest of the session
+    lookup. A loop records the thread that runs it; a forked child's copy of a running loop
+    does not run, which the caller tells by the pid the session was made in.
+    """
+    return loop is not None and getattr(loop, "_thread_id", None) == threading.get_ident()
+
+
+class Process:
+    """This process's id, kept current across ``fork()`` without a system call per read."""
+
+    pid = os.getpid()
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=Process.forked)
+
+
+def abandon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close a session of another event loop.
+
+    A loop still running (in another thread) closes it itself. A loop that is not running
+    closes its transports when it next runs; one that has closed never will, so their
+    sockets are closed here. Either way the connector ends up closed, with nothing left open
+    or left to warn about.
+    """
+    if loop is not None and loop.is_running():
+        asyncio.run_coroutine_threadsafe(session.close(), loop)
+        return
+    connector = session.connector
+    session.detach()
+    if connector is None:
+        return
+    if loop is None or loop.is_closed():
+        for pooled in list(getattr(connector, "_conns", {}).values()):
+            for protocol, _ in pooled:
+                _close_socket(getattr(protocol, "transport", None))
+    with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to schedule
+        connector._close()
+
+
+def _close_socket(transport: Any) -> None:
+    """Close an asyncio socket transport's socket without its (closed) event loop.
+
+    The transport's own ``close`` schedules the socket's close on the loop, which is gone;
+    its socket is closed directly instead, and dropped, as the transport itself would.
+    """
+    sock = getattr(transport, "_sock", None)
+    if sock is not None:
+        sock.close()
+        transport._sock = None

@@ -1,0 +1,86 @@
+"""Limits on every path of iModel: the simple bucket, shared executors, a Calling run twice."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from lionpride import errors
+from lionpride.core.clock import FakeClock
+from lionpride.services import iModel
+from lionpride.services.execution import RateLimitedExecutor
+from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
+from lionpride.testing import FakeProvider, Reply
+
+M = [{"role": "user", "content": "Say something short."}]
+
+
+def _model(fake_provider: FakeProvider, **kw: object) -> iModel:
+    return iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_poll_timeout_bounds_the_simple_buckets_wait_and_the_call_together(
+    fake_provider: FakeProvider,
+) -> None:
+    """With ``rate_limiter=``, the wait for the bucket and the call share one deadline."""
+    bucket = TokenBucket(RateLimitConfig(capacity=1, refill_rate=1 / 0.3))  # next one in 0.3 s
+    async with _model(fake_provider, rate_limiter=bucket) as model:
+        await model.invoke(model="m", messages=M)
+        fake_provider.script(Reply(delay=0.3))  # 0.3 s waiting plus 0.3 s calling > 0.45 s
+        with pytest.raises(errors.TimeoutError, match="poll_timeout"):
+            await model.invoke(model="m", messages=M, poll_timeout=0.45)
+
+
+async def test_a_429_pauses_the_simple_bucket(fake_provider: FakeProvider) -> None:
+    clock = FakeClock(100.0)
+    bucket = TokenBucket(RateLimitConfig(capacity=100, refill_rate=100.0), clock=clock)
+    fake_provider.script(Reply(status=429, headers={"retry-after": "7"}))
+    async with _model(fake_provider, rate_limiter=bucket, retry_config=None) as model:
+        with pytest.raises(errors.RateLimitError):
+            await model.invoke(model="m", messages=M)
+    assert not bucket.try_acquire(1)  # paused for the 429's retry-after
+    await clock.advance(7.5)
+    assert bucket.try_acquire(1)
+
+
+async def test_closing_one_model_leaves_a_shared_executor_to_the_others(
+    fake_provider: FakeProvider,
+) -> None:
+    shared = RateLimitedExecutor.from_limits(limit_requests=100, limit_tokens=None)
+    first, second = _model(fake_provider, executor=shared), _model(fake_provider, executor=shared)
+    async with first:
+        await first.invoke(model="m", messages=M)
+    calling = await second.invoke(model="m", messages=M)  # not "executor closed"
+    assert calling.response is not None
+    await second.aclose()
+    await shared.aclose()
+    own = _model(fake_provider, limit_requests=10)
+    executor = own.executor
+    assert executor is not None
+    await own.aclose()  # an executor the model built is the model's to close
+    with pytest.raises(errors.ExecutionError, match="closed"):
+        await own.invoke(model="m", messages=M)
+
+
+async def test_a_calling_that_ran_cannot_take_capacity_again(fake_provider: FakeProvider) -> None:
+    async with _model(
+        fake_provider, limit_requests=5, limit_tokens=10_000, capacity_refresh_time=3600
+    ) as model:
+        calling = await model.create_calling(model="m", messages=M, max_tokens=100)
+        await model.invoke(calling)
+        assert model.executor is not None
+        before = model.executor.limiter.levels
+        with pytest.raises(ValueError, match="already ran"):
+            await model.invoke(calling)
+        with pytest.raises(ValueError, match="already ran"):
+            async for _ in model.invoke_stream(calling):
+                pass
+        after = model.executor.limiter.levels
+    assert len(fake_provider.requests) == 1
+    assert after["requests"] == pytest.approx(before["requests"], abs=0.01)
+    assert after["tokens"] == pytest.approx(before["tokens"], abs=0.5)
