@@ -228,6 +228,7 @@ class RedisCapacity:
         self._local = self._fresh_local()
         self._local_for = 0  # the link's fallback count when _local was made
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
         self._kicks: list[weakref.WeakMethod[Callable[[], None]]] = []
 
     def __repr__(self) -> str:
@@ -337,6 +338,8 @@ class RedisCapacity:
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in a task this backend owns (awaited by :meth:`flush`)."""
+        if self._closed:
+            coro = self._then_close(coro)
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -353,9 +356,20 @@ class RedisCapacity:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Flush, then close the Redis connections."""
+        """Flush, then close the Redis connections.
+
+        A call that outlives the close still gives back its capacity (other processes count
+        on it): the connection that reopens for it is closed again afterwards.
+        """
+        self._closed = True
         await self.flush()
         await self._link.aclose()
+
+    async def _then_close(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        finally:
+            await self._link.aclose()
 
 
 def make_limiter(
