@@ -9,7 +9,13 @@ from pydantic import Field, field_validator
 from lionpride import errors
 from lionpride.services.providers._common import RequestModel, provider_config
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
-from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage, normalized
+from lionpride.services.types.response import (
+    NormalizedResponse,
+    ToolCall,
+    Usage,
+    normalized,
+    usage_of,
+)
 
 __all__ = [
     "ERROR_STATUS",
@@ -158,12 +164,14 @@ def anthropic_usage(raw: dict[str, Any] | None) -> Usage | None:
     inp = (raw.get("input_tokens") or 0) + cache_read + cache_write
     out = raw.get("output_tokens") or 0
     thinking = (raw.get("output_tokens_details") or {}).get("thinking_tokens") or 0
-    return Usage(
-        input_tokens=inp,
-        output_tokens=out,
-        total_tokens=inp + out,
-        cached_tokens=cache_read,
-        reasoning_tokens=thinking,
+    return usage_of(
+        {
+            "input_tokens": inp,
+            "output_tokens": out,
+            "total_tokens": inp + out,
+            "cached_tokens": cache_read,
+            "reasoning_tokens": thinking,
+        }
     )
 
 

@@ -16,7 +16,13 @@ from pydantic import Field, model_validator
 from lionpride import errors
 from lionpride.services.providers._common import RequestModel, provider_config
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
-from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage, normalized
+from lionpride.services.types.response import (
+    NormalizedResponse,
+    ToolCall,
+    Usage,
+    normalized,
+    usage_of,
+)
 
 __all__ = [
     "GeminiEndpoint",
@@ -224,12 +230,14 @@ def gemini_usage(raw: dict[str, Any] | None) -> Usage | None:
     prompt = raw.get("promptTokenCount") or 0
     thoughts = raw.get("thoughtsTokenCount") or 0
     out = (raw.get("candidatesTokenCount") or 0) + thoughts
-    return Usage(
-        input_tokens=prompt,
-        output_tokens=out,
-        total_tokens=raw.get("totalTokenCount") or prompt + out,
-        cached_tokens=raw.get("cachedContentTokenCount") or 0,
-        reasoning_tokens=thoughts,
+    return usage_of(
+        {
+            "input_tokens": prompt,
+            "output_tokens": out,
+            "total_tokens": raw.get("totalTokenCount") or prompt + out,
+            "cached_tokens": raw.get("cachedContentTokenCount") or 0,
+            "reasoning_tokens": thoughts,
+        }
     )
 
 

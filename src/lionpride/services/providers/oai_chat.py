@@ -15,7 +15,13 @@ from lionpride.services.providers._common import (
     provider_config,
 )
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
-from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage, normalized
+from lionpride.services.types.response import (
+    NormalizedResponse,
+    ToolCall,
+    Usage,
+    normalized,
+    usage_of,
+)
 
 __all__ = [
     "OAI_PROVIDERS",
@@ -174,12 +180,14 @@ def chat_usage(raw: dict[str, Any] | None) -> Usage | None:
     if cached is None:
         cached = raw.get("num_cached_tokens")
     reasoning = (raw.get("completion_tokens_details") or {}).get("reasoning_tokens")
-    return Usage(
-        input_tokens=prompt,
-        output_tokens=completion,
-        total_tokens=raw.get("total_tokens") or prompt + completion,
-        cached_tokens=cached or 0,
-        reasoning_tokens=reasoning or 0,
+    return usage_of(
+        {
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": raw.get("total_tokens") or prompt + completion,
+            "cached_tokens": cached or 0,
+            "reasoning_tokens": reasoning or 0,
+        }
     )
 
 

@@ -78,18 +78,6 @@ class Runtime:
         """The state for a copy of the endpoint: its own sessions and caches, same clock."""
         return Runtime(self.clock, self.count_text)
 
-    def current_session(self) -> aiohttp.ClientSession | None:
-        """The session used last, if it belongs to the loop running here; else ``None``."""
-        session = self.session
-        if (
-            session is not None
-            and self.pid == Process.pid
-            and not session.closed
-            and runs_here(self.loop)
-        ):
-            return session
-        return None
-
     def switch(self, client_kwargs: Mapping[str, Any]) -> aiohttp.ClientSession:
         """Make the running loop's session current (creating it on first use) and return it.
 

@@ -27,7 +27,7 @@ from lionpride import errors
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEDecoder, SSEEvent
 from lionpride.services.types._endpoint_config import SYSTEM_ENV_VARS, EndpointConfig
-from lionpride.services.types._http_runtime import UNRESOLVED, Runtime
+from lionpride.services.types._http_runtime import UNRESOLVED, Process, Runtime, runs_here
 from lionpride.services.types.backend import (
     Calling,
     NormalizedResponse,
@@ -277,8 +277,16 @@ class Endpoint(ServiceBackend):
     # -- transport -----------------------------------------------------------------------
 
     def _get_session(self) -> aiohttp.ClientSession:
-        session = self._rt.current_session()
-        return session if session is not None else self._rt.switch(self.config.client_kwargs)
+        rt = self._rt
+        session = rt.session
+        if (
+            session is not None
+            and rt.pid == Process.pid
+            and not session.closed
+            and runs_here(rt.loop)
+        ):
+            return session  # the loop running here is the one used last (the usual case)
+        return rt.switch(self.config.client_kwargs)
 
     async def aclose(self) -> None:
         """Close the pooled sessions; the next call opens a new one.

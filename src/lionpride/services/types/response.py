@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lionpride.core._trusted import build_trusted
 
-__all__ = ["FinishReason", "NormalizedResponse", "ToolCall", "Usage", "normalized"]
+__all__ = ["FinishReason", "NormalizedResponse", "ToolCall", "Usage", "normalized", "usage_of"]
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
@@ -38,6 +38,13 @@ class Usage(BaseModel):
     total_tokens: int = Field(default=0, ge=0)
     cached_tokens: int = Field(default=0, ge=0)
     reasoning_tokens: int = Field(default=0, ge=0)
+
+
+def usage_of(counts: dict[str, Any]) -> Usage:
+    """Validate a dict of token counts into a :class:`Usage` (``ValueError`` if one is not a
+    count): ``Usage(**counts)`` without the Python ``__init__`` frame, once per call."""
+    usage: Usage = _validate_usage(counts)
+    return usage
 
 
 class NormalizedResponse(BaseModel):
@@ -99,3 +106,6 @@ def normalized(
             "raw_response": raw_response,
         },
     )
+
+
+_validate_usage = Usage.__pydantic_validator__.validate_python
