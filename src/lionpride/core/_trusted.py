@@ -28,6 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 _IMMUTABLE = (type(None), bool, int, float, str, bytes, tuple, frozenset)
 _PLAN = "__lion_trusted_plan__"
 _set = object.__setattr__
+_new = object.__new__
 
 
 class _Plan:
@@ -84,19 +85,20 @@ def build_trusted(model: type[M], values: Mapping[str, Any]) -> M:
     Field validators do not run on ``values``; the fields not given get their defaults.
     ``model_fields_set`` is the keys of ``values``, as after ``model(**values)``.
     """
-    try:
-        plan: _Plan | None = model.__dict__[_PLAN]
-    except KeyError:
-        plan = _plan_for(model)
-        setattr(model, _PLAN, plan)
+    # A plan is the class's own (a subclass inherits the attribute, not the plan): one
+    # plain attribute read, where ``model.__dict__`` would build a mapping proxy per call.
+    found: tuple[type[BaseModel], _Plan | None] | None = getattr(model, _PLAN, None)
+    if found is None or found[0] is not model:
+        found = (model, _plan_for(model))
+        setattr(model, _PLAN, found)
+    plan = found[1]
     if plan is None or not plan.required <= values.keys() or not plan.checked.isdisjoint(values):
         return model(**values)
-    data = plan.template.copy()
+    data = {**plan.template, **values}
     for name, factory in plan.factories:
         if name not in values:
             data[name] = factory()
-    data.update(values)
-    obj = model.__new__(model)
+    obj = _new(model)
     _set(obj, "__dict__", data)
     _set(obj, "__pydantic_fields_set__", set(values))
     _set(obj, "__pydantic_extra__", None)
