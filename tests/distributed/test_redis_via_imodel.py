@@ -1,0 +1,80 @@
+"""iModel over limits shared in Redis: tokens charged as locally, and settled after a close."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import SecretStr
+from tests.distributed.conftest import RedisServer
+
+from lionpride.services import iModel
+from lionpride.services.distributed import RedisCapacity
+from lionpride.testing import FakeProvider, Reply
+
+MESSAGES = [{"role": "user", "content": "Hello there."}]
+
+
+def _shared_model(redis_server: RedisServer, fake_provider: FakeProvider, key: str) -> iModel:
+    """A model with 50 requests and 10,000 tokens an hour, shared in Redis under ``key``."""
+    return iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        limit_requests=50,
+        limit_tokens=10_000,
+        capacity_refresh_time=3600.0,
+        redis_url=redis_server.url,
+        limit_key=key,
+    )
+
+
+async def _shared_levels(model: iModel) -> dict[str, float]:
+    """The levels in Redis now, once every give-back has reached it."""
+    assert model.executor is not None
+    backend = model.executor.limiter.backend
+    assert isinstance(backend, RedisCapacity)
+    await backend.flush()
+    assert await backend.take(0, 0) == 0  # answered with the current levels
+    return backend.levels()
+
+
+async def test_a_call_reserves_and_settles_tokens_in_redis(
+    redis_server: RedisServer, fake_provider: FakeProvider
+) -> None:
+    model = _shared_model(redis_server, fake_provider, "tokens-via-imodel")
+    try:
+        calling = await model.create_calling(model="m", messages=MESSAGES, max_tokens=500)
+        assert calling.reserved_tokens >= 500  # the output budget, plus the prompt estimate
+        await model.invoke(calling)
+        usage = calling.usage
+        assert usage is not None and usage.total_tokens > 0
+        levels = await _shared_levels(model)
+        # Settled to the real usage: the reservation's surplus came back, the usage did not.
+        assert levels["tokens"] == pytest.approx(10_000 - usage.total_tokens, abs=0.5)
+        assert levels["requests"] == pytest.approx(49, abs=0.5)
+    finally:
+        await model.aclose()
+
+
+async def test_a_settle_after_aclose_reaches_redis_and_closes_its_connection(
+    redis_server: RedisServer, fake_provider: FakeProvider
+) -> None:
+    """A call that outlives its model's close still settles, and leaves no connection."""
+    fake_provider.script(Reply(delay=0.2))
+    model = _shared_model(redis_server, fake_provider, "settle-after-close")
+    assert model.executor is not None
+    backend = model.executor.limiter.backend
+    assert isinstance(backend, RedisCapacity)
+    call = asyncio.create_task(model.invoke(model="m", messages=MESSAGES, max_tokens=1000))
+    while not fake_provider.requests:  # the call is on the wire
+        await asyncio.sleep(0.01)
+    await model.aclose()
+    await call
+    await backend.flush()
+    assert backend.link._client is None  # the refund's connection was closed again
+    # The refund landed: the reservation's unused part is back in the shared bucket.
+    levels = await _shared_levels(model)
+    assert levels["tokens"] > 10_000 - 1000
+    assert len(fake_provider.requests) == 2  # the cut call was retried on a new session
+    await model.aclose()  # which this closes
