@@ -160,3 +160,20 @@ async def test_a_copied_endpoint_has_its_own_key_and_sessions(fake_provider: Fak
     await first.aclose()
     keys = [r.headers.get("authorization") for r in fake_provider.requests]
     assert keys == ["Bearer key-a", "Bearer key-b", "Bearer key-a"]
+
+
+async def test_a_call_cut_by_aclose_fails_and_opens_no_session(fake_provider: FakeProvider) -> None:
+    """Closing a model under a running call fails the call at once instead of retrying it
+    on a new session that nothing would close."""
+    fake_provider.script(Reply(delay=0.3))
+    model = iModel(provider="openai", base_url=fake_provider.base_url("openai"), api_key="k")
+    call = asyncio.create_task(model.invoke(model="m", messages=MESSAGES))
+    while not fake_provider.requests:  # the call is on the wire
+        await asyncio.sleep(0.01)
+    await model.aclose()
+    with pytest.raises(errors.ExecutionError, match="closed"):
+        await call
+    assert model.backend._rt.session is None and len(fake_provider.requests) == 1
+    calling = await model.invoke(model="m", messages=MESSAGES)  # a new call opens a session
+    assert calling.response is not None
+    await model.aclose()

@@ -49,6 +49,7 @@ class Runtime:
 
     __slots__ = (
         "clock",
+        "closes",
         "count_text",
         "headers",
         "headers_of",
@@ -73,6 +74,8 @@ class Runtime:
         self.timeout: aiohttp.ClientTimeout | None = None
         self.clock = clock
         self.count_text = count_text
+        #: How many times ``aclose`` ran: a call that began before a close is not retried.
+        self.closes = 0
 
     def fresh(self) -> Runtime:
         """The state for a copy of the endpoint: its own sessions and caches, same clock."""
@@ -105,6 +108,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Close every session: this loop's here, the others on (or without) their loops."""
+        self.closes += 1
         sessions = dict(self.others)
         if self.session is not None and self.loop is not None:
             sessions[self.loop] = self.session

@@ -326,10 +326,11 @@ class Endpoint(ServiceBackend):
         on_retry: RetryObserver | None,
     ) -> T:
         """Run ``fn`` once per attempt: retry outside, breaker inside (every attempt counts)."""
+        opened = self._rt.closes
         try:
             return await self._first_attempt(fn, args)
         except Exception as exc:
-            return await self._retry(exc, fn, args, deadline, on_retry)
+            return await self._retry(exc, fn, args, deadline, on_retry, opened)
 
     def _first_attempt(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]
@@ -346,14 +347,29 @@ class Endpoint(ServiceBackend):
         args: tuple[Any, ...],
         deadline: float,
         on_retry: RetryObserver | None,
+        opened: int,
     ) -> T:
-        """After a failed first attempt: retry per ``retry_config``, or re-raise ``error``."""
+        """After a failed first attempt: retry per ``retry_config``, or re-raise ``error``.
+
+        ``opened`` is the count of ``aclose`` calls when the call began: a call whose
+        endpoint was closed under it is not retried (a retry would open a new session that
+        nothing closes) and fails with ``ExecutionError``.
+        """
+        rt = self._rt
+        if rt.closes != opened:
+            raise _closed_during(self.name, error)
         retry = self.retry_config
         if retry is None or retry.max_retries == 0:
             raise error
-        attempt: Callable[..., Awaitable[T]] = (
+        once: Callable[..., Awaitable[T]] = (
             fn if self.circuit_breaker is None else partial(self.circuit_breaker.execute, fn)
         )
+
+        def attempt(*attempt_args: Any) -> Awaitable[T]:
+            if rt.closes != opened:
+                raise _closed_during(self.name, None)
+            return once(*attempt_args)
+
         # The deadline was read on the runtime clock, so the waits must be measured on it too.
         return await retry_with_backoff(
             attempt,
@@ -376,10 +392,11 @@ class Endpoint(ServiceBackend):
         """Send an already-validated payload and normalize the answer. Runs once per call."""
         deadline = self._deadline(timeout)
         args = (request, extra_headers, deadline)
+        opened = self._rt.closes
         try:
             raw = await self._first_attempt(self._attempt, args)
         except Exception as exc:
-            raw = await self._retry(exc, self._attempt, args, deadline, on_retry)
+            raw = await self._retry(exc, self._attempt, args, deadline, on_retry, opened)
         # A body of the wrong shape is raised as a typed error.
         return self._shaped(self.normalize_response, raw)
 
@@ -594,6 +611,12 @@ def _dumps(obj: Any) -> bytes:
     if _encode_chunks is not None:
         return "".join(_encode_chunks(obj, 0)).encode()
     return _ENCODER.encode(obj).encode()
+
+
+def _closed_during(name: str, error: BaseException | None) -> errors.ExecutionError:
+    return errors.ExecutionError(
+        f"{name} was closed (aclose) during the call", retryable=False, cause=error
+    )
 
 
 def _connection_error(name: str, exc: BaseException) -> errors.ConnectionError:
