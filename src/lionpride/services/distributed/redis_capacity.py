@@ -294,6 +294,7 @@ class RedisCapacity:
         Raises:
             lionpride.errors.ConnectionError: Redis is unreachable and the policy is "raise".
         """
+        self._closed = False  # in use again after an aclose: the connection stays open
         reply = await self._run(TAKE_SCRIPT, self._keys, (*self._shape, requests, tokens))
         if reply is None:
             return await self._local.take(requests, tokens)
