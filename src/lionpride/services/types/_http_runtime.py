@@ -18,7 +18,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 
@@ -27,17 +27,26 @@ from lionpride.core.clock import SYSTEM_CLOCK, Clock
 if TYPE_CHECKING:
     from lionpride.services.types._endpoint_config import EndpointConfig
 
-__all__ = ["UNRESOLVED", "Runtime"]
+__all__ = ["UNRESOLVED", "Current", "Runtime"]
 
 #: ``Runtime.count_text`` before the token counter was looked for.
 UNRESOLVED: Any = object()
+
+
+class Current(NamedTuple):
+    """The session used last, its loop and the process it was made in: one object, so a
+    thread never reads one session with another's loop."""
+
+    session: aiohttp.ClientSession
+    loop: asyncio.AbstractEventLoop
+    pid: int
 
 
 class Runtime:
     """An endpoint's live state, never serialized.
 
     Attributes:
-        session: The session used last, ``loop`` its loop, ``pid`` the process it was made in.
+        current: The session used last, with its loop and process (``None`` before use).
         others: Sessions of other loops that were still running when the endpoint moved on.
         headers: Auth and default headers, and ``headers_of`` the config they were made from.
         url: ``config.full_url``, and ``url_of`` the config it was read from.
@@ -45,28 +54,29 @@ class Runtime:
             left.
         clock: The time source of deadlines and backoff (tests put a fake clock here).
         count_text: The text token counter (tiktoken when available offline), once resolved.
+        closes: How many times ``aclose`` ran: a call that began before a close is not
+            retried.
     """
 
     __slots__ = (
         "clock",
         "closes",
         "count_text",
+        "current",
         "headers",
         "headers_of",
-        "loop",
+        "lock",
         "others",
-        "pid",
-        "session",
         "timeout",
         "url",
         "url_of",
     )
 
     def __init__(self, clock: Clock = SYSTEM_CLOCK, count_text: Any = UNRESOLVED) -> None:
-        self.session: aiohttp.ClientSession | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.pid = 0
+        self.current: Current | None = None
         self.others: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        #: Held while the sessions change hands (threads may switch loops at once).
+        self.lock = threading.Lock()
         self.headers: dict[str, str] | None = None
         self.headers_of: EndpointConfig | None = None
         self.url: str | None = None
@@ -74,8 +84,13 @@ class Runtime:
         self.timeout: aiohttp.ClientTimeout | None = None
         self.clock = clock
         self.count_text = count_text
-        #: How many times ``aclose`` ran: a call that began before a close is not retried.
         self.closes = 0
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The session used last, if any."""
+        current = self.current
+        return current.session if current is not None else None
 
     def fresh(self) -> Runtime:
         """The state for a copy of the endpoint: its own sessions and caches, same clock."""
@@ -88,34 +103,41 @@ class Runtime:
         (in other threads) are kept for when the endpoint is used there again.
         """
         loop = asyncio.get_running_loop()
-        if self.pid != Process.pid:
-            # A forked child: the parent's sessions and sockets are the parent's to close.
-            self.session, self.loop, self.others = None, None, {}
-        if self.session is not None and self.loop is not None and self.loop is not loop:
-            self.others[self.loop] = self.session
-        session = self.others.pop(loop, None) if self.loop is not loop else self.session
-        for other_loop, other in list(self.others.items()):
-            if other.closed or not other_loop.is_running():
-                del self.others[other_loop]
-                abandon(other, other_loop)
-        if session is None or session.closed:
-            kw = dict(client_kwargs)
-            limit = int(kw.pop("limit", 1000))
-            connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
-            session = aiohttp.ClientSession(connector=connector, **kw)
-        self.session, self.loop, self.pid = session, loop, Process.pid
+        with self.lock:
+            current = self.current
+            if current is not None and current.pid != Process.pid:
+                # A forked child: the parent's sessions and sockets are the parent's to close.
+                current, self.others = None, {}
+            session = None
+            if current is not None:
+                if current.loop is loop:
+                    session = current.session
+                else:
+                    self.others[current.loop] = current.session
+            if session is None:
+                session = self.others.pop(loop, None)
+            for other_loop, other in list(self.others.items()):
+                if other.closed or not other_loop.is_running():
+                    del self.others[other_loop]
+                    abandon(other, other_loop)
+            if session is None or session.closed:
+                kw = dict(client_kwargs)
+                limit = int(kw.pop("limit", 1000))
+                connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
+                session = aiohttp.ClientSession(connector=connector, **kw)
+            self.current = Current(session, loop, Process.pid)
         return session
 
     async def aclose(self) -> None:
         """Close every session: this loop's here, the others on (or without) their loops."""
-        self.closes += 1
-        sessions = dict(self.others)
-        if self.session is not None and self.loop is not None:
-            sessions[self.loop] = self.session
-        self.session = self.loop = None
-        self.others = {}
-        if self.pid != Process.pid:
-            return  # a forked child's copies belong to the parent
+        with self.lock:
+            self.closes += 1
+            current, sessions = self.current, dict(self.others)
+            self.current, self.others = None, {}
+        if current is not None:
+            if current.pid != Process.pid:
+                return  # a forked child's copies belong to the parent
+            sessions[current.loop] = current.session
         try:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:

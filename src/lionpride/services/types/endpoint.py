@@ -277,16 +277,15 @@ class Endpoint(ServiceBackend):
     # -- transport -----------------------------------------------------------------------
 
     def _get_session(self) -> aiohttp.ClientSession:
-        rt = self._rt
-        session = rt.session
+        current = self._rt.current  # one read: session, loop and pid belong together
         if (
-            session is not None
-            and rt.pid == Process.pid
-            and not session.closed
-            and runs_here(rt.loop)
+            current is not None
+            and current.pid == Process.pid
+            and runs_here(current.loop)
+            and not current.session.closed
         ):
-            return session  # the loop running here is the one used last (the usual case)
-        return rt.switch(self.config.client_kwargs)
+            return current.session  # the loop running here is the one used last (usual)
+        return self._rt.switch(self.config.client_kwargs)
 
     async def aclose(self) -> None:
         """Close the pooled sessions; the next call opens a new one.
