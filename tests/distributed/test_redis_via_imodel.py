@@ -10,7 +10,9 @@ from tests.distributed.conftest import RedisServer
 
 from lionpride import errors
 from lionpride.services import iModel
-from lionpride.services.distributed import RedisCapacity
+from lionpride.services.distributed import RedisCapacity, make_limiter
+from lionpride.services.execution import RateLimitedExecutor
+from lionpride.services.utilities.resilience import CircuitBreaker
 from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = [{"role": "user", "content": "Hello there."}]
@@ -79,3 +81,49 @@ async def test_a_settle_after_aclose_reaches_redis_and_closes_its_connection(
     levels = await _shared_levels(model)
     assert levels["tokens"] == pytest.approx(10_000, abs=0.5)
     await backend.aclose()
+
+
+async def test_an_executor_over_shared_limits_is_not_written_as_unlimited(
+    redis_server: RedisServer,
+) -> None:
+    limiter = make_limiter(
+        redis_url=redis_server.url,
+        limit_key="team",
+        limit_requests=2,
+        limit_tokens=None,
+        capacity_refresh_time=60,
+    )
+    shared = RateLimitedExecutor(limiter=limiter)
+    model = iModel(provider="openai", api_key=SecretStr("sk"), executor=shared)
+    with pytest.raises(NotImplementedError, match="redis_url="):
+        model.to_dict()
+    await model.aclose()
+    await shared.aclose()
+    await limiter.backend.aclose()  # type: ignore[attr-defined]
+
+
+async def test_local_limits_survive_beside_a_breaker_shared_in_redis(
+    redis_server: RedisServer,
+) -> None:
+    executor = RateLimitedExecutor.from_limits(
+        limit_requests=3, limit_tokens=None, capacity_refresh_time=60
+    )
+    model = iModel(
+        provider="openai",
+        api_key=SecretStr("sk"),
+        executor=executor,
+        circuit_breaker=CircuitBreaker(failure_threshold=2, recovery_time=5),
+        redis_url=redis_server.url,
+        breaker_key="brk",
+    )
+    restored = iModel.from_dict(model.to_dict(), redis_url=redis_server.url)
+    try:
+        assert restored.executor is not None
+        assert restored.executor.to_dict()["request_bucket"] == {
+            "capacity": 3,
+            "refill_rate": 0.05,
+        }
+    finally:
+        await model.aclose()
+        await restored.aclose()
+        await executor.aclose()

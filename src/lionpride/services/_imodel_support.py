@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+from lionpride import errors
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.streaming.channel import StreamChunk
@@ -36,6 +37,10 @@ async def run_create_hooks(
         )
     except Exception as exc:
         if exit_hook:
+            if isinstance(exc, TimeoutError) and not isinstance(exc, errors.TimeoutError):
+                raise errors.TimeoutError(
+                    f"PreEventCreate hooks exceeded {timeout}s", cause=exc
+                ) from exc
             raise
         _log.warning("PreEventCreate hook failed (ignored): %r", exc)
 

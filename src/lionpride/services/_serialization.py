@@ -11,12 +11,12 @@ from pydantic import ValidationError as PydanticValidationError
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.request import RequestModel
-from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
+from lionpride.services.utilities.rate_limiter import LocalCapacity, RateLimitConfig, TokenBucket
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
 
-__all__ = ["model_from_dict", "model_to_dict", "request_schema_name"]
+__all__ = ["load_backend", "model_from_dict", "model_to_dict", "request_schema_name"]
 
 
 _DICT_KEYS = frozenset(
@@ -34,13 +34,20 @@ _DICT_KEYS = frozenset(
 
 def _request_schemas() -> dict[str, type[BaseModel]]:
     """The allow-list of request schemas: every defined provider request model."""
+    from lionpride.services.providers._claude_code_request import ClaudeCodeRequest
+    from lionpride.services.providers.gemini_code import GeminiCodeRequest
+
     out: dict[str, type[BaseModel]] = {}
-    todo: list[type[BaseModel]] = [RequestModel]
+    # The CLI backends' schemas are plain models (their options are not flat JSON).
+    todo: list[type[BaseModel]] = [RequestModel, ClaudeCodeRequest, GeminiCodeRequest]
     while todo:
         klass = todo.pop()
         out[f"{klass.__module__}.{klass.__qualname__}"] = klass
         todo.extend(klass.__subclasses__())
     return out
+
+
+_BACKEND_KEYS = ("config", "circuit_breaker", "retry_config")
 
 
 def request_schema_name(options: type[BaseModel] | None) -> str | None:
@@ -61,7 +68,8 @@ def request_schema_name(options: type[BaseModel] | None) -> str | None:
     return name
 
 
-def _load_backend(data: Any) -> Endpoint:
+def load_backend(data: Any) -> Endpoint:
+    """An endpoint from its dict (the ``backend`` part of an iModel's)."""
     if not isinstance(data, dict):
         raise ValueError(f"iModel.from_dict: 'backend' must be a dict, got {data!r}")
     meta = data.get("metadata")
@@ -82,15 +90,20 @@ def _load_backend(data: Any) -> Endpoint:
             )
         config["request_options"] = resolved
     backend_meta = {k: v for k, v in meta.items() if k != "lion_class"}
-    unknown = set(data) - {"config", "circuit_breaker", "retry_config", "metadata"}
+    # Besides the three every endpoint has: identity, and a class's own fields (a CLI's
+    # ``cli_path``).
+    own = set(klass.model_fields) - {"metadata"} - set(_BACKEND_KEYS)
+    unknown = set(data) - set(_BACKEND_KEYS) - {"metadata"} - own
     if unknown:
         raise ValueError(f"iModel.from_dict: unknown backend key(s) {sorted(unknown)}")
+    extra = {key: data[key] for key in own if data.get(key) is not None}
     try:
         return klass(
             config=config,
             circuit_breaker=data.get("circuit_breaker"),
             retry_config=data.get("retry_config"),
             metadata=backend_meta,
+            **extra,
         )
     except PydanticValidationError as exc:
         raise ValueError(f"iModel.from_dict: invalid backend config: {exc}") from exc
@@ -111,15 +124,12 @@ def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json")
         )
     json_mode: Literal["python", "json"] = "python" if mode == "python" else "json"
     data = backend.to_dict(mode=json_mode, exclude={"id", "created_at"})
-    data["config"]["request_options"] = request_schema_name(backend.config.request_options)
     shared = model._rt.shared
     out: dict[str, Any] = {
         "backend": data,
         # Limits shared through Redis are kept as their settings (the URL is given again on
         # load: it may hold a password); the executor itself is rebuilt from them.
-        "executor": (
-            model.executor.to_dict() if model.executor is not None and shared is None else None
-        ),
+        "executor": _executor_dict(model.executor, shared),
         "shared_limits": dict(shared) if shared is not None else None,
         "rate_limiter": model.rate_limiter.to_dict() if model.rate_limiter is not None else None,
         "provider_metadata": dict(model.provider_metadata),
@@ -137,7 +147,7 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
     unknown = set(data) - _DICT_KEYS
     if unknown:
         raise ValueError(f"iModel.from_dict: unknown key(s) {sorted(unknown)}")
-    backend = _load_backend(data.get("backend"))
+    backend = load_backend(data.get("backend"))
     executor = data.get("executor")
     if executor is not None and not isinstance(executor, dict):
         raise ValueError(f"iModel.from_dict: 'executor' must be a dict or None, got {executor!r}")
@@ -185,3 +195,23 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
     if rebuilt_executor is not None:
         model._rt.owns_executor = True  # made here, for this model alone
     return model
+
+
+def _executor_dict(
+    executor: RateLimitedExecutor | None, shared: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The executor's settings, unless its limits are the shared ones kept apart.
+
+    Raises:
+        NotImplementedError: An executor over another capacity backend (shared limits
+            passed in as ``executor=``): its limits could not be restored from the dict.
+    """
+    if executor is None or (shared is not None and "limit_key" in shared):
+        return None
+    if not isinstance(executor.limiter.backend, LocalCapacity):
+        raise NotImplementedError(
+            f"an executor over {type(executor.limiter.backend).__name__} cannot be "
+            "serialized; build the model with redis_url=, limit_key= and the limits instead"
+        )
+    settings: dict[str, Any] = executor.to_dict()
+    return settings

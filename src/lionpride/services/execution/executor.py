@@ -360,11 +360,18 @@ class RateLimitedExecutor:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> RateLimitedExecutor:
-        """Rebuild from :meth:`to_dict` output; buckets start full."""
+        """Rebuild from :meth:`to_dict` output; buckets start full.
+
+        Raises:
+            ValueError: An unknown key (named: a misspelt limit must not silently vanish),
+                or invalid values.
+        """
+        _known_keys("executor", d, _EXECUTOR_KEYS)
 
         def bucket(spec: Mapping[str, Any] | None) -> TokenBucket | None:
             if spec is None:
                 return None
+            _known_keys("bucket", spec, _BUCKET_KEYS)
             return TokenBucket(RateLimitConfig(spec["capacity"], spec["refill_rate"]), clock=clock)
 
         return cls(
@@ -378,3 +385,17 @@ class RateLimitedExecutor:
 
     def __repr__(self) -> str:
         return f"RateLimitedExecutor(name={self.name!r}, {self.stats()})"
+
+
+_EXECUTOR_KEYS = frozenset(
+    {"name", "queue_capacity", "concurrency_limit", "request_bucket", "token_bucket"}
+)
+_BUCKET_KEYS = frozenset({"capacity", "refill_rate"})
+
+
+def _known_keys(what: str, data: Mapping[str, Any], known: frozenset[str]) -> None:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} settings must be a dict, got {data!r}")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {unknown}; known: {sorted(known)}")

@@ -168,6 +168,28 @@ class Endpoint(ServiceBackend):
         """Endpoints run as :class:`APICalling`."""
         return APICalling
 
+    def to_dict(self, mode: Any = "python", **dump_kw: Any) -> dict[str, Any]:
+        """Dump as :meth:`Element.to_dict` does, with the request schema kept by name."""
+        from lionpride.services._serialization import request_schema_name
+
+        data = super().to_dict(mode, **dump_kw)
+        data["config"]["request_options"] = request_schema_name(self.config.request_options)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kw: Any) -> Endpoint:
+        """Rebuild an endpoint from :meth:`to_dict` output (the request schema found again
+        among the library's; keys are read from the environment again, never from the dict).
+
+        Raises:
+            ValueError: A malformed dict, an unknown class or request schema.
+        """
+        from lionpride.services._serialization import load_backend
+
+        if kw:
+            raise ValueError(f"Endpoint.from_dict takes no extra arguments, got {sorted(kw)}")
+        return load_backend(data)
+
     # -- request -------------------------------------------------------------------------
 
     def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""Round trips found wanting in review: CLI models, executors, misspelt limits, from_dict."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from pydantic import SecretStr
+
+from lionpride import errors
+from lionpride.core.element import Element
+from lionpride.services import iModel
+from lionpride.services.providers.oai_chat import OAIChatEndpoint
+from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.testing import FakeProvider
+
+REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.mark.parametrize("provider", ["claude_code", "gemini_code"])
+def test_cli_models_round_trip(provider: str) -> None:
+    model = iModel(provider=provider, model="sonnet", limit_requests=5)
+    config = model.to_dict()
+    json.dumps(config)
+    restored = iModel.from_dict(config)
+    assert type(restored.backend) is type(model.backend)
+    assert restored.backend.config.kwargs == model.backend.config.kwargs
+    assert restored.backend.config.request_options is model.backend.config.request_options
+
+
+def test_a_misspelt_limit_is_named_not_dropped() -> None:
+    model = iModel(provider="openai", api_key=SecretStr("sk"), limit_requests=5)
+    config = model.to_dict()
+    config["executor"]["request_buckets"] = config["executor"].pop("request_bucket")
+    with pytest.raises(ValueError, match="request_buckets"):
+        iModel.from_dict(config)
+    config = model.to_dict()
+    config["executor"]["request_bucket"]["capacty"] = 5
+    with pytest.raises(ValueError, match="capacty"):
+        iModel.from_dict(config)
+
+
+async def test_a_pre_event_create_timeout_is_the_typed_timeout(
+    fake_provider: FakeProvider,
+) -> None:
+    async def slow(event: object, **kw: object) -> None:
+        await asyncio.sleep(5)
+
+    hooks = HookRegistry({HookPhase.PreEventCreate: slow})
+    async with iModel(
+        provider="openai",
+        api_key=SecretStr("sk"),
+        base_url=fake_provider.base_url("openai"),
+        hook_registry=hooks,
+    ) as model:
+        with pytest.raises(errors.TimeoutError, match="PreEventCreate"):
+            await model.invoke(
+                **REQUEST, create_event_exit_hook=True, create_event_hook_timeout=0.05
+            )
+
+
+def test_element_from_dict_restores_endpoints_and_models() -> None:
+    endpoint = OAIChatEndpoint(api_key=SecretStr("sk"), model="gpt-4o-mini")
+    restored = Element.from_dict(endpoint.to_dict())
+    assert isinstance(restored, OAIChatEndpoint)
+    assert restored.create_payload({"messages": REQUEST["messages"]})["model"] == "gpt-4o-mini"
+    model = iModel(provider="openai", api_key=SecretStr("sk"), limit_requests=5)
+    again = Element.from_dict(model.to_dict())
+    assert isinstance(again, iModel) and again.executor is not None
