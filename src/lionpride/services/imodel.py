@@ -460,9 +460,17 @@ class iModel(Element):
                 exc.calling = calling  # type: ignore[attr-defined]
                 raise
             granted = self._stream_granted(calling, reservation, idle_timeout)
+            final: StreamChunk | None = None
             async with aclosing(granted) as chunks:  # type: ignore[type-var]
                 async for chunk in chunks:
+                    if chunk.is_final:  # the outcome is recorded before it comes out
+                        final = chunk
+                        break
                     yield chunk
+        # The capacity lease is given back first: a caller who stops at the final chunk (and
+        # never resumes this generator) holds no concurrency slot.
+        if final is not None:
+            yield final
 
     async def _stream_granted(
         self, calling: Calling, reservation: Reservation | None, idle_timeout: float | None
@@ -475,6 +483,7 @@ class iModel(Element):
         ex.attempts = 1
         start = time.perf_counter()
         used = 0
+        final: StreamChunk | None = None
         hooks = calling.hook_registry
         chunk_hooks = hooks is not None and hooks.handles(HookPhase.StreamChunk)
         try:
@@ -498,6 +507,9 @@ class iModel(Element):
                             self._keep_session(calling)
                     if chunk_hooks:
                         await run_chunk_hooks(calling, chunk)
+                    if chunk.is_final:
+                        final = chunk
+                        break
                     yield chunk
         except (asyncio.CancelledError, GeneratorExit):
             ex.status = EventStatus.CANCELLED
@@ -529,6 +541,10 @@ class iModel(Element):
             err = ex.error
             err.calling = calling  # type: ignore[attr-defined]
             raise err
+        if final is not None:
+            # Yielded once the outcome is recorded: a caller who stops at the final chunk
+            # (and never resumes the generator) still leaves a completed call behind.
+            yield final
 
     async def invoke_stream_with_channel(self, **arguments: Any) -> StreamChannel:
         """Wrap :meth:`invoke_stream` in a :class:`StreamChannel` for fan-out."""

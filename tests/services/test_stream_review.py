@@ -1,0 +1,46 @@
+"""Streams found wanting in review."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from lionpride.core.event import EventStatus
+from lionpride.services import iModel
+from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.testing import FakeProvider
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+async def test_stopping_at_the_final_chunk_leaves_a_completed_call(
+    fake_provider: FakeProvider,
+) -> None:
+    """A caller that breaks out on ``chunk.is_final`` (and never resumes the generator) has
+    received everything: the call is completed, post hooks ran, metrics count a success."""
+    seen: list[EventStatus] = []
+
+    async def on_post(event: object, **kw: object) -> None:
+        seen.append(event.execution.status)  # type: ignore[attr-defined]
+
+    hooks = HookRegistry({HookPhase.PostInvocation: on_post})
+    async with iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        hook_registry=hooks,
+        limit_requests=10,
+    ) as model:
+        calling = await model.create_calling(streaming=True, model="m", messages=MESSAGES)
+        stream = model.invoke_stream(calling)
+        async for chunk in stream:
+            if chunk.is_final:
+                response = chunk.response
+                break
+        assert response is not None and response.finish_reason == "stop"
+        assert calling.execution.status is EventStatus.COMPLETED
+        assert seen == [EventStatus.COMPLETED]
+        metrics = model.metrics()
+        assert metrics["successes"] == 1 and metrics["failures"] == 0
+        assert model.executor is not None and model.executor.stats()["completed"] == 1
+        await stream.aclose()  # nothing left to record
+        assert calling.execution.status is EventStatus.COMPLETED
