@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from pydantic import SecretStr
 
+from lionpride import errors
 from lionpride.core.event import EventStatus
 from lionpride.services import iModel
 from lionpride.services.types.hook import HookPhase, HookRegistry
-from lionpride.testing import FakeProvider
+from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -44,3 +48,23 @@ async def test_stopping_at_the_final_chunk_leaves_a_completed_call(
         assert model.executor is not None and model.executor.stats()["completed"] == 1
         await stream.aclose()  # nothing left to record
         assert calling.execution.status is EventStatus.COMPLETED
+
+
+async def test_aclose_cuts_a_running_stream_at_once() -> None:
+    """A stream being read when its model closes fails with ExecutionError right away,
+    not at its idle timeout."""
+    async with FakeProvider(stream_chunks=20) as fp:
+        fp.script(Reply(stall_after=3))
+        model = iModel(provider="openai", base_url=fp.base_url("openai"), api_key=SecretStr("k"))
+        first = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in model.invoke_stream(model="m", messages=MESSAGES, idle_timeout=30):
+                first.set()
+
+        task = asyncio.create_task(consume())
+        await first.wait()
+        await model.aclose()
+        async with asyncio.timeout(5):  # far below the idle timeout
+            with pytest.raises(errors.ExecutionError, match="closed"):
+                await task

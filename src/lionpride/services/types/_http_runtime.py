@@ -67,6 +67,7 @@ class Runtime:
         "headers_of",
         "lock",
         "others",
+        "streams",
         "timeout",
         "url",
         "url_of",
@@ -77,6 +78,8 @@ class Runtime:
         self.others: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         #: Held while the sessions change hands (threads may switch loops at once).
         self.lock = threading.Lock()
+        #: Streaming responses being read, and their loops: ``aclose`` cuts them.
+        self.streams: dict[aiohttp.ClientResponse, asyncio.AbstractEventLoop] = {}
         self.headers: dict[str, str] | None = None
         self.headers_of: EndpointConfig | None = None
         self.url: str | None = None
@@ -134,6 +137,9 @@ class Runtime:
             self.closes += 1
             current, sessions = self.current, dict(self.others)
             self.current, self.others = None, {}
+            streams, self.streams = self.streams, {}
+        for resp, loop in streams.items():
+            _cut(resp, loop)
         if current is not None:
             if current.pid != Process.pid:
                 return  # a forked child's copies belong to the parent
@@ -197,6 +203,20 @@ def abandon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | No
                 _close_socket(getattr(protocol, "transport", None))
     with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to schedule
         connector._close()
+
+
+def _cut(resp: aiohttp.ClientResponse, loop: asyncio.AbstractEventLoop) -> None:
+    """End a streaming response being read: its reader fails at once (closing the connection
+    alone would leave it waiting for the idle timeout), on the response's own loop."""
+
+    def cut() -> None:
+        resp.content.set_exception(aiohttp.ClientConnectionError("closed by aclose"))
+        resp.close()
+
+    if runs_here(loop):
+        cut()
+    elif loop.is_running():
+        loop.call_soon_threadsafe(cut)
 
 
 def _close_socket(transport: Any) -> None:

@@ -573,12 +573,15 @@ class Endpoint(ServiceBackend):
         """
         deadline = self._deadline(timeout)
         assembler = self.stream_assembler(request)
+        rt = self._rt
+        opened = rt.closes
         resp = await self._resilient(
             self._open_stream, (request, extra_headers, deadline), deadline, on_retry
         )
         idle = idle_timeout or timeout or self.config.timeout
         decoder = SSEDecoder()
         index = 0
+        rt.streams[resp] = asyncio.get_running_loop()  # aclose cuts it
         try:
             reader = resp.content
             while not assembler.done:
@@ -590,6 +593,8 @@ class Endpoint(ServiceBackend):
                         f"{self.name}: stream idle for more than {idle:.3g}s"
                     ) from exc
                 except (aiohttp.ClientError, OSError) as exc:
+                    if rt.closes != opened:
+                        raise _closed_during(self.name, exc) from exc
                     raise _connection_error(self.name, exc) from exc
                 events = decoder.feed(data) if data else decoder.flush()
                 for event in events:
@@ -601,6 +606,7 @@ class Endpoint(ServiceBackend):
                     break
             response = self._shaped(assembler.finish)
         finally:
+            rt.streams.pop(resp, None)
             resp.close()
         yield StreamChunk(index=index, is_final=True, response=response)
 
