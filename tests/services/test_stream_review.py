@@ -11,6 +11,7 @@ from lionpride import errors
 from lionpride.core.event import EventStatus
 from lionpride.services import iModel
 from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.types.response import NormalizedResponse
 from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -68,3 +69,48 @@ async def test_aclose_cuts_a_running_stream_at_once() -> None:
         async with asyncio.timeout(5):  # far below the idle timeout
             with pytest.raises(errors.ExecutionError, match="closed"):
                 await task
+
+
+async def test_a_failed_stream_runs_error_handling_hooks_which_may_answer(
+    fake_provider: FakeProvider,
+) -> None:
+    """As for invoke: ErrorHandling hooks see a failed stream's error, and a response they
+    return ends the stream as its final chunk."""
+    seen: list[BaseException] = []
+
+    def recover(event: object, **kw: object) -> NormalizedResponse:
+        seen.append(kw["error"])  # type: ignore[arg-type]
+        return NormalizedResponse(data="from the hook")
+
+    hooks = HookRegistry({HookPhase.ErrorHandling: recover})
+    fake_provider.script(Reply(status=400))
+    async with iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        retry_config=None,
+        hook_registry=hooks,
+    ) as model:
+        calling = await model.create_calling(streaming=True, model="m", messages=MESSAGES)
+        chunks = [chunk async for chunk in model.invoke_stream(calling)]
+    assert len(seen) == 1 and isinstance(seen[0], errors.BadRequestError)
+    assert len(chunks) == 1 and chunks[0].is_final and chunks[0].response is not None
+    assert chunks[0].response.data == "from the hook"
+    assert calling.execution.status is EventStatus.COMPLETED
+
+
+async def test_a_failed_stream_without_an_answer_still_fails(fake_provider: FakeProvider) -> None:
+    seen: list[BaseException] = []
+    hooks = HookRegistry({HookPhase.ErrorHandling: lambda event, **kw: seen.append(kw["error"])})
+    fake_provider.script(Reply(status=400))
+    async with iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        retry_config=None,
+        hook_registry=hooks,
+    ) as model:
+        with pytest.raises(errors.BadRequestError):
+            async for _ in model.invoke_stream(model="m", messages=MESSAGES):
+                pass
+    assert len(seen) == 1

@@ -486,9 +486,12 @@ class iModel(Element):
         final: StreamChunk | None = None
         hooks = calling.hook_registry
         chunk_hooks = hooks is not None and hooks.handles(HookPhase.StreamChunk)
+        sent = False  # past the PreInvocation hooks: a failure is the backend's
+        next_index = 0
         try:
             if hooks is not None and hooks.handles(HookPhase.PreInvocation):
                 await calling._run_pre_hooks(hooks)
+            sent = True
             backend_stream = self.backend.stream(
                 calling.payload,
                 extra_headers=calling.extra_headers,
@@ -510,6 +513,7 @@ class iModel(Element):
                     if chunk.is_final:
                         final = chunk
                         break
+                    next_index = chunk.index + 1
                     yield chunk
         except (asyncio.CancelledError, GeneratorExit):
             ex.status = EventStatus.CANCELLED
@@ -519,17 +523,26 @@ class iModel(Element):
             observer.finish(ex, provider, model, calling.trace)
             raise
         except Exception as exc:
-            ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
-            ex.duration = time.perf_counter() - start
-            if reservation is not None:
-                reservation.settle(used)
             if isinstance(exc, errors.RateLimitError):
                 self._pause(exc)
-            if hooks is not None and hooks.handles(HookPhase.PostInvocation):
-                await calling._run_post_hooks(hooks)
-            observer.finish(ex, provider, model, calling.trace)
-            exc.calling = calling  # type: ignore[attr-defined]
-            raise
+            recovered = None
+            if sent and hooks is not None and hooks.handles(HookPhase.ErrorHandling):
+                # As for invoke: a hook may answer for the failed backend (the stream then
+                # ends with a final chunk carrying its response).
+                recovered = await calling._run_error_hooks(hooks, exc)
+            if recovered is None:
+                ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
+                ex.duration = time.perf_counter() - start
+                if reservation is not None:
+                    reservation.settle(used)
+                if hooks is not None and hooks.handles(HookPhase.PostInvocation):
+                    await calling._run_post_hooks(hooks)
+                observer.finish(ex, provider, model, calling.trace)
+                exc.calling = calling  # type: ignore[attr-defined]
+                raise
+            ex.response = recovered
+            used = calling._tokens_used()
+            final = StreamChunk(index=next_index, is_final=True, response=recovered)
         ex.status, ex.retryable = EventStatus.COMPLETED, False
         ex.duration = time.perf_counter() - start
         if reservation is not None:
