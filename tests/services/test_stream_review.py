@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -71,6 +72,17 @@ async def test_aclose_cuts_a_running_stream_at_once() -> None:
                 await task
 
 
+def _with_error_hook(fake_provider: FakeProvider, hook: Any) -> iModel:
+    """A model without retries whose ErrorHandling hook is ``hook``."""
+    return iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        retry_config=None,
+        hook_registry=HookRegistry({HookPhase.ErrorHandling: hook}),
+    )
+
+
 async def test_a_failed_stream_runs_error_handling_hooks_which_may_answer(
     fake_provider: FakeProvider,
 ) -> None:
@@ -82,15 +94,8 @@ async def test_a_failed_stream_runs_error_handling_hooks_which_may_answer(
         seen.append(kw["error"])  # type: ignore[arg-type]
         return NormalizedResponse(data="from the hook")
 
-    hooks = HookRegistry({HookPhase.ErrorHandling: recover})
     fake_provider.script(Reply(status=400))
-    async with iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        retry_config=None,
-        hook_registry=hooks,
-    ) as model:
+    async with _with_error_hook(fake_provider, recover) as model:
         calling = await model.create_calling(streaming=True, model="m", messages=MESSAGES)
         chunks = [chunk async for chunk in model.invoke_stream(calling)]
     assert len(seen) == 1 and isinstance(seen[0], errors.BadRequestError)
@@ -101,14 +106,9 @@ async def test_a_failed_stream_runs_error_handling_hooks_which_may_answer(
 
 async def test_a_failed_stream_without_an_answer_still_fails(fake_provider: FakeProvider) -> None:
     seen: list[BaseException] = []
-    hooks = HookRegistry({HookPhase.ErrorHandling: lambda event, **kw: seen.append(kw["error"])})
     fake_provider.script(Reply(status=400))
-    async with iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        retry_config=None,
-        hook_registry=hooks,
+    async with _with_error_hook(
+        fake_provider, lambda event, **kw: seen.append(kw["error"])
     ) as model:
         with pytest.raises(errors.BadRequestError):
             async for _ in model.invoke_stream(model="m", messages=MESSAGES):

@@ -532,24 +532,14 @@ class iModel(Element):
                 recovered = await calling._run_error_hooks(hooks, exc)
             if recovered is None:
                 ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
-                ex.duration = time.perf_counter() - start
-                if reservation is not None:
-                    reservation.settle(used)
-                if hooks is not None and hooks.handles(HookPhase.PostInvocation):
-                    await calling._run_post_hooks(hooks)
-                observer.finish(ex, provider, model, calling.trace)
+                await self._stream_ended(calling, reservation, used, start)
                 exc.calling = calling  # type: ignore[attr-defined]
                 raise
             ex.response = recovered
             used = calling._tokens_used()
             final = StreamChunk(index=next_index, is_final=True, response=recovered)
         ex.status, ex.retryable = EventStatus.COMPLETED, False
-        ex.duration = time.perf_counter() - start
-        if reservation is not None:
-            reservation.settle(used)
-        if hooks is not None and hooks.handles(HookPhase.PostInvocation):
-            await calling._run_post_hooks(hooks)
-        observer.finish(ex, provider, model, calling.trace)
+        await self._stream_ended(calling, reservation, used, start)
         if ex.error is not None:
             err = ex.error
             err.calling = calling  # type: ignore[attr-defined]
@@ -558,6 +548,20 @@ class iModel(Element):
             # Yielded once the outcome is recorded: a caller who stops at the final chunk
             # (and never resumes the generator) still leaves a completed call behind.
             yield final
+
+    async def _stream_ended(
+        self, calling: Calling, reservation: Reservation | None, used: int, start: float
+    ) -> None:
+        """Record a stream's outcome (its status already set): duration, tokens settled,
+        PostInvocation hooks, metrics."""
+        ex = calling.execution
+        ex.duration = time.perf_counter() - start
+        if reservation is not None:
+            reservation.settle(used)
+        hooks = calling.hook_registry
+        if hooks is not None and hooks.handles(HookPhase.PostInvocation):
+            await calling._run_post_hooks(hooks)
+        self._rt.observer.finish(ex, self.backend.provider, model_of(calling), calling.trace)
 
     async def invoke_stream_with_channel(self, **arguments: Any) -> StreamChannel:
         """Wrap :meth:`invoke_stream` in a :class:`StreamChannel` for fan-out."""
