@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
 from lionpride import errors
-from lionpride.services.providers._cli_process import find_executable
+from lionpride.services.providers._cli_process import CLIRun, find_executable, run_cli
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.types.backend import RetryObserver
 from lionpride.services.types.endpoint import Endpoint
@@ -89,6 +89,34 @@ class CLIEndpoint(Endpoint):
     def estimate_tokens(self, payload: dict[str, Any]) -> int:
         """Not metered: an agent run's token use cannot be bounded in advance."""
         return 0
+
+    async def _spawn(
+        self,
+        run: CLIRun,
+        req: Any,
+        deadline: float,
+        limit: float,
+        idle: float | None,
+        env: Mapping[str, str] | None = None,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Spawn one CLI run of ``req`` (its arguments, stdin and workspace) and yield its
+        JSON events; the process never outlives this."""
+        exe = self.executable()
+        args, stdin_text = req.cli_args()
+        events = run_cli(
+            run,
+            exe,
+            args,
+            cwd=req.workspace,
+            stdin_text=stdin_text,
+            env=env,
+            deadline=deadline,
+            limit=limit,
+            idle=idle,
+        )
+        async with aclosing(events):
+            async for event in events:
+                yield event
 
     def executable(self) -> str:
         """The executable to run, resolved now.

@@ -41,7 +41,6 @@ from lionpride.services.providers._cli_endpoint import CLIEndpoint
 from lionpride.services.providers._cli_process import (
     CLIError,
     CLIRun,
-    run_cli,
 )
 from lionpride.services.providers.anthropic_messages import anthropic_usage
 from lionpride.services.streaming.channel import StreamChunk
@@ -157,12 +156,10 @@ class ClaudeCodeEndpoint(CLIEndpoint):
                 async for event in events:
                     yield event
 
-    async def _run_cli(
+    def _run_cli(
         self, req: ClaudeCodeRequest, deadline: float, limit: float, idle: float | None
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Spawn one CLI run and yield its JSON events; the process never outlives this."""
-        exe = self.executable()
-        args, stdin_text = req.cli_args()
+        """One CLI run's JSON events (the process starts on first iteration)."""
         env = None
         if req.max_thinking_tokens is not None:
             env = {**os.environ, "MAX_THINKING_TOKENS": str(req.max_thinking_tokens)}
@@ -174,20 +171,7 @@ class ClaudeCodeEndpoint(CLIEndpoint):
             final_types=("result",),
             exit_grace=_EXIT_GRACE,  # read per run, so that tests can shorten it
         )
-        events = run_cli(
-            run,
-            exe,
-            args,
-            cwd=req.workspace,
-            stdin_text=stdin_text,
-            env=env,
-            deadline=deadline,
-            limit=limit,
-            idle=idle,
-        )
-        async with aclosing(events):
-            async for event in events:
-                yield event
+        return self._spawn(run, req, deadline, limit, idle, env)
 
 
 # -- events → response -----------------------------------------------------------------------

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +38,6 @@ from lionpride.services.providers._cli_process import (
     CLIError,
     CLIRun,
     resolve_workspace,
-    run_cli,
 )
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.types.response import NormalizedResponse, Usage
@@ -231,12 +229,10 @@ class GeminiCodeEndpoint(CLIEndpoint):
     def _new_run(self, req: GeminiCodeRequest) -> _Run:
         return _Run(req)
 
-    async def _events(
+    def _events(
         self, req: GeminiCodeRequest, deadline: float, limit: float, idle: float | None
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Spawn one CLI run and yield its JSON events; the process never outlives this."""
-        exe = self.executable()
-        args, stdin_text = req.cli_args()
+        """One CLI run's JSON events (the process starts on first iteration)."""
         run = CLIRun(
             name=self.name,
             label="Gemini CLI",
@@ -247,20 +243,7 @@ class GeminiCodeEndpoint(CLIEndpoint):
             # Some versions print banners (YOLO mode, extensions) among the events.
             skip_noise=True,
         )
-        events = run_cli(
-            run,
-            exe,
-            args,
-            cwd=req.workspace,
-            stdin_text=stdin_text,
-            env=None,
-            deadline=deadline,
-            limit=limit,
-            idle=idle,
-        )
-        async with aclosing(events):
-            async for event in events:
-                yield event
+        return self._spawn(run, req, deadline, limit, idle)
 
 
 # -- events → response -----------------------------------------------------------------------
