@@ -243,10 +243,13 @@ class iModel(Element):
         }
         if streaming:
             fields["streaming"] = True
-        if self.executor is not None:
-            tokens = self._reservation(payload)
-            if tokens:
-                fields["reserved_tokens"] = tokens
+        executor = self.executor
+        # Local or shared in Redis alike: whatever limits tokens says how many it holds.
+        if executor is not None and executor.token_capacity is not None:
+            tokens = backend.estimate_tokens(payload)
+            if tokens > executor.token_capacity:
+                raise _too_many_tokens(tokens, executor.token_capacity)
+            fields["reserved_tokens"] = tokens
         if timeout is None and not extra_headers and hooks is None:
             # Only the model's own, already valid values: no validation needed.
             return build_trusted(backend.event_type, fields)
@@ -266,21 +269,6 @@ class iModel(Element):
                 post_invoke_hook_params=post_invoke_hook_params or {},
             )
         return backend.event_type(**fields)
-
-    def _reservation(self, payload: dict[str, Any]) -> int:
-        executor = self.executor
-        # Local or shared in Redis alike: whatever limits tokens says how many it holds.
-        capacity = executor.limiter.token_capacity if executor is not None else None
-        if capacity is None:
-            return 0
-        tokens = self.backend.estimate_tokens(payload)
-        if tokens > capacity:
-            raise ValueError(
-                f"request needs {tokens} tokens (prompt estimate plus output budget) but "
-                f"the token bucket holds at most {capacity}: lower max_tokens or "
-                "raise limit_tokens"
-            )
-        return tokens
 
     async def invoke(
         self,
@@ -314,15 +302,28 @@ class iModel(Element):
         if observer.tracer is not None:
             calling.trace = observer.start(self.backend.provider, model_of(calling))
         try:
-            if self.executor is not None:
-                await self.executor.execute(
-                    calling.invoke,
-                    tokens=calling.reserved_tokens,
-                    priority=priority,
-                    timeout=poll_timeout,
-                    settle=calling._tokens_used,
-                    on_granted=calling._on_granted,
-                )
+            executor = self.executor
+            if executor is not None:
+                tokens = calling.reserved_tokens
+                if poll_timeout is None and priority is None and executor._admit(tokens):
+                    # Granted at once, the common case: awaited here, without the wrapper
+                    # frame ``execute`` would add, and booked as ``execute`` books it.
+                    try:
+                        await calling.invoke()
+                    except BaseException as exc:
+                        executor._ended(tokens, 0, exc)
+                        raise
+                    executor._ended(tokens, calling._tokens_used() if tokens else None)
+                else:
+                    await executor.execute(
+                        calling.invoke,
+                        tokens=tokens,
+                        priority=priority,
+                        timeout=poll_timeout,
+                        # Nothing to reconcile where tokens are not limited.
+                        settle=calling._tokens_used if tokens else None,
+                        on_granted=calling._on_granted,
+                    )
             elif poll_timeout is None:
                 if self.rate_limiter is not None:
                     await self._acquire_simple()
@@ -633,6 +634,13 @@ class iModel(Element):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _too_many_tokens(tokens: int, capacity: int) -> ValueError:
+    return ValueError(
+        f"request needs {tokens} tokens (prompt estimate plus output budget) but "
+        f"the token bucket holds at most {capacity}: lower max_tokens or raise limit_tokens"
+    )
 
 
 def _ran_already(calling: Calling) -> ValueError:

@@ -52,6 +52,10 @@ class RateLimitedExecutor:
         clock: Time source (must be the limiter's and the buckets').
         name: A label for logs and ``to_dict``.
 
+    Attributes:
+        token_capacity: The most tokens one call may reserve, taken from the limiter when
+            the executor is made; ``None`` when tokens are not limited.
+
     Raises:
         ValueError: Out-of-range limits, or both buckets and a limiter.
 
@@ -82,12 +86,12 @@ class RateLimitedExecutor:
             raise ValueError("clock differs from the limiter's clock")
         self.name = name
         self._limiter = limiter
+        self.token_capacity: int | None = limiter.token_capacity
         self._clock = clock
         self._queue_capacity = queue_capacity
         self._concurrency_limit = concurrency_limit
         self._group = _WaitGroup(queue_capacity, concurrency_limit)
         self._closed = False
-        self._in_flight = 0
         self._completed = 0
         self._failed = 0
         self._cancelled = 0
@@ -205,47 +209,89 @@ class RateLimitedExecutor:
     ) -> T:
         """The run itself; ``scoped`` runs inside a deadline, whose caller counts a
         cancellation (a deadline turns the cancellation into a timeout, not counted as one)."""
-        limiter = self._limiter
-        group = self._group
-        reservation = limiter._grant_now(1, tokens, group)
-        if reservation is None:
-            reservation = await self._wait_for_grant(tokens, priority, scoped)
-        started = False
-        try:
-            if on_granted is not None:
-                on_granted(reservation.waited)
-            started = True
-            self._in_flight += 1
+        if self._closed:  # closed after execute() handed out this run
+            raise errors.ExecutionError("executor closed")
+        waited = 0.0
+        if not self._admit(tokens):
+            waited = await self._wait_for_grant(tokens, priority, scoped)
+        if on_granted is not None:
             try:
-                result = await fn()
-            finally:
-                self._in_flight -= 1
-        except BaseException as exc:
-            if started:
-                reservation.settle(0)
-                if isinstance(exc, Exception):
-                    self._failed += 1
-            else:
-                reservation.release()
-            if not scoped and isinstance(exc, asyncio.CancelledError):
-                self._cancelled += 1
-            raise
-        finally:
-            limiter._free_slot(group)
-        self._completed += 1
-        if settle is not None:
-            try:
-                used = settle(result)
+                on_granted(waited)
             except BaseException:
-                reservation.settle(None)
+                self._limiter.backend.give_back(1, tokens)  # nothing started: all of it back
+                self._limiter._free_slot(self._group)
                 raise
-            reservation.settle(used)
+        try:
+            result = await fn()
+        except BaseException as exc:
+            self._ended(tokens, 0, exc, count_cancel=not scoped)
+            raise
+        if settle is None:
+            self._ended(tokens, None)
+            return result
+        try:
+            used = settle(result)
+        except BaseException:
+            self._ended(tokens, None)  # the usage is unknown: the reservation stands
+            raise
+        self._ended(tokens, used)
         return result
 
-    async def _wait_for_grant(self, tokens: int, priority: float, scoped: bool) -> Reservation:
-        """Queue for one request, ``tokens`` and a concurrency slot (the slow path)."""
+    def _admit(self, tokens: int) -> bool:
+        """Take one request, ``tokens`` and a concurrency slot now, if they are there and
+        nobody waits; ``False`` (also when closed) means: queue, or refuse, through
+        :meth:`execute`.
+
+        Every grant that needs no wait goes through here: :meth:`execute` and
+        :meth:`lease`, and ``iModel``, which then awaits its call in its own frame (no
+        wrapper coroutine on the common path where limits do not bind) and books it with
+        :meth:`_ended`. ``tokens`` must be valid (checked by the caller).
+        """
+        group = self._group
+        if self._closed or not group.slots or not self._limiter._take_at_once(1, tokens):
+            return False
+        group.slots -= 1
+        return True
+
+    def _ended(
+        self,
+        tokens: int,
+        used: int | None,
+        error: BaseException | None = None,
+        *,
+        count_cancel: bool = True,
+    ) -> None:
+        """Book a call that started: its slot back, the outcome counted, and its ``tokens``
+        reconciled with ``used`` (the refund or the charge; ``None`` keeps them).
+
+        A failed or cancelled call is ended with ``used=0``: the request stays spent, the
+        tokens come back.
+
+        Raises:
+            ValueError: ``used`` is not a non-negative integer (after the booking).
+        """
+        limiter = self._limiter
+        group = self._group
+        if group.slots:  # slots were left: nobody can be waiting for this one
+            group.slots += 1
+        else:
+            limiter._free_slot(group)  # which also wakes a head held back for want of a slot
+        if error is None:
+            self._completed += 1
+        elif isinstance(error, Exception):
+            self._failed += 1
+        elif count_cancel and isinstance(error, asyncio.CancelledError):
+            self._cancelled += 1
+        if used is not None and used != tokens:
+            if type(used) is not int or used < 0:
+                _require_count("tokens used (settle's result)", used)
+            limiter._backend.give_back(0, tokens - used)
+
+    async def _wait_for_grant(self, tokens: int, priority: float, scoped: bool) -> float:
+        """Queue for one request, ``tokens`` and a concurrency slot (the slow path); return
+        the seconds waited."""
         try:
-            return await self._limiter._reserve(1, tokens, priority, self._group)
+            return await self._limiter._wait_in_line(1, tokens, priority, self._group)
         except errors.QueueFullError:
             self._rejected += 1
             raise
@@ -276,15 +322,16 @@ class RateLimitedExecutor:
         self._limiter._check(1, tokens, prio)
         if timeout is not None:
             _require_positive("timeout", timeout)
-        reservation = self._limiter._grant_now(1, tokens, self._group)
-        if reservation is None:
+        limiter = self._limiter
+        waited = 0.0
+        if not self._admit(tokens):
             if timeout is None:
-                reservation = await self._wait_for_grant(tokens, prio, False)
+                waited = await self._wait_for_grant(tokens, prio, False)
             else:
                 scope = _DeadlineScope(self._clock, timeout, "rate limit not granted")
                 try:
                     async with scope:
-                        reservation = await self._wait_for_grant(tokens, prio, True)
+                        waited = await self._wait_for_grant(tokens, prio, True)
                 except asyncio.CancelledError:
                     self._cancelled += 1
                     raise
@@ -292,7 +339,7 @@ class RateLimitedExecutor:
                     if scope.fired:
                         self._timed_out += 1
                     raise
-        self._in_flight += 1
+        reservation = Reservation(1, tokens, waited, limiter.backend)
         try:
             yield reservation
         except BaseException as exc:
@@ -306,7 +353,6 @@ class RateLimitedExecutor:
             self._completed += 1
             reservation.settle(None)
         finally:
-            self._in_flight -= 1
             self._limiter._free_slot(self._group)
 
     def pause(self, seconds: float) -> None:
@@ -339,7 +385,8 @@ class RateLimitedExecutor:
         """Counters: queued, in_flight, completed, failed, cancelled, timed_out, rejected."""
         return {
             "queued": self._group.waiting,
-            "in_flight": self._in_flight,
+            # Every started call holds one slot (taken with its grant, back at its end).
+            "in_flight": self._concurrency_limit - (self._group.slots or 0),
             "completed": self._completed,
             "failed": self._failed,
             "cancelled": self._cancelled,

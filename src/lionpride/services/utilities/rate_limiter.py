@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -264,31 +264,28 @@ class RateLimiter:
         async with _DeadlineScope(self._clock, timeout, "rate limit not granted"):
             return await self._reserve(requests, tokens, priority)
 
-    async def _reserve(
-        self, requests: int, tokens: int, priority: float, group: _WaitGroup | None = None
-    ) -> Reservation:
+    async def _reserve(self, requests: int, tokens: int, priority: float) -> Reservation:
         """Like :meth:`acquire` without validation or timeout (for callers that did both)."""
-        reservation = self._grant_now(requests, tokens, group)
-        if reservation is not None:
-            return reservation
-        waited = await self._queue.wait(requests, tokens, priority, group)
+        if self._take_at_once(requests, tokens):
+            waited = 0.0
+        else:
+            waited = await self._queue.wait(requests, tokens, priority, None)
         return Reservation(requests, tokens, waited, self._backend)
 
-    def _grant_now(
-        self, requests: int, tokens: int, group: _WaitGroup | None = None
-    ) -> Reservation | None:
-        """Grant at once if nobody waits and capacity (and a slot of ``group``) is there."""
+    def _wait_in_line(
+        self, requests: int, tokens: int, priority: float, group: _WaitGroup | None
+    ) -> Awaitable[float]:
+        """Queue for what could not be taken at once; gives the seconds waited.
+
+        A grant to a waiter of ``group`` also takes one of its slots. No
+        :class:`Reservation` is made: the executor gives back through :attr:`backend`.
+        """
+        return self._queue.wait(requests, tokens, priority, group)
+
+    def _take_at_once(self, requests: int, tokens: int) -> bool:
+        """Take both amounts if nobody waits and they are there; never waits."""
         take_now = self._take_now
-        if (
-            not self._queue._live
-            and take_now is not None
-            and (group is None or group.slots != 0)
-            and not take_now(requests, tokens)
-        ):
-            if group is not None and group.slots is not None:
-                group.slots -= 1
-            return Reservation(requests, tokens, 0.0, self._backend)
-        return None
+        return not self._queue._live and take_now is not None and not take_now(requests, tokens)
 
     def try_acquire(self, requests: int = 1, tokens: int = 0) -> Reservation | None:
         """Take both amounts if available now and nobody is queued; never waits.
@@ -302,7 +299,9 @@ class RateLimiter:
             raise NotImplementedError(
                 f"{type(self._backend).__name__} cannot grant without waiting"
             )
-        return self._grant_now(requests, tokens)
+        if self._take_at_once(requests, tokens):
+            return Reservation(requests, tokens, 0.0, self._backend)
+        return None
 
     def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds`` (a 429's ``retry_after``): queued callers back off."""
