@@ -315,6 +315,37 @@ async def test_priority_then_fifo_and_on_granted() -> None:
     assert waits == {"urgent": 1.0, "n1": 2.0, "n2": 3.0, "late": 4.0}
 
 
+@pytest.mark.parametrize("entry", ["execute", "lease"])
+async def test_a_small_call_never_overtakes_a_waiting_one(entry: str) -> None:
+    """A call that could be served now still queues behind one waiting for more tokens."""
+    clock = FakeClock()
+    ex = executor(clock, limit_requests=None, limit_tokens=10, period=10.0)  # 1 token/s
+    await ex.execute(returning(), tokens=8)  # 2 tokens left
+    order: list[str] = []
+
+    async def run(label: str, tokens: int) -> None:
+        async def fn() -> None:
+            order.append(label)
+
+        if entry == "execute":
+            await ex.execute(fn, tokens=tokens)
+        else:
+            async with ex.lease(tokens=tokens) as reservation:
+                await fn()
+                reservation.settle(tokens)
+
+    big = asyncio.create_task(run("big", 5))  # waits 3 s for its tokens
+    await settle()
+    small = asyncio.create_task(run("small", 1))  # 1 token is there, but "big" is first
+    await settle()
+    assert order == []
+    await clock.advance(3)
+    assert order == ["big"]
+    await clock.advance(1)
+    await asyncio.gather(big, small)
+    assert order == ["big", "small"]
+
+
 async def test_concurrency_limit_caps_running_calls() -> None:
     """No more than concurrency_limit calls run at the same time."""
     clock = FakeClock()

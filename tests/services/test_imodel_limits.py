@@ -9,7 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from lionpride import errors
+from lionpride.core.clock import FakeClock
 from lionpride.services import iModel
+from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
 from lionpride.testing import FakeProvider, Reply
 
@@ -67,6 +69,44 @@ async def test_token_limit_reserves_and_reconciles() -> None:
         assert all(c.response is not None and c.response.usage for c in callings)
         # Reconciled: the bucket was charged real usage, not the 40-token output budgets.
         assert levels["tokens"] > 0
+
+
+async def test_a_call_granted_at_once_never_overtakes_a_queued_one(
+    fake_provider: FakeProvider,
+) -> None:
+    """invoke's own grant (no priority, no poll_timeout) queues behind a waiting call."""
+    clock = FakeClock()
+    model = iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        executor=RateLimitedExecutor.from_limits(
+            limit_requests=None,
+            limit_tokens=1000,
+            capacity_refresh_time=1000.0,  # 1 token per second of the fake clock
+            clock=clock,
+        ),
+    )
+    async with model, model.executor:
+        first = await model.create_calling(model="m", messages=MESSAGES, max_tokens=900)
+        await model.invoke(first)  # reconciled to its small real usage, the rest refunded
+        level = model.executor.limiter.levels["tokens"]
+        big = await model.create_calling(model="m", messages=MESSAGES, max_tokens=int(level) + 5)
+        small = await model.create_calling(model="m", messages=MESSAGES, max_tokens=10)
+        waiting = asyncio.create_task(model.invoke(big))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert model.executor.stats()["queued"] == 1
+        later = asyncio.create_task(model.invoke(small))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        # The small call's tokens are there, but the big one came first.
+        assert model.executor.stats()["queued"] == 2
+        assert len(fake_provider.requests) == 1
+        await clock.advance(big.reserved_tokens + small.reserved_tokens)
+        await asyncio.gather(waiting, later)
+    bodies = [r.body["max_tokens"] for r in fake_provider.requests]  # arrival order
+    assert bodies == [900, int(level) + 5, 10]
 
 
 async def test_request_larger_than_token_bucket_fails_at_create() -> None:

@@ -225,13 +225,13 @@ class Endpoint(ServiceBackend):
 
     def estimate_tokens(self, payload: dict[str, Any]) -> int:
         """Prompt estimate plus the output budget: what a token bucket reserves."""
-        rt = self._rt
-        if rt.count_text is UNRESOLVED:
+        count = self._rt.count_text
+        if count is UNRESOLVED:
             # Exact counts when tiktoken and its cached encoding are there; else None, the
             # character heuristic. Resolved once: loading an encoding is not free.
             calculator = TokenCalculator.offline()
-            rt.count_text = calculator.count_text if calculator is not None else None
-        return estimate_prompt_tokens(payload, rt.count_text) + self.output_budget(payload)
+            count = self._rt.count_text = calculator.count_text if calculator else None
+        return estimate_prompt_tokens(payload, count) + self.output_budget(payload)
 
     def output_budget(self, payload: dict[str, Any]) -> int:
         """The requested output limit (``max_tokens``...), or the configured default."""

@@ -78,6 +78,7 @@ class TokenBucket:
         "_capacity",
         "_clock",
         "_config",
+        "_full",
         "_last",
         "_paused_until",
         "_queue",
@@ -90,6 +91,7 @@ class TokenBucket:
         self._config = config
         self._clock = clock
         self._capacity = config.capacity
+        self._full = float(config.capacity)
         self._rate = float(config.refill_rate)
         initial = config.initial_tokens
         self._tokens = float(config.capacity if initial is None else initial)
@@ -188,7 +190,7 @@ class TokenBucket:
     def reset(self) -> None:
         """Fill the bucket to capacity (a pause, if any, still holds)."""
         self._last = self._clock.now()
-        self._tokens = float(self._capacity)
+        self._tokens = self._full
         self._notify()
 
     def pause(self, seconds: float) -> None:
@@ -219,7 +221,7 @@ class TokenBucket:
             self._last = now
         elif now > last:
             level = self._tokens + (now - last) * self._rate
-            self._tokens = level if level < self._capacity else float(self._capacity)
+            self._tokens = level if level < self._full else self._full
             self._last = now
 
     def _delay(self, amount: float, now: float) -> float:
@@ -230,7 +232,7 @@ class TokenBucket:
             self._last = now
         elif now > last:
             level = self._tokens + (now - last) * self._rate
-            self._tokens = level if level < self._capacity else float(self._capacity)
+            self._tokens = level if level < self._full else self._full
             self._last = now
         wait = self._paused_until - now
         if amount:
@@ -246,7 +248,7 @@ class TokenBucket:
         # level at every later read as refilling first would (min(x + a, cap) + r·dt, capped,
         # equals min(x + r·dt, cap) + a, capped, for a >= 0), one clock read cheaper.
         level = self._tokens + amount
-        self._tokens = level if level < self._capacity else float(self._capacity)
+        self._tokens = level if level < self._full else self._full
         if self._queue._live:
             self._queue.kick()
         for ref in self._watchers:
@@ -342,14 +344,14 @@ class LocalCapacity:
                 rb._last = now
             elif now > last:
                 level = rb._tokens + (now - last) * rb._rate
-                rb._tokens = level if level < rb._capacity else float(rb._capacity)
+                rb._tokens = level if level < rb._full else rb._full
                 rb._last = now
             last = tb._last
             if last is None:
                 tb._last = now
             elif now > last:
                 level = tb._tokens + (now - last) * tb._rate
-                tb._tokens = level if level < tb._capacity else float(tb._capacity)
+                tb._tokens = level if level < tb._full else tb._full
                 tb._last = now
             if (
                 rb._tokens >= requests
