@@ -65,7 +65,7 @@ def spread(ratios: list[float]) -> str:
     return f"{median:.3f} (quartiles {q1:.3f}-{q3:.3f})"
 
 
-async def main(pairs: int = 80, per_round: int = 300) -> dict[str, float]:
+async def main(pairs: int = 200, per_round: int = 200) -> dict[str, float]:
     """Measure both paths and the control; print and return the median ratios."""
     with fake_provider_process() as url:
         base = f"{url}/v1"
