@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from lionpride.core.clock import FakeClock
 from lionpride.services.execution import RateLimitedExecutor
 
@@ -111,3 +113,19 @@ async def test_cancelled_while_waiting_for_a_slot_gives_everything_back() -> Non
     await ex.aclose()
     await settle()
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.mark.parametrize(("tokens", "used"), [(5, 5.0), (1, True), (3, -1)])
+async def test_settle_must_give_a_token_count(tokens: int, used: object) -> None:
+    """A settle result that is not a non-negative int is refused, even one equal to the
+    reservation; the call is booked all the same (its slot comes back)."""
+    ex = RateLimitedExecutor.from_limits(
+        limit_requests=None, limit_tokens=10, capacity_refresh_time=1e6, clock=FakeClock()
+    )
+
+    async def fn() -> int:
+        return 1
+
+    with pytest.raises(ValueError, match="settle"):
+        await ex.execute(fn, tokens=tokens, settle=lambda _: used)  # type: ignore[arg-type,return-value]
+    assert ex.stats()["in_flight"] == 0

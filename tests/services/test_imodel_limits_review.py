@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import SecretStr
 
@@ -9,6 +11,8 @@ from lionpride import errors
 from lionpride.core.clock import FakeClock
 from lionpride.services import iModel
 from lionpride.services.execution import RateLimitedExecutor
+from lionpride.services.types.backend import ServiceBackend, ServiceConfig
+from lionpride.services.types.response import NormalizedResponse, Usage
 from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
 from lionpride.testing import FakeProvider, Reply
 
@@ -84,3 +88,26 @@ async def test_a_calling_that_ran_cannot_take_capacity_again(fake_provider: Fake
     assert len(fake_provider.requests) == 1
     assert after["requests"] == pytest.approx(before["requests"], abs=0.01)
     assert after["tokens"] == pytest.approx(before["tokens"], abs=0.5)
+
+
+class _Unmetered(ServiceBackend):
+    """A backend that cannot estimate its tokens in advance (reserves 0), like the CLIs."""
+
+    async def call(self, request: dict[str, Any], **_: Any) -> NormalizedResponse:
+        usage = Usage(input_tokens=100, output_tokens=200, total_tokens=300)
+        return NormalizedResponse(data="ok", usage=usage)
+
+
+@pytest.mark.parametrize("path", ["granted at once", "through execute"])
+async def test_usage_of_a_call_that_reserved_nothing_is_charged(path: str) -> None:
+    """Under a token limit, a call's real usage is charged even when it reserved 0 tokens."""
+    executor = RateLimitedExecutor.from_limits(
+        limit_requests=None, limit_tokens=1000, capacity_refresh_time=1e6, clock=FakeClock()
+    )
+    model = iModel(
+        backend=_Unmetered(config=ServiceConfig(provider="p", name="n")), executor=executor
+    )
+    calling = await model.invoke(**({} if path == "granted at once" else {"priority": 0.0}))
+    assert calling.reserved_tokens == 0
+    assert executor.limiter.levels["tokens"] == pytest.approx(700)
+    await executor.aclose()

@@ -48,3 +48,29 @@ def test_extra_message_fields_take_the_general_path() -> None:
         "tool_calls": [{"function": {"name": "f", "arguments": "x" * 40}}],
     }
     assert estimate_prompt_tokens({"messages": [message]}) >= MESSAGE_OVERHEAD + 1 + 10
+
+
+def test_messages_and_contents_are_each_framed_when_both_are_there() -> None:
+    """Both lists are walked as messages (framing per entry); anything else beside them isn't."""
+    both = {
+        "messages": [{"role": "user", "content": "hello world"}],
+        "contents": [{"role": "user", "parts": [{"text": "hi there"}]}],
+    }
+    assert estimate_prompt_tokens(both) == (MESSAGE_OVERHEAD + 3) + (MESSAGE_OVERHEAD + 2)
+    no_messages = {"messages": None, "contents": both["contents"]}
+    assert estimate_prompt_tokens(no_messages) == MESSAGE_OVERHEAD + 2
+    stray = {"messages": both["messages"], "contents": "some text here"}
+    assert estimate_prompt_tokens(stray) == MESSAGE_OVERHEAD + 3
+
+
+def test_subclasses_of_dict_and_str_take_the_plain_path() -> None:
+    """A dict or str subclass counts as the plain message it is (only the content)."""
+    from collections import OrderedDict
+
+    class Text(str):
+        pass
+
+    ordered = {"messages": [OrderedDict(content="abc", text="defghijk")]}
+    assert estimate_prompt_tokens(ordered) == MESSAGE_OVERHEAD + 1
+    named = {"messages": [{"name": "bobby", "content": Text("abc")}]}
+    assert estimate_prompt_tokens(named) == MESSAGE_OVERHEAD + 1

@@ -305,6 +305,9 @@ class iModel(Element):
             executor = self.executor
             if executor is not None:
                 tokens = calling.reserved_tokens
+                # Usage is charged wherever tokens are limited, also after a call that
+                # reserved none (a backend that cannot estimate in advance).
+                used = calling._tokens_used if executor.token_capacity is not None else None
                 if poll_timeout is None and priority is None and executor._admit(tokens):
                     # Granted at once, the common case: awaited here, without the wrapper
                     # frame ``execute`` would add, and booked as ``execute`` books it.
@@ -313,15 +316,14 @@ class iModel(Element):
                     except BaseException as exc:
                         executor._ended(tokens, 0, exc)
                         raise
-                    executor._ended(tokens, calling._tokens_used() if tokens else None)
+                    executor._ended(tokens, None if used is None else used())
                 else:
                     await executor.execute(
                         calling.invoke,
                         tokens=tokens,
                         priority=priority,
                         timeout=poll_timeout,
-                        # Nothing to reconcile where tokens are not limited.
-                        settle=calling._tokens_used if tokens else None,
+                        settle=used,
                         on_granted=calling._on_granted,
                     )
             elif poll_timeout is None:

@@ -290,10 +290,11 @@ class RateLimitedExecutor:
             self._failed += 1
         elif count_cancel and isinstance(error, asyncio.CancelledError):
             self._cancelled += 1
-        if used is not None and used != tokens:
+        if used is not None:
             if type(used) is not int or used < 0:
                 _require_count("tokens used (settle's result)", used)
-            limiter._backend.give_back(0, tokens - used)
+            if used != tokens:
+                limiter._backend.give_back(0, tokens - used)
 
     async def _wait_for_grant(self, tokens: int, priority: float, scoped: bool) -> float:
         """Queue for one request, ``tokens`` and a concurrency slot (the slow path); return

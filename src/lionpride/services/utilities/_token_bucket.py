@@ -13,6 +13,7 @@ import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
@@ -80,6 +81,7 @@ class TokenBucket:
         "_config",
         "_full",
         "_last",
+        "_listeners",
         "_paused_until",
         "_queue",
         "_rate",
@@ -98,6 +100,8 @@ class TokenBucket:
         self._last: float | None = None
         self._paused_until = -math.inf
         self._watchers: list[weakref.ref[_WaitQueue]] = []
+        #: (weak reference to a bound method's object, its function), or (None, a callable).
+        self._listeners: list[tuple[weakref.ref[Any] | None, Callable[..., None]]] = []
         self._queue = _WaitQueue(clock, self._give_back_alone, take_now=self._take_alone)
 
     @property
@@ -249,33 +253,59 @@ class TokenBucket:
         # equals min(x + r·dt, cap) + a, capped, for a >= 0), one clock read cheaper.
         level = self._tokens + amount
         self._tokens = level if level < self._full else self._full
+        # _notify, written out: this runs on every call's refund.
         if self._queue._live:
             self._queue.kick()
         for ref in self._watchers:
             queue = ref()
             if queue is not None and queue._live:
                 queue.kick()
+        if self._listeners:
+            self._tell_listeners()
 
     def _charge(self, amount: float) -> None:
         self._refill(self._clock.now())
         self._tokens -= amount
 
-    def _watch(self, queue: _WaitQueue) -> None:
-        """Kick ``queue`` (held weakly) whenever capacity comes back while it has waiters."""
-        self._watchers = [ref for ref in self._watchers if ref() is not None]
-        self._watchers.append(weakref.ref(queue))
+    def _watch(self, kick: Callable[[], None]) -> None:
+        """Call ``kick`` whenever capacity comes back.
+
+        A wait queue's ``kick`` (what a :class:`RateLimiter` subscribes) is held as its queue,
+        weakly, and called only while the queue has waiters: idle queues are skipped without
+        a call. Another bound method is held as a weak reference to its object plus the
+        function; any other callable is held as it is.
+        """
+        owner = getattr(kick, "__self__", None)
+        if isinstance(owner, _WaitQueue) and kick == owner.kick:
+            self._watchers = [ref for ref in self._watchers if ref() is not None]
+            self._watchers.append(weakref.ref(owner))
+            return
+        self._listeners = [(r, f) for r, f in self._listeners if r is None or r() is not None]
+        if owner is None:
+            self._listeners.append((None, kick))  # a plain callable, kept as it is
+        else:
+            self._listeners.append((weakref.ref(owner), kick.__func__))  # type: ignore[attr-defined]
 
     def _notify(self) -> None:
-        """Wake the queues waiting on this bucket: its own and its limiters'.
-
-        Idle queues are skipped here rather than asked: this runs on every refund.
-        """
+        """Wake the queues waiting on this bucket (its own and its limiters') and call the
+        other listeners."""
         if self._queue._live:
             self._queue.kick()
         for ref in self._watchers:
             queue = ref()
             if queue is not None and queue._live:
                 queue.kick()
+        if self._listeners:
+            self._tell_listeners()
+
+    def _tell_listeners(self) -> None:
+        for ref, function in self._listeners:
+            if ref is None:
+                function()
+            else:
+                owner = ref()
+                if owner is not None:
+                    function(owner)
 
     def _take_alone(self, amount: float, _tokens: int) -> float:
         delay = self._delay(amount, self._clock.now())
@@ -314,22 +344,15 @@ class LocalCapacity:
             raise ValueError(f"tokens={tokens} exceeds the token bucket's capacity {tb.capacity}")
 
     def subscribe(self, kick: Callable[[], None]) -> None:
-        """Call ``kick`` whenever either bucket gets capacity back while its queue has waiters.
+        """Call ``kick`` whenever either bucket gets capacity back.
 
-        ``kick`` is a limiter's wait-queue ``kick`` (what :class:`RateLimiter` passes); the
-        queue is held weakly.
-
-        Raises:
-            TypeError: ``kick`` is not a wait queue's ``kick``.
+        A :class:`RateLimiter` subscribes its wait queue's ``kick``: it is held weakly and
+        called only while that queue has waiters. Another bound method is held weakly too
+        (through its object); any other callable is kept as it is.
         """
-        queue = getattr(kick, "__self__", None)
-        if not isinstance(queue, _WaitQueue) or kick != queue.kick:
-            raise TypeError(
-                f"LocalCapacity.subscribe takes a RateLimiter's queue kick, got {kick!r}"
-            )
         for bucket in (self.request_bucket, self.token_bucket):
             if bucket is not None:
-                bucket._watch(queue)
+                bucket._watch(kick)
 
     def try_take(self, requests: int, tokens: int) -> float:
         """Take both amounts now (0.0), or nothing and return the seconds to wait."""

@@ -21,7 +21,7 @@ MESSAGE_OVERHEAD = 4
 
 _TEXT_KEYS = ("text", "content", "system", "input", "prompt", "arguments", "thinking")
 #: Prompt parts besides the messages, in any provider's format.
-_OTHER_PARTS = frozenset({"system", "systemInstruction", "prompt", "input", "tools", "contents"})
+_OTHER_PARTS = frozenset({"system", "systemInstruction", "prompt", "input", "tools"})
 _BLOB_TYPES = frozenset({"image", "image_url", "input_image", "document", "file", "input_audio"})
 
 
@@ -42,25 +42,22 @@ def estimate_prompt_tokens(
     """
     count = count_text or estimate_text_tokens
     total = 0
-    # The messages in OpenAI's and Anthropic's format, else Gemini's contents (a payload
-    # with both has its contents counted with the other parts below).
-    listed = "messages" if "messages" in payload else "contents"
-    messages = payload.get(listed)
-    if isinstance(messages, list):
-        total = MESSAGE_OVERHEAD * len(messages)
-        for message in messages:
-            # The common case, a message whose content is one string, without recursion
-            # (and, for the heuristic, without a call per message).
-            if type(message) is dict and len(message) <= 2:
-                content = message.get("content")
-                if type(content) is str:
+    # OpenAI's and Anthropic's messages, Gemini's contents: each message is framed.
+    for key in ("messages", "contents"):
+        messages = payload.get(key)
+        if isinstance(messages, list):
+            total += MESSAGE_OVERHEAD * len(messages)
+            for message in messages:
+                # The common case, a message whose content is one string, without recursion
+                # (and, for the heuristic, without a call per message).
+                content = message.get("content") if isinstance(message, dict) else None
+                if isinstance(content, str) and len(message) <= 2:
                     total += (len(content) + 3) // 4 if count_text is None else count(content)
-                    continue
-            total += _walk(message, count)
+                else:
+                    total += _walk(message, count)
     if not _OTHER_PARTS.isdisjoint(payload):
         for key in _OTHER_PARTS.intersection(payload):
-            if key != listed:
-                total += _walk(payload[key], count)
+            total += _walk(payload[key], count)
     return total
 
 
