@@ -235,8 +235,11 @@ class Endpoint(ServiceBackend):
 
     def output_budget(self, payload: dict[str, Any]) -> int:
         """The requested output limit (``max_tokens``...), or the configured default."""
-        out = payload.get("max_tokens") or payload.get("max_completion_tokens")
-        return out if isinstance(out, int) else self.config.default_output_tokens
+        if "max_tokens" in payload or "max_completion_tokens" in payload:
+            out = payload.get("max_tokens") or payload.get("max_completion_tokens")
+            if isinstance(out, int):
+                return out
+        return self.config.default_output_tokens
 
     def request_url(self, payload: dict[str, Any], *, stream: bool = False) -> str:
         """The URL for this payload (Gemini overrides: the model is in the path)."""
