@@ -1,4 +1,5 @@
-"""Round trips found wanting in review: CLI models, executors, misspelt limits, from_dict."""
+"""Round trips found wanting in review: CLI models, executors, misspelt limits, from_dict,
+price tables."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pydantic import SecretStr
 from lionpride import errors
 from lionpride.core.element import Element
 from lionpride.services import iModel
+from lionpride.services.observability import PriceTable
 from lionpride.services.providers.oai_chat import OAIChatEndpoint
 from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.types.response import Usage
 from lionpride.testing import FakeProvider
 
 REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
@@ -68,3 +71,30 @@ def test_element_from_dict_restores_endpoints_and_models() -> None:
     model = iModel(provider="openai", api_key=SecretStr("sk"), limit_requests=5)
     again = Element.from_dict(model.to_dict())
     assert isinstance(again, iModel) and again.executor is not None
+
+
+def test_a_price_table_of_ones_own_survives_a_round_trip() -> None:
+    """prices= is kept by to_dict (JSON-safe) and rebuilt by from_dict; the shipped table
+    is not written out, and prices= given to from_dict wins over the stored one."""
+    table = PriceTable(taken="2026-12-01")
+    table.register_price("house-model", input=1.0, output=2.0)
+    model = iModel(provider="openai", api_key=SecretStr("k"), prices=table)
+    data = json.loads(json.dumps(model.to_dict(mode="json")))
+    assert data["prices"]["models"]["house-model"]["input"] == 1.0
+    restored = iModel.from_dict(data)
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000, total_tokens=2_000_000)
+    assert restored._rt.observer.prices.cost("house-model", usage) == pytest.approx(3.0)
+    assert restored._rt.observer.prices.taken == "2026-12-01"
+    assert restored.to_dict(mode="json")["prices"] == data["prices"]
+
+    assert iModel(provider="openai", api_key=SecretStr("k")).to_dict()["prices"] is None
+    other = PriceTable()
+    assert iModel.from_dict(data, prices=other)._rt.observer.prices is other
+
+
+def test_a_malformed_price_table_is_named() -> None:
+    data = iModel(provider="openai", api_key=SecretStr("k")).to_dict(mode="json")
+    with pytest.raises(ValueError, match="prices"):
+        iModel.from_dict({**data, "prices": ["not", "a", "table"]})
+    with pytest.raises(ValueError, match="house-model"):
+        iModel.from_dict({**data, "prices": {"models": {"house-model": {"input": -1}}}})

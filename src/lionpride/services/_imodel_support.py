@@ -61,7 +61,7 @@ class ModelRuntime:
     """An iModel's live state: its observer, what ``aclose`` must close besides, and the
     settings of limits shared through Redis (kept by ``to_dict``)."""
 
-    __slots__ = ("closers", "keeps_session", "observer", "owns_executor", "shared")
+    __slots__ = ("closers", "keeps_session", "observer", "own_prices", "owns_executor", "shared")
 
     def __init__(
         self,
@@ -77,6 +77,8 @@ class ModelRuntime:
         self.shared = shared
         #: Whether ``aclose`` closes the executor (one the model built, not one passed in).
         self.owns_executor = False
+        #: Whether the price table was the caller's (kept by ``to_dict``), not the shipped one.
+        self.own_prices = False
 
 
 def model_of(calling: Calling) -> str | None:

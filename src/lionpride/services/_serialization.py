@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from lionpride.services.execution import RateLimitedExecutor
+from lionpride.services.observability.pricing import PriceTable
 from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.request import RequestModel
 from lionpride.services.utilities.rate_limiter import LocalCapacity, RateLimitConfig, TokenBucket
@@ -25,6 +26,7 @@ _DICT_KEYS = frozenset(
         "executor",
         "rate_limiter",
         "shared_limits",
+        "prices",
         "provider_metadata",
         "metadata",
         "hook_registry",
@@ -132,6 +134,8 @@ def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json")
         "executor": _executor_dict(model.executor, shared),
         "shared_limits": dict(shared) if shared is not None else None,
         "rate_limiter": model.rate_limiter.to_dict() if model.rate_limiter is not None else None,
+        # A price table the caller gave (the shipped one is the library's, not the model's).
+        "prices": model._rt.observer.prices.to_dict() if model._rt.own_prices else None,
         "provider_metadata": dict(model.provider_metadata),
         "metadata": {**model.metadata, "lion_class": model.class_name(full=True)},
     }
@@ -175,6 +179,13 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
                 f"(limit_key={shared.get('limit_key')!r}); pass redis_url=... to restore it"
             )
         kw = {**{k: v for k, v in shared.items() if v is not None}, **kw}
+    prices = data.get("prices")
+    if prices is not None and "prices" not in kw:
+        if not isinstance(prices, dict):
+            raise ValueError(f"iModel.from_dict: 'prices' must be a dict or None, got {prices!r}")
+        table = PriceTable()
+        table.update_from_dict(prices)  # ValueError naming a bad price
+        kw = {**kw, "prices": table}
     try:
         rebuilt_executor = RateLimitedExecutor.from_dict(executor) if executor is not None else None
         bucket = (

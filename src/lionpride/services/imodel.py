@@ -169,6 +169,7 @@ class iModel(Element):
         )
         # An executor the caller passed in may be shared with other models: theirs to close.
         runtime.owns_executor = executor is not None and executor is not given_executor
+        runtime.own_prices = prices is not None
         object.__setattr__(self, "_rt", runtime)
 
     # -- identity ------------------------------------------------------------------------
