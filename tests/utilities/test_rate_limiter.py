@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
+import weakref
+from collections.abc import Callable
 from dataclasses import FrozenInstanceError
 
 import pytest
@@ -548,6 +551,60 @@ class RemoteLikeBackend:
 
     def levels(self) -> dict[str, float]:
         return self.inner.levels()
+
+
+class ForwardingBackend(RemoteLikeBackend):
+    """A backend over LocalCapacity that hears refunds through its own method, then wakes
+    the limiter's waiters."""
+
+    def __init__(self, inner: LocalCapacity) -> None:
+        super().__init__(inner)
+        self.kicks: list[Callable[[], None]] = []
+        self.refunds = 0
+
+    def subscribe(self, kick: Callable[[], None]) -> None:
+        self.kicks.append(kick)
+        self.inner.subscribe(self._refunded)
+
+    def _refunded(self) -> None:
+        self.refunds += 1
+        for kick in self.kicks:
+            kick()
+
+
+async def test_a_backend_over_local_capacity_subscribes_its_own_method() -> None:
+    """LocalCapacity.subscribe takes any callable: a wrapping backend hears every refund."""
+    clock = FakeClock()
+    bucket = TokenBucket(RateLimitConfig(capacity=1, refill_rate=0.0), clock=clock)
+    backend = ForwardingBackend(LocalCapacity(bucket))
+    limiter = RateLimiter(backend=backend, clock=clock)
+    first = await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiter.done()
+    first.release()  # refilled only by this refund: the wake-up must come through _refunded
+    second = await asyncio.wait_for(waiter, 1)
+    assert second.requests == 1 and backend.refunds == 1
+
+
+async def test_plain_listeners_are_kept_and_bound_ones_held_weakly() -> None:
+    """A function is called on every refund; a bound method's object is not kept alive."""
+    clock = FakeClock()
+    bucket = TokenBucket(RateLimitConfig(capacity=5, refill_rate=0.0), clock=clock)
+    capacity = LocalCapacity(bucket)
+    heard: list[str] = []
+    capacity.subscribe(lambda: heard.append("function"))
+    backend = ForwardingBackend(capacity)
+    backend.subscribe(lambda: heard.append("forwarded"))
+    bucket.release(1)
+    assert heard == ["function", "forwarded"]
+    ref = weakref.ref(backend)
+    del backend
+    gc.collect()
+    assert ref() is None
+    bucket.release(1)
+    assert heard == ["function", "forwarded", "function"]
 
 
 async def test_custom_async_backend_plugs_in() -> None:

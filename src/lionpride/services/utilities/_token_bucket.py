@@ -253,15 +253,7 @@ class TokenBucket:
         # equals min(x + r·dt, cap) + a, capped, for a >= 0), one clock read cheaper.
         level = self._tokens + amount
         self._tokens = level if level < self._full else self._full
-        # _notify, written out: this runs on every call's refund.
-        if self._queue._live:
-            self._queue.kick()
-        for ref in self._watchers:
-            queue = ref()
-            if queue is not None and queue._live:
-                queue.kick()
-        if self._listeners:
-            self._tell_listeners()
+        self._notify()
 
     def _charge(self, amount: float) -> None:
         self._refill(self._clock.now())
