@@ -560,3 +560,51 @@ async def test_idle_stream_raises_timeout_error_quickly(fake_provider: FakeProvi
         elapsed = loop.time() - start
     assert 0.25 <= elapsed < 1.0
     assert not any(c.is_final for c in seen)
+
+
+_CONTENT_CHUNK = (
+    "data: "
+    + json.dumps(
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}],
+        }
+    )
+    + "\n\n"
+)
+
+
+async def test_keep_alive_comments_do_not_hold_a_dead_stream_open(
+    fake_provider: FakeProvider,
+) -> None:
+    """A proxy that sends only keep-alive comments after the last content is cut at the
+    idle timeout, not held open for as long as it keeps talking."""
+    keepalives: list[str | bytes] = [": OPENROUTER PROCESSING\n\n"] * 200  # 10 s of them
+    fake_provider.script(Reply(chunks=[_CONTENT_CHUNK, *keepalives], chunk_delay=0.05))
+    loop = asyncio.get_running_loop()
+    async with endpoint("openai", fake_provider) as ep:
+        request = payload(ep, "openai")
+        seen: list[StreamChunk] = []
+        start = loop.time()
+        with pytest.raises(errors.TimeoutError, match="idle"):
+            async for chunk in ep.stream(request, idle_timeout=0.3):
+                seen.append(chunk)
+        elapsed = loop.time() - start
+    assert [c.content for c in seen] == ["Hi"]
+    assert 0.25 <= elapsed < 2.0
+
+
+async def test_the_callers_own_time_between_chunks_is_not_silence(
+    fake_provider: FakeProvider,
+) -> None:
+    """A consumer slower than the idle timeout still reads the whole stream."""
+    async with endpoint("openai", fake_provider) as ep:
+        request = payload(ep, "openai")
+        chunks = []
+        async for chunk in ep.stream(request, idle_timeout=0.1):
+            chunks.append(chunk)
+            await asyncio.sleep(0.15)
+    assert chunks[-1].is_final

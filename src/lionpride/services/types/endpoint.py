@@ -572,7 +572,10 @@ class Endpoint(ServiceBackend):
 
         Connecting and the status are retried like ``call``; once the first byte arrived, a
         failure is raised, never retried. ``idle_timeout`` (default: the call's timeout)
-        bounds the silence between two reads. Leaving the loop early closes the response.
+        bounds the time without content: keep-alive comments and pings do not count, so a
+        proxy that keeps a dead stream open with them cannot hold it forever, while the
+        caller's own time between chunks is not counted either. Leaving the loop early
+        closes the response.
         """
         deadline = self._deadline(timeout)
         assembler = self.stream_assembler(request)
@@ -585,21 +588,24 @@ class Endpoint(ServiceBackend):
         decoder = SSEDecoder()
         index = 0
         rt.streams[resp] = asyncio.get_running_loop()  # aclose cuts it
+        loop = asyncio.get_running_loop()
         try:
             reader = resp.content
+            quiet_until = loop.time() + idle  # the next content must come by then
             while not assembler.done:
                 try:
-                    async with asyncio.timeout(idle):
+                    async with asyncio.timeout_at(quiet_until):
                         data = await reader.readany()
                 except TimeoutError as exc:
                     raise errors.TimeoutError(
-                        f"{self.name}: stream idle for more than {idle:.3g}s"
+                        f"{self.name}: stream idle (no content) for more than {idle:.3g}s"
                     ) from exc
                 except (aiohttp.ClientError, OSError) as exc:
                     if rt.closes != opened:
                         raise _closed_during(self.name, exc) from exc
                     raise _connection_error(self.name, exc) from exc
                 events = decoder.feed(data) if data else decoder.flush()
+                before = index
                 for event in events:
                     for chunk in self._shaped(assembler.feed, event):
                         chunk.index = index
@@ -607,6 +613,8 @@ class Endpoint(ServiceBackend):
                         yield chunk
                 if not data:
                     break
+                if index != before:  # content came: the silence starts again from here
+                    quiet_until = loop.time() + idle
             response = self._shaped(assembler.finish)
         finally:
             rt.streams.pop(resp, None)
