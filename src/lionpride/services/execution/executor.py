@@ -87,9 +87,6 @@ class RateLimitedExecutor:
         self.name = name
         self._limiter = limiter
         self.token_capacity: int | None = limiter.token_capacity
-        # What a grant without waiting reads (see _admit), held here: one lookup each.
-        self._waiters = limiter._queue
-        self._take_now = limiter._take_now
         self._clock = clock
         self._queue_capacity = queue_capacity
         self._concurrency_limit = concurrency_limit
@@ -248,15 +245,11 @@ class RateLimitedExecutor:
         Every grant that needs no wait goes through here: :meth:`execute` and
         :meth:`lease`, and ``iModel``, which then awaits its call in its own frame (no
         wrapper coroutine on the common path where limits do not bind) and books it with
-        :meth:`_ended`. ``tokens`` must be valid (checked by the caller). This is the
-        limiter's ``_take_at_once`` plus the slot, without its frame: "nobody waits" means
-        nobody in the limiter's queue, which executors sharing the limiter share too.
+        :meth:`_ended`. ``tokens`` must be valid (checked by the caller). "Nobody waits"
+        means nobody in the limiter's queue, which executors sharing the limiter share too.
         """
         group = self._group
-        if self._closed or not group.slots or self._waiters._live:
-            return False
-        take_now = self._take_now
-        if take_now is None or take_now(1, tokens):
+        if self._closed or not group.slots or not self._limiter._take_at_once(1, tokens):
             return False
         group.slots -= 1
         return True
@@ -279,11 +272,7 @@ class RateLimitedExecutor:
             ValueError: ``used`` is not a non-negative integer (after the booking).
         """
         limiter = self._limiter
-        group = self._group
-        if group.slots:  # slots were left: nobody can be waiting for this one
-            group.slots += 1
-        else:
-            limiter._free_slot(group)  # which also wakes a head held back for want of a slot
+        limiter._free_slot(self._group)  # which also wakes a head held back for want of one
         if error is None:
             self._completed += 1
         elif isinstance(error, Exception):

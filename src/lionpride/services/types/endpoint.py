@@ -587,8 +587,8 @@ class Endpoint(ServiceBackend):
         idle = idle_timeout or timeout or self.config.timeout
         decoder = SSEDecoder()
         index = 0
-        rt.streams[resp] = asyncio.get_running_loop()  # aclose cuts it
         loop = asyncio.get_running_loop()
+        rt.streams[resp] = loop  # aclose cuts it
         try:
             reader = resp.content
             quiet_until = loop.time() + idle  # the next content must come by then

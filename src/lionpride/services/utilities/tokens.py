@@ -48,11 +48,10 @@ def estimate_prompt_tokens(
         if isinstance(messages, list):
             total += MESSAGE_OVERHEAD * len(messages)
             for message in messages:
-                # The common case, a message whose content is one string, without recursion
-                # (and, for the heuristic, without a call per message).
+                # The common case, a message whose content is one string, without recursion.
                 content = message.get("content") if isinstance(message, dict) else None
                 if isinstance(content, str) and len(message) <= 2:
-                    total += (len(content) + 3) // 4 if count_text is None else count(content)
+                    total += count(content)
                 else:
                     total += _walk(message, count)
     if not _OTHER_PARTS.isdisjoint(payload):
