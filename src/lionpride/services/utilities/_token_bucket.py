@@ -369,25 +369,13 @@ class LocalCapacity:
         """Take both amounts now (0.0), or nothing and return the seconds to wait."""
         both = self._both
         if both is not None:
-            # Both buckets on one clock, the usual shape: refilled and checked right here.
-            # This runs on every grant, and one frame in place of three is measurably
-            # cheaper at the executor's budget; the general path below gives the same result.
+            # Both buckets on one clock, the usual shape: one clock read, both refilled and
+            # checked here (this runs on every grant); anything short of an exact grant
+            # (a pause, a deficit) goes the general way below, which gives the same result.
             rb, tb, now_of = both
             now = now_of()
-            last = rb._last
-            if last is None:
-                rb._last = now
-            elif now > last:
-                level = rb._tokens + (now - last) * rb._rate
-                rb._tokens = level if level < rb._full else rb._full
-                rb._last = now
-            last = tb._last
-            if last is None:
-                tb._last = now
-            elif now > last:
-                level = tb._tokens + (now - last) * tb._rate
-                tb._tokens = level if level < tb._full else tb._full
-                tb._last = now
+            rb._refill(now)
+            tb._refill(now)
             if (
                 rb._tokens >= requests
                 and tb._tokens >= tokens
