@@ -32,12 +32,14 @@ async def test_poll_timeout_bounds_the_simple_buckets_wait_and_the_call_together
     fake_provider: FakeProvider,
 ) -> None:
     """With ``rate_limiter=``, the wait for the bucket and the call share one deadline."""
-    bucket = TokenBucket(RateLimitConfig(capacity=1, refill_rate=1 / 0.3))  # next one in 0.3 s
+    bucket = TokenBucket(RateLimitConfig(capacity=1, refill_rate=1 / 0.4))  # next one in 0.4 s
     async with _model(fake_provider, rate_limiter=bucket) as model:
-        await model.invoke(model="m", messages=M)
-        fake_provider.script(Reply(delay=0.3))  # 0.3 s waiting plus 0.3 s calling > 0.45 s
+        assert bucket.try_acquire(1)  # emptied here, not by a call whose length varies
+        fake_provider.script(Reply(delay=0.4))
+        # each part alone fits in 0.5 s; together they take 0.8 s, and still more than
+        # 0.5 s if a slow machine lets the bucket refill half of its wait meanwhile
         with pytest.raises(errors.TimeoutError, match="poll_timeout"):
-            await model.invoke(model="m", messages=M, poll_timeout=0.45)
+            await model.invoke(model="m", messages=M, poll_timeout=0.5)
 
 
 async def test_a_429_pauses_the_simple_bucket(fake_provider: FakeProvider) -> None:
