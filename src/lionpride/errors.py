@@ -20,7 +20,9 @@ once, at the HTTP boundary, and chained to the original exception (``raise ... f
             ├── PermissionDeniedError  403
             ├── NotFoundError          404
             ├── RequestTooLargeError   413
-            ├── RateLimitError         429 (retryable; ``retry_after`` when the server said)
+            ├── RateLimitError         429 (retryable; ``retry_after`` when the server said;
+            │                          not retryable when the body says a quota is spent
+            │                          or the request can never fit)
             └── ServerError            5xx (retryable)
                 └── OverloadedError    529 (retryable)
 
@@ -234,7 +236,11 @@ class RequestTooLargeError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429: slow down; ``retry_after`` says for how long when the server told us."""
+    """429: slow down; ``retry_after`` says for how long when the server told us.
+
+    ``retryable`` is false for a 429 that no wait cures: a spent billing quota, a per-day
+    quota, or a single request larger than the per-minute limit.
+    """
 
     default_message = "rate limited"
     default_retryable = True

@@ -229,3 +229,36 @@ def test_importing_services_does_not_import_mcp() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_discovery_skips_taken_names_and_reports_them(
+    registry: ServiceRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without tool_names, a tool whose name is taken is skipped, warned about and reported."""
+    await registry.register_mcp_server(stdio_config(), tool_names=["echo"])
+    first = registry.get("echo_echo")
+    names = await registry.register_mcp_server(stdio_config())
+    assert names == [f"echo_{t}" for t in STDIO_TOOLS if t != "echo"]
+    assert names.skipped == ["echo_echo"]
+    assert registry.get("echo_echo") is first
+    assert any("echo_echo" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert await call(registry, "echo_add", a=1) == "2"
+    again = await registry.register_mcp_server(stdio_config(), update=True)
+    assert again == [f"echo_{t}" for t in STDIO_TOOLS] and again.skipped == []
+    assert registry.get("echo_echo") is not first
+
+
+async def test_load_mcp_config_skips_taken_names_and_expands_home(
+    registry: ServiceRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config file at ``~/...`` loads; loading it again skips every name already taken."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".claude").mkdir()
+    server = {k: v for k, v in stdio_config().items() if k != "name"}
+    (tmp_path / ".claude" / "mcp.json").write_text(json.dumps({"mcpServers": {"echo": server}}))
+    loaded = await registry.load_mcp_config("~/.claude/mcp.json")
+    assert loaded == {"echo": [f"echo_{t}" for t in STDIO_TOOLS]}
+    reloaded = await registry.load_mcp_config("~/.claude/mcp.json")
+    assert reloaded == {"echo": []}
+    assert reloaded["echo"].skipped == [f"echo_{t}" for t in STDIO_TOOLS]
+    assert len(registry) == len(STDIO_TOOLS)

@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from lionpride import errors
+from lionpride.services import iModel
 from lionpride.services.providers import (
     AnthropicMessagesEndpoint,
     GeminiEndpoint,
@@ -245,11 +246,13 @@ async def test_key_never_in_errors_or_logs(
 
 
 def test_config_validation_names_bad_values() -> None:
-    """Bad timeouts and unknown params raise ValueError naming the problem."""
+    """Bad timeouts, unknown params and non-list tags raise ValueError naming the problem."""
     with pytest.raises(ValueError, match="timeout"):
         EndpointConfig(provider="p", name="n", endpoint="e", timeout=float("nan"))
     with pytest.raises(ValueError, match="endpoint_params"):
         EndpointConfig(provider="p", name="n", endpoint="e/{x}", params={"y": "1"})
+    with pytest.raises(ValueError, match="tags must be a string or strings, got 5"):
+        EndpointConfig(provider="p", name="n", endpoint="e", tags=5)
 
 
 @pytest.mark.parametrize(
@@ -311,3 +314,31 @@ def test_gemini_converts_openai_image_parts() -> None:
                 ],
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("provider", "header", "value"),
+    [
+        ("openai", "authorization", "Bearer team-key"),
+        ("anthropic", "x-api-key", "team-key"),
+        ("gemini", "x-goog-api-key", "team-key"),
+    ],
+)
+async def test_api_key_env_names_the_callers_own_variable(
+    fake_provider: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+    header: str,
+    value: str,
+) -> None:
+    """``api_key_env=`` replaces the provider's usual variable (it was a TypeError)."""
+    monkeypatch.setenv("TEAM_LLM_KEY", "team-key")
+    for usual in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.setenv(usual, "usual-key")
+    model = iModel(
+        provider=provider, base_url=fake_provider.base_url(provider), api_key_env="TEAM_LLM_KEY"
+    )
+    async with model:
+        await model.invoke(model="test-model", messages=MESSAGES)
+    assert fake_provider.requests[0].headers[header] == value
+    assert model.to_dict()["backend"]["config"]["api_key_env"] == "TEAM_LLM_KEY"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from lionpride import errors
 from lionpride.services import iModel
 from lionpride.services.providers import AnthropicMessagesEndpoint
 from lionpride.services.providers.anthropic_messages import CreateMessageRequest
@@ -139,3 +140,51 @@ def test_malformed_dicts_raise_value_error(env_key: str, mutate: Any, message: s
     mutate(data)
     with pytest.raises(ValueError, match=message):
         iModel.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("api_key 'HOME'", {"api_key": "HOME", "api_key_is_env": True}),
+        ("api_key_env 'PATH'", {"api_key": None, "api_key_env": "PATH"}),
+    ],
+)
+def test_a_restored_dict_never_takes_a_system_variable_as_key(
+    env_key: str, field: str, change: dict[str, Any]
+) -> None:
+    """A dict naming HOME or PATH as the key's variable is refused, naming field and value."""
+    data = _full_model(env_key).to_dict()
+    data["backend"]["config"].update(change)
+    with pytest.raises(ValueError, match=field):
+        iModel.from_dict(data)
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_env_var_on_load_is_named(
+    env_key: str, blank: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key variable that is set but blank when restoring is a ValueError naming it."""
+    data = _full_model(env_key).to_dict()
+    monkeypatch.setenv(env_key, blank)
+    with pytest.raises(ValueError, match=env_key):
+        iModel.from_dict(data)
+
+
+async def test_a_restored_raw_key_model_has_no_credential_until_one_is_supplied(
+    monkeypatch: pytest.MonkeyPatch, fake_provider: FakeProvider
+) -> None:
+    """The raw key is not restored: the first call names the variable and sends nothing;
+    once the variable is set, calls send its value, never the old raw key."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_provider.base_url("anthropic"))
+    model = iModel(provider="anthropic", api_key=SecretStr("sk-raw-original"))
+    restored = iModel.from_dict(model.to_dict())
+    messages = [{"role": "user", "content": "Hi"}]
+    async with restored:
+        with pytest.raises(errors.ConfigurationError, match="ANTHROPIC_API_KEY"):
+            await restored.invoke(model="claude-sonnet-4-5", messages=messages)
+        assert fake_provider.requests == []
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-from-env")
+        calling = await restored.invoke(model="claude-sonnet-4-5", messages=messages)
+    assert calling.response is not None
+    assert [r.headers["x-api-key"] for r in fake_provider.requests] == ["sk-from-env"]

@@ -736,7 +736,8 @@ async def test_cancellation_inside_attempt_is_never_retried() -> None:
         ({"Retry-After-Ms": "250", "Retry-After": "9"}, 0.25),
         ({"Retry-After": "3"}, 3.0),
         ({"retry-after": "0.5"}, 0.5),
-        ({"retry-after": "-4"}, 0.0),
+        ({"retry-after": "-4"}, None),
+        ({"retry-after-ms": "-5", "retry-after": "2"}, 2.0),
         ({"retry-after-ms": "soon", "retry-after": "2"}, 2.0),
         ({"retry-after": "soon"}, None),
         ({"retry-after": "nan"}, None),
@@ -744,7 +745,8 @@ async def test_cancellation_inside_attempt_is_never_retried() -> None:
     ],
 )
 def test_parse_retry_after_headers(headers: dict[str, str], expected: float | None) -> None:
-    """Headers are read in order (ms, seconds), case-insensitively; garbage gives None."""
+    """Headers are read in order (ms, seconds), case-insensitively; garbage and negative
+    numbers give None (no hint: the caller backs off)."""
     assert parse_retry_after(headers) == expected
 
 

@@ -398,9 +398,12 @@ class iModel(Element):
     def _pause(self, error: errors.RateLimitError) -> None:
         """A 429 pauses the model's buckets so queued calls back off together.
 
-        Under ``no_backoff()`` (test mode) nothing pauses, as no retry sleeps either.
+        A 429 that no wait cures (``retryable`` false: a spent quota, a request larger than
+        the provider's limit) pauses nothing: the calls behind it fail or pass on their own
+        instead of queueing for a hint that does not apply to them. Under ``no_backoff()``
+        (test mode) nothing pauses, as no retry sleeps either.
         """
-        if not error.retry_after or backoff_disabled():
+        if not error.retry_after or not error.retryable or backoff_disabled():
             return
         if self.executor is not None:
             self.executor.pause(error.retry_after)

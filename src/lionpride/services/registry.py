@@ -5,6 +5,7 @@ The registry lives in memory only; rebuild it from configuration at start-up (SP
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from lionpride.services.mcps import (
     MCPConnectionError,
     MCPConnectionPool,
     MCPToolExistsError,
+    RegisteredTools,
     load_mcp_tools,
 )
 from lionpride.services.mcps import load_mcp_config as read_mcp_config
@@ -191,7 +193,7 @@ class ServiceRegistry:
         config: Mapping[str, Any],
         tool_names: list[str] | None = None,
         update: bool = False,
-    ) -> list[str]:
+    ) -> RegisteredTools:
         """Register the tools of one MCP server as Tool-backed models; return their names.
 
         Args:
@@ -203,10 +205,14 @@ class ServiceRegistry:
             tool_names: Only these tools (all the server offers when ``None``).
             update: Replace models already registered under the same names.
 
+        Returns:
+            The registered names; without ``tool_names`` and ``update``, a discovered tool
+            whose name is taken is skipped with a warning and listed in ``.skipped``.
+
         Raises:
             MCPConnectionError: The server would not start or answer.
-            MCPToolExistsError: A name is taken and ``update`` is false (a ``ValueError``);
-                nothing is registered then.
+            MCPToolExistsError: A name in ``tool_names`` is taken and ``update`` is false
+                (a ``ValueError``); nothing is registered then.
             ValueError: A bad config, or a requested tool the server does not offer.
         """
         pool = self.mcp_pool
@@ -221,44 +227,57 @@ class ServiceRegistry:
                     "or give its 'command' or 'url'"
                 )
         tools = await load_mcp_tools(pool, config, tool_names)
-        names = [tool.name for tool in tools]
-        taken = [n for n in names if n in self._by_name]
+        taken = [tool.name for tool in tools if tool.name in self._by_name]
+        skipped: list[str] = []
         if taken and not update:
-            raise MCPToolExistsError(
-                f"MCP tool name(s) {', '.join(map(repr, taken))} already registered "
-                "(pass update=True to replace them)"
+            listed = ", ".join(map(repr, taken))
+            if tool_names is not None:
+                raise MCPToolExistsError(
+                    f"MCP tool name(s) {listed} already registered "
+                    "(pass update=True to replace them)"
+                )
+            # Discovery asked for whatever the server offers: the models already registered
+            # under those names stay, the server's duplicates are left out.
+            _log.warning(
+                "MCP tool name(s) %s already registered; skipped (pass update=True to "
+                "replace them)",
+                listed,
             )
+            skipped = taken
+            tools = [tool for tool in tools if tool.name not in taken]
         for tool in tools:
             self.register(iModel(backend=tool), update=update)
-        return names
+        return RegisteredTools((tool.name for tool in tools), skipped=skipped)
 
     async def load_mcp_config(
         self,
         config_path: str | Path,
         server_names: list[str] | None = None,
         update: bool = False,
-    ) -> dict[str, list[str]]:
+    ) -> dict[str, RegisteredTools]:
         """Register the tools of the servers in a ``{"mcpServers": {...}}`` file.
 
         A server that will not start is logged and maps to ``[]``; the others still load.
+        Tools whose names are already registered are skipped with a warning unless
+        ``update`` (each server's ``.skipped``, see :meth:`register_mcp_server`).
 
         Returns:
             Server name → the registered tool names.
 
         Raises:
             FileNotFoundError: No such file.
-            ValueError: Bad JSON or shape, an unknown server name, or a tool name collision
-                without ``update`` (:class:`MCPToolExistsError`).
+            ValueError: Bad JSON or shape, or an unknown server name.
         """
-        configs = read_mcp_config(config_path, server_names)
+        # File reading is blocking work: done in a thread, off the event loop.
+        configs = await asyncio.to_thread(read_mcp_config, config_path, server_names)
         self.mcp_pool.configs.update(configs)
-        loaded: dict[str, list[str]] = {}
+        loaded: dict[str, RegisteredTools] = {}
         for name in configs:
             try:
                 loaded[name] = await self.register_mcp_server({"server": name}, update=update)
             except MCPConnectionError as exc:
                 _log.warning("MCP server %r not loaded: %s", name, exc)
-                loaded[name] = []
+                loaded[name] = RegisteredTools()
         return loaded
 
     # -- lifetime --------------------------------------------------------------------------

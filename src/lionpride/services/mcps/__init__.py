@@ -9,7 +9,7 @@ the ``mcp`` SDK; the first connection does.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "MCPConnectionPool",
     "MCPToolError",
     "MCPToolExistsError",
+    "RegisteredTools",
     "create_mcp_callable",
     "load_mcp_config",
     "load_mcp_tools",
@@ -40,13 +41,25 @@ class MCPToolExistsError(errors.ExistsError, ValueError):
     default_message = "MCP tool name already registered"
 
 
+class RegisteredTools(list[str]):
+    """The registry names of the tools one MCP server registration added, in order.
+
+    A plain list of names, plus ``skipped``: the tools found by discovery (no explicit
+    ``tool_names``) that were left out because their names were already registered.
+    """
+
+    def __init__(self, names: Iterable[str] = (), skipped: Iterable[str] = ()) -> None:
+        super().__init__(names)
+        self.skipped: list[str] = list(skipped)
+
+
 def load_mcp_config(
     path: str | Path, server_names: list[str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Read a ``{"mcpServers": {name: config}}`` file; each config gets its ``name``.
 
     Args:
-        path: The JSON file.
+        path: The JSON file (``~`` is expanded).
         server_names: Only these servers (all when ``None``).
 
     Raises:
@@ -54,7 +67,7 @@ def load_mcp_config(
         ValueError: Not JSON, not that shape, a server without ``command`` or ``url``, or a
             requested server that is not in the file.
     """
-    file = Path(path)
+    file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"MCP config file not found: {file}")
     try:

@@ -35,19 +35,23 @@ def provider_config(
     default_base_url: str | None,
     endpoint: str,
     api_key: Any,
-    api_key_env: str,
+    default_key_env: str,
     auth_type: str,
     request_options: type[BaseModel],
     **extra: Any,
 ) -> dict[str, Any]:
-    """Build an EndpointConfig dict; explicit arguments win over the environment (D5)."""
+    """Build an EndpointConfig dict; explicit arguments win over the environment (D5).
+
+    ``default_key_env`` names the provider's usual key variable; an ``api_key_env`` among
+    ``extra`` (the caller's own variable) takes its place.
+    """
     config: dict[str, Any] = {
         "provider": provider,
         "name": name,
         "base_url": base_url or env_base_url(provider) or default_base_url,
         "endpoint": endpoint,
         "auth_type": auth_type,
-        "api_key_env": api_key_env,
+        "api_key_env": extra.pop("api_key_env", None) or default_key_env,
         "request_options": request_options,
         "tags": extra.pop("tags", None) or ("llm", provider),
     }

@@ -106,7 +106,7 @@ def create_anthropic_config(
         default_base_url="https://api.anthropic.com/v1",
         endpoint=endpoint,
         api_key=api_key,
-        api_key_env="ANTHROPIC_API_KEY",
+        default_key_env="ANTHROPIC_API_KEY",
         auth_type="x-api-key",
         request_options=CreateMessageRequest,
         default_headers=headers,

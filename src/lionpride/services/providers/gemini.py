@@ -166,7 +166,7 @@ def create_gemini_config(
         default_base_url="https://generativelanguage.googleapis.com/v1beta",
         endpoint=endpoint,
         api_key=api_key,
-        api_key_env="GEMINI_API_KEY",
+        default_key_env="GEMINI_API_KEY",
         auth_type="x-goog-api-key",
         request_options=GenerateContentRequest,
         **kwargs,

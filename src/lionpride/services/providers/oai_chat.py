@@ -3,7 +3,7 @@ Ollama, vLLM, Together, DeepSeek, Mistral, xAI, ...)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -22,6 +22,9 @@ from lionpride.services.types.response import (
     normalized,
     usage_of,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = [
     "OAI_PROVIDERS",
@@ -124,7 +127,7 @@ def create_oai_chat(
         default_base_url=default_url,
         endpoint=endpoint,
         api_key=api_key,
-        api_key_env=env,
+        default_key_env=env,
         auth_type="bearer",
         request_options=OpenAIChatCompletionsRequest,
         **kwargs,
@@ -134,6 +137,9 @@ def create_oai_chat(
 class OAIChatEndpoint(Endpoint):
     """OpenAI Chat Completions (and compatible servers).
 
+    Streams ask for the final usage chunk (``stream_options: {"include_usage": true}``) unless
+    the request has its own ``stream_options`` or the config says ``stream_usage=False``.
+
     Example:
         >>> ep = OAIChatEndpoint(provider="groq", api_key=SecretStr("gsk-..."))  # doctest: +SKIP
     """
@@ -141,13 +147,37 @@ class OAIChatEndpoint(Endpoint):
     config_factory = staticmethod(create_oai_chat)
 
     def request_body(self, payload: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
-        """Merge ``extra_body``; streams ask for the usage chunk."""
+        """Merge ``extra_body``; a stream asks for the usage chunk (see the class docstring)."""
         if not stream and "extra_body" not in payload:
             return payload
         body = super().request_body(payload, stream=stream)
-        if stream and "stream_options" not in body and self.provider == "openai":
+        if stream and self._asks_for_usage(payload):
             body["stream_options"] = {"include_usage": True}
         return body
+
+    def _asks_for_usage(self, payload: dict[str, Any]) -> bool:
+        """Whether a stream of ``payload`` gets the ``stream_options`` this endpoint adds."""
+        return (
+            self.config.stream_usage
+            and "stream_options" not in payload
+            and "stream_options" not in (payload.get("extra_body") or {})
+        )
+
+    async def _open_stream(
+        self, payload: dict[str, Any], extra_headers: dict[str, str] | None, deadline: float
+    ) -> aiohttp.ClientResponse:
+        """Open the stream; a 400 or 422 that names the ``stream_options`` this endpoint added
+        gets a note (shown with the traceback) saying how to stop sending it."""
+        try:
+            return await super()._open_stream(payload, extra_headers, deadline)
+        except errors.BadRequestError as exc:
+            if self._asks_for_usage(payload) and "stream_options" in f"{exc} {exc.body!r}":
+                exc.add_note(
+                    f"{self.name}: lionpride adds stream_options.include_usage to streams to "
+                    "get their usage; this server seems not to accept it: create the model "
+                    "with stream_usage=False to stop sending it (its streams then carry no usage)"
+                )
+            raise
 
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """Normalize a chat completion (errors inside a 200 body raise)."""

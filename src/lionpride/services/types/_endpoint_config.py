@@ -37,6 +37,13 @@ class EndpointConfig(ServiceConfig):
     credential (a ``SecretStr``, or a string that does not look like a variable name) is kept
     privately and serialized as ``None``. When no key is given, ``api_key_env`` names the
     variable read at first use (``OPENAI_API_KEY``, ...).
+
+    ``stream_usage`` (OpenAI-compatible endpoints only, default ``True``) asks for token usage
+    at the end of every stream by sending ``stream_options: {"include_usage": true}``, unless
+    the request has its own ``stream_options``: without it most OpenAI-compatible servers end
+    a stream with no usage, so its cost is unknown and its token reservation is settled at its
+    full size. Set it to ``False`` for a server that rejects ``stream_options``. Anthropic and
+    Gemini report usage on every stream and ignore it.
     """
 
     base_url: str | None = None
@@ -54,6 +61,8 @@ class EndpointConfig(ServiceConfig):
     client_kwargs: dict[str, Any] = Field(default_factory=dict)
     drop_unknown: bool = False
     default_output_tokens: int = 4096
+    #: OpenAI-compatible streams ask for a final usage chunk (``stream_options.include_usage``).
+    stream_usage: bool = True
 
     _secret: SecretStr | None = PrivateAttr(default=None)
 
@@ -79,6 +88,10 @@ class EndpointConfig(ServiceConfig):
         key = self.api_key
         if key is None:
             return
+        if key in SYSTEM_ENV_VARS:
+            # Checked before the variable is read, also for a restored dict that says
+            # api_key_is_env: $HOME or $PATH must never be sent as a credential.
+            raise ValueError(_system_var_message("api_key", key))
         if self.api_key_is_env:
             value = os.environ.get(key, "").strip()
             if not value:
@@ -91,11 +104,6 @@ class EndpointConfig(ServiceConfig):
         if not key.strip():
             raise ValueError("api_key cannot be empty or whitespace")
         if _ENV_NAME.match(key):
-            if key in SYSTEM_ENV_VARS:
-                raise ValueError(
-                    f"api_key {key!r} is a system environment variable, not an API key; "
-                    "pass the key as SecretStr('...') or name the variable that holds it"
-                )
             if key not in os.environ:
                 raise ValueError(
                     f"environment variable {key} is not set: export {key}=<your key>, "
@@ -110,6 +118,14 @@ class EndpointConfig(ServiceConfig):
         # A raw credential: keep it privately, never serialize it.
         self._secret = SecretStr(key.strip())
         object.__setattr__(self, "api_key", None)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _check_key_env(cls, value: str | None) -> str | None:
+        # Read at first use: a system variable named here would be sent as the credential.
+        if value is not None and value in SYSTEM_ENV_VARS:
+            raise ValueError(_system_var_message("api_key_env", value))
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -152,3 +168,10 @@ class EndpointConfig(ServiceConfig):
 
     def __repr_args__(self) -> Any:
         return [(k, v) for k, v in super().__repr_args__() if k != "kwargs" or v]
+
+
+def _system_var_message(field: str, name: str) -> str:
+    return (
+        f"{field} {name!r} is a system environment variable, not an API key; "
+        "pass the key as SecretStr('...') or name the variable that holds it"
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -87,7 +87,12 @@ class ServiceConfig(BaseModel):
     def _tags_tuple(cls, value: Any) -> Any:
         if isinstance(value, str):
             return (value,)
-        return tuple(value or ())
+        if value is None:
+            return ()
+        if not isinstance(value, Iterable):
+            # tuple() would raise TypeError, which pydantic lets through unexplained.
+            raise ValueError(f"tags must be a string or strings, got {value!r}")
+        return tuple(value)
 
 
 class ServiceBackend(Element):

@@ -40,6 +40,7 @@ from lionpride.services.utilities.resilience import (
     CircuitBreaker,
     RetryConfig,
     parse_retry_after,
+    rate_limit_is_permanent,
     retry_with_backoff,
     should_retry_header,
 )
@@ -513,6 +514,9 @@ class Endpoint(ServiceBackend):
             body = json.loads(text) if text else None
         except ValueError:
             body = text
+        retryable = should_retry_header(headers)
+        if retryable is None and status == 429 and rate_limit_is_permanent(body):
+            retryable = False  # a spent quota or an oversized request: no wait helps
         return errors.error_for_status(
             status,
             self.error_message(body, text),
@@ -520,7 +524,7 @@ class Endpoint(ServiceBackend):
             body=body,
             provider=self.provider,
             retry_after=parse_retry_after(headers, body),
-            retryable=should_retry_header(headers),
+            retryable=retryable,
         )
 
     # -- streaming -----------------------------------------------------------------------
@@ -528,7 +532,11 @@ class Endpoint(ServiceBackend):
     async def _open_stream(
         self, payload: dict[str, Any], extra_headers: dict[str, str] | None, deadline: float
     ) -> aiohttp.ClientResponse:
-        """Connect and check the status; the body is read by the caller."""
+        """Connect and check the status and content type; the events are read by the caller.
+
+        An error status, or a body that is not an event stream, is read (within the same
+        deadline: a server may send the headers and stall) and raised as a typed error.
+        """
         headers = self.auth_headers()
         if extra_headers:
             headers = {**headers, **extra_headers}
@@ -541,7 +549,7 @@ class Endpoint(ServiceBackend):
         try:
             # asyncio.timeout, not wait_for: no extra task, and (on 3.11) no lost cancellation
             # when the response lands as the caller is cancelled.
-            async with asyncio.timeout(remaining.total):
+            async with asyncio.timeout(remaining.total) as scope:
                 resp = await self._get_session().request(
                     self.config.method, url, data=body, headers=headers, timeout=timeout
                 )
@@ -549,15 +557,27 @@ class Endpoint(ServiceBackend):
             raise errors.TimeoutError(f"{self.name}: stream did not start in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise _connection_error(self.name, exc) from exc
-        if not 200 <= resp.status < 300:
-            try:
+        ok = 200 <= resp.status < 300
+        if ok and resp.content_type not in _NOT_EVENT_STREAMS:
+            return resp
+        try:
+            async with asyncio.timeout_at(scope.when()):
                 data = await resp.read()
-            except (aiohttp.ClientError, OSError):
-                data = b""
-            finally:
-                resp.release()
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            data = b""  # the status (or the content type) alone still says what went wrong
+        finally:
+            resp.release()
+        if not ok:
             raise self._status_error(resp.status, resp.headers, data)
-        return resp
+        # A page or a whole JSON body where events were asked for (a proxy's login page, a
+        # server that ignores ``stream``): read as events, it would end empty and pass for a
+        # stream cut short.
+        raise errors.InvalidResponseError(
+            f"{self.name}: expected an event stream, got {resp.content_type}: {data[:200]!r}",
+            status_code=resp.status,
+            body=data[:_SHOWN_BODY].decode("utf-8", "replace"),
+            provider=self.provider,
+        )
 
     async def stream(
         self,
@@ -624,6 +644,13 @@ class Endpoint(ServiceBackend):
 
 #: Seconds by which an attempt's time left may exceed a shared ``ClientTimeout``'s total.
 _SAME_TIMEOUT = 1e-3
+
+#: Content types that are surely not an event stream. Others (missing, ``text/plain``...) are
+#: read as events: servers label their streams loosely.
+_NOT_EVENT_STREAMS = frozenset({"application/json", "text/html"})
+
+#: Bytes of a body that was not an event stream kept on the error.
+_SHOWN_BODY = 2000
 
 
 class APICalling(Calling):

@@ -17,9 +17,10 @@ not fit re-raises the error at once. Without a deadline, a ``retry_after`` above
 :data:`MAX_SERVER_WAIT` (60 s, the official SDKs' cap) is not waited for either. The last error
 is re-raised unchanged.
 
-:func:`parse_retry_after` and :func:`should_retry_header` read the servers' hints (headers and
-Gemini's ``RetryInfo``) for the HTTP layer that builds the errors; they live in the private
-module ``_retry_after`` and are re-exported here.
+:func:`parse_retry_after`, :func:`should_retry_header` and :func:`rate_limit_is_permanent` read
+the servers' hints (headers, Gemini's ``RetryInfo``, 429 bodies that mean "not in seconds") for
+the HTTP layer that builds the errors; they live in the private module ``_retry_after`` and are
+re-exported here.
 
 Keeping tests fast:
     Code under test that retries can skip every backoff wait inside :func:`no_backoff`; the
@@ -71,7 +72,11 @@ from lionpride.services.utilities._resilience_parts import (
     _OutcomeWindow,
     _resolve_exceptions,
 )
-from lionpride.services.utilities._retry_after import parse_retry_after, should_retry_header
+from lionpride.services.utilities._retry_after import (
+    parse_retry_after,
+    rate_limit_is_permanent,
+    should_retry_header,
+)
 
 __all__ = [
     "CircuitBreaker",
@@ -81,6 +86,7 @@ __all__ = [
     "backoff_disabled",
     "no_backoff",
     "parse_retry_after",
+    "rate_limit_is_permanent",
     "retry_with_backoff",
     "should_retry_header",
 ]
