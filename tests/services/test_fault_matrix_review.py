@@ -20,9 +20,11 @@ from lionpride import errors
 from lionpride.core.clock import FakeClock
 from lionpride.core.event import EventStatus
 from lionpride.services import iModel
+from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.providers.match import match_endpoint
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.types.endpoint import Endpoint
+from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
 from lionpride.services.utilities.resilience import (
     CircuitBreaker,
     CircuitBreakerOpenError,
@@ -507,3 +509,37 @@ async def test_cancelling_a_call_waiting_to_retry_sends_nothing_more(
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 10.0)
     assert len(fake_provider.requests) == 1
+
+
+async def test_a_stream_failing_after_content_keeps_its_token_reservation(
+    fake_provider: FakeProvider,
+) -> None:
+    """F4: once content came, the provider has counted the prompt and part of an answer,
+    so the failed stream's reservation stays spent; a stream that failed to open (nothing
+    processed) gives all of it back."""
+    clock = FakeClock(0)
+    bucket = TokenBucket(RateLimitConfig(capacity=100_000, refill_rate=0), clock=clock)
+    model = iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        executor=RateLimitedExecutor(token_bucket=bucket, clock=clock),
+        retry_config=None,
+    )
+    first = _oai_event("Hel")
+    async with model:
+        calling = await model.create_calling(
+            model="m", messages=MESSAGES, max_tokens=500, streaming=True
+        )
+        assert calling.reserved_tokens > 500
+        fake_provider.script(Reply(chunks=[first, _oai_event("lo")], truncate=len(first) + 10))
+        with pytest.raises(errors.ConnectionError):
+            async for _ in model.invoke_stream(calling):
+                pass
+        assert bucket.level == 100_000 - calling.reserved_tokens
+
+        fake_provider.script(Reply(status=503))
+        with pytest.raises(errors.ServerError):
+            async for _ in model.invoke_stream(model="m", messages=MESSAGES, max_tokens=500):
+                pass
+        assert bucket.level == 100_000 - calling.reserved_tokens  # all of it given back

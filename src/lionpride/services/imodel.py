@@ -426,7 +426,8 @@ class iModel(Element):
         on the Calling. ``poll_timeout`` bounds the wait for capacity; ``idle_timeout`` ends
         a stream that stays silent that long with ``TimeoutError``. Breaking out of the loop
         or cancelling closes the HTTP response and refunds the token reservation (the
-        request slot stays spent: the provider counted it).
+        request slot stays spent: the provider counted it). A stream that fails after its
+        first chunk keeps its token reservation: the provider has already counted tokens.
 
         Raises:
             The typed error of a failed stream, with the Calling on ``e.calling``.
@@ -539,6 +540,11 @@ class iModel(Element):
                 recovered = await calling._run_error_hooks(hooks, exc)
             if recovered is None:
                 ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
+                if next_index:
+                    # Failed after content came: the provider has read the prompt and
+                    # written part of an answer, and counted them; with no usage reported,
+                    # the reservation stays spent rather than letting the client run ahead.
+                    used = calling.reserved_tokens
                 await self._stream_ended(calling, reservation, used, start)
                 exc.calling = calling  # type: ignore[attr-defined]
                 raise
