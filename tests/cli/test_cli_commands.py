@@ -71,6 +71,25 @@ async def test_chat_failure_exits_1() -> None:
     assert "AuthenticationError" in err
 
 
+async def test_chat_shows_the_way_out_for_a_server_rejecting_stream_options() -> None:
+    """A server that rejects stream_options: the error's note is printed, and
+    ``--no-stream-usage`` then streams without the option."""
+    rejection = {"detail": [{"loc": ["body", "stream_options"], "msg": "extra inputs"}]}
+    async with FakeProvider() as fp:
+        fp.script(Reply(status=422, body=rejection), Reply(text="Fine."))
+        url = fp.base_url("openai")
+        args = ["chat", "--provider", "my-vllm", "--model", "m", "--base-url", url, "hi"]
+        env = _env(MY_VLLM_API_KEY="k")
+        code, _, err = await _cli(*args, env=env)
+        assert code == 1
+        assert "BadRequestError" in err and "stream_usage=False" in err
+        code, out, err = await _cli(*args, "--no-stream-usage", env=env)
+        assert code == 0, err
+        assert out.strip() == "Fine."
+        assert "stream_options" in fp.requests[0].body
+        assert "stream_options" not in fp.requests[1].body
+
+
 async def test_fake_provider_command_serves_until_sigterm() -> None:
     """`lionpride fake-provider --port 0` announces its URL, answers, and stops on SIGTERM."""
     proc = await asyncio.create_subprocess_exec(

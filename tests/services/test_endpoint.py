@@ -342,3 +342,17 @@ async def test_api_key_env_names_the_callers_own_variable(
         await model.invoke(model="test-model", messages=MESSAGES)
     assert fake_provider.requests[0].headers[header] == value
     assert model.to_dict()["backend"]["config"]["api_key_env"] == "TEAM_LLM_KEY"
+
+
+async def test_a_provider_name_that_is_no_variable_name_reads_its_sanitized_variables(
+    fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``my-local.llm`` reads ``MY_LOCAL_LLM_API_KEY`` and ``MY_LOCAL_LLM_BASE_URL`` (a
+    variable name cannot hold ``-`` or ``.``)."""
+    monkeypatch.setenv("MY_LOCAL_LLM_API_KEY", "local-key")
+    monkeypatch.setenv("MY_LOCAL_LLM_BASE_URL", fake_provider.base_url("openai"))
+    with pytest.warns(UserWarning, match="Unknown provider 'my-local.llm'"):
+        model = iModel(provider="my-local.llm")
+    async with model:
+        await model.invoke(model="m", messages=MESSAGES)
+    assert fake_provider.requests[0].headers["authorization"] == "Bearer local-key"

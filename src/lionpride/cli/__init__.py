@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="stream one reply to the terminal")
     chat.add_argument("prompt")
     add_connection_args(chat)
+    chat.add_argument(
+        "--no-stream-usage",
+        action="store_true",
+        help="do not send stream_options.include_usage (for an OpenAI-compatible server that "
+        "rejects it)",
+    )
 
     fake = commands.add_parser(
         "fake-provider",

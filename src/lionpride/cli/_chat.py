@@ -27,7 +27,8 @@ def chat(args: argparse.Namespace) -> int:
     name = args.model or DEFAULT_MODELS.get(args.provider.lower())
     if name is None:
         raise UsageError(f"--model is required for provider {args.provider!r}")
-    model = build_model(args, model=name)
+    extra = {"stream_usage": False} if args.no_stream_usage else {}
+    model = build_model(args, model=name, **extra)
     return asyncio.run(_chat(model, args.prompt))
 
 
@@ -43,6 +44,8 @@ async def _chat(model: iModel, prompt: str) -> int:
     except errors.LionprideError as exc:
         out.write("\n")
         sys.stderr.write(f"lionpride chat: {type(exc).__name__}: {exc}\n")
+        for note in getattr(exc, "__notes__", ()):  # what to do about it, when known
+            sys.stderr.write(f"lionpride chat: {note}\n")
         return 1
     finally:
         await model.aclose()

@@ -73,7 +73,9 @@ def _positive_float(text: str) -> float:
 
 def key_env(provider: str, api_key_env: str | None) -> str:
     """The name of the variable that holds the key: the flag, else ``<PROVIDER>_API_KEY``."""
-    return api_key_env or f"{provider.upper()}_API_KEY"
+    from lionpride.services.providers._common import env_name
+
+    return api_key_env or env_name(provider, "API_KEY")
 
 
 def build_model(args: argparse.Namespace, **extra: Any) -> iModel:

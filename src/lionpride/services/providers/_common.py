@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -15,15 +16,22 @@ __all__ = [
     "RequestModel",
     "decode_event",
     "env_base_url",
+    "env_name",
     "incomplete_stream",
     "parse_arguments",
     "provider_config",
 ]
 
 
+def env_name(provider: str, suffix: str) -> str:
+    """The provider's environment variable ``<PROVIDER>_<suffix>``: upper case, with every
+    run of characters a variable name cannot hold (``my-vllm``, ``local.llm``) as ``_``."""
+    return f"{re.sub(r'[^A-Z0-9]+', '_', provider.upper())}_{suffix}"
+
+
 def env_base_url(provider: str) -> str | None:
     """``<PROVIDER>_BASE_URL`` from the environment, if set."""
-    value = os.environ.get(f"{provider.upper()}_BASE_URL", "").strip()
+    value = os.environ.get(env_name(provider, "BASE_URL"), "").strip()
     return value or None
 
 

@@ -6,6 +6,7 @@ import warnings
 from typing import Any
 
 from lionpride import errors
+from lionpride.services.providers._common import env_base_url, env_name
 from lionpride.services.providers.anthropic_messages import AnthropicMessagesEndpoint
 from lionpride.services.providers.claude_code import ClaudeCodeEndpoint
 from lionpride.services.providers.gemini import GeminiEndpoint
@@ -46,14 +47,15 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
     provider = provider.lower()
     served = KNOWN_PROVIDERS.get(provider)
     if served is None:
-        if not kwargs.get("base_url"):
+        base_url = kwargs.get("base_url") or env_base_url(provider)
+        if not base_url:
             raise errors.ConfigurationError(
                 f"unknown provider {provider!r}: use one of {', '.join(_choices())}, "
-                "or give base_url=... for an OpenAI-compatible server"
+                f"or give base_url=... (or set {env_name(provider, 'BASE_URL')}) for an "
+                "OpenAI-compatible server"
             )
         warnings.warn(
-            f"Unknown provider {provider!r}, treating {kwargs['base_url']} as an "
-            "OpenAI-compatible endpoint",
+            f"Unknown provider {provider!r}, treating {base_url} as an OpenAI-compatible endpoint",
             UserWarning,
             stacklevel=3,
         )

@@ -11,6 +11,7 @@ from lionpride import errors
 from lionpride.services.providers._common import (
     RequestModel,
     env_base_url,
+    env_name,
     parse_arguments,
     provider_config,
 )
@@ -114,7 +115,7 @@ def create_oai_chat(
     Raises:
         ConfigurationError: An unknown provider without ``base_url``.
     """
-    default_url, env = OAI_PROVIDERS.get(provider, (None, f"{provider.upper()}_API_KEY"))
+    default_url, env = OAI_PROVIDERS.get(provider, (None, env_name(provider, "API_KEY")))
     if default_url is None and not base_url and env_base_url(provider) is None:
         raise errors.ConfigurationError(
             f"unknown OpenAI-compatible provider {provider!r} needs base_url=... "
