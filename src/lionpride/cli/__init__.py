@@ -14,10 +14,20 @@ usage (unknown flag or provider, missing API key, unreadable file), 130 interrup
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from lionpride.cli._common import UsageError, add_connection_args, add_limit_args
+from lionpride.cli._common import (
+    UsageError,
+    add_connection_args,
+    add_limit_args,
+    non_negative_float,
+    port_number,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["main"]
 
@@ -61,11 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the FakeProvider (OpenAI, Anthropic, Gemini formats) for your own tests",
     )
     fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8000, help="0 picks a free port (default 8000)")
-    fake.add_argument("--limit-requests", type=int, metavar="N")
-    fake.add_argument("--limit-tokens", type=int, metavar="N")
-    fake.add_argument("--window", type=float, default=60.0, metavar="S", help="default 60")
-    fake.add_argument("--latency", type=float, default=0.0, metavar="S")
+    fake.add_argument(
+        "--port", type=port_number, default=8000, help="0 picks a free port (default 8000)"
+    )
+    fake.add_argument("--limit-requests", type=positive_int, metavar="N")
+    fake.add_argument("--limit-tokens", type=positive_int, metavar="N")
+    fake.add_argument("--window", type=positive_float, default=60.0, metavar="S", help="default 60")
+    fake.add_argument("--latency", type=non_negative_float, default=0.0, metavar="S")
     fake.add_argument("--reply-text", metavar="TEXT")
     return parser
 
@@ -82,13 +94,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 for --help
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        return _dispatch(args)
+        with _library_warnings():
+            return _dispatch(args)
     except UsageError as exc:
         sys.stderr.write(f"lionpride {args.command}: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return 130
+
+
+@contextlib.contextmanager
+def _library_warnings() -> Iterator[None]:
+    """Show the library's warnings on stderr while a command runs.
+
+    The library logs to the ``lionpride`` loggers and configures no handler; a command is the
+    application, and its user must see a warning such as "Redis is unreachable: limits are
+    local now". The handler is removed afterwards, so calling :func:`main` twice in one
+    process (tests) never prints a line twice.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("lionpride: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("lionpride")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

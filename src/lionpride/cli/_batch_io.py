@@ -14,14 +14,24 @@ renaming it over the output, so the file is valid at every instant.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BadLine", "BatchItem", "ResultWriter", "count_lines", "load_done", "read_requests"]
+__all__ = [
+    "BadLine",
+    "BatchItem",
+    "ResultWriter",
+    "WriteError",
+    "count_lines",
+    "load_done",
+    "read_requests",
+]
 
 _BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
 
@@ -55,12 +65,22 @@ def count_lines(path: str) -> int:
 def read_requests(path: str) -> Iterator[BatchItem | BadLine]:
     """Yield each non-blank line of ``path`` as a request or as a bad line, in order.
 
-    A later line with the ``custom_id`` of an earlier one is a bad line (a duplicate).
+    A later line with the ``custom_id`` of an earlier one is a bad line (a duplicate), and so
+    is a line that is not UTF-8 (JSON text is UTF-8; a leading byte order mark is ignored).
     """
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8", errors="replace") as file:
-        for line_no, text in enumerate(file, start=1):
-            if not text.strip():
+    with open(path, "rb") as file:
+        for line_no, raw in enumerate(file, start=1):
+            if not raw.strip():
+                continue
+            if line_no == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)  # as some Windows editors save
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                # Never send a guess: a replaced byte would change the prompt silently.
+                bad = raw[exc.start]
+                yield BadLine(line_no, f"not UTF-8 (byte 0x{bad:02x} at offset {exc.start})")
                 continue
             parsed = _parse(text, line_no)
             if isinstance(parsed, BatchItem):
@@ -88,19 +108,33 @@ def _parse(text: str, line_no: int) -> BatchItem | BadLine:
         if not isinstance(body, dict):
             return BadLine(line_no, f'"body" must be a JSON object, got {type(body).__name__}')
         custom_id = data.get("custom_id")
-        if not isinstance(custom_id, str) or not custom_id:
+        if custom_id is None:
             return BadLine(line_no, 'missing "custom_id" (a non-empty string)')
+        if not isinstance(custom_id, str) or not custom_id:
+            return BadLine(line_no, f'"custom_id" must be a non-empty string, got {custom_id!r}')
         method = data.get("method", "POST")
         if method != "POST":
             return BadLine(line_no, f'"method" must be "POST", got {method!r}')
-        return BatchItem(custom_id, line_no, body)
+        return _checked(BatchItem(custom_id, line_no, body))
     body = dict(data)
     custom_id = body.pop("custom_id", None)
     if custom_id is None:
         custom_id = f"line-{line_no}"
     elif not isinstance(custom_id, str) or not custom_id:
-        return BadLine(line_no, '"custom_id" must be a non-empty string')
-    return BatchItem(custom_id, line_no, body)
+        return BadLine(line_no, f'"custom_id" must be a non-empty string, got {custom_id!r}')
+    return _checked(BatchItem(custom_id, line_no, body))
+
+
+def _checked(item: BatchItem) -> BatchItem | BadLine:
+    """``item``, or a bad line when its body asks for something a batch cannot do."""
+    stream = item.body.get("stream")
+    if stream is not None and stream is not False:
+        # A streamed reply is no JSON body: the provider would bill a call whose result
+        # could never be recorded, and every resume would send (and bill) it again.
+        return BadLine(
+            item.line_no, f'"stream": {json.dumps(stream)} is not supported by run; remove it'
+        )
+    return item
 
 
 def load_done(path: str) -> set[str]:
@@ -109,9 +143,15 @@ def load_done(path: str) -> set[str]:
     Kept: the first successful line of each custom_id. Dropped: a partial last line (the
     process was killed while writing it), lines that are not valid records, failed results
     (they are sent again) and repeated successes. The file is rewritten only when something
-    is dropped, through a temporary file renamed over it.
+    is dropped, through a temporary file renamed over it. An output that is no regular file
+    (a pipe, a terminal, ``/dev/stdout``) holds nothing to resume and is not read: reading it
+    would wait forever for lines this very run is to write.
     """
-    if not os.path.exists(path):
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return set()
+    if not stat.S_ISREG(mode):
         return set()
     done, dropped = _scan(path, None)
     if dropped:
@@ -191,17 +231,29 @@ def _encode(record: dict[str, Any]) -> bytes:
         return (line + "\n").encode("ascii")
 
 
+class WriteError(Exception):
+    """A result line could not be written; the message names the file and the reason."""
+
+
 class ResultWriter:
     """Appends result records to a JSONL file, one ``os.write`` per line.
 
+    After a failed write (disk full, file too large) the writer refuses every later line:
+    the failed one may have left a partial line, which a later line must not extend into an
+    unreadable one (the resumed run drops the partial line alone).
+
     Args:
-        path: The output file, created if missing.
+        path: The output file, created if missing; a pipe or terminal works too (not synced).
         sync_every: ``fsync`` after this many lines...
         sync_seconds: ...or when this many seconds passed since the last one; always at close.
     """
 
     def __init__(self, path: str, *, sync_every: int = 200, sync_seconds: float = 1.0) -> None:
+        self.path = path
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # fsync fails on a pipe or terminal (EINVAL); there is no disk to flush to anyway.
+        self._syncable = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        self._failed: WriteError | None = None
         self._sync_every = sync_every
         self._sync_seconds = sync_seconds
         self._unsynced = 0
@@ -209,21 +261,32 @@ class ResultWriter:
         self.written = 0
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write ``record`` as one JSON line."""
+        """Write ``record`` as one JSON line.
+
+        Raises:
+            WriteError: This or an earlier write failed.
+        """
         if self._fd is None:
             raise ValueError("ResultWriter is closed")
-        # One write of the whole line: a kill leaves either all of it or a tail to drop.
-        _write_all(self._fd, _encode(record))
-        self.written += 1
-        self._unsynced += 1
-        now = time.monotonic()
-        if self._unsynced >= self._sync_every or now - self._synced_at >= self._sync_seconds:
-            self.sync()
+        if self._failed is not None:
+            raise self._failed
+        try:
+            # One write of the whole line: a kill leaves either all of it or a tail to drop.
+            _write_all(self._fd, _encode(record))
+            self.written += 1
+            self._unsynced += 1
+            now = time.monotonic()
+            if self._unsynced >= self._sync_every or now - self._synced_at >= self._sync_seconds:
+                self.sync()
+        except OSError as exc:
+            self._failed = WriteError(f"cannot write {self.path}: {exc.strerror or exc}")
+            raise self._failed from exc
 
     def sync(self) -> None:
         """Flush written lines to disk."""
         if self._fd is not None and self._unsynced:
-            os.fsync(self._fd)
+            if self._syncable:
+                os.fsync(self._fd)
             self._unsynced = 0
             self._synced_at = time.monotonic()
 

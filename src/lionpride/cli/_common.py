@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
 
-__all__ = ["UsageError", "add_connection_args", "add_limit_args", "build_model", "key_env"]
+__all__ = [
+    "UsageError",
+    "add_connection_args",
+    "add_limit_args",
+    "build_model",
+    "key_env",
+    "non_negative_float",
+    "port_number",
+    "positive_float",
+    "positive_int",
+]
 
 
 class UsageError(Exception):
@@ -40,34 +51,52 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
 
 def add_limit_args(parser: argparse.ArgumentParser) -> None:
     """Client-side limits: requests and tokens per window, concurrency, Redis."""
-    parser.add_argument("--limit-requests", type=_positive_int, metavar="N")
-    parser.add_argument("--limit-tokens", type=_positive_int, metavar="N")
+    parser.add_argument("--limit-requests", type=positive_int, metavar="N")
+    parser.add_argument("--limit-tokens", type=positive_int, metavar="N")
     parser.add_argument(
         "--capacity-refresh-time",
-        type=_positive_float,
+        type=positive_float,
         default=60.0,
         metavar="S",
         help="the window of --limit-requests/--limit-tokens in seconds (default 60)",
     )
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=16, metavar="N", help="default 16"
+        "--concurrency", type=positive_int, default=16, metavar="N", help="default 16"
     )
     parser.add_argument(
         "--redis-url", metavar="URL", help="share the limits through Redis (several processes)"
     )
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
     value = float(text)
-    if not value > 0:
+    if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number of at least 0."""
+    value = float(text)
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535 (0 picks a free one)."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {value}")
     return value
 
 
@@ -114,6 +143,12 @@ def build_model(args: argparse.Namespace, **extra: Any) -> iModel:
             raise UsageError(
                 "--redis-url is not supported by this version of lionpride; drop the flag "
                 "to use local limits"
+            )
+        scheme = redis_url.partition("://")[0].lower() if "://" in redis_url else ""
+        if scheme not in ("redis", "rediss", "unix"):
+            # Caught here, not by every request of the run failing with the same error.
+            raise UsageError(
+                f"--redis-url {redis_url!r}: expected redis://, rediss:// or unix:// URL"
             )
         kwargs["redis_url"] = redis_url
     try:

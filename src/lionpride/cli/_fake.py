@@ -7,11 +7,17 @@ import asyncio
 import signal
 import sys
 
+from lionpride.cli._common import UsageError
+
 __all__ = ["serve"]
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the ``fake-provider`` command until SIGINT or SIGTERM; return 0."""
+    """Run the ``fake-provider`` command until SIGINT or SIGTERM; return 0.
+
+    Raises:
+        UsageError: The address cannot be listened on (port taken, unknown host).
+    """
     return asyncio.run(_serve(args))
 
 
@@ -31,7 +37,13 @@ async def _serve(args: argparse.Namespace) -> int:
         latency=args.latency,
         reply_text=args.reply_text,
     )
-    async with provider:
+    try:
+        await provider.start()
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from exc
+    try:
         # The first line names the address, so scripts can read it (useful with --port 0).
         print(f"FakeProvider listening on {provider.url}", flush=True)
         for name in ("openai", "anthropic", "gemini"):
@@ -39,4 +51,6 @@ async def _serve(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         await stop.wait()
         print(f"stopping after {len(provider.requests)} requests", flush=True)
+    finally:
+        await provider.stop()
     return 0

@@ -12,9 +12,12 @@ provider answered, ``"response": {"status_code": 429, "body": {...}}`` (else ``n
 Resuming: run the same command again. Requests that already have a successful line are not
 sent; failed ones are sent again (their old lines are removed first, see
 :func:`~lionpride.cli._batch_io.load_done`), so the output ends with exactly one line per
-request. Bad input lines (not JSON, no body, a duplicate custom_id) are reported on stderr
+request. Bad input lines (not JSON, not UTF-8, no body, a duplicate custom_id, a body asking
+for ``"stream": true``) are reported on stderr
 with their line numbers, skipped, and make the exit code 1. Exit codes: 0 every request
-succeeded, 1 some failed or were bad, 2 bad usage (flags, missing key, unreadable input).
+succeeded, 1 some failed or were bad, 2 bad usage (flags, missing key, unreadable input, an
+output that cannot be written, also when the disk fills up mid-run), 130 interrupted (Ctrl-C
+or SIGTERM: the calls in flight are abandoned, the summary is printed, a rerun resumes).
 Do not run two processes on the same output file at once.
 """
 
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -32,6 +37,7 @@ from lionpride.cli._batch_io import (
     BadLine,
     BatchItem,
     ResultWriter,
+    WriteError,
     count_lines,
     load_done,
     read_requests,
@@ -62,33 +68,87 @@ def run_batch(args: argparse.Namespace) -> int:
         writer = ResultWriter(args.output)
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    terminated = _Terminated()
     try:
-        return asyncio.run(_run(args, model, writer, done, total))
+        return asyncio.run(_run(args, model, writer, done, total, terminated))
+    except asyncio.CancelledError:
+        if terminated.received:
+            raise KeyboardInterrupt from None  # SIGTERM ends the run as Ctrl-C does: 130
+        raise
     finally:
         writer.close()
 
 
+class _Terminated:
+    """Set when SIGTERM cancelled the run, which asyncio.run reports as a cancellation."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+
 async def _run(
-    args: argparse.Namespace, model: iModel, writer: ResultWriter, done: set[str], total: int
+    args: argparse.Namespace,
+    model: iModel,
+    writer: ResultWriter,
+    done: set[str],
+    total: int,
+    terminated: _Terminated,
 ) -> int:
     clock = Stopwatch()
     rejected: list[str] = []
     progress = Progress(total, label="run")
     bad: list[BadLine] = []
     items = _pending(read_requests(args.input), done, bad, progress)
+    interrupted = False
+    _cancel_on_sigterm(terminated)
     try:
-        async with progress, asyncio.TaskGroup() as group:
-            for _ in range(args.concurrency):
-                group.create_task(_worker(items, model, args.model, writer, rejected, progress))
+        try:
+            async with progress, asyncio.TaskGroup() as group:
+                for _ in range(args.concurrency):
+                    group.create_task(_worker(items, model, args.model, writer, rejected, progress))
+        except* WriteError as failed:
+            # Every worker writes to the one file: the first failure says it all.
+            raise UsageError(
+                f"{failed.exceptions[0]}; the results written before are kept, and running "
+                "the same command again sends only the rest"
+            ) from None
+    except asyncio.CancelledError:  # Ctrl-C or SIGTERM
+        interrupted = True
+        raise
     finally:
         clock.stop()
+        _default_sigterm()
         try:
             # Read before closing: metrics() also asks the executor, which aclose stops.
             summary = Summary.of(model, clock.elapsed)
         finally:
             await model.aclose()
-    _summary(summary, len(rejected), progress, bad, _configured_rate(args))
+        _summary(summary, len(rejected), progress, bad, _configured_rate(args), interrupted)
     return 1 if summary.failures or rejected or bad else 0
+
+
+def _cancel_on_sigterm(terminated: _Terminated) -> None:
+    """Make SIGTERM cancel the running task (the run) and mark ``terminated``.
+
+    Without this a SIGTERM (``kill``, ``timeout``, a container stopping) ends the process
+    at once: no summary, and the exit status is the signal's instead of 130.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+
+    def on_sigterm() -> None:
+        terminated.received = True
+        task.cancel()
+
+    # No signal handlers on Windows or outside the main thread: SIGTERM keeps its default.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+
+
+def _default_sigterm() -> None:
+    """Give SIGTERM back its default action (cleanup is under way; a second one kills)."""
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
 
 
 def _same_file(output: str, input_path: str) -> bool:
@@ -206,6 +266,7 @@ def _summary(
     progress: Progress,
     bad: list[BadLine],
     configured: float | None,
+    interrupted: bool = False,
 ) -> None:
     s = summary
     parts = [
@@ -229,5 +290,7 @@ def _summary(
     if bad:
         shown = ", ".join(str(b.line_no) for b in itertools.islice(bad, 20))
         lines.append(f"bad lines: {shown}{' ...' if len(bad) > 20 else ''}")
+    if interrupted:
+        lines.append("interrupted: run the same command again to send the rest")
     sys.stderr.write("\n".join(lines) + "\n")
     sys.stderr.flush()

@@ -3,10 +3,11 @@
 Shared limits and shared breaker state both talk to Redis through a :class:`RedisLink`. The
 link owns the client (made lazily on the running loop, re-made if the loop changed), runs Lua
 scripts through ``EVALSHA`` (reloaded by redis-py after ``NOSCRIPT``), and turns an unreachable
-Redis into either an error (``on_redis_error="raise"``) or ``None`` (``"fallback"``): the caller
-then uses its local state. A fallback is logged once; after it the link leaves Redis alone
-until a backoff (1 s doubling to 5 s by default) has passed on the clock, then tries it again
-at the next call, and logs once more when Redis answers again.
+Redis (or one a failover demoted to a read-only replica) into either an error
+(``on_redis_error="raise"``) or ``None`` (``"fallback"``): the caller then uses its local
+state. A fallback is logged once; after it the link leaves Redis alone until a backoff (1 s
+doubling to 5 s by default) has passed on the clock, then tries it again at the next call, and
+logs once more when Redis answers again.
 
 Sockets time out after ``socket_timeout`` (0.5 s by default), and a refused connection is
 retried once at once (a restarted Redis leaves stale pooled connections behind), so no call
@@ -146,7 +147,9 @@ class RedisLink:
         reconnect backoff has passed.
 
         Raises:
-            lionpride.errors.ConnectionError: Redis is unreachable and the policy is "raise".
+            lionpride.errors.ConnectionError: Redis is unreachable, or a replica that cannot
+                write (``READONLY``, ``MASTERDOWN``: a failover demoted it), and the policy is
+                "raise".
             redis.exceptions.ResponseError: The script failed (a bug, never a fallback).
         """
         if self._degraded and self._clock.now() < self._retry_at:
@@ -159,7 +162,15 @@ class RedisLink:
             if script is None:
                 script = self._scripts[source] = client.register_script(source)
             reply = await script(keys=list(keys), args=list(args))
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+        except (
+            rexc.ConnectionError,
+            rexc.TimeoutError,
+            OSError,
+            # A primary demoted by a failover answers READONLY (or MASTERDOWN once it lost
+            # its own primary): it cannot hold the state, just as an unreachable one cannot.
+            rexc.ReadOnlyError,
+            rexc.ClusterDownError,
+        ) as exc:
             self._failed(exc)
             return None
         if self._degraded:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from functools import partial
 from json import encoder as json_encoder
 from typing import Any, ClassVar, Self, TypeVar
@@ -579,6 +579,64 @@ class Endpoint(ServiceBackend):
             provider=self.provider,
         )
 
+    async def _start_stream(
+        self,
+        payload: dict[str, Any],
+        extra_headers: dict[str, str] | None,
+        deadline: float,
+        idle: float,
+    ) -> _LiveStream:
+        """One attempt: open the stream and read it up to its first chunk (or its end).
+
+        Nothing has reached the caller yet, so every failure here may be retried: a reset,
+        an error event, a body that ends before any content, or no content (keep-alive
+        comments and pings are none) for ``idle`` seconds or until the call's deadline,
+        whichever comes first. A failed attempt's response is closed before its error leaves.
+        """
+        assembler = self.stream_assembler(payload)  # fresh: a failed attempt fed its own
+        rt = self._rt
+        opened = rt.closes
+        resp = await self._open_stream(payload, extra_headers, deadline)
+        try:
+            live = _LiveStream(resp, assembler, opened)
+            loop = asyncio.get_running_loop()
+            rt.streams[resp] = loop  # aclose cuts it
+            wait = max(0.0, min(idle, deadline - float(rt.clock.now())))
+            until = loop.time() + wait
+            while not assembler.done:
+                try:
+                    async with asyncio.timeout_at(until):
+                        data = await resp.content.readany()
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    raise self._read_error(exc, opened, wait) from exc
+                if not data:
+                    live.decoder.flush()
+                    break
+                # Events after the first chunk's are left for the caller's loop, in order.
+                live.pending = iter(live.decoder.feed(data))
+                for event in live.pending:
+                    live.first = self._shaped(assembler.feed, event)
+                    if live.first:
+                        return live
+            # Ended before any content: a stream cut short fails here, where it is retried.
+            live.response = self._shaped(assembler.finish)
+        except BaseException:
+            rt.streams.pop(resp, None)
+            resp.close()
+            raise
+        return live
+
+    def _read_error(self, exc: BaseException, opened: int, waited: float) -> errors.LionprideError:
+        """A failed read of a stream's body as a typed error (``opened``: the count of
+        ``aclose`` calls when the attempt began)."""
+        if isinstance(exc, TimeoutError):
+            return errors.TimeoutError(
+                f"{self.name}: stream idle (no content) for more than {waited:.3g}s"
+            )
+        if self._rt.closes != opened:
+            return _closed_during(self.name, exc)
+        return _connection_error(self.name, exc)
+
     async def stream(
         self,
         request: dict[str, Any],
@@ -590,56 +648,79 @@ class Endpoint(ServiceBackend):
     ) -> AsyncIterator[StreamChunk]:
         """Yield decoded chunks; the last is final and carries the assembled response.
 
-        Connecting and the status are retried like ``call``; once the first byte arrived, a
-        failure is raised, never retried. ``idle_timeout`` (default: the call's timeout)
-        bounds the time without content: keep-alive comments and pings do not count, so a
-        proxy that keeps a dead stream open with them cannot hold it forever, while the
-        caller's own time between chunks is not counted either. Leaving the loop early
-        closes the response.
+        Runs once per call. Until its first chunk reaches the caller, a stream is retried
+        like ``call`` (same policy, breaker and deadline): a failure to open, and also a
+        reset, a retryable error event, an empty body or silence before any content. Once a
+        chunk was yielded, a failure is raised, never retried. ``idle_timeout`` (default:
+        the call's timeout) bounds the time without content, in each attempt: keep-alive
+        comments and pings do not count, so a proxy that keeps a dead stream open with them
+        cannot hold it forever, while the caller's own time between chunks is not counted
+        either. The first chunk must also come within the call's timeout. Leaving the loop
+        early closes the response.
         """
         deadline = self._deadline(timeout)
-        assembler = self.stream_assembler(request)
-        rt = self._rt
-        opened = rt.closes
-        resp = await self._resilient(
-            self._open_stream, (request, extra_headers, deadline), deadline, on_retry
-        )
         idle = idle_timeout or timeout or self.config.timeout
-        decoder = SSEDecoder()
+        live = await self._resilient(
+            self._start_stream, (request, extra_headers, deadline, idle), deadline, on_retry
+        )
+        resp, assembler, decoder = live.resp, live.assembler, live.decoder
         index = 0
-        loop = asyncio.get_running_loop()
-        rt.streams[resp] = loop  # aclose cuts it
         try:
-            reader = resp.content
-            quiet_until = loop.time() + idle  # the next content must come by then
-            while not assembler.done:
-                try:
-                    async with asyncio.timeout_at(quiet_until):
-                        data = await reader.readany()
-                except TimeoutError as exc:
-                    raise errors.TimeoutError(
-                        f"{self.name}: stream idle (no content) for more than {idle:.3g}s"
-                    ) from exc
-                except (aiohttp.ClientError, OSError) as exc:
-                    if rt.closes != opened:
-                        raise _closed_during(self.name, exc) from exc
-                    raise _connection_error(self.name, exc) from exc
-                events = decoder.feed(data) if data else decoder.flush()
-                before = index
-                for event in events:
-                    for chunk in self._shaped(assembler.feed, event):
+            response = live.response
+            if response is None:
+                loop = asyncio.get_running_loop()
+                reader = resp.content
+                quiet_until, counted = 0.0, 0
+                chunks: Iterable[StreamChunk] = live.first
+                events: Iterable[SSEEvent] = live.pending  # the rest of the first chunk's piece
+                while True:
+                    for chunk in chunks:
                         chunk.index = index
                         index += 1
                         yield chunk
-                if not data:
-                    break
-                if index != before:  # content came: the silence starts again from here
-                    quiet_until = loop.time() + idle
-            response = self._shaped(assembler.finish)
+                    for event in events:
+                        for chunk in self._shaped(assembler.feed, event):
+                            chunk.index = index
+                            index += 1
+                            yield chunk
+                    if assembler.done:
+                        break
+                    if index != counted:  # content came: the silence starts again from here
+                        counted, quiet_until = index, loop.time() + idle
+                    try:
+                        async with asyncio.timeout_at(quiet_until):
+                            data = await reader.readany()
+                    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                        raise self._read_error(exc, live.opened, idle) from exc
+                    if not data:
+                        decoder.flush()
+                        break
+                    chunks, events = (), decoder.feed(data)
+                response = self._shaped(assembler.finish)
         finally:
-            rt.streams.pop(resp, None)
+            self._rt.streams.pop(resp, None)
             resp.close()
         yield StreamChunk(index=index, is_final=True, response=response)
+
+
+class _LiveStream:
+    """A stream past its first chunk (or its end): the response, decoder and assembler,
+    the first chunk's chunks and the events read after it, or the assembled response of a
+    stream that ended with no content."""
+
+    __slots__ = ("assembler", "decoder", "first", "opened", "pending", "resp", "response")
+
+    def __init__(
+        self, resp: aiohttp.ClientResponse, assembler: StreamAssembler, opened: int
+    ) -> None:
+        self.resp = resp
+        self.assembler = assembler
+        self.decoder = SSEDecoder()
+        #: ``aclose`` calls when the attempt began: a read cut by a later one says so.
+        self.opened = opened
+        self.first: list[StreamChunk] = []
+        self.pending: Iterator[SSEEvent] = iter(())
+        self.response: NormalizedResponse | None = None
 
 
 #: Seconds by which an attempt's time left may exceed a shared ``ClientTimeout``'s total.
