@@ -11,17 +11,17 @@ from lionpride import errors
 from lionpride.core.clock import FakeClock
 from lionpride.services import iModel
 from lionpride.services.types import _http_runtime
-from lionpride.services.types.endpoint import _dumps
+from lionpride.services.types._json_wire import json_dumps
 from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 def test_request_bodies_are_compact_utf8_json() -> None:
-    body = _dumps({"a": [1, 2.5, None, True], "s": 'é"\n'})
+    body = json_dumps({"a": [1, 2.5, None, True], "s": 'é"\n'})
     assert body == '{"a":[1,2.5,null,true],"s":"é\\"\\n"}'.encode()
     with pytest.raises(TypeError, match="object"):
-        _dumps({"x": object()})
+        json_dumps({"x": object()})
 
 
 async def test_attempts_with_the_same_time_left_share_timeouts_and_later_ones_get_less() -> None:

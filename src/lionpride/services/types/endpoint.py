@@ -3,17 +3,18 @@
 One pooled ``aiohttp.ClientSession`` per Endpoint, created lazily on the running loop and
 closed by :meth:`Endpoint.aclose` (DESIGN D1). A call runs, once per call:
 ``create_payload`` (validation) → retry[ breaker[ one HTTP attempt ] ] → ``normalize_response``.
-Failures are translated once, in :meth:`Endpoint._attempt`, into the tree of
-:mod:`lionpride.errors`.
+Failures are translated once, into the tree of :mod:`lionpride.errors`: in
+:meth:`Endpoint._attempt` for a call, in :meth:`Endpoint._open_stream` and
+:mod:`~lionpride.services.types._endpoint_stream` for a stream (whose attempt, retried until
+its first chunk, lives there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from json import encoder as json_encoder
 from typing import Any, ClassVar, Self, TypeVar
 
 import aiohttp
@@ -25,9 +26,17 @@ from pydantic import (
 
 from lionpride import errors
 from lionpride.services.streaming.channel import StreamChunk
-from lionpride.services.streaming.sse import SSEDecoder, SSEEvent
+from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types._endpoint_config import SYSTEM_ENV_VARS, EndpointConfig
+from lionpride.services.types._endpoint_stream import (
+    StreamAssembler,
+    closed_during,
+    connection_error,
+    read_error,
+    start_stream,
+)
 from lionpride.services.types._http_runtime import UNRESOLVED, Process, Runtime, runs_here
+from lionpride.services.types._json_wire import json_dumps, json_loads
 from lionpride.services.types.backend import (
     Calling,
     NormalizedResponse,
@@ -56,28 +65,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class StreamAssembler:
-    """Turns a provider's SSE events into chunks and, at the end, one response.
-
-    Providers subclass it: ``feed`` gets every decoded event in order and returns the chunks
-    to yield (usually zero or one); ``finish`` returns the assembled response. An error
-    found inside the stream is raised from ``feed``.
-    """
-
-    def feed(self, event: SSEEvent) -> list[StreamChunk]:
-        """Consume one event."""
-        raise NotImplementedError
-
-    def finish(self) -> NormalizedResponse:
-        """Return the assembled response once the stream ended."""
-        raise NotImplementedError
-
-    @property
-    def done(self) -> bool:
-        """True once the provider signalled the end of the stream."""
-        return False
 
 
 class Endpoint(ServiceBackend):
@@ -382,7 +369,7 @@ class Endpoint(ServiceBackend):
         """
         rt = self._rt
         if rt.closes != opened:
-            raise _closed_during(self.name, error)
+            raise closed_during(self.name, error)
         retry = self.retry_config
         if retry is None or retry.max_retries == 0:
             raise error
@@ -392,7 +379,7 @@ class Endpoint(ServiceBackend):
 
         def attempt(*attempt_args: Any) -> Awaitable[T]:
             if rt.closes != opened:
-                raise _closed_during(self.name, None)
+                raise closed_during(self.name, None)
             return once(*attempt_args)
 
         # The deadline was read on the runtime clock, so the waits must be measured on it too.
@@ -463,7 +450,7 @@ class Endpoint(ServiceBackend):
         headers = self.auth_headers()
         if extra_headers:
             headers = {**headers, **extra_headers}
-        body = _dumps(self.request_body(payload))
+        body = json_dumps(self.request_body(payload))
         url = self.request_url(payload)
         timeout = self._timeout(deadline)
         try:
@@ -480,7 +467,7 @@ class Endpoint(ServiceBackend):
                 f"{self.name}: no complete response within {timeout.total:.3g}s"
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise _connection_error(self.name, exc) from exc
+            raise connection_error(self.name, exc) from exc
         return self._decode(data)
 
     def _decode(self, data: bytes) -> Any:
@@ -489,13 +476,7 @@ class Endpoint(ServiceBackend):
                 f"{self.name}: empty response body", status_code=200, provider=self.provider
             )
         try:
-            # JSON between systems is UTF-8 (RFC 8259): decoding it first skips the
-            # encoding sniffing of json.loads(bytes), which still gets anything else.
-            return json.loads(data.decode())
-        except ValueError:
-            pass
-        try:
-            return json.loads(data)
+            return json_loads(data)
         except ValueError as exc:
             raise errors.InvalidResponseError(
                 f"{self.name}: response body is not JSON: {data[:200]!r}",
@@ -540,7 +521,7 @@ class Endpoint(ServiceBackend):
         headers = self.auth_headers()
         if extra_headers:
             headers = {**headers, **extra_headers}
-        body = _dumps(self.request_body(payload, stream=True))
+        body = json_dumps(self.request_body(payload, stream=True))
         url = self.request_url(payload, stream=True)
         remaining = self._timeout(deadline)
         timeout = aiohttp.ClientTimeout(
@@ -556,7 +537,7 @@ class Endpoint(ServiceBackend):
         except TimeoutError as exc:
             raise errors.TimeoutError(f"{self.name}: stream did not start in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise _connection_error(self.name, exc) from exc
+            raise connection_error(self.name, exc) from exc
         ok = 200 <= resp.status < 300
         if ok and resp.content_type not in _NOT_EVENT_STREAMS:
             return resp
@@ -578,64 +559,6 @@ class Endpoint(ServiceBackend):
             body=data[:_SHOWN_BODY].decode("utf-8", "replace"),
             provider=self.provider,
         )
-
-    async def _start_stream(
-        self,
-        payload: dict[str, Any],
-        extra_headers: dict[str, str] | None,
-        deadline: float,
-        idle: float,
-    ) -> _LiveStream:
-        """One attempt: open the stream and read it up to its first chunk (or its end).
-
-        Nothing has reached the caller yet, so every failure here may be retried: a reset,
-        an error event, a body that ends before any content, or no content (keep-alive
-        comments and pings are none) for ``idle`` seconds or until the call's deadline,
-        whichever comes first. A failed attempt's response is closed before its error leaves.
-        """
-        assembler = self.stream_assembler(payload)  # fresh: a failed attempt fed its own
-        rt = self._rt
-        opened = rt.closes
-        resp = await self._open_stream(payload, extra_headers, deadline)
-        try:
-            live = _LiveStream(resp, assembler, opened)
-            loop = asyncio.get_running_loop()
-            rt.streams[resp] = loop  # aclose cuts it
-            wait = max(0.0, min(idle, deadline - float(rt.clock.now())))
-            until = loop.time() + wait
-            while not assembler.done:
-                try:
-                    async with asyncio.timeout_at(until):
-                        data = await resp.content.readany()
-                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    raise self._read_error(exc, opened, wait) from exc
-                if not data:
-                    live.decoder.flush()
-                    break
-                # Events after the first chunk's are left for the caller's loop, in order.
-                live.pending = iter(live.decoder.feed(data))
-                for event in live.pending:
-                    live.first = self._shaped(assembler.feed, event)
-                    if live.first:
-                        return live
-            # Ended before any content: a stream cut short fails here, where it is retried.
-            live.response = self._shaped(assembler.finish)
-        except BaseException:
-            rt.streams.pop(resp, None)
-            resp.close()
-            raise
-        return live
-
-    def _read_error(self, exc: BaseException, opened: int, waited: float) -> errors.LionprideError:
-        """A failed read of a stream's body as a typed error (``opened``: the count of
-        ``aclose`` calls when the attempt began)."""
-        if isinstance(exc, TimeoutError):
-            return errors.TimeoutError(
-                f"{self.name}: stream idle (no content) for more than {waited:.3g}s"
-            )
-        if self._rt.closes != opened:
-            return _closed_during(self.name, exc)
-        return _connection_error(self.name, exc)
 
     async def stream(
         self,
@@ -661,7 +584,7 @@ class Endpoint(ServiceBackend):
         deadline = self._deadline(timeout)
         idle = idle_timeout or timeout or self.config.timeout
         live = await self._resilient(
-            self._start_stream, (request, extra_headers, deadline, idle), deadline, on_retry
+            start_stream, (self, request, extra_headers, deadline, idle), deadline, on_retry
         )
         resp, assembler, decoder = live.resp, live.assembler, live.decoder
         index = 0
@@ -691,7 +614,7 @@ class Endpoint(ServiceBackend):
                         async with asyncio.timeout_at(quiet_until):
                             data = await reader.readany()
                     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                        raise self._read_error(exc, live.opened, idle) from exc
+                        raise read_error(self, exc, live.opened, idle) from exc
                     if not data:
                         decoder.flush()
                         break
@@ -701,26 +624,6 @@ class Endpoint(ServiceBackend):
             self._rt.streams.pop(resp, None)
             resp.close()
         yield StreamChunk(index=index, is_final=True, response=response)
-
-
-class _LiveStream:
-    """A stream past its first chunk (or its end): the response, decoder and assembler,
-    the first chunk's chunks and the events read after it, or the assembled response of a
-    stream that ended with no content."""
-
-    __slots__ = ("assembler", "decoder", "first", "opened", "pending", "resp", "response")
-
-    def __init__(
-        self, resp: aiohttp.ClientResponse, assembler: StreamAssembler, opened: int
-    ) -> None:
-        self.resp = resp
-        self.assembler = assembler
-        self.decoder = SSEDecoder()
-        #: ``aclose`` calls when the attempt began: a read cut by a later one says so.
-        self.opened = opened
-        self.first: list[StreamChunk] = []
-        self.pending: Iterator[SSEEvent] = iter(())
-        self.response: NormalizedResponse | None = None
 
 
 #: Seconds by which an attempt's time left may exceed a shared ``ClientTimeout``'s total.
@@ -736,37 +639,6 @@ _SHOWN_BODY = 2000
 
 class APICalling(Calling):
     """A call of an :class:`Endpoint`."""
-
-
-def _not_json(obj: Any) -> Any:
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-# Compact UTF-8 JSON, with the encoder built once: ``json.dumps`` with arguments builds a new
-# encoder per call, which costs more than encoding a typical request body.
-_make_encoder: Any = getattr(json_encoder, "c_make_encoder", None)
-_encode_chunks: Callable[[Any, int], Any] | None = None
-if _make_encoder is not None:
-    _encode_chunks = _make_encoder(
-        None, _not_json, json_encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def _dumps(obj: Any) -> bytes:
-    if _encode_chunks is not None:
-        return "".join(_encode_chunks(obj, 0)).encode()
-    return _ENCODER.encode(obj).encode()
-
-
-def _closed_during(name: str, error: BaseException | None) -> errors.ExecutionError:
-    return errors.ExecutionError(
-        f"{name} was closed (aclose) during the call", retryable=False, cause=error
-    )
-
-
-def _connection_error(name: str, exc: BaseException) -> errors.ConnectionError:
-    return errors.ConnectionError(f"{name}: {type(exc).__name__}: {exc}".rstrip(": "))
 
 
 def _short(exc: ValidationError) -> str:
