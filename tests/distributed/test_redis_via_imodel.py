@@ -12,7 +12,7 @@ from lionpride import errors
 from lionpride.services import iModel
 from lionpride.services.distributed import RedisCapacity, make_limiter
 from lionpride.services.execution import RateLimitedExecutor
-from lionpride.services.utilities.resilience import CircuitBreaker
+from lionpride.services.utilities.resilience import CircuitBreaker, no_backoff
 from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = [{"role": "user", "content": "Hello there."}]
@@ -127,3 +127,19 @@ async def test_local_limits_survive_beside_a_breaker_shared_in_redis(
         await model.aclose()
         await restored.aclose()
         await executor.aclose()
+
+
+async def test_a_retry_after_an_answer_is_charged_to_the_shared_requests(
+    redis_server: RedisServer, fake_provider: FakeProvider
+) -> None:
+    """A 503 then a success: the provider saw two requests, and so did the shared bucket."""
+    model = _shared_model(redis_server, fake_provider, "retry-charged")
+    fake_provider.script(Reply(status=503))
+    try:
+        with no_backoff():
+            calling = await model.invoke(model="m", messages=MESSAGES)
+        assert calling.execution.attempts == 2 and len(fake_provider.requests) == 2
+        levels = await _shared_levels(model)
+        assert levels["requests"] == pytest.approx(48, abs=0.5)
+    finally:
+        await model.aclose()

@@ -14,6 +14,7 @@ from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.types.backend import ServiceBackend, ServiceConfig
 from lionpride.services.types.response import NormalizedResponse, Usage
 from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
+from lionpride.services.utilities.resilience import no_backoff
 from lionpride.testing import FakeProvider, Reply
 
 M = [{"role": "user", "content": "Say something short."}]
@@ -113,3 +114,39 @@ async def test_usage_of_a_call_that_reserved_nothing_is_charged(path: str) -> No
     assert calling.reserved_tokens == 0
     assert executor.limiter.levels["tokens"] == pytest.approx(700)
     await executor.aclose()
+
+
+def _reset_only(capacity: int) -> tuple[TokenBucket, FakeClock]:
+    clock = FakeClock(0.0)
+    return TokenBucket(RateLimitConfig(capacity=capacity, refill_rate=0), clock=clock), clock
+
+
+@pytest.mark.parametrize("path", ["executor", "rate_limiter"])
+async def test_a_retry_after_an_answer_takes_one_more_request(
+    fake_provider: FakeProvider, path: str
+) -> None:
+    """The provider answered (503, 429, a timeout): the retry is a second request it sees,
+    so it is counted, and the grants after it wait for it. A retry after a refused
+    connection (nothing reached the provider) is not, see test_fault_matrix_review."""
+    bucket, clock = _reset_only(5)
+    limits: dict[str, Any] = (
+        {"executor": RateLimitedExecutor(request_bucket=bucket, clock=clock)}
+        if path == "executor"
+        else {"rate_limiter": bucket}
+    )
+    fake_provider.script(Reply(status=503), Reply(status=429, headers={"retry-after": "0"}))
+    async with _model(fake_provider, **limits) as model:
+        with no_backoff():
+            calling = await model.invoke(model="m", messages=M)
+    assert calling.execution.attempts == 3 and len(fake_provider.requests) == 3
+    assert bucket.level == 2  # 5, less the grant and two retries
+
+
+def test_charge_takes_capacity_into_debt_and_names_bad_amounts() -> None:
+    bucket, clock = _reset_only(2)
+    executor = RateLimitedExecutor(request_bucket=bucket, clock=clock)
+    executor.charge(3)
+    assert bucket.level == -1
+    assert executor.limiter.try_acquire(1) is None
+    with pytest.raises(ValueError, match="requests"):
+        executor.charge(-1)

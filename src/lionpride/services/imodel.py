@@ -389,8 +389,21 @@ class iModel(Element):
                 self.provider_metadata["session_id"] = session_id
 
     def _on_retry(self, calling: Calling, attempt: int, error: BaseException, delay: float) -> None:
+        """Before a retry: a 429 pauses the limits, and the retry's request is counted.
+
+        The call's grant paid for one request. When the failed attempt reached the provider
+        (it answered with a status, or took too long to answer), the retry is one more: left
+        uncounted, it would let the next grant reach a provider with no room left for it (a
+        429, whose retry is one more uncounted request, and so on). An attempt that never
+        connected spent nothing, so its retry uses the grant.
+        """
         if isinstance(error, errors.RateLimitError):
             self._pause(error)
+        if isinstance(error, errors.APIStatusError | errors.TimeoutError):
+            if self.executor is not None:
+                self.executor.charge(1)
+            elif self.rate_limiter is not None:
+                self.rate_limiter._charge(1)
         self._rt.observer.retry(
             self.backend.provider, model_of(calling), attempt, error, delay, calling.trace
         )

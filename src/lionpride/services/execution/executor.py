@@ -357,6 +357,16 @@ class RateLimitedExecutor:
         """Grant nothing for ``seconds`` (a 429's ``retry_after``): queued calls wait too."""
         self._limiter.pause(seconds)
 
+    def charge(self, requests: int = 1, tokens: int = 0) -> None:
+        """Count capacity spent outside a grant, such as the extra request a retry sends:
+        taken even when it is not there (the buckets go into debt), so the grants after it
+        wait for it and the provider never sees more than the limit.
+
+        Raises:
+            ValueError: A negative or non-integer amount.
+        """
+        self._limiter.charge(requests, tokens)
+
     async def aclose(self) -> None:
         """Fail waiting callers with ``ExecutionError("executor closed")`` and stop the timer.
 

@@ -414,9 +414,13 @@ class LocalCapacity:
         return self.try_take(requests, tokens)
 
     def give_back(self, requests: int, tokens: int) -> None:
-        """Refund ``requests`` and ``tokens``; negative ``tokens`` charges instead."""
-        if requests and self._rb is not None:
-            self._rb._refund(requests)
+        """Refund ``requests`` and ``tokens``; a negative amount charges instead."""
+        rb = self._rb
+        if rb is not None:
+            if requests > 0:
+                rb._refund(requests)
+            elif requests < 0:
+                rb._charge(-requests)
         tb = self._tb
         if tb is not None:
             if tokens > 0:

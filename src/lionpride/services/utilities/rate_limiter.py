@@ -69,7 +69,7 @@ class CapacityBackend(Protocol):
         ...
 
     def give_back(self, requests: int, tokens: int) -> None:
-        """Return capacity; a negative ``tokens`` charges that many more (debt allowed)."""
+        """Return capacity; a negative amount charges that many more (debt allowed)."""
         ...
 
     def pause(self, seconds: float) -> None:
@@ -312,6 +312,13 @@ class RateLimiter:
         _require_count("requests", requests)
         _require_count("tokens", tokens)
         self._backend.give_back(requests, tokens)
+
+    def charge(self, requests: int, tokens: int) -> None:
+        """Take capacity that was spent without a grant (debt allowed): later grants wait."""
+        _require_count("requests", requests)
+        _require_count("tokens", tokens)
+        if requests or tokens:
+            self._backend.give_back(-requests, -tokens)
 
     def adjust_tokens(self, delta: int) -> None:
         """Reconcile tokens: ``delta < 0`` refunds, ``delta > 0`` charges (debt allowed)."""
