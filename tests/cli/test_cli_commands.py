@@ -3,43 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 
 import aiohttp
 import pytest
+from tests.cli._subprocess import cli_env, run_cli
 
 from lionpride.cli import main
 from lionpride.testing import FakeProvider, Reply
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env.update(extra)
-    return env
-
-
-async def _cli(*args: str, env: dict[str, str], limit: float = 45) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lionpride.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(limit):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 @pytest.mark.timeout(60)
 async def test_demo_runs_offline_and_prints_the_table() -> None:
     """`lionpride demo` exits 0 well within 60 s and ends with the per-provider table."""
-    code, out, err = await _cli("demo", env=_env(), limit=50)
+    code, out, err = await run_cli("demo", env=cli_env(), limit=50)
     assert code == 0, err
     for name in ("openai", "anthropic", "gemini"):
         assert f"\n{name} " in out
@@ -54,7 +32,7 @@ async def test_chat_streams_one_reply() -> None:
     async with FakeProvider() as fp:
         fp.script(Reply(text="Paris is the capital."))
         args = ["chat", "--provider", "openai", "--base-url", fp.base_url("openai"), "Capital?"]
-        code, out, err = await _cli(*args, env=_env(OPENAI_API_KEY="test"))
+        code, out, err = await run_cli(*args, env=cli_env(OPENAI_API_KEY="test"))
         assert code == 0, err
         assert out.strip() == "Paris is the capital."
         assert fp.requests[0].body["stream"] is True
@@ -66,7 +44,7 @@ async def test_chat_failure_exits_1() -> None:
     async with FakeProvider() as fp:
         fp.script(Reply(status=401))
         args = ["chat", "--provider", "openai", "--base-url", fp.base_url("openai"), "hi"]
-        code, _, err = await _cli(*args, env=_env(OPENAI_API_KEY="bad"))
+        code, _, err = await run_cli(*args, env=cli_env(OPENAI_API_KEY="bad"))
     assert code == 1
     assert "AuthenticationError" in err
 
@@ -79,11 +57,11 @@ async def test_chat_shows_the_way_out_for_a_server_rejecting_stream_options() ->
         fp.script(Reply(status=422, body=rejection), Reply(text="Fine."))
         url = fp.base_url("openai")
         args = ["chat", "--provider", "my-vllm", "--model", "m", "--base-url", url, "hi"]
-        env = _env(MY_VLLM_API_KEY="k")
-        code, _, err = await _cli(*args, env=env)
+        env = cli_env(MY_VLLM_API_KEY="k")
+        code, _, err = await run_cli(*args, env=env)
         assert code == 1
         assert "BadRequestError" in err and "stream_usage=False" in err
-        code, out, err = await _cli(*args, "--no-stream-usage", env=env)
+        code, out, err = await run_cli(*args, "--no-stream-usage", env=env)
         assert code == 0, err
         assert out.strip() == "Fine."
         assert "stream_options" in fp.requests[0].body
@@ -102,7 +80,7 @@ async def test_fake_provider_command_serves_until_sigterm() -> None:
         "--reply-text",
         "pong",
         stdout=asyncio.subprocess.PIPE,
-        env=_env(),
+        env=cli_env(),
     )
     assert proc.stdout is not None
     async with asyncio.timeout(30):

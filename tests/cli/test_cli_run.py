@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tests.cli._subprocess import cli_env, run_cli, start_cli
+
 from lionpride.testing import FakeProvider, Reply
 
 N = 300
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env.update(extra)
-    return env
 
 
 def _body(i: int) -> dict[str, Any]:
@@ -54,26 +48,6 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-async def _start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lionpride.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def _cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await _start(*args, env=env)
-    async with asyncio.timeout(45):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 def _run_args(fp: FakeProvider, src: Path, out: Path, *extra: str) -> list[str]:
     base = ["run", str(src), "--output", str(out), "--provider", "openai"]
     return [*base, "--base-url", fp.base_url("openai"), *extra]
@@ -84,7 +58,7 @@ async def test_all_results_once_and_resume_sends_nothing(tmp_path: Path) -> None
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write_input(src)
     async with FakeProvider() as fp:
-        code, _, err = await _cli(*_run_args(fp, src, out), env=_env(OPENAI_API_KEY="test"))
+        code, _, err = await run_cli(*_run_args(fp, src, out), env=cli_env(OPENAI_API_KEY="test"))
         assert code == 0, err
         records = _records(out)
         assert sorted(r["custom_id"] for r in records) == sorted(ids)
@@ -96,7 +70,7 @@ async def test_all_results_once_and_resume_sends_nothing(tmp_path: Path) -> None
         assert first["usage"]["output_tokens"] > 0
         assert "300 sent: 300 succeeded, 0 failed" in err
 
-        code, _, err = await _cli(*_run_args(fp, src, out), env=_env(OPENAI_API_KEY="test"))
+        code, _, err = await run_cli(*_run_args(fp, src, out), env=cli_env(OPENAI_API_KEY="test"))
         assert code == 0, err
         assert len(fp.requests) == N
         assert len(_records(out)) == N
@@ -107,9 +81,9 @@ async def test_killed_run_resumes_with_every_result_exactly_once(tmp_path: Path)
     """SIGKILL part-way, then a resume, leaves each request's result exactly once."""
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write_input(src)
-    env = _env(OPENAI_API_KEY="test")
+    env = cli_env(OPENAI_API_KEY="test")
     async with FakeProvider(latency=0.02) as fp:
-        proc = await _start(*_run_args(fp, src, out, "--concurrency", "4"), env=env)
+        proc = await start_cli(*_run_args(fp, src, out, "--concurrency", "4"), env=env)
         assert proc.stderr is not None
         async with asyncio.timeout(30):
             # Off a terminal, progress prints a line every 100 finished requests.
@@ -124,7 +98,7 @@ async def test_killed_run_resumes_with_every_result_exactly_once(tmp_path: Path)
             file.write(b'{"custom_id": "line-1", "response": {"status_co')
         sent_before = len(fp.requests)
 
-        code, _, err = await _cli(*_run_args(fp, src, out, "--concurrency", "4"), env=env)
+        code, _, err = await run_cli(*_run_args(fp, src, out, "--concurrency", "4"), env=env)
         assert code == 0, err
         records = _records(out)
         assert Counter(r["custom_id"] for r in records) == Counter(ids)
@@ -136,17 +110,17 @@ async def test_failed_requests_are_sent_again_on_resume(tmp_path: Path) -> None:
     """A failed request is recorded with its status, exits 1, and is retried by the resume."""
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write_input(src, 5)
-    env = _env(OPENAI_API_KEY="test")
+    env = cli_env(OPENAI_API_KEY="test")
     async with FakeProvider() as fp:
         fp.script(Reply(status=400))
-        code, _, err = await _cli(*_run_args(fp, src, out, "--concurrency", "1"), env=env)
+        code, _, err = await run_cli(*_run_args(fp, src, out, "--concurrency", "1"), env=env)
         assert code == 1, err
         failed = [r for r in _records(out) if r["error"] is not None]
         assert len(failed) == 1
         assert failed[0]["error"]["code"] == "BadRequestError"
         assert failed[0]["response"]["status_code"] == 400
 
-        code, _, err = await _cli(*_run_args(fp, src, out), env=env)
+        code, _, err = await run_cli(*_run_args(fp, src, out), env=env)
         assert code == 0, err
         assert len(fp.requests) == 6
         records = _records(out)
@@ -167,7 +141,7 @@ async def test_bad_lines_are_reported_with_line_numbers_and_skipped(tmp_path: Pa
     ]
     src.write_text("\n".join(lines) + "\n")
     async with FakeProvider() as fp:
-        code, _, err = await _cli(*_run_args(fp, src, out), env=_env(OPENAI_API_KEY="test"))
+        code, _, err = await run_cli(*_run_args(fp, src, out), env=cli_env(OPENAI_API_KEY="test"))
     assert code == 1
     assert "line 2: not JSON" in err
     assert 'line 3: missing "body"' in err
@@ -180,7 +154,9 @@ async def test_missing_key_exits_2_naming_the_variable(tmp_path: Path) -> None:
     """Without OPENAI_API_KEY the run stops before doing anything, with exit code 2."""
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write_input(src, 1)
-    code, _, err = await _cli("run", str(src), "-o", str(out), "--provider", "openai", env=_env())
+    code, _, err = await run_cli(
+        "run", str(src), "-o", str(out), "--provider", "openai", env=cli_env()
+    )
     assert code == 2
     assert "set OPENAI_API_KEY (or --api-key-env NAME)" in err
     assert not out.exists()
@@ -191,16 +167,16 @@ async def test_unknown_provider_exits_2_listing_valid_ones(tmp_path: Path) -> No
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write_input(src, 1)
     args = ["run", str(src), "-o", str(out), "--provider", "nosuch"]
-    code, _, err = await _cli(*args, env=_env(NOSUCH_API_KEY="x"))
+    code, _, err = await run_cli(*args, env=cli_env(NOSUCH_API_KEY="x"))
     assert code == 2
     assert "unknown provider 'nosuch'" in err and "anthropic" in err and "openai" in err
 
 
 async def test_bad_usage_exits_2(tmp_path: Path) -> None:
     """A missing input file and a missing --output both exit 2."""
-    env = _env(OPENAI_API_KEY="test")
+    env = cli_env(OPENAI_API_KEY="test")
     missing = str(tmp_path / "nope.jsonl")
-    code, _, err = await _cli("run", missing, "-o", "x", "--provider", "openai", env=env)
+    code, _, err = await run_cli("run", missing, "-o", "x", "--provider", "openai", env=env)
     assert code == 2 and "cannot read" in err
-    code, _, err = await _cli("run", missing, "--provider", "openai", env=env)
+    code, _, err = await run_cli("run", missing, "--provider", "openai", env=env)
     assert code == 2 and "--output" in err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import resource
 import signal
 import socket
@@ -14,15 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.cli._subprocess import cli_env, run_cli, start_cli
 
 from lionpride.cli import main
 from lionpride.testing import FakeProvider
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env.update(extra)
-    return env
 
 
 def _line(custom_id: str, text: str = "q", **body: Any) -> str:
@@ -37,32 +31,6 @@ def _write_input(path: Path, n: int) -> list[str]:
 
 def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-async def _start(*args: str, env: dict[str, str], **kw: Any) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lionpride.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        **kw,
-    )
-
-
-async def _cli(*args: str, env: dict[str, str], **kw: Any) -> tuple[int, str, str]:
-    proc = await _start(*args, env=env, **kw)
-    try:
-        async with asyncio.timeout(30):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:  # a hang: do not leave the child behind
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def _run_args(fp: FakeProvider, src: Path, out: str | Path, *extra: str) -> list[str]:
@@ -86,7 +54,7 @@ async def test_non_utf8_and_streamed_lines_are_bad_lines_never_sent(tmp_path: Pa
     ]
     src.write_bytes(b"\n".join(lines) + b"\n")
     async with FakeProvider() as fp:
-        code, _, err = await _cli(*_run_args(fp, src, out), env=_env(OPENAI_API_KEY="test"))
+        code, _, err = await run_cli(*_run_args(fp, src, out), env=cli_env(OPENAI_API_KEY="test"))
         sent = [r.body["messages"][0]["content"] for r in fp.requests]
     assert code == 1, err
     assert "line 2: not UTF-8 (byte 0xe9 at offset" in err
@@ -103,7 +71,7 @@ async def test_output_to_a_pipe_does_not_hang(tmp_path: Path) -> None:
     ids = _write_input(src, 5)
     async with FakeProvider() as fp:
         args = _run_args(fp, src, "/dev/stdout")
-        code, out, err = await _cli(*args, env=_env(OPENAI_API_KEY="test"))
+        code, out, err = await run_cli(*args, env=cli_env(OPENAI_API_KEY="test"))
     assert code == 0, err
     assert sorted(json.loads(line)["custom_id"] for line in out.splitlines()) == ids
 
@@ -120,16 +88,16 @@ async def test_output_that_fills_up_exits_2_naming_the_file_and_resumes(tmp_path
     traceback and "some failed"); the resumed run completes every result exactly once."""
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write_input(src, 60)
-    env = _env(OPENAI_API_KEY="test")
+    env = cli_env(OPENAI_API_KEY="test")
     async with FakeProvider() as fp:
         args = _run_args(fp, src, out, "--concurrency", "4")
-        code, _, err = await _cli(*args, env=env, preexec_fn=_small_file_limit)
+        code, _, err = await run_cli(*args, env=env, preexec_fn=_small_file_limit)
         assert code == 2, err
         assert "Traceback" not in err
         assert f"lionpride run: error: cannot write {out}: File too large" in err
         assert "running the same command again sends only the rest" in err
 
-        code, _, err = await _cli(*args, env=env)
+        code, _, err = await run_cli(*args, env=env)
     assert code == 0, err
     records = _records(out)
     assert Counter(r["custom_id"] for r in records) == Counter(ids)
@@ -142,10 +110,10 @@ async def test_sigterm_stops_like_ctrl_c_with_summary_and_exit_130(tmp_path: Pat
     summary printed, exit code 130; the resumed run completes every result exactly once."""
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write_input(src, 300)
-    env = _env(OPENAI_API_KEY="test")
+    env = cli_env(OPENAI_API_KEY="test")
     async with FakeProvider(latency=0.02) as fp:
         args = _run_args(fp, src, out, "--concurrency", "4")
-        proc = await _start(*args, env=env)
+        proc = await start_cli(*args, env=env)
         assert proc.stderr is not None
         async with asyncio.timeout(30):
             # Off a terminal, progress prints a line every 100 finished requests.
@@ -158,7 +126,7 @@ async def test_sigterm_stops_like_ctrl_c_with_summary_and_exit_130(tmp_path: Pat
         assert " sent: " in err
         assert "interrupted: run the same command again to send the rest" in err
 
-        code, _, err = await _cli(*args, env=env)
+        code, _, err = await run_cli(*args, env=env)
     assert code == 0, err
     records = _records(out)
     assert Counter(r["custom_id"] for r in records) == Counter(ids)
@@ -174,8 +142,8 @@ async def test_unreachable_redis_is_reported(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     async with FakeProvider() as fp:
         args = _run_args(fp, src, out, "--limit-requests", "100")
-        code, _, err = await _cli(
-            *args, "--redis-url", f"redis://127.0.0.1:{port}/0", env=_env(OPENAI_API_KEY="t")
+        code, _, err = await run_cli(
+            *args, "--redis-url", f"redis://127.0.0.1:{port}/0", env=cli_env(OPENAI_API_KEY="t")
         )
     assert code == 0, err
     assert f"Redis at redis://127.0.0.1:{port}/0 is unreachable" in err

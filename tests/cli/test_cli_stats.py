@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from tests.cli._subprocess import run_cli
 
 from lionpride.cli._stats import Stopwatch, Summary, ms, secs
 from lionpride.services import iModel
@@ -82,19 +81,8 @@ async def test_run_summary_reports_the_models_counts(tmp_path: Path) -> None:
         args = ["run", str(src), "-o", str(out), "--provider", "openai"]
         args += ["--base-url", fp.base_url("openai"), "--concurrency", "1"]
         args += ["--limit-requests", "600", "--capacity-refresh-time", "60"]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lionpride.cli",
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(45):
-            _, raw = await proc.communicate()
-    err = raw.decode()
-    assert proc.returncode == 1, err
+        code, _, err = await run_cli(*args, env=env)
+    assert code == 1, err
     assert "3 sent: 2 succeeded, 1 failed; 1 rejected before sending" in err
     assert "retries 1, 429s 1" in err
     assert "failures: BadRequestError 1" in err

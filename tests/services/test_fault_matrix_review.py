@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from tests.services.test_fault_matrix import Retries
 
 from lionpride import errors
 from lionpride.core.clock import FakeClock
@@ -37,22 +38,6 @@ from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.0-flash"}
-
-
-class Retries:
-    """Records every retry an endpoint announces: (attempt, error, planned wait)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[int, BaseException, float]] = []
-
-    def __call__(self, attempt: int, error: BaseException, wait: float) -> None:
-        """Remember one retry."""
-        self.seen.append((attempt, error, wait))
-
-    @property
-    def waits(self) -> list[float]:
-        """The planned waits, in order."""
-        return [wait for _, _, wait in self.seen]
 
 
 def endpoint(fp: FakeProvider, provider: str = "openai", **kwargs: Any) -> Endpoint:
