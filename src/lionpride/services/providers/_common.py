@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any
 
 from pydantic import BaseModel
 
 from lionpride import errors
+from lionpride.services.types._endpoint_config import env_name
 from lionpride.services.types.request import RequestModel
 
 __all__ = [
@@ -21,12 +21,6 @@ __all__ = [
     "parse_arguments",
     "provider_config",
 ]
-
-
-def env_name(provider: str, suffix: str) -> str:
-    """The provider's environment variable ``<PROVIDER>_<suffix>``: upper case, with every
-    run of characters a variable name cannot hold (``my-vllm``, ``local.llm``) as ``_``."""
-    return f"{re.sub(r'[^A-Z0-9]+', '_', provider.upper())}_{suffix}"
 
 
 def env_base_url(provider: str) -> str | None:

@@ -18,7 +18,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from lionpride import errors
 from lionpride.services.types.backend import ServiceConfig
 
-__all__ = ["SYSTEM_ENV_VARS", "EndpointConfig"]
+__all__ = ["SYSTEM_ENV_VARS", "EndpointConfig", "env_name"]
 
 SYSTEM_ENV_VARS = frozenset(
     {
@@ -175,3 +175,9 @@ def _system_var_message(field: str, name: str) -> str:
         f"{field} {name!r} is a system environment variable, not an API key; "
         "pass the key as SecretStr('...') or name the variable that holds it"
     )
+
+
+def env_name(provider: str, suffix: str) -> str:
+    """The provider's environment variable ``<PROVIDER>_<suffix>``: upper case, with every
+    run of characters a variable name cannot hold (``my-vllm``, ``local.llm``) as ``_``."""
+    return f"{re.sub(r'[^A-Z0-9]+', '_', provider.upper())}_{suffix}"

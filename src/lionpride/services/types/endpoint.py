@@ -27,7 +27,7 @@ from pydantic import (
 from lionpride import errors
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
-from lionpride.services.types._endpoint_config import SYSTEM_ENV_VARS, EndpointConfig
+from lionpride.services.types._endpoint_config import SYSTEM_ENV_VARS, EndpointConfig, env_name
 from lionpride.services.types._endpoint_stream import (
     StreamAssembler,
     closed_during,
@@ -255,7 +255,7 @@ class Endpoint(ServiceBackend):
             cfg = self.config
             secret = cfg.secret() if cfg.auth_type != "none" else None
             if cfg.auth_type != "none" and secret is None:
-                hint = cfg.api_key_env or f"{cfg.provider.upper()}_API_KEY"
+                hint = cfg.api_key_env or env_name(cfg.provider, "API_KEY")
                 raise errors.ConfigurationError(
                     f"no API key for {cfg.name}: set {hint} or pass api_key=..."
                 )
@@ -481,7 +481,7 @@ class Endpoint(ServiceBackend):
             raise errors.InvalidResponseError(
                 f"{self.name}: response body is not JSON: {data[:200]!r}",
                 status_code=200,
-                body=data[:2000].decode("utf-8", "replace"),
+                body=data[:_SHOWN_BODY].decode("utf-8", "replace"),
                 provider=self.provider,
             ) from exc
 
@@ -633,7 +633,7 @@ _SAME_TIMEOUT = 1e-3
 #: read as events: servers label their streams loosely.
 _NOT_EVENT_STREAMS = frozenset({"application/json", "text/html"})
 
-#: Bytes of a body that was not an event stream kept on the error.
+#: Bytes of a body that could not be read as a response (not JSON, not events) kept on the error.
 _SHOWN_BODY = 2000
 
 
