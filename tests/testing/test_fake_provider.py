@@ -587,5 +587,5 @@ async def test_requests_are_recorded(fp: FakeProvider, session: aiohttp.ClientSe
 
 async def test_unknown_path_is_404(fp: FakeProvider, session: aiohttp.ClientSession) -> None:
     """A path that names no known API gets an OpenAI-style 404."""
-    status, _, raw = await post(session, fp.url + "/v1/embeddings", {})
+    status, _, raw = await post(session, fp.url + "/v1/audio/speech", {})
     assert status == 404 and json.loads(raw)["error"]["code"] == "model_not_found"

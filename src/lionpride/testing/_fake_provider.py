@@ -29,6 +29,7 @@ from lionpride.testing._plan import (
     make_plan,
     split_sse_events,
 )
+from lionpride.testing._routes import Route, error_format, generate, route_format, route_of
 from lionpride.testing._wire_formats import (
     error_body,
     rate_limit_body,
@@ -124,12 +125,14 @@ class ReceivedRequest:
 
 @dataclass(slots=True)
 class _Outgoing:
-    """A response about to be written: status, headers and the body in pieces."""
+    """A response about to be written: status, headers, the body in pieces, and the tokens
+    the provider-side limits charge for it."""
 
     status: int
     headers: dict[str, str]
     pieces: list[bytes]
     streamed: bool
+    tokens: int = 0
 
 
 class FakeProvider:
@@ -323,17 +326,39 @@ class FakeProvider:
         self, request: web.Request, fmt: Format | None, body: Any, now: float
     ) -> _Outgoing:
         """The default reply, or a 429 if the provider-side limits refuse it."""
+        route = route_of(request.path)
+        if route is not None:
+            routed = self._routed(route, request, body, Reply())
+            if routed.status != 200:
+                return routed  # refused as the live API would, before any limit counts it
+            model = body.get("model") if isinstance(body, dict) else None
+            model = model or request.path.rsplit("/", 1)[-1].split(":", 1)[0]
+            return self._limited(route_format(route), str(model), routed.tokens, now, routed)
         if fmt is None:
             message = f"Unknown path {request.path!r}: FakeProvider serves */chat/completions, "
-            message += "*/messages and */models/{model}:generateContent"
-            return _error("openai", 404, message)
+            message += "*/responses, */embeddings, */messages, */messages/count_tokens and "
+            message += "*/models/{model}:generateContent, :embedContent, :countTokens"
+            return _error(
+                error_format(request.path, {k.lower(): v for k, v in request.headers.items()}),
+                404,
+                message,
+            )
         plan = self._plan(request, fmt, body, Reply())
         if not self._limits.active:
             return _render(plan)
-        admission = self._limits.admit(plan.input_tokens + plan.output_tokens, now)
+        return self._limited(
+            fmt, plan.model, plan.input_tokens + plan.output_tokens, now, _render(plan)
+        )
+
+    def _limited(
+        self, fmt: Format, model: str, tokens: int, now: float, outgoing: _Outgoing
+    ) -> _Outgoing:
+        """``outgoing`` if the provider-side limits admit ``tokens`` now, else a 429."""
+        if not self._limits.active:
+            return outgoing
+        admission = self._limits.admit(tokens, now)
         headers = self._limits.headers(fmt)
         if admission.admitted:
-            outgoing = _render(plan)
             outgoing.headers.update(headers)
             return outgoing
         self.count_429 += 1
@@ -342,13 +367,33 @@ class FakeProvider:
         limit = self._limits.limit_requests if kind == "requests" else self._limits.limit_tokens
         retry_after = self._limits.retry_after(admission)
         message = (
-            f"Rate limit reached for {plan.model} on {kind}: limit {limit} per "
+            f"Rate limit reached for {model} on {kind}: limit {limit} per "
             f"{self._limits.window:g}s. Please try again in {retry_after}s."
         )
         error = rate_limit_body(fmt, kind, message, retry_after=retry_after)
         headers["retry-after"] = str(retry_after)
         headers["content-type"] = content_type(fmt, stream=False, error=True)
         return _Outgoing(429, headers, [error], streamed=False)
+
+    def _routed(self, route: Route, request: web.Request, body: Any, reply: Reply) -> _Outgoing:
+        """A generated answer on one of the routes of :mod:`lionpride.testing._routes`."""
+        self._seq += 1
+        answer = generate(
+            route,
+            path=request.path,
+            body=body,
+            text=reply.text if reply.text is not None else self.reply_text,
+            default_text=self._default_text(),
+            tool_calls=reply.tool_calls,
+            usage=reply.usage,
+            stream_chunks=self.stream_chunks,
+            seq=self._seq,
+        )
+        outgoing = _Outgoing(
+            answer.status, {"content-type": answer.content_type}, answer.pieces, answer.streamed
+        )
+        outgoing.tokens = answer.tokens
+        return outgoing
 
     def _scripted(self, request: web.Request, fmt: Format, body: Any, reply: Reply) -> _Outgoing:
         """Turn a scripted reply into bytes; a ``None`` body is generated for ``fmt``."""
@@ -360,8 +405,11 @@ class FakeProvider:
                 headers["content-type"] = "text/event-stream"
             return _Outgoing(reply.status, headers, pieces, streamed=True)
         if reply.body is None:
+            route = route_of(request.path)
             if reply.status >= 400:
-                outgoing = _error(fmt, reply.status)
+                outgoing = _error(route_format(route) if route else fmt, reply.status)
+            elif 200 <= reply.status < 300 and route is not None:
+                outgoing = self._routed(route, request, body, reply)
             elif 200 <= reply.status < 300:
                 outgoing = _render(self._plan(request, fmt, body, reply))
             else:
