@@ -12,13 +12,14 @@ from lionpride.services.providers.claude_code import ClaudeCodeEndpoint
 from lionpride.services.providers.gemini import GeminiEndpoint
 from lionpride.services.providers.gemini_code import GeminiCodeEndpoint
 from lionpride.services.providers.oai_chat import OAI_PROVIDERS, OAIChatEndpoint
+from lionpride.services.providers.oai_responses import OAIResponsesEndpoint
 from lionpride.services.types.endpoint import Endpoint
 
 __all__ = ["KNOWN_PROVIDERS", "match_endpoint"]
 
 #: provider → the endpoint strings it serves.
 KNOWN_PROVIDERS: dict[str, tuple[str, ...]] = {
-    **{name: ("chat/completions", "chat") for name in OAI_PROVIDERS},
+    **{name: ("chat/completions", "chat", "responses") for name in OAI_PROVIDERS},
     "anthropic": ("messages", "chat", "chat/completions"),
     "gemini": ("generateContent", "generate_content", "chat", "chat/completions"),
     "claude_code": ("query_cli", "chat", "chat/completions", "messages"),
@@ -59,7 +60,7 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
             UserWarning,
             stacklevel=3,
         )
-        return _build(OAIChatEndpoint, provider=provider, endpoint=endpoint, **kwargs)
+        return _build_oai(provider, endpoint, **kwargs)
     if endpoint not in served:
         raise errors.ConfigurationError(
             f"provider {provider!r} does not serve endpoint {endpoint!r}; "
@@ -73,7 +74,16 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
         return _build(ClaudeCodeEndpoint, **kwargs)
     if provider == "gemini_code":
         return _build(GeminiCodeEndpoint, **kwargs)
-    return _build(OAIChatEndpoint, provider=provider, **kwargs)
+    return _build_oai(provider, endpoint, **kwargs)
+
+
+def _build_oai(provider: str, endpoint: str, **kwargs: Any) -> Endpoint:
+    """An OpenAI-compatible endpoint: Responses, or chat completions at ``endpoint``."""
+    if endpoint == "responses":
+        return _build(OAIResponsesEndpoint, provider=provider, **kwargs)
+    if provider in OAI_PROVIDERS:
+        return _build(OAIChatEndpoint, provider=provider, **kwargs)
+    return _build(OAIChatEndpoint, provider=provider, endpoint=endpoint, **kwargs)
 
 
 def _choices() -> list[str]:

@@ -26,9 +26,10 @@ class ToolCall(BaseModel):
 class Usage(BaseModel):
     """Token counts, in the same names for every provider.
 
-    ``cached_tokens`` are input tokens served from the provider's prompt cache (already
-    included in ``input_tokens``); ``reasoning_tokens`` are output tokens spent thinking
-    (already included in ``output_tokens``).
+    ``cached_tokens`` are input tokens served from the provider's prompt cache and
+    ``cache_write_tokens`` input tokens written to it (both already included in
+    ``input_tokens``, where the provider reports them); ``reasoning_tokens`` are output
+    tokens spent thinking (already included in ``output_tokens``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -37,6 +38,7 @@ class Usage(BaseModel):
     output_tokens: int = Field(default=0, ge=0)
     total_tokens: int = Field(default=0, ge=0)
     cached_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
     reasoning_tokens: int = Field(default=0, ge=0)
 
 

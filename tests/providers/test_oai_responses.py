@@ -1,0 +1,292 @@
+"""The Responses endpoint against FakeProvider: translation, state replay, streams, errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from lionpride import errors
+from lionpride.services import iModel
+from lionpride.services.providers.oai_responses import OAIResponsesEndpoint
+from lionpride.testing import FakeProvider, Reply
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+REASONING_ITEM = {
+    "id": "rs_1",
+    "type": "reasoning",
+    "summary": [],
+    "encrypted_content": "gAAAAenc",
+}
+
+
+def model_for(fp: FakeProvider, **kwargs: Any) -> iModel:
+    """A Responses model on the FakeProvider, retries off unless given."""
+    kwargs.setdefault("retry_config", None)
+    return iModel(
+        provider="openai",
+        endpoint="responses",
+        base_url=fp.base_url("openai"),
+        api_key=SecretStr("k"),
+        model="gpt-5",
+        **kwargs,
+    )
+
+
+def test_provider_and_compatible_names_reach_the_responses_endpoint() -> None:
+    """openai and any OpenAI-compatible name with base_url build an OAIResponsesEndpoint."""
+    built = iModel(provider="openai", endpoint="responses", api_key=SecretStr("k"))
+    assert isinstance(built.backend, OAIResponsesEndpoint)
+    assert built.backend.config.full_url == "https://api.openai.com/v1/responses"
+    with pytest.warns(UserWarning):
+        other = iModel(provider="myserver", endpoint="responses", base_url="http://h/v1")
+    assert isinstance(other.backend, OAIResponsesEndpoint)
+    assert other.backend.config.full_url == "http://h/v1/responses"
+
+
+async def test_canonical_request_is_translated(fake_provider: FakeProvider) -> None:
+    """System, images, files, tool history, tools, formats and limits map to Responses fields."""
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Look:"},
+                {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+                {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:x"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    async with model_for(fake_provider) as model:
+        calling = await model.invoke(
+            messages=messages,
+            tools=[WEATHER],
+            tool_choice="auto",
+            max_tokens=50,
+            reasoning_effort="low",
+            response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+        )
+    sent = fake_provider.requests[-1].body
+    assert sent["instructions"] == "Be brief."
+    assert sent["input"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "Look:"},
+                {"type": "input_image", "image_url": "https://x/y.png", "detail": "auto"},
+                {"type": "input_file", "file_data": "data:x", "filename": "a.pdf"},
+            ],
+        },
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city":"Paris"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    ]
+    assert sent["tools"] == [{"type": "function", **WEATHER["function"]}]
+    assert sent["max_output_tokens"] == 50
+    assert sent["reasoning"] == {"effort": "low"}
+    assert sent["text"] == {"format": {"type": "json_schema", "name": "r", "schema": schema}}
+    assert "messages" not in sent and "max_tokens" not in sent
+    assert json.loads(calling.response.data) == {"a": "example"}
+
+
+@pytest.mark.parametrize("name", ["stop", "seed", "logit_bias"])
+async def test_parameter_without_equivalent_is_named(
+    fake_provider: FakeProvider, name: str
+) -> None:
+    """A canonical parameter the Responses API lacks is a ValidationError naming it."""
+    async with model_for(fake_provider) as model:
+        with pytest.raises(errors.ValidationError, match=repr(name)):
+            await model.invoke(messages=[{"role": "user", "content": "hi"}], **{name: 1})
+    assert fake_provider.requests == []
+
+
+async def test_native_request_passes_through_unchanged(fake_provider: FakeProvider) -> None:
+    """A native request (input items, built-in tools) is sent as given."""
+    body = {
+        "input": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "web_search"}],
+        "include": ["reasoning.encrypted_content"],
+        "store": False,
+    }
+    async with model_for(fake_provider) as model:
+        await model.invoke(**body)
+    assert fake_provider.requests[-1].body == {"model": "gpt-5", **body}
+
+
+async def test_tool_loop_with_reasoning_replay(fake_provider: FakeProvider) -> None:
+    """A forced call's reasoning items are replayed before the call, then the tool result."""
+    first_turn = [{"role": "user", "content": "Weather in Paris?"}]
+    async with model_for(fake_provider) as model:
+        first = await model.invoke(
+            messages=first_turn,
+            tools=[WEATHER],
+            tool_choice="required",
+            reasoning_effort="low",
+            store=False,
+            include=["reasoning.encrypted_content"],
+        )
+        response = first.response
+        assert response.finish_reason == "tool_calls"
+        (call,) = response.tool_calls
+        assert call.id.startswith("call_") and set(call.arguments) == {"city"}
+        state = response.metadata["provider_state"]
+        assert state["items"][0]["encrypted_content"]
+        assistant = {
+            "role": "assistant",
+            "content": response.data or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                }
+            ],
+            "provider_state": state,
+        }
+        tool = {"role": "tool", "tool_call_id": call.id, "content": "sunny"}
+        second = await model.invoke(
+            messages=[*first_turn, assistant, tool], tools=[WEATHER], store=False
+        )
+    assert second.response.finish_reason == "stop"
+    sent = fake_provider.requests[-1].body["input"]
+    assert [i.get("type", "message") for i in sent] == [
+        "message",
+        "reasoning",
+        "function_call",
+        "function_call_output",
+    ]
+    assert sent[1] == state["items"][0]
+    assert "provider_state" not in json.dumps(sent)
+
+
+async def test_other_provider_state_is_dropped(fake_provider: FakeProvider) -> None:
+    """State of another provider (or the key itself) never reaches the wire."""
+    messages = [
+        {"role": "user", "content": "a"},
+        {
+            "role": "assistant",
+            "content": "b",
+            "provider_state": {"provider": "anthropic", "items": [REASONING_ITEM]},
+        },
+        {"role": "user", "content": "c"},
+    ]
+    async with model_for(fake_provider) as model:
+        await model.invoke(messages=messages)
+    sent = fake_provider.requests[-1].body["input"]
+    assert sent == [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
+
+
+async def test_stream_yields_text_and_call_deltas(fake_provider: FakeProvider) -> None:
+    """Text deltas, then call fragments with the call_id; the final response has both."""
+    fake_provider.script(Reply(text="On it.", tool_calls=[{"name": "f", "arguments": {"x": 1}}]))
+    async with model_for(fake_provider) as model:
+        chunks = [c async for c in model.invoke_stream(input="go")]
+    *deltas, final = chunks
+    assert "".join(c.content for c in deltas) == "On it."
+    fragments = [c.tool_call_delta for c in deltas if c.tool_call_delta]
+    assert {f["id"] for f in fragments} == {final.response.tool_calls[0].id}
+    assert json.loads("".join(f["arguments"] for f in fragments)) == {"x": 1}
+    assert final.response.data == "On it." and final.response.finish_reason == "tool_calls"
+    assert fake_provider.requests[-1].body["stream"] is True
+
+
+async def test_stream_reasoning_summary_and_incomplete(fake_provider: FakeProvider) -> None:
+    """Reasoning summary deltas come as reasoning; a cut answer finishes with length."""
+    async with model_for(fake_provider) as model:
+        chunks = [
+            c
+            async for c in model.invoke_stream(
+                input="go", reasoning={"effort": "low", "summary": "auto"}, max_output_tokens=2
+            )
+        ]
+    response = chunks[-1].response
+    assert "".join(c.reasoning for c in chunks) == response.metadata["reasoning"]
+    assert response.finish_reason == "length"
+    assert response.usage.reasoning_tokens > 0
+
+
+async def test_stream_cut_before_content_is_retried(fake_provider: FakeProvider) -> None:
+    """A stream that ends after response.created (no content yet) is tried again."""
+    async with model_for(fake_provider, retry_config={"max_retries": 1}) as model:
+        fake_provider.script(
+            Reply(
+                chunks=[
+                    b'event: response.created\ndata: {"type":"response.created","response":{}}\n\n'
+                ]
+            )
+        )
+        chunks = [c async for c in model.invoke_stream(input="go")]
+    assert chunks[-1].response.data
+    assert len(fake_provider.requests) == 2
+
+
+async def test_error_event_raises_typed_error(fake_provider: FakeProvider) -> None:
+    """An error event inside the 200 stream raises the typed error with its message."""
+    event = {"type": "error", "code": "rate_limit_exceeded", "message": "slow down", "param": None}
+    body = f"event: error\ndata: {json.dumps(event)}\n\n"
+    fake_provider.script(Reply(chunks=[body]))
+    async with model_for(fake_provider) as model:
+        with pytest.raises(errors.RateLimitError, match="slow down"):
+            async for _ in model.invoke_stream(input="go"):
+                pass
+
+
+async def test_failed_response_raises(fake_provider: FakeProvider) -> None:
+    """A response with status failed raises a ServerError carrying its message."""
+    body = {"status": "failed", "error": {"code": "server_error", "message": "boom"}, "output": []}
+    fake_provider.script(Reply(body=body))
+    async with model_for(fake_provider) as model:
+        with pytest.raises(errors.ServerError, match="boom"):
+            await model.invoke(input="go")
+
+
+async def test_unknown_model_400_is_not_found(fake_provider: FakeProvider) -> None:
+    """The Responses API's 400 model_not_found is raised as NotFoundError, status kept."""
+    error = {
+        "error": {
+            "message": "The requested model 'nope' does not exist.",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
+    fake_provider.script(Reply(status=400, body=error))
+    async with model_for(fake_provider) as model:
+        with pytest.raises(errors.NotFoundError, match="nope") as caught:
+            await model.invoke(input="go", model="nope")
+    assert caught.value.status_code == 400
