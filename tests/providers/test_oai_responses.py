@@ -290,3 +290,18 @@ async def test_unknown_model_400_is_not_found(fake_provider: FakeProvider) -> No
         with pytest.raises(errors.NotFoundError, match="nope") as caught:
             await model.invoke(input="go", model="nope")
     assert caught.value.status_code == 400
+
+
+async def test_responses_model_call_is_priced(fake_provider: FakeProvider) -> None:
+    """A Responses-only model has a price: the call's cost is its tokens at that price."""
+    usage = {
+        "input_tokens": 1000,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 100,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 1100,
+    }
+    fake_provider.script(Reply(usage=usage))
+    async with model_for(fake_provider) as model:
+        calling = await model.invoke(input="go", model="o3-pro")
+    assert calling.cost == pytest.approx((1000 * 20.0 + 100 * 80.0) / 1e6)

@@ -91,8 +91,8 @@ def test_match_endpoint_rules() -> None:
     assert (ollama.name, ollama.provider) == ("ollama_chat", "ollama")
     with pytest.raises(errors.ConfigurationError, match=r"anthropic, .*gemini, groq"):
         match_endpoint("nosuch", api_key=key)
-    with pytest.raises(errors.ConfigurationError, match="embeddings"):
-        match_endpoint("openai", "embeddings", api_key=key)
+    with pytest.raises(errors.ConfigurationError, match="audio/speech"):
+        match_endpoint("openai", "audio/speech", api_key=key)
 
 
 def test_unknown_parameter_is_named_with_valid_choices() -> None:

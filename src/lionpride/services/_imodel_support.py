@@ -61,7 +61,15 @@ class ModelRuntime:
     """An iModel's live state: its observer, what ``aclose`` must close besides, and the
     settings of limits shared through Redis (kept by ``to_dict``)."""
 
-    __slots__ = ("closers", "keeps_session", "observer", "own_prices", "owns_executor", "shared")
+    __slots__ = (
+        "closers",
+        "keeps_session",
+        "observer",
+        "own_prices",
+        "owns_executor",
+        "shared",
+        "splits",
+    )
 
     def __init__(
         self,
@@ -79,6 +87,8 @@ class ModelRuntime:
         self.owns_executor = False
         #: Whether the price table was the caller's (kept by ``to_dict``), not the shipped one.
         self.own_prices = False
+        #: Whether the backend splits requests over its per-request cap (embeddings).
+        self.splits = False
 
 
 def model_of(calling: Calling) -> str | None:

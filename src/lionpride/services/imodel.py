@@ -21,6 +21,7 @@ from lionpride import errors
 from lionpride.core._trusted import build_trusted
 from lionpride.core.element import Element
 from lionpride.core.event import EventStatus, retryable
+from lionpride.services._calls_beyond_one import SplitsRequests, count_tokens, invoke_parts
 from lionpride.services._imodel_support import (
     ModelRuntime,
     model_of,
@@ -170,6 +171,7 @@ class iModel(Element):
         # An executor the caller passed in may be shared with other models: theirs to close.
         runtime.owns_executor = executor is not None and executor is not given_executor
         runtime.own_prices = prices is not None
+        runtime.splits = isinstance(backend, SplitsRequests)
         object.__setattr__(self, "_rt", runtime)
 
     # -- identity ------------------------------------------------------------------------
@@ -296,6 +298,16 @@ class iModel(Element):
             lionpride.errors.LionprideError: The call failed (with ``raise_on_error=True``).
         """
         if calling is None:
+            if self._rt.splits:
+                parts = self.backend.split_request(arguments)  # type: ignore[attr-defined]
+                if parts is not None:
+                    return await invoke_parts(
+                        self,
+                        parts,
+                        poll_timeout=poll_timeout,
+                        priority=priority,
+                        raise_on_error=raise_on_error,
+                    )
             calling = await self.create_calling(**arguments)
         elif calling.execution.status is not EventStatus.PENDING:
             raise _ran_already(calling)
@@ -372,6 +384,22 @@ class iModel(Element):
                 err.calling = calling  # type: ignore[attr-defined]
                 raise err
         return calling
+
+    async def count_tokens(self, **request: Any) -> int:
+        """The input tokens of a request (canonical or native), as the provider counts them.
+
+        Anthropic (``/v1/messages/count_tokens``), Gemini (``:countTokens``) and the OpenAI
+        Responses endpoint (``/v1/responses/input_tokens``) are asked, in one call through
+        the model's limits (one request, no tokens) and retries. Every other backend (chat
+        completions, which has no counting route, a CLI, a Tool) gets the local estimate
+        that the token limits reserve (tiktoken when available, else a character heuristic)
+        without any call.
+
+        Raises:
+            ValueError: An invalid request, as for :meth:`invoke`.
+            lionpride.errors.LionprideError: The counting call failed.
+        """
+        return await count_tokens(self, request)
 
     async def _acquire_simple(self, timeout: float | None = None) -> None:
         """Take one request from the simple ``rate_limiter`` bucket, or time out."""

@@ -63,6 +63,7 @@ class CreateMessageRequest(RequestModel):
     container: str | dict[str, Any] | None = None
     context_management: dict[str, Any] | None = None
     mcp_servers: list[dict[str, Any]] | None = None
+    cache_control: dict[str, Any] | None = None
     extra_body: dict[str, Any] | None = None
 
     @field_validator("messages")
@@ -129,6 +130,19 @@ class AnthropicMessagesEndpoint(Endpoint):
 
         return MessageStreamAssembler()
 
+    def count_tokens_route(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``messages/count_tokens`` and the prompt's fields (no ``max_tokens`` and other
+        generation settings, which that route refuses)."""
+        body = self.request_body(payload)
+        counted = {k: v for k, v in body.items() if k in _COUNTED}
+        return f"{self.config.endpoint}/count_tokens", counted
+
+
+#: The fields ``/v1/messages/count_tokens`` reads: what makes up the prompt.
+_COUNTED = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
+     "cache_control", "context_management"}
+)  # fmt: skip
 
 #: Anthropic error types and the HTTP status each stands for.
 ERROR_STATUS: dict[str, int] = {

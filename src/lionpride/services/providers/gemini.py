@@ -206,6 +206,17 @@ class GeminiEndpoint(Endpoint):
 
         return GeminiStreamAssembler()
 
+    def count_tokens_route(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``models/{model}:countTokens``: ``contents`` alone, or the whole request (system
+        instruction, tools) as ``generateContentRequest``."""
+        model = payload["model"]
+        path = self.config.endpoint.replace("{model}", quote(model, safe=""))
+        path = path.replace(":generateContent", ":countTokens")
+        body = self.request_body(payload)
+        if body.keys() <= {"contents"}:
+            return path, body
+        return path, {"generateContentRequest": {"model": f"models/{model}", **body}}
+
 
 FINISH_REASONS: dict[str, Literal["stop", "length", "tool_calls", "content_filter", "error"]] = {
     "STOP": "stop",

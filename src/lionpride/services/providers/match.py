@@ -9,6 +9,10 @@ from lionpride import errors
 from lionpride.services.providers._common import env_base_url, env_name
 from lionpride.services.providers.anthropic_messages import AnthropicMessagesEndpoint
 from lionpride.services.providers.claude_code import ClaudeCodeEndpoint
+from lionpride.services.providers.embeddings import (
+    GeminiEmbeddingsEndpoint,
+    OAIEmbeddingsEndpoint,
+)
 from lionpride.services.providers.gemini import GeminiEndpoint
 from lionpride.services.providers.gemini_code import GeminiCodeEndpoint
 from lionpride.services.providers.oai_chat import OAI_PROVIDERS, OAIChatEndpoint
@@ -19,9 +23,9 @@ __all__ = ["KNOWN_PROVIDERS", "match_endpoint"]
 
 #: provider → the endpoint strings it serves.
 KNOWN_PROVIDERS: dict[str, tuple[str, ...]] = {
-    **{name: ("chat/completions", "chat", "responses") for name in OAI_PROVIDERS},
+    **{name: ("chat/completions", "chat", "responses", "embeddings") for name in OAI_PROVIDERS},
     "anthropic": ("messages", "chat", "chat/completions"),
-    "gemini": ("generateContent", "generate_content", "chat", "chat/completions"),
+    "gemini": ("generateContent", "generate_content", "chat", "chat/completions", "embeddings"),
     "claude_code": ("query_cli", "chat", "chat/completions", "messages"),
     "gemini_code": ("query_cli", "chat", "chat/completions", "messages"),
 }
@@ -69,6 +73,8 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
     if provider == "anthropic":
         return _build(AnthropicMessagesEndpoint, **kwargs)
     if provider == "gemini":
+        if endpoint == "embeddings":
+            return _build(GeminiEmbeddingsEndpoint, **kwargs)
         return _build(GeminiEndpoint, **kwargs)
     if provider == "claude_code":
         return _build(ClaudeCodeEndpoint, **kwargs)
@@ -81,6 +87,8 @@ def _build_oai(provider: str, endpoint: str, **kwargs: Any) -> Endpoint:
     """An OpenAI-compatible endpoint: Responses, or chat completions at ``endpoint``."""
     if endpoint == "responses":
         return _build(OAIResponsesEndpoint, provider=provider, **kwargs)
+    if endpoint == "embeddings":
+        return _build(OAIEmbeddingsEndpoint, provider=provider, **kwargs)
     if provider in OAI_PROVIDERS:
         return _build(OAIChatEndpoint, provider=provider, **kwargs)
     return _build(OAIChatEndpoint, provider=provider, endpoint=endpoint, **kwargs)

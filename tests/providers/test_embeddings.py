@@ -1,0 +1,161 @@
+"""Embeddings through iModel against FakeProvider: vectors, options, splitting, limits."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from lionpride import errors
+from lionpride.services import iModel
+from lionpride.services.providers.embeddings import (
+    GeminiEmbeddingsEndpoint,
+    OAIEmbeddingsEndpoint,
+)
+from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.testing import FakeProvider, Reply
+from lionpride.testing._routes import vector_for
+
+
+def embedder(fp: FakeProvider, provider: str = "openai", **kwargs: Any) -> iModel:
+    """An embeddings model on the FakeProvider, retries off unless given."""
+    kwargs.setdefault("retry_config", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return iModel(
+            provider=provider,
+            endpoint="embeddings",
+            base_url=fp.base_url(provider),
+            api_key=SecretStr("k"),
+            **kwargs,
+        )
+
+
+def test_providers_reach_the_embedding_endpoints() -> None:
+    """openai, gemini and a compatible name with base_url build embedding endpoints."""
+    assert isinstance(
+        iModel(provider="openai", endpoint="embeddings", api_key="k").backend,
+        OAIEmbeddingsEndpoint,
+    )
+    assert isinstance(
+        iModel(provider="gemini", endpoint="embeddings", api_key="k").backend,
+        GeminiEmbeddingsEndpoint,
+    )
+    with pytest.warns(UserWarning):
+        local = iModel(provider="ollama", endpoint="embeddings", base_url="http://h/v1")
+    assert local.backend.config.full_url == "http://h/v1/embeddings"
+
+
+@pytest.mark.parametrize("provider", ["openai", "gemini"])
+async def test_vectors_in_input_order_as_floats(fake_provider: FakeProvider, provider: str) -> None:
+    """Each text's vector, in order, equals FakeProvider's vector for that text."""
+    texts = ["alpha", "beta", "gamma"]
+    async with embedder(fake_provider, provider) as model:
+        calling = await model.invoke(model="emb", input=texts, dimensions=8)
+    assert calling.response.data == [vector_for(t, 8) for t in texts]
+    assert all(isinstance(x, float) for x in calling.response.data[0])
+
+
+async def test_openai_asks_base64_and_passes_dimensions(fake_provider: FakeProvider) -> None:
+    """The wire asks for base64 and carries dimensions; usage is the provider's count."""
+    async with embedder(fake_provider) as model:
+        calling = await model.invoke(model="emb", input=["x" * 40], dimensions=4)
+    sent = fake_provider.requests[-1].body
+    assert sent == {
+        "model": "emb",
+        "input": ["x" * 40],
+        "dimensions": 4,
+        "encoding_format": "base64",
+    }
+    assert calling.response.usage.input_tokens == 10
+    async with embedder(fake_provider) as model:
+        floats = await model.invoke(model="emb", input="y", encoding_format="float")
+    assert fake_provider.requests[-1].body["encoding_format"] == "float"
+    assert floats.response.data == [vector_for("y", 64)]
+
+
+async def test_gemini_task_type_title_and_dimensions(fake_provider: FakeProvider) -> None:
+    """task_type, title and dimensions go into every batchEmbedContents entry."""
+    async with embedder(fake_provider, "gemini") as model:
+        await model.invoke(
+            model="gemini-embedding-001",
+            input=["a", "b"],
+            task_type="RETRIEVAL_DOCUMENT",
+            title="T",
+            dimensions=16,
+        )
+    sent = fake_provider.requests[-1]
+    assert sent.path == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    assert sent.body["requests"][1] == {
+        "model": "models/gemini-embedding-001",
+        "taskType": "RETRIEVAL_DOCUMENT",
+        "outputDimensionality": 16,
+        "title": "T",
+        "content": {"parts": [{"text": "b"}]},
+    }
+
+
+async def test_gemini_native_embed_content(fake_provider: FakeProvider) -> None:
+    """A native embedContent body goes to :embedContent and gives one vector."""
+    async with embedder(fake_provider, "gemini") as model:
+        calling = await model.invoke(model="g", content={"parts": [{"text": "hi"}]})
+    assert fake_provider.requests[-1].path.endswith("/models/g:embedContent")
+    assert calling.response.data == [vector_for("hi", 64)]
+
+
+@pytest.mark.parametrize(("provider", "cap"), [("openai", 2048), ("gemini", 100)])
+async def test_large_input_is_split_and_reassembled(
+    fake_provider: FakeProvider, provider: str, cap: int
+) -> None:
+    """An input over the cap goes out in capped requests, each granted; order is kept."""
+    texts = [f"t{i}" for i in range(cap * 2 + 3)]
+    async with embedder(fake_provider, provider, limit_requests=100) as model:
+        calling = await model.invoke(model="emb", input=texts, dimensions=2)
+        stats = model.executor.stats()
+    assert calling.response.data == [vector_for(t, 2) for t in texts]
+    assert calling.response.metadata["parts"] == 3
+    assert len(fake_provider.requests) == 3
+    assert stats["completed"] == 3
+    assert model.metrics()["calls"] == 3
+
+
+async def test_failed_part_fails_the_call(fake_provider: FakeProvider) -> None:
+    """A part refused by the provider raises its typed error with the whole Calling."""
+    fake_provider.script(Reply(status=400))
+    async with embedder(fake_provider, "gemini") as model:
+        with pytest.raises(errors.BadRequestError) as caught:
+            await model.invoke(model="g", input=[str(i) for i in range(150)])
+        assert caught.value.calling.payload["model"] == "g"
+        fake_provider.script(Reply(status=400))
+        failed = await model.invoke(
+            model="g", input=[str(i) for i in range(150)], raise_on_error=False
+        )
+    assert failed.execution.status.value == "failed"
+    assert isinstance(failed.execution.error, errors.BadRequestError)
+
+
+async def test_retried_and_hooked_like_any_call(fake_provider: FakeProvider) -> None:
+    """A 503 is retried; PostInvocation hooks see the embeddings response."""
+    seen: list[Any] = []
+
+    async def post(calling: Any, **kw: Any) -> None:
+        seen.append(kw["response"])
+
+    hooks = HookRegistry({HookPhase.PostInvocation: post})
+    fake_provider.script(Reply(status=503))
+    async with embedder(
+        fake_provider, retry_config={"max_retries": 1, "initial_delay": 0.01}, hook_registry=hooks
+    ) as model:
+        calling = await model.invoke(model="text-embedding-3-small", input=["a"])
+    assert len(fake_provider.requests) == 2 and calling.execution.attempts == 2
+    assert seen[0].data == calling.response.data
+    assert calling.cost is not None and calling.cost > 0
+
+
+async def test_token_limit_counts_the_input(fake_provider: FakeProvider) -> None:
+    """The token reservation is the input estimate (embeddings produce no output)."""
+    async with embedder(fake_provider, limit_tokens=1000) as model:
+        calling = await model.create_calling(model="e", input=["x" * 400])
+    assert 0 < calling.reserved_tokens <= 200
