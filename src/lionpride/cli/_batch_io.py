@@ -2,7 +2,9 @@
 
 Input lines are either OpenAI Batch API requests (``{"custom_id", "method", "url", "body"}``)
 or plain request bodies (an optional ``custom_id`` key is taken out; otherwise the id is
-``line-N``). Blank lines are ignored.
+``line-N``). Blank lines are ignored. A batch line's ``url`` picks the endpoint
+(:data:`BATCH_URLS`: chat completions, responses, embeddings); any other url is a bad line,
+never sent. A plain body goes to chat completions.
 
 The output file only ever grows by whole lines: each result is one ``os.write`` of the full
 line on a descriptor opened with ``O_APPEND``, so a process killed at any moment leaves every
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "BATCH_URLS",
     "BadLine",
     "BatchItem",
     "ResultWriter",
@@ -35,14 +38,22 @@ __all__ = [
 
 _BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
 
+#: The batch ``url`` values run serves, and the endpoint each goes to.
+BATCH_URLS = {
+    "/v1/chat/completions": "chat/completions",
+    "/v1/responses": "responses",
+    "/v1/embeddings": "embeddings",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class BatchItem:
-    """One request to send: its id, its 1-based line number and its body."""
+    """One request to send: its id, its 1-based line number, its body and its endpoint."""
 
     custom_id: str
     line_no: int
     body: dict[str, Any]
+    endpoint: str = "chat/completions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +126,11 @@ def _parse(text: str, line_no: int) -> BatchItem | BadLine:
         method = data.get("method", "POST")
         if method != "POST":
             return BadLine(line_no, f'"method" must be "POST", got {method!r}')
-        return _checked(BatchItem(custom_id, line_no, body))
+        url = data.get("url", "/v1/chat/completions")
+        endpoint = BATCH_URLS.get(url) if isinstance(url, str) else None
+        if endpoint is None:
+            return BadLine(line_no, f'"url" must be one of {", ".join(BATCH_URLS)}, got {url!r}')
+        return _checked(BatchItem(custom_id, line_no, body, endpoint))
     body = dict(data)
     custom_id = body.pop("custom_id", None)
     if custom_id is None:

@@ -12,8 +12,10 @@ provider answered, ``"response": {"status_code": 429, "body": {...}}`` (else ``n
 Resuming: run the same command again. Requests that already have a successful line are not
 sent; failed ones are sent again (their old lines are removed first, see
 :func:`~lionpride.cli._batch_io.load_done`), so the output ends with exactly one line per
-request. Bad input lines (not JSON, not UTF-8, no body, a duplicate custom_id, a body asking
-for ``"stream": true``) are reported on stderr
+request. A batch line's ``url`` sends it to chat completions, responses or embeddings (one
+model per endpoint, sharing the run's limits). Bad input lines (not JSON, not UTF-8, no body,
+a duplicate custom_id, a body asking for ``"stream": true``, a ``url`` run does not serve) are
+reported on stderr
 with their line numbers, skipped, and make the exit code 1. Exit codes: 0 every request
 succeeded, 1 some failed or were bad, 2 bad usage (flags, missing key, unreadable input, an
 output that cannot be written, also when the disk fills up mid-run), 130 interrupted (Ctrl-C
@@ -62,7 +64,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if _same_file(args.output, args.input):
         # Resuming rewrites the output without its non-result lines: it would empty the input.
         raise UsageError("--output must not be the input file")
-    model = build_model(args)
+    model = _Models(args, build_model(args))
     try:
         done = load_done(args.output)
         writer = ResultWriter(args.output)
@@ -79,6 +81,52 @@ def run_batch(args: argparse.Namespace) -> int:
         writer.close()
 
 
+class _Models:
+    """The run's model for each endpoint: chat completions built up front, the others
+    (responses, embeddings) on their first line, sharing the chat model's executor so that
+    the run's limits hold across all of them."""
+
+    def __init__(self, args: argparse.Namespace, chat: iModel) -> None:
+        self.args = args
+        self.chat = chat
+        self.by_endpoint: dict[str, iModel] = {"chat/completions": chat}
+
+    def get(self, endpoint: str) -> iModel:
+        """The model for ``endpoint``, built on first use.
+
+        Raises:
+            UsageError: The provider does not serve that endpoint.
+        """
+        model = self.by_endpoint.get(endpoint)
+        if model is None:
+            extra: dict[str, Any] = {"endpoint": endpoint}
+            if self.chat.executor is not None:
+                extra["executor"] = self.chat.executor
+            model = self.by_endpoint[endpoint] = build_model(self.args, **extra)
+        return model
+
+    def summary(self, elapsed: float) -> Summary:
+        """The run's summary: every model's calls together (latency from the busiest)."""
+        snapshots = [m.metrics() for m in self.by_endpoint.values()]
+        if len(snapshots) == 1:
+            return Summary.from_snapshot(snapshots[0], elapsed)
+        merged = dict(max(snapshots, key=lambda snap: int(snap["calls"])))
+        for key in ("calls", "successes", "failures", "retries", "rate_limited", "tokens_in",
+                    "tokens_out", "cost_usd", "unpriced_calls"):  # fmt: skip
+            merged[key] = sum(snap[key] for snap in snapshots)
+        failures: dict[str, int] = {}
+        for snap in snapshots:
+            for kind, count in snap["failures_by_type"].items():
+                failures[kind] = failures.get(kind, 0) + count
+        merged["failures_by_type"] = failures
+        return Summary.from_snapshot(merged, elapsed)
+
+    async def aclose(self) -> None:
+        """Close every model (the chat model, which owns the executor, last)."""
+        for model in reversed(self.by_endpoint.values()):
+            await model.aclose()
+
+
 class _Terminated:
     """Set when SIGTERM cancelled the run, which asyncio.run reports as a cancellation."""
 
@@ -88,7 +136,7 @@ class _Terminated:
 
 async def _run(
     args: argparse.Namespace,
-    model: iModel,
+    model: _Models,
     writer: ResultWriter,
     done: set[str],
     total: int,
@@ -120,7 +168,7 @@ async def _run(
         _default_sigterm()
         try:
             # Read before closing: metrics() also asks the executor, which aclose stops.
-            summary = Summary.of(model, clock.elapsed)
+            summary = model.summary(clock.elapsed)
         finally:
             await model.aclose()
         _summary(summary, len(rejected), progress, bad, _configured_rate(args), interrupted)
@@ -187,7 +235,7 @@ def _pending(
 
 async def _worker(
     items: Iterator[BatchItem],
-    model: iModel,
+    model: _Models,
     model_name: str | None,
     writer: ResultWriter,
     rejected: list[str],
@@ -209,14 +257,15 @@ async def _worker(
 
 
 async def _send(
-    item: BatchItem, model: iModel, model_name: str | None, rejected: list[str]
+    item: BatchItem, models: _Models, model_name: str | None, rejected: list[str]
 ) -> dict[str, Any]:
     body = dict(item.body)
     if model_name:
         body["model"] = model_name
     try:
+        model = models.get(item.endpoint)
         calling = await model.create_calling(**body)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UsageError) as exc:
         rejected.append(item.custom_id)
         return _error_record(item.custom_id, exc)
     await model.invoke(calling=calling, raise_on_error=False)
