@@ -5,6 +5,9 @@ Both sides POST the same chat-completion request with ``stream: true`` and read 
 reply to the end: raw aiohttp iterates the body's lines and JSON-decodes each ``data:`` event;
 lionpride decodes the SSE, assembles chunks and the final NormalizedResponse.
 
+The Responses endpoint is measured the same way: the same Responses body with ``stream: true``,
+typed events (no ``[DONE]``: raw aiohttp reads to the end), against ``iModel.invoke_stream``.
+
 Run: ``.venv/bin/python -m bench.bench_stream`` (target: ratio <= 1.3 at concurrency 16).
 """
 
@@ -92,7 +95,56 @@ async def main(total: int = 1000) -> dict[str, float]:
         f"Endpoint.stream {m:7.1f} µs/stream (ratio {m / r:.2f}), "
         f"iModel.invoke_stream {i:7.1f} µs/stream (ratio {i / r:.2f})"
     )
-    return {"raw": r, "stream": m, "invoke_stream": i, "ratio": i / r}
+    figures = {"raw": r, "stream": m, "invoke_stream": i, "ratio": i / r}
+    figures.update(await responses_streams(total))
+    return figures
+
+
+RESPONSES_BODY = {"model": "gpt-5-mini", "input": "Tell me a story."}
+
+
+async def responses_streams(total: int) -> dict[str, float]:
+    """Raw aiohttp against iModel.invoke_stream on the Responses endpoint."""
+    with fake_provider_process(stream_chunks=CHUNKS) as url:
+        base = f"{url}/v1"
+        headers = {"Authorization": "Bearer k"}
+        raw_body = {**RESPONSES_BODY, "stream": True}
+        connector = aiohttp.TCPConnector(limit=1000)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            counts: list[int] = []
+
+            async def raw() -> None:
+                events = 0
+                async with session.post(
+                    f"{base}/responses", json=raw_body, headers=headers
+                ) as resp:
+                    async for line in resp.content:
+                        if line.startswith(b"data: "):
+                            json.loads(line[6:])
+                            events += 1
+                counts.append(events)
+
+            model = iModel(
+                provider="openai", endpoint="responses", base_url=base, api_key=SecretStr("k")
+            )
+            texts: list[int] = []
+
+            async def imodel() -> None:
+                pieces = 0
+                async for chunk in model.invoke_stream(**RESPONSES_BODY):
+                    if chunk.content:
+                        pieces += 1
+                texts.append(pieces)
+
+            r = await measure(raw, total)
+            i = await measure(imodel, total)
+            await model.aclose()
+    assert min(counts) >= CHUNKS and min(texts) >= CHUNKS, (min(counts), min(texts))
+    print(
+        f"Responses {CHUNKS}-chunk streams, concurrency {CONCURRENCY}: raw aiohttp "
+        f"{r:7.1f} µs/stream, iModel.invoke_stream {i:7.1f} µs/stream (ratio {i / r:.2f})"
+    )
+    return {"responses_raw": r, "responses_invoke_stream": i, "responses_ratio": i / r}
 
 
 if __name__ == "__main__":
