@@ -38,3 +38,23 @@ def test_importing_the_package_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+async def run_block(marker: str, function: str) -> None:
+    """Define the README block that contains ``marker`` and await its ``function``."""
+    namespace: dict[str, object] = {}
+    exec(compile(block_containing(marker), str(README), "exec"), namespace)
+    await namespace[function]()  # type: ignore[operator]
+
+
+async def test_responses_tool_loop_example_runs(capsys: object) -> None:
+    """The Responses tool loop replays reasoning and ends with a stop, as shown."""
+    await run_block("async def responses_tool_loop", "responses_tool_loop")
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert out == "stop ['message', 'reasoning', 'function_call', 'function_call_output']\n"
+
+
+async def test_embeddings_and_count_tokens_example_runs(capsys: object) -> None:
+    """5,000 texts come back as 5,000 vectors of 256 floats; the count is FakeProvider's."""
+    await run_block("async def embed_and_count", "embed_and_count")
+    assert capsys.readouterr().out.split() == ["5000", "256", "9"]  # type: ignore[attr-defined]
