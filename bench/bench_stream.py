@@ -28,6 +28,7 @@ from lionpride.services.providers.oai_chat import OAIChatEndpoint, create_oai_ch
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me a story."}]}
 CHUNKS = 60
 CONCURRENCY = 16
+HEADERS = {"Authorization": "Bearer k"}
 
 
 async def measure(fn: Callable[[], Awaitable[None]], total: int) -> float:
@@ -38,11 +39,27 @@ async def measure(fn: Callable[[], Awaitable[None]], total: int) -> float:
     return (time.process_time() - cpu) / total * 1e6
 
 
+async def read_events(
+    session: aiohttp.ClientSession, url: str, body: dict[str, object], counts: list[int]
+) -> None:
+    """What raw aiohttp does for a stream: iterate the lines, JSON-decode each event's data
+    (up to ``[DONE]`` where the API sends one); count the events into ``counts``."""
+    events = 0
+    async with session.post(url, json=body, headers=HEADERS) as resp:
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                data = line[6:].strip()
+                if data == b"[DONE]":
+                    break
+                json.loads(data)
+                events += 1
+    counts.append(events)
+
+
 async def main(total: int = 1000) -> dict[str, float]:
     """Measure raw aiohttp and Endpoint.stream(); print and return the figures."""
     with fake_provider_process(stream_chunks=CHUNKS) as url:
         base = f"{url}/v1"
-        headers = {"Authorization": "Bearer k"}
         # The same body the endpoint sends for a stream (it asks OpenAI for the usage chunk).
         raw_body = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
         connector = aiohttp.TCPConnector(limit=1000)
@@ -50,18 +67,7 @@ async def main(total: int = 1000) -> dict[str, float]:
             counts: list[int] = []
 
             async def raw() -> None:
-                events = 0
-                async with session.post(
-                    f"{base}/chat/completions", json=raw_body, headers=headers
-                ) as resp:
-                    async for line in resp.content:
-                        if line.startswith(b"data: "):
-                            data = line[6:].strip()
-                            if data == b"[DONE]":
-                                break
-                            json.loads(data)
-                            events += 1
-                counts.append(events)
+                await read_events(session, f"{base}/chat/completions", raw_body, counts)
 
             config = create_oai_chat("openai", base_url=base, api_key=SecretStr("k"))
             endpoint = OAIChatEndpoint(config=config)
@@ -107,22 +113,13 @@ async def responses_streams(total: int) -> dict[str, float]:
     """Raw aiohttp against iModel.invoke_stream on the Responses endpoint."""
     with fake_provider_process(stream_chunks=CHUNKS) as url:
         base = f"{url}/v1"
-        headers = {"Authorization": "Bearer k"}
         raw_body = {**RESPONSES_BODY, "stream": True}
         connector = aiohttp.TCPConnector(limit=1000)
         async with aiohttp.ClientSession(connector=connector) as session:
             counts: list[int] = []
 
             async def raw() -> None:
-                events = 0
-                async with session.post(
-                    f"{base}/responses", json=raw_body, headers=headers
-                ) as resp:
-                    async for line in resp.content:
-                        if line.startswith(b"data: "):
-                            json.loads(line[6:])
-                            events += 1
-                counts.append(events)
+                await read_events(session, f"{base}/responses", raw_body, counts)
 
             model = iModel(
                 provider="openai", endpoint="responses", base_url=base, api_key=SecretStr("k")

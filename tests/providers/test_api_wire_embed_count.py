@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
-from tests.providers._api_wire import api_records
+from tests.providers._api_wire import api_records, fake_model
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -18,16 +16,7 @@ from lionpride.testing import FakeProvider, Reply
 
 def model_for(provider: str, fp: FakeProvider, endpoint: str) -> iModel:
     """The record's model on the FakeProvider, with retries off."""
-    name = "openai" if provider == "openai_responses" else provider
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return iModel(
-            provider=name,
-            endpoint=endpoint,
-            base_url=fp.base_url(name),
-            api_key=SecretStr("k"),
-            retry_config=None,
-        )
+    return fake_model(fp, "openai" if provider == "openai_responses" else provider, endpoint)
 
 
 def path_model(record: dict[str, Any]) -> str:

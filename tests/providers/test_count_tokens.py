@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from tests.providers._api_wire import fake_model
 
 from lionpride.services import iModel
 from lionpride.testing import FakeProvider, Reply
@@ -15,14 +15,7 @@ TEXT = "x" * 40  # ten tokens by FakeProvider's count
 
 def model_for(fp: FakeProvider, provider: str, endpoint: str = "chat", **kw: Any) -> iModel:
     """A model on the FakeProvider, retries off unless given."""
-    kw.setdefault("retry_config", None)
-    return iModel(
-        provider=provider,
-        endpoint=endpoint,
-        base_url=fp.base_url(provider),
-        api_key=SecretStr("k"),
-        **kw,
-    )
+    return fake_model(fp, provider, endpoint, **kw)
 
 
 async def test_anthropic_counts_the_prompt_without_generation_settings(

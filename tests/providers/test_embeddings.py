@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from tests.providers._api_wire import fake_model
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -21,16 +20,7 @@ from lionpride.testing._routes import vector_for
 
 def embedder(fp: FakeProvider, provider: str = "openai", **kwargs: Any) -> iModel:
     """An embeddings model on the FakeProvider, retries off unless given."""
-    kwargs.setdefault("retry_config", None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return iModel(
-            provider=provider,
-            endpoint="embeddings",
-            base_url=fp.base_url(provider),
-            api_key=SecretStr("k"),
-            **kwargs,
-        )
+    return fake_model(fp, provider, "embeddings", **kwargs)
 
 
 def test_providers_reach_the_embedding_endpoints() -> None:
@@ -159,3 +149,19 @@ async def test_token_limit_counts_the_input(fake_provider: FakeProvider) -> None
     async with embedder(fake_provider, limit_tokens=1000) as model:
         calling = await model.create_calling(model="e", input=["x" * 400])
     assert 0 < calling.reserved_tokens <= 200
+
+
+@pytest.mark.parametrize(
+    ("provider", "endpoint"),
+    [("openai", "embeddings"), ("gemini", "embeddings"), ("openai", "responses")],
+)
+def test_new_endpoints_survive_to_dict_and_back(
+    provider: str, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Responses or embeddings model's config round-trips with its class and request schema."""
+    monkeypatch.setenv("LP_TEST_KEY", "k")
+    model = iModel(provider=provider, endpoint=endpoint, api_key="LP_TEST_KEY")
+    again = iModel.from_dict(model.to_dict())
+    assert type(again.backend) is type(model.backend)
+    assert again.backend.config.request_options is model.backend.config.request_options
+    assert again.backend.config.full_url == model.backend.config.full_url

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from tests.providers._api_wire import fake_model
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -36,15 +37,7 @@ REASONING_ITEM = {
 
 def model_for(fp: FakeProvider, **kwargs: Any) -> iModel:
     """A Responses model on the FakeProvider, retries off unless given."""
-    kwargs.setdefault("retry_config", None)
-    return iModel(
-        provider="openai",
-        endpoint="responses",
-        base_url=fp.base_url("openai"),
-        api_key=SecretStr("k"),
-        model="gpt-5",
-        **kwargs,
-    )
+    return fake_model(fp, "openai", "responses", model="gpt-5", **kwargs)
 
 
 def test_provider_and_compatible_names_reach_the_responses_endpoint() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
-from tests.providers._api_wire import api_records
+from tests.providers._api_wire import api_records, fake_model
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -16,13 +15,7 @@ from lionpride.testing import FakeProvider, Reply
 
 def model_for(fp: FakeProvider) -> iModel:
     """A Responses model pointed at the FakeProvider, with retries off."""
-    return iModel(
-        provider="openai",
-        endpoint="responses",
-        base_url=fp.base_url("openai"),
-        api_key=SecretStr("k"),
-        retry_config=None,
-    )
+    return fake_model(fp, "openai", "responses")
 
 
 def native_body(record: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from lionpride.testing._plan import (
     make_plan,
     split_sse_events,
 )
+from lionpride.testing._responses_wire import ReplyOptions
 from lionpride.testing._routes import Route, error_format, generate, route_format, route_of
 from lionpride.testing._wire_formats import (
     error_body,
@@ -378,10 +379,7 @@ class FakeProvider:
     def _routed(self, route: Route, request: web.Request, body: Any, reply: Reply) -> _Outgoing:
         """A generated answer on one of the routes of :mod:`lionpride.testing._routes`."""
         self._seq += 1
-        answer = generate(
-            route,
-            path=request.path,
-            body=body,
+        options = ReplyOptions(
             text=reply.text if reply.text is not None else self.reply_text,
             default_text=self._default_text(),
             tool_calls=reply.tool_calls,
@@ -389,6 +387,7 @@ class FakeProvider:
             stream_chunks=self.stream_chunks,
             seq=self._seq,
         )
+        answer = generate(route, request.path, body, options)
         outgoing = _Outgoing(
             answer.status, {"content-type": answer.content_type}, answer.pieces, answer.streamed
         )

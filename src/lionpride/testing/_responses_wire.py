@@ -20,6 +20,7 @@ from typing import Any
 from lionpride.testing._plan import split_text
 
 __all__ = [
+    "ReplyOptions",
     "ResponsesPlan",
     "check_responses_request",
     "plan_responses",
@@ -32,6 +33,27 @@ __all__ = [
 _COMPACT = (",", ":")
 _SUMMARY = "**Weighing the request**\n\nFakeProvider thought about the question briefly."
 _REASONING_TOKENS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOptions:
+    """What the FakeProvider's settings and a scripted reply ask of a generated answer.
+
+    Attributes:
+        text: The scripted text (``None``: the default text, or none beside a function call).
+        default_text: The provider's default reply text.
+        tool_calls: Scripted calls (``None``: a call when ``tool_choice`` forces one).
+        usage: Native usage numbers that replace the computed ones.
+        stream_chunks: Pieces a streamed text comes in.
+        seq: The reply's sequence number, used in its ids.
+    """
+
+    text: str | None
+    default_text: str
+    tool_calls: list[dict[str, Any]] | None
+    usage: dict[str, Any] | None
+    stream_chunks: int
+    seq: int
 
 
 @dataclass(slots=True)
@@ -187,26 +209,13 @@ def _structured_text(request: dict[str, Any]) -> str | None:
     return None
 
 
-def plan_responses(
-    request: dict[str, Any],
-    *,
-    text: str | None,
-    default_text: str,
-    tool_calls: list[dict[str, Any]] | None,
-    usage: dict[str, Any] | None,
-    stream_chunks: int,
-    seq: int,
-) -> ResponsesPlan:
-    """Settle the reply to a (checked) Responses request.
-
-    ``text`` is the scripted text (``None``: the default text, or none when the reply calls a
-    function); ``tool_calls`` the scripted calls (``None``: a call when ``tool_choice`` forces
-    one).
-    """
-    calls = list(tool_calls) if tool_calls is not None else _forced_calls(request)
+def plan_responses(request: dict[str, Any], options: ReplyOptions) -> ResponsesPlan:
+    """Settle the reply to a (checked) Responses request."""
+    text = options.text
+    calls = list(options.tool_calls) if options.tool_calls is not None else _forced_calls(request)
     structured = _structured_text(request)
     if text is None:
-        text = structured if structured is not None else (None if calls else default_text)
+        text = structured if structured is not None else (None if calls else options.default_text)
     reasoning = request.get("reasoning")
     thinks = isinstance(reasoning, dict) and reasoning.get("effort") not in (None, "none")
     include = request.get("include") or ()
@@ -221,9 +230,9 @@ def plan_responses(
     output += sum(math.ceil(len(json.dumps(c.get("arguments") or {})) / 4) for c in calls)
     return ResponsesPlan(
         model=str(request.get("model", "fake-model")),
-        seq=seq,
+        seq=options.seq,
         text=text,
-        pieces=split_text(text, stream_chunks) if text else [],
+        pieces=split_text(text, options.stream_chunks) if text else [],
         calls=calls,
         reasoning=thinks,
         summary=thinks and bool(isinstance(reasoning, dict) and reasoning.get("summary")),
@@ -232,7 +241,7 @@ def plan_responses(
         input_tokens=responses_input_tokens(request),
         output_tokens=output,
         reasoning_tokens=reasoning_tokens,
-        usage_override=usage,
+        usage_override=options.usage,
         request=request,
     )
 

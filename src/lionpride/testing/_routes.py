@@ -18,8 +18,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lionpride.testing._plan import Format
+from lionpride.testing._plan import Format, _input_chars
 from lionpride.testing._responses_wire import (
+    ReplyOptions,
     check_responses_request,
     plan_responses,
     render_responses_plain,
@@ -79,23 +80,21 @@ class RouteReply:
     tokens: int
 
 
+#: Path endings and the routes they name.
+_ENDINGS: tuple[tuple[str, Route], ...] = (
+    ("/responses", "responses"),
+    ("/responses/input_tokens", "responses_input_tokens"),
+    ("/embeddings", "openai_embeddings"),
+    ("/messages/count_tokens", "anthropic_count_tokens"),
+    (":embedContent", "gemini_embed"),
+    (":batchEmbedContents", "gemini_batch_embed"),
+    (":countTokens", "gemini_count_tokens"),
+)
+
+
 def route_of(path: str) -> Route | None:
     """The route a request path (without query) names, or ``None``."""
-    if path.endswith("/responses"):
-        return "responses"
-    if path.endswith("/responses/input_tokens"):
-        return "responses_input_tokens"
-    if path.endswith("/embeddings"):
-        return "openai_embeddings"
-    if path.endswith("/messages/count_tokens"):
-        return "anthropic_count_tokens"
-    if path.endswith(":embedContent"):
-        return "gemini_embed"
-    if path.endswith(":batchEmbedContents"):
-        return "gemini_batch_embed"
-    if path.endswith(":countTokens"):
-        return "gemini_count_tokens"
-    return None
+    return next((route for ending, route in _ENDINGS if path.endswith(ending)), None)
 
 
 def route_format(route: Route) -> Format:
@@ -112,18 +111,7 @@ def error_format(path: str, headers: dict[str, str]) -> Format:
     return "openai"
 
 
-def generate(
-    route: Route,
-    *,
-    path: str,
-    body: Any,
-    text: str | None,
-    default_text: str,
-    tool_calls: list[dict[str, Any]] | None,
-    usage: dict[str, Any] | None,
-    stream_chunks: int,
-    seq: int,
-) -> RouteReply:
+def generate(route: Route, path: str, body: Any, options: ReplyOptions) -> RouteReply:
     """The generated answer to ``body`` on ``route`` (a 400 if the live API would refuse it)."""
     request = body if isinstance(body, dict) else {}
     fmt = _FORMAT[route]
@@ -131,15 +119,7 @@ def generate(
         problem = check_responses_request(body)
         if problem is not None:
             return _refused(fmt, problem)
-        plan = plan_responses(
-            request,
-            text=text,
-            default_text=default_text,
-            tool_calls=tool_calls,
-            usage=usage,
-            stream_chunks=stream_chunks,
-            seq=seq,
-        )
+        plan = plan_responses(request, options)
         tokens = plan.input_tokens + plan.output_tokens
         if request.get("stream") is True:
             return RouteReply(200, "text/event-stream", render_responses_stream(plan), True, tokens)
@@ -259,9 +239,8 @@ def _anthropic_count(request: dict[str, Any]) -> RouteReply:
         return _refused("anthropic", "messages: Field required")
     if "max_tokens" in request:
         return _refused("anthropic", "max_tokens: Extra inputs are not permitted")
-    chars = _text_chars(request.get("system"))
-    chars += sum(_text_chars(m.get("content")) for m in messages if isinstance(m, dict))
-    return _json("anthropic", {"input_tokens": math.ceil(chars / 4)}, 0)
+    count = math.ceil(_input_chars("anthropic", request) / 4)
+    return _json("anthropic", {"input_tokens": count}, 0)
 
 
 def _gemini_count(request: dict[str, Any]) -> RouteReply:
@@ -275,15 +254,3 @@ def _gemini_count(request: dict[str, Any]) -> RouteReply:
     count = math.ceil(chars / 4)
     obj = {"totalTokens": count, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": count}]}
     return _json("gemini", obj, 0)
-
-
-def _text_chars(content: Any) -> int:
-    if isinstance(content, str):
-        return len(content)
-    if not isinstance(content, list):
-        return 0
-    return sum(
-        len(part["text"])
-        for part in content
-        if isinstance(part, dict) and isinstance(part.get("text"), str)
-    )

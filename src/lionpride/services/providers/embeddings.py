@@ -26,7 +26,7 @@ from pydantic import Field
 from lionpride import errors
 from lionpride.services.providers._common import RequestModel
 from lionpride.services.providers.gemini import create_gemini_config
-from lionpride.services.providers.oai_chat import create_oai_chat
+from lionpride.services.providers.oai_chat import oai_config_factory
 from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.response import NormalizedResponse, Usage, normalized, usage_of
 from lionpride.services.utilities.tokens import estimate_text_tokens
@@ -115,19 +115,8 @@ class EmbeddingsEndpoint(Endpoint):
         return merge_embeddings(responses)
 
 
-def create_oai_embeddings(
-    provider: str = "openai", name: str | None = None, endpoint: str = "embeddings", **kwargs: Any
-) -> dict[str, Any]:
-    """Config dict for an OpenAI-compatible embeddings endpoint.
-
-    Raises:
-        ConfigurationError: An unknown provider without ``base_url``.
-    """
-    config = create_oai_chat(
-        provider=provider, name=name or f"{provider}_embeddings", endpoint=endpoint, **kwargs
-    )
-    config["request_options"] = OpenAIEmbeddingsRequest
-    return config
+#: Config dict for an OpenAI-compatible embeddings endpoint (the chat config at ``/embeddings``).
+create_oai_embeddings = oai_config_factory("embeddings", OpenAIEmbeddingsRequest)
 
 
 class OAIEmbeddingsEndpoint(EmbeddingsEndpoint):
@@ -160,7 +149,17 @@ class OAIEmbeddingsEndpoint(EmbeddingsEndpoint):
             usage = usage_of(
                 {"input_tokens": prompt, "total_tokens": native.get("total_tokens") or prompt}
             )
-        return _embedded(vectors, usage, raw, native)
+        return _embedded(vectors, usage, raw, _metadata(raw, native))
+
+
+def _metadata(raw: dict[str, Any], native: Any) -> dict[str, Any]:
+    """The model the provider names, and its native usage."""
+    metadata: dict[str, Any] = {}
+    if raw.get("model") is not None:
+        metadata["model"] = raw["model"]
+    if native is not None:
+        metadata["usage"] = native
+    return metadata
 
 
 def _floats(embedding: Any) -> list[float]:
@@ -172,13 +171,10 @@ def _floats(embedding: Any) -> list[float]:
 
 
 def _embedded(
-    vectors: list[list[float]], usage: Usage | None, raw: Any, native: Any
+    vectors: list[list[float]], usage: Usage | None, raw: Any, metadata: dict[str, Any]
 ) -> NormalizedResponse:
-    metadata: dict[str, Any] = {"count": len(vectors)}
-    if isinstance(raw, dict) and raw.get("model") is not None:
-        metadata["model"] = raw["model"]
-    if native is not None:
-        metadata["usage"] = native
+    """The response holding ``vectors``; ``metadata`` gains their count."""
+    metadata["count"] = len(vectors)
     return normalized(
         data=vectors,
         tool_calls=[],
@@ -284,7 +280,7 @@ class GeminiEmbeddingsEndpoint(EmbeddingsEndpoint):
         if isinstance(native, dict):
             prompt = native.get("promptTokenCount") or 0
             usage = usage_of({"input_tokens": prompt, "total_tokens": prompt})
-        return _embedded(vectors, usage, raw, native)
+        return _embedded(vectors, usage, raw, _metadata(raw, native))
 
 
 def merge_embeddings(responses: list[NormalizedResponse]) -> NormalizedResponse:
@@ -299,13 +295,6 @@ def merge_embeddings(responses: list[NormalizedResponse]) -> NormalizedResponse:
                 "total_tokens": sum(u.total_tokens for u in usages),
             }
         )
-    metadata = {**responses[0].metadata, "count": len(vectors), "parts": len(responses)}
-    metadata.pop("usage", None)
-    return normalized(
-        data=vectors,
-        tool_calls=[],
-        usage=usage,
-        finish_reason="stop",
-        metadata=metadata,
-        raw_response=[r.raw_response for r in responses],
-    )
+    metadata = {k: v for k, v in responses[0].metadata.items() if k != "usage"}
+    metadata["parts"] = len(responses)
+    return _embedded(vectors, usage, [r.raw_response for r in responses], metadata)

@@ -3,6 +3,7 @@ Ollama, vLLM, Together, DeepSeek, Mistral, xAI, ...)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
@@ -33,6 +34,7 @@ __all__ = [
     "OpenAIChatCompletionsRequest",
     "create_oai_chat",
     "normalize_chat_completion",
+    "oai_config_factory",
 ]
 
 #: Built-in OpenAI-compatible providers: (default base URL, API-key variable).
@@ -133,6 +135,25 @@ def create_oai_chat(
         request_options=OpenAIChatCompletionsRequest,
         **kwargs,
     )
+
+
+def oai_config_factory(
+    endpoint: str, request_options: type[RequestModel]
+) -> Callable[..., dict[str, Any]]:
+    """A config factory for another API of OpenAI-compatible servers at ``{base}/endpoint``
+    (responses, embeddings): the chat config with that path, name and request schema.
+
+    The factory raises ``ConfigurationError`` for an unknown provider without ``base_url``.
+    """
+
+    def create(provider: str = "openai", name: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        kwargs.setdefault("endpoint", endpoint)
+        config = create_oai_chat(provider=provider, name=name or f"{provider}_{endpoint}", **kwargs)
+        config["request_options"] = request_options
+        return config
+
+    create.__doc__ = f"Config dict for an OpenAI-compatible ``{endpoint}`` endpoint."
+    return create
 
 
 class OAIChatEndpoint(Endpoint):

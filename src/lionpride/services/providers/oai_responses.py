@@ -35,7 +35,7 @@ from lionpride.services.providers._responses_request import (
     STATE_PROVIDER,
     chat_to_responses,
 )
-from lionpride.services.providers.oai_chat import create_oai_chat
+from lionpride.services.providers.oai_chat import oai_config_factory
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
 from lionpride.services.types.response import (
     NormalizedResponse,
@@ -90,22 +90,8 @@ class ResponsesRequest(RequestModel):
     extra_body: dict[str, Any] | None = None
 
 
-def create_oai_responses(
-    provider: str = "openai",
-    name: str | None = None,
-    endpoint: str = "responses",
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """Config dict for a Responses endpoint (the chat config, at ``/responses``).
-
-    Raises:
-        ConfigurationError: An unknown provider without ``base_url``.
-    """
-    config = create_oai_chat(
-        provider=provider, name=name or f"{provider}_responses", endpoint=endpoint, **kwargs
-    )
-    config["request_options"] = ResponsesRequest
-    return config
+#: Config dict for a Responses endpoint (the chat config at ``/responses``).
+create_oai_responses = oai_config_factory("responses", ResponsesRequest)
 
 
 class OAIResponsesEndpoint(Endpoint):
