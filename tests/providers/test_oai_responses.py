@@ -298,3 +298,16 @@ async def test_responses_model_call_is_priced(fake_provider: FakeProvider) -> No
     async with model_for(fake_provider) as model:
         calling = await model.invoke(input="go", model="o3-pro")
     assert calling.cost == pytest.approx((1000 * 20.0 + 100 * 80.0) / 1e6)
+
+
+async def test_token_reservation_counts_instructions_and_input(
+    fake_provider: FakeProvider,
+) -> None:
+    """The limit's estimate covers instructions and input; the budget is max_output_tokens."""
+    async with model_for(fake_provider, limit_tokens=100_000) as model:
+        short = await model.create_calling(input="hi", max_output_tokens=10)
+        long = await model.create_calling(
+            input="hi", instructions="word " * 400, max_output_tokens=10
+        )
+    assert short.reserved_tokens < 20
+    assert long.reserved_tokens > short.reserved_tokens + 300

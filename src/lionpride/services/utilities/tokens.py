@@ -21,7 +21,9 @@ MESSAGE_OVERHEAD = 4
 
 _TEXT_KEYS = ("text", "content", "system", "input", "prompt", "arguments", "thinking")
 #: Prompt parts besides the messages, in any provider's format.
-_OTHER_PARTS = frozenset({"system", "systemInstruction", "prompt", "input", "tools"})
+_OTHER_PARTS = frozenset(
+    {"system", "systemInstruction", "prompt", "input", "instructions", "tools"}
+)
 _BLOB_TYPES = frozenset({"image", "image_url", "input_image", "document", "file", "input_audio"})
 
 
