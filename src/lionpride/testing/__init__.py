@@ -26,8 +26,12 @@ Point any client at :meth:`FakeProvider.base_url` and talk to it as to the real 
 
 Without a script every request gets a generated reply in the format its path names
 (``*/chat/completions``, ``*/messages``, ``*/models/{model}:generateContent`` or
-``:streamGenerateContent?alt=sse``), streamed when the request asks for a stream, with usage
-counted from the prompt (a token per four characters of text) and the reply (a token per word).
+``:streamGenerateContent?alt=sse``, ``*/responses`` with its typed events, ``*/embeddings``,
+``:embedContent`` and ``:batchEmbedContents`` with vectors derived from the text, and the
+token-count routes ``*/messages/count_tokens``, ``:countTokens``, ``*/responses/input_tokens``),
+streamed when the request asks for a stream, with usage counted from the prompt (a token per
+four characters of text) and the reply (a token per word). An unknown path is a 404 in the
+caller's provider shape.
 ``Reply.from_wire(record)`` replays a recorded exchange byte for byte. ``FakeProvider(
 limit_requests=5, window=1.0)`` answers the sixth immediate request with a 429 and a
 ``retry-after`` header, as the real services do. :class:`FakeClock` (from
