@@ -242,6 +242,10 @@ class ResultWriter:
     the failed one may have left a partial line, which a later line must not extend into an
     unreadable one (the resumed run drops the partial line alone).
 
+    Attributes:
+        resumable: Whether the output is a regular file, which a rerun reads to resume; a
+            pipe or terminal (``/dev/stdout``) keeps nothing to resume from.
+
     Args:
         path: The output file, created if missing; a pipe or terminal works too (not synced).
         sync_every: ``fsync`` after this many lines...
@@ -252,7 +256,7 @@ class ResultWriter:
         self.path = path
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         # fsync fails on a pipe or terminal (EINVAL); there is no disk to flush to anyway.
-        self._syncable = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        self.resumable = stat.S_ISREG(os.fstat(self._fd).st_mode)
         self._failed: WriteError | None = None
         self._sync_every = sync_every
         self._sync_seconds = sync_seconds
@@ -285,7 +289,7 @@ class ResultWriter:
     def sync(self) -> None:
         """Flush written lines to disk."""
         if self._fd is not None and self._unsynced:
-            if self._syncable:
+            if self.resumable:
                 os.fsync(self._fd)
             self._unsynced = 0
             self._synced_at = time.monotonic()

@@ -25,6 +25,7 @@ __all__ = [
     "port_number",
     "positive_float",
     "positive_int",
+    "retry_count",
 ]
 
 
@@ -33,7 +34,8 @@ class UsageError(Exception):
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
-    """``--provider``, ``--model``, ``--base-url`` and ``--api-key-env``."""
+    """``--provider``, ``--model``, ``--base-url``, ``--api-key-env``, ``--max-retries``
+    and ``--timeout``."""
     parser.add_argument(
         "--provider", required=True, help="openai, anthropic, gemini, groq, openrouter, ..."
     )
@@ -46,6 +48,19 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
         "--api-key-env",
         metavar="NAME",
         help="environment variable holding the API key (default: <PROVIDER>_API_KEY)",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=retry_count,
+        metavar="N",
+        help="retries of a request after a 429, 5xx, timeout or lost connection, 0 to 10 "
+        "(default 2)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        metavar="S",
+        help="seconds a request may take, its retries included (default 300)",
     )
 
 
@@ -73,6 +88,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def retry_count(text: str) -> int:
+    """An argparse type: a number of retries, 0 to 10."""
+    value = int(text)
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be 0 to 10, got {value}")
     return value
 
 
@@ -128,6 +151,10 @@ def build_model(args: argparse.Namespace, **extra: Any) -> iModel:
     kwargs: dict[str, Any] = dict(extra)
     if args.base_url:
         kwargs["base_url"] = args.base_url
+    for flag in ("max_retries", "timeout"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            kwargs[flag] = value
     if key:
         kwargs["api_key"] = SecretStr(key)
     limits: dict[str, Any] = {

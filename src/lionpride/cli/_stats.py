@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
 
 __all__ = ["Stopwatch", "Summary", "ms", "secs"]
+
+# The failure key of a cancelled call, which carries no error: its status.
+_CANCELLED = "cancelled"
 
 
 @dataclass
@@ -98,6 +101,34 @@ class Summary:
             p50=latency["p50"],
             p99=latency["p99"],
             elapsed=max(elapsed, 1e-9),
+        )
+
+    def less_cancelled(self, *, unsent: int, unanswered: int) -> Summary:
+        """This summary with the calls a stopped run cancelled taken out of its failures.
+
+        The model counts a cancelled call as a finished, failed one (status ``cancelled``).
+        A call cancelled before it was sent was no call at all; one cancelled while in flight
+        was sent but neither succeeded nor failed: the caller reports both on their own.
+
+        Args:
+            unsent: Cancelled calls that were never sent (no longer counted as calls).
+            unanswered: Cancelled calls that were sent (still calls, no longer failures).
+
+        Raises:
+            ValueError: More cancellations given than the model counted.
+        """
+        cancelled = unsent + unanswered
+        by_type = dict(self.failures_by_type)
+        counted = by_type.pop(_CANCELLED, 0)
+        if cancelled > counted:
+            raise ValueError(f"{cancelled} cancelled calls given, the model counted {counted}")
+        if counted > cancelled:
+            by_type[_CANCELLED] = counted - cancelled
+        return replace(
+            self,
+            calls=self.calls - unsent,
+            failures=self.failures - cancelled,
+            failures_by_type=by_type,
         )
 
     @property
