@@ -60,21 +60,26 @@ class RunGauges:
         return rates
 
     def paces(self, tokens_per_request: float | None) -> list[Pace]:
-        """The limits as paces in requests; tokens convert at ``tokens_per_request``."""
+        """The limits as paces in requests; tokens convert at ``tokens_per_request``.
+
+        The calls in flight took their capacity already: they count as available, since
+        the ETA counts them among the requests still to finish.
+        """
         executor = self._model.executor
         if executor is None:
             return []
-        levels = executor.limiter.levels
+        limiter = executor.limiter
+        levels = limiter.levels
+        granted = max(0, self.calling - limiter.queue_depth)
         rates = self._rates()
         paces = []
         request_rate = rates["requests"]
         if request_rate and "requests" in levels:
-            paces.append(Pace(levels["requests"], request_rate))
+            paces.append(Pace(levels["requests"] + granted, request_rate))
         token_rate = rates["tokens"]
         if token_rate and "tokens" in levels and tokens_per_request:
-            paces.append(
-                Pace(levels["tokens"] / tokens_per_request, token_rate / tokens_per_request)
-            )
+            available = levels["tokens"] / tokens_per_request + granted
+            paces.append(Pace(available, token_rate / tokens_per_request))
         return paces
 
     def parts(self) -> list[str]:

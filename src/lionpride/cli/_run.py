@@ -365,6 +365,15 @@ def _error_record(custom_id: str, error: BaseException) -> dict[str, Any]:
     }
 
 
+def _rate_text(per_second: float) -> str:
+    """A request rate in the unit that keeps a digit: per second, minute or hour."""
+    if per_second >= 1 or per_second == 0:
+        return f"{per_second:.1f} req/s"
+    if per_second * 60 >= 1:
+        return f"{per_second * 60:.1f} req/min"
+    return f"{per_second * 3600:.1f} req/h"
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else format_seconds(seconds)
 
@@ -392,9 +401,9 @@ def _summary(
         parts.insert(1, f"{len(state.rejected)} rejected before sending")
     if not_sent > 0:
         parts.insert(1, f"{not_sent} not sent")
-    rate = f"{s.rate:.1f} req/s"
+    rate = _rate_text(s.rate)
     if configured is not None:
-        rate += f" (configured {configured:.1f} req/s)"
+        rate += f" (configured {_rate_text(configured)})"
     lines = [
         "; ".join(parts),
         f"time {_duration(s.elapsed)}, {rate}, latency p50 {secs(s.p50)} p99 {secs(s.p99)}",
