@@ -4,7 +4,7 @@ Commands::
 
     lionpride demo                                    offline tour on the built-in FakeProvider
     lionpride run IN.jsonl --output OUT.jsonl --provider openai [--model M] [limits]
-    lionpride chat --provider anthropic [--model M] "prompt"
+    lionpride chat --provider anthropic [--model M] [--system S] "prompt"   ("-": stdin)
     lionpride fake-provider [--port N] [--limit-requests N] [--window S]
 
 Exit codes: 0 success, 1 some requests failed (``run``) or a call failed (``chat``), 2 bad
@@ -56,9 +56,23 @@ def _parser() -> argparse.ArgumentParser:
     add_connection_args(run)
     add_limit_args(run)
 
-    chat = commands.add_parser("chat", help="stream one reply to the terminal")
-    chat.add_argument("prompt")
+    from lionpride.cli._chat import DEFAULT_MODELS
+
+    defaults = "".join(f"\n  {name:<10} {model}" for name, model in DEFAULT_MODELS.items())
+    chat = commands.add_parser(
+        "chat",
+        help="stream one reply to the terminal",
+        description="Stream one reply to PROMPT to the terminal.",
+        epilog=f"default models (when --model is not given):{defaults}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chat.add_argument("prompt", metavar="PROMPT", help='the prompt; "-" reads it from stdin')
     add_connection_args(chat)
+    chat.add_argument("--system", metavar="TEXT", help="a system prompt")
+    chat.add_argument("--max-tokens", type=positive_int, metavar="N", help="most output tokens")
+    chat.add_argument(
+        "--temperature", type=non_negative_float, metavar="T", help="sampling temperature"
+    )
     chat.add_argument(
         "--no-stream-usage",
         action="store_true",
