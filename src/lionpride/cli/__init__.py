@@ -5,7 +5,7 @@ Commands::
     lionpride demo                                    offline tour on the built-in FakeProvider
     lionpride run IN.jsonl --output OUT.jsonl --provider openai [--model M] [limits]
     lionpride chat --provider anthropic [--model M] [--system S] "prompt"   ("-": stdin)
-    lionpride fake-provider [--port N] [--limit-requests N] [--window S]
+    lionpride fake-provider [--port N] [--limit-requests N] [--window S] [--script FILE]
 
 Exit codes: 0 success, 1 some requests failed (``run``) or a call failed (``chat``), 2 bad
 usage (unknown flag or provider, missing API key, unreadable file), 130 interrupted.
@@ -30,6 +30,30 @@ from lionpride.cli._common import (
 )
 
 __all__ = ["main"]
+
+
+_SCRIPT_FORMAT = """\
+script file (--script FILE), served in order before the generated replies:
+  {"replies": [
+    {"status": 429, "headers": {"retry-after": "1"}},
+    {"text": "Paris.", "delay": 0.5},
+    {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]},
+    {"path": "/messages", "status": 529, "repeat": 2},
+    {"chunks": ["data: {\\"n\\": 1}\\n\\n"], "stall_after": 1},
+    {"wire": "recordings/openai_text.json"}
+  ]}
+reply fields:
+  status, headers      HTTP status (default 200) and response headers
+  body                 a JSON value sent as JSON, or a string sent verbatim
+  text, tool_calls     the generated reply's text, and the tool calls it makes
+  usage                provider-native usage numbers replacing the computed ones
+  delay                seconds before the response (latency)
+  chunks, chunk_delay  a streamed body, written piece by piece with this pause
+  stall_after          send this many pieces, then stall with the connection open
+  drop, truncate       close without answering; cut the body after N bytes
+  wire                 replay a recorded exchange (path relative to the script file)
+  path, repeat         only for request paths containing this text; serve N times
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     fake = commands.add_parser(
         "fake-provider",
         help="serve the FakeProvider (OpenAI, Anthropic, Gemini formats) for your own tests",
+        description="Serve the FakeProvider on loopback until SIGINT or SIGTERM. The first "
+        "line printed names its URL.",
+        epilog=_SCRIPT_FORMAT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument(
@@ -93,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--window", type=positive_float, default=60.0, metavar="S", help="default 60")
     fake.add_argument("--latency", type=non_negative_float, default=0.0, metavar="S")
     fake.add_argument("--reply-text", metavar="TEXT")
+    fake.add_argument(
+        "--script", metavar="FILE", help="serve the replies FILE lists first (JSON, see below)"
+    )
     return parser
 
 
