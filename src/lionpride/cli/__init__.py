@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from lionpride.cli._common import (
+    DEFAULT_MODELS,
     UsageError,
     add_connection_args,
     add_limit_args,
@@ -28,32 +29,9 @@ from lionpride.cli._common import (
     positive_float,
     positive_int,
 )
+from lionpride.cli._script_format import SCRIPT_FORMAT
 
 __all__ = ["main"]
-
-
-_SCRIPT_FORMAT = """\
-script file (--script FILE), served in order before the generated replies:
-  {"replies": [
-    {"status": 429, "headers": {"retry-after": "1"}},
-    {"text": "Paris.", "delay": 0.5},
-    {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]},
-    {"path": "/messages", "status": 529, "repeat": 2},
-    {"chunks": ["data: {\\"n\\": 1}\\n\\n"], "stall_after": 1},
-    {"wire": "recordings/openai_text.json"}
-  ]}
-reply fields:
-  status, headers      HTTP status (default 200) and response headers
-  body                 a JSON value sent as JSON, or a string sent verbatim
-  text, tool_calls     the generated reply's text, and the tool calls it makes
-  usage                provider-native usage numbers replacing the computed ones
-  delay                seconds before the response (latency)
-  chunks, chunk_delay  a streamed body, written piece by piece with this pause
-  stall_after          send this many pieces, then stall with the connection open
-  drop, truncate       close without answering; cut the body after N bytes
-  wire                 replay a recorded exchange (path relative to the script file)
-  path, repeat         only for request paths containing this text; serve N times
-"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,8 +57,6 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", "-o", required=True, metavar="OUT.jsonl")
     add_connection_args(run)
     add_limit_args(run)
-
-    from lionpride.cli._chat import DEFAULT_MODELS
 
     defaults = "".join(f"\n  {name:<10} {model}" for name, model in DEFAULT_MODELS.items())
     chat = commands.add_parser(
@@ -109,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the FakeProvider (OpenAI, Anthropic, Gemini formats) for your own tests",
         description="Serve the FakeProvider on loopback until SIGINT or SIGTERM. The first "
         "line printed names its URL.",
-        epilog=_SCRIPT_FORMAT,
+        epilog=SCRIPT_FORMAT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fake.add_argument("--host", default="127.0.0.1")

@@ -7,19 +7,12 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from lionpride.cli._common import UsageError, build_model
+from lionpride.cli._common import DEFAULT_MODELS, UsageError, build_model
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
 
-__all__ = ["DEFAULT_MODELS", "chat"]
-
-#: The model used when ``--model`` is not given (current models, checked 2026-12).
-DEFAULT_MODELS = {
-    "openai": "gpt-5-mini",
-    "anthropic": "claude-sonnet-4-5",
-    "gemini": "gemini-2.5-flash",
-}
+__all__ = ["chat"]
 
 
 def chat(args: argparse.Namespace) -> int:

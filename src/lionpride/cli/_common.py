@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
 
 __all__ = [
+    "DEFAULT_MODELS",
     "UsageError",
     "add_connection_args",
     "add_limit_args",
@@ -27,6 +28,15 @@ __all__ = [
     "positive_int",
     "retry_count",
 ]
+
+
+#: ``chat``'s model when ``--model`` is not given (current models, checked 2026-12); here,
+#: not in ``_chat``, so that ``lionpride --help`` can list them without loading asyncio.
+DEFAULT_MODELS = {
+    "openai": "gpt-5-mini",
+    "anthropic": "claude-sonnet-4-5",
+    "gemini": "gemini-2.5-flash",
+}
 
 
 class UsageError(Exception):

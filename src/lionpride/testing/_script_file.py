@@ -2,16 +2,8 @@
 
 ``lionpride fake-provider --script FILE`` serves the replies a file lists, in order, before
 the generated defaults, so that a test written in Go, JavaScript or shell can script a 429,
-a tool call, a stalled stream or a recorded exchange without Python. The format::
-
-    {"replies": [
-      {"status": 429, "headers": {"retry-after": "1"}},
-      {"text": "Paris.", "delay": 0.5},
-      {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]},
-      {"path": "/messages", "status": 529, "repeat": 2},
-      {"chunks": ["data: {\\"x\\": 1}\\n\\n"], "stall_after": 1},
-      {"wire": "recordings/openai_text.json"}
-    ]}
+a tool call, a stalled stream or a recorded exchange without Python. The file is one object,
+``{"replies": [...]}``, with an example in ``lionpride fake-provider --help``.
 
 Each reply takes the fields of :class:`~lionpride.testing.Reply` (``status``, ``headers``,
 ``body``, ``delay``, ``drop``, ``truncate``, ``chunks``, ``chunk_delay``, ``text``,
