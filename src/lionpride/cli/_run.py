@@ -16,9 +16,14 @@ request. Bad input lines (not JSON, not UTF-8, no body, a duplicate custom_id, a
 for ``"stream": true``) are reported on stderr
 with their line numbers, skipped, and make the exit code 1. Exit codes: 0 every request
 succeeded, 1 some failed or were bad, 2 bad usage (flags, missing key, unreadable input, an
-output that cannot be written, also when the disk fills up mid-run), 130 interrupted (Ctrl-C
-or SIGTERM: the calls in flight are abandoned, the summary is printed, a rerun resumes).
-Do not run two processes on the same output file at once.
+output that cannot be written, also when the disk fills up mid-run, a request larger than
+``--limit-tokens``), 130 interrupted (Ctrl-C or SIGTERM: the calls in flight are abandoned,
+the summary is printed, a rerun resumes; an output that is no regular file, such as
+``/dev/stdout``, keeps nothing to resume from). Do not run two processes on the same output
+file at once.
+
+The summary counts what happened to each request: sent (succeeded, failed, or unanswered when
+the run stopped with it in flight), not sent, rejected before sending, already done, or bad.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from lionpride.cli._common import UsageError, build_model
 from lionpride.cli._live import RunGauges
 from lionpride.cli._progress import Progress, format_seconds
 from lionpride.cli._stats import Stopwatch, Summary, secs
+from lionpride.core.event import EventStatus
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
@@ -309,10 +315,11 @@ async def _send(item: BatchItem, state: _RunState) -> dict[str, Any]:
         await model.invoke(calling=calling, raise_on_error=False)
     except asyncio.CancelledError:
         # Sent or not is what the run's summary tells apart: an attempt began or none did.
-        if calling.execution.attempts:
-            state.unanswered += 1
-        else:
-            state.unsent += 1
+        if calling.execution.status is EventStatus.CANCELLED:
+            if calling.execution.attempts:
+                state.unanswered += 1
+            else:
+                state.unsent += 1
         raise
     finally:
         state.gauges.calling -= 1
