@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lionpride import errors
 from lionpride.cli._batch_io import (
     BadLine,
     BatchItem,
@@ -299,7 +300,7 @@ async def _send(item: BatchItem, state: _RunState) -> dict[str, Any]:
         body["model"] = state.model_name
     try:
         calling = await model.create_calling(**body)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, errors.LionprideError) as exc:
         too_large = _never_fits(model, body)
         if too_large is not None:
             tokens, capacity = too_large
