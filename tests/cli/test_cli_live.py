@@ -79,3 +79,51 @@ def test_live_line_without_gauges_keeps_its_counters() -> None:
     line = progress.line()
     assert line.startswith("load, 1/4, 0 failed, ") and line.endswith("7 tokens")
     assert "in flight" not in line
+
+
+async def _waiting_line(model: iModel, fp: FakeProvider, sent: int, calls: int) -> str:
+    """The gauges' phrases once ``sent`` of ``calls`` concurrent calls reached ``fp``."""
+    gauges = RunGauges(model)
+    tasks = [
+        asyncio.create_task(model.invoke(model="m", messages=MESSAGES, max_tokens=60))
+        for _ in range(calls)
+    ]
+    gauges.calling = calls
+    try:
+        async with asyncio.timeout(10):
+            while len(fp.requests) < sent:
+                await asyncio.sleep(0.02)
+            while model.executor is not None and model.executor.limiter.queue_depth < calls - sent:
+                await asyncio.sleep(0.02)
+        return ", ".join(gauges.parts())
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await model.aclose()
+
+
+async def test_live_line_names_the_token_limit_and_a_429_pause() -> None:
+    """A call queued for tokens waits on the token limit; one held by a 429's pause, with
+    room in every bucket, waits on the pause."""
+    async with FakeProvider(latency=60) as fp:
+        tokens = iModel(
+            provider="openai",
+            base_url=fp.base_url("openai"),
+            api_key=SecretStr("k"),
+            limit_tokens=100,
+            capacity_refresh_time=3600,
+        )
+        line = await _waiting_line(tokens, fp, sent=1, calls=2)
+        assert "1 in flight" in line and line.endswith("1 waiting on the token limit"), line
+        fp.reset()
+        paused = iModel(
+            provider="openai",
+            base_url=fp.base_url("openai"),
+            api_key=SecretStr("k"),
+            limit_requests=100,
+        )
+        assert paused.executor is not None
+        paused.executor.pause(60)
+        line = await _waiting_line(paused, fp, sent=0, calls=1)
+        assert line.endswith("1 waiting on a rate-limit pause"), line
