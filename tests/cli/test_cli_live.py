@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -14,6 +15,13 @@ from lionpride.services import iModel
 from lionpride.testing import FakeProvider
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+def _limited(fp: FakeProvider, **limits: Any) -> iModel:
+    """An OpenAI-format model on ``fp`` with the limits given."""
+    return iModel(
+        provider="openai", base_url=fp.base_url("openai"), api_key=SecretStr("k"), **limits
+    )
 
 
 def test_eta_after_the_burst_follows_the_limit_not_the_average() -> None:
@@ -44,13 +52,7 @@ async def test_live_line_shows_in_flight_waiting_and_the_limit_eta() -> None:
     """With 2 requests per hour and 3 calls, the line shows 2 in flight, 1 waiting on the
     request limit with its next slot, and an ETA set by the refill, not by the calls."""
     async with FakeProvider(latency=60) as fp:
-        model = iModel(
-            provider="openai",
-            base_url=fp.base_url("openai"),
-            api_key=SecretStr("k"),
-            limit_requests=2,
-            capacity_refresh_time=3600,
-        )
+        model = _limited(fp, limit_requests=2, capacity_refresh_time=3600)
         gauges = RunGauges(model, limit_requests=2, window=3600)
         stream = io.StringIO()
         progress = Progress(10, label="run", stream=stream, tty=False, gauges=gauges)
@@ -107,22 +109,11 @@ async def test_live_line_names_the_token_limit_and_a_429_pause() -> None:
     """A call queued for tokens waits on the token limit; one held by a 429's pause, with
     room in every bucket, waits on the pause."""
     async with FakeProvider(latency=60) as fp:
-        tokens = iModel(
-            provider="openai",
-            base_url=fp.base_url("openai"),
-            api_key=SecretStr("k"),
-            limit_tokens=100,
-            capacity_refresh_time=3600,
-        )
+        tokens = _limited(fp, limit_tokens=100, capacity_refresh_time=3600)
         line = await _waiting_line(tokens, fp, sent=1, calls=2)
         assert "1 in flight" in line and line.endswith("1 waiting on the token limit"), line
         fp.reset()
-        paused = iModel(
-            provider="openai",
-            base_url=fp.base_url("openai"),
-            api_key=SecretStr("k"),
-            limit_requests=100,
-        )
+        paused = _limited(fp, limit_requests=100)
         assert paused.executor is not None
         paused.executor.pause(60)
         line = await _waiting_line(paused, fp, sent=0, calls=1)
