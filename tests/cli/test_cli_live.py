@@ -7,6 +7,7 @@ import io
 import re
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from lionpride.cli._live import RunGauges
@@ -118,3 +119,22 @@ async def test_live_line_names_the_token_limit_and_a_429_pause() -> None:
         paused.executor.pause(60)
         line = await _waiting_line(paused, fp, sent=0, calls=1)
         assert line.endswith("1 waiting on a rate-limit pause"), line
+
+
+def test_terminal_redraws_fit_the_width_and_the_final_line_is_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a 60-column terminal each redraw stays within one row; the last line is complete."""
+    monkeypatch.setenv("COLUMNS", "60")
+    stream = io.StringIO()
+    progress = Progress(1000, label="run", stream=stream, tty=True)
+    progress.advance(ok=True, tokens=123_456_789)
+    progress.draw()
+    progress.message("r1 (line 1) failed: ServerError: boom")
+    redraws = stream.getvalue().split("\r\x1b[2K")[1:]
+    assert len(redraws) == 2
+    assert len(redraws[0]) == 59
+    assert redraws[1].startswith("r1 (line 1) failed: ServerError: boom\n")
+    assert len(redraws[1].split("\n", 1)[1]) == 59
+    progress.finish()
+    assert stream.getvalue().endswith("123,456,789 tokens\n")

@@ -13,6 +13,7 @@ so the average since the start, inflated by the burst, would promise an end far 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -179,10 +180,16 @@ class Progress:
         filled = int(share * _BAR_WIDTH)
         return "[" + "#" * filled + "-" * (_BAR_WIDTH - filled) + f"] {share:4.0%} "
 
+    def _redrawn(self) -> str:
+        """The bar and line, cut to the terminal's width: a line that wrapped would leave
+        its first rows behind at every redraw, which clears only the cursor's row."""
+        width = shutil.get_terminal_size().columns
+        return (self._bar() + self.line())[: max(1, width - 1)]
+
     def draw(self) -> None:
         """Redraw the bar (terminal) or write a quiet line if one is due."""
         if self.tty:
-            self.stream.write(_CLEAR_LINE + self._bar() + self.line())
+            self.stream.write(_CLEAR_LINE + self._redrawn())
             self.stream.flush()
         elif time.monotonic() - self._last_line_time >= self.every_seconds:
             self._quiet_line()
@@ -199,7 +206,7 @@ class Progress:
             self.stream.write(_CLEAR_LINE)
         self.stream.write(text + "\n")
         if self.tty:
-            self.stream.write(self._bar() + self.line())
+            self.stream.write(self._redrawn())
         self.stream.flush()
 
     def finish(self) -> None:
