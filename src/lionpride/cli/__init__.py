@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="send a JSONL file of requests (OpenAI Batch format or plain bodies), resumably",
         description="Send every request of INPUT, append each result to --output as it "
-        "finishes; run again to resume (only requests without a successful result are sent).",
+        "finishes; run again over the same output file to resume (only requests without a "
+        "successful result are sent; a pipe or /dev/stdout keeps nothing to resume from).",
     )
     run.add_argument("input", metavar="INPUT.jsonl")
     run.add_argument("--output", "-o", required=True, metavar="OUT.jsonl")

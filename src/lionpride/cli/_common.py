@@ -76,8 +76,16 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
 
 def add_limit_args(parser: argparse.ArgumentParser) -> None:
     """Client-side limits: requests and tokens per window, concurrency, Redis."""
-    parser.add_argument("--limit-requests", type=positive_int, metavar="N")
-    parser.add_argument("--limit-tokens", type=positive_int, metavar="N")
+    parser.add_argument(
+        "--limit-requests", type=positive_int, metavar="N", help="requests per window"
+    )
+    parser.add_argument(
+        "--limit-tokens",
+        type=positive_int,
+        metavar="N",
+        help="tokens per window (prompt estimate plus output budget); a request larger than "
+        "this stops the run with exit code 2",
+    )
     parser.add_argument(
         "--capacity-refresh-time",
         type=positive_float,
