@@ -30,16 +30,19 @@ async def start_cli(*args: str, env: dict[str, str], **kw: Any) -> asyncio.subpr
 
 
 async def run_cli(
-    *args: str, env: dict[str, str], limit: float = 45, **kw: Any
+    *args: str, env: dict[str, str], limit: float = 45, stdin: bytes | None = None, **kw: Any
 ) -> tuple[int, str, str]:
     """Run the command to its end within ``limit`` seconds: exit code, stdout, stderr.
 
-    A child that outlives the limit (a hang) is killed, never left behind.
+    ``stdin`` is written to the child's standard input, which is then closed. A child that
+    outlives the limit (a hang) is killed, never left behind.
     """
+    if stdin is not None:
+        kw["stdin"] = asyncio.subprocess.PIPE
     proc = await start_cli(*args, env=env, **kw)
     try:
         async with asyncio.timeout(limit):
-            out, err = await proc.communicate()
+            out, err = await proc.communicate(stdin)
     finally:
         if proc.returncode is None:
             proc.kill()

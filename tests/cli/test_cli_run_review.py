@@ -57,3 +57,26 @@ def test_result_with_a_lone_surrogate_is_written_and_counted_done(tmp_path: Path
     assert load_done(str(out)) == {"odd\ud83d", "next"}
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert records[0]["text"] == "half an emoji \ud83d"
+
+
+def test_a_descriptor_name_is_never_read_back_or_replaced(tmp_path: Path) -> None:
+    """``/dev/fd/N`` leading to a file with a failed line is neither resumed from nor
+    rewritten (a repair would replace the ``/dev`` entry itself), and promises no resume."""
+    out = tmp_path / "out.jsonl"
+    failed = {"custom_id": "a", "response": None, "error": {"code": "X", "message": "m"}}
+    out.write_text(json.dumps(failed) + "\n")
+    fd = os.open(out, os.O_RDWR | os.O_APPEND)
+    try:
+        name = f"/dev/fd/{fd}"
+        assert load_done(name) == set()
+        writer = ResultWriter(name)
+        try:
+            assert not writer.resumable
+        finally:
+            writer.close()
+    finally:
+        os.close(fd)
+    assert out.read_text() == json.dumps(failed) + "\n"
+    plain = ResultWriter(str(tmp_path / "plain.jsonl"))
+    assert plain.resumable
+    plain.close()

@@ -12,11 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from tests.conftest import wire_files
 
 from lionpride.testing import FakeClock, FakeProvider, Reply
-
-WIRE_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "wire"
-WIRE_FILES = sorted(WIRE_DIR.glob("*.json")) if WIRE_DIR.is_dir() else []
 
 PROMPT = "What is the capital of France?"  # 30 characters -> 8 input tokens
 OPENAI_BODY: dict[str, Any] = {
@@ -472,9 +470,7 @@ async def test_stop_releases_a_stalled_stream(session: aiohttp.ClientSession) ->
     assert time.monotonic() - started < 1.0
 
 
-@pytest.mark.parametrize(
-    "path", WIRE_FILES or [pytest.param(None, marks=pytest.mark.skip(f"no {WIRE_DIR}"))]
-)
+@pytest.mark.parametrize("path", wire_files())
 async def test_from_wire_replays_byte_for_byte(
     fp: FakeProvider, session: aiohttp.ClientSession, path: Path
 ) -> None:

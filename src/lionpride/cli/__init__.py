@@ -4,8 +4,8 @@ Commands::
 
     lionpride demo                                    offline tour on the built-in FakeProvider
     lionpride run IN.jsonl --output OUT.jsonl --provider openai [--model M] [limits]
-    lionpride chat --provider anthropic [--model M] "prompt"
-    lionpride fake-provider [--port N] [--limit-requests N] [--window S]
+    lionpride chat --provider anthropic [--model M] [--system S] "prompt"   ("-": stdin)
+    lionpride fake-provider [--port N] [--limit-requests N] [--window S] [--script FILE]
 
 Exit codes: 0 success, 1 some requests failed (``run``) or a call failed (``chat``), 2 bad
 usage (unknown flag or provider, missing API key, unreadable file), 130 interrupted.
@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from lionpride.cli._common import (
+    DEFAULT_MODELS,
     UsageError,
     add_connection_args,
     add_limit_args,
@@ -28,6 +29,7 @@ from lionpride.cli._common import (
     positive_float,
     positive_int,
 )
+from lionpride.cli._script_format import SCRIPT_FORMAT
 
 __all__ = ["main"]
 
@@ -49,16 +51,29 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="send a JSONL file of requests (OpenAI Batch format or plain bodies), resumably",
         description="Send every request of INPUT, append each result to --output as it "
-        "finishes; run again to resume (only requests without a successful result are sent).",
+        "finishes; run again over the same output file to resume (only requests without a "
+        "successful result are sent; a pipe or /dev/stdout keeps nothing to resume from).",
     )
     run.add_argument("input", metavar="INPUT.jsonl")
     run.add_argument("--output", "-o", required=True, metavar="OUT.jsonl")
     add_connection_args(run)
     add_limit_args(run)
 
-    chat = commands.add_parser("chat", help="stream one reply to the terminal")
-    chat.add_argument("prompt")
+    defaults = "".join(f"\n  {name:<10} {model}" for name, model in DEFAULT_MODELS.items())
+    chat = commands.add_parser(
+        "chat",
+        help="stream one reply to the terminal",
+        description="Stream one reply to PROMPT to the terminal.",
+        epilog=f"default models (when --model is not given):{defaults}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chat.add_argument("prompt", metavar="PROMPT", help='the prompt; "-" reads it from stdin')
     add_connection_args(chat)
+    chat.add_argument("--system", metavar="TEXT", help="a system prompt")
+    chat.add_argument("--max-tokens", type=positive_int, metavar="N", help="most output tokens")
+    chat.add_argument(
+        "--temperature", type=non_negative_float, metavar="T", help="sampling temperature"
+    )
     chat.add_argument(
         "--no-stream-usage",
         action="store_true",
@@ -69,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     fake = commands.add_parser(
         "fake-provider",
         help="serve the FakeProvider (OpenAI, Anthropic, Gemini formats) for your own tests",
+        description="Serve the FakeProvider on loopback until SIGINT or SIGTERM. The first "
+        "line printed names its URL.",
+        epilog=SCRIPT_FORMAT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument(
@@ -79,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--window", type=positive_float, default=60.0, metavar="S", help="default 60")
     fake.add_argument("--latency", type=non_negative_float, default=0.0, metavar="S")
     fake.add_argument("--reply-text", metavar="TEXT")
+    fake.add_argument(
+        "--script", metavar="FILE", help="serve the replies FILE lists first (JSON, see below)"
+    )
     return parser
 
 

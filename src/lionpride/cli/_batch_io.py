@@ -33,6 +33,7 @@ __all__ = [
     "WriteError",
     "count_lines",
     "load_done",
+    "names_a_stream",
     "read_requests",
 ]
 
@@ -160,8 +161,11 @@ def load_done(path: str) -> set[str]:
     (they are sent again) and repeated successes. The file is rewritten only when something
     is dropped, through a temporary file renamed over it. An output that is no regular file
     (a pipe, a terminal, ``/dev/stdout``) holds nothing to resume and is not read: reading it
-    would wait forever for lines this very run is to write.
+    would wait forever for lines this very run is to write. Nor is a descriptor's name
+    (``/dev/stdout`` redirected to a file, see :func:`names_a_stream`).
     """
+    if names_a_stream(path):
+        return set()
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -180,6 +184,17 @@ def load_done(path: str) -> set[str]:
         os.replace(tmp, path)
         _fsync_dir(os.path.dirname(os.path.abspath(path)))
     return done
+
+
+def names_a_stream(path: str) -> bool:
+    """Whether ``path`` names a descriptor (``/dev/stdout``, ``/dev/fd/3``, ``/proc/...``).
+
+    Where such a name leads is the caller's redirection, which differs from run to run (a
+    rerun's ``> out.jsonl`` empties the file before the run starts): it is written as a
+    stream, never read back for a resume, and never replaced by a repaired copy (which would
+    put a file in place of the ``/dev`` entry itself).
+    """
+    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
 
 
 def _scan(path: str, out_fd: int | None) -> tuple[set[str], bool]:
@@ -257,6 +272,11 @@ class ResultWriter:
     the failed one may have left a partial line, which a later line must not extend into an
     unreadable one (the resumed run drops the partial line alone).
 
+    Attributes:
+        resumable: Whether the output is a regular file named as such, which a rerun reads
+            to resume; a pipe, a terminal or a descriptor's name (``/dev/stdout``, even
+            redirected to a file) keeps nothing to resume from.
+
     Args:
         path: The output file, created if missing; a pipe or terminal works too (not synced).
         sync_every: ``fsync`` after this many lines...
@@ -268,6 +288,7 @@ class ResultWriter:
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         # fsync fails on a pipe or terminal (EINVAL); there is no disk to flush to anyway.
         self._syncable = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        self.resumable = self._syncable and not names_a_stream(path)
         self._failed: WriteError | None = None
         self._sync_every = sync_every
         self._sync_seconds = sync_seconds

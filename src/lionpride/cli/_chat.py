@@ -5,42 +5,76 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from lionpride.cli._common import UsageError, build_model
+from lionpride.cli._common import DEFAULT_MODELS, UsageError, build_model
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
 
-__all__ = ["DEFAULT_MODELS", "chat"]
-
-#: The model used when ``--model`` is not given: a small, cheap one per provider.
-DEFAULT_MODELS = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-3-5-haiku-latest",
-    "gemini": "gemini-2.0-flash",
-}
+__all__ = ["chat"]
 
 
 def chat(args: argparse.Namespace) -> int:
-    """Run the ``chat`` command; return 0, or 1 when the call failed."""
-    name = args.model or DEFAULT_MODELS.get(args.provider.lower())
+    """Run the ``chat`` command; return 0, or 1 when the call failed.
+
+    Raises:
+        UsageError: No model for the provider, or an empty prompt.
+    """
+    provider = args.provider.lower()
+    name = args.model or DEFAULT_MODELS.get(provider)
     if name is None:
         raise UsageError(f"--model is required for provider {args.provider!r}")
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        where = "on stdin" if args.prompt == "-" else "given"
+        raise UsageError(f"the prompt {where} is empty")
     extra = {"stream_usage": False} if args.no_stream_usage else {}
     model = build_model(args, model=name, **extra)
-    return asyncio.run(_chat(model, args.prompt))
+    return asyncio.run(_chat(model, _request(args, provider, prompt)))
 
 
-async def _chat(model: iModel, prompt: str) -> int:
+def _request(args: argparse.Namespace, provider: str, prompt: str) -> dict[str, Any]:
+    """The chat request the flags describe, in the shape the provider's endpoint takes."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
+    request: dict[str, Any] = {"messages": messages}
+    sampling: dict[str, Any] = {}
+    if args.temperature is not None:
+        sampling["temperature"] = args.temperature
+    if provider == "anthropic":
+        if args.system:
+            request["system"] = args.system
+        if args.max_tokens is not None:
+            sampling["max_tokens"] = args.max_tokens
+        return request | sampling
+    if args.system:
+        # Gemini's endpoint turns a system message into its systemInstruction.
+        messages.insert(0, {"role": "system", "content": args.system})
+    if provider == "gemini":
+        if args.max_tokens is not None:
+            sampling["maxOutputTokens"] = args.max_tokens
+        if sampling:
+            request["generationConfig"] = sampling
+        return request
+    if args.max_tokens is not None:
+        # OpenAI's own API refuses max_tokens for its reasoning models (gpt-5 and later);
+        # other OpenAI-compatible servers take it.
+        key = "max_completion_tokens" if provider == "openai" else "max_tokens"
+        sampling[key] = args.max_tokens
+    return request | sampling
+
+
+async def _chat(model: iModel, request: dict[str, Any]) -> int:
     from lionpride import errors
 
     out = sys.stdout
     try:
-        async for chunk in model.invoke_stream(messages=[{"role": "user", "content": prompt}]):
+        async for chunk in model.invoke_stream(**request):
             if chunk.content:
                 out.write(chunk.content)
                 out.flush()
+    except ValueError as exc:  # the request itself is refused, before it is sent
+        raise UsageError(str(exc)) from exc
     except errors.LionprideError as exc:
         out.write("\n")
         sys.stderr.write(f"lionpride chat: {type(exc).__name__}: {exc}\n")

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
 
 __all__ = [
+    "DEFAULT_MODELS",
     "UsageError",
     "add_connection_args",
     "add_limit_args",
@@ -25,7 +26,17 @@ __all__ = [
     "port_number",
     "positive_float",
     "positive_int",
+    "retry_count",
 ]
+
+
+#: ``chat``'s model when ``--model`` is not given (current models, checked 2026-12); here,
+#: not in ``_chat``, so that ``lionpride --help`` can list them without loading asyncio.
+DEFAULT_MODELS = {
+    "openai": "gpt-5-mini",
+    "anthropic": "claude-sonnet-4-5",
+    "gemini": "gemini-2.5-flash",
+}
 
 
 class UsageError(Exception):
@@ -33,7 +44,8 @@ class UsageError(Exception):
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
-    """``--provider``, ``--model``, ``--base-url`` and ``--api-key-env``."""
+    """``--provider``, ``--model``, ``--base-url``, ``--api-key-env``, ``--max-retries``
+    and ``--timeout``."""
     parser.add_argument(
         "--provider", required=True, help="openai, anthropic, gemini, groq, openrouter, ..."
     )
@@ -47,12 +59,33 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="environment variable holding the API key (default: <PROVIDER>_API_KEY)",
     )
+    parser.add_argument(
+        "--max-retries",
+        type=retry_count,
+        metavar="N",
+        help="retries of a request after a 429, 5xx, timeout or lost connection, 0 to 10 "
+        "(default 2)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        metavar="S",
+        help="seconds a request may take, its retries included (default 300)",
+    )
 
 
 def add_limit_args(parser: argparse.ArgumentParser) -> None:
     """Client-side limits: requests and tokens per window, concurrency, Redis."""
-    parser.add_argument("--limit-requests", type=positive_int, metavar="N")
-    parser.add_argument("--limit-tokens", type=positive_int, metavar="N")
+    parser.add_argument(
+        "--limit-requests", type=positive_int, metavar="N", help="requests per window"
+    )
+    parser.add_argument(
+        "--limit-tokens",
+        type=positive_int,
+        metavar="N",
+        help="tokens per window (prompt estimate plus output budget); a request larger than "
+        "this stops the run with exit code 2",
+    )
     parser.add_argument(
         "--capacity-refresh-time",
         type=positive_float,
@@ -73,6 +106,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def retry_count(text: str) -> int:
+    """An argparse type: a number of retries, 0 to 10."""
+    value = int(text)
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be 0 to 10, got {value}")
     return value
 
 
@@ -128,6 +169,10 @@ def build_model(args: argparse.Namespace, **extra: Any) -> iModel:
     kwargs: dict[str, Any] = dict(extra)
     if args.base_url:
         kwargs["base_url"] = args.base_url
+    for flag in ("max_retries", "timeout"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            kwargs[flag] = value
     if key:
         kwargs["api_key"] = SecretStr(key)
     limits: dict[str, Any] = {

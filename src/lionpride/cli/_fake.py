@@ -1,4 +1,5 @@
-"""``lionpride fake-provider``: serve the FakeProvider until interrupted."""
+"""``lionpride fake-provider``: serve the FakeProvider until interrupted, scripted from a
+file if asked (:mod:`lionpride.testing._script_file` describes the format)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,21 @@ def serve(args: argparse.Namespace) -> int:
     """Run the ``fake-provider`` command until SIGINT or SIGTERM; return 0.
 
     Raises:
-        UsageError: The address cannot be listened on (port taken, unknown host).
+        UsageError: The address cannot be listened on (port taken, unknown host), or the
+            ``--script`` file is unreadable or malformed.
     """
     return asyncio.run(_serve(args))
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from lionpride.testing import FakeProvider
+    from lionpride.testing import FakeProvider, ScriptError, load_script
 
+    script = []
+    if args.script is not None:
+        try:
+            script = load_script(args.script)
+        except ScriptError as exc:
+            raise UsageError(str(exc)) from exc
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -37,6 +45,8 @@ async def _serve(args: argparse.Namespace) -> int:
         latency=args.latency,
         reply_text=args.reply_text,
     )
+    for needle, reply in script:
+        provider.script(reply, path=needle)
     try:
         await provider.start()
     except OSError as exc:  # the port is taken, or the host is not this machine's
@@ -48,9 +58,12 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"FakeProvider listening on {provider.url}", flush=True)
         for name in ("openai", "anthropic", "gemini"):
             print(f"  {name:<9} base URL {provider.base_url(name)}", flush=True)
+        if args.script is not None:
+            print(f"  script    {len(script)} replies from {args.script}", flush=True)
         sys.stdout.flush()
         await stop.wait()
-        print(f"stopping after {len(provider.requests)} requests", flush=True)
+        unused = f", {provider.pending} scripted replies unused" if provider.pending else ""
+        print(f"stopping after {len(provider.requests)} requests{unused}", flush=True)
     finally:
         await provider.stop()
     return 0

@@ -3,17 +3,25 @@
 On a terminal the bar is redrawn in place a few times a second. When stderr is a file or a
 pipe (CI logs, ``2> run.log``) one plain line is written every ``every_items`` items or
 ``every_seconds`` seconds, whichever comes first, so logs stay short and still show life.
+
+The ETA of a rate-limited run is governed by the limit, not by the pace so far: a bucket of
+``L`` per ``T`` lets the first ``L`` requests go at once (the burst) and then ``L/T`` per second,
+so the average since the start, inflated by the burst, would promise an end far too soon.
+:func:`eta_seconds` takes the slowest of what the calls achieve and what each limit allows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TextIO
+from typing import Protocol, TextIO
 
-__all__ = ["Progress", "format_seconds"]
+__all__ = ["Gauges", "Pace", "Progress", "eta_seconds", "format_seconds"]
 
 _BAR_WIDTH = 24
 _CLEAR_LINE = "\r\x1b[2K"
@@ -29,6 +37,55 @@ def format_seconds(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """What one limit allows from now on, counted in requests.
+
+    Attributes:
+        available: Requests that may start at once (what is left of the burst; negative
+            while the bucket is in debt).
+        per_second: Requests per second once the burst is spent (the refill).
+    """
+
+    available: float
+    per_second: float
+
+
+def eta_seconds(remaining: int, *, rate: float, paces: Sequence[Pace] = ()) -> float | None:
+    """Seconds until ``remaining`` requests finish, or ``None`` when nothing tells yet.
+
+    The slowest of: ``remaining`` at the achieved ``rate`` (what concurrency and latency
+    allow), and, for each limit, the requests beyond its burst at its refill rate.
+
+    Args:
+        remaining: Requests still to finish.
+        rate: Requests finished per second so far (0 when none finished yet).
+        paces: The limits that apply, each as a :class:`Pace`.
+    """
+    if remaining <= 0:
+        return 0.0
+    limited = max(
+        (max(0.0, remaining - p.available) / p.per_second for p in paces if p.per_second > 0),
+        default=0.0,
+    )
+    if rate <= 0:
+        # Nothing finished yet: only a limit that is already spent can tell.
+        return limited or None
+    return max(remaining / rate, limited)
+
+
+class Gauges(Protocol):
+    """Live figures a :class:`Progress` line adds: the limits' paces and more counters."""
+
+    def paces(self, tokens_per_request: float | None) -> list[Pace]:
+        """The limits as paces in requests (tokens converted at ``tokens_per_request``)."""
+        ...
+
+    def parts(self) -> list[str]:
+        """Short phrases to append to the line (``3 in flight``, ...)."""
+        ...
+
+
 class Progress:
     """Counts finished items and shows done, failed, rate, ETA and tokens.
 
@@ -40,6 +97,7 @@ class Progress:
         every_items: In quiet mode, a line after this many items.
         every_seconds: In quiet mode, a line after this many seconds; on a terminal the bar
             is redrawn ten times as often.
+        gauges: Live figures to add (the limits' paces for the ETA, calls in flight, ...).
     """
 
     def __init__(
@@ -51,6 +109,7 @@ class Progress:
         tty: bool | None = None,
         every_items: int = 100,
         every_seconds: float = 5.0,
+        gauges: Gauges | None = None,
     ) -> None:
         self.total = total
         self.label = label
@@ -58,6 +117,7 @@ class Progress:
         self.tty = self.stream.isatty() if tty is None else tty
         self.every_items = every_items
         self.every_seconds = every_seconds
+        self.gauges = gauges
         self.done = 0
         self.failed = 0
         self.skipped = 0
@@ -99,9 +159,16 @@ class Progress:
             parts.append(f"{self.skipped} skipped")
         rate = self.rate
         parts.append(f"{rate:.1f}/s")
-        if self.total and rate > 0:
-            parts.append(f"ETA {format_seconds(max(0, self.total - finished) / rate)}")
+        gauges = self.gauges
+        if self.total:
+            per_request = self.tokens / self.done if self.done and self.tokens else None
+            paces = gauges.paces(per_request) if gauges is not None else ()
+            eta = eta_seconds(max(0, self.total - finished), rate=rate, paces=paces)
+            if eta is not None:
+                parts.append(f"ETA {format_seconds(eta)}")
         parts.append(f"{self.tokens:,} tokens")
+        if gauges is not None:
+            parts.extend(gauges.parts())
         return ", ".join(parts)
 
     # -- drawing -------------------------------------------------------------------------
@@ -113,10 +180,16 @@ class Progress:
         filled = int(share * _BAR_WIDTH)
         return "[" + "#" * filled + "-" * (_BAR_WIDTH - filled) + f"] {share:4.0%} "
 
+    def _redrawn(self) -> str:
+        """The bar and line, cut to the terminal's width: a line that wrapped would leave
+        its first rows behind at every redraw, which clears only the cursor's row."""
+        width = shutil.get_terminal_size().columns
+        return (self._bar() + self.line())[: max(1, width - 1)]
+
     def draw(self) -> None:
         """Redraw the bar (terminal) or write a quiet line if one is due."""
         if self.tty:
-            self.stream.write(_CLEAR_LINE + self._bar() + self.line())
+            self.stream.write(_CLEAR_LINE + self._redrawn())
             self.stream.flush()
         elif time.monotonic() - self._last_line_time >= self.every_seconds:
             self._quiet_line()
@@ -133,7 +206,7 @@ class Progress:
             self.stream.write(_CLEAR_LINE)
         self.stream.write(text + "\n")
         if self.tty:
-            self.stream.write(self._bar() + self.line())
+            self.stream.write(self._redrawn())
         self.stream.flush()
 
     def finish(self) -> None:

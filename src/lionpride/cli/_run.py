@@ -18,9 +18,14 @@ a duplicate custom_id, a body asking for ``"stream": true``, a ``url`` run does 
 reported on stderr
 with their line numbers, skipped, and make the exit code 1. Exit codes: 0 every request
 succeeded, 1 some failed or were bad, 2 bad usage (flags, missing key, unreadable input, an
-output that cannot be written, also when the disk fills up mid-run), 130 interrupted (Ctrl-C
-or SIGTERM: the calls in flight are abandoned, the summary is printed, a rerun resumes).
-Do not run two processes on the same output file at once.
+output that cannot be written, also when the disk fills up mid-run, a request larger than
+``--limit-tokens``), 130 interrupted (Ctrl-C or SIGTERM: the calls in flight are abandoned,
+the summary is printed, a rerun resumes; an output that is no regular file, such as
+``/dev/stdout``, keeps nothing to resume from). Do not run two processes on the same output
+file at once.
+
+The summary counts what happened to each request: sent (succeeded, failed, or unanswered when
+the run stopped with it in flight), not sent, rejected before sending, already done, or bad.
 """
 
 from __future__ import annotations
@@ -33,8 +38,10 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lionpride import errors
 from lionpride.cli._batch_io import (
     BadLine,
     BatchItem,
@@ -45,8 +52,10 @@ from lionpride.cli._batch_io import (
     read_requests,
 )
 from lionpride.cli._common import UsageError, build_model
+from lionpride.cli._live import RunGauges
 from lionpride.cli._progress import Progress, format_seconds
 from lionpride.cli._stats import Stopwatch, Summary, secs
+from lionpride.core.event import EventStatus
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
@@ -134,6 +143,41 @@ class _Terminated:
         self.received = False
 
 
+#: Failure reasons printed on screen as they happen; the rest are only in the output file.
+SHOWN_FAILURES = 5
+
+
+class _NeverFits(Exception):
+    """A request larger than the token limit: no wait makes it fit, so the run stops."""
+
+
+@dataclass
+class _RunState:
+    """What the workers of one run share.
+
+    Attributes:
+        models: The run's model for each endpoint (they share one executor).
+        model_name: ``--model``, which replaces each request's own.
+        writer: The output file.
+        progress: The live line.
+        gauges: The live counters of the model (``calling`` is kept here).
+        rejected: Ids of requests refused before sending (invalid parameters).
+        failures_shown: Failure reasons printed so far.
+        unsent: Calls cancelled (Ctrl-C, SIGTERM, a stopped run) before they were sent.
+        unanswered: Calls cancelled after they were sent, before their answer came.
+    """
+
+    models: _Models
+    model_name: str | None
+    writer: ResultWriter
+    progress: Progress
+    gauges: RunGauges
+    rejected: list[str] = field(default_factory=list)
+    failures_shown: int = 0
+    unsent: int = 0
+    unanswered: int = 0
+
+
 async def _run(
     args: argparse.Namespace,
     model: _Models,
@@ -143,8 +187,14 @@ async def _run(
     terminated: _Terminated,
 ) -> int:
     clock = Stopwatch()
-    rejected: list[str] = []
-    progress = Progress(total, label="run")
+    gauges = RunGauges(
+        model.chat,
+        limit_requests=getattr(args, "limit_requests", None),
+        limit_tokens=getattr(args, "limit_tokens", None),
+        window=getattr(args, "capacity_refresh_time", 60.0),
+    )
+    progress = Progress(total, label="run", gauges=gauges)
+    state = _RunState(model, args.model, writer, progress, gauges)
     bad: list[BadLine] = []
     items = _pending(read_requests(args.input), done, bad, progress)
     interrupted = False
@@ -153,13 +203,12 @@ async def _run(
         try:
             async with progress, asyncio.TaskGroup() as group:
                 for _ in range(args.concurrency):
-                    group.create_task(_worker(items, model, args.model, writer, rejected, progress))
+                    group.create_task(_worker(items, state))
         except* WriteError as failed:
             # Every worker writes to the one file: the first failure says it all.
-            raise UsageError(
-                f"{failed.exceptions[0]}; the results written before are kept, and running "
-                "the same command again sends only the rest"
-            ) from None
+            raise UsageError(f"{failed.exceptions[0]}{_kept(writer)}") from None
+        except* _NeverFits as refused:
+            raise UsageError(f"{refused.exceptions[0]}{_kept(writer)}") from None
     except asyncio.CancelledError:  # Ctrl-C or SIGTERM
         interrupted = True
         raise
@@ -168,11 +217,31 @@ async def _run(
         _default_sigterm()
         try:
             # Read before closing: metrics() also asks the executor, which aclose stops.
-            summary = model.summary(clock.elapsed)
+            summary = model.summary(clock.elapsed).less_cancelled(
+                unsent=state.unsent, unanswered=state.unanswered
+            )
         finally:
             await model.aclose()
-        _summary(summary, len(rejected), progress, bad, _configured_rate(args), interrupted)
-    return 1 if summary.failures or rejected or bad else 0
+        not_sent = total - progress.skipped - progress.done - state.unanswered
+        _summary(
+            summary,
+            state,
+            bad,
+            _configured_rate(args),
+            not_sent=not_sent,
+            interrupted=interrupted,
+        )
+    return 1 if summary.failures or state.rejected or bad else 0
+
+
+def _kept(writer: ResultWriter) -> str:
+    """What becomes of the results written so far, for a message that stops the run."""
+    if writer.resumable:
+        return (
+            "; the results written before are kept, and running the same command again "
+            "sends only the rest"
+        )
+    return "; the output is not a regular file, so a rerun sends every request again"
 
 
 def _cancel_on_sigterm(terminated: _Terminated) -> None:
@@ -233,43 +302,94 @@ def _pending(
             yield item
 
 
-async def _worker(
-    items: Iterator[BatchItem],
-    model: _Models,
-    model_name: str | None,
-    writer: ResultWriter,
-    rejected: list[str],
-    progress: Progress,
-) -> None:
+async def _worker(items: Iterator[BatchItem], state: _RunState) -> None:
     """Take requests from the shared iterator until it is empty.
 
     Each worker pulls the next line only when it is free, so a huge input is never loaded at
     once; ``next()`` on the shared generator is synchronous, so workers never race on it.
     Requests rejected before sending (invalid parameters) never reach the model, so its
-    metrics cannot count them: their ids go to ``rejected``.
+    metrics cannot count them: their ids go to ``state.rejected``.
     """
+    progress = state.progress
     for item in items:
-        record = await _send(item, model, model_name, rejected)
-        writer.append(record)
+        record = await _send(item, state)
+        state.writer.append(record)
         usage = record.get("usage") or {}
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
-        progress.advance(ok=record["error"] is None, tokens=tokens)
+        error = record["error"]
+        progress.advance(ok=error is None, tokens=tokens)
+        if error is not None:
+            _show_failure(state, item, error)
 
 
-async def _send(
-    item: BatchItem, models: _Models, model_name: str | None, rejected: list[str]
-) -> dict[str, Any]:
-    body = dict(item.body)
-    if model_name:
-        body["model"] = model_name
+def _show_failure(state: _RunState, item: BatchItem, error: dict[str, Any]) -> None:
+    """Print the reason of one of the first failures (the rest are in the output file)."""
+    state.failures_shown += 1
+    if state.failures_shown > SHOWN_FAILURES:
+        return
+    message = " ".join(str(error["message"]).split())
+    if len(message) > 300:
+        message = message[:297] + "..."
+    text = f"{item.custom_id} (line {item.line_no}) failed: {error['code']}: {message}"
+    if state.failures_shown == SHOWN_FAILURES:
+        text += f"\n(only the first {SHOWN_FAILURES} failures are shown; all are in the output)"
+    state.progress.message(text)
+
+
+async def _send(item: BatchItem, state: _RunState) -> dict[str, Any]:
+    """Send one request and return its output line.
+
+    Raises:
+        _NeverFits: The request is larger than the token limit.
+    """
     try:
-        model = models.get(item.endpoint)
-        calling = await model.create_calling(**body)
-    except (ValueError, TypeError, UsageError) as exc:
-        rejected.append(item.custom_id)
+        model = state.models.get(item.endpoint)
+    except UsageError as exc:  # a provider that does not serve the line's url
+        state.rejected.append(item.custom_id)
         return _error_record(item.custom_id, exc)
-    await model.invoke(calling=calling, raise_on_error=False)
+    body = dict(item.body)
+    if state.model_name:
+        body["model"] = state.model_name
+    try:
+        calling = await model.create_calling(**body)
+    except (ValueError, TypeError, errors.LionprideError) as exc:
+        too_large = _never_fits(model, body)
+        if too_large is not None:
+            tokens, capacity = too_large
+            raise _NeverFits(
+                f"request {item.custom_id!r} (line {item.line_no}) needs {tokens:,} tokens "
+                f"(prompt estimate plus output budget) but --limit-tokens is {capacity:,}: it "
+                "can never be sent; raise --limit-tokens or lower its max_tokens"
+            ) from exc
+        state.rejected.append(item.custom_id)
+        return _error_record(item.custom_id, exc)
+    state.gauges.calling += 1
+    try:
+        await model.invoke(calling=calling, raise_on_error=False)
+    except asyncio.CancelledError:
+        # Sent or not is what the run's summary tells apart: an attempt began or none did.
+        if calling.execution.status is EventStatus.CANCELLED:
+            if calling.execution.attempts:
+                state.unanswered += 1
+            else:
+                state.unsent += 1
+        raise
+    finally:
+        state.gauges.calling -= 1
     return result_record(item.custom_id, calling)
+
+
+def _never_fits(model: iModel, body: dict[str, Any]) -> tuple[int, int] | None:
+    """``(tokens, capacity)`` when ``body`` is valid but larger than the token bucket."""
+    executor = model.executor
+    capacity = executor.token_capacity if executor is not None else None
+    if capacity is None:
+        return None
+    try:
+        tokens = model.backend.estimate_tokens(model.backend.create_payload(dict(body)))
+    except (ValueError, TypeError):
+        return None  # invalid: rejected, and the run goes on
+    return (tokens, capacity) if tokens > capacity else None
 
 
 def result_record(custom_id: str, calling: Calling) -> dict[str, Any]:
@@ -305,29 +425,45 @@ def _error_record(custom_id: str, error: BaseException) -> dict[str, Any]:
     }
 
 
+def _rate_text(per_second: float) -> str:
+    """A request rate in the unit that keeps a digit: per second, minute or hour."""
+    if per_second >= 1 or per_second == 0:
+        return f"{per_second:.1f} req/s"
+    if per_second * 60 >= 1:
+        return f"{per_second * 60:.1f} req/min"
+    return f"{per_second * 3600:.1f} req/h"
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else format_seconds(seconds)
 
 
 def _summary(
     summary: Summary,
-    rejected: int,
-    progress: Progress,
+    state: _RunState,
     bad: list[BadLine],
     configured: float | None,
-    interrupted: bool = False,
+    *,
+    not_sent: int,
+    interrupted: bool,
 ) -> None:
     s = summary
+    progress = state.progress
+    sent = f"{s.calls} sent: {s.successes} succeeded, {s.failures} failed"
+    if state.unanswered:
+        sent += f", {state.unanswered} unanswered (stopped in flight)"
     parts = [
-        f"{s.calls} sent: {s.successes} succeeded, {s.failures} failed",
+        sent,
         f"{progress.skipped - len(bad)} already done",
         f"{len(bad)} bad input line(s)",
     ]
-    if rejected:
-        parts.insert(1, f"{rejected} rejected before sending")
-    rate = f"{s.rate:.1f} req/s"
+    if state.rejected:
+        parts.insert(1, f"{len(state.rejected)} rejected before sending")
+    if not_sent > 0:
+        parts.insert(1, f"{not_sent} not sent")
+    rate = _rate_text(s.rate)
     if configured is not None:
-        rate += f" (configured {configured:.1f} req/s)"
+        rate += f" (configured {_rate_text(configured)})"
     lines = [
         "; ".join(parts),
         f"time {_duration(s.elapsed)}, {rate}, latency p50 {secs(s.p50)} p99 {secs(s.p99)}",
@@ -340,6 +476,12 @@ def _summary(
         shown = ", ".join(str(b.line_no) for b in itertools.islice(bad, 20))
         lines.append(f"bad lines: {shown}{' ...' if len(bad) > 20 else ''}")
     if interrupted:
-        lines.append("interrupted: run the same command again to send the rest")
+        if state.writer.resumable:
+            lines.append("interrupted: run the same command again to send the rest")
+        else:
+            lines.append(
+                "interrupted: the output is not a regular file, so nothing can be resumed "
+                "from it; a rerun sends every request again"
+            )
     sys.stderr.write("\n".join(lines) + "\n")
     sys.stderr.flush()

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
 
 __all__ = ["Stopwatch", "Summary", "ms", "secs"]
+
+# The failure key of a cancelled call, which carries no error: its status.
+_CANCELLED = "cancelled"
 
 
 @dataclass
@@ -98,6 +101,32 @@ class Summary:
             p50=latency["p50"],
             p99=latency["p99"],
             elapsed=max(elapsed, 1e-9),
+        )
+
+    def less_cancelled(self, *, unsent: int, unanswered: int) -> Summary:
+        """This summary with the calls a stopped run cancelled taken out of its failures.
+
+        The model counts a cancelled call as a finished, failed one (status ``cancelled``).
+        A call cancelled before it was sent was no call at all; one cancelled while in flight
+        was sent but neither succeeded nor failed: the caller reports both on their own.
+        Never more is taken out than the model counted as cancelled (this runs while a run
+        stops, where an exception would hide the summary).
+
+        Args:
+            unsent: Cancelled calls that were never sent (no longer counted as calls).
+            unanswered: Cancelled calls that were sent (still calls, no longer failures).
+        """
+        by_type = dict(self.failures_by_type)
+        counted = by_type.pop(_CANCELLED, 0)
+        unsent = min(unsent, counted)
+        removed = min(unsent + unanswered, counted)
+        if counted > removed:
+            by_type[_CANCELLED] = counted - removed
+        return replace(
+            self,
+            calls=self.calls - unsent,
+            failures=self.failures - removed,
+            failures_by_type=by_type,
         )
 
     @property

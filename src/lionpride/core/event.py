@@ -147,9 +147,10 @@ class Event(Element):
                 async with asyncio.timeout(self.timeout):
                     result = await self._invoke()
         except asyncio.CancelledError:
+            # A cancellation is no failure of the call: CANCELLED with no error, never a
+            # TimeoutError (a run stopped by Ctrl-C had no call time out).
             ex.status = EventStatus.CANCELLED
             ex.retryable = True
-            ex.error = errors.TimeoutError("cancelled") if ex.error is None else ex.error
             raise
         except TimeoutError as exc:
             err = (

@@ -35,12 +35,15 @@ caller's provider shape.
 ``Reply.from_wire(record)`` replays a recorded exchange byte for byte. ``FakeProvider(
 limit_requests=5, window=1.0)`` answers the sixth immediate request with a 429 and a
 ``retry-after`` header, as the real services do. :class:`FakeClock` (from
-:mod:`lionpride.core.clock`) drives time in unit tests without sleeping.
+:mod:`lionpride.core.clock`) drives time in unit tests without sleeping. :func:`load_script`
+reads a script from a JSON file, the format ``lionpride fake-provider --script FILE`` serves
+for tests written in other languages.
 """
 
 from __future__ import annotations
 
 from lionpride.core.clock import FakeClock
 from lionpride.testing._fake_provider import FakeProvider, ReceivedRequest, Reply
+from lionpride.testing._script_file import ScriptError, load_script
 
-__all__ = ["FakeClock", "FakeProvider", "ReceivedRequest", "Reply"]
+__all__ = ["FakeClock", "FakeProvider", "ReceivedRequest", "Reply", "ScriptError", "load_script"]

@@ -81,14 +81,15 @@ class Reply:
     stall_after: int | None = None
 
     @classmethod
-    def from_wire(cls, record: Mapping[str, Any] | os.PathLike[str]) -> Reply:
-        """Replay a recorded exchange from ``wire/`` (the parsed record or its file path).
+    def from_wire(cls, record: Mapping[str, Any] | str | os.PathLike[str]) -> Reply:
+        """Replay a recorded exchange from ``wire/`` (the parsed record or its file path,
+        as a ``str`` or a path object).
 
         Status, headers (less ``content-length``, which belonged to the original encoding)
         and the body text are kept byte for byte; an SSE body is split into its events so
         they arrive one write at a time.
         """
-        if isinstance(record, os.PathLike):
+        if isinstance(record, str | os.PathLike):
             with open(record, encoding="utf-8") as file:
                 response = json.load(file)["response"]
         else:
