@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,6 +79,38 @@ class NormalizedResponse(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """Dump without ``None`` values."""
         return self.model_dump(exclude_none=True)
+
+    def to_message(self) -> dict[str, Any]:
+        """The answer as a canonical (OpenAI Chat Completions) assistant message.
+
+        Append it to ``messages``, then the ``tool`` results, and call again, on any
+        provider. ``content`` is the text (``None`` when there is none); ``tool_calls`` carry
+        their ids and JSON-string arguments. State the provider needs on the next turn
+        (thinking or thought signatures) rides under ``"provider_state"``: it is sent back to
+        the provider that wrote it and dropped for any other.
+
+        Example:
+            >>> NormalizedResponse(data="Hi.").to_message()
+            {'role': 'assistant', 'content': 'Hi.'}
+        """
+        text = self.data if isinstance(self.data, str) else None
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": json.dumps(call.arguments, ensure_ascii=False),
+                    },
+                }
+                for call in self.tool_calls
+            ]
+        state = self.metadata.get("provider_state")
+        if state is not None:
+            message["provider_state"] = state
+        return message
 
 
 def normalized(
