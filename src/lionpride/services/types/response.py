@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeVar
 
 from lionpride.core._trusted import build_trusted
 
-__all__ = ["FinishReason", "NormalizedResponse", "ToolCall", "Usage", "normalized", "usage_of"]
+__all__ = [
+    "FinishReason",
+    "NormalizedResponse",
+    "OutputT",
+    "ToolCall",
+    "Usage",
+    "normalized",
+    "usage_of",
+]
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
@@ -48,7 +57,11 @@ def usage_of(counts: dict[str, Any]) -> Usage:
     return usage
 
 
-class NormalizedResponse(BaseModel):
+#: The type of :attr:`NormalizedResponse.parsed`: the ``response_format`` model class.
+OutputT = TypeVar("OutputT", default=Any)
+
+
+class NormalizedResponse(BaseModel, Generic[OutputT]):
     """What a call returns, whatever the backend.
 
     Attributes:
@@ -61,8 +74,11 @@ class NormalizedResponse(BaseModel):
             the provider's own value stays in ``metadata["native_finish_reason"]``. A value
             that is none of these (Anthropic's ``pause_turn``, Gemini's ``OTHER``, anything
             new) gives ``None`` for every provider alike, rather than a guess.
-        metadata: Provider details: model, id, native usage, reasoning text, ...
+        metadata: Provider details: model, id, native usage, reasoning text, the
+            ``provider_state`` the next turn sends back, ...
         raw_response: The provider's decoded body.
+        parsed: With a pydantic model class as ``response_format``, the answer validated
+            into it (``None`` otherwise).
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -75,6 +91,7 @@ class NormalizedResponse(BaseModel):
     finish_reason: FinishReason | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     raw_response: Any = None
+    parsed: OutputT | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Dump without ``None`` values."""

@@ -1,0 +1,108 @@
+"""``response_format=MyModel``: the answer validated into the model, on every provider."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from lionpride import errors
+from lionpride.services.imodel import iModel
+from lionpride.testing import FakeProvider, Reply
+
+PROVIDERS = ["openai", "anthropic", "gemini"]
+MODELS = {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
+
+
+class City(BaseModel):
+    """A city and its country."""
+
+    name: str
+    country: str
+
+
+def model_for(provider: str, fp: FakeProvider) -> iModel:
+    """An iModel for ``provider`` on the FakeProvider, without retries."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return iModel(
+            provider=provider,
+            model=MODELS[provider],
+            base_url=fp.base_url(provider),
+            api_key=SecretStr("k"),
+            retry_config=None,
+        )
+
+
+ASK = [{"role": "user", "content": "The largest city in Mexico?"}]
+GOOD = json.dumps({"name": "Mexico City", "country": "Mexico"})
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_parsed_is_the_validated_model(provider: str, fake_provider: FakeProvider) -> None:
+    """The final text is validated into the response_format class."""
+    fake_provider.script(Reply(text=GOOD))
+    async with model_for(provider, fake_provider) as model:
+        calling = await model.invoke(messages=ASK, response_format=City)
+    assert calling.response is not None
+    assert calling.response.parsed == City(name="Mexico City", country="Mexico")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_an_answer_that_does_not_fit_raises_with_the_text(
+    provider: str, fake_provider: FakeProvider
+) -> None:
+    """JSON that does not validate raises OutputValidationError carrying text and reason."""
+    bad = json.dumps({"name": "Mexico City"})
+    fake_provider.script(Reply(text=bad))
+    async with model_for(provider, fake_provider) as model:
+        with pytest.raises(errors.OutputValidationError) as caught:
+            await model.invoke(messages=ASK, response_format=City)
+    assert caught.value.text == bad
+    assert "country" in caught.value.validation_message
+    assert caught.value.calling is not None
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_stream_validates_at_its_final_chunk(
+    provider: str, fake_provider: FakeProvider
+) -> None:
+    """A stream's final response carries parsed; a misfit fails the stream at its end."""
+    fake_provider.script(Reply(text=GOOD), Reply(text="not json"))
+    async with model_for(provider, fake_provider) as model:
+        chunks = [c async for c in model.invoke_stream(messages=ASK, response_format=City)]
+        final = chunks[-1].response
+        assert final is not None and final.parsed == City(name="Mexico City", country="Mexico")
+        with pytest.raises(errors.OutputValidationError):
+            async for _ in model.invoke_stream(messages=ASK, response_format=City):
+                pass
+
+
+async def test_a_tool_call_turn_is_not_parsed(fake_provider: FakeProvider) -> None:
+    """A turn of a tool loop (it calls tools) leaves parsed empty instead of failing."""
+    fake_provider.script(Reply(tool_calls=[{"name": "lookup", "arguments": {"q": "x"}}]))
+    async with model_for("openai", fake_provider) as model:
+        calling = await model.invoke(messages=ASK, response_format=City)
+    assert calling.response is not None
+    assert calling.response.parsed is None and calling.response.tool_calls
+
+
+def test_parsed_is_typed_as_the_model(tmp_path: Path) -> None:
+    """mypy sees ``calling.response.parsed`` as the response_format class."""
+    api = pytest.importorskip("mypy.api")
+    source = tmp_path / "typed.py"
+    source.write_text(
+        "from pydantic import BaseModel\n"
+        "from lionpride.services import iModel\n"
+        "class City(BaseModel):\n"
+        "    name: str\n"
+        "async def main(model: iModel) -> None:\n"
+        "    calling = await model.invoke(messages=[], response_format=City)\n"
+        "    assert calling.response is not None\n"
+        "    reveal_type(calling.response.parsed)\n"
+    )
+    out, err, _ = api.run(["--strict", "--no-incremental", str(source)])
+    assert "typed.City | None" in out, out + err
