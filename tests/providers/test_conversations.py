@@ -8,15 +8,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
-from tests.conftest import WIRE_DIR
+from tests.conftest import WIRE_DIR, model_on
 
-from lionpride.services.imodel import iModel
 from lionpride.testing import FakeProvider, Reply
 
 CONVERSATIONS = WIRE_DIR / "conversations"
@@ -27,18 +24,6 @@ def conversation_files() -> list[Any]:
     if not CONVERSATIONS.is_dir():
         return [pytest.param(None, marks=pytest.mark.skip(reason=f"{CONVERSATIONS} is missing"))]
     return [pytest.param(path, id=path.stem) for path in sorted(CONVERSATIONS.glob("*.json"))]
-
-
-def model_for(provider: str, fp: FakeProvider) -> iModel:
-    """An iModel for ``provider`` pointed at the FakeProvider, without retries."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return iModel(
-            provider=provider,
-            base_url=fp.base_url(provider),
-            api_key=SecretStr("test-key"),
-            retry_config=None,
-        )
 
 
 # -- meaning of a request, per provider (the README's "Equivalences") ----------------------
@@ -218,7 +203,7 @@ async def test_conversation(path: Path, fake_provider: FakeProvider) -> None:
     canonical = record["canonical"]
     expect = record["expect"]
     fake_provider.script(Reply.from_wire(record))
-    async with model_for(provider, fake_provider) as model:
+    async with model_on(fake_provider, provider, retry_config=None) as model:
         calling = await model.invoke(**canonical)
         assert_same_request(provider, fake_provider.requests[-1].body, record["request"]["body"])
         response = calling.response

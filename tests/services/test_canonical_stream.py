@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from tests.conftest import model_on
 
 from lionpride.services.imodel import iModel
 from lionpride.testing import FakeProvider, Reply
@@ -31,17 +30,9 @@ REQUEST: dict[str, Any] = {
 }
 
 
-def model_for(provider: str, fp: FakeProvider) -> iModel:
+def fake_model(fp: FakeProvider, provider: str) -> iModel:
     """An iModel for ``provider`` on the FakeProvider, without retries."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return iModel(
-            provider=provider,
-            model=MODELS[provider],
-            base_url=fp.base_url(provider),
-            api_key=SecretStr("k"),
-            retry_config=None,
-        )
+    return model_on(fp, provider, model=MODELS[provider], retry_config=None)
 
 
 @pytest.mark.parametrize("provider", list(MODELS))
@@ -55,7 +46,9 @@ async def test_stream_tool_call_deltas_have_one_shape(
         {"name": "get_weather", "arguments": {"city": "Lima"}},
     ]
     fake_provider.script(Reply(tool_calls=calls))
-    async with model_for(provider, fake_provider) as model:
+    async with model_on(
+        fake_provider, provider, model=MODELS[provider], retry_config=None
+    ) as model:
         chunks = [chunk async for chunk in model.invoke_stream(**REQUEST)]
     deltas = [c.tool_call_delta for c in chunks if c.tool_call_delta]
     assert deltas and all(set(d) == {"index", "id", "name", "arguments"} for d in deltas)

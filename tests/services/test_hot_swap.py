@@ -4,12 +4,12 @@ whichever provider answers."""
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
+from tests.conftest import model_on
 
 from lionpride.services import ServiceRegistry, iModel
 from lionpride.services.fallback import Fallback
@@ -55,15 +55,7 @@ REQUEST: dict[str, Any] = {
 
 def model_for(provider: str, fp: FakeProvider, **extra: Any) -> iModel:
     """An iModel for ``provider`` on the FakeProvider."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return iModel(
-            provider=provider,
-            model=MODELS[provider],
-            base_url=fp.base_url(provider),
-            api_key=SecretStr("k"),
-            **extra,
-        )
+    return model_on(fp, provider, model=MODELS[provider], **extra)
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
+from tests.conftest import model_on
 
 from lionpride import errors
 from lionpride.services.imodel import iModel
@@ -17,24 +17,16 @@ PROVIDERS = ["openai", "anthropic", "gemini"]
 MODELS = {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
 
 
+def fake_model(fp: FakeProvider, provider: str) -> iModel:
+    """An iModel for ``provider`` on the FakeProvider, without retries."""
+    return model_on(fp, provider, model=MODELS[provider], retry_config=None)
+
+
 class City(BaseModel):
     """A city and its country."""
 
     name: str
     country: str
-
-
-def model_for(provider: str, fp: FakeProvider) -> iModel:
-    """An iModel for ``provider`` on the FakeProvider, without retries."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return iModel(
-            provider=provider,
-            model=MODELS[provider],
-            base_url=fp.base_url(provider),
-            api_key=SecretStr("k"),
-            retry_config=None,
-        )
 
 
 ASK = [{"role": "user", "content": "The largest city in Mexico?"}]
@@ -45,7 +37,9 @@ GOOD = json.dumps({"name": "Mexico City", "country": "Mexico"})
 async def test_parsed_is_the_validated_model(provider: str, fake_provider: FakeProvider) -> None:
     """The final text is validated into the response_format class."""
     fake_provider.script(Reply(text=GOOD))
-    async with model_for(provider, fake_provider) as model:
+    async with model_on(
+        fake_provider, provider, model=MODELS[provider], retry_config=None
+    ) as model:
         calling = await model.invoke(messages=ASK, response_format=City)
     assert calling.response is not None
     assert calling.response.parsed == City(name="Mexico City", country="Mexico")
@@ -58,7 +52,9 @@ async def test_an_answer_that_does_not_fit_raises_with_the_text(
     """JSON that does not validate raises OutputValidationError carrying text and reason."""
     bad = json.dumps({"name": "Mexico City"})
     fake_provider.script(Reply(text=bad))
-    async with model_for(provider, fake_provider) as model:
+    async with model_on(
+        fake_provider, provider, model=MODELS[provider], retry_config=None
+    ) as model:
         with pytest.raises(errors.OutputValidationError) as caught:
             await model.invoke(messages=ASK, response_format=City)
     assert caught.value.text == bad
@@ -72,7 +68,9 @@ async def test_a_stream_validates_at_its_final_chunk(
 ) -> None:
     """A stream's final response carries parsed; a misfit fails the stream at its end."""
     fake_provider.script(Reply(text=GOOD), Reply(text="not json"))
-    async with model_for(provider, fake_provider) as model:
+    async with model_on(
+        fake_provider, provider, model=MODELS[provider], retry_config=None
+    ) as model:
         chunks = [c async for c in model.invoke_stream(messages=ASK, response_format=City)]
         final = chunks[-1].response
         assert final is not None and final.parsed == City(name="Mexico City", country="Mexico")
@@ -84,7 +82,9 @@ async def test_a_stream_validates_at_its_final_chunk(
 async def test_a_tool_call_turn_is_not_parsed(fake_provider: FakeProvider) -> None:
     """A turn of a tool loop (it calls tools) leaves parsed empty instead of failing."""
     fake_provider.script(Reply(tool_calls=[{"name": "lookup", "arguments": {"q": "x"}}]))
-    async with model_for("openai", fake_provider) as model:
+    async with model_on(
+        fake_provider, "openai", model=MODELS["openai"], retry_config=None
+    ) as model:
         calling = await model.invoke(messages=ASK, response_format=City)
     assert calling.response is not None
     assert calling.response.parsed is None and calling.response.tool_calls

@@ -16,15 +16,19 @@ from typing import Any
 
 from lionpride import errors
 from lionpride.services.providers._canonical import (
+    OPENAI_ONLY,
     call_arguments,
     choice_of,
     data_url,
+    function_name_and_description,
     function_of,
+    image_url_of,
     json_schema_of,
     no_equivalent,
     own_state,
     stop_list,
     text_of,
+    unknown_effort,
 )
 
 __all__ = ["STRUCTURED_OUTPUT_TOOL", "messages_request"]
@@ -119,14 +123,13 @@ def messages_request(request: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Canonical parameters the Messages API has nothing for.
-_NO_EQUIVALENT = frozenset(
-    {
-        "seed", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
-        "top_logprobs", "functions", "function_call", "reasoning", "verbosity", "store",
-        "modalities", "audio", "prediction", "prompt_cache_key", "prompt_cache_options",
-        "safety_identifier", "web_search_options", "stream_options",
-    }
-)  # fmt: skip
+_NO_EQUIVALENT = OPENAI_ONLY | {
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+}
 
 
 def _turns(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -216,9 +219,7 @@ def _parts(content: Any) -> Any:
 def _part(part: Any) -> Any:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind == "image_url":
-        image = part.get("image_url")
-        url = image.get("url") if isinstance(image, dict) else image
-        return {"type": "image", "source": _source(str(url or ""), "image_url")}
+        return {"type": "image", "source": _source(image_url_of(part), "image_url")}
     if kind == "file":
         file = part.get("file") or {}
         data = file.get("file_data")
@@ -251,9 +252,7 @@ def _tool(tool: Any, strict: bool) -> Any:
     function = function_of(tool)
     if function is None:
         return tool
-    out: dict[str, Any] = {"name": function.get("name")}
-    if function.get("description") is not None:
-        out["description"] = function["description"]
+    out = function_name_and_description(function)
     out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
     if strict and function.get("strict"):
         out["strict"] = True
@@ -315,10 +314,7 @@ def _thinking(out: dict[str, Any], effort: str, model: str) -> None:
         return
     budget = _BUDGETS.get(effort)
     if budget is None:
-        raise errors.ValidationError(
-            f"reasoning_effort {effort!r} is not one of none, {', '.join(_BUDGETS)} "
-            f"(for {PROVIDER} {model})"
-        )
+        raise unknown_effort(effort, ["none", *_BUDGETS], PROVIDER, model)
     limit = out.get("max_tokens") or DEFAULT_MAX_TOKENS
     if budget >= limit:
         budget = max(1024, limit // 2)

@@ -14,22 +14,50 @@ from lionpride import errors
 from lionpride.services.providers._common import parse_arguments
 
 __all__ = [
+    "OPENAI_ONLY",
     "call_arguments",
     "choice_of",
     "data_url",
+    "function_name_and_description",
     "function_of",
+    "image_url_of",
     "json_schema_of",
     "no_equivalent",
     "own_state",
     "stop_list",
     "text_of",
+    "unknown_effort",
 ]
+
+
+#: Canonical parameters that only OpenAI's APIs have (each translator adds its own to these).
+OPENAI_ONLY = frozenset(
+    {
+        "logit_bias", "functions", "function_call", "reasoning", "verbosity", "store",
+        "modalities", "audio", "prediction", "prompt_cache_key", "prompt_cache_options",
+        "safety_identifier", "web_search_options", "stream_options",
+    }
+)  # fmt: skip
+
+
+def image_url_of(part: dict[str, Any]) -> str:
+    """The URL of an ``image_url`` part (an object with ``url``, or the URL itself)."""
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else image
+    return str(url or "")
 
 
 def no_equivalent(name: str, provider: str, hint: str = "") -> errors.ValidationError:
     """The error for a canonical parameter ``provider`` cannot express."""
     extra = f"; {hint}" if hint else ""
     return errors.ValidationError(f"{name!r} has no equivalent in the {provider} API{extra}")
+
+
+def unknown_effort(effort: str, choices: Any, provider: str, model: str) -> errors.ValidationError:
+    """The error for a ``reasoning_effort`` value ``provider`` has no setting for."""
+    return errors.ValidationError(
+        f"reasoning_effort {effort!r} is not one of {', '.join(choices)} (for {provider} {model})"
+    )
 
 
 def own_state(message: dict[str, Any], provider: str) -> dict[str, Any] | None:
@@ -84,6 +112,14 @@ def function_of(tool: Any) -> dict[str, Any] | None:
         if isinstance(function, dict):
             return function
     return None
+
+
+def function_name_and_description(function: dict[str, Any]) -> dict[str, Any]:
+    """``name`` and (when given) ``description`` of a function: how every API starts a tool."""
+    out: dict[str, Any] = {"name": function.get("name")}
+    if function.get("description") is not None:
+        out["description"] = function["description"]
+    return out
 
 
 def choice_of(choice: Any) -> tuple[str, str | None] | None:

@@ -20,15 +20,19 @@ from typing import Any
 
 from lionpride import errors
 from lionpride.services.providers._canonical import (
+    OPENAI_ONLY,
     call_arguments,
     choice_of,
     data_url,
+    function_name_and_description,
     function_of,
+    image_url_of,
     json_schema_of,
     no_equivalent,
     own_state,
     stop_list,
     text_of,
+    unknown_effort,
 )
 
 __all__ = ["generate_content_request", "messages_to_contents"]
@@ -48,13 +52,7 @@ _CONFIG_NAMES = {
 }
 
 #: Canonical parameters the Gemini API has nothing for.
-_NO_EQUIVALENT = frozenset(
-    {
-        "user", "logit_bias", "functions", "function_call", "reasoning", "verbosity", "store",
-        "modalities", "audio", "prediction", "prompt_cache_key", "prompt_cache_options",
-        "safety_identifier", "web_search_options", "stream_options", "service_tier", "metadata",
-    }
-)  # fmt: skip
+_NO_EQUIVALENT = OPENAI_ONLY | {"user", "service_tier", "metadata"}
 
 #: Thinking budgets for ``reasoning_effort`` on models that take a budget (Gemini 2.x).
 _BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
@@ -203,9 +201,7 @@ def _part(item: Any) -> Any:
     if kind == "text":
         return {"text": item.get("text", "")}
     if kind == "image_url":
-        image = item.get("image_url")
-        url = image.get("url") if isinstance(image, dict) else image
-        return _media(str(url or ""), "image/jpeg")
+        return _media(image_url_of(item), "image/jpeg")
     if kind == "file":
         file = item.get("file") or {}
         data = file.get("file_data")
@@ -247,9 +243,7 @@ def _tools(tools: list[Any]) -> list[Any]:
         if function is None:
             native.append(tool)
             continue
-        declaration: dict[str, Any] = {"name": function.get("name")}
-        if function.get("description") is not None:
-            declaration["description"] = function["description"]
+        declaration = function_name_and_description(function)
         if function.get("parameters") is not None:
             declaration["parametersJsonSchema"] = function["parameters"]
         declarations.append(declaration)
@@ -270,9 +264,6 @@ def _thinking(effort: str, model: str) -> dict[str, Any]:
     if match is not None and int(match.group(1)) < 3:
         budget = _BUDGETS.get(effort)
         if budget is None:
-            raise errors.ValidationError(
-                f"reasoning_effort {effort!r} is not one of {', '.join(_BUDGETS)} "
-                f"(for {PROVIDER} {model})"
-            )
+            raise unknown_effort(effort, _BUDGETS, PROVIDER, model)
         return {"thinkingBudget": budget}
     return {"thinkingLevel": "minimal" if effort == "none" else effort}
