@@ -466,13 +466,28 @@ def test_made_up_gemini_call_ids_never_reach_the_api() -> None:
     }
 
 
-def test_anthropic_mid_conversation_system_sits_behind_the_user_turn() -> None:
-    """A system message after the first turn stays inline, behind the user turn it precedes."""
+@pytest.mark.parametrize(
+    ("model", "roles", "user_turn"),
+    [
+        ("claude-opus-4-8", ["user", "system", "assistant"], "a"),
+        (
+            "claude-sonnet-4-5",
+            ["user", "assistant"],
+            [{"type": "text", "text": "a"}, {"type": "text", "text": "Be terse."}],
+        ),
+    ],
+)
+def test_anthropic_mid_conversation_system_sits_behind_the_user_turn(
+    model: str, roles: list[str], user_turn: Any
+) -> None:
+    """A later system message goes behind its user turn: inline where the model takes it
+    (Claude 4.8 on), as that turn's last text before."""
     messages = [
         {"role": "user", "content": "a"},
         {"role": "system", "content": "Be terse."},
         {"role": "assistant", "content": "b"},
     ]
-    out = payload(anthropic(), model="claude-opus-4-8", messages=messages)
-    assert [m["role"] for m in out["messages"]] == ["user", "system", "assistant"]
+    out = payload(anthropic(), model=model, messages=messages)
+    assert [m["role"] for m in out["messages"]] == roles
+    assert out["messages"][0]["content"] == user_turn
     assert "system" not in out

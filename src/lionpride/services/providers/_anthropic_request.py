@@ -1,8 +1,9 @@
 """The canonical request (OpenAI Chat Completions) as a Messages API request.
 
 Leading ``system``/``developer`` messages become ``system``; a system message later in the
-conversation stays a ``{"role": "system"}`` entry, placed directly behind the user turn it
-comes with (the place the live API was recorded accepting it). Turns of one role merge;
+conversation goes directly behind the user turn it comes with: a ``{"role": "system"}`` entry
+for models that take one there (Claude 4.8 on, as recorded), the same text at the end of that
+user turn for older ones. Turns of one role merge;
 assistant ``tool_calls`` become ``tool_use`` blocks (``input`` a dict) and ``tool`` messages
 ``tool_result`` blocks in one user turn; ``image_url`` and ``file`` parts become ``image`` and
 ``document`` blocks. Native blocks, native tools and native parameters pass unchanged, so a
@@ -66,6 +67,13 @@ def _adaptive(model: str) -> bool:
     return generation is None or generation >= (4, 6)
 
 
+def _inline_system(model: str) -> bool:
+    """Whether the model takes a ``{"role": "system"}`` entry behind a user turn (Claude 4.8
+    and later; the recordings show ``claude-opus-4-8`` taking one)."""
+    generation = _generation(model)
+    return generation is None or generation >= (4, 8)
+
+
 def _native_structured(model: str) -> bool:
     """Whether the model has native structured output (``output_config.format``)."""
     generation = _generation(model)
@@ -82,7 +90,7 @@ def messages_request(request: dict[str, Any]) -> dict[str, Any]:
     model = str(out.get("model") or "")
     messages = out.get("messages")
     if isinstance(messages, list):
-        system, out["messages"] = _turns(messages)
+        system, out["messages"] = _turns(messages, _inline_system(model))
         if messages and not out["messages"]:
             raise errors.ValidationError(
                 "anthropic: messages holds no user or assistant turn (its system messages "
@@ -132,8 +140,13 @@ _NO_EQUIVALENT = OPENAI_ONLY | {
 }
 
 
-def _turns(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
-    """The leading system text and the user/assistant turns of canonical ``messages``."""
+def _turns(messages: list[Any], inline: bool) -> tuple[str, list[dict[str, Any]]]:
+    """The leading system text and the user/assistant turns of canonical ``messages``.
+
+    A later system message goes directly behind the user turn it comes with: as a
+    ``{"role": "system"}`` entry where the model takes one (``inline``), else as text at the
+    end of that user turn.
+    """
     system: list[str] = []
     turns: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []  # later system messages, placed behind a user turn
@@ -151,7 +164,7 @@ def _turns(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
             continue
         if role == "assistant":
             if waiting and turns[-1].get("role") == "user":
-                turns += waiting
+                _place(turns, waiting, inline)
                 waiting = []
             _add(turns, "assistant", _assistant(msg))
         elif role == "user":
@@ -165,8 +178,19 @@ def _turns(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
             _add(turns, "user", [result])
         else:
             turns.append(msg)  # a role the API may know: it answers for it
-    turns += waiting
+    if waiting:
+        _place(turns, waiting, inline)
     return "\n\n".join(system), turns
+
+
+def _place(turns: list[dict[str, Any]], waiting: list[dict[str, Any]], inline: bool) -> None:
+    """Put later system messages behind the last turn (a user turn, but for a conversation
+    that ends with them behind an assistant turn)."""
+    if inline:
+        turns += waiting
+        return
+    for msg in waiting:
+        _add(turns, "user", _parts(msg["content"]))
 
 
 def _add(turns: list[dict[str, Any]], role: str, content: Any) -> None:
