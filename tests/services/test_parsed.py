@@ -106,3 +106,28 @@ def test_parsed_is_typed_as_the_model(tmp_path: Path) -> None:
     )
     out, err, _ = api.run(["--strict", "--no-incremental", str(source)])
     assert "typed.City | None" in out, out + err
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_model_without_structured_output_answers_through_a_tool(
+    stream: bool, fake_provider: FakeProvider
+) -> None:
+    """An older Claude is made to call the structured-output tool; its input is the answer's
+    text (streamed as text, not as tool-call deltas) and validates into the model."""
+    answer = {"name": "Mexico City", "country": "Mexico"}
+    fake_provider.script(
+        Reply(tool_calls=[{"name": "lionpride_structured_output", "arguments": answer}])
+    )
+    request = {"model": "claude-3-7-sonnet-latest", "messages": ASK, "response_format": City}
+    async with fake_model(fake_provider, "anthropic") as model:
+        if stream:
+            chunks = [c async for c in model.invoke_stream(**request)]
+            assert not any(c.tool_call_delta for c in chunks)
+            assert '"Mexico City"' in "".join(c.content for c in chunks)
+            response = chunks[-1].response
+        else:
+            response = (await model.invoke(**request)).response
+    sent = fake_provider.requests[-1].body
+    assert sent["tool_choice"] == {"type": "tool", "name": "lionpride_structured_output"}
+    assert response is not None and response.tool_calls == []
+    assert response.parsed == City(**answer)

@@ -162,7 +162,7 @@ def normalize_message(raw: Any) -> NormalizedResponse:
     ``metadata["reasoning"]``; server-side tool uses to ``metadata["server_tool_calls"]``.
     Thinking blocks, with their signatures, are kept whole in ``metadata["provider_state"]``
     (the next turn sends them back). A call of the structured-output tool is the answer:
-    its input becomes the text.
+    its input becomes the text (any text beside it was a preamble).
     """
     if not isinstance(raw, dict) or raw.get("type") == "error":
         if isinstance(raw, dict) and isinstance(raw.get("error"), dict):
@@ -177,6 +177,7 @@ def normalize_message(raw: Any) -> NormalizedResponse:
     replayed: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
     server_calls: list[dict[str, Any]] = []
+    structured: str | None = None
     for block in raw.get("content") or ():
         kind = block.get("type")
         if kind == "text":
@@ -186,7 +187,7 @@ def normalize_message(raw: Any) -> NormalizedResponse:
             replayed.append(block)
         elif kind == "tool_use":
             if block.get("name") == STRUCTURED_OUTPUT_TOOL:
-                text.append(json.dumps(block.get("input") or {}, ensure_ascii=False))
+                structured = json.dumps(block.get("input") or {}, ensure_ascii=False)
                 continue
             calls.append(
                 ToolCall(id=block.get("id"), name=block["name"], arguments=block.get("input") or {})
@@ -204,7 +205,7 @@ def normalize_message(raw: Any) -> NormalizedResponse:
     if server_calls:
         metadata["server_tool_calls"] = server_calls
     return normalized(
-        data="".join(text),
+        data="".join(text) if structured is None else structured,
         tool_calls=calls,
         usage=anthropic_usage(raw.get("usage")),
         finish_reason=STOP_REASONS.get(native) if native else None,

@@ -2,7 +2,8 @@
 
 One pooled ``aiohttp.ClientSession`` per Endpoint, created lazily on the running loop and
 closed by :meth:`Endpoint.aclose` (DESIGN D1). A call runs, once per call:
-``create_payload`` (validation) → retry[ breaker[ one HTTP attempt ] ] → ``normalize_response``.
+``create_payload`` (plain tools and formats, ``translate_request``, validation) →
+retry[ breaker[ one HTTP attempt ] ] → ``normalize_response``.
 Failures are translated once, into the tree of :mod:`lionpride.errors`: in
 :meth:`Endpoint._attempt` for a call, in :meth:`Endpoint._open_stream` and
 :mod:`~lionpride.services.types._endpoint_stream` for a stream (whose attempt, retried until
@@ -225,6 +226,7 @@ class Endpoint(ServiceBackend):
 
         The default sends the request as it is. A request already in the provider's own
         format passes through unchanged: the shape decides, nothing is translated twice.
+        Runs once per call, inside :meth:`create_payload`.
         """
         return request
 
