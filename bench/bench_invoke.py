@@ -1,8 +1,11 @@
 """iModel.invoke against raw aiohttp on the same FakeProvider: CPU µs per call and the ratio.
 
-Chat completions, then the Responses endpoint (both sides posting the same Responses body).
+Chat completions, then the Responses endpoint (both sides posting the same Responses body),
+then the canonical request (OpenAI chat) sent to Anthropic and to Gemini against the same call
+written in each one's native format: the cost of translation.
 
-Run: ``.venv/bin/python bench/bench_invoke.py`` (target: ratio <= 1.5 at concurrency 1 and 64).
+Run: ``.venv/bin/python -m bench.bench_invoke`` (targets: ratio <= 1.5 against raw aiohttp at
+concurrency 1 and 64; canonical / native <= 1.15).
 """
 
 from __future__ import annotations
@@ -19,6 +22,51 @@ from lionpride.services.imodel import iModel
 ROUNDS = 3
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]}
 RESPONSES_BODY = {"model": "gpt-5-mini", "input": [{"role": "user", "content": "Say hello."}]}
+
+SYSTEM = "Answer briefly; call get_weather for weather questions."
+QUESTION = "What's the weather in Paris?"
+PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+#: One realistic request (system prompt, a question, a tool, an output limit), canonical...
+CANONICAL = {
+    "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather.",
+                "parameters": PARAMETERS,
+            },
+        }
+    ],
+    "max_tokens": 256,
+}
+#: ... and written natively for each provider.
+NATIVE = {
+    "anthropic": {
+        "system": SYSTEM,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "tools": [{"name": "get_weather", "description": "Weather.", "input_schema": PARAMETERS}],
+        "max_tokens": 256,
+    },
+    "gemini": {
+        "systemInstruction": {"parts": [{"text": SYSTEM}]},
+        "contents": [{"role": "user", "parts": [{"text": QUESTION}]}],
+        "tools": [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": "get_weather",
+                        "description": "Weather.",
+                        "parametersJsonSchema": PARAMETERS,
+                    }
+                ]
+            }
+        ],
+        "generationConfig": {"maxOutputTokens": 256},
+    },
+}
+MODELS = {"anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
 
 
 async def measure(fn, total: int, concurrency: int) -> float:  # type: ignore[no-untyped-def]
@@ -67,6 +115,7 @@ async def main(total: int = 3000) -> dict[str, float]:
 
             await compare("responses ", raw_responses, lion_responses, total, results)
             await responses.aclose()
+        await translation(url, total, results)
     return results
 
 
@@ -86,6 +135,29 @@ async def compare(label: str, raw, lion, total: int, results: dict[str, float]) 
             f"{label}concurrency {concurrency:>3}: raw aiohttp {r:7.1f} µs/call, "
             f"iModel.invoke {m:7.1f} µs/call, ratio {m / r:.2f}"
         )
+
+
+async def translation(url: str, total: int, results: dict[str, float]) -> None:
+    """Canonical against native requests to Anthropic and Gemini, at concurrency 64."""
+    for provider, name in MODELS.items():
+        base = f"{url}/v1beta" if provider == "gemini" else f"{url}/v1"
+        model = iModel(provider=provider, model=name, base_url=base, api_key=SecretStr("k"))
+
+        async def canonical(model: iModel = model) -> None:
+            await model.invoke(**CANONICAL)
+
+        async def native(model: iModel = model, body: dict = NATIVE[provider]) -> None:  # type: ignore[type-arg]
+            await model.invoke(**body)
+
+        c = n = float("inf")
+        for _ in range(ROUNDS):
+            n = min(n, await measure(native, total, 64))
+            c = min(c, await measure(canonical, total, 64))
+        results[f"{provider}_native"], results[f"{provider}_canonical"] = n, c
+        print(
+            f"{provider:>9}: native {n:7.1f} µs/call, canonical {c:7.1f} µs/call, ratio {c / n:.2f}"
+        )
+        await model.aclose()
 
 
 if __name__ == "__main__":

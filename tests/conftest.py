@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from lionpride.services.imodel import iModel
 from lionpride.testing import FakeProvider
 
 #: The recorded real exchanges: ``$LIONPRIDE_WIRE_DIR``, else ``../shared/wire`` beside the project.
@@ -53,3 +56,12 @@ async def fake_provider() -> AsyncIterator[FakeProvider]:
     """A FakeProvider on a free loopback port."""
     async with FakeProvider() as fp:
         yield fp
+
+
+def model_on(fp: FakeProvider, provider: str, **config: Any) -> iModel:
+    """An iModel for ``provider`` pointed at ``fp`` with a test key (its warning silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return iModel(
+            provider=provider, base_url=fp.base_url(provider), api_key=SecretStr("k"), **config
+        )

@@ -28,6 +28,21 @@ async def test_custom_backend_example_runs(capsys: object) -> None:
     assert "HI" in capsys.readouterr().out  # type: ignore[attr-defined]
 
 
+async def test_one_request_every_provider_example_runs(capsys: object) -> None:
+    """The README's tool loop and structured-output call run unchanged on all three providers."""
+    block = block_containing("class Forecast")
+    code = "async def _example():\n" + textwrap.indent(block, "    ")
+    namespace: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    await namespace["_example"]()  # type: ignore[operator]
+    out = capsys.readouterr().out.splitlines()  # type: ignore[attr-defined]
+    assert out == [
+        line
+        for provider in ("openai", "anthropic", "gemini")
+        for line in (f"{provider} Sunny in Oslo.", "city='Oslo' sky='sunny'")
+    ]
+
+
 def test_importing_the_package_is_cheap() -> None:
     """``import lionpride.services`` loads neither aiohttp nor any optional dependency;
     the names load on first use."""

@@ -14,6 +14,7 @@ once, at the HTTP boundary, and chained to the original exception (``raise ... f
     ├── TimeoutError             (also builtins.TimeoutError) connect, idle or total deadline
     └── APIError                 the provider answered, but not with a result
         ├── InvalidResponseError body empty, not JSON, or not the documented shape
+        │   └── OutputValidationError  the answer does not fit the response_format model
         └── APIStatusError       any HTTP status >= 400 (408 and 409 retryable)
             ├── BadRequestError        400, 422
             ├── AuthenticationError    401
@@ -52,6 +53,7 @@ __all__ = [
     "InvalidResponseError",
     "LionprideError",
     "NotFoundError",
+    "OutputValidationError",
     "OverloadedError",
     "PermissionDeniedError",
     "QueueFullError",
@@ -197,6 +199,29 @@ class InvalidResponseError(APIError):
     """The body was empty, not JSON, or not the shape the provider documents."""
 
     default_message = "invalid response body"
+
+
+class OutputValidationError(InvalidResponseError):
+    """The answer is not valid for the pydantic model given as ``response_format``.
+
+    Attributes:
+        text: The answer's text, as the model wrote it.
+        validation_message: What pydantic found wrong with it.
+    """
+
+    default_message = "the answer does not fit the response_format model"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        text: str = "",
+        validation_message: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.text = text
+        self.validation_message = validation_message
 
 
 class APIStatusError(APIError):

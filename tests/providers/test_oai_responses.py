@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from tests.providers._api_wire import fake_model
 
 from lionpride import errors
@@ -311,3 +311,62 @@ async def test_token_reservation_counts_instructions_and_input(
         )
     assert short.reserved_tokens < 20
     assert long.reserved_tokens > short.reserved_tokens + 300
+
+
+class City(BaseModel):
+    """A structured answer for the Responses endpoint."""
+
+    name: str
+    population: int
+
+
+def get_time(zone: str) -> str:
+    """The time in a zone."""
+    return "12:00"
+
+
+async def test_common_step_feeds_the_responses_translation(fake_provider: FakeProvider) -> None:
+    """A function as a tool and a pydantic response_format reach the Responses wire as plain
+    dicts, and the answer comes back validated in ``parsed``."""
+    async with model_for(fake_provider) as gpt:
+        calling = await gpt.invoke(
+            messages=[{"role": "user", "content": "A city?"}],
+            tools=[get_time],
+            response_format=City,
+        )
+    body = fake_provider.requests[-1].body
+    assert body["tools"][0]["type"] == "function" and body["tools"][0]["name"] == "get_time"
+    assert body["text"]["format"]["type"] == "json_schema"
+    assert body["text"]["format"]["schema"]["required"] == ["name", "population"]
+    assert isinstance(calling.response.parsed, City)
+
+
+async def test_to_message_replays_reasoning_to_the_responses_endpoint(
+    fake_provider: FakeProvider,
+) -> None:
+    """``to_message()`` of a Responses answer carries its reasoning items, which the next
+    Responses request replays, and a chat-completions model never sees them."""
+    async with model_for(fake_provider) as gpt:
+        first = await gpt.invoke(
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+            tools=[WEATHER],
+            tool_choice="required",
+            reasoning_effort="low",
+            store=False,
+            include=["reasoning.encrypted_content"],
+        )
+        message = first.response.to_message()
+        assert message["provider_state"]["provider"] == "openai_responses"
+        call = message["tool_calls"][0]
+        follow = [
+            {"role": "user", "content": "Weather in Paris?"},
+            message,
+            {"role": "tool", "tool_call_id": call["id"], "content": "Sunny"},
+        ]
+        await gpt.invoke(messages=follow, tools=[WEATHER], store=False)
+    kinds = [item.get("type", "message") for item in fake_provider.requests[-1].body["input"]]
+    assert kinds == ["message", "reasoning", "function_call", "function_call_output"]
+    async with fake_model(fake_provider, "openai", "chat/completions", model="gpt-5") as chat:
+        await chat.invoke(messages=follow, tools=[WEATHER])
+    sent = fake_provider.requests[-1].body["messages"][1]
+    assert "provider_state" not in sent and sent["tool_calls"][0]["id"] == call["id"]

@@ -14,7 +14,7 @@ from lionpride.services.providers._anthropic_stream import MessageStreamAssemble
 from lionpride.services.providers._gemini_stream import GeminiStreamAssembler
 from lionpride.services.providers._oai_stream import ChatStreamAssembler
 from lionpride.services.providers.anthropic_messages import normalize_message
-from lionpride.services.providers.gemini import normalize_generate_content
+from lionpride.services.providers.gemini import messages_to_contents, normalize_generate_content
 from lionpride.services.providers.match import match_endpoint
 from lionpride.services.providers.oai_chat import normalize_chat_completion
 from lionpride.services.streaming.channel import StreamChunk
@@ -417,17 +417,44 @@ def test_gemini_cumulative_usage_thoughts_and_whole_function_calls() -> None:
     assert not asm.done
     assert [c.content for c in chunks if c.content] == ["13\n1", "4\n15"]
     assert [c.reasoning for c in chunks if c.reasoning] == ["Pondering"]
-    assert [c.tool_call_delta for c in chunks if c.tool_call_delta] == [
-        {"index": 0, "id": None, "name": "get_capital", "arguments": '{"country": "France"}'}
+    deltas = [c.tool_call_delta for c in chunks if c.tool_call_delta]
+    made_up = deltas[0]["id"]  # the API gave none: the delta and the response share one
+    assert made_up.startswith("call_")
+    assert deltas == [
+        {"index": 0, "id": made_up, "name": "get_capital", "arguments": '{"country": "France"}'}
     ]
     response = asm.finish()
     assert response.data == "13\n14\n15"
     assert response.metadata["reasoning"] == "Pondering"
     assert response.usage == Usage(input_tokens=13, output_tokens=8, total_tokens=21)
-    assert response.tool_calls == [ToolCall(name="get_capital", arguments={"country": "France"})]
+    assert response.tool_calls == [
+        ToolCall(id=made_up, name="get_capital", arguments={"country": "France"})
+    ]
+    assert response.metadata["provider_state"]["calls"] == {made_up: {"issued": False}}
     assert response.metadata["native_finish_reason"] == "STOP"
     assert response.finish_reason == "tool_calls"
-    same_response(response, normalize_generate_content(response.raw_response))
+    same_response(response, normalize_generate_content(response.raw_response, frozenset({made_up})))
+
+
+def test_gemini_stream_keeps_the_text_thought_signature_for_the_next_turn() -> None:
+    """A signature on the answer's last (empty) text part survives assembly and goes back
+    on the text of the replayed turn."""
+    asm = GeminiStreamAssembler()
+    feed_all(
+        asm,
+        [
+            gem([{"text": "Paris."}], {"promptTokenCount": 3}),
+            gem([{"text": "", "thoughtSignature": "sig-t"}], {"promptTokenCount": 3}, "STOP"),
+        ],
+    )
+    message = asm.finish().to_message()
+    assert message["content"] == "Paris."
+    assert message["provider_state"] == {"provider": "gemini", "text_signature": "sig-t"}
+    contents, _ = messages_to_contents([{"role": "user", "content": "Capital?"}, message])
+    assert contents[1] == {
+        "role": "model",
+        "parts": [{"text": "Paris.", "thoughtSignature": "sig-t"}],
+    }
 
 
 def test_gemini_finish_reason_from_last_chunk_that_has_one() -> None:

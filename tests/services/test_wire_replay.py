@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
-from tests.conftest import wire_records
+from tests.conftest import model_on, wire_records
 
 from lionpride import errors
 from lionpride.services.imodel import iModel
@@ -20,15 +18,7 @@ _PROVIDER = {"mistral": "mistral"}
 
 def model_for(record: dict[str, Any], fp: FakeProvider) -> iModel:
     """An iModel for the record's provider, pointed at the FakeProvider."""
-    provider = record["provider"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return iModel(
-            provider=provider,
-            base_url=fp.base_url(provider),
-            api_key=SecretStr("test-key"),
-            retry_config=None,
-        )
+    return model_on(fp, record["provider"], retry_config=None)
 
 
 def request_for(record: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,9 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from lionpride import errors
 from lionpride.core._trusted import build_trusted
@@ -35,12 +35,16 @@ from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.observability.pricing import PriceTable
 from lionpride.services.providers.match import match_endpoint
 from lionpride.services.streaming.channel import StreamChannel, StreamChunk
+from lionpride.services.types._canonical import output_type_of
 from lionpride.services.types.backend import Calling, ServiceBackend
 from lionpride.services.types.hook import HookPhase, HookRegistry
 from lionpride.services.utilities.rate_limiter import Reservation, TokenBucket
 from lionpride.services.utilities.resilience import backoff_disabled
 
 __all__ = ["iModel"]
+
+#: A pydantic model class given as ``response_format``: ``calling.response.parsed`` is one.
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: CLI providers whose runs are sessions: the next call on the model resumes the last one.
 _CLI_SESSIONS = frozenset({"claude_code", "gemini_code"})
@@ -244,6 +248,10 @@ class iModel(Element):
             "payload": payload,
             "retry_listener": self._on_retry,
         }
+        if "response_format" in arguments or "response_format" in backend.config.kwargs:
+            output_type = output_type_of({**backend.config.kwargs, **arguments})
+            if output_type is not None:
+                fields["output_type"] = output_type
         if streaming:
             fields["streaming"] = True
         executor = self.executor
@@ -272,6 +280,37 @@ class iModel(Element):
                 post_invoke_hook_params=post_invoke_hook_params or {},
             )
         return backend.event_type(**fields)
+
+    @overload
+    async def invoke(
+        self,
+        calling: None = None,
+        poll_timeout: float | None = None,
+        priority: float | None = None,
+        raise_on_error: bool = True,
+        *,
+        response_format: type[ModelT],
+        **arguments: Any,
+    ) -> Calling[ModelT]: ...
+
+    @overload
+    async def invoke(
+        self,
+        calling: Calling[ModelT],
+        poll_timeout: float | None = None,
+        priority: float | None = None,
+        raise_on_error: bool = True,
+    ) -> Calling[ModelT]: ...
+
+    @overload
+    async def invoke(
+        self,
+        calling: Calling | None = None,
+        poll_timeout: float | None = None,
+        priority: float | None = None,
+        raise_on_error: bool = True,
+        **arguments: Any,
+    ) -> Calling: ...
 
     async def invoke(
         self,
@@ -553,6 +592,8 @@ class iModel(Element):
             async with aclosing(backend_stream) as chunks:  # type: ignore[type-var]
                 async for chunk in chunks:
                     if chunk.is_final:
+                        if calling.output_type is not None and chunk.response is not None:
+                            chunk.response = calling.parse_output(chunk.response)
                         ex.response = chunk.response
                         used = calling._tokens_used()
                         if self._rt.keeps_session:

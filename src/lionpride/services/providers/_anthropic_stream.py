@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from lionpride import errors
+from lionpride.services.providers._anthropic_request import STRUCTURED_OUTPUT_TOOL
 from lionpride.services.providers._common import decode_event, incomplete_stream, parse_arguments
 from lionpride.services.providers.anthropic_messages import ERROR_STATUS, normalize_message
 from lionpride.services.streaming.channel import StreamChunk
@@ -120,7 +121,7 @@ class MessageStreamAssembler(StreamAssembler):
     def _on_start(self, obj: dict[str, Any]) -> list[StreamChunk]:
         block = dict(obj.get("content_block") or {})
         call_index = None
-        if block.get("type") == "tool_use":
+        if block.get("type") == "tool_use" and block.get("name") != STRUCTURED_OUTPUT_TOOL:
             call_index, self._calls = self._calls, self._calls + 1
         self._blocks[obj.get("index", len(self._blocks))] = _Block(block, call_index)
         if call_index is not None:
@@ -158,7 +159,9 @@ class MessageStreamAssembler(StreamAssembler):
             if fragment:
                 state.parts.append(fragment)
             if state.call_index is None or not fragment:
-                return []
+                # The structured-output tool's input is the answer: its fragments are text.
+                structured = state.block.get("name") == STRUCTURED_OUTPUT_TOOL
+                return [StreamChunk(fragment)] if structured and fragment else []
             block = state.block
             call = {"index": state.call_index, "id": block.get("id"), "name": block.get("name")}
             return [StreamChunk(tool_call_delta={**call, "arguments": fragment})]

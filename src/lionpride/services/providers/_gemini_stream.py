@@ -21,7 +21,7 @@ from typing import Any
 
 from lionpride import errors
 from lionpride.services.providers._common import decode_event, incomplete_stream
-from lionpride.services.providers.gemini import normalize_generate_content
+from lionpride.services.providers.gemini import made_up_call_id, normalize_generate_content
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler
@@ -33,7 +33,10 @@ __all__ = ["GeminiStreamAssembler"]
 class GeminiStreamAssembler(StreamAssembler):
     """Turns streamed GenerateContentResponse chunks into chunks and one response."""
 
-    __slots__ = ("_calls", "_candidate", "_finish", "_last", "_reasoning", "_text", "_usage")
+    __slots__ = (
+        "_calls", "_candidate", "_finish", "_last", "_made_up", "_reasoning", "_signature",
+        "_text", "_usage",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self._text: list[str] = []
@@ -44,6 +47,8 @@ class GeminiStreamAssembler(StreamAssembler):
         # The latest chunk and candidate: ids, model version, safety ratings, ...
         self._last: dict[str, Any] | None = None
         self._candidate: dict[str, Any] = {}
+        self._made_up: set[str] = set()  # call ids made up here (the API gave none)
+        self._signature: str | None = None  # the thought signature of the answer's text
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
         """Consume one chunk; return its text, thought and function-call chunks.
@@ -76,7 +81,7 @@ class GeminiStreamAssembler(StreamAssembler):
         parts = (candidate.get("content") or {}).get("parts")
         if not parts:
             return []
-        if len(parts) == 1:
+        if len(parts) == 1 and "thoughtSignature" not in parts[0]:
             # The usual chunk: one text part.
             text = parts[0].get("text")
             if text and not parts[0].get("thought"):
@@ -91,15 +96,22 @@ class GeminiStreamAssembler(StreamAssembler):
             call = part.get("functionCall")
             if call is not None:
                 index = len(self._calls)
+                if not call.get("id"):
+                    # Made up now, so that the delta and the final response name it alike.
+                    call = {**call, "id": made_up_call_id()}
+                    part = {**part, "functionCall": call}
+                    self._made_up.add(call["id"])
                 self._calls.append(part)
                 delta = {
                     "index": index,
-                    "id": call.get("id"),
+                    "id": call["id"],
                     "name": call.get("name"),
                     "arguments": json.dumps(call.get("args") or {}),
                 }
                 out.append(StreamChunk(tool_call_delta=delta))
                 continue
+            if part.get("thoughtSignature") and not part.get("thought"):
+                self._signature = part["thoughtSignature"]
             text = part.get("text")
             if not text:
                 continue
@@ -116,8 +128,11 @@ class GeminiStreamAssembler(StreamAssembler):
         parts: list[dict[str, Any]] = []
         if self._reasoning:
             parts.append({"text": "".join(self._reasoning), "thought": True})
-        if self._text:
-            parts.append({"text": "".join(self._text)})
+        if self._text or self._signature:
+            text: dict[str, Any] = {"text": "".join(self._text)}
+            if self._signature:
+                text["thoughtSignature"] = self._signature
+            parts.append(text)
         parts += self._calls
         content: dict[str, Any] = {"role": "model"}
         if parts:
@@ -144,7 +159,7 @@ class GeminiStreamAssembler(StreamAssembler):
             raise incomplete_stream("gemini", "its first chunk")
         if self._finish is None and not (self._last.get("promptFeedback") or {}).get("blockReason"):
             raise incomplete_stream("gemini", "a finishReason")
-        return normalize_generate_content(self.body())
+        return normalize_generate_content(self.body(), frozenset(self._made_up))
 
 
 def _raise(obj: dict[str, Any]) -> None:

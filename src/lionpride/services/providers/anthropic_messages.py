@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from lionpride import errors
+from lionpride.services.providers._anthropic_request import (
+    DEFAULT_MAX_TOKENS,
+    STRUCTURED_OUTPUT_TOOL,
+    messages_request,
+)
 from lionpride.services.providers._common import RequestModel, provider_config
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
 from lionpride.services.types.response import (
@@ -26,24 +32,13 @@ __all__ = [
     "normalize_message",
 ]
 
-#: ``max_tokens`` sent when the request does not say (the API requires it).
-DEFAULT_MAX_TOKENS = 4096
-
-#: Content block types a request may carry. Server-tool result blocks are among them: a
-#: ``pause_turn`` reply is continued by sending its content back as the assistant turn.
-_BLOCK_TYPES = frozenset(
-    {
-        "text", "image", "document", "search_result", "tool_use", "tool_result", "thinking",
-        "redacted_thinking", "server_tool_use", "web_search_tool_result", "container_upload",
-        "mcp_tool_use", "mcp_tool_result", "tool_reference", "web_fetch_tool_result",
-        "code_execution_tool_result", "bash_code_execution_tool_result",
-        "text_editor_code_execution_tool_result", "tool_search_tool_result",
-    }
-)  # fmt: skip
-
 
 class CreateMessageRequest(RequestModel):
-    """The body of ``POST /v1/messages``."""
+    """The body of ``POST /v1/messages``.
+
+    Roles, block types and fields inside messages are the API's to check: a request is
+    refused here only for its parameter names and types.
+    """
 
     model: str = Field(min_length=1, max_length=256)
     messages: list[dict[str, Any]] = Field(min_length=1)
@@ -65,29 +60,6 @@ class CreateMessageRequest(RequestModel):
     mcp_servers: list[dict[str, Any]] | None = None
     cache_control: dict[str, Any] | None = None
     extra_body: dict[str, Any] | None = None
-
-    @field_validator("messages")
-    @classmethod
-    def _check_messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for i, msg in enumerate(messages):
-            role = msg.get("role")
-            if role not in ("user", "assistant"):
-                raise ValueError(
-                    f"messages[{i}].role must be 'user' or 'assistant', got {role!r} "
-                    "(put system prompts in system=...)"
-                )
-            content = msg.get("content")
-            if isinstance(content, list):
-                for j, block in enumerate(content):
-                    kind = block.get("type") if isinstance(block, dict) else None
-                    if kind not in _BLOCK_TYPES:
-                        raise ValueError(
-                            f"messages[{i}].content[{j}].type {kind!r} is not a content block "
-                            f"type ({', '.join(sorted(_BLOCK_TYPES))})"
-                        )
-            elif not isinstance(content, str):
-                raise ValueError(f"messages[{i}].content must be a string or a list of blocks")
-        return messages
 
 
 def create_anthropic_config(
@@ -116,9 +88,17 @@ def create_anthropic_config(
 
 
 class AnthropicMessagesEndpoint(Endpoint):
-    """Claude models through the Messages API. ``max_tokens`` defaults to 4096."""
+    """Claude models through the Messages API. ``max_tokens`` defaults to 4096.
+
+    Takes the canonical request (OpenAI Chat Completions) or a native one; see
+    :mod:`~lionpride.services.providers._anthropic_request` for the translation.
+    """
 
     config_factory = staticmethod(create_anthropic_config)
+
+    def translate_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The Messages API request for a canonical or native one."""
+        return messages_request(request)
 
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """Normalize a Messages API body."""
@@ -194,6 +174,9 @@ def normalize_message(raw: Any) -> NormalizedResponse:
 
     Text blocks are joined as they come (no separator); thinking text goes to
     ``metadata["reasoning"]``; server-side tool uses to ``metadata["server_tool_calls"]``.
+    Thinking blocks, with their signatures, are kept whole in ``metadata["provider_state"]``
+    (the next turn sends them back). A call of the structured-output tool is the answer:
+    its input becomes the text (any text beside it was a preamble).
     """
     if not isinstance(raw, dict) or raw.get("type") == "error":
         if isinstance(raw, dict) and isinstance(raw.get("error"), dict):
@@ -205,15 +188,21 @@ def normalize_message(raw: Any) -> NormalizedResponse:
         raise errors.InvalidResponseError("anthropic: expected a message object", status_code=200)
     text: list[str] = []
     thinking: list[str] = []
+    replayed: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
     server_calls: list[dict[str, Any]] = []
+    structured: str | None = None
     for block in raw.get("content") or ():
         kind = block.get("type")
         if kind == "text":
             text.append(block.get("text", ""))
-        elif kind == "thinking":
+        elif kind == "thinking" or kind == "redacted_thinking":
             thinking.append(block.get("thinking", ""))
+            replayed.append(block)
         elif kind == "tool_use":
+            if block.get("name") == STRUCTURED_OUTPUT_TOOL:
+                structured = json.dumps(block.get("input") or {}, ensure_ascii=False)
+                continue
             calls.append(
                 ToolCall(id=block.get("id"), name=block["name"], arguments=block.get("input") or {})
             )
@@ -224,12 +213,13 @@ def normalize_message(raw: Any) -> NormalizedResponse:
     for key in ("model", "id", "usage", "stop_sequence"):
         if raw.get(key) is not None:
             metadata[key] = raw[key]
-    if thinking:
+    if replayed:
         metadata["reasoning"] = "".join(thinking)
+        metadata["provider_state"] = {"provider": "anthropic", "thinking": replayed}
     if server_calls:
         metadata["server_tool_calls"] = server_calls
     return normalized(
-        data="".join(text),
+        data="".join(text) if structured is None else structured,
         tool_calls=calls,
         usage=anthropic_usage(raw.get("usage")),
         finish_reason=STOP_REASONS.get(native) if native else None,

@@ -1,20 +1,23 @@
 """Google Gemini API (``models/{model}:generateContent`` and ``:streamGenerateContent``).
 
-Accepts native ``contents`` or OpenAI-style ``messages`` (system messages become
-``systemInstruction``, ``assistant`` becomes ``model``).
+Takes native ``contents`` or the canonical request (OpenAI Chat Completions); see
+:mod:`~lionpride.services.providers._gemini_request` for the translation.
 """
 
 from __future__ import annotations
 
-import json
-import mimetypes
+import secrets
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from lionpride import errors
 from lionpride.services.providers._common import RequestModel, provider_config
+from lionpride.services.providers._gemini_request import (
+    generate_content_request,
+    messages_to_contents,
+)
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
 from lionpride.services.types.response import (
     NormalizedResponse,
@@ -29,17 +32,21 @@ __all__ = [
     "GenerateContentRequest",
     "create_gemini_config",
     "gemini_usage",
+    "made_up_call_id",
     "messages_to_contents",
     "normalize_generate_content",
 ]
 
 
 class GenerateContentRequest(RequestModel):
-    """The body of ``generateContent`` plus ``model`` (sent in the path)."""
+    """The body of ``generateContent`` plus ``model`` (sent in the path).
+
+    Roles and parts inside ``contents`` are the API's to check: a request is refused here
+    only for its parameter names and types, and for having no contents at all.
+    """
 
     model: str = Field(min_length=1)
-    contents: list[dict[str, Any]] | None = None
-    messages: list[dict[str, Any]] | None = None
+    contents: list[dict[str, Any]] = Field(min_length=1)
     systemInstruction: dict[str, Any] | None = None
     generationConfig: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
@@ -48,107 +55,6 @@ class GenerateContentRequest(RequestModel):
     cachedContent: str | None = None
     labels: dict[str, str] | None = None
     extra_body: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _to_contents(self) -> GenerateContentRequest:
-        if self.messages is not None:
-            if self.contents is not None:
-                raise ValueError("give either contents or messages, not both")
-            contents, system = messages_to_contents(self.messages)
-            self.contents, self.messages = contents, None
-            if system and self.systemInstruction is None:
-                self.systemInstruction = {"parts": [{"text": system}]}
-        if not self.contents:
-            raise ValueError("contents (or messages) must hold at least one message")
-        for i, item in enumerate(self.contents):
-            if item.get("role", "user") not in ("user", "model", "function"):
-                raise ValueError(f"contents[{i}].role must be 'user' or 'model'")
-        return self
-
-
-def _parts(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}]
-    parts: list[dict[str, Any]] = []
-    for item in content or ():
-        if isinstance(item, str):
-            parts.append({"text": item})
-        elif item.get("type") == "text":
-            parts.append({"text": item.get("text", "")})
-        elif item.get("type") == "image_url":
-            parts.append(_image_part(item.get("image_url")))
-        else:
-            parts.append(item)
-    return parts
-
-
-def _image_part(image: Any) -> dict[str, Any]:
-    """An OpenAI ``image_url`` part as a Gemini part: data URLs inline, other URLs as files."""
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str) or not url:
-        raise ValueError("an image_url part needs image_url.url")
-    if url.startswith("data:"):
-        header, _, data = url.partition(",")
-        mime, _, encoding = header[5:].partition(";")
-        if encoding != "base64" or not data:
-            raise ValueError("a data: image URL must be base64 (data:<mime>;base64,<data>)")
-        return {"inlineData": {"mimeType": mime or "application/octet-stream", "data": data}}
-    # Gemini fetches File API and Cloud Storage URIs itself; it needs their type.
-    mime = mimetypes.guess_type(url)[0] or "image/jpeg"
-    return {"fileData": {"fileUri": url, "mimeType": mime}}
-
-
-def _text_of(content: Any) -> str:
-    """The text of a string or a list of ``{"type": "text", "text": ...}`` parts."""
-    if isinstance(content, str):
-        return content
-    return "".join(
-        item if isinstance(item, str) else str(item.get("text", ""))
-        for item in content or ()
-        if isinstance(item, str) or (isinstance(item, dict) and item.get("type") == "text")
-    )
-
-
-def messages_to_contents(
-    messages: list[dict[str, Any]],
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Convert OpenAI-style messages to Gemini ``contents`` and a system text."""
-    contents: list[dict[str, Any]] = []
-    system: list[str] = []
-    # OpenAI tool results name their call by id only; Gemini needs the function's name.
-    call_names: dict[str, str] = {}
-    for i, msg in enumerate(messages):
-        role = msg.get("role")
-        content = msg.get("content")
-        if role in ("system", "developer"):
-            system.append(_text_of(content))
-        elif role == "user":
-            contents.append({"role": "user", "parts": _parts(content)})
-        elif role == "assistant":
-            parts = _parts(content) if content else []
-            for call in msg.get("tool_calls") or ():
-                fn = call.get("function") or {}
-                if call.get("id") and fn.get("name"):
-                    call_names[call["id"]] = fn["name"]
-                args = fn.get("arguments")
-                parts.append(
-                    {
-                        "functionCall": {
-                            "name": fn.get("name"),
-                            "args": json.loads(args) if isinstance(args, str) else args or {},
-                        }
-                    }
-                )
-            contents.append({"role": "model", "parts": parts})
-        elif role == "tool":
-            name = msg.get("name") or call_names.get(msg.get("tool_call_id") or "", "")
-            result = {"name": name, "response": {"content": content}}
-            contents.append({"role": "user", "parts": [{"functionResponse": result}]})
-        else:
-            raise ValueError(
-                f"messages[{i}].role must be system, user, assistant or tool, got {role!r}"
-            )
-    return contents, "\n\n".join(system) or None
 
 
 def create_gemini_config(
@@ -177,6 +83,10 @@ class GeminiEndpoint(Endpoint):
     """Gemini models through the Generative Language API."""
 
     config_factory = staticmethod(create_gemini_config)
+
+    def translate_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The ``generateContent`` request for a canonical or native one."""
+        return generate_content_request(request)
 
     def output_budget(self, payload: dict[str, Any]) -> int:
         """``generationConfig.maxOutputTokens``, or the configured default."""
@@ -252,8 +162,21 @@ def gemini_usage(raw: dict[str, Any] | None) -> Usage | None:
     )
 
 
-def normalize_generate_content(raw: Any) -> NormalizedResponse:
-    """Turn a GenerateContentResponse into a :class:`NormalizedResponse`."""
+def made_up_call_id() -> str:
+    """An id for a function call the API gave none (most Gemini models give none)."""
+    return f"call_{secrets.token_hex(12)}"
+
+
+def normalize_generate_content(
+    raw: Any, made_up: frozenset[str] = frozenset()
+) -> NormalizedResponse:
+    """Turn a GenerateContentResponse into a :class:`NormalizedResponse`.
+
+    A function call without an id gets one made up, so that the canonical tool loop can
+    answer it by id; ``metadata["provider_state"]`` notes which ids the API issued (only
+    those are sent back) and the thought signatures the next turn must carry. ``made_up``
+    names ids already made up by the stream assembler.
+    """
     if not isinstance(raw, dict):
         raise errors.InvalidResponseError("gemini: expected a JSON object", status_code=200)
     if "error" in raw and "candidates" not in raw:
@@ -270,12 +193,22 @@ def normalize_generate_content(raw: Any) -> NormalizedResponse:
     text: list[str] = []
     thoughts: list[str] = []
     calls: list[ToolCall] = []
+    state: dict[str, Any] = {}
     for part in (cand.get("content") or {}).get("parts") or ():
         if "functionCall" in part:
             fc = part["functionCall"]
-            calls.append(ToolCall(id=fc.get("id"), name=fc["name"], arguments=fc.get("args") or {}))
+            call_id = fc.get("id")
+            issued = bool(call_id) and call_id not in made_up
+            call_id = call_id or made_up_call_id()
+            calls.append(ToolCall(id=call_id, name=fc["name"], arguments=fc.get("args") or {}))
+            noted = {"issued": issued}
+            if part.get("thoughtSignature"):
+                noted["signature"] = part["thoughtSignature"]
+            state.setdefault("calls", {})[call_id] = noted
         elif "text" in part:
             (thoughts if part.get("thought") else text).append(part["text"])
+            if part.get("thoughtSignature") and not part.get("thought"):
+                state["text_signature"] = part["thoughtSignature"]
     native = cand.get("finishReason")
     metadata: dict[str, Any] = {"native_finish_reason": native}
     if raw.get("usageMetadata") is not None:
@@ -285,6 +218,8 @@ def normalize_generate_content(raw: Any) -> NormalizedResponse:
             metadata[name] = raw[key]
     if thoughts:
         metadata["reasoning"] = "".join(thoughts)
+    if state:
+        metadata["provider_state"] = {"provider": "gemini", **state}
     if raw.get("promptFeedback"):
         metadata["prompt_feedback"] = raw["promptFeedback"]
     finish = FINISH_REASONS.get(native) if native else None

@@ -168,6 +168,22 @@ class OAIChatEndpoint(Endpoint):
 
     config_factory = staticmethod(create_oai_chat)
 
+    def translate_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The request as it is (the canonical format is this API's), less the
+        ``provider_state`` other providers' answers left on assistant messages."""
+        messages = request.get("messages")
+        if isinstance(messages, list) and any(
+            "provider_state" in msg for msg in messages if isinstance(msg, dict)
+        ):
+            stripped = [
+                {k: v for k, v in msg.items() if k != "provider_state"}
+                if isinstance(msg, dict)
+                else msg
+                for msg in messages
+            ]
+            return {**request, "messages": stripped}
+        return request
+
     def request_body(self, payload: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
         """Merge ``extra_body``; a stream asks for the usage chunk (see the class docstring)."""
         if not stream and "extra_body" not in payload:

@@ -103,16 +103,13 @@ class OAIResponsesEndpoint(Endpoint):
 
     config_factory = staticmethod(create_oai_responses)
 
-    def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Translate a canonical request (it has ``messages``), then validate.
+    def translate_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The Responses request for a canonical one (it has ``messages``); native unchanged.
 
         Raises:
-            ValueError: Unknown parameters (named), invalid values, or a canonical
-                parameter with no Responses equivalent (``ValidationError``, named).
+            ValidationError: A canonical parameter with no Responses equivalent (named).
         """
-        if "messages" in request:
-            request = chat_to_responses(request)
-        return super().create_payload(request)
+        return chat_to_responses(request) if "messages" in request else request
 
     def output_budget(self, payload: dict[str, Any]) -> int:
         """``max_output_tokens``, or the configured default."""

@@ -12,15 +12,16 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lionpride import errors
 from lionpride.core.element import Element
 from lionpride.core.event import Event, EventStatus
 from lionpride.services.types.hook import HookPhase, HookRegistry
-from lionpride.services.types.response import NormalizedResponse, Usage
+from lionpride.services.types.response import NormalizedResponse, OutputT, Usage
 
 if TYPE_CHECKING:
     from lionpride.services.streaming.channel import StreamChunk
@@ -170,11 +171,14 @@ class ServiceBackend(Element):
         """Release connections or processes this backend holds (default: nothing)."""
 
 
-class Calling(Event):
+class Calling(Event, Generic[OutputT]):
     """One call of a backend: the validated payload and, once run, its outcome.
 
     Runs once per call (retries happen inside the backend). ``invoke`` records the outcome
-    on ``execution`` and never raises, except for cancellation.
+    on ``execution`` and never raises, except for cancellation. With a pydantic model class
+    as ``output_type`` (the request's ``response_format``), the answer is validated into it
+    (``response.parsed``); an answer that does not validate fails the call with
+    :class:`~lionpride.errors.OutputValidationError`.
     """
 
     _lion_serializable: ClassVar[bool] = False
@@ -189,6 +193,8 @@ class Calling(Event):
     retry_listener: Callable[[Calling, int, BaseException, float], Any] | None = Field(
         default=None, exclude=True, repr=False
     )
+    #: The pydantic model class the answer is validated into (``response.parsed``).
+    output_type: type[BaseModel] | None = Field(default=None, exclude=True, repr=False)
     #: The call's tracing span, when the iModel traces (OpenTelemetry).
     trace: Any = Field(default=None, exclude=True, repr=False)
     #: Lifecycle hooks (``None`` = the fast path: no hook checks at all).
@@ -201,10 +207,42 @@ class Calling(Event):
     post_invoke_hook_params: dict[str, Any] | None = Field(default=None, exclude=True, repr=False)
 
     @property
-    def response(self) -> NormalizedResponse | None:
+    def response(self) -> NormalizedResponse[OutputT] | None:
         """The normalized response of a completed call."""
         resp = self.execution.response
         return resp if isinstance(resp, NormalizedResponse) else None
+
+    def parse_output(self, response: NormalizedResponse) -> NormalizedResponse:
+        """``response`` with its text validated into :attr:`output_type` as ``parsed``.
+
+        An answer that calls tools (a turn of a tool loop, not the final answer) is left as
+        it is.
+
+        Raises:
+            OutputValidationError: The text is not JSON that fits the model.
+        """
+        model = self.output_type
+        if model is None or response.status != "success":
+            return response
+        if response.tool_calls:
+            return response
+        text = response.data if isinstance(response.data, str) else ""
+        try:
+            value = model.model_validate_json(text)
+        except pydantic.ValidationError as exc:
+            raise errors.OutputValidationError(
+                f"{self.backend.name}: the answer does not validate as {model.__name__}: "
+                f"{exc.errors()[0]['msg'] if exc.errors() else exc}",
+                text=text,
+                validation_message=str(exc),
+                provider=self.backend.provider,
+                status_code=200,
+                cause=exc,
+            ) from exc
+        return response.model_copy(update={"parsed": value})
+
+    async def _parsed(self, call: Awaitable[NormalizedResponse]) -> NormalizedResponse:
+        return self.parse_output(await call)
 
     @property
     def usage(self) -> Usage | None:
@@ -286,13 +324,14 @@ class Calling(Event):
         self.execution.attempts = 1
         hooks = self.hook_registry
         if hooks is None:
-            return self.backend.call(
+            call = self.backend.call(
                 self.payload,
                 extra_headers=self.extra_headers,
                 timeout=self.timeout,
                 on_retry=self._on_retry,
             )
-        return self._invoke_with_hooks(hooks)
+            return call if self.output_type is None else self._parsed(call)
+        return self._parsed(self._invoke_with_hooks(hooks))
 
     async def _invoke_with_hooks(self, hooks: HookRegistry) -> NormalizedResponse:
         if hooks.handles(HookPhase.PreInvocation):

@@ -2,7 +2,8 @@
 
 One pooled ``aiohttp.ClientSession`` per Endpoint, created lazily on the running loop and
 closed by :meth:`Endpoint.aclose` (DESIGN D1). A call runs, once per call:
-``create_payload`` (validation) → retry[ breaker[ one HTTP attempt ] ] → ``normalize_response``.
+``create_payload`` (plain tools and formats, ``translate_request``, validation) →
+retry[ breaker[ one HTTP attempt ] ] → ``normalize_response``.
 Failures are translated once, into the tree of :mod:`lionpride.errors`: in
 :meth:`Endpoint._attempt` for a call, in :meth:`Endpoint._open_stream` and
 :mod:`~lionpride.services.types._endpoint_stream` for a stream (whose attempt, retried until
@@ -27,6 +28,7 @@ from pydantic import (
 from lionpride import errors
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
+from lionpride.services.types._canonical import plain_request
 from lionpride.services.types._endpoint_config import SYSTEM_ENV_VARS, EndpointConfig, env_name
 from lionpride.services.types._endpoint_stream import (
     StreamAssembler,
@@ -181,35 +183,52 @@ class Endpoint(ServiceBackend):
     # -- request -------------------------------------------------------------------------
 
     def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Merge config defaults with ``request`` and validate against the request model.
+        """Merge config defaults with ``request``, translate it, validate it.
 
-        Returns the validated model's dump, which is exactly what is sent.
+        ``tools`` given as Tool objects or functions and a pydantic ``response_format``
+        become plain OpenAI dicts first (for every HTTP endpoint alike), then
+        :meth:`translate_request` turns a canonical request into the provider's own. Returns
+        the validated model's dump, which is exactly what is sent.
 
         Raises:
-            ValueError: Unknown parameters (named, with the valid ones), or invalid values.
+            ValidationError: Unknown parameters (named, with the valid ones), parameters the
+                provider has no equivalent for, or invalid values.
         """
         options = self.config.request_options
         if options is None:
-            raise ValueError(f"Endpoint {self.name} must define request_options")
+            raise errors.ValidationError(f"Endpoint {self.name} must define request_options")
         defaults = self.config.kwargs
         merged = {**defaults, **request} if defaults else request
+        if "tools" in merged or "response_format" in merged:
+            merged = plain_request(merged)
+        merged = self.translate_request(merged)
         fields = options.__pydantic_fields__
         if not fields.keys() >= merged.keys():
             unknown = [k for k in merged if k not in fields]
             if not self.config.drop_unknown:
-                raise ValueError(
+                raise errors.ValidationError(
                     f"unknown parameter(s) for {self.name}: {', '.join(map(repr, unknown))}; "
-                    f"valid: {', '.join(sorted(fields))}"
+                    f"valid: {', '.join(sorted(fields))}; a field newer than this library "
+                    "goes in extra_body={...}"
                 )
             merged = {k: v for k, v in merged.items() if k in fields}
         try:
             model = options.__pydantic_validator__.validate_python(merged)
         except ValidationError as exc:
-            raise ValueError(f"invalid request for {self.name}: {_short(exc)}") from exc
+            raise errors.ValidationError(f"invalid request for {self.name}: {_short(exc)}") from exc
         if isinstance(model, RequestModel):
             return model.to_payload()
         dump: dict[str, Any] = model.model_dump(exclude_none=True, by_alias=True)
         return dump
+
+    def translate_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The provider's own request for a canonical one (providers override).
+
+        The default sends the request as it is. A request already in the provider's own
+        format passes through unchanged: the shape decides, nothing is translated twice.
+        Runs once per call, inside :meth:`create_payload`.
+        """
+        return request
 
     def estimate_tokens(self, payload: dict[str, Any]) -> int:
         """Prompt estimate plus the output budget: what a token bucket reserves."""

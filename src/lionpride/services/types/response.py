@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Any, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeVar
 
 from lionpride.core._trusted import build_trusted
 
-__all__ = ["FinishReason", "NormalizedResponse", "ToolCall", "Usage", "normalized", "usage_of"]
+__all__ = [
+    "FinishReason",
+    "NormalizedResponse",
+    "OutputT",
+    "ToolCall",
+    "Usage",
+    "normalized",
+    "usage_of",
+]
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
@@ -49,7 +59,11 @@ def usage_of(counts: dict[str, Any]) -> Usage:
     return usage
 
 
-class NormalizedResponse(BaseModel):
+#: The type of :attr:`NormalizedResponse.parsed`: the ``response_format`` model class.
+OutputT = TypeVar("OutputT", default=Any)
+
+
+class NormalizedResponse(BaseModel, Generic[OutputT]):
     """What a call returns, whatever the backend.
 
     Attributes:
@@ -62,8 +76,11 @@ class NormalizedResponse(BaseModel):
             the provider's own value stays in ``metadata["native_finish_reason"]``. A value
             that is none of these (Anthropic's ``pause_turn``, Gemini's ``OTHER``, anything
             new) gives ``None`` for every provider alike, rather than a guess.
-        metadata: Provider details: model, id, native usage, reasoning text, ...
+        metadata: Provider details: model, id, native usage, reasoning text, the
+            ``provider_state`` the next turn sends back, ...
         raw_response: The provider's decoded body.
+        parsed: With a pydantic model class as ``response_format``, the answer validated
+            into it (``None`` otherwise).
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -76,10 +93,43 @@ class NormalizedResponse(BaseModel):
     finish_reason: FinishReason | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     raw_response: Any = None
+    parsed: OutputT | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Dump without ``None`` values."""
         return self.model_dump(exclude_none=True)
+
+    def to_message(self) -> dict[str, Any]:
+        """The answer as a canonical (OpenAI Chat Completions) assistant message.
+
+        Append it to ``messages``, then the ``tool`` results, and call again, on any
+        provider. ``content`` is the text (``None`` when there is none); ``tool_calls`` carry
+        their ids and JSON-string arguments. State the provider needs on the next turn
+        (thinking or thought signatures) rides under ``"provider_state"``: it is sent back to
+        the provider that wrote it and dropped for any other.
+
+        Example:
+            >>> NormalizedResponse(data="Hi.").to_message()
+            {'role': 'assistant', 'content': 'Hi.'}
+        """
+        text = self.data if isinstance(self.data, str) else None
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": json.dumps(call.arguments, ensure_ascii=False),
+                    },
+                }
+                for call in self.tool_calls
+            ]
+        state = self.metadata.get("provider_state")
+        if state is not None:
+            message["provider_state"] = state
+        return message
 
 
 def normalized(

@@ -1,0 +1,168 @@
+"""Reading the canonical request (OpenAI Chat Completions) for the translating providers.
+
+The Anthropic and Gemini translators share these readers: what a content part, a tool, a
+``tool_choice`` or a ``response_format`` says, whatever the spelling; the provider state a
+message carries back to its own provider (see :func:`own_state`); and the error for a
+parameter a provider has no equivalent for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lionpride import errors
+from lionpride.services.providers._common import parse_arguments
+
+__all__ = [
+    "OPENAI_ONLY",
+    "call_arguments",
+    "choice_of",
+    "data_url",
+    "function_name_and_description",
+    "function_of",
+    "image_url_of",
+    "json_schema_of",
+    "no_equivalent",
+    "own_state",
+    "stop_list",
+    "text_of",
+    "unknown_effort",
+]
+
+
+#: Canonical parameters that only OpenAI's APIs have (each translator adds its own to these).
+OPENAI_ONLY = frozenset(
+    {
+        "logit_bias", "functions", "function_call", "reasoning", "verbosity", "store",
+        "modalities", "audio", "prediction", "prompt_cache_key", "prompt_cache_options",
+        "safety_identifier", "web_search_options", "stream_options",
+    }
+)  # fmt: skip
+
+
+def image_url_of(part: dict[str, Any]) -> str:
+    """The URL of an ``image_url`` part (an object with ``url``, or the URL itself)."""
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else image
+    return str(url or "")
+
+
+def no_equivalent(name: str, provider: str, hint: str = "") -> errors.ValidationError:
+    """The error for a canonical parameter ``provider`` cannot express."""
+    extra = f"; {hint}" if hint else ""
+    return errors.ValidationError(f"{name!r} has no equivalent in the {provider} API{extra}")
+
+
+def unknown_effort(effort: str, choices: Any, provider: str, model: str) -> errors.ValidationError:
+    """The error for a ``reasoning_effort`` value ``provider`` has no setting for."""
+    return errors.ValidationError(
+        f"reasoning_effort {effort!r} is not one of {', '.join(choices)} (for {provider} {model})"
+    )
+
+
+def own_state(message: dict[str, Any], provider: str) -> dict[str, Any] | None:
+    """The ``provider_state`` of an assistant message, when ``provider`` wrote it.
+
+    State another provider wrote (thinking signatures, thought signatures) means nothing
+    here and is dropped, never sent.
+    """
+    state = message.get("provider_state")
+    if isinstance(state, dict) and state.get("provider") == provider:
+        return state
+    return None
+
+
+def text_of(content: Any) -> str:
+    """The text of a string or of a list of ``text`` parts."""
+    if isinstance(content, str):
+        return content
+    return "".join(
+        str(part.get("text", ""))
+        for part in content or ()
+        if isinstance(part, dict) and part.get("type") == "text"
+    )
+
+
+def data_url(url: str) -> tuple[str, str] | None:
+    """``(media type, base64 data)`` of a ``data:`` URL, ``None`` for any other URL.
+
+    Raises:
+        ValidationError: A ``data:`` URL that is not base64.
+    """
+    if not url.startswith("data:"):
+        return None
+    header, _, data = url.partition(",")
+    media, _, encoding = header[5:].partition(";")
+    if encoding != "base64" or not data:
+        raise errors.ValidationError(
+            f"a data: URL must be base64 (data:<type>;base64,<data>), got {url[:40]!r}"
+        )
+    return media or "application/octet-stream", data
+
+
+def call_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of an assistant ``tool_calls`` entry as a dict."""
+    return parse_arguments((call.get("function") or {}).get("arguments"))
+
+
+def function_of(tool: Any) -> dict[str, Any] | None:
+    """The ``function`` object of an OpenAI function tool, ``None`` for a native tool."""
+    if isinstance(tool, dict) and tool.get("type") == "function":
+        function = tool.get("function")
+        if isinstance(function, dict):
+            return function
+    return None
+
+
+def function_name_and_description(function: dict[str, Any]) -> dict[str, Any]:
+    """``name`` and (when given) ``description`` of a function: how every API starts a tool."""
+    out: dict[str, Any] = {"name": function.get("name")}
+    if function.get("description") is not None:
+        out["description"] = function["description"]
+    return out
+
+
+def choice_of(choice: Any) -> tuple[str, str | None] | None:
+    """A canonical ``tool_choice`` as ``(mode, function name)``; ``None`` for a native one.
+
+    Modes are ``auto``, ``none``, ``required`` and ``function`` (with the name).
+    """
+    if choice in ("auto", "none", "required"):
+        return str(choice), None
+    function = function_of(choice)
+    if function is not None:
+        return "function", str(function.get("name") or "")
+    return None
+
+
+def json_schema_of(response_format: Any, provider: str) -> dict[str, Any] | None:
+    """The ``json_schema`` object of a canonical ``response_format`` (``None``: plain text).
+
+    A ``json_object`` format comes back as ``{}`` (JSON, no schema).
+
+    Raises:
+        ValidationError: A format type that is none of ``text``, ``json_object`` and
+            ``json_schema``, or a ``json_schema`` without its schema.
+    """
+    if not isinstance(response_format, dict):
+        raise errors.ValidationError(
+            f"response_format for {provider} must be a dict or a pydantic model class, "
+            f"got {type(response_format).__name__}"
+        )
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {}
+    spec = response_format.get("json_schema")
+    if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+        return spec
+    raise errors.ValidationError(
+        f"response_format for {provider} must be text, json_object or json_schema with "
+        f"json_schema.schema, got {response_format!r:.200}"
+    )
+
+
+def stop_list(stop: Any) -> list[str]:
+    """``stop`` (one string or a list) as a list."""
+    return [stop] if isinstance(stop, str) else list(stop)

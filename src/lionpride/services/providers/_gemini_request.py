@@ -1,0 +1,269 @@
+"""The canonical request (OpenAI Chat Completions) as a ``generateContent`` request.
+
+System and developer messages become ``systemInstruction``; ``assistant`` turns become
+``model`` turns with ``functionCall`` parts, and ``tool`` messages ``functionResponse`` parts
+(named after the call they answer; consecutive results share one turn, as the API wants one
+response per call of the turn before). Ids go back on calls and responses only where the API
+issued them; thought signatures go back on the parts they came with. ``image_url``, ``file``
+and ``input_audio`` parts become ``inlineData`` (``data:`` URLs) or ``fileData`` (other URLs).
+Sampling parameters, ``response_format`` and ``reasoning_effort`` go into
+``generationConfig``; ``tools`` into ``functionDeclarations`` with the full JSON Schema in
+``parametersJsonSchema``; ``tool_choice`` into ``toolConfig``. A native request (``contents``,
+native tools, ``generationConfig``) passes unchanged; native values win over translated ones.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from typing import Any
+
+from lionpride import errors
+from lionpride.services.providers._canonical import (
+    OPENAI_ONLY,
+    call_arguments,
+    choice_of,
+    data_url,
+    function_name_and_description,
+    function_of,
+    image_url_of,
+    json_schema_of,
+    no_equivalent,
+    own_state,
+    stop_list,
+    text_of,
+    unknown_effort,
+)
+
+__all__ = ["generate_content_request", "messages_to_contents"]
+
+PROVIDER = "gemini"
+
+#: Canonical sampling parameters and their ``generationConfig`` names.
+_CONFIG_NAMES = {
+    "temperature": "temperature",
+    "top_p": "topP",
+    "seed": "seed",
+    "n": "candidateCount",
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
+    "logprobs": "responseLogprobs",
+    "top_logprobs": "logprobs",
+}
+
+#: Canonical parameters the Gemini API has nothing for.
+_NO_EQUIVALENT = OPENAI_ONLY | {"user", "service_tier", "metadata"}
+
+#: Thinking budgets for ``reasoning_effort`` on models that take a budget (Gemini 2.x).
+_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
+
+_GENERATION = re.compile(r"gemini-(\d+)(?:\.(\d+))?")
+
+
+def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
+    """The ``generateContent`` request (plus ``model``) for a canonical or native one.
+
+    Raises:
+        ValidationError: Both ``messages`` and ``contents``, or a parameter or content part
+            the Gemini API has no equivalent for.
+    """
+    out = dict(request)
+    messages = out.pop("messages", None)
+    if messages is not None:
+        if out.get("contents") is not None:
+            raise errors.ValidationError("gemini: give either contents or messages, not both")
+        out["contents"], system = messages_to_contents(messages)
+        if system and out.get("systemInstruction") is None:
+            out["systemInstruction"] = {"parts": [{"text": system}]}
+    for key in _NO_EQUIVALENT.intersection(out):
+        if out[key] is not None:
+            raise no_equivalent(key, PROVIDER)
+        del out[key]
+    config: dict[str, Any] = {}
+    for name, native in _CONFIG_NAMES.items():
+        if (value := out.pop(name, None)) is not None:
+            config[native] = value
+    budget = out.pop("max_tokens", None)
+    budget = out.pop("max_completion_tokens", None) if budget is None else budget
+    if budget is not None:
+        config["maxOutputTokens"] = budget
+    if (stop := out.pop("stop", None)) is not None:
+        config["stopSequences"] = stop_list(stop)
+    if (fmt := out.pop("response_format", None)) is not None:
+        spec = json_schema_of(fmt, PROVIDER)
+        if spec is not None:
+            config["responseMimeType"] = "application/json"
+            if spec:
+                config["responseJsonSchema"] = spec["schema"]
+    if (effort := out.pop("reasoning_effort", None)) is not None:
+        config["thinkingConfig"] = _thinking(str(effort), str(out.get("model") or ""))
+    if config:
+        out["generationConfig"] = {**config, **(out.get("generationConfig") or {})}
+    if isinstance(tools := out.get("tools"), list):
+        out["tools"] = _tools(tools)
+    if "tool_choice" in out and (choice := choice_of(out["tool_choice"])) is not None:
+        del out["tool_choice"]
+        out["toolConfig"] = {
+            **(out.get("toolConfig") or {}),
+            "functionCallingConfig": _mode(*choice),
+        }
+    if out.pop("parallel_tool_calls", None) is False:
+        raise no_equivalent("parallel_tool_calls=False", PROVIDER)
+    return out
+
+
+def messages_to_contents(messages: list[Any]) -> tuple[list[Any], str | None]:
+    """Canonical messages as Gemini ``contents`` and the system text."""
+    contents: list[Any] = []
+    system: list[str] = []
+    names: dict[str, str] = {}  # call id -> function name: a tool message names only the id
+    made_up: set[str] = set()  # call ids the library made up: the API never sees them
+    answering = False  # the last message was a tool result
+    for msg in messages:
+        if not isinstance(msg, dict):
+            contents.append(msg)  # not a message: the API says what is wrong with it
+            continue
+        role = msg.get("role")
+        content = msg.get("content")
+        if role in ("system", "developer"):
+            system.append(text_of(content))
+            continue
+        if role == "tool":
+            part = _function_response(msg, names, made_up)
+            if answering:
+                contents[-1]["parts"].append(part)
+            else:
+                contents.append({"role": "user", "parts": [part]})
+            answering = True
+            continue
+        answering = False
+        if role == "assistant":
+            contents.append({"role": "model", "parts": _model_parts(msg, names, made_up)})
+        elif role == "user":
+            contents.append({"role": "user", "parts": _parts(content)})
+        else:
+            contents.append(msg)  # native content ({"role": "model", "parts": ...}) or new
+    return contents, "\n\n".join(system) or None
+
+
+def _function_response(
+    msg: dict[str, Any], names: dict[str, str], made_up: set[str]
+) -> dict[str, Any]:
+    call_id = msg.get("tool_call_id") or ""
+    content = msg.get("content")
+    result: dict[str, Any] = {
+        "name": names.get(call_id) or msg.get("name") or "",
+        "response": {"content": text_of(content) if isinstance(content, list) else content},
+    }
+    if call_id and call_id in names and call_id not in made_up:
+        result["id"] = call_id
+    return {"functionResponse": result}
+
+
+def _model_parts(
+    msg: dict[str, Any], names: dict[str, str], made_up: set[str]
+) -> list[dict[str, Any]]:
+    """An assistant message as ``model`` parts, with the state its provider gave it."""
+    state = own_state(msg, PROVIDER)
+    calls_state: dict[str, Any] = (state.get("calls") or {}) if state is not None else {}
+    content = msg.get("content")
+    parts = _parts(content) if content else []
+    if state is not None and state.get("text_signature") and parts:
+        parts[-1] = {**parts[-1], "thoughtSignature": state["text_signature"]}
+    for call in msg.get("tool_calls") or ():
+        call_id = call.get("id") or ""
+        name = (call.get("function") or {}).get("name")
+        names[call_id] = str(name or "")
+        known = calls_state.get(call_id) or {}
+        function_call: dict[str, Any] = {"name": name, "args": call_arguments(call)}
+        if known.get("issued"):
+            function_call["id"] = call_id
+        else:
+            made_up.add(call_id)
+        part: dict[str, Any] = {"functionCall": function_call}
+        if known.get("signature"):
+            part["thoughtSignature"] = known["signature"]
+        parts.append(part)
+    return parts
+
+
+def _parts(content: Any) -> list[Any]:
+    """User content as parts: text, ``inlineData`` and ``fileData``; native parts unchanged."""
+    if isinstance(content, str):
+        return [{"text": content}]
+    if not isinstance(content, list):
+        return [content]
+    return [_part(item) for item in content]
+
+
+def _part(item: Any) -> Any:
+    kind = item.get("type") if isinstance(item, dict) else None
+    if kind == "text":
+        return {"text": item.get("text", "")}
+    if kind == "image_url":
+        return _media(image_url_of(item), "image/jpeg")
+    if kind == "file":
+        file = item.get("file") or {}
+        data = file.get("file_data")
+        if isinstance(data, str):
+            if not data.startswith("data:"):
+                return {"inlineData": {"mimeType": "application/pdf", "data": data}}
+            return _media(data, "application/pdf")
+        file_id = str(file.get("file_id") or "")
+        if not file_id.startswith("https://"):
+            raise no_equivalent(
+                "file.file_id", PROVIDER, "give file_data, or a Gemini File API URI as file_id"
+            )
+        guess = mimetypes.guess_type(str(file.get("filename") or file_id))[0]
+        return {"fileData": {"fileUri": file_id, "mimeType": guess or "application/pdf"}}
+    if kind == "input_audio":
+        audio = item.get("input_audio") or {}
+        media = f"audio/{audio.get('format') or 'wav'}"
+        return {"inlineData": {"mimeType": media, "data": audio.get("data", "")}}
+    return item
+
+
+def _media(url: str, default: str) -> dict[str, Any]:
+    """A URL as a part: ``data:`` URLs inline, others as files Gemini fetches itself."""
+    if not url:
+        raise errors.ValidationError("gemini: an image_url part needs a URL")
+    inline = data_url(url)
+    if inline is not None:
+        return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
+    media = mimetypes.guess_type(url.split("?", 1)[0])[0] or default
+    return {"fileData": {"fileUri": url, "mimeType": media}}
+
+
+def _tools(tools: list[Any]) -> list[Any]:
+    """OpenAI function tools as one ``functionDeclarations`` tool; native tools unchanged."""
+    declarations: list[dict[str, Any]] = []
+    native: list[Any] = []
+    for tool in tools:
+        function = function_of(tool)
+        if function is None:
+            native.append(tool)
+            continue
+        declaration = function_name_and_description(function)
+        if function.get("parameters") is not None:
+            declaration["parametersJsonSchema"] = function["parameters"]
+        declarations.append(declaration)
+    if not declarations:
+        return native
+    return [*native, {"functionDeclarations": declarations}]
+
+
+def _mode(mode: str, name: str | None) -> dict[str, Any]:
+    if mode == "function":
+        return {"mode": "ANY", "allowedFunctionNames": [name]}
+    return {"mode": {"required": "ANY"}.get(mode, mode.upper())}
+
+
+def _thinking(effort: str, model: str) -> dict[str, Any]:
+    """``reasoning_effort`` as a thinking budget (Gemini 2.x) or a thinking level (later)."""
+    match = _GENERATION.search(model)
+    if match is not None and int(match.group(1)) < 3:
+        budget = _BUDGETS.get(effort)
+        if budget is None:
+            raise unknown_effort(effort, _BUDGETS, PROVIDER, model)
+        return {"thinkingBudget": budget}
+    return {"thinkingLevel": "minimal" if effort == "none" else effort}
