@@ -69,8 +69,19 @@ def render_stream(plan: Plan) -> list[bytes]:
     return [_sse(chunk, b"\r\n\r\n") for chunk in _gemini_chunks(plan)]
 
 
-def error_body(fmt: Format, status: int, message: str | None = None) -> bytes:
-    """An error body in the provider's shape for ``status``."""
+def error_body(
+    fmt: Format,
+    status: int,
+    message: str | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> bytes:
+    """An error body in the provider's shape for ``status``.
+
+    ``param`` and ``code`` fill OpenAI's fields of those names (a ``code`` given here wins
+    over the one the status implies); the other formats have no such fields.
+    """
     message = message or f"{_phrase(status)} (scripted by FakeProvider)"
     obj: dict[str, Any]
     if fmt == "anthropic":
@@ -82,8 +93,9 @@ def error_body(fmt: Format, status: int, message: str | None = None) -> bytes:
     elif fmt == "gemini":
         obj = {"error": {"code": status, "message": message, "status": _gemini_status(status)}}
     else:
-        kind, code = _openai_error_kind(status)
-        obj = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        kind, implied = _openai_error_kind(status)
+        fields = {"message": message, "type": kind, "param": param, "code": code or implied}
+        obj = {"error": fields}
     return json.dumps(obj).encode()
 
 
@@ -335,6 +347,7 @@ def _gemini_chunks(plan: Plan) -> list[dict[str, Any]]:
                 "promptTokenCount": plan.input_tokens,
                 "candidatesTokenCount": produced,
                 "totalTokenCount": plan.input_tokens + produced,
+                "promptTokensDetails": plan.prompt_details(),
             }
         )
         chunks.append(_gemini_response(plan, parts, usage, last=last))

@@ -1,0 +1,50 @@
+"""FakeProvider checks each request as the live API would, before it answers.
+
+A request the live service refuses gets that service's own HTTP 400 body here too, so that a
+client (or a user's test suite) cannot stay green on a request production turns away. The checks
+err on the side of the live API: what a provider was recorded accepting always passes, and a
+rule is only enforced where the API is known to refuse. Each format's rules live in its own
+module; this one picks the module and writes the refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lionpride.testing._checks_anthropic import check_anthropic
+from lionpride.testing._checks_gemini import check_gemini
+from lionpride.testing._checks_openai import check_openai
+from lionpride.testing._plan import Format
+from lionpride.testing._rejection import Rejected
+
+__all__ = ["Rejected", "check_request"]
+
+_CHECKS: dict[Format, Callable[[dict[str, Any]], None]] = {
+    "openai": check_openai,
+    "anthropic": check_anthropic,
+    "gemini": check_gemini,
+}
+
+_NOT_AN_OBJECT: dict[Format, str] = {
+    "openai": "We could not parse the JSON body of your request. The OpenAI API expects a "
+    "JSON payload, but what was sent was not valid JSON.",
+    "anthropic": "The request body is not valid JSON: a JSON object is expected.",
+    "gemini": "Invalid JSON payload received. Expected an object at the top level.",
+}
+
+
+def check_request(fmt: Format, body: Any) -> Rejected | None:
+    """The reason the live API would refuse ``body`` with HTTP 400, or ``None`` if it accepts.
+
+    Args:
+        fmt: The wire format the request's path names.
+        body: The parsed JSON body (``str`` when it was not JSON, ``None`` when empty).
+    """
+    if not isinstance(body, dict):
+        return Rejected(_NOT_AN_OBJECT[fmt])
+    try:
+        _CHECKS[fmt](body)
+    except Rejected as rejection:
+        return rejection
+    return None
