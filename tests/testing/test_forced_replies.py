@@ -71,6 +71,24 @@ async def post_events(session: aiohttp.ClientSession, url: str, body: dict[str, 
     return events
 
 
+CITY_FORMAT = {"type": "json_schema", "json_schema": {"name": "city", "schema": CITY}}
+
+
+def openai_body(**fields: Any) -> dict[str, Any]:
+    """An OpenAI request asking about the weather, with ``fields`` added."""
+    return {"model": "gpt-test", "messages": ASK, **fields}
+
+
+def chat_url(fp: FakeProvider) -> str:
+    """The OpenAI chat completions URL of ``fp``."""
+    return fp.base_url("openai") + "/chat/completions"
+
+
+def anthropic_body(**fields: Any) -> dict[str, Any]:
+    """An Anthropic request asking about the weather, with ``fields`` added."""
+    return {"model": "claude-test", "max_tokens": 1024, "messages": ASK, **fields}
+
+
 def openai_tools() -> list[dict[str, Any]]:
     """Two OpenAI function tools, weather first."""
     return [
@@ -128,8 +146,8 @@ async def test_openai_forced_tool_is_called(
     schema: dict[str, Any],
 ) -> None:
     """OpenAI tool_choice required, named or allowed_tools answers a fitting call, no text."""
-    url = fp.base_url("openai") + "/chat/completions"
-    body = {"model": "gpt-test", "messages": ASK, "tools": openai_tools(), "tool_choice": choice}
+    url = chat_url(fp)
+    body = openai_body(tools=openai_tools(), tool_choice=choice)
     reply = await post_json(session, url, body)
     choice_out = reply["choices"][0]
     assert choice_out["finish_reason"] == "tool_calls"
@@ -141,14 +159,8 @@ async def test_openai_forced_tool_is_called(
 
 async def test_openai_forced_tool_streams(fp: FakeProvider, session: aiohttp.ClientSession) -> None:
     """A streamed forced call joins to arguments that fit the schema."""
-    url = fp.base_url("openai") + "/chat/completions"
-    body = {
-        "model": "gpt-test",
-        "messages": ASK,
-        "tools": openai_tools(),
-        "tool_choice": "required",
-        "stream": True,
-    }
+    url = chat_url(fp)
+    body = openai_body(tools=openai_tools(), tool_choice="required", stream=True)
     chunks = await post_events(session, url, body)
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert not any(d.get("content") for d in deltas)
@@ -160,8 +172,8 @@ async def test_openai_forced_tool_streams(fp: FakeProvider, session: aiohttp.Cli
 
 async def test_auto_tool_choice_gets_text(fp: FakeProvider, session: aiohttp.ClientSession) -> None:
     """A tool that is offered but not forced leaves the reply as text."""
-    url = fp.base_url("openai") + "/chat/completions"
-    body = {"model": "gpt-test", "messages": ASK, "tools": openai_tools(), "tool_choice": "auto"}
+    url = chat_url(fp)
+    body = openai_body(tools=openai_tools(), tool_choice="auto")
     message = (await post_json(session, url, body))["choices"][0]["message"]
     assert message["content"] and "tool_calls" not in message
 
@@ -182,13 +194,7 @@ async def test_anthropic_forced_tool_is_called(
 ) -> None:
     """Anthropic tool_choice any or tool answers one fitting tool_use block, plain and streamed."""
     url = fp.base_url("anthropic") + "/messages"
-    body = {
-        "model": "claude-test",
-        "max_tokens": 1024,
-        "messages": ASK,
-        "tools": anthropic_tools(),
-        "tool_choice": choice,
-    }
+    body = anthropic_body(tools=anthropic_tools(), tool_choice=choice)
     reply = await post_json(session, url, body)
     assert reply["stop_reason"] == "tool_use"
     [block] = reply["content"]
@@ -238,13 +244,8 @@ async def test_gemini_forced_function_is_called(
 async def test_forced_tool_wins_over_reply_text(session: aiohttp.ClientSession) -> None:
     """A provider-wide reply text does not stop a forced tool from being called."""
     async with FakeProvider(reply_text="Paris.") as fp:
-        url = fp.base_url("openai") + "/chat/completions"
-        body = {
-            "model": "gpt-test",
-            "messages": ASK,
-            "tools": openai_tools(),
-            "tool_choice": "required",
-        }
+        url = chat_url(fp)
+        body = openai_body(tools=openai_tools(), tool_choice="required")
         message = (await post_json(session, url, body))["choices"][0]["message"]
     assert message["content"] is None and len(message["tool_calls"]) == 1
 
@@ -256,12 +257,8 @@ async def test_openai_json_schema_reply_fits(
     fp: FakeProvider, session: aiohttp.ClientSession
 ) -> None:
     """OpenAI response_format json_schema answers JSON text that fits, plain and streamed."""
-    url = fp.base_url("openai") + "/chat/completions"
-    body = {
-        "model": "gpt-test",
-        "messages": ASK,
-        "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": CITY}},
-    }
+    url = chat_url(fp)
+    body = openai_body(response_format=CITY_FORMAT)
     reply = await post_json(session, url, body)
     jsonschema.validate(json.loads(reply["choices"][0]["message"]["content"]), CITY)
     chunks = await post_events(session, url, {**body, "stream": True})
@@ -273,8 +270,8 @@ async def test_openai_json_object_reply_is_an_object(
     fp: FakeProvider, session: aiohttp.ClientSession
 ) -> None:
     """OpenAI response_format json_object answers a JSON object."""
-    url = fp.base_url("openai") + "/chat/completions"
-    body = {"model": "gpt-test", "messages": ASK, "response_format": {"type": "json_object"}}
+    url = chat_url(fp)
+    body = openai_body(response_format={"type": "json_object"})
     reply = await post_json(session, url, body)
     assert isinstance(json.loads(reply["choices"][0]["message"]["content"]), dict)
 
@@ -284,12 +281,7 @@ async def test_anthropic_output_format_reply_fits(
 ) -> None:
     """Anthropic output_config.format answers a text block of fitting JSON, plain and streamed."""
     url = fp.base_url("anthropic") + "/messages"
-    body = {
-        "model": "claude-test",
-        "max_tokens": 1024,
-        "messages": ASK,
-        "output_config": {"format": {"type": "json_schema", "schema": CITY}},
-    }
+    body = anthropic_body(output_config={"format": {"type": "json_schema", "schema": CITY}})
     reply = await post_json(session, url, body)
     [block] = reply["content"]
     jsonschema.validate(json.loads(block["text"]), CITY)
@@ -333,15 +325,8 @@ async def test_gemini_json_reply_fits(
 async def test_reply_text_wins_over_generated_json(session: aiohttp.ClientSession) -> None:
     """A reply text the user chose is sent as is, even for a structured-output request."""
     async with FakeProvider(reply_text='{"city": "Paris"}') as fp:
-        url = fp.base_url("openai") + "/chat/completions"
-        body = {
-            "model": "gpt-test",
-            "messages": ASK,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": "c", "schema": CITY},
-            },
-        }
+        url = chat_url(fp)
+        body = openai_body(response_format=CITY_FORMAT)
         reply = await post_json(session, url, body)
     assert reply["choices"][0]["message"]["content"] == '{"city": "Paris"}'
 
@@ -354,8 +339,8 @@ async def test_scripted_tool_call_without_text_has_null_content(
 ) -> None:
     """A scripted OpenAI tool-call reply with no text has content null, as the service sends."""
     fp.script(Reply(tool_calls=[{"name": "get_time", "arguments": {"zone": "UTC"}}]))
-    url = fp.base_url("openai") + "/chat/completions"
-    body = {"model": "gpt-test", "messages": ASK, "tools": openai_tools()}
+    url = chat_url(fp)
+    body = openai_body(tools=openai_tools())
     message = (await post_json(session, url, body))["choices"][0]["message"]
     assert message["content"] is None
     assert message["tool_calls"][0]["function"]["name"] == "get_time"

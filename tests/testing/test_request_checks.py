@@ -142,6 +142,11 @@ def changed(fmt: Format, **fields: Any) -> dict[str, Any]:
     return body
 
 
+def after_call(*turns: dict[str, Any]) -> list[dict[str, Any]]:
+    """Gemini contents: the question, the model's call of get_weather, then ``turns``."""
+    return [GEMINI["contents"][0], GEMINI_CALL, *turns]
+
+
 def user(text: str = "Hi") -> dict[str, Any]:
     """A plain user turn (OpenAI and Anthropic)."""
     return {"role": "user", "content": text}
@@ -558,11 +563,7 @@ MALFORMED: list[tuple[str, Format, dict[str, Any], str]] = [
         "gemini",
         changed(
             "gemini",
-            contents=[
-                GEMINI["contents"][0],
-                GEMINI_CALL,
-                {"role": "user", "parts": GEMINI_RESULT["parts"] * 2},
-            ],
+            contents=after_call({"role": "user", "parts": GEMINI_RESULT["parts"] * 2}),
         ),
         "number of function response parts is equal to the number of function call parts",
     ),
@@ -571,14 +572,12 @@ MALFORMED: list[tuple[str, Format, dict[str, Any], str]] = [
         "gemini",
         changed(
             "gemini",
-            contents=[
-                GEMINI["contents"][0],
-                GEMINI_CALL,
+            contents=after_call(
                 {
                     "role": "user",
                     "parts": [{"functionResponse": {"name": "get_weather", "response": "Sunny"}}],
-                },
-            ],
+                }
+            ),
         ),
         "function_response.response' (type.googleapis.com/google.protobuf.Struct)",
     ),
@@ -631,7 +630,7 @@ def test_the_base_requests_are_accepted(fmt: Format) -> None:
     [
         ("openai", changed("openai", messages=[user(), OPENAI_CALL, tool_message("call_1")])),
         ("anthropic", changed("anthropic", messages=[user(), ANTHROPIC_CALL, ANTHROPIC_RESULT])),
-        ("gemini", changed("gemini", contents=[GEMINI["contents"][0], GEMINI_CALL, GEMINI_RESULT])),
+        ("gemini", changed("gemini", contents=after_call(GEMINI_RESULT))),
         # The API merges consecutive turns of one role.
         ("anthropic", changed("anthropic", messages=[user(), user("Again")])),
         # A prefilled final assistant turn, and an assistant turn first.

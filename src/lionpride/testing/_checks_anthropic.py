@@ -63,8 +63,8 @@ def check_anthropic(body: dict[str, Any]) -> None:
     for i, message in enumerate(messages):
         _check_message(message, i, last=i == len(messages) - 1)
     _check_system(body.get("system"))
-    names = _check_tools(body.get("tools"))
-    _check_tool_choice(body.get("tool_choice"), names)
+    _check_tools(body.get("tools"))
+    _check_tool_choice(body.get("tool_choice"))
     _check_thinking(body, messages)
     _check_tool_pairs(messages)
     _check_sampling(body)
@@ -177,10 +177,7 @@ def _need(block: dict[str, Any], name: str, where: str) -> None:
 def _check_source(block: dict[str, Any], kind: str, where: str) -> None:
     _need(block, "source", where)
     source = block["source"]
-    _expect_dict(source, f"{where}.source")
-    source_type = source.get("type")
-    if source_type not in _SOURCES[kind]:
-        raise _bad_tag(source_type, f"{where}.source", _SOURCES[kind])
+    source_type = _tag(source, f"{where}.source", _SOURCES[kind])
     if source_type == "base64":
         for name in ("media_type", "data"):
             if name not in source:
@@ -213,10 +210,9 @@ def _check_system(system: Any) -> None:
             raise Rejected(f"system.{i}.text: Field required")
 
 
-def _check_tools(tools: Any) -> list[str]:
-    """Check the tool list; the names of its custom tools, in order."""
+def _check_tools(tools: Any) -> None:
     if tools is None:
-        return []
+        return
     if not isinstance(tools, list):
         raise Rejected(f"tools: Input should be a valid list, got {json_type(tools)}")
     names: list[str] = []
@@ -248,17 +244,19 @@ def _check_tools(tools: Any) -> list[str]:
         if name in names:
             raise Rejected(f"tools: Tool names must be unique, {name!r} appears twice")
         names.append(name)
-    return names
 
 
-def _check_tool_choice(choice: Any, names: list[str]) -> None:
-    if choice is None:
-        return
-    _expect_dict(choice, "tool_choice")
-    kind = choice.get("type")
-    if kind not in _TOOL_CHOICES:
-        raise _bad_tag(kind, "tool_choice", _TOOL_CHOICES)
-    if kind == "tool":
+def _tag(value: Any, where: str, allowed: tuple[str, ...]) -> Any:
+    """The ``type`` of the object ``value``, which must be one of ``allowed``."""
+    _expect_dict(value, where)
+    kind = value.get("type")
+    if kind not in allowed:
+        raise _bad_tag(kind, where, allowed)
+    return kind
+
+
+def _check_tool_choice(choice: Any) -> None:
+    if choice is not None and _tag(choice, "tool_choice", _TOOL_CHOICES) == "tool":
         if "name" not in choice:
             raise Rejected("tool_choice.tool.name: Field required")
         _expect_str(choice["name"], "tool_choice.tool.name")
@@ -273,10 +271,7 @@ def _check_thinking(body: dict[str, Any], messages: list[dict[str, Any]]) -> Non
     thinking = body.get("thinking")
     if thinking is None:
         return
-    _expect_dict(thinking, "thinking")
-    kind = thinking.get("type")
-    if kind not in _THINKING:
-        raise _bad_tag(kind, "thinking", _THINKING)
+    kind = _tag(thinking, "thinking", _THINKING)
     if kind == "disabled":
         return
     choice = body.get("tool_choice")

@@ -99,13 +99,19 @@ def _invalid_value(value: Any, allowed: tuple[str, ...], param: str) -> Rejected
     )
 
 
+def _one_of(obj: dict[str, Any], key: str, allowed: tuple[str, ...], where: str) -> Any:
+    """``obj[key]``, which must be present and one of ``allowed``."""
+    value = obj.get(key)
+    if value is None:
+        raise _missing(f"{where}.{key}")
+    if value not in allowed:
+        raise _invalid_value(value, allowed, f"{where}.{key}")
+    return value
+
+
 def _check_message(message: Any, where: str) -> None:
     _expect(message, dict, where)
-    role = message.get("role")
-    if role is None:
-        raise _missing(f"{where}.role")
-    if role not in _ROLES:
-        raise _invalid_value(role, _ROLES, f"{where}.role")
+    role = _one_of(message, "role", _ROLES, where)
     calls = message.get("tool_calls")
     if calls is not None:
         _expect(calls, list, f"{where}.tool_calls")
@@ -138,11 +144,7 @@ def _check_message(message: Any, where: str) -> None:
 
 def _check_part(part: Any, role: str, where: str) -> None:
     _expect(part, dict, where)
-    kind = part.get("type")
-    if kind is None:
-        raise _missing(f"{where}.type")
-    if kind not in _PART_TYPES:
-        raise _invalid_value(kind, _PART_TYPES, f"{where}.type")
+    kind = _one_of(part, "type", _PART_TYPES, where)
     allowed = _PARTS_BY_ROLE.get(role)
     if allowed is not None and kind not in allowed:
         raise Rejected(
@@ -273,11 +275,7 @@ def _check_response_format(value: Any, messages: list[dict[str, Any]]) -> None:
     if value is None:
         return
     _expect(value, dict, "response_format")
-    kind = value.get("type")
-    if kind is None:
-        raise _missing("response_format.type")
-    if kind not in _FORMATS:
-        raise _invalid_value(kind, _FORMATS, "response_format.type")
+    kind = _one_of(value, "type", _FORMATS, "response_format")
     if kind == "json_schema":
         spec = value.get("json_schema")
         if spec is None:

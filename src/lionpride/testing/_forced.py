@@ -12,6 +12,7 @@ fields: OpenAI ``tool_choice`` ``"required"`` / named / ``allowed_tools`` in req
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from lionpride.testing._checks_gemini import field
@@ -26,14 +27,7 @@ def forced_tool_call(fmt: Format, body: Any) -> dict[str, Any] | None:
 
     Returns ``None`` when the request forces no tool (or names none it declares).
     """
-    if not isinstance(body, dict):
-        return None
-    if fmt == "openai":
-        found = _openai_forced(body)
-    elif fmt == "anthropic":
-        found = _anthropic_forced(body)
-    else:
-        found = _gemini_forced(body)
+    found = _FORCED[fmt](body) if isinstance(body, dict) else None
     if found is None:
         return None
     name, schema = found
@@ -42,17 +36,10 @@ def forced_tool_call(fmt: Format, body: Any) -> dict[str, Any] | None:
 
 def structured_text(fmt: Format, body: Any) -> str | None:
     """JSON text fitting the request's output schema, or ``None`` if it asks for none."""
-    if not isinstance(body, dict):
+    schema = _OUTPUT_SCHEMA[fmt](body) if isinstance(body, dict) else None
+    if schema is None:
         return None
-    if fmt == "openai":
-        found = _openai_format(body)
-    elif fmt == "anthropic":
-        found = _anthropic_format(body)
-    else:
-        found = _gemini_format(body)
-    if found is None:
-        return None
-    return json.dumps(value_for_schema(found), ensure_ascii=False)
+    return json.dumps(value_for_schema(schema), ensure_ascii=False)
 
 
 def _pick(tools: dict[str, Any], wanted: list[str]) -> tuple[str, Any] | None:
@@ -149,3 +136,15 @@ def _gemini_format(body: dict[str, Any]) -> Any | None:
         return None
     schema = field(config, "responseJsonSchema") or field(config, "responseSchema")
     return schema or {"type": "object"}
+
+
+_FORCED: dict[Format, Callable[[dict[str, Any]], tuple[str, Any] | None]] = {
+    "openai": _openai_forced,
+    "anthropic": _anthropic_forced,
+    "gemini": _gemini_forced,
+}
+_OUTPUT_SCHEMA: dict[Format, Callable[[dict[str, Any]], Any | None]] = {
+    "openai": _openai_format,
+    "anthropic": _anthropic_format,
+    "gemini": _gemini_format,
+}
