@@ -23,8 +23,8 @@ RECORDED = (
 )
 
 
-def recorded_requests() -> list[tuple[str, Format, Any]]:
-    """Every recorded native request (first and, for round trips, next) with its format."""
+def recorded_requests() -> list[tuple[str, Format, Any, str]]:
+    """Every recorded native request (first and, for round trips, next): format, body, path."""
     found = []
     for path in RECORDED:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -32,9 +32,10 @@ def recorded_requests() -> list[tuple[str, Format, Any]]:
         if "next" in record:
             requests.append(("next", record["next"]["request"]))
         for label, request in requests:
-            fmt = detect_format(request["path"].split("?", 1)[0])
+            route = request["path"].split("?", 1)[0]
+            fmt = detect_format(route)
             if fmt is not None:
-                found.append((f"{path.stem}:{label}", fmt, request["body"]))
+                found.append((f"{path.stem}:{label}", fmt, request["body"], route))
     return found
 
 
@@ -44,16 +45,16 @@ RECORDED_REQUESTS = recorded_requests()
 def test_the_recordings_are_there() -> None:
     """The shared recordings are present, so the acceptance test below is not vacuous."""
     assert len(RECORDED_REQUESTS) >= 50
-    assert {fmt for _, fmt, _ in RECORDED_REQUESTS} == {"openai", "anthropic", "gemini"}
+    assert {fmt for _, fmt, _, _ in RECORDED_REQUESTS} == {"openai", "anthropic", "gemini"}
 
 
 @pytest.mark.parametrize(
-    ("fmt", "body"),
-    [pytest.param(fmt, body, id=name) for name, fmt, body in RECORDED_REQUESTS],
+    ("fmt", "body", "route"),
+    [pytest.param(fmt, body, route, id=name) for name, fmt, body, route in RECORDED_REQUESTS],
 )
-def test_every_recorded_request_is_accepted(fmt: Format, body: Any) -> None:
+def test_every_recorded_request_is_accepted(fmt: Format, body: Any, route: str) -> None:
     """A request the live API was recorded accepting passes the checks."""
-    rejection = check_request(fmt, body)
+    rejection = check_request(fmt, body, route)
     assert rejection is None, rejection.message
 
 
@@ -666,6 +667,91 @@ def test_what_the_apis_accept_passes(fmt: Format, body: dict[str, Any]) -> None:
     assert rejection is None, rejection.message
 
 
+# -- Gemini 3 thought signatures ---------------------------------------------------------------
+
+GEMINI_3 = "/v1beta/models/gemini-3-flash-preview:generateContent"
+
+
+def signed(content: dict[str, Any], signature: str = "c2ln") -> dict[str, Any]:
+    """``content`` with ``signature`` on its first part."""
+    first, *rest = content["parts"]
+    return {**content, "parts": [{**first, "thoughtSignature": signature}, *rest]}
+
+
+PARALLEL_CALLS = {"role": "model", "parts": GEMINI_CALL["parts"] * 2}
+PARALLEL_RESULTS = {"role": "user", "parts": GEMINI_RESULT["parts"] * 2}
+
+
+@pytest.mark.parametrize(
+    ("route", "contents", "refused"),
+    [
+        pytest.param(GEMINI_3, after_call(GEMINI_RESULT), True, id="unsigned-current-turn"),
+        pytest.param(
+            GEMINI_3,
+            [GEMINI["contents"][0], signed(GEMINI_CALL), GEMINI_RESULT],
+            False,
+            id="signed-current-turn",
+        ),
+        pytest.param(
+            GEMINI_3,
+            [GEMINI["contents"][0], signed(PARALLEL_CALLS), PARALLEL_RESULTS],
+            False,
+            id="parallel-calls-sign-the-first-only",
+        ),
+        pytest.param(
+            GEMINI_3,
+            [*after_call(GEMINI_RESULT), GEMINI["contents"][0]],
+            False,
+            id="earlier-turns-are-not-checked",
+        ),
+        pytest.param(
+            GEMINI_3,
+            [
+                GEMINI["contents"][0],
+                signed(GEMINI_CALL),
+                GEMINI_RESULT,
+                GEMINI_CALL,
+                GEMINI_RESULT,
+            ],
+            True,
+            id="every-step-of-the-turn",
+        ),
+        pytest.param(
+            GEMINI_3,
+            [
+                GEMINI["contents"][0],
+                signed(GEMINI_CALL, "skip_thought_signature_validator"),
+                GEMINI_RESULT,
+            ],
+            False,
+            id="documented-placeholder",
+        ),
+        pytest.param(
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            after_call(GEMINI_RESULT),
+            False,
+            id="gemini-2.5-does-not-require",
+        ),
+        pytest.param(
+            "/v1beta/models/gemini-3-pro-image-preview:generateContent",
+            after_call(GEMINI_RESULT),
+            False,
+            id="gemini-3-pro-image-does-not-require",
+        ),
+    ],
+)
+def test_gemini_3_requires_signatures_in_the_current_turn(
+    route: str, contents: list[dict[str, Any]], refused: bool
+) -> None:
+    """Gemini 3 refuses a function call of the current turn that lost its thought signature."""
+    rejection = check_request("gemini", changed("gemini", contents=contents), route)
+    if refused:
+        assert rejection is not None
+        assert "Function call is missing a thought_signature" in rejection.message
+    else:
+        assert rejection is None, rejection.message
+
+
 # -- over HTTP ----------------------------------------------------------------------------------
 
 
@@ -731,3 +817,15 @@ async def test_refusal_comes_before_scripts_and_is_recorded(fp: FakeProvider) ->
             reply = await resp.json()
     assert reply["choices"][0]["message"]["content"] == "Scripted."
     assert len(fp.requests) == 2 and fp.pending == 0
+
+
+async def test_the_model_in_a_gemini_path_reaches_the_checks(fp: FakeProvider) -> None:
+    """FakeProvider reads the Gemini model from the path, so Gemini 3's own rules apply."""
+    body = changed("gemini", contents=after_call(GEMINI_RESULT))
+    base = fp.base_url("gemini") + "/models/"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base + "gemini-3-pro-preview:generateContent", json=body) as resp:
+            assert resp.status == 400
+            assert "thought_signature" in (await resp.json())["error"]["message"]
+        async with session.post(base + "gemini-2.5-pro:generateContent", json=body) as resp:
+            assert resp.status == 200

@@ -65,8 +65,11 @@ _FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.:-]{0,127}$")
 _REQUEST = "GenerateContentRequest"
 
 
-def check_gemini(body: dict[str, Any]) -> None:
-    """Raise :class:`Rejected` at the first fault the live API refuses in ``body``."""
+def check_gemini(body: dict[str, Any], model: str = "") -> None:
+    """Raise :class:`Rejected` at the first fault the live API refuses in ``body``.
+
+    ``model`` (named in the request path) decides whether thought signatures are required.
+    """
     contents = field(body, "contents")
     if not contents:
         raise Rejected(f"* {_REQUEST}.contents: contents is not specified\n")
@@ -75,6 +78,8 @@ def check_gemini(body: dict[str, Any]) -> None:
     for i, content in enumerate(contents):
         _check_content(content, f"contents[{i}]")
     _check_function_turns(contents)
+    if _signs_function_calls(model):
+        _check_thought_signatures(contents)
     system = field(body, "systemInstruction")
     if system is not None:
         _check_content(system, "system_instruction")
@@ -212,6 +217,44 @@ def _check_function_turns(contents: list[dict[str, Any]]) -> None:
                 "Please ensure that the number of function response parts is equal to the "
                 "number of function call parts of the function call turn."
             )
+
+
+def _signs_function_calls(model: str) -> bool:
+    """Whether the model refuses function calls of the current turn without a signature.
+
+    Gemini 3 models do (Gemini 3 Pro Image excepted); Gemini 2.5 sends signatures but does not
+    require them back.
+    """
+    return model.startswith("gemini-3") and "-image" not in model
+
+
+def _check_thought_signatures(contents: list[dict[str, Any]]) -> None:
+    """Each model step of the current turn carries a signature on its first function call.
+
+    The current turn starts after the last user content that is not only function responses;
+    of parallel calls only the first carries a signature.
+    """
+    start = 0
+    for i, content in enumerate(contents):
+        parts = content["parts"]
+        if content.get("role") != "model" and _parts(content, "functionResponse") < len(parts):
+            start = i + 1
+    for content in contents[start:]:
+        if content.get("role") != "model":
+            continue
+        for k, part in enumerate(content["parts"]):
+            call = field(part, "functionCall")
+            if call is None:
+                continue
+            if not field(part, "thoughtSignature"):
+                raise Rejected(
+                    "Function call is missing a thought_signature in functionCall parts. This "
+                    "is required for tools to work correctly, and missing thought_signature "
+                    f"may lead to degraded model performance. Function call `{call['name']}`, "
+                    f"position {k + 1}. Please refer to "
+                    "https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+                )
+            break
 
 
 def _check_tool(tool: Any, where: str) -> None:

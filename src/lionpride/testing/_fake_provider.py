@@ -296,7 +296,7 @@ class FakeProvider:
         self.requests.append(ReceivedRequest(request.method, path, headers, body, now))
         self.arrivals.append(now)
         fmt = detect_format(request.path)
-        rejection = None if fmt is None else check_request(fmt, body)
+        rejection = None if fmt is None else check_request(fmt, body, request.path)
         if fmt is not None and rejection is not None:
             refusal = _error(
                 fmt, 400, rejection.message, param=rejection.param, code=rejection.code

@@ -20,6 +20,7 @@ __all__ = [
     "arguments_json",
     "content_type",
     "detect_format",
+    "gemini_model",
     "make_plan",
     "split_sse_events",
     "split_text",
@@ -53,6 +54,11 @@ def detect_format(path: str) -> Format | None:
     if path.endswith((":generateContent", ":streamGenerateContent")):
         return "gemini"
     return None
+
+
+def gemini_model(path: str) -> str:
+    """The model a Gemini path names: ``.../models/{model}:generateContent``."""
+    return path.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
 def content_type(fmt: Format, *, stream: bool, error: bool = False) -> str:
@@ -164,7 +170,7 @@ def make_plan(
         text = "".join(words[: max(0, limit or 0)])
     output_tokens = len(text.split()) + sum(tool_call_tokens(call) for call in calls)
     if fmt == "gemini":
-        model = path.rsplit("/", 1)[-1].split(":", 1)[0]
+        model = gemini_model(path)
         stream = path.endswith(":streamGenerateContent")
     else:
         model = str(request.get("model", "fake-model"))

@@ -9,22 +9,15 @@ module; this one picks the module and writes the refusal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from lionpride.testing._checks_anthropic import check_anthropic
 from lionpride.testing._checks_gemini import check_gemini
 from lionpride.testing._checks_openai import check_openai
-from lionpride.testing._plan import Format
+from lionpride.testing._plan import Format, gemini_model
 from lionpride.testing._rejection import Rejected
 
 __all__ = ["Rejected", "check_request"]
-
-_CHECKS: dict[Format, Callable[[dict[str, Any]], None]] = {
-    "openai": check_openai,
-    "anthropic": check_anthropic,
-    "gemini": check_gemini,
-}
 
 _NOT_AN_OBJECT: dict[Format, str] = {
     "openai": "We could not parse the JSON body of your request. The OpenAI API expects a "
@@ -34,17 +27,24 @@ _NOT_AN_OBJECT: dict[Format, str] = {
 }
 
 
-def check_request(fmt: Format, body: Any) -> Rejected | None:
+def check_request(fmt: Format, body: Any, path: str = "") -> Rejected | None:
     """The reason the live API would refuse ``body`` with HTTP 400, or ``None`` if it accepts.
 
     Args:
         fmt: The wire format the request's path names.
         body: The parsed JSON body (``str`` when it was not JSON, ``None`` when empty).
+        path: The request path without query (Gemini names the model there, and some rules
+            hold for some models only).
     """
     if not isinstance(body, dict):
         return Rejected(_NOT_AN_OBJECT[fmt])
     try:
-        _CHECKS[fmt](body)
+        if fmt == "openai":
+            check_openai(body)
+        elif fmt == "anthropic":
+            check_anthropic(body)
+        else:
+            check_gemini(body, gemini_model(path))
     except Rejected as rejection:
         return rejection
     return None
