@@ -1,7 +1,8 @@
 """FakeProvider: a real aiohttp server on loopback that answers like an LLM API.
 
-Every request is recorded. A request is answered by the next scripted :class:`Reply` whose path
-filter matches, or else by a generated reply in the format its path names (OpenAI chat
+Every request is recorded, then checked as the live API checks it (a refused one gets the
+provider's 400, see :mod:`~lionpride.testing._request_checks`). A request is answered by the next
+scripted :class:`Reply` whose path filter matches, or else by a generated reply in the format its path names (OpenAI chat
 completions, Anthropic messages, Gemini generateContent), subject to the provider-side limits.
 """
 
