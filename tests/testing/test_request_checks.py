@@ -482,7 +482,7 @@ MALFORMED: list[tuple[str, Format, dict[str, Any], str]] = [
     (
         "an-temperature-with-thinking",
         "anthropic",
-        changed("anthropic", thinking={"type": "adaptive"}, temperature=0.2),
+        changed("anthropic", thinking={"type": "enabled", "budget_tokens": 1024}, temperature=0.2),
         "`temperature` may only be set to 1 when thinking is enabled",
     ),
     ("an-temperature-range", "anthropic", changed("anthropic", temperature=1.5), "between 0 and 1"),
@@ -665,6 +665,14 @@ def test_what_the_apis_accept_passes(fmt: Format, body: dict[str, Any]) -> None:
     """Requests the live APIs accept pass, including their less obvious spellings."""
     rejection = check_request(fmt, body)
     assert rejection is None, rejection.message
+
+
+def test_interleaved_thinking_lets_the_budget_exceed_max_tokens() -> None:
+    """With the interleaved-thinking beta the budget may exceed max_tokens, as the API allows."""
+    body = changed("anthropic", thinking={"type": "enabled", "budget_tokens": 4096})
+    assert check_request("anthropic", body) is not None
+    headers = {"anthropic-beta": "interleaved-thinking-2025-05-14"}
+    assert check_request("anthropic", body, "/v1/messages", headers) is None
 
 
 # -- Gemini 3 thought signatures ---------------------------------------------------------------

@@ -28,6 +28,8 @@ _BLOCK_TYPES = (
     "server_tool_use",
     "mcp_tool_use",
     "container_upload",
+    "tool_reference",
+    "compaction",
 )
 # Server tools come and go by family; their result blocks share these endings.
 _BLOCK_FAMILIES = ("_tool_result", "_tool_use")
@@ -44,8 +46,12 @@ _FORCING = ("any", "tool")
 _MIN_BUDGET = 1024
 
 
-def check_anthropic(body: dict[str, Any]) -> None:
-    """Raise :class:`Rejected` at the first fault the live API refuses in ``body``."""
+def check_anthropic(body: dict[str, Any], betas: str = "") -> None:
+    """Raise :class:`Rejected` at the first fault the live API refuses in ``body``.
+
+    ``betas`` is the request's ``anthropic-beta`` header: interleaved thinking lets the
+    thinking budget exceed ``max_tokens``.
+    """
     for name in ("model", "max_tokens", "messages"):
         if name not in body:
             raise Rejected(f"{name}: Field required")
@@ -65,7 +71,7 @@ def check_anthropic(body: dict[str, Any]) -> None:
     _check_system(body.get("system"))
     _check_tools(body.get("tools"))
     _check_tool_choice(body.get("tool_choice"))
-    _check_thinking(body, messages)
+    _check_thinking(body, messages, interleaved="interleaved-thinking" in betas)
     _check_tool_pairs(messages)
     _check_sampling(body)
 
@@ -267,7 +273,9 @@ def _thinking_type(body: dict[str, Any]) -> str | None:
     return thinking.get("type") if isinstance(thinking, dict) else None
 
 
-def _check_thinking(body: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+def _check_thinking(
+    body: dict[str, Any], messages: list[dict[str, Any]], *, interleaved: bool
+) -> None:
     thinking = body.get("thinking")
     if thinking is None:
         return
@@ -287,7 +295,7 @@ def _check_thinking(body: dict[str, Any], messages: list[dict[str, Any]]) -> Non
             f"thinking.enabled.budget_tokens: Input should be greater than or equal to "
             f"{_MIN_BUDGET}, got {budget!r}"
         )
-    if body["max_tokens"] <= budget:
+    if body["max_tokens"] <= budget and not interleaved:
         raise Rejected(
             f"`max_tokens` must be greater than `thinking.budget_tokens` "
             f"(max_tokens {body['max_tokens']}, budget_tokens {budget})"
@@ -387,7 +395,7 @@ def _check_sampling(body: dict[str, Any]) -> None:
             raise Rejected(f"{name}: Input should be a valid number, got {json_type(value)}")
         if not 0 <= value <= high:
             raise Rejected(f"{name}: Input should be between 0 and {high}, got {value}")
-    if _thinking_type(body) in ("enabled", "adaptive"):
+    if _thinking_type(body) == "enabled":
         temperature = body.get("temperature")
         if temperature is not None and temperature != 1:
             raise Rejected(

@@ -1,9 +1,10 @@
 """FakeProvider: a real aiohttp server on loopback that answers like an LLM API.
 
 Every request is recorded, then checked as the live API checks it (a refused one gets the
-provider's 400, see :mod:`~lionpride.testing._request_checks`). A request is answered by the next
-scripted :class:`Reply` whose path filter matches, or else by a generated reply in the format its path names (OpenAI chat
-completions, Anthropic messages, Gemini generateContent), subject to the provider-side limits.
+provider's 400, see :mod:`~lionpride.testing._request_checks`). A request is answered by the
+next scripted :class:`Reply` whose path filter matches, or else by a generated reply in the
+format its path names (OpenAI chat completions, Anthropic messages, Gemini generateContent),
+subject to the provider-side limits.
 """
 
 from __future__ import annotations
@@ -297,7 +298,7 @@ class FakeProvider:
         self.requests.append(ReceivedRequest(request.method, path, headers, body, now))
         self.arrivals.append(now)
         fmt = detect_format(request.path)
-        rejection = None if fmt is None else check_request(fmt, body, request.path)
+        rejection = None if fmt is None else check_request(fmt, body, request.path, headers)
         if fmt is not None and rejection is not None:
             refusal = _error(
                 fmt, 400, rejection.message, param=rejection.param, code=rejection.code

@@ -9,6 +9,7 @@ module; this one picks the module and writes the refusal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from lionpride.testing._checks_anthropic import check_anthropic
@@ -27,7 +28,9 @@ _NOT_AN_OBJECT: dict[Format, str] = {
 }
 
 
-def check_request(fmt: Format, body: Any, path: str = "") -> Rejected | None:
+def check_request(
+    fmt: Format, body: Any, path: str = "", headers: Mapping[str, str] | None = None
+) -> Rejected | None:
     """The reason the live API would refuse ``body`` with HTTP 400, or ``None`` if it accepts.
 
     Args:
@@ -35,6 +38,7 @@ def check_request(fmt: Format, body: Any, path: str = "") -> Rejected | None:
         body: The parsed JSON body (``str`` when it was not JSON, ``None`` when empty).
         path: The request path without query (Gemini names the model there, and some rules
             hold for some models only).
+        headers: The request headers with lower-cased names (Anthropic betas change rules).
     """
     if not isinstance(body, dict):
         return Rejected(_NOT_AN_OBJECT[fmt])
@@ -42,7 +46,7 @@ def check_request(fmt: Format, body: Any, path: str = "") -> Rejected | None:
         if fmt == "openai":
             check_openai(body)
         elif fmt == "anthropic":
-            check_anthropic(body)
+            check_anthropic(body, (headers or {}).get("anthropic-beta", ""))
         else:
             check_gemini(body, gemini_model(path))
     except Rejected as rejection:
