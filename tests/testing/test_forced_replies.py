@@ -241,6 +241,16 @@ async def test_gemini_forced_function_is_called(
     assert [p["functionCall"]["name"] for p in parts] == [name]
 
 
+async def test_tool_without_parameters_gets_empty_arguments(
+    fp: FakeProvider, session: aiohttp.ClientSession
+) -> None:
+    """A forced tool that declares no parameters is called with an empty object."""
+    tools = [{"type": "function", "function": {"name": "ping"}}]
+    body = openai_body(tools=tools, tool_choice="required")
+    message = (await post_json(session, chat_url(fp), body))["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"]["arguments"] == "{}"
+
+
 async def test_forced_tool_wins_over_reply_text(session: aiohttp.ClientSession) -> None:
     """A provider-wide reply text does not stop a forced tool from being called."""
     async with FakeProvider(reply_text="Paris.") as fp:

@@ -31,7 +31,8 @@ def forced_tool_call(fmt: Format, body: Any) -> dict[str, Any] | None:
     if found is None:
         return None
     name, schema = found
-    return {"name": name, "arguments": value_for_schema(schema)}
+    arguments = value_for_schema(schema) if isinstance(schema, dict) and schema else {}
+    return {"name": name, "arguments": arguments if isinstance(arguments, dict) else {}}
 
 
 def structured_text(fmt: Format, body: Any) -> str | None:
