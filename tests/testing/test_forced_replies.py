@@ -251,6 +251,41 @@ async def test_tool_without_parameters_gets_empty_arguments(
     assert message["tool_calls"][0]["function"]["arguments"] == "{}"
 
 
+@pytest.mark.parametrize(
+    ("tools", "choice"),
+    [
+        (
+            [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "odd",
+                        "parameters": {
+                            "type": "object",
+                            "properties": [],
+                            "required": 5,
+                            "anyOf": 1,
+                        },
+                    },
+                }
+            ],
+            "required",
+        ),
+        (
+            [{"type": "function", "function": {"name": "odd"}}],
+            {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [[1], 2]}},
+        ),
+    ],
+)
+async def test_odd_shapes_still_get_an_answer(
+    fp: FakeProvider, session: aiohttp.ClientSession, tools: list[Any], choice: Any
+) -> None:
+    """A schema or tool list of unexpected shapes gets a reply, never a server error."""
+    body = openai_body(tools=tools, tool_choice=choice)
+    reply = await post_json(session, chat_url(fp), body)
+    assert reply["choices"][0]["finish_reason"] in ("stop", "tool_calls")
+
+
 async def test_forced_tool_wins_over_reply_text(session: aiohttp.ClientSession) -> None:
     """A provider-wide reply text does not stop a forced tool from being called."""
     async with FakeProvider(reply_text="Paris.") as fp:

@@ -57,24 +57,31 @@ def _pick(tools: dict[str, Any], wanted: list[str]) -> tuple[str, Any] | None:
 def _openai_forced(body: dict[str, Any]) -> tuple[str, Any] | None:
     tools: dict[str, Any] = {}
     for tool in body.get("tools") or ():
-        function = tool.get("function") if tool.get("type") == "function" else None
-        if isinstance(function, dict) and isinstance(function.get("name"), str):
-            tools[function["name"]] = function.get("parameters")
+        name = _function_name(tool)
+        if name is not None and tool.get("type") == "function":
+            tools[name] = tool["function"].get("parameters")
     choice = body.get("tool_choice")
     if choice == "required":
         return _pick(tools, [])
     if not isinstance(choice, dict):
         return None
     if choice.get("type") == "function":
-        return _pick(tools, [str((choice.get("function") or {}).get("name"))])
+        return _pick(tools, [str(_function_name(choice))])
     allowed = choice.get("allowed_tools")
     if choice.get("type") == "allowed_tools" and isinstance(allowed, dict):
         if allowed.get("mode") != "required":
             return None
-        listed = allowed.get("tools") or ()
-        names = [str((t.get("function") or {}).get("name")) for t in listed]
+        listed = allowed.get("tools")
+        names = [str(_function_name(t)) for t in listed] if isinstance(listed, list) else []
         return _pick(tools, names)
     return None
+
+
+def _function_name(obj: Any) -> str | None:
+    """``obj["function"]["name"]`` where the shapes allow, else ``None``."""
+    function = obj.get("function") if isinstance(obj, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _openai_format(body: dict[str, Any]) -> Any | None:

@@ -49,7 +49,8 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
         target: Any = root
         for key in schema["$ref"].removeprefix("#").strip("/").split("/"):
             if key:
-                target = target.get(key.replace("~1", "/").replace("~0", "~"), {})
+                name = key.replace("~1", "/").replace("~0", "~")
+                target = target.get(name, {}) if isinstance(target, dict) else {}
         rest = {k: v for k, v in schema.items() if k != "$ref"}
         schema = {**target, **rest} if isinstance(target, dict) else rest
         seen += 1
@@ -66,7 +67,7 @@ def _value(schema: dict[str, Any], root: dict[str, Any], depth: int) -> Any:
     if isinstance(enum, list) and enum:
         return enum[0]
     for key in ("anyOf", "oneOf"):
-        branches = [b for b in schema.get(key) or () if isinstance(b, dict)]
+        branches = [b for b in _items(schema.get(key)) if isinstance(b, dict)]
         if branches:
             chosen = next((b for b in branches if _type(b, root) != "null"), branches[0])
             return _value({**_without(schema, key), **chosen}, root, depth + 1)
@@ -103,6 +104,11 @@ def _type(schema: dict[str, Any], root: dict[str, Any]) -> str | None:
     return str(kind).lower() if kind is not None else None
 
 
+def _items(value: Any) -> list[Any]:
+    """``value`` if it is a list, else no items (a malformed schema reads as unconstrained)."""
+    return value if isinstance(value, list) else []
+
+
 def _without(schema: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k != key}
 
@@ -120,7 +126,7 @@ def _merge(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
 def _object(schema: dict[str, Any], root: dict[str, Any], depth: int) -> dict[str, Any]:
     properties = schema.get("properties")
     properties = properties if isinstance(properties, dict) else {}
-    required = [r for r in schema.get("required") or () if isinstance(r, str)]
+    required = [r for r in _items(schema.get("required")) if isinstance(r, str)]
     # Past the depth limit only the required properties are filled, so recursion ends.
     names = required if depth >= _MAX_DEPTH else [*required, *properties]
     value: dict[str, Any] = {}
@@ -140,7 +146,7 @@ def _array(schema: dict[str, Any], root: dict[str, Any], depth: int) -> list[Any
     if isinstance(high, int):
         count = min(count, high)
     prefix = schema.get("prefixItems")
-    values = [_value(p, root, depth + 1) for p in prefix] if isinstance(prefix, list) else []
+    values = [_value(p if isinstance(p, dict) else {}, root, depth + 1) for p in _items(prefix)]
     values += [_value(items, root, depth + 1) for _ in range(max(0, count - len(values)))]
     return values
 
