@@ -265,6 +265,18 @@ MALFORMED: list[tuple[str, Format, dict[str, Any], str]] = [
         changed("openai", tools=[{"type": "function", "function": {"name": "get weather"}}]),
         "'tools[0].function.name': string does not match pattern",
     ),
+    (
+        "oa-responses-shaped-tool",
+        "openai",
+        changed("openai", tools=[{"type": "function", "name": "get_weather", "parameters": {}}]),
+        "Missing required parameter: 'tools[0].function'",
+    ),
+    (
+        "oa-responses-shaped-tool-choice",
+        "openai",
+        changed("openai", tool_choice={"type": "function", "name": "get_weather"}),
+        "Missing required parameter: 'tool_choice.function.name'",
+    ),
     ("oa-tool-choice-any", "openai", changed("openai", tool_choice="any"), "Invalid value: 'any'"),
     (
         "oa-required-without-tools",
