@@ -181,6 +181,12 @@ MALFORMED: list[tuple[str, Format, dict[str, Any], str]] = [
         "Missing required parameter: 'messages[0].content'",
     ),
     (
+        "oa-empty-content-array",
+        "openai",
+        changed("openai", messages=with_content([])),
+        "Invalid 'messages[0].content': empty array",
+    ),
+    (
         "oa-anthropic-image-block",
         "openai",
         changed("openai", messages=with_content([{"type": "image", "source": {}}])),

@@ -136,6 +136,13 @@ def _check_message(message: Any, where: str) -> None:
             code="invalid_value",
         )
     if isinstance(content, list):
+        if not content and role != "assistant":
+            raise Rejected(
+                f"Invalid '{where}.content': empty array. Expected an array with minimum "
+                "length 1, but got an empty array instead.",
+                param=f"{where}.content",
+                code="empty_array",
+            )
         for j, part in enumerate(content):
             _check_part(part, role, f"{where}.content[{j}]")
     elif not isinstance(content, str):
