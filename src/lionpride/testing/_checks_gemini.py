@@ -61,6 +61,8 @@ _DECLARATION_FIELDS = (
 )
 _MODES = ("MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED")
 _ROLES = ("user", "model")
+# Earlier API versions took function responses in a "function" turn; not known to be refused now.
+_OLDER_ROLES = ("function",)
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.:-]{0,127}$")
 _REQUEST = "GenerateContentRequest"
 
@@ -130,7 +132,8 @@ def _check_content(content: Any, where: str) -> None:
         raise _invalid_value(where, content)
     _unknown_names(content, _CONTENT_FIELDS, where)
     role = content.get("role")
-    if role is not None and role not in _ROLES and where != "system_instruction":
+    known = role is None or role in _ROLES or role in _OLDER_ROLES
+    if not known and where != "system_instruction":
         raise Rejected(f"Please use a valid role: {', '.join(_ROLES)}.")
     parts = content.get("parts")
     if not parts:
