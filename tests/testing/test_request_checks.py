@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from lionpride.testing import FakeProvider, Reply
+from lionpride.testing._forced import forced_tool_call, structured_text
 from lionpride.testing._plan import Format, detect_format
 from lionpride.testing._request_checks import check_request
 
@@ -855,3 +856,10 @@ async def test_the_model_in_a_gemini_path_reaches_the_checks(fp: FakeProvider) -
             assert "thought_signature" in (await resp.json())["error"]["message"]
         async with session.post(base + "gemini-2.5-pro:generateContent", json=body) as resp:
             assert resp.status == 200
+
+
+def test_formats_without_checks_pass() -> None:
+    """A route format these checks do not cover (embeddings, token counts) is left unchecked."""
+    assert check_request("embeddings", None) is None  # type: ignore[arg-type]
+    assert forced_tool_call("embeddings", {"tool_choice": "required"}) is None  # type: ignore[arg-type]
+    assert structured_text("embeddings", {"response_format": {}}) is None  # type: ignore[arg-type]

@@ -27,7 +27,8 @@ def forced_tool_call(fmt: Format, body: Any) -> dict[str, Any] | None:
 
     Returns ``None`` when the request forces no tool (or names none it declares).
     """
-    found = _FORCED[fmt](body) if isinstance(body, dict) else None
+    reader = _FORCED.get(fmt)
+    found = reader(body) if reader is not None and isinstance(body, dict) else None
     if found is None:
         return None
     name, schema = found
@@ -37,7 +38,8 @@ def forced_tool_call(fmt: Format, body: Any) -> dict[str, Any] | None:
 
 def structured_text(fmt: Format, body: Any) -> str | None:
     """JSON text fitting the request's output schema, or ``None`` if it asks for none."""
-    schema = _OUTPUT_SCHEMA[fmt](body) if isinstance(body, dict) else None
+    reader = _OUTPUT_SCHEMA.get(fmt)
+    schema = reader(body) if reader is not None and isinstance(body, dict) else None
     if schema is None:
         return None
     return json.dumps(value_for_schema(schema), ensure_ascii=False)

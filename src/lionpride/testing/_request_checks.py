@@ -40,6 +40,8 @@ def check_request(
             hold for some models only).
         headers: The request headers with lower-cased names (Anthropic betas change rules).
     """
+    if fmt not in _NOT_AN_OBJECT:
+        return None  # a format without checks of its own
     if not isinstance(body, dict):
         return Rejected(_NOT_AN_OBJECT[fmt])
     try:
@@ -47,7 +49,7 @@ def check_request(
             check_openai(body)
         elif fmt == "anthropic":
             check_anthropic(body, (headers or {}).get("anthropic-beta", ""))
-        else:
+        elif fmt == "gemini":
             check_gemini(body, gemini_model(path))
     except Rejected as rejection:
         return rejection
