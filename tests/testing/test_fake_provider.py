@@ -218,10 +218,17 @@ async def test_anthropic_stream_event_sequence(
     assert all(d["type"] == e["event"] for d, e in zip(data, events, strict=True))
     text = "".join(d["delta"]["text"] for d in data if d["type"] == "content_block_delta")
     assert text == plain
-    assert data[0]["message"]["usage"]["input_tokens"] == INPUT_TOKENS
+    start_usage = data[0]["message"]["usage"]
+    assert start_usage["input_tokens"] == INPUT_TOKENS
+    assert start_usage["service_tier"] == "standard" and "cache_creation" in start_usage
     final = next(d for d in data if d["type"] == "message_delta")
     assert final["delta"]["stop_reason"] == "end_turn"
-    assert final["usage"]["output_tokens"] == len(plain.split())
+    assert final["usage"] == {
+        "input_tokens": INPUT_TOKENS,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": len(plain.split()),
+    }
 
 
 # -- Gemini -------------------------------------------------------------------------------------

@@ -246,6 +246,7 @@ def _anthropic_plain(plan: Plan) -> dict[str, Any]:
     }
 
 
+_START_ONLY_USAGE = ("cache_creation", "service_tier")
 _PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 
 
@@ -287,7 +288,9 @@ def _anthropic_stream(plan: Plan) -> list[bytes]:
     if not blocks:
         events.append(_PING)
     delta = {"stop_reason": plan.finish_reason, "stop_sequence": None}
-    events.append(_event("message_delta", {"delta": delta, "usage": usage}))
+    # The final counts, without the sub-objects that only message_start carries.
+    final = {k: v for k, v in usage.items() if k not in _START_ONLY_USAGE}
+    events.append(_event("message_delta", {"delta": delta, "usage": final}))
     events.append(_event("message_stop", {}))
     return events
 
