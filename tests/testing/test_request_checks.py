@@ -164,6 +164,33 @@ def with_content(content: Any, role: str = "user") -> list[dict[str, Any]]:
     return [{"role": role, "content": content}]
 
 
+NUMBER = {"type": "number"}
+
+
+def closed(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    """An object schema with no other properties; all of them required unless told."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+def strict_tool(parameters: dict[str, Any]) -> dict[str, Any]:
+    """A strict OpenAI function tool named get_weather."""
+    function = {"name": "get_weather", "parameters": parameters, "strict": True}
+    return {"type": "function", "function": function}
+
+
+def strict_format(schema: dict[str, Any]) -> dict[str, Any]:
+    """A strict OpenAI json_schema response format named answer."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": schema, "strict": True},
+    }
+
+
 MALFORMED: list[tuple[str, Format, dict[str, Any], str]] = [
     # OpenAI chat completions
     ("oa-no-model", "openai", changed("openai", model=None), "must provide a model"),
@@ -283,6 +310,41 @@ MALFORMED: list[tuple[str, Format, dict[str, Any], str]] = [
         "openai",
         changed("openai", tool_choice={"type": "function", "name": "get_weather"}),
         "Missing required parameter: 'tool_choice.function.name'",
+    ),
+    (
+        "oa-strict-tool-open-object",
+        "openai",
+        changed("openai", tools=[strict_tool({"type": "object", "properties": {}})]),
+        "Invalid schema for function 'get_weather': In context=(), 'additionalProperties' is "
+        "required to be supplied and to be false.",
+    ),
+    (
+        "oa-strict-tool-optional-property",
+        "openai",
+        changed("openai", tools=[strict_tool(closed({"where": closed({"lat": NUMBER}, [])}))]),
+        "In context=('properties', 'where'), 'required' is required to be supplied and to be an "
+        "array including every key in properties. Missing 'lat'.",
+    ),
+    (
+        "oa-strict-format-in-defs",
+        "openai",
+        changed(
+            "openai",
+            response_format=strict_format(
+                {
+                    **closed({"p": {"$ref": "#/$defs/P"}}),
+                    "$defs": {"P": {"type": "object", "properties": {"x": NUMBER}}},
+                }
+            ),
+        ),
+        "Invalid schema for response_format 'answer': In context=('$defs', 'P'), "
+        "'additionalProperties' is required",
+    ),
+    (
+        "oa-strict-format-array-root",
+        "openai",
+        changed("openai", response_format=strict_format({"type": "array", "items": NUMBER})),
+        "schema must be a JSON Schema of 'type: \"object\"'",
     ),
     ("oa-tool-choice-any", "openai", changed("openai", tool_choice="any"), "Invalid value: 'any'"),
     (
@@ -671,6 +733,18 @@ def test_the_base_requests_are_accepted(fmt: Format) -> None:
                 "tool_config": {"function_calling_config": {"mode": "ANY"}},
                 "tools": [{"function_declarations": [{"name": "f", "parameters_json_schema": {}}]}],
             },
+        ),
+        # Strict schemas that keep the rules, and a loose one without strict.
+        ("openai", changed("openai", tools=[strict_tool(closed({"w": closed({"lat": NUMBER})}))])),
+        (
+            "openai",
+            changed(
+                "openai",
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "a", "schema": {"type": "object"}, "strict": False},
+                },
+            ),
         ),
         # Tool types other OpenAI-compatible services add, and Anthropic's dated server tools.
         ("openai", changed("openai", tools=[{"type": "browser_search"}])),

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from lionpride.testing._rejection import Rejected, json_type, listing, text_of
+from lionpride.testing._strict_schema import check_strict_schema
 
 __all__ = ["check_openai"]
 
@@ -249,8 +250,16 @@ def _check_tool(tool: Any, where: str) -> None:
             param=f"{where}.{kind}.name",
             code="invalid_value",
         )
-    if kind == "function" and inner.get("parameters") is not None:
-        _expect(inner["parameters"], dict, f"{where}.function.parameters")
+    parameters = inner.get("parameters") if kind == "function" else None
+    if parameters is not None:
+        _expect(parameters, dict, f"{where}.function.parameters")
+        if inner.get("strict") is True:
+            check_strict_schema(
+                parameters,
+                f"function '{name}'",
+                param=f"{where}.function.parameters",
+                code="invalid_function_parameters",
+            )
 
 
 def _check_tool_choice(choice: Any, has_tools: bool) -> None:
@@ -292,6 +301,9 @@ def _check_response_format(value: Any, messages: list[dict[str, Any]]) -> None:
             raise _missing("response_format.json_schema.name")
         if spec.get("schema") is not None:
             _expect(spec["schema"], dict, "response_format.json_schema.schema")
+        if spec.get("strict") is True:
+            owner = f"response_format '{spec['name']}'"
+            check_strict_schema(spec.get("schema"), owner, param="response_format", code=None)
     elif (
         kind == "json_object"
         and "json" not in text_of([m.get("content") for m in messages]).lower()
