@@ -561,6 +561,16 @@ MALFORMED: list[tuple[str, Format, dict[str, Any], str]] = [
         "`tool_use`",
     ),
     (
+        "an-thinking-dropped-before-split-results",
+        "anthropic",
+        changed(
+            "anthropic",
+            thinking={"type": "enabled", "budget_tokens": 1024},
+            messages=[user(), ANTHROPIC_CALL, ANTHROPIC_RESULT, user("Go on.")],
+        ),
+        "When `thinking` is enabled, a final `assistant` message must start with a thinking block",
+    ),
+    (
         "an-temperature-with-thinking",
         "anthropic",
         changed("anthropic", thinking={"type": "enabled", "budget_tokens": 1024}, temperature=0.2),
@@ -713,6 +723,25 @@ def test_the_base_requests_are_accepted(fmt: Format) -> None:
         ("openai", changed("openai", messages=[user(), OPENAI_CALL, tool_message("call_1")])),
         ("anthropic", changed("anthropic", messages=[user(), ANTHROPIC_CALL, ANTHROPIC_RESULT])),
         ("gemini", changed("gemini", contents=after_call(GEMINI_RESULT))),
+        # Thinking kept before the tool call it led to.
+        (
+            "anthropic",
+            changed(
+                "anthropic",
+                thinking={"type": "enabled", "budget_tokens": 1024},
+                messages=[
+                    user(),
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "thinking", "thinking": "Look it up.", "signature": "c2ln"},
+                            *ANTHROPIC_CALL["content"],
+                        ],
+                    },
+                    ANTHROPIC_RESULT,
+                ],
+            ),
+        ),
         # The API merges consecutive turns of one role.
         ("anthropic", changed("anthropic", messages=[user(), user("Again")])),
         # A prefilled final assistant turn, and an assistant turn first.

@@ -305,17 +305,14 @@ def _check_thinking(
 
 def _check_thinking_before_tools(messages: list[dict[str, Any]]) -> None:
     """With thinking on, the assistant turn whose tools the last turn answers opens with it."""
-    if len(messages) < 2 or messages[-1]["role"] != "user":
+    turns = _merged_turns(messages)
+    if len(turns) < 2 or turns[-1][0] != "user" or turns[-2][0] != "assistant":
         return
-    if not any(b.get("type") == "tool_result" for b in _blocks(messages[-1])):
+    if not any(b.get("type") == "tool_result" for b in turns[-1][2]):
         return
-    i = len(messages) - 2
-    assistant = messages[i]
-    blocks = _blocks(assistant)
-    if assistant["role"] != "assistant" or not blocks:
-        return
-    first = blocks[0].get("type")
-    if first not in ("thinking", "redacted_thinking"):
+    _, i, blocks = turns[-2]
+    first = blocks[0].get("type") if blocks else None
+    if blocks and first not in ("thinking", "redacted_thinking"):
         raise Rejected(
             f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but "
             f"found `{first}`. When `thinking` is enabled, a final `assistant` message must "
