@@ -964,5 +964,7 @@ async def test_the_model_in_a_gemini_path_reaches_the_checks(fp: FakeProvider) -
 def test_formats_without_checks_pass() -> None:
     """A route format these checks do not cover (embeddings, token counts) is left unchecked."""
     assert check_request("embeddings", None) is None  # type: ignore[arg-type]
+    assert check_request("anthropic", {}, "/v1/messages/count_tokens") is None
+    assert check_request("openai", {}, "/v1/embeddings") is None
     assert forced_tool_call("embeddings", {"tool_choice": "required"}) is None  # type: ignore[arg-type]
     assert structured_text("embeddings", {"response_format": {}}) is None  # type: ignore[arg-type]

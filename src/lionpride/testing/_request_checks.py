@@ -20,6 +20,12 @@ from lionpride.testing._rejection import Rejected
 
 __all__ = ["Rejected", "check_request"]
 
+# The generate routes of each format, the ones these checks are written for.
+_ROUTES: dict[Format, tuple[str, ...]] = {
+    "openai": ("/chat/completions",),
+    "anthropic": ("/messages",),
+    "gemini": (":generateContent", ":streamGenerateContent"),
+}
 _NOT_AN_OBJECT: dict[Format, str] = {
     "openai": "We could not parse the JSON body of your request. The OpenAI API expects a "
     "JSON payload, but what was sent was not valid JSON.",
@@ -36,12 +42,13 @@ def check_request(
     Args:
         fmt: The wire format the request's path names.
         body: The parsed JSON body (``str`` when it was not JSON, ``None`` when empty).
-        path: The request path without query (Gemini names the model there, and some rules
-            hold for some models only).
+        path: The request path without query: only the generate routes are checked, Gemini
+            names the model there, and some rules hold for some models only.
         headers: The request headers with lower-cased names (Anthropic betas change rules).
     """
-    if fmt not in _NOT_AN_OBJECT:
-        return None  # a format without checks of its own
+    routes = _ROUTES.get(fmt)
+    if routes is None or (path and not path.endswith(routes)):
+        return None  # a route without checks of its own (embeddings, token counts, ...)
     if not isinstance(body, dict):
         return Rejected(_NOT_AN_OBJECT[fmt])
     try:
