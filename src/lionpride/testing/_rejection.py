@@ -45,12 +45,12 @@ def json_type(value: Any) -> str:
     return "object" if isinstance(value, dict) else type(value).__name__
 
 
-def listing(values: Iterable[str], *, last: str = "and") -> str:
+def listing(values: Iterable[str]) -> str:
     """Quoted values joined for a message: ``'a', 'b', and 'c'``."""
     quoted = [f"'{v}'" for v in values]
     if len(quoted) < 3:
-        return f" {last} ".join(quoted)
-    return ", ".join(quoted[:-1]) + f", {last} " + quoted[-1]
+        return " and ".join(quoted)
+    return ", ".join(quoted[:-1]) + ", and " + quoted[-1]
 
 
 def text_of(value: Any) -> str:
