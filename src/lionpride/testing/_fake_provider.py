@@ -298,11 +298,9 @@ class FakeProvider:
         self.requests.append(ReceivedRequest(request.method, path, headers, body, now))
         self.arrivals.append(now)
         fmt = detect_format(request.path)
-        rejection = None if fmt is None else check_request(fmt, body, request.path, headers)
-        if fmt is not None and rejection is not None:
-            refusal = _error(
-                fmt, 400, rejection.message, param=rejection.param, code=rejection.code
-            )
+        refused = None if fmt is None else check_request(fmt, body, request.path, headers)
+        if fmt is not None and refused is not None:
+            refusal = _error(fmt, 400, refused.message, param=refused.param, code=refused.code)
             return await self._send(request, refusal, delay=self.latency)
         reply = self._next_script(path)
         if reply is None:
