@@ -125,6 +125,13 @@ async def test_openai_plain_reply(fp: FakeProvider, session: aiohttp.ClientSessi
         "prompt_tokens": INPUT_TOKENS,
         "completion_tokens": words,
         "total_tokens": INPUT_TOKENS + words,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
 
 
@@ -182,8 +189,14 @@ async def test_anthropic_plain_reply(fp: FakeProvider, session: aiohttp.ClientSe
     assert reply["type"] == "message" and reply["stop_reason"] == "end_turn"
     [block] = reply["content"]
     assert block["type"] == "text"
-    assert reply["usage"]["input_tokens"] == INPUT_TOKENS
-    assert reply["usage"]["output_tokens"] == len(block["text"].split())
+    assert reply["usage"] == {
+        "input_tokens": INPUT_TOKENS,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": len(block["text"].split()),
+        "service_tier": "standard",
+    }
 
 
 async def test_anthropic_stream_event_sequence(
@@ -203,10 +216,17 @@ async def test_anthropic_stream_event_sequence(
     assert all(d["type"] == e["event"] for d, e in zip(data, events, strict=True))
     text = "".join(d["delta"]["text"] for d in data if d["type"] == "content_block_delta")
     assert text == plain
-    assert data[0]["message"]["usage"]["input_tokens"] == INPUT_TOKENS
+    start_usage = data[0]["message"]["usage"]
+    assert start_usage["input_tokens"] == INPUT_TOKENS
+    assert start_usage["service_tier"] == "standard" and "cache_creation" in start_usage
     final = next(d for d in data if d["type"] == "message_delta")
     assert final["delta"]["stop_reason"] == "end_turn"
-    assert final["usage"]["output_tokens"] == len(plain.split())
+    assert final["usage"] == {
+        "input_tokens": INPUT_TOKENS,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": len(plain.split()),
+    }
 
 
 # -- Gemini -------------------------------------------------------------------------------------
@@ -226,6 +246,7 @@ async def test_gemini_plain_reply(fp: FakeProvider, session: aiohttp.ClientSessi
         "promptTokenCount": INPUT_TOKENS,
         "candidatesTokenCount": words,
         "totalTokenCount": INPUT_TOKENS + words,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": INPUT_TOKENS}],
     }
 
 
@@ -406,7 +427,8 @@ async def test_scripted_error_bodies_follow_the_provider_shape(
     """A scripted error status without a body gets the provider's error shape."""
     fp.script(Reply(status=status))
     url = {"openai": openai_url, "anthropic": anthropic_url, "gemini": gemini_url}[provider](fp)
-    got, _, raw = await post(session, url, OPENAI_BODY)
+    body = {"openai": OPENAI_BODY, "anthropic": ANTHROPIC_BODY, "gemini": GEMINI_BODY}[provider]
+    got, _, raw = await post(session, url, body)
     reply = json.loads(raw)
     assert got == status and reply["error"]["message"]
     assert expected.items() <= reply["error"].items()

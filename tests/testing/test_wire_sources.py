@@ -30,7 +30,8 @@ async def test_from_wire_takes_a_str_path_as_well_as_a_path(tmp_path: Path, as_s
     assert reply.headers == {"content-type": "application/json", "x-id": "a1"}
     async with FakeProvider() as fp, aiohttp.ClientSession() as session:
         fp.script(reply)
-        async with session.post(fp.base_url("openai") + "/chat/completions", json={}) as resp:
+        body = {"model": "gpt-5-mini", "messages": [{"role": "user", "content": "Hi"}]}
+        async with session.post(fp.base_url("openai") + "/chat/completions", json=body) as resp:
             assert resp.headers["x-id"] == "a1"
             assert await resp.read() == b'{"recorded": true}'
 

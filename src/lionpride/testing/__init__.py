@@ -24,6 +24,10 @@ Point any client at :meth:`FakeProvider.base_url` and talk to it as to the real 
             assert reply["choices"][0]["message"]["content"] == "Paris."
             assert fp.requests[1].body["model"] == "gpt-4o-mini"
 
+Every request is first checked as the live API checks it; one the API would refuse (a tool
+result that answers no call, a missing Anthropic ``max_tokens``, OpenAI-shaped tools sent to
+Gemini, ...) gets that provider's own HTTP 400 body, whatever is scripted.
+
 Without a script every request gets a generated reply in the format its path names
 (``*/chat/completions``, ``*/messages``, ``*/models/{model}:generateContent`` or
 ``:streamGenerateContent?alt=sse``, ``*/responses`` with its typed events, ``*/embeddings``,
@@ -31,7 +35,9 @@ Without a script every request gets a generated reply in the format its path nam
 token-count routes ``*/messages/count_tokens``, ``:countTokens``, ``*/responses/input_tokens``),
 streamed when the request asks for a stream, with usage counted from the prompt (a token per
 four characters of text) and the reply (a token per word). An unknown path is a 404 in the
-caller's provider shape.
+caller's provider shape. A request that forces a tool is answered with a call whose arguments fit
+the tool's schema, and a structured-output request with JSON that fits its schema (unless
+``reply_text`` is set).
 ``Reply.from_wire(record)`` replays a recorded exchange byte for byte. ``FakeProvider(
 limit_requests=5, window=1.0)`` answers the sixth immediate request with a 429 and a
 ``retry-after`` header, as the real services do. :class:`FakeClock` (from

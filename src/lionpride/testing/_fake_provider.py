@@ -1,8 +1,10 @@
 """FakeProvider: a real aiohttp server on loopback that answers like an LLM API.
 
-Every request is recorded. A request is answered by the next scripted :class:`Reply` whose path
-filter matches, or else by a generated reply in the format its path names (OpenAI chat
-completions, Anthropic messages, Gemini generateContent), subject to the provider-side limits.
+Every request is recorded, then checked as the live API checks it (a refused one gets the
+provider's 400, see :mod:`~lionpride.testing._request_checks`). A request is answered by the
+next scripted :class:`Reply` whose path filter matches, or else by a generated reply in the
+format its path names (OpenAI chat completions, Anthropic messages, Gemini generateContent),
+subject to the provider-side limits.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.testing._forced import forced_tool_call, structured_text
 from lionpride.testing._limits import ProviderLimits
 from lionpride.testing._plan import (
     DEFAULT_SENTENCE,
@@ -29,6 +32,7 @@ from lionpride.testing._plan import (
     make_plan,
     split_sse_events,
 )
+from lionpride.testing._request_checks import check_request
 from lionpride.testing._responses_wire import ReplyOptions
 from lionpride.testing._routes import Route, error_format, generate, route_format, route_of
 from lionpride.testing._wire_formats import (
@@ -299,6 +303,10 @@ class FakeProvider:
         self.requests.append(ReceivedRequest(request.method, path, headers, body, now))
         self.arrivals.append(now)
         fmt = detect_format(request.path)
+        refused = None if fmt is None else check_request(fmt, body, request.path, headers)
+        if fmt is not None and refused is not None:
+            refusal = _error(fmt, 400, refused.message, param=refused.param, code=refused.code)
+            return await self._send(request, refusal, delay=self.latency)
         reply = self._next_script(path)
         if reply is None:
             outgoing = self._generated(request, fmt, body, now)
@@ -430,15 +438,28 @@ class FakeProvider:
         return _Outgoing(reply.status, headers, [data], streamed=False)
 
     def _plan(self, request: web.Request, fmt: Format, body: Any, reply: Reply) -> Plan:
-        """Settle a generated reply, with the text, tool calls and usage ``reply`` overrides."""
+        """Settle a generated reply, with the text, tool calls and usage ``reply`` overrides.
+
+        Unless ``reply`` scripts them, a forced tool is called with arguments that fit its
+        schema (no text, as a live model answers), and a structured-output request gets JSON
+        that fits its schema in place of the provider's default text.
+        """
         self._seq += 1
+        text, calls = reply.text, reply.tool_calls
+        if text is None and calls is None:
+            forced = forced_tool_call(fmt, body)
+            calls = None if forced is None else [forced]
+            if forced is None and self.reply_text is None:
+                text = structured_text(fmt, body)
+        if text is None:
+            text = "" if calls else self._default_text()
         return make_plan(
             fmt,
             path=request.path,
             sse_requested=request.query.get("alt") == "sse",
             body=body,
-            text=self._default_text() if reply.text is None else reply.text,
-            tool_calls=reply.tool_calls,
+            text=text,
+            tool_calls=calls,
             usage=reply.usage,
             stream_chunks=self.stream_chunks,
             seq=self._seq,
@@ -518,9 +539,18 @@ def _render(plan: Plan) -> _Outgoing:
     return _Outgoing(200, {"content-type": kind}, [render_plain(plan)], streamed=False)
 
 
-def _error(fmt: Format, status: int, message: str | None = None) -> _Outgoing:
+def _error(
+    fmt: Format,
+    status: int,
+    message: str | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> _Outgoing:
+    """An error in the provider's shape (``param`` and ``code`` go in OpenAI's fields)."""
     headers = {"content-type": content_type(fmt, stream=False, error=True)}
-    return _Outgoing(status, headers, [error_body(fmt, status, message)], streamed=False)
+    body = error_body(fmt, status, message, param=param, code=code)
+    return _Outgoing(status, headers, [body], streamed=False)
 
 
 def _parse_body(raw: bytes) -> Any:

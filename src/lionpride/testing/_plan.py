@@ -20,6 +20,7 @@ __all__ = [
     "arguments_json",
     "content_type",
     "detect_format",
+    "gemini_model",
     "make_plan",
     "split_sse_events",
     "split_text",
@@ -55,6 +56,11 @@ def detect_format(path: str) -> Format | None:
     return None
 
 
+def gemini_model(path: str) -> str:
+    """The model a Gemini path names: ``.../models/{model}:generateContent``."""
+    return path.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
 def content_type(fmt: Format, *, stream: bool, error: bool = False) -> str:
     """The content type each service sends for a body of this kind."""
     if stream and not error:
@@ -88,6 +94,10 @@ class Plan:
             return length
         return tools if self.tool_calls else stop
 
+    def prompt_details(self) -> list[dict[str, Any]]:
+        """Gemini's ``promptTokensDetails``: the prompt's tokens by modality (all text here)."""
+        return [{"modality": "TEXT", "tokenCount": self.input_tokens}]
+
     def usage(self) -> dict[str, Any]:
         """The final usage in the provider's native shape, with any override applied."""
         total = self.input_tokens + self.output_tokens
@@ -97,19 +107,29 @@ class Plan:
                 "prompt_tokens": self.input_tokens,
                 "completion_tokens": self.output_tokens,
                 "total_tokens": total,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
             }
         elif self.fmt == "anthropic":
             native = {
                 "input_tokens": self.input_tokens,
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
+                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
                 "output_tokens": self.output_tokens,
+                "service_tier": "standard",
             }
         else:
             native = {
                 "promptTokenCount": self.input_tokens,
                 "candidatesTokenCount": self.output_tokens,
                 "totalTokenCount": total,
+                "promptTokensDetails": self.prompt_details(),
             }
         if self.usage_override:
             native.update(self.usage_override)
@@ -150,7 +170,7 @@ def make_plan(
         text = "".join(words[: max(0, limit or 0)])
     output_tokens = len(text.split()) + sum(tool_call_tokens(call) for call in calls)
     if fmt == "gemini":
-        model = path.rsplit("/", 1)[-1].split(":", 1)[0]
+        model = gemini_model(path)
         stream = path.endswith(":streamGenerateContent")
     else:
         model = str(request.get("model", "fake-model"))

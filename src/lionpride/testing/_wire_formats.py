@@ -69,8 +69,19 @@ def render_stream(plan: Plan) -> list[bytes]:
     return [_sse(chunk, b"\r\n\r\n") for chunk in _gemini_chunks(plan)]
 
 
-def error_body(fmt: Format, status: int, message: str | None = None) -> bytes:
-    """An error body in the provider's shape for ``status``."""
+def error_body(
+    fmt: Format,
+    status: int,
+    message: str | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> bytes:
+    """An error body in the provider's shape for ``status``.
+
+    ``param`` and ``code`` fill OpenAI's fields of those names (a ``code`` given here wins
+    over the one the status implies); the other formats have no such fields.
+    """
     message = message or f"{_phrase(status)} (scripted by FakeProvider)"
     obj: dict[str, Any]
     if fmt == "anthropic":
@@ -82,8 +93,9 @@ def error_body(fmt: Format, status: int, message: str | None = None) -> bytes:
     elif fmt == "gemini":
         obj = {"error": {"code": status, "message": message, "status": _gemini_status(status)}}
     else:
-        kind, code = _openai_error_kind(status)
-        obj = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        kind, implied = _openai_error_kind(status)
+        fields = {"message": message, "type": kind, "param": param, "code": code or implied}
+        obj = {"error": fields}
     return json.dumps(obj).encode()
 
 
@@ -234,6 +246,7 @@ def _anthropic_plain(plan: Plan) -> dict[str, Any]:
     }
 
 
+_START_ONLY_USAGE = ("cache_creation", "service_tier")
 _PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 
 
@@ -275,7 +288,9 @@ def _anthropic_stream(plan: Plan) -> list[bytes]:
     if not blocks:
         events.append(_PING)
     delta = {"stop_reason": plan.finish_reason, "stop_sequence": None}
-    events.append(_event("message_delta", {"delta": delta, "usage": usage}))
+    # The final counts, without the sub-objects that only message_start carries.
+    final = {k: v for k, v in usage.items() if k not in _START_ONLY_USAGE}
+    events.append(_event("message_delta", {"delta": delta, "usage": final}))
     events.append(_event("message_stop", {}))
     return events
 
@@ -335,6 +350,7 @@ def _gemini_chunks(plan: Plan) -> list[dict[str, Any]]:
                 "promptTokenCount": plan.input_tokens,
                 "candidatesTokenCount": produced,
                 "totalTokenCount": plan.input_tokens + produced,
+                "promptTokensDetails": plan.prompt_details(),
             }
         )
         chunks.append(_gemini_response(plan, parts, usage, last=last))
