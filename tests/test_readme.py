@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,11 +31,16 @@ async def test_custom_backend_example_runs(capsys: object) -> None:
 
 def test_importing_the_package_is_cheap() -> None:
     """``import lionpride.services`` loads neither aiohttp nor any optional dependency;
-    the names load on first use."""
+    ``iModel`` loads without aiohttp and the providers, which load with the first model."""
     code = (
         "import sys, lionpride.services as s; "
         "print(sorted(m for m in ('aiohttp', 'redis', 'mcp', 'tiktoken', 'opentelemetry') "
-        "if m in sys.modules)); s.iModel; print('aiohttp' in sys.modules)"
+        "if m in sys.modules)); s.iModel; "
+        "print(sorted(m for m in sys.modules if m == 'aiohttp' or '.providers' in m)); "
+        "s.iModel(provider='openai', api_key='OPENAI_API_KEY'); print('aiohttp' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+    env = {**os.environ, "OPENAI_API_KEY": "k"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split("\n")[:3] == ["[]", "[]", "True"]

@@ -28,11 +28,9 @@ from lionpride.services._imodel_support import (
     run_create_hooks,
     shared_limits,
 )
-from lionpride.services._serialization import model_from_dict, model_to_dict
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.observability.pricing import PriceTable
-from lionpride.services.providers.match import match_endpoint
 from lionpride.services.streaming.channel import StreamChannel, StreamChunk
 from lionpride.services.types.backend import Calling, ServiceBackend
 from lionpride.services.types.hook import HookPhase, HookRegistry
@@ -117,6 +115,9 @@ class iModel(Element):
         if backend is None:
             if provider is None:
                 raise ValueError("Either backend or provider must be given")
+            # The providers (and aiohttp with them) load on first use, not on import (D9).
+            from lionpride.services.providers.match import match_endpoint
+
             backend = match_endpoint(provider, endpoint, **kwargs)
         elif kwargs:
             raise ValueError(
@@ -609,6 +610,8 @@ class iModel(Element):
         Raises:
             NotImplementedError: The backend is a Tool (or any non-Endpoint backend).
         """
+        from lionpride.services._serialization import model_to_dict
+
         return model_to_dict(self, mode)
 
     @classmethod
@@ -623,6 +626,8 @@ class iModel(Element):
             ValueError: A malformed dict (the problem is named), an unknown endpoint class
                 or request schema, or a missing environment variable for the API key.
         """
+        from lionpride.services._serialization import model_from_dict
+
         return model_from_dict(cls, data, **kw)
 
     # -- lifetime ------------------------------------------------------------------------
