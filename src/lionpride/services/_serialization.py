@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+# The built-in endpoints and request schemas, defined so that the allow-lists hold them
+# (iModel loads the providers on first use, which may not have happened yet).
+import lionpride.services.providers  # noqa: F401
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.pricing import PriceTable
 from lionpride.services.types.endpoint import Endpoint

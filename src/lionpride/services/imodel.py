@@ -383,7 +383,7 @@ class iModel(Element):
     def _keep_session(self, calling: Calling) -> None:
         """Remember a CLI session id so the next call on this model resumes it (for
         backends whose runs are sessions: ``ModelRuntime.keeps_session``)."""
-        response = calling.response
+        response = calling.execution.response
         if response is not None:
             session_id = response.metadata.get("session_id")
             if session_id:

@@ -201,16 +201,34 @@ class Calling(Event):
     post_invoke_hook_params: dict[str, Any] | None = Field(default=None, exclude=True, repr=False)
 
     @property
-    def response(self) -> NormalizedResponse | None:
-        """The normalized response of a completed call."""
+    def response(self) -> NormalizedResponse:
+        """The normalized response of a completed call (never ``None``).
+
+        A Calling that ``invoke`` returned without raising always has one. On a Calling with
+        no response (``execution.response`` is ``None``: it failed, or has not run), reading
+        this raises, as ``Future.result()`` does.
+
+        Raises:
+            Exception: The call's own error, for a failed or cancelled call (the one
+                ``invoke`` raises, or records with ``raise_on_error=False``).
+            lionpride.errors.ExecutionError: The call has not run yet.
+        """
         resp = self.execution.response
-        return resp if isinstance(resp, NormalizedResponse) else None
+        if isinstance(resp, NormalizedResponse):
+            return resp
+        error = self.execution.error
+        if error is not None:
+            raise error
+        raise errors.ExecutionError(
+            f"Calling {self.id} has no response (status {self.execution.status}): invoke it first",
+            retryable=False,
+        )
 
     @property
     def usage(self) -> Usage | None:
         """The call's normalized token counts, when the backend reported them."""
-        resp = self.response
-        return resp.usage if resp is not None else None
+        resp = self.execution.response
+        return resp.usage if isinstance(resp, NormalizedResponse) else None
 
     @property
     def cost(self) -> float | None:
