@@ -6,6 +6,7 @@ import logging
 from typing import Any, Literal
 
 from lionpride import errors
+from lionpride.services._sync import SyncLoops
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.streaming.channel import StreamChunk
@@ -61,7 +62,15 @@ class ModelRuntime:
     """An iModel's live state: its observer, what ``aclose`` must close besides, and the
     settings of limits shared through Redis (kept by ``to_dict``)."""
 
-    __slots__ = ("closers", "keeps_session", "observer", "own_prices", "owns_executor", "shared")
+    __slots__ = (
+        "closers",
+        "keeps_session",
+        "observer",
+        "own_prices",
+        "owns_executor",
+        "shared",
+        "sync",
+    )
 
     def __init__(
         self,
@@ -79,6 +88,14 @@ class ModelRuntime:
         self.owns_executor = False
         #: Whether the price table was the caller's (kept by ``to_dict``), not the shipped one.
         self.own_prices = False
+        #: The private event loops of ``invoke_sync``, made on its first use.
+        self.sync: SyncLoops | None = None
+
+    def loops(self) -> SyncLoops:
+        """The private event loops of ``invoke_sync`` (made on first use)."""
+        if self.sync is None:
+            self.sync = SyncLoops()
+        return self.sync
 
 
 def model_of(calling: Calling) -> str | None:

@@ -28,6 +28,7 @@ from lionpride.services._imodel_support import (
     run_create_hooks,
     shared_limits,
 )
+from lionpride.services._sync import refuse_in_loop
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.observability.pricing import PriceTable
@@ -374,6 +375,31 @@ class iModel(Element):
                 raise err
         return calling
 
+    def invoke_sync(
+        self,
+        calling: Calling | None = None,
+        poll_timeout: float | None = None,
+        priority: float | None = None,
+        raise_on_error: bool = True,
+        **arguments: Any,
+    ) -> Calling:
+        """:meth:`invoke` for code that is not async: a script, a plain function.
+
+        Same arguments, result and errors as :meth:`invoke`, with the model's limits,
+        retries and breaker. The call runs on an event loop private to the model and the
+        calling thread, kept for the thread's next sync call so that connections are pooled
+        from one call to the next; :meth:`close` (or ``with iModel(...) as model:``) closes
+        them. On the main thread Ctrl-C cancels the call and raises ``KeyboardInterrupt``.
+
+        Raises:
+            lionpride.errors.ExecutionError: An event loop runs in this thread (async code,
+                a notebook cell): ``await model.invoke(...)`` there.
+        """
+        refuse_in_loop("invoke_sync", "`await model.invoke(...)`")
+        return self._rt.loops().run(
+            lambda: self.invoke(calling, poll_timeout, priority, raise_on_error, **arguments)
+        )
+
     async def _acquire_simple(self, timeout: float | None = None) -> None:
         """Take one request from the simple ``rate_limiter`` bucket, or time out."""
         assert self.rate_limiter is not None
@@ -653,6 +679,10 @@ class iModel(Element):
         An executor passed in as ``executor=`` is left open: it may be shared by other
         models, and is closed by whoever made it.
         """
+        if self._rt.sync is not None:
+            # First, so that the sessions of the loops it closes have their sockets closed
+            # directly below (a closed loop can no longer close them).
+            self._rt.sync.close_quiet()
         if self.executor is not None and self._rt.owns_executor:
             await self.executor.aclose()
         for close in self._rt.closers:
@@ -664,6 +694,25 @@ class iModel(Element):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def close(self) -> None:
+        """:meth:`aclose` for code that is not async, which also closes the event loops of
+        :meth:`invoke_sync` (those not running a call in another thread at the time).
+
+        Raises:
+            lionpride.errors.ExecutionError: An event loop runs in this thread: use
+                ``await model.aclose()`` there.
+        """
+        refuse_in_loop("close", "`await model.aclose()`")
+        loops = self._rt.loops()
+        loops.run(self.aclose)
+        loops.close()
+
+    def __enter__(self) -> iModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _too_many_tokens(tokens: int, capacity: int) -> ValueError:
