@@ -372,7 +372,7 @@ async def test_serialization_roundtrips_through_json() -> None:
     assert data["excluded_exceptions"] == [
         "builtins.ValueError",
         "lionpride.errors.BadRequestError",
-        "lionpride.services.utilities.resilience.CircuitBreakerOpenError",
+        "lionpride.errors.CircuitBreakerOpenError",
     ]
     restored = CircuitBreaker.from_dict(data)
     assert restored.to_dict() == breaker.to_dict()

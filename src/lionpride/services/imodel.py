@@ -115,13 +115,18 @@ class iModel(Element):
         }
         if backend is None:
             if provider is None:
-                raise ValueError("Either backend or provider must be given")
+                raise errors.ConfigurationError("Either backend or provider must be given")
             # The providers (and aiohttp with them) load on first use, not on import (D9).
             from lionpride.services.providers.match import match_endpoint
 
-            backend = match_endpoint(provider, endpoint, **kwargs)
+            try:
+                backend = match_endpoint(provider, endpoint, **kwargs)
+            except ValueError as exc:  # a pydantic error on a config value, say
+                if isinstance(exc, errors.LionprideError):
+                    raise
+                raise errors.ConfigurationError(str(exc), cause=exc) from exc
         elif kwargs:
-            raise ValueError(
+            raise errors.ConfigurationError(
                 f"unexpected argument(s) with backend=: {', '.join(sorted(kwargs))} "
                 "(configure the backend itself)"
             )
@@ -143,7 +148,7 @@ class iModel(Element):
                 concurrency_limit=concurrency_limit,
             )
         elif breaker_key is not None or limit_key is not None:
-            raise ValueError("limit_key and breaker_key need redis_url=...")
+            raise errors.ConfigurationError("limit_key and breaker_key need redis_url=...")
         if executor is None and (limit_requests is not None or limit_tokens is not None):
             executor = RateLimitedExecutor.from_limits(
                 limit_requests=limit_requests,
@@ -220,8 +225,9 @@ class iModel(Element):
         to the hooks as keyword arguments.
 
         Raises:
-            ValueError: Invalid or unknown request parameters, or a request whose token
-                reservation is larger than the token bucket.
+            lionpride.errors.ValidationError: Invalid or unknown request parameters, or a
+                request whose token reservation is larger than the token bucket (also a
+                ``ValueError``).
             Exception: A PreEventCreate hook's error when ``create_event_exit_hook=True``.
         """
         backend = self.backend
@@ -238,7 +244,14 @@ class iModel(Element):
                 create_event_hook_timeout,
                 create_event_hook_params or {},
             )
-        payload = backend.create_payload(arguments)
+        try:
+            payload = backend.create_payload(arguments)
+        except ValueError as exc:
+            # Translated once, here: whatever a backend's own checks raise, a bad request
+            # is a ValidationError (still a ValueError) for the caller.
+            if isinstance(exc, errors.LionprideError):
+                raise
+            raise errors.ValidationError(str(exc), cause=exc) from exc
         fields: dict[str, Any] = {
             "backend": backend,
             "payload": payload,
@@ -294,7 +307,8 @@ class iModel(Element):
             **arguments: The request (``model``, ``messages``, ...) and ``timeout``.
 
         Raises:
-            ValueError: ``calling`` already ran (a Calling runs once), or invalid arguments.
+            lionpride.errors.ValidationError: ``calling`` already ran (a Calling runs once),
+                or invalid arguments (also a ``ValueError``).
             lionpride.errors.LionprideError: The call failed (with ``raise_on_error=True``).
         """
         if calling is None:
@@ -715,16 +729,16 @@ class iModel(Element):
         self.close()
 
 
-def _too_many_tokens(tokens: int, capacity: int) -> ValueError:
-    return ValueError(
+def _too_many_tokens(tokens: int, capacity: int) -> errors.ValidationError:
+    return errors.ValidationError(
         f"request needs {tokens} tokens (prompt estimate plus output budget) but "
         f"the token bucket holds at most {capacity}: lower max_tokens or raise limit_tokens"
     )
 
 
-def _ran_already(calling: Calling) -> ValueError:
+def _ran_already(calling: Calling) -> errors.ValidationError:
     # Running it again would take capacity for a call that sends nothing.
-    return ValueError(
+    return errors.ValidationError(
         f"Calling {calling.id} already ran (status {calling.execution.status}); "
         "make a new one with create_calling() to call again"
     )

@@ -186,18 +186,19 @@ class Endpoint(ServiceBackend):
         Returns the validated model's dump, which is exactly what is sent.
 
         Raises:
-            ValueError: Unknown parameters (named, with the valid ones), or invalid values.
+            lionpride.errors.ValidationError: Unknown parameters (named, with the valid ones),
+                or invalid values (also a ``ValueError``).
         """
         options = self.config.request_options
         if options is None:
-            raise ValueError(f"Endpoint {self.name} must define request_options")
+            raise errors.ValidationError(f"Endpoint {self.name} must define request_options")
         defaults = self.config.kwargs
         merged = {**defaults, **request} if defaults else request
         fields = options.__pydantic_fields__
         if not fields.keys() >= merged.keys():
             unknown = [k for k in merged if k not in fields]
             if not self.config.drop_unknown:
-                raise ValueError(
+                raise errors.ValidationError(
                     f"unknown parameter(s) for {self.name}: {', '.join(map(repr, unknown))}; "
                     f"valid: {', '.join(sorted(fields))}"
                 )
@@ -205,7 +206,9 @@ class Endpoint(ServiceBackend):
         try:
             model = options.__pydantic_validator__.validate_python(merged)
         except ValidationError as exc:
-            raise ValueError(f"invalid request for {self.name}: {_short(exc)}") from exc
+            raise errors.ValidationError(
+                f"invalid request for {self.name}: {_short(exc)}", cause=exc
+            ) from exc
         if isinstance(model, RequestModel):
             return model.to_payload()
         dump: dict[str, Any] = model.model_dump(exclude_none=True, by_alias=True)

@@ -64,6 +64,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.errors import CircuitBreakerOpenError
 from lionpride.services.utilities._checks import _require_count, _require_positive
 from lionpride.services.utilities._resilience_parts import (
     _check_keys,
@@ -120,35 +121,6 @@ class CircuitState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
-
-
-class CircuitBreakerOpenError(errors.ConnectionError):
-    """The breaker refused the call without running it.
-
-    Args:
-        message: Human-readable text; ``default_message`` when omitted.
-        retry_after: Seconds until the breaker may admit a call again, when known.
-        details: Extra structured context; ``retry_after`` is added to it.
-    """
-
-    default_message = "Circuit breaker is open"
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        retry_after: float | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        merged = dict(details or {})
-        if retry_after is not None:
-            merged["retry_after"] = retry_after
-        super().__init__(message, details=merged, retryable=True)
-        self.retry_after = retry_after
-
-
-#: Classes of this module that saved configs may name, besides builtins and lionpride.errors.
-_RESTORABLE = (CircuitBreakerOpenError,)
 
 
 # --- circuit breaker ----------------------------------------------------------------------------
@@ -316,7 +288,7 @@ class CircuitBreaker:
         )
         if fields.get("excluded_exceptions") is not None:
             fields["excluded_exceptions"] = _resolve_exceptions(
-                "excluded_exceptions", fields["excluded_exceptions"], _RESTORABLE
+                "excluded_exceptions", fields["excluded_exceptions"]
             )
         return cls(**fields, clock=clock)
 
@@ -483,7 +455,7 @@ class RetryConfig:
         fields = dict(data)
         _check_keys("RetryConfig", fields, cls.__dataclass_fields__)
         if fields.get("retry_on") is not None:
-            fields["retry_on"] = _resolve_exceptions("retry_on", fields["retry_on"], _RESTORABLE)
+            fields["retry_on"] = _resolve_exceptions("retry_on", fields["retry_on"])
         return cls(**fields)
 
 

@@ -18,7 +18,7 @@ import os
 import tempfile
 from typing import Any
 
-from lionpride import errors
+from lionpride.errors import TokenCalculationError
 
 __all__ = ["ENCODING_URLS", "TokenCalculationError", "TokenCalculator"]
 
@@ -27,12 +27,6 @@ ENCODING_URLS: dict[str, str] = {
     "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
     "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
 }
-
-
-class TokenCalculationError(errors.ConfigurationError):
-    """tiktoken is missing, or the encoding is not available without a download."""
-
-    default_message = "token calculator unavailable"
 
 
 class TokenCalculator:
