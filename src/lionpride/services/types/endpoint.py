@@ -136,11 +136,11 @@ class Endpoint(ServiceBackend):
             secret = config.secret()
             if secret is not None and "api_key" not in kwargs and not config.api_key_is_env:
                 data["api_key"] = secret
-            return EndpointConfig.model_validate({**data, **kwargs})
+            return EndpointConfig.build({**data, **kwargs})
         if isinstance(config, dict):
-            return EndpointConfig.model_validate({**config, **kwargs})
+            return EndpointConfig.build({**config, **kwargs})
         if config is None:
-            return EndpointConfig.model_validate(kwargs)
+            return EndpointConfig.build(kwargs)
         raise ValueError(f"config must be a dict or EndpointConfig, got {type(config).__name__}")
 
     @field_serializer("circuit_breaker")
