@@ -7,7 +7,12 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
+
+from pydantic import SecretStr
+
+from lionpride.services import iModel
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -44,3 +49,27 @@ def test_importing_the_package_is_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.split("\n")[:3] == ["[]", "[]", "True"]
+
+
+def test_readme_examples_close_what_they_open() -> None:
+    """Each README block that makes a model, registry or Fallback closes it (``aclose``,
+    ``close`` or a ``with`` block) or hands it to a block that does."""
+    opened = re.compile(r"(?<![\w.])(iModel|ServiceRegistry|Fallback)\(")
+    closes = re.compile(r"\.a?close\(\)|^\s*(async )?with ", re.M)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    unclosed = [b.splitlines()[0] for b in blocks if opened.search(b) and not closes.search(b)]
+    assert unclosed == []
+
+
+def test_readme_openai_compatible_names_do_not_warn() -> None:
+    """The provider names the README's table lists as OpenAI-compatible build quietly."""
+    row = next(
+        line for line in README.read_text().splitlines() if "OpenAI-compatible servers" in line
+    )
+    names = re.findall(r"`([a-z]+)`", row.split("|")[1])
+    assert len(names) >= 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in names:
+            model = iModel(provider=name, base_url="http://127.0.0.1:9/v1", api_key=SecretStr("k"))
+            assert model.backend.provider == name
