@@ -420,8 +420,10 @@ def test_breaker_validation_names_the_parameter(kwargs: dict[str, Any], param: s
 
 
 def test_excluding_exception_logs_warning(caplog: pytest.LogCaptureFixture) -> None:
-    """Excluding Exception warns that the breaker can never open."""
-    CircuitBreaker(excluded_exceptions=[Exception], name="lenient")
+    """Excluding Exception warns that the breaker can never open: a log record, and a
+    warning shown with no logging configured."""
+    with pytest.warns(UserWarning, match="'lenient' excludes Exception"):
+        CircuitBreaker(excluded_exceptions=[Exception], name="lenient")
     warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "lenient" in warnings[0].getMessage()

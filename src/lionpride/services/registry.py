@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,7 @@ class ServiceRegistry:
                 "replace them)",
                 listed,
             )
+            warnings.warn(f"MCP tool name(s) {listed} already registered; skipped", stacklevel=2)
             skipped = taken
             tools = [tool for tool in tools if tool.name not in taken]
         for tool in tools:
@@ -277,6 +279,7 @@ class ServiceRegistry:
                 loaded[name] = await self.register_mcp_server({"server": name}, update=update)
             except MCPConnectionError as exc:
                 _log.warning("MCP server %r not loaded: %s", name, exc)
+                warnings.warn(f"MCP server {name!r} not loaded: {exc}", stacklevel=2)
                 loaded[name] = RegisteredTools()
         return loaded
 

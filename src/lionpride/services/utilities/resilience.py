@@ -56,6 +56,7 @@ import inspect
 import logging
 import math
 import random
+import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -186,6 +187,9 @@ class CircuitBreaker:
                 "circuit breaker %r excludes Exception: no failure is ever counted, "
                 "so it can never open",
                 name,
+            )
+            warnings.warn(
+                f"circuit breaker {name!r} excludes Exception: it can never open", stacklevel=2
             )
 
         self._state = CircuitState.CLOSED
