@@ -252,6 +252,13 @@ class CircuitBreakerOpenError(ConnectionError):
         super().__init__(message, details=merged, retryable=True)
         self.retry_after = retry_after
 
+    @property
+    def state(self) -> str | None:
+        """``"open"`` (failing fast until ``retry_after``), ``"half_open"`` (every probe
+        slot busy), or ``None`` when the raiser did not say."""
+        state = self.details.get("state")
+        return state if isinstance(state, str) else None
+
 
 class MCPConnectionError(ConnectionError):
     """An MCP server would not start, refused the connection, or died during a call."""

@@ -9,6 +9,12 @@ a failure rate over a time window), fails fast while open, lets ``half_open_max_
 through once ``recovery_time`` has passed, and closes again on a probe's success. Cancellation
 counts as neither success nor failure, and a probe slot is released whatever the probe's outcome.
 
+While the breaker is open, every call fails at once with ``CircuitBreakerOpenError``, whose
+``retry_after`` says when the breaker half-opens: retry never waits for an open breaker, however
+short ``recovery_time`` is (a call that waited would only become a probe, late). The first
+call after ``recovery_time`` is a probe; a call that finds every probe slot busy is retried
+after at most :data:`HALF_OPEN_RETRY_AFTER` (1 s), when the probe has likely decided.
+
 :func:`retry_with_backoff` retries errors that say they are retryable (``.retryable`` on
 :class:`lionpride.errors.LionprideError`, plus the builtin ``ConnectionError`` and
 ``TimeoutError``) with full-jitter exponential backoff, waits exactly the server's
@@ -504,8 +510,12 @@ def _plan_wait(
     if attempt >= config.max_retries or not _is_retryable(exc, config):
         return None
     server = _server_wait(exc)
-    # Retrying into an open breaker only helps when it says it will admit calls soon enough.
-    if isinstance(exc, CircuitBreakerOpenError) and (server is None or server > config.max_delay):
+    # An open breaker fails the call fast, however soon it will half-open: sleeping until
+    # then would hold every call of an outage for the recovery time, each to end as a
+    # probe. Only busy probe slots (half-open) are worth a short wait for their outcome.
+    if isinstance(exc, CircuitBreakerOpenError) and (
+        exc.state == CircuitState.OPEN or server is None or server > config.max_delay
+    ):
         return None
     wait = config.calculate_delay(attempt) if server is None else server
     if deadline is None:
@@ -533,8 +543,9 @@ async def retry_with_backoff(
 
     Runs once per call; ``func`` runs once per attempt (at most ``max_retries + 1``). The wait
     before retry ``n`` is the error's ``retry_after`` when it has one, else
-    ``config.calculate_delay(n)``. A :class:`CircuitBreakerOpenError` is retried only when its
-    ``retry_after`` is known, at most ``max_delay``, and fits the deadline. Without a deadline a
+    ``config.calculate_delay(n)``. A :class:`CircuitBreakerOpenError` of an open breaker is never
+    retried; one of a half-open breaker (probe slots busy) only when its ``retry_after`` is
+    known, at most ``max_delay``, and fits the deadline. Without a deadline a
     ``retry_after`` above :data:`MAX_SERVER_WAIT` is raised at once. Cancellation is never
     retried.
 
