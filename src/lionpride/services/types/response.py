@@ -26,9 +26,12 @@ class ToolCall(BaseModel):
 class Usage(BaseModel):
     """Token counts, in the same names for every provider.
 
-    ``cached_tokens`` are input tokens served from the provider's prompt cache (already
-    included in ``input_tokens``); ``reasoning_tokens`` are output tokens spent thinking
-    (already included in ``output_tokens``).
+    ``cached_tokens`` are input tokens served from the provider's prompt cache and
+    ``cache_write_tokens`` input tokens written to it (Anthropic's
+    ``cache_creation_input_tokens``), of which ``cache_write_1h_tokens`` with the one-hour
+    lifetime (the rest with the five-minute one); all three are already included in
+    ``input_tokens``. ``reasoning_tokens`` are output tokens spent thinking (already included
+    in ``output_tokens``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -38,6 +41,8 @@ class Usage(BaseModel):
     total_tokens: int = Field(default=0, ge=0)
     cached_tokens: int = Field(default=0, ge=0)
     reasoning_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+    cache_write_1h_tokens: int = Field(default=0, ge=0)
 
 
 def usage_of(counts: dict[str, Any]) -> Usage:
