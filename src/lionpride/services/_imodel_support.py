@@ -159,7 +159,7 @@ def shared_limits(
     if breaker_key is not None:
         breaker = getattr(backend, "circuit_breaker", None)
         if breaker is None:
-            raise ValueError("breaker_key needs an endpoint with a circuit_breaker")
+            raise errors.ValidationError("breaker_key needs an endpoint with a circuit_breaker")
         shared = RedisCircuitBreaker(
             breaker.failure_threshold,
             breaker.recovery_time,

@@ -76,11 +76,11 @@ class ServiceRegistry:
         previous = self._name_of.get(model.id)
         if not update:
             if taken is not None:
-                raise ValueError(
+                raise errors.ValidationError(
                     f"Service '{name}' already registered (pass update=True to replace it)"
                 )
             if previous is not None:
-                raise ValueError(
+                raise errors.ValidationError(
                     f"this model is already registered as '{previous}' "
                     "(pass update=True to re-register it)"
                 )

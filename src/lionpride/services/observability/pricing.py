@@ -21,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from lionpride import errors
 from lionpride.services.types.response import Usage
 
 __all__ = ["ModelPrice", "PriceTable", "default_prices"]
@@ -83,9 +84,13 @@ class ModelPrice:
                 or not math.isfinite(value)
                 or value < 0
             ):
-                raise ValueError(f"price {name!r} must be a finite number >= 0, got {value!r}")
+                raise errors.ValidationError(
+                    f"price {name!r} must be a finite number >= 0, got {value!r}"
+                )
         if (self.batch_input is None) != (self.batch_output is None):
-            raise ValueError("batch_input and batch_output are given together or not at all")
+            raise errors.ValidationError(
+                "batch_input and batch_output are given together or not at all"
+            )
 
     def cost(self, usage: Usage, *, batch: bool = False) -> float:
         """Return the USD cost of ``usage``, each kind of token at its own price.
@@ -118,7 +123,7 @@ class ModelPrice:
         output_cost = (out - reasoning) * self.output + reasoning * reasoning_price
         if batch:
             if self.batch_input is None or self.batch_output is None:
-                raise ValueError("no batch price for this model")
+                raise errors.ValidationError("no batch price for this model")
             input_cost *= self.batch_input / self.input if self.input else 0.0
             output_cost *= self.batch_output / self.output if self.output else 0.0
         return (input_cost + output_cost) * _PER_TOKEN
@@ -141,10 +146,10 @@ class ModelPrice:
         """
         unknown = set(data) - {"input", "output", *_OPTIONAL}
         if unknown:
-            raise ValueError(f"unknown price field(s): {', '.join(sorted(unknown))}")
+            raise errors.ValidationError(f"unknown price field(s): {', '.join(sorted(unknown))}")
         missing = {"input", "output"} - set(data)
         if missing:
-            raise ValueError(f"missing price field(s): {', '.join(sorted(missing))}")
+            raise errors.ValidationError(f"missing price field(s): {', '.join(sorted(missing))}")
         return cls(
             input=data["input"],
             output=data["output"],
@@ -191,7 +196,7 @@ class PriceTable:
     def _set(self, model: str, price: ModelPrice) -> None:
         key = model.strip().lower()
         if not key:
-            raise ValueError("model name must not be empty")
+            raise errors.ValidationError("model name must not be empty")
         self._prices[key] = price
         self._resolved.clear()
 
@@ -271,15 +276,15 @@ class PriceTable:
         """
         models = data.get("models")
         if not isinstance(models, Mapping):
-            raise ValueError('a price table needs a "models" object of model → prices')
+            raise errors.ValidationError('a price table needs a "models" object of model → prices')
         parsed = {}
         for model, fields in models.items():
             if not isinstance(fields, Mapping):
-                raise ValueError(f"prices of {model!r} must be an object")
+                raise errors.ValidationError(f"prices of {model!r} must be an object")
             try:
                 parsed[model] = ModelPrice.from_dict(fields)
             except ValueError as exc:
-                raise ValueError(f"{model!r}: {exc}") from exc
+                raise errors.ValidationError(f"{model!r}: {exc}") from exc
         # Validate everything first so a bad file leaves the table unchanged.
         for model, price in parsed.items():
             self._set(model, price)
@@ -322,7 +327,7 @@ def _read_json(text: str) -> Mapping[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"price table is not valid JSON: {exc}") from exc
+        raise errors.ValidationError(f"price table is not valid JSON: {exc}") from exc
     if not isinstance(data, Mapping):
-        raise ValueError("a price table must be a JSON object")
+        raise errors.ValidationError("a price table must be a JSON object")
     return data

@@ -71,7 +71,7 @@ class ServiceConfig(BaseModel):
             return value
         if isinstance(value, BaseModel):
             return type(value)
-        raise ValueError(
+        raise errors.ValidationError(
             f"request_options must be a pydantic model class, got {type(value).__name__}"
         )
 
@@ -79,7 +79,9 @@ class ServiceConfig(BaseModel):
     @classmethod
     def _check_timeout(cls, value: float) -> float:
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
+            raise errors.ValidationError(
+                f"timeout must be a finite number of seconds > 0, got {value!r}"
+            )
         return value
 
     @field_validator("tags", mode="before")
@@ -91,7 +93,7 @@ class ServiceConfig(BaseModel):
             return ()
         if not isinstance(value, Iterable):
             # tuple() would raise TypeError, which pydantic lets through unexplained.
-            raise ValueError(f"tags must be a string or strings, got {value!r}")
+            raise errors.ValidationError(f"tags must be a string or strings, got {value!r}")
         return tuple(value)
 
 

@@ -141,7 +141,9 @@ class Endpoint(ServiceBackend):
             return EndpointConfig.build({**config, **kwargs})
         if config is None:
             return EndpointConfig.build(kwargs)
-        raise ValueError(f"config must be a dict or EndpointConfig, got {type(config).__name__}")
+        raise errors.ValidationError(
+            f"config must be a dict or EndpointConfig, got {type(config).__name__}"
+        )
 
     @field_serializer("circuit_breaker")
     def _ser_breaker(self, breaker: CircuitBreaker | None) -> dict[str, Any] | None:
@@ -175,7 +177,9 @@ class Endpoint(ServiceBackend):
         from lionpride.services._serialization import load_backend
 
         if kw:
-            raise ValueError(f"Endpoint.from_dict takes no extra arguments, got {sorted(kw)}")
+            raise errors.ValidationError(
+                f"Endpoint.from_dict takes no extra arguments, got {sorted(kw)}"
+            )
         return load_backend(data)
 
     # -- request -------------------------------------------------------------------------

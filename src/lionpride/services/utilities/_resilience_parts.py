@@ -59,7 +59,7 @@ def _resolve_exception(name: object) -> type[BaseException]:
     cannot reach arbitrary code. A bare name (``"ValueError"``) means the builtin.
     """
     if not isinstance(name, str):
-        raise ValueError(f"exception names must be strings, got {name!r}")
+        raise errors.ValidationError(f"exception names must be strings, got {name!r}")
     allowed: dict[str, type[BaseException]] = dict(_MOVED)
     for module in (builtins, errors):
         for value in vars(module).values():
@@ -71,7 +71,7 @@ def _resolve_exception(name: object) -> type[BaseException]:
                 allowed[_exception_name(value)] = value
     cls = allowed.get(name if "." in name else f"builtins.{name}")
     if cls is None:
-        raise ValueError(
+        raise errors.ValidationError(
             f"exception {name!r} is not allowed: only builtin exceptions and "
             "lionpride.errors classes can be restored"
         )
@@ -81,7 +81,7 @@ def _resolve_exception(name: object) -> type[BaseException]:
 def _resolve_exceptions(name: str, values: object) -> tuple[type[BaseException], ...]:
     """Resolve a JSON list of exception names through the allow-list."""
     if isinstance(values, str) or not isinstance(values, list | tuple):
-        raise ValueError(f"{name} must be a list of exception names, got {values!r}")
+        raise errors.ValidationError(f"{name} must be a list of exception names, got {values!r}")
     return tuple(_resolve_exception(v) for v in values)
 
 
@@ -89,7 +89,7 @@ def _check_keys(kind: str, data: Mapping[str, Any], known: Iterable[str]) -> Non
     """Reject unknown keys so a typo in a saved config is not silently ignored."""
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(f"unknown {kind} keys: {', '.join(unknown)}")
+        raise errors.ValidationError(f"unknown {kind} keys: {', '.join(unknown)}")
 
 
 class _OutcomeWindow:

@@ -181,7 +181,7 @@ class CircuitBreaker:
                 "failure_rate_threshold", failure_rate_threshold
             )
             if failure_rate_threshold > 1:
-                raise ValueError(
+                raise errors.ValidationError(
                     f"failure_rate_threshold must be <= 1, got {failure_rate_threshold!r}"
                 )
         self.failure_rate_threshold = failure_rate_threshold
@@ -412,11 +412,11 @@ class RetryConfig:
         _require_count("max_retries", self.max_retries, 0)
         initial = _require_positive("initial_delay", self.initial_delay)
         if _require_positive("max_delay", self.max_delay) < initial:
-            raise ValueError(
+            raise errors.ValidationError(
                 f"max_delay must be >= initial_delay, got {self.max_delay!r} < {initial!r}"
             )
         if _require_positive("exponential_base", self.exponential_base) < 1:
-            raise ValueError(
+            raise errors.ValidationError(
                 f"exponential_base must be >= 1 (waits would shrink), got {self.exponential_base!r}"
             )
         if self.retry_on is not None:
@@ -429,7 +429,7 @@ class RetryConfig:
         the wait is drawn uniformly from ``[0, cap]``.
         """
         if attempt < 0:
-            raise ValueError(f"attempt must be >= 0, got {attempt!r}")
+            raise errors.ValidationError(f"attempt must be >= 0, got {attempt!r}")
         try:
             cap = min(self.initial_delay * self.exponential_base**attempt, self.max_delay)
         except OverflowError:

@@ -18,6 +18,7 @@ import os
 import tempfile
 from typing import Any
 
+from lionpride import errors
 from lionpride.errors import TokenCalculationError
 
 __all__ = ["ENCODING_URLS", "TokenCalculationError", "TokenCalculator"]
@@ -43,7 +44,9 @@ class TokenCalculator:
 
     def __init__(self, encoding: Any) -> None:
         if not callable(getattr(encoding, "encode", None)):
-            raise ValueError(f"encoding must have an encode(text) method, got {encoding!r}")
+            raise errors.ValidationError(
+                f"encoding must have an encode(text) method, got {encoding!r}"
+            )
         self.encoding = encoding
 
     def count_text(self, text: str) -> int:
