@@ -6,8 +6,9 @@ load the HTTP endpoint and aiohttp with them (D9).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lionpride._lazy import lazy_names
 
 if TYPE_CHECKING:
     from lionpride.services.types.backend import Calling, ServiceBackend, ServiceConfig
@@ -46,14 +47,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'lionpride.services.types' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, globals())
