@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
+
+from pydantic import SecretStr
+
+from lionpride.services import iModel
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -45,14 +51,43 @@ async def test_one_request_every_provider_example_runs(capsys: object) -> None:
 
 def test_importing_the_package_is_cheap() -> None:
     """``import lionpride.services`` loads neither aiohttp nor any optional dependency;
-    the names load on first use."""
+    ``iModel`` loads without aiohttp and the providers, which load with the first model."""
     code = (
         "import sys, lionpride.services as s; "
         "print(sorted(m for m in ('aiohttp', 'redis', 'mcp', 'tiktoken', 'opentelemetry') "
-        "if m in sys.modules)); s.iModel; print('aiohttp' in sys.modules)"
+        "if m in sys.modules)); s.iModel; "
+        "print(sorted(m for m in sys.modules if m == 'aiohttp' or '.providers' in m)); "
+        "s.iModel(provider='openai', api_key='OPENAI_API_KEY'); print('aiohttp' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+    env = {**os.environ, "OPENAI_API_KEY": "k"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split("\n")[:3] == ["[]", "[]", "True"]
+
+
+def test_readme_examples_close_what_they_open() -> None:
+    """Each README block that makes a model, registry or Fallback closes it (``aclose``,
+    ``close`` or a ``with`` block) or hands it to a block that does."""
+    opened = re.compile(r"(?<![\w.])(iModel|ServiceRegistry|Fallback)\(")
+    closes = re.compile(r"\.a?close\(\)|^\s*(async )?with ", re.M)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    unclosed = [b.splitlines()[0] for b in blocks if opened.search(b) and not closes.search(b)]
+    assert unclosed == []
+
+
+def test_readme_openai_compatible_names_do_not_warn() -> None:
+    """The provider names the README's table lists as OpenAI-compatible build quietly."""
+    row = next(
+        line for line in README.read_text().splitlines() if "OpenAI-compatible servers" in line
+    )
+    names = re.findall(r"`([a-z]+)`", row.split("|")[1])
+    assert len(names) >= 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in names:
+            model = iModel(provider=name, base_url="http://127.0.0.1:9/v1", api_key=SecretStr("k"))
+            assert model.backend.provider == name
 
 
 async def run_block(marker: str, function: str) -> None:

@@ -4,13 +4,21 @@ Every failure the library raises is one of these. Transport and HTTP failures ar
 once, at the HTTP boundary, and chained to the original exception (``raise ... from exc``)::
 
     LionprideError
-    ├── ValidationError          (also ValueError) bad input, never retried
+    ├── ValidationError          (also ValueError) bad input, never retried: a request
+    │                            parameter, an argument, a value out of range
     ├── ConfigurationError       (also ValueError) bad setup: missing key, unknown provider
+    │   └── TokenCalculationError    tiktoken or its encoding not available offline
     ├── ExistsError              duplicate registration
+    │   └── MCPToolExistsError   (also ValueError) an MCP tool's registry name is taken
     ├── QueueFullError           executor queue at capacity (retryable)
     ├── ExecutionError           a call failed for another reason (retryable)
+    │   ├── CLIError             an agent CLI failed without a result (not retryable)
+    │   │   ├── ClaudeCodeError
+    │   │   └── GeminiCodeError
+    │   └── MCPToolError         an MCP tool reported an error (not retryable)
     ├── ConnectionError          (also builtins.ConnectionError) refused, reset, dropped
-    │   └── CircuitBreakerOpenError  (services.utilities.resilience) failing fast
+    │   ├── CircuitBreakerOpenError  the breaker is failing fast (``retry_after``)
+    │   └── MCPConnectionError   an MCP server would not start or died
     ├── TimeoutError             (also builtins.TimeoutError) connect, idle or total deadline
     └── APIError                 the provider answered, but not with a result
         ├── InvalidResponseError body empty, not JSON, or not the documented shape
@@ -30,6 +38,9 @@ once, at the HTTP boundary, and chained to the original exception (``raise ... f
 An error delivered inside an HTTP 200 stream (Groq's ``event: error``, OpenRouter's ``error`` field)
 becomes the ``APIStatusError`` subclass of the status it carries.
 
+Every class is defined here; the modules that raise some of them (``resilience``, the CLI
+providers, ``mcps``, ``token_calculator``) re-export them under their old import paths.
+
 HTTP errors carry ``status_code``, ``headers``, ``body`` and the provider's own message as
 ``str(e)``; none ever contains the API key. ``e.calling`` holds the failed ``Calling`` when the
 error escapes ``iModel.invoke``.
@@ -46,12 +57,19 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "CLIError",
+    "CircuitBreakerOpenError",
+    "ClaudeCodeError",
     "ConfigurationError",
     "ConnectionError",
     "ExecutionError",
     "ExistsError",
+    "GeminiCodeError",
     "InvalidResponseError",
     "LionprideError",
+    "MCPConnectionError",
+    "MCPToolError",
+    "MCPToolExistsError",
     "NotFoundError",
     "OutputValidationError",
     "OverloadedError",
@@ -61,6 +79,7 @@ __all__ = [
     "RequestTooLargeError",
     "ServerError",
     "TimeoutError",
+    "TokenCalculationError",
     "ValidationError",
     "error_for_status",
 ]
@@ -122,10 +141,22 @@ class ConfigurationError(LionprideError, ValueError):
     default_message = "invalid configuration"
 
 
+class TokenCalculationError(ConfigurationError):
+    """tiktoken is missing, or the encoding is not available without a download."""
+
+    default_message = "token calculator unavailable"
+
+
 class ExistsError(LionprideError):
     """Something with that name already exists."""
 
     default_message = "already exists"
+
+
+class MCPToolExistsError(ExistsError, ValueError):
+    """An MCP tool's registry name is taken (pass ``update=True`` to replace it)."""
+
+    default_message = "MCP tool name already registered"
 
 
 class QueueFullError(LionprideError):
@@ -142,11 +173,99 @@ class ExecutionError(LionprideError):
     default_retryable = True
 
 
+class CLIError(ExecutionError):
+    """An agent CLI failed without reporting a result: non-zero exit or unreadable output.
+
+    Not retryable by default, since a run may have changed files before it failed.
+
+    Attributes:
+        returncode: The exit status, when the process ended.
+        stderr: The last part of what the CLI wrote to stderr.
+    """
+
+    default_message = "agent CLI failed"
+    default_retryable = False
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr: str = "") -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(message, details={"returncode": returncode} if returncode else None)
+
+
+class ClaudeCodeError(CLIError):
+    """The Claude Code CLI failed without reporting a result: non-zero exit or unreadable
+    output (``returncode``, ``stderr`` as for :class:`CLIError`)."""
+
+    default_message = "Claude Code CLI failed"
+
+
+class GeminiCodeError(CLIError):
+    """The Gemini CLI failed without reporting a result: non-zero exit or unreadable output
+    (``returncode``, ``stderr`` as for :class:`CLIError`)."""
+
+    default_message = "Gemini CLI failed"
+
+
+class MCPToolError(ExecutionError):
+    """An MCP tool reported an error; ``str(e)`` is the server's own message.
+
+    Attributes:
+        server: The server's name (``None`` for an unnamed inline config).
+        tool: The remote tool's name.
+    """
+
+    default_message = "MCP tool failed"
+    default_retryable = False
+
+    def __init__(self, message: str, *, server: str | None, tool: str) -> None:
+        self.server = server
+        self.tool = tool
+        super().__init__(message, details={"server": server, "tool": tool})
+
+
 class ConnectionError(LionprideError, builtins.ConnectionError):
     """The connection was refused, reset or dropped before a full answer arrived."""
 
     default_message = "connection failed"
     default_retryable = True
+
+
+class CircuitBreakerOpenError(ConnectionError):
+    """The breaker refused the call without running it.
+
+    Args:
+        message: Human-readable text; ``default_message`` when omitted.
+        retry_after: Seconds until the breaker may admit a call again, when known.
+        details: Extra structured context; ``retry_after`` is added to it.
+    """
+
+    default_message = "Circuit breaker is open"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: float | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        merged = dict(details or {})
+        if retry_after is not None:
+            merged["retry_after"] = retry_after
+        super().__init__(message, details=merged, retryable=True)
+        self.retry_after = retry_after
+
+    @property
+    def state(self) -> str | None:
+        """``"open"`` (failing fast until ``retry_after``), ``"half_open"`` (every probe
+        slot busy), or ``None`` when the raiser did not say."""
+        state = self.details.get("state")
+        return state if isinstance(state, str) else None
+
+
+class MCPConnectionError(ConnectionError):
+    """An MCP server would not start, refused the connection, or died during a call."""
+
+    default_message = "MCP server connection failed"
 
 
 class TimeoutError(LionprideError, builtins.TimeoutError):

@@ -12,9 +12,10 @@ from lionpride.services import iModel
 
 
 async def test_shared_limits_survive_serialization_without_the_url(
-    redis_server: RedisServer,
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """to_dict keeps the shared-limit settings but not the Redis URL; from_dict needs it."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")  # the raw key is not saved: read on restore
     url = redis_server.url
     model = iModel(
         provider="openai",

@@ -103,8 +103,10 @@ async def test_an_executor_over_shared_limits_is_not_written_as_unlimited(
 
 
 async def test_local_limits_survive_beside_a_breaker_shared_in_redis(
-    redis_server: RedisServer,
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A model with local limits and a breaker shared in Redis restores both."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")  # the raw key is not saved: read on restore
     executor = RateLimitedExecutor.from_limits(
         limit_requests=3, limit_tokens=None, capacity_refresh_time=60
     )

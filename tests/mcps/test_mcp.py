@@ -234,10 +234,12 @@ def test_importing_services_does_not_import_mcp() -> None:
 async def test_discovery_skips_taken_names_and_reports_them(
     registry: ServiceRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Without tool_names, a tool whose name is taken is skipped, warned about and reported."""
+    """Without tool_names, a tool whose name is taken is skipped, warned about (a log record
+    and a warning) and reported."""
     await registry.register_mcp_server(stdio_config(), tool_names=["echo"])
     first = registry.get("echo_echo")
-    names = await registry.register_mcp_server(stdio_config())
+    with pytest.warns(UserWarning, match="echo_echo"):
+        names = await registry.register_mcp_server(stdio_config())
     assert names == [f"echo_{t}" for t in STDIO_TOOLS if t != "echo"]
     assert names.skipped == ["echo_echo"]
     assert registry.get("echo_echo") is first

@@ -540,6 +540,15 @@ async def test_imodel_keeps_and_resumes_the_session(cli: FakeCLI, tmp_path: Path
     assert argvs[2][argvs[2].index("--resume") + 1] == "other-session"
 
 
+async def test_calling_cost_is_claude_codes_own_total(cli: FakeCLI, tmp_path: Path) -> None:
+    """``calling.cost`` is the run's ``total_cost_usd`` as Claude Code reports it (the model
+    alias has no price in the table, and the CLI knows its own bill best)."""
+    async with iModel(backend=cli.endpoint(repo=str(tmp_path))) as model:
+        calling = await model.invoke(prompt="Start.", model="sonnet")
+    assert calling.cost == pytest.approx(0.0123)
+    assert model.metrics()["cost_usd"] == pytest.approx(0.0123)
+
+
 async def test_imodel_streams_and_keeps_the_session(cli: FakeCLI, tmp_path: Path) -> None:
     """invoke_stream ends with the assembled response and also keeps the session id."""
     model = iModel(backend=cli.endpoint(repo=str(tmp_path)))

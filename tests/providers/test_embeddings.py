@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from tests.providers._api_wire import fake_model
 
 from lionpride import errors
@@ -26,15 +27,15 @@ def embedder(fp: FakeProvider, provider: str = "openai", **kwargs: Any) -> iMode
 def test_providers_reach_the_embedding_endpoints() -> None:
     """openai, gemini and a compatible name with base_url build embedding endpoints."""
     assert isinstance(
-        iModel(provider="openai", endpoint="embeddings", api_key="k").backend,
+        iModel(provider="openai", endpoint="embeddings", api_key=SecretStr("k")).backend,
         OAIEmbeddingsEndpoint,
     )
     assert isinstance(
-        iModel(provider="gemini", endpoint="embeddings", api_key="k").backend,
+        iModel(provider="gemini", endpoint="embeddings", api_key=SecretStr("k")).backend,
         GeminiEmbeddingsEndpoint,
     )
     with pytest.warns(UserWarning):
-        local = iModel(provider="ollama", endpoint="embeddings", base_url="http://h/v1")
+        local = iModel(provider="myserver", endpoint="embeddings", base_url="http://h/v1")
     assert local.backend.config.full_url == "http://h/v1/embeddings"
 
 

@@ -57,15 +57,16 @@ def test_raw_credentials_are_never_serialized() -> None:
         assert ep.auth_headers()["x-api-key"].startswith("sk-raw")
 
 
-async def test_missing_default_key_fails_at_call_naming_variable(
+async def test_missing_default_key_fails_at_construction_naming_variable(
     monkeypatch: pytest.MonkeyPatch, fake_provider: FakeProvider
 ) -> None:
-    """Without any key the first call raises ConfigurationError naming GEMINI_API_KEY."""
+    """Without any key, making the endpoint raises ConfigurationError naming GEMINI_API_KEY,
+    as naming the unset variable does: one moment for both."""
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
-    ep = GeminiEndpoint(base_url=fake_provider.base_url("gemini"))
-    payload = ep.create_payload({"model": "gemini-2.5-flash", "messages": MESSAGES})
     with pytest.raises(errors.ConfigurationError, match="GEMINI_API_KEY"):
-        await ep.call(payload)
+        GeminiEndpoint(base_url=fake_provider.base_url("gemini"))
+    with pytest.raises(errors.ConfigurationError, match="GEMINI_API_KEY"):
+        GeminiEndpoint(base_url=fake_provider.base_url("gemini"), api_key="GEMINI_API_KEY")
     assert fake_provider.requests == []
 
 
@@ -86,9 +87,9 @@ def test_match_endpoint_rules() -> None:
     assert isinstance(match_endpoint("gemini", api_key=key), GeminiEndpoint)
     groq = match_endpoint("groq", api_key=key)
     assert (groq.name, groq.provider, groq.tags) == ("groq_chat", "groq", {"llm", "groq"})
-    with pytest.warns(UserWarning, match="ollama"):
-        ollama = match_endpoint("ollama", base_url="http://127.0.0.1:11434/v1", api_key=key)
-    assert (ollama.name, ollama.provider) == ("ollama_chat", "ollama")
+    with pytest.warns(UserWarning, match="my-server"):
+        mine = match_endpoint("my-server", base_url="http://127.0.0.1:8000/v1", api_key=key)
+    assert (mine.name, mine.provider) == ("my-server_chat", "my-server")
     with pytest.raises(errors.ConfigurationError, match=r"anthropic, .*gemini, groq"):
         match_endpoint("nosuch", api_key=key)
     with pytest.raises(errors.ConfigurationError, match="audio/speech"):

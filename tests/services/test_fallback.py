@@ -109,3 +109,55 @@ async def test_from_registry_by_tag_and_names(
         Fallback.from_registry(registry, tag="nosuch")
     with pytest.raises(ValueError):
         Fallback()
+
+
+async def test_stream_moves_on_before_its_first_chunk(
+    fake_provider: FakeProvider, pair: tuple[iModel, iModel]
+) -> None:
+    """A stream that fails transiently before any chunk moves on to the next model, whose
+    chunks (and final response) come out as iModel.invoke_stream gives them."""
+    fake_provider.script(Reply(status=529), Reply(status=529), Reply(status=529), path="messages")
+    claude, gpt = pair
+    with no_backoff():
+        chunks = [c async for c in Fallback(claude, gpt).invoke_stream(messages=MESSAGES)]
+    assert chunks[-1].is_final and chunks[-1].response is not None
+    assert "".join(c.content for c in chunks[:-1]) == chunks[-1].response.data
+    paths = [r.path for r in fake_provider.requests]
+    assert paths.count("/v1/messages") == 3 and paths[-1] == "/v1/chat/completions"
+
+
+async def test_stream_raises_a_lasting_failure_at_once(
+    fake_provider: FakeProvider, pair: tuple[iModel, iModel]
+) -> None:
+    """A non-retryable failure of the first stream is raised, the next model never asked;
+    when every model fails, the earlier errors ride on ``fallback_errors``."""
+    claude, gpt = pair
+    fake_provider.script(Reply(status=401), path="messages")
+    with pytest.raises(errors.AuthenticationError):
+        [c async for c in Fallback(claude, gpt).invoke_stream(messages=MESSAGES)]
+    assert [r.path for r in fake_provider.requests] == ["/v1/messages"]
+    fake_provider.script(*[Reply(status=503)] * 3, path="messages")
+    fake_provider.script(*[Reply(status=503)] * 3, path="chat/completions")
+    with no_backoff(), pytest.raises(errors.ServerError) as caught:
+        [c async for c in Fallback(claude, gpt).invoke_stream(messages=MESSAGES)]
+    assert [type(e) for e in caught.value.fallback_errors] == [errors.ServerError]  # type: ignore[attr-defined]
+
+
+async def test_async_with_closes_every_model(fake_provider: FakeProvider) -> None:
+    """Leaving ``async with Fallback(...)`` closes each model: their own executors refuse
+    further calls."""
+    models = [
+        iModel(
+            provider="openai",
+            base_url=fake_provider.base_url("openai"),
+            api_key=SecretStr("k"),
+            model="gpt-5",
+            limit_requests=10,
+        )
+        for _ in range(2)
+    ]
+    async with Fallback(*models) as chain:
+        await chain.invoke(messages=MESSAGES)
+    for model in models:
+        with pytest.raises(errors.ExecutionError, match="executor closed"):
+            await model.invoke(messages=MESSAGES)

@@ -25,7 +25,9 @@ def test_request_bodies_are_compact_utf8_json() -> None:
 
 
 async def test_attempts_with_the_same_time_left_share_timeouts_and_later_ones_get_less() -> None:
-    model = iModel(provider="openai", base_url="http://127.0.0.1:9/v1", api_key="k", timeout=30)
+    model = iModel(
+        provider="openai", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("k"), timeout=30
+    )
     endpoint = model.backend
     clock = FakeClock(100.0)
     endpoint._rt.clock = clock
@@ -40,7 +42,7 @@ async def test_attempts_with_the_same_time_left_share_timeouts_and_later_ones_ge
 
 
 async def test_create_calling_builds_the_same_calling_with_or_without_caller_values() -> None:
-    model = iModel(provider="openai", base_url="http://127.0.0.1:9/v1", api_key="k")
+    model = iModel(provider="openai", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("k"))
     plain = await model.create_calling(model="m", messages=MESSAGES)
     timed = await model.create_calling(model="m", messages=MESSAGES, timeout=5.0)
     assert plain.payload == timed.payload == {"model": "m", "messages": MESSAGES}
@@ -66,7 +68,9 @@ async def test_a_replaced_config_changes_the_url_at_once(fake_provider: FakeProv
 async def test_the_session_is_reused_on_its_loop_and_left_to_a_forking_parent(
     fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = iModel(provider="openai", base_url=fake_provider.base_url("openai"), api_key="k")
+    model = iModel(
+        provider="openai", base_url=fake_provider.base_url("openai"), api_key=SecretStr("k")
+    )
     await model.invoke(model="m", messages=MESSAGES)
     session = model.backend._rt.session
     await model.invoke(model="m", messages=MESSAGES)
@@ -84,7 +88,7 @@ async def test_a_session_is_not_shared_with_a_loop_in_another_thread(
     fake_provider: FakeProvider,
 ) -> None:
     """The loop check must tell two running loops apart, not only a closed one."""
-    model = iModel(provider="openai", base_url="http://127.0.0.1:9/v1", api_key="k")
+    model = iModel(provider="openai", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("k"))
     here = model.backend._get_session()
 
     def elsewhere() -> bool:
@@ -101,7 +105,9 @@ async def test_a_session_is_not_shared_with_a_loop_in_another_thread(
 
 
 def test_bodies_decode_as_utf8_and_in_the_encodings_json_allows() -> None:
-    endpoint = iModel(provider="openai", base_url="http://127.0.0.1:9/v1", api_key="k").backend
+    endpoint = iModel(
+        provider="openai", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("k")
+    ).backend
     value = {"text": "héllo ✓"}
     for body in (
         '{"text":"héllo ✓"}'.encode(),
@@ -116,7 +122,9 @@ def test_bodies_decode_as_utf8_and_in_the_encodings_json_allows() -> None:
 async def test_a_retry_never_gets_more_time_than_is_left(fake_provider: FakeProvider) -> None:
     """A shared ClientTimeout is reused only when it is no longer than the time left."""
     fake_provider.script(Reply(status=503, headers={"retry-after-ms": "0"}))
-    model = iModel(provider="openai", base_url=fake_provider.base_url("openai"), api_key="k")
+    model = iModel(
+        provider="openai", base_url=fake_provider.base_url("openai"), api_key=SecretStr("k")
+    )
     endpoint = model.backend
     clock = FakeClock(1000.0)
     endpoint._rt.clock = clock
@@ -166,7 +174,9 @@ async def test_a_call_cut_by_aclose_fails_and_opens_no_session(fake_provider: Fa
     """Closing a model under a running call fails the call at once instead of retrying it
     on a new session that nothing would close."""
     fake_provider.script(Reply(delay=0.3))
-    model = iModel(provider="openai", base_url=fake_provider.base_url("openai"), api_key="k")
+    model = iModel(
+        provider="openai", base_url=fake_provider.base_url("openai"), api_key=SecretStr("k")
+    )
     call = asyncio.create_task(model.invoke(model="m", messages=MESSAGES))
     while not fake_provider.requests:  # the call is on the wire
         await asyncio.sleep(0.01)

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from lionpride import errors
 from lionpride.core.event import EventStatus
-from lionpride.services import iModel
+from lionpride.services import Tool, iModel
 from lionpride.services.providers import AnthropicMessagesEndpoint
 from lionpride.testing import FakeProvider, Reply
 
@@ -110,3 +110,20 @@ async def test_aclose_closes_session(fake_provider: FakeProvider) -> None:
     session = model.backend._rt.session
     await model.aclose()
     assert session is not None and session.closed
+
+
+async def test_response_of_a_failed_or_unrun_calling_raises() -> None:
+    """``calling.response`` is never ``None``: a failed Calling raises its own error, one
+    that has not run raises ExecutionError; ``execution.response`` stays ``None`` for both."""
+
+    def broken(x: int) -> int:
+        raise KeyError("no such row")
+
+    model = iModel(backend=Tool(func_callable=broken))
+    failed = await model.invoke(x=1, raise_on_error=False)
+    with pytest.raises(KeyError, match="no such row"):
+        failed.response  # noqa: B018
+    pending = await model.create_calling(x=1)
+    with pytest.raises(errors.ExecutionError, match="has no response"):
+        pending.response  # noqa: B018
+    assert failed.execution.response is None and pending.execution.response is None

@@ -173,18 +173,18 @@ def test_a_blank_env_var_on_load_is_named(
 async def test_a_restored_raw_key_model_has_no_credential_until_one_is_supplied(
     monkeypatch: pytest.MonkeyPatch, fake_provider: FakeProvider
 ) -> None:
-    """The raw key is not restored: the first call names the variable and sends nothing;
-    once the variable is set, calls send its value, never the old raw key."""
+    """The raw key is not restored: restoring names the provider's variable and sends
+    nothing; once the variable is set, calls send its value, never the old raw key."""
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_provider.base_url("anthropic"))
     model = iModel(provider="anthropic", api_key=SecretStr("sk-raw-original"))
-    restored = iModel.from_dict(model.to_dict())
+    config = model.to_dict()
+    with pytest.raises(errors.ConfigurationError, match="ANTHROPIC_API_KEY"):
+        iModel.from_dict(config)
+    assert fake_provider.requests == []
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-from-env")
     messages = [{"role": "user", "content": "Hi"}]
-    async with restored:
-        with pytest.raises(errors.ConfigurationError, match="ANTHROPIC_API_KEY"):
-            await restored.invoke(model="claude-sonnet-4-5", messages=messages)
-        assert fake_provider.requests == []
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-from-env")
+    async with iModel.from_dict(config) as restored:
         calling = await restored.invoke(model="claude-sonnet-4-5", messages=messages)
     assert calling.response is not None
     assert [r.headers["x-api-key"] for r in fake_provider.requests] == ["sk-from-env"]

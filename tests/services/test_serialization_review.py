@@ -21,6 +21,13 @@ from lionpride.testing import FakeProvider
 REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 
 
+@pytest.fixture(autouse=True)
+def provider_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model restored from one with a raw key reads the provider's variable when it is
+    made (raw keys are never saved), so the variable is set here."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+
+
 @pytest.mark.parametrize("provider", ["claude_code", "gemini_code"])
 def test_cli_models_round_trip(provider: str) -> None:
     model = iModel(provider=provider, model="sonnet", limit_requests=5)

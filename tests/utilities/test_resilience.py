@@ -372,7 +372,7 @@ async def test_serialization_roundtrips_through_json() -> None:
     assert data["excluded_exceptions"] == [
         "builtins.ValueError",
         "lionpride.errors.BadRequestError",
-        "lionpride.services.utilities.resilience.CircuitBreakerOpenError",
+        "lionpride.errors.CircuitBreakerOpenError",
     ]
     restored = CircuitBreaker.from_dict(data)
     assert restored.to_dict() == breaker.to_dict()
@@ -420,8 +420,10 @@ def test_breaker_validation_names_the_parameter(kwargs: dict[str, Any], param: s
 
 
 def test_excluding_exception_logs_warning(caplog: pytest.LogCaptureFixture) -> None:
-    """Excluding Exception warns that the breaker can never open."""
-    CircuitBreaker(excluded_exceptions=[Exception], name="lenient")
+    """Excluding Exception warns that the breaker can never open: a log record, and a
+    warning shown with no logging configured."""
+    with pytest.warns(UserWarning, match="'lenient' excludes Exception"):
+        CircuitBreaker(excluded_exceptions=[Exception], name="lenient")
     warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "lenient" in warnings[0].getMessage()
@@ -801,3 +803,41 @@ def test_parse_retry_after_gemini_body(body: Any, expected: float | None) -> Non
 def test_should_retry_header(headers: dict[str, str], expected: bool | None) -> None:
     """x-should-retry is read case-insensitively; other values mean the server did not say."""
     assert should_retry_header(headers) is expected
+
+
+@pytest.mark.parametrize("recovery_time", [0.25, 2.0, 8.0, 30.0])
+async def test_an_open_breaker_fails_fast_whatever_its_recovery_time(
+    recovery_time: float,
+) -> None:
+    """A call that meets an open breaker fails at once, no sleep and no attempt, even when
+    recovery_time is below the retry backoff cap; after recovery_time the next call probes."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, recovery_time=recovery_time, clock=clock)
+    await trip(breaker, 1)
+    func = Script(clock, ["ok"])
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        await retry_with_backoff(breaker.execute, args=(func,), clock=clock)
+    assert func.calls == 0 and clock.now() == 0.0
+    assert info.value.state == "open" and info.value.retry_after == pytest.approx(recovery_time)
+    await clock.advance(recovery_time)
+    assert await retry_with_backoff(breaker.execute, args=(func,), clock=clock) == "ok"
+    assert breaker.state is CircuitState.CLOSED
+
+
+async def test_busy_probe_slots_are_waited_for_briefly() -> None:
+    """A half-open breaker whose probe slot is taken is not failed fast: the next call waits
+    HALF_OPEN_RETRY_AFTER for the probe's outcome, then goes through the closed breaker."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, recovery_time=5.0, clock=clock)
+    await trip(breaker, 1)
+    await clock.advance(5.0)
+    gate = Gate()
+    probe = asyncio.ensure_future(breaker.execute(gate))
+    await settle()
+    waiter = Script(clock, ["ok"])
+    second = asyncio.ensure_future(retry_with_backoff(breaker.execute, args=(waiter,), clock=clock))
+    await settle()
+    gate.release()
+    assert await probe == "ok" and waiter.calls == 0
+    await clock.advance(HALF_OPEN_RETRY_AFTER)
+    assert await second == "ok" and waiter.times == [5.0 + HALF_OPEN_RETRY_AFTER]

@@ -196,13 +196,13 @@ def build_model(args: argparse.Namespace, **extra: Any) -> iModel:
                 f"--redis-url {redis_url!r}: expected redis://, rediss:// or unix:// URL"
             )
         kwargs["redis_url"] = redis_url
+    if not key:  # before the model, which would name the provider's default variable
+        hint = "" if args.api_key_env else " (or --api-key-env NAME)"
+        raise UsageError(f"no API key: set {env_name}{hint}")
     try:
         model = iModel(provider=provider, **limits, **kwargs)
     except errors.ConfigurationError as exc:
         raise UsageError(str(exc)) from exc
     except ValueError as exc:
         raise UsageError(f"cannot set up provider {provider!r}: {exc}") from exc
-    if not key:
-        hint = "" if args.api_key_env else " (or --api-key-env NAME)"
-        raise UsageError(f"no API key: set {env_name}{hint}")
     return model

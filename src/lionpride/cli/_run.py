@@ -395,7 +395,7 @@ def _never_fits(model: iModel, body: dict[str, Any]) -> tuple[int, int] | None:
 def result_record(custom_id: str, calling: Calling) -> dict[str, Any]:
     """The output line for a finished call, in the OpenAI Batch output shape."""
     error = calling.execution.error
-    response = calling.response
+    response = calling.execution.response
     if error is None and response is not None:
         record: dict[str, Any] = {
             "custom_id": custom_id,

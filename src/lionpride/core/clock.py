@@ -13,6 +13,8 @@ import math
 import time
 from typing import Protocol, runtime_checkable
 
+from lionpride import errors
+
 __all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock"]
 
 
@@ -74,7 +76,7 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         """Park until fake time reaches ``now + seconds``."""
         if not math.isfinite(seconds) and seconds > 0:
-            raise ValueError(f"cannot sleep {seconds!r} seconds")
+            raise errors.ValidationError(f"cannot sleep {seconds!r} seconds")
         if seconds <= 0:
             await asyncio.sleep(0)
             return
@@ -90,7 +92,7 @@ class FakeClock:
     async def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``, waking every sleeper whose deadline passes."""
         if seconds < 0:
-            raise ValueError("cannot move a clock backwards")
+            raise errors.ValidationError("cannot move a clock backwards")
         target = self._now + seconds
         await _settle()
         while self._sleepers and self._sleepers[0][0] <= target:

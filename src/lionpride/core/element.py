@@ -10,6 +10,8 @@ from uuid import UUID, SafeUUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lionpride import errors
+
 __all__ = ["Element", "new_id", "to_uuid"]
 
 _CLASS_KEY = "lion_class"
@@ -95,7 +97,7 @@ class Element(BaseModel):
             **dump_kw: Passed to ``model_dump``.
         """
         if mode not in ("python", "json", "db"):
-            raise ValueError(f"mode must be 'python', 'json' or 'db', got {mode!r}")
+            raise errors.ValidationError(f"mode must be 'python', 'json' or 'db', got {mode!r}")
         data = self.model_dump(mode="python" if mode == "python" else "json", **dump_kw)
         meta = dict(data.get("metadata") or {})
         meta[_CLASS_KEY] = self.class_name(full=True)
@@ -109,16 +111,20 @@ class Element(BaseModel):
         """Return the already-defined Element subclass called ``name``, else ``ValueError``."""
         target = Element._registry.get(name)
         if target is None:
-            raise ValueError(f"unknown lion_class {name!r}: not a defined Element subclass")
+            raise errors.ValidationError(
+                f"unknown lion_class {name!r}: not a defined Element subclass"
+            )
         if not issubclass(target, cls):
-            raise ValueError(f"lion_class {name!r} is not a subclass of {cls.class_name()}")
+            raise errors.ValidationError(
+                f"lion_class {name!r} is not a subclass of {cls.class_name()}"
+            )
         return target
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **kw: Any) -> Element:
         """Rebuild an Element (or the subclass named in ``metadata["lion_class"]``)."""
         if not isinstance(data, dict):
-            raise ValueError(f"from_dict needs a dict, got {type(data).__name__}")
+            raise errors.ValidationError(f"from_dict needs a dict, got {type(data).__name__}")
         data = dict(data)
         if "node_metadata" in data:
             data["metadata"] = data.pop("node_metadata")
@@ -149,4 +155,4 @@ def to_uuid(value: Any) -> UUID:
             return UUID(value)
         except ValueError:
             pass
-    raise ValueError(f"cannot convert {value!r} to a UUID")
+    raise errors.ValidationError(f"cannot convert {value!r} to a UUID")

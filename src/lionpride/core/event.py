@@ -106,7 +106,7 @@ class Event(Element):
     @classmethod
     def _check_timeout(cls, value: float | None) -> float | None:
         if value is not None and (not math.isfinite(value) or value <= 0):
-            raise ValueError(f"timeout must be a finite number > 0, got {value!r}")
+            raise errors.ValidationError(f"timeout must be a finite number > 0, got {value!r}")
         return value
 
     @property
@@ -121,7 +121,9 @@ class Event(Element):
         elif isinstance(value, str):
             self.execution.status = EventStatus(value)
         else:
-            raise ValueError(f"status must be an EventStatus or its value, got {value!r}")
+            raise errors.ValidationError(
+                f"status must be an EventStatus or its value, got {value!r}"
+            )
 
     @property
     def response(self) -> Any:

@@ -6,6 +6,7 @@ import logging
 from typing import Any, Literal
 
 from lionpride import errors
+from lionpride.services._sync import SyncLoops
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.streaming.channel import StreamChunk
@@ -69,6 +70,7 @@ class ModelRuntime:
         "owns_executor",
         "shared",
         "splits",
+        "sync",
     )
 
     def __init__(
@@ -89,6 +91,14 @@ class ModelRuntime:
         self.own_prices = False
         #: Whether the backend splits requests over its per-request cap (embeddings).
         self.splits = False
+        #: The private event loops of ``invoke_sync``, made on its first use.
+        self.sync: SyncLoops | None = None
+
+    def loops(self) -> SyncLoops:
+        """The private event loops of ``invoke_sync`` (made on first use)."""
+        if self.sync is None:
+            self.sync = SyncLoops()
+        return self.sync
 
 
 def model_of(calling: Calling) -> str | None:
@@ -152,7 +162,7 @@ def shared_limits(
     if breaker_key is not None:
         breaker = getattr(backend, "circuit_breaker", None)
         if breaker is None:
-            raise ValueError("breaker_key needs an endpoint with a circuit_breaker")
+            raise errors.ValidationError("breaker_key needs an endpoint with a circuit_breaker")
         shared = RedisCircuitBreaker(
             breaker.failure_threshold,
             breaker.recovery_time,

@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+# The built-in endpoints and request schemas, defined so that the allow-lists hold them
+# (iModel loads the providers on first use, which may not have happened yet).
+import lionpride.services.providers  # noqa: F401
+from lionpride import errors
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.pricing import PriceTable
 from lionpride.services.types.endpoint import Endpoint
@@ -73,20 +77,20 @@ def request_schema_name(options: type[BaseModel] | None) -> str | None:
 def load_backend(data: Any) -> Endpoint:
     """An endpoint from its dict (the ``backend`` part of an iModel's)."""
     if not isinstance(data, dict):
-        raise ValueError(f"iModel.from_dict: 'backend' must be a dict, got {data!r}")
+        raise errors.ValidationError(f"iModel.from_dict: 'backend' must be a dict, got {data!r}")
     meta = data.get("metadata")
     if not isinstance(meta, dict) or not isinstance(meta.get("lion_class"), str):
-        raise ValueError("iModel.from_dict: backend.metadata.lion_class is missing")
+        raise errors.ValidationError("iModel.from_dict: backend.metadata.lion_class is missing")
     klass = cast("type[Endpoint]", Endpoint.resolve_class(meta["lion_class"]))
     config = data.get("config")
     if not isinstance(config, dict):
-        raise ValueError("iModel.from_dict: backend.config must be a dict")
+        raise errors.ValidationError("iModel.from_dict: backend.config must be a dict")
     config = dict(config)
     schema = config.pop("request_options", None)
     if schema is not None:
         resolved = _request_schemas().get(schema) if isinstance(schema, str) else None
         if resolved is None:
-            raise ValueError(
+            raise errors.ValidationError(
                 f"iModel.from_dict: unknown request_options {schema!r} (not a registered "
                 "request schema)"
             )
@@ -97,7 +101,7 @@ def load_backend(data: Any) -> Endpoint:
     own = set(klass.model_fields) - {"metadata"} - set(_BACKEND_KEYS)
     unknown = set(data) - set(_BACKEND_KEYS) - {"metadata"} - own
     if unknown:
-        raise ValueError(f"iModel.from_dict: unknown backend key(s) {sorted(unknown)}")
+        raise errors.ValidationError(f"iModel.from_dict: unknown backend key(s) {sorted(unknown)}")
     extra = {key: data[key] for key in own if data.get(key) is not None}
     try:
         return klass(
@@ -108,11 +112,11 @@ def load_backend(data: Any) -> Endpoint:
             **extra,
         )
     except PydanticValidationError as exc:
-        raise ValueError(f"iModel.from_dict: invalid backend config: {exc}") from exc
+        raise errors.ValidationError(f"iModel.from_dict: invalid backend config: {exc}") from exc
 
 
 def _json_default(value: Any) -> Any:
-    raise ValueError(f"iModel.to_dict: {type(value).__name__} is not JSON-serializable")
+    raise errors.ValidationError(f"iModel.to_dict: {type(value).__name__} is not JSON-serializable")
 
 
 def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json") -> dict[str, Any]:
@@ -147,34 +151,36 @@ def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json")
 def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
     """The body of :meth:`iModel.from_dict`."""
     if not isinstance(data, dict):
-        raise ValueError(f"iModel.from_dict needs a dict, got {type(data).__name__}")
+        raise errors.ValidationError(f"iModel.from_dict needs a dict, got {type(data).__name__}")
     unknown = set(data) - _DICT_KEYS
     if unknown:
-        raise ValueError(f"iModel.from_dict: unknown key(s) {sorted(unknown)}")
+        raise errors.ValidationError(f"iModel.from_dict: unknown key(s) {sorted(unknown)}")
     backend = load_backend(data.get("backend"))
     executor = data.get("executor")
     if executor is not None and not isinstance(executor, dict):
-        raise ValueError(f"iModel.from_dict: 'executor' must be a dict or None, got {executor!r}")
+        raise errors.ValidationError(
+            f"iModel.from_dict: 'executor' must be a dict or None, got {executor!r}"
+        )
     limiter = data.get("rate_limiter")
     if limiter is not None and not isinstance(limiter, dict):
-        raise ValueError(
+        raise errors.ValidationError(
             f"iModel.from_dict: 'rate_limiter' must be a dict or None, got {limiter!r}"
         )
     meta = data.get("provider_metadata") or {}
     if not isinstance(meta, dict):
-        raise ValueError("iModel.from_dict: 'provider_metadata' must be a dict")
+        raise errors.ValidationError("iModel.from_dict: 'provider_metadata' must be a dict")
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
-        raise ValueError("iModel.from_dict: 'metadata' must be a dict")
+        raise errors.ValidationError("iModel.from_dict: 'metadata' must be a dict")
     metadata = dict(metadata)
     metadata.pop("lion_class", None)
     shared = data.get("shared_limits")
     if shared is not None:
         if not isinstance(shared, dict):
-            raise ValueError("iModel.from_dict: 'shared_limits' must be a dict or None")
+            raise errors.ValidationError("iModel.from_dict: 'shared_limits' must be a dict or None")
         if not kw.get("redis_url"):
             # Restoring without it would silently drop a limit other processes rely on.
-            raise ValueError(
+            raise errors.ValidationError(
                 "iModel.from_dict: this model shared its limits through Redis "
                 f"(limit_key={shared.get('limit_key')!r}); pass redis_url=... to restore it"
             )
@@ -182,7 +188,9 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
     prices = data.get("prices")
     if prices is not None and "prices" not in kw:
         if not isinstance(prices, dict):
-            raise ValueError(f"iModel.from_dict: 'prices' must be a dict or None, got {prices!r}")
+            raise errors.ValidationError(
+                f"iModel.from_dict: 'prices' must be a dict or None, got {prices!r}"
+            )
         table = PriceTable()
         table.update_from_dict(prices)  # ValueError naming a bad price
         kw = {**kw, "prices": table}
@@ -194,7 +202,7 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
             else None
         )
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"iModel.from_dict: malformed limits: {exc!r}") from exc
+        raise errors.ValidationError(f"iModel.from_dict: malformed limits: {exc!r}") from exc
     model = cls(
         backend=backend,
         executor=rebuilt_executor,

@@ -21,7 +21,6 @@ from lionpride import errors
 from lionpride.core._trusted import build_trusted
 from lionpride.core.element import Element
 from lionpride.core.event import EventStatus, retryable
-from lionpride.services._calls_beyond_one import SplitsRequests, count_tokens, invoke_parts
 from lionpride.services._imodel_support import (
     ModelRuntime,
     model_of,
@@ -29,11 +28,10 @@ from lionpride.services._imodel_support import (
     run_create_hooks,
     shared_limits,
 )
-from lionpride.services._serialization import model_from_dict, model_to_dict
+from lionpride.services._sync import refuse_in_loop
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.observability.pricing import PriceTable
-from lionpride.services.providers.match import match_endpoint
 from lionpride.services.streaming.channel import StreamChannel, StreamChunk
 from lionpride.services.types._canonical import output_type_of
 from lionpride.services.types.backend import Calling, ServiceBackend
@@ -121,10 +119,18 @@ class iModel(Element):
         }
         if backend is None:
             if provider is None:
-                raise ValueError("Either backend or provider must be given")
-            backend = match_endpoint(provider, endpoint, **kwargs)
+                raise errors.ConfigurationError("Either backend or provider must be given")
+            # The providers (and aiohttp with them) load on first use, not on import (D9).
+            from lionpride.services.providers.match import match_endpoint
+
+            try:
+                backend = match_endpoint(provider, endpoint, **kwargs)
+            except ValueError as exc:  # a pydantic error on a config value, say
+                if isinstance(exc, errors.LionprideError):
+                    raise
+                raise errors.ConfigurationError(str(exc), cause=exc) from exc
         elif kwargs:
-            raise ValueError(
+            raise errors.ConfigurationError(
                 f"unexpected argument(s) with backend=: {', '.join(sorted(kwargs))} "
                 "(configure the backend itself)"
             )
@@ -146,7 +152,7 @@ class iModel(Element):
                 concurrency_limit=concurrency_limit,
             )
         elif breaker_key is not None or limit_key is not None:
-            raise ValueError("limit_key and breaker_key need redis_url=...")
+            raise errors.ConfigurationError("limit_key and breaker_key need redis_url=...")
         if executor is None and (limit_requests is not None or limit_tokens is not None):
             executor = RateLimitedExecutor.from_limits(
                 limit_requests=limit_requests,
@@ -175,6 +181,9 @@ class iModel(Element):
         # An executor the caller passed in may be shared with other models: theirs to close.
         runtime.owns_executor = executor is not None and executor is not given_executor
         runtime.own_prices = prices is not None
+        # Loaded here, not at import: it loads the HTTP endpoint and aiohttp with it (D9).
+        from lionpride.services._calls_beyond_one import SplitsRequests
+
         runtime.splits = isinstance(backend, SplitsRequests)
         object.__setattr__(self, "_rt", runtime)
 
@@ -224,8 +233,9 @@ class iModel(Element):
         to the hooks as keyword arguments.
 
         Raises:
-            ValueError: Invalid or unknown request parameters, or a request whose token
-                reservation is larger than the token bucket.
+            lionpride.errors.ValidationError: Invalid or unknown request parameters, or a
+                request whose token reservation is larger than the token bucket (also a
+                ``ValueError``).
             Exception: A PreEventCreate hook's error when ``create_event_exit_hook=True``.
         """
         backend = self.backend
@@ -242,7 +252,14 @@ class iModel(Element):
                 create_event_hook_timeout,
                 create_event_hook_params or {},
             )
-        payload = backend.create_payload(arguments)
+        try:
+            payload = backend.create_payload(arguments)
+        except ValueError as exc:
+            # Translated once, here: whatever a backend's own checks raise, a bad request
+            # is a ValidationError (still a ValueError) for the caller.
+            if isinstance(exc, errors.LionprideError):
+                raise
+            raise errors.ValidationError(str(exc), cause=exc) from exc
         fields: dict[str, Any] = {
             "backend": backend,
             "payload": payload,
@@ -333,13 +350,16 @@ class iModel(Element):
             **arguments: The request (``model``, ``messages``, ...) and ``timeout``.
 
         Raises:
-            ValueError: ``calling`` already ran (a Calling runs once), or invalid arguments.
+            lionpride.errors.ValidationError: ``calling`` already ran (a Calling runs once),
+                or invalid arguments (also a ``ValueError``).
             lionpride.errors.LionprideError: The call failed (with ``raise_on_error=True``).
         """
         if calling is None:
             if self._rt.splits:
                 parts = self.backend.split_request(arguments)  # type: ignore[attr-defined]
                 if parts is not None:
+                    from lionpride.services._calls_beyond_one import invoke_parts
+
                     return await invoke_parts(
                         self,
                         parts,
@@ -438,7 +458,65 @@ class iModel(Element):
             ValueError: An invalid request, as for :meth:`invoke`.
             lionpride.errors.LionprideError: The counting call failed.
         """
+        from lionpride.services._calls_beyond_one import count_tokens
+
         return await count_tokens(self, request)
+
+    @overload
+    def invoke_sync(
+        self,
+        calling: None = None,
+        poll_timeout: float | None = None,
+        priority: float | None = None,
+        raise_on_error: bool = True,
+        *,
+        response_format: type[ModelT],
+        **arguments: Any,
+    ) -> Calling[ModelT]: ...
+
+    @overload
+    def invoke_sync(
+        self,
+        calling: Calling[ModelT],
+        poll_timeout: float | None = None,
+        priority: float | None = None,
+        raise_on_error: bool = True,
+    ) -> Calling[ModelT]: ...
+
+    @overload
+    def invoke_sync(
+        self,
+        calling: Calling | None = None,
+        poll_timeout: float | None = None,
+        priority: float | None = None,
+        raise_on_error: bool = True,
+        **arguments: Any,
+    ) -> Calling: ...
+
+    def invoke_sync(
+        self,
+        calling: Calling | None = None,
+        poll_timeout: float | None = None,
+        priority: float | None = None,
+        raise_on_error: bool = True,
+        **arguments: Any,
+    ) -> Calling:
+        """:meth:`invoke` for code that is not async: a script, a plain function.
+
+        Same arguments, result and errors as :meth:`invoke`, with the model's limits,
+        retries and breaker. The call runs on an event loop private to the model and the
+        calling thread, kept for the thread's next sync call so that connections are pooled
+        from one call to the next; :meth:`close` (or ``with iModel(...) as model:``) closes
+        them. On the main thread Ctrl-C cancels the call and raises ``KeyboardInterrupt``.
+
+        Raises:
+            lionpride.errors.ExecutionError: An event loop runs in this thread (async code,
+                a notebook cell): ``await model.invoke(...)`` there.
+        """
+        refuse_in_loop("invoke_sync", "`await model.invoke(...)`")
+        return self._rt.loops().run(
+            lambda: self.invoke(calling, poll_timeout, priority, raise_on_error, **arguments)
+        )
 
     async def _acquire_simple(self, timeout: float | None = None) -> None:
         """Take one request from the simple ``rate_limiter`` bucket, or time out."""
@@ -449,7 +527,7 @@ class iModel(Element):
     def _keep_session(self, calling: Calling) -> None:
         """Remember a CLI session id so the next call on this model resumes it (for
         backends whose runs are sessions: ``ModelRuntime.keeps_session``)."""
-        response = calling.response
+        response = calling.execution.response
         if response is not None:
             session_id = response.metadata.get("session_id")
             if session_id:
@@ -678,6 +756,8 @@ class iModel(Element):
         Raises:
             NotImplementedError: The backend is a Tool (or any non-Endpoint backend).
         """
+        from lionpride.services._serialization import model_to_dict
+
         return model_to_dict(self, mode)
 
     @classmethod
@@ -692,6 +772,8 @@ class iModel(Element):
             ValueError: A malformed dict (the problem is named), an unknown endpoint class
                 or request schema, or a missing environment variable for the API key.
         """
+        from lionpride.services._serialization import model_from_dict
+
         return model_from_dict(cls, data, **kw)
 
     # -- lifetime ------------------------------------------------------------------------
@@ -717,6 +799,10 @@ class iModel(Element):
         An executor passed in as ``executor=`` is left open: it may be shared by other
         models, and is closed by whoever made it.
         """
+        if self._rt.sync is not None:
+            # First, so that the sessions of the loops it closes have their sockets closed
+            # directly below (a closed loop can no longer close them).
+            self._rt.sync.close_quiet()
         if self.executor is not None and self._rt.owns_executor:
             await self.executor.aclose()
         for close in self._rt.closers:
@@ -729,17 +815,36 @@ class iModel(Element):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def close(self) -> None:
+        """:meth:`aclose` for code that is not async, which also closes the event loops of
+        :meth:`invoke_sync` (those not running a call in another thread at the time).
 
-def _too_many_tokens(tokens: int, capacity: int) -> ValueError:
-    return ValueError(
+        Raises:
+            lionpride.errors.ExecutionError: An event loop runs in this thread: use
+                ``await model.aclose()`` there.
+        """
+        refuse_in_loop("close", "`await model.aclose()`")
+        loops = self._rt.loops()
+        loops.run(self.aclose)
+        loops.close()
+
+    def __enter__(self) -> iModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _too_many_tokens(tokens: int, capacity: int) -> errors.ValidationError:
+    return errors.ValidationError(
         f"request needs {tokens} tokens (prompt estimate plus output budget) but "
         f"the token bucket holds at most {capacity}: lower max_tokens or raise limit_tokens"
     )
 
 
-def _ran_already(calling: Calling) -> ValueError:
+def _ran_already(calling: Calling) -> errors.ValidationError:
     # Running it again would take capacity for a call that sends nothing.
-    return ValueError(
+    return errors.ValidationError(
         f"Calling {calling.id} already ran (status {calling.execution.status}); "
         "make a new one with create_calling() to call again"
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,11 @@ class ServiceRegistry:
         previous = self._name_of.get(model.id)
         if not update:
             if taken is not None:
-                raise ValueError(
+                raise errors.ValidationError(
                     f"Service '{name}' already registered (pass update=True to replace it)"
                 )
             if previous is not None:
-                raise ValueError(
+                raise errors.ValidationError(
                     f"this model is already registered as '{previous}' "
                     "(pass update=True to re-register it)"
                 )
@@ -243,6 +244,7 @@ class ServiceRegistry:
                 "replace them)",
                 listed,
             )
+            warnings.warn(f"MCP tool name(s) {listed} already registered; skipped", stacklevel=2)
             skipped = taken
             tools = [tool for tool in tools if tool.name not in taken]
         for tool in tools:
@@ -277,6 +279,7 @@ class ServiceRegistry:
                 loaded[name] = await self.register_mcp_server({"server": name}, update=update)
             except MCPConnectionError as exc:
                 _log.warning("MCP server %r not loaded: %s", name, exc)
+                warnings.warn(f"MCP server {name!r} not loaded: {exc}", stacklevel=2)
                 loaded[name] = RegisteredTools()
         return loaded
 

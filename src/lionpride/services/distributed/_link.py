@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -207,6 +208,12 @@ class RedisLink:
                 type(exc).__name__,
                 exc,
                 self.what,
+            )
+            # Shown with no logging configured: the limits are per process from here on.
+            warnings.warn(
+                f"Redis at {self._safe_url} is unreachable: {self.what} is kept in this "
+                "process only until Redis answers again",
+                stacklevel=2,
             )
         self._retry_at = self._clock.now() + self._backoff
 

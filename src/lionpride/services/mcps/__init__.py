@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lionpride import errors
+from lionpride.errors import MCPToolExistsError
 from lionpride.services.mcps._pool import (
     MCPConnectionError,
     MCPConnectionPool,
@@ -33,12 +34,6 @@ __all__ = [
     "load_mcp_tools",
     "tool_value",
 ]
-
-
-class MCPToolExistsError(errors.ExistsError, ValueError):
-    """An MCP tool's registry name is taken (pass ``update=True`` to replace it)."""
-
-    default_message = "MCP tool name already registered"
 
 
 class RegisteredTools(list[str]):

@@ -19,35 +19,13 @@ from collections.abc import Mapping
 from typing import Any, TextIO, cast
 
 from lionpride import errors
+from lionpride.errors import MCPConnectionError, MCPToolError
 
 __all__ = ["MCPConnectionError", "MCPConnectionPool", "MCPToolError", "server_key"]
 
 #: Seconds to connect and initialize a server before giving up.
 CONNECT_TIMEOUT = 30.0
 _INSTALL_HINT = "MCP tools need the mcp SDK: pip install 'lionpride[mcp]'"
-
-
-class MCPConnectionError(errors.ConnectionError):
-    """An MCP server would not start, refused the connection, or died during a call."""
-
-    default_message = "MCP server connection failed"
-
-
-class MCPToolError(errors.ExecutionError):
-    """An MCP tool reported an error; ``str(e)`` is the server's own message.
-
-    Attributes:
-        server: The server's name (``None`` for an unnamed inline config).
-        tool: The remote tool's name.
-    """
-
-    default_message = "MCP tool failed"
-    default_retryable = False
-
-    def __init__(self, message: str, *, server: str | None, tool: str) -> None:
-        self.server = server
-        self.tool = tool
-        super().__init__(message, details={"server": server, "tool": tool})
 
 
 def server_key(config: Mapping[str, Any]) -> str:

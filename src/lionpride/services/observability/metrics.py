@@ -51,9 +51,9 @@ class LatencyHistogram:
         self, min_value: float = 1e-6, max_value: float = 600.0, growth: float = 1.05
     ) -> None:
         if not (0 < min_value < max_value and math.isfinite(max_value)):
-            raise ValueError("need 0 < min_value < max_value < inf")
+            raise errors.ValidationError("need 0 < min_value < max_value < inf")
         if not (growth > 1 and math.isfinite(growth)):
-            raise ValueError("growth must be a finite number > 1")
+            raise errors.ValidationError("growth must be a finite number > 1")
         self.min_value = min_value
         self.max_value = max_value
         self.growth = growth
@@ -78,7 +78,7 @@ class LatencyHistogram:
             ValueError: ``seconds`` is NaN.
         """
         if seconds != seconds:  # NaN
-            raise ValueError("cannot record NaN")
+            raise errors.ValidationError("cannot record NaN")
         value = seconds if seconds > 0.0 else 0.0
         counts = self._counts
         if value < self.min_value:
@@ -105,7 +105,7 @@ class LatencyHistogram:
             ValueError: ``q`` outside 0-100.
         """
         if not 0 <= q <= 100:
-            raise ValueError(f"percentile must be within 0-100, got {q!r}")
+            raise errors.ValidationError(f"percentile must be within 0-100, got {q!r}")
         if self.count == 0:
             return None
         index = self._bucket_of_rank(max(1, math.ceil(q / 100 * self.count)))
@@ -154,7 +154,7 @@ class ModelMetrics:
 
     def __init__(self, *, max_error_types: int = 100) -> None:
         if max_error_types < 1:
-            raise ValueError("max_error_types must be >= 1")
+            raise errors.ValidationError("max_error_types must be >= 1")
         self.max_error_types = max_error_types
         self.calls = 0
         self.successes = 0

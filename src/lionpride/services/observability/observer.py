@@ -8,6 +8,7 @@ into OpenTelemetry when enabled, and structured log lines under ``lionpride.serv
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -76,12 +77,18 @@ class ModelObserver:
         model: str | None,
         span: CallSpan | None = None,
     ) -> None:
-        """Record a finished call; sets ``execution.cost`` when the price is known."""
+        """Record a finished call; sets ``execution.cost`` when it is known.
+
+        A backend that reports what the call cost (Claude Code's ``total_cost_usd``, in
+        ``metadata``) is taken at its word; otherwise the price table prices the usage.
+        """
         response = execution.response
         if not isinstance(response, NormalizedResponse):
             response = None
         usage = response.usage if response is not None else None
-        cost = self.prices.cost(model, usage) if usage is not None else None
+        cost = _reported_cost(response.metadata) if response is not None else None
+        if cost is None and usage is not None:
+            cost = self.prices.cost(model, usage)
         execution.cost = cost
         error = execution.error
         self.metrics.record_call(
@@ -132,3 +139,11 @@ class ModelObserver:
     def snapshot(self, **gauges: Any) -> dict[str, Any]:
         """The metrics with the live gauges given (queue depth, in flight, levels, breaker)."""
         return self.metrics.snapshot(**gauges)
+
+
+def _reported_cost(metadata: dict[str, Any]) -> float | None:
+    """The USD cost a backend reported for the call, when it is a usable number."""
+    value = metadata.get("total_cost_usd")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None

@@ -1,7 +1,8 @@
 """Model prices and the USD cost of a call.
 
 The library ships a dated table (``prices.json``, USD per million tokens) for the current
-OpenAI, Anthropic, Gemini and Groq models. :func:`default_prices` returns a fresh, private
+OpenAI, Anthropic, Gemini and Groq models, with prompt-cache read and write prices and the
+batch API's prices where the providers publish them. :func:`default_prices` returns a fresh, private
 :class:`PriceTable` loaded from it; each iModel owns its table, so registering a price on one
 never changes another's. An unknown model costs ``None``, never a guess.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from lionpride import errors
 from lionpride.services.types.response import Usage
 
 __all__ = ["ModelPrice", "PriceTable", "default_prices"]
@@ -31,26 +33,50 @@ _PER_TOKEN = 1e-6  # prices are quoted per million tokens
 _SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3}|latest)$")
 
 
+#: The optional prices of a :class:`ModelPrice`, in the JSON file's order.
+_OPTIONAL = (
+    "cached_input",
+    "cache_write",
+    "cache_write_1h",
+    "reasoning",
+    "batch_input",
+    "batch_output",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
     """USD per million tokens for one model.
 
     Attributes:
-        input: Input tokens not served from the prompt cache.
+        input: Input tokens neither read from nor written to the prompt cache.
         output: Output tokens (the visible part of the answer).
         cached_input: Input tokens read from the prompt cache; ``None`` = the input price.
+        cache_write: Input tokens written to the prompt cache with the five-minute lifetime
+            (Anthropic: 1.25 times input); ``None`` = the input price (OpenAI and Gemini charge
+            no more for a write).
+        cache_write_1h: Input tokens written with the one-hour lifetime (Anthropic: twice the
+            input); ``None`` = the ``cache_write`` price.
         reasoning: Output tokens spent thinking; ``None`` = the output price.
+        batch_input: Input through the provider's batch API; with ``batch_output``, the
+            ratio by which :meth:`cost` scales every input-side (output-side) price when
+            ``batch=True``; ``None`` = no batch price published.
+        batch_output: Output through the provider's batch API.
     """
 
     input: float
     output: float
     cached_input: float | None = None
     reasoning: float | None = None
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
+    batch_input: float | None = None
+    batch_output: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cached_input", "reasoning"):
+        for name in ("input", "output", *_OPTIONAL):
             value = getattr(self, name)
-            if value is None and name in ("cached_input", "reasoning"):
+            if value is None and name in _OPTIONAL:
                 continue
             if (
                 isinstance(value, bool)
@@ -58,36 +84,57 @@ class ModelPrice:
                 or not math.isfinite(value)
                 or value < 0
             ):
-                raise ValueError(f"price {name!r} must be a finite number >= 0, got {value!r}")
+                raise errors.ValidationError(
+                    f"price {name!r} must be a finite number >= 0, got {value!r}"
+                )
+        if (self.batch_input is None) != (self.batch_output is None):
+            raise errors.ValidationError(
+                "batch_input and batch_output are given together or not at all"
+            )
 
-    def cost(self, usage: Usage) -> float:
+    def cost(self, usage: Usage, *, batch: bool = False) -> float:
         """Return the USD cost of ``usage``, each kind of token at its own price.
 
-        ``cached_tokens`` are part of ``input_tokens`` and ``reasoning_tokens`` part of
-        ``output_tokens`` (see :class:`Usage`), so each token is priced exactly once.
+        ``cached_tokens`` and ``cache_write_tokens`` are part of ``input_tokens`` and
+        ``reasoning_tokens`` part of ``output_tokens`` (see :class:`Usage`), so each token is
+        priced exactly once. ``batch=True`` prices the call as the provider's batch API
+        would: the batch discount applies to cache reads and writes alike.
+
+        Raises:
+            ValueError: ``batch=True`` for a model with no batch price.
         """
         # Counts come from pydantic-validated Usage (ints); clamp so inconsistent provider
         # reports (more cached than input) never produce a negative part.
         inp, out = usage.input_tokens, usage.output_tokens
-        cached = usage.cached_tokens if usage.cached_tokens < inp else inp
-        reasoning = usage.reasoning_tokens if usage.reasoning_tokens < out else out
+        cached = min(usage.cached_tokens, inp)
+        written = min(usage.cache_write_tokens, inp - cached)
+        written_1h = min(usage.cache_write_1h_tokens, written)
+        reasoning = min(usage.reasoning_tokens, out)
         cached_price = self.input if self.cached_input is None else self.cached_input
+        write_price = self.input if self.cache_write is None else self.cache_write
+        write_1h_price = write_price if self.cache_write_1h is None else self.cache_write_1h
         reasoning_price = self.output if self.reasoning is None else self.reasoning
-        total = (
-            (inp - cached) * self.input
+        input_cost = (
+            (inp - cached - written) * self.input
             + cached * cached_price
-            + (out - reasoning) * self.output
-            + reasoning * reasoning_price
+            + (written - written_1h) * write_price
+            + written_1h * write_1h_price
         )
-        return total * _PER_TOKEN
+        output_cost = (out - reasoning) * self.output + reasoning * reasoning_price
+        if batch:
+            if self.batch_input is None or self.batch_output is None:
+                raise errors.ValidationError("no batch price for this model")
+            input_cost *= self.batch_input / self.input if self.input else 0.0
+            output_cost *= self.batch_output / self.output if self.output else 0.0
+        return (input_cost + output_cost) * _PER_TOKEN
 
     def to_dict(self) -> dict[str, float]:
         """Return the prices set, in the JSON file's shape."""
         out = {"input": self.input, "output": self.output}
-        if self.cached_input is not None:
-            out["cached_input"] = self.cached_input
-        if self.reasoning is not None:
-            out["reasoning"] = self.reasoning
+        for name in _OPTIONAL:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return out
 
     @classmethod
@@ -97,17 +144,16 @@ class ModelPrice:
         Raises:
             ValueError: A missing or unknown key, or a price that is not a number >= 0.
         """
-        unknown = set(data) - {"input", "output", "cached_input", "reasoning"}
+        unknown = set(data) - {"input", "output", *_OPTIONAL}
         if unknown:
-            raise ValueError(f"unknown price field(s): {', '.join(sorted(unknown))}")
+            raise errors.ValidationError(f"unknown price field(s): {', '.join(sorted(unknown))}")
         missing = {"input", "output"} - set(data)
         if missing:
-            raise ValueError(f"missing price field(s): {', '.join(sorted(missing))}")
+            raise errors.ValidationError(f"missing price field(s): {', '.join(sorted(missing))}")
         return cls(
             input=data["input"],
             output=data["output"],
-            cached_input=data.get("cached_input"),
-            reasoning=data.get("reasoning"),
+            **{name: data.get(name) for name in _OPTIONAL},
         )
 
 
@@ -150,7 +196,7 @@ class PriceTable:
     def _set(self, model: str, price: ModelPrice) -> None:
         key = model.strip().lower()
         if not key:
-            raise ValueError("model name must not be empty")
+            raise errors.ValidationError("model name must not be empty")
         self._prices[key] = price
         self._resolved.clear()
 
@@ -162,14 +208,25 @@ class PriceTable:
         output: float,
         cached_input: float | None = None,
         reasoning: float | None = None,
+        cache_write: float | None = None,
+        cache_write_1h: float | None = None,
+        batch_input: float | None = None,
+        batch_output: float | None = None,
     ) -> None:
-        """Add or replace a model's price (USD per million tokens).
+        """Add or replace a model's price (USD per million tokens; see :class:`ModelPrice`).
 
         Raises:
             ValueError: An empty name, or a price that is not a finite number >= 0.
         """
         price = ModelPrice(
-            input=input, output=output, cached_input=cached_input, reasoning=reasoning
+            input=input,
+            output=output,
+            cached_input=cached_input,
+            reasoning=reasoning,
+            cache_write=cache_write,
+            cache_write_1h=cache_write_1h,
+            batch_input=batch_input,
+            batch_output=batch_output,
         )
         self._set(model, price)
 
@@ -189,12 +246,18 @@ class PriceTable:
             self._resolved[model] = price
         return price
 
-    def cost(self, model: str | None, usage: Usage | None) -> float | None:
-        """Return the USD cost of ``usage`` on ``model``; ``None`` if either is unknown."""
+    def cost(self, model: str | None, usage: Usage | None, *, batch: bool = False) -> float | None:
+        """Return the USD cost of ``usage`` on ``model``; ``None`` if either is unknown.
+
+        ``batch=True`` asks what the same tokens cost through the provider's batch API
+        (``None`` when the table has no batch price for the model).
+        """
         if model is None or usage is None:
             return None
         price = self.price_for(model)
-        return None if price is None else price.cost(usage)
+        if price is None or (batch and price.batch_input is None):
+            return None
+        return price.cost(usage, batch=batch)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the table in the JSON file's shape (``taken`` and ``models``)."""
@@ -213,15 +276,15 @@ class PriceTable:
         """
         models = data.get("models")
         if not isinstance(models, Mapping):
-            raise ValueError('a price table needs a "models" object of model → prices')
+            raise errors.ValidationError('a price table needs a "models" object of model → prices')
         parsed = {}
         for model, fields in models.items():
             if not isinstance(fields, Mapping):
-                raise ValueError(f"prices of {model!r} must be an object")
+                raise errors.ValidationError(f"prices of {model!r} must be an object")
             try:
                 parsed[model] = ModelPrice.from_dict(fields)
             except ValueError as exc:
-                raise ValueError(f"{model!r}: {exc}") from exc
+                raise errors.ValidationError(f"{model!r}: {exc}") from exc
         # Validate everything first so a bad file leaves the table unchanged.
         for model, price in parsed.items():
             self._set(model, price)
@@ -264,7 +327,7 @@ def _read_json(text: str) -> Mapping[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"price table is not valid JSON: {exc}") from exc
+        raise errors.ValidationError(f"price table is not valid JSON: {exc}") from exc
     if not isinstance(data, Mapping):
-        raise ValueError("a price table must be a JSON object")
+        raise errors.ValidationError("a price table must be a JSON object")
     return data

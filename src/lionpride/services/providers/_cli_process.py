@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lionpride import errors
+from lionpride.errors import CLIError
 
 __all__ = [
     "MAX_ARG_BYTES",
@@ -41,25 +42,6 @@ LINE_LIMIT = 64 * 1024 * 1024
 _STDERR_TAIL = 16 * 1024
 #: Seconds between SIGTERM and SIGKILL when a run is stopped.
 _KILL_GRACE = 5.0
-
-
-class CLIError(errors.ExecutionError):
-    """An agent CLI failed without reporting a result: non-zero exit or unreadable output.
-
-    Not retryable by default, since a run may have changed files before it failed.
-
-    Attributes:
-        returncode: The exit status, when the process ended.
-        stderr: The last part of what the CLI wrote to stderr.
-    """
-
-    default_message = "agent CLI failed"
-    default_retryable = False
-
-    def __init__(self, message: str, *, returncode: int | None = None, stderr: str = "") -> None:
-        self.returncode = returncode
-        self.stderr = stderr
-        super().__init__(message, details={"returncode": returncode} if returncode else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,11 +150,17 @@ STOP_REASONS: dict[str, Literal["stop", "length", "tool_calls", "content_filter"
 
 
 def anthropic_usage(raw: dict[str, Any] | None) -> Usage | None:
-    """Normalize Anthropic usage: cache reads and writes count as input tokens."""
+    """Normalize Anthropic usage: cache reads and writes count as input tokens.
+
+    The writes are split by lifetime where the answer says (``cache_creation``'s
+    ``ephemeral_1h_input_tokens``); otherwise they are five-minute writes, the default.
+    """
     if not isinstance(raw, dict):
         return None
     cache_read = raw.get("cache_read_input_tokens") or 0
     cache_write = raw.get("cache_creation_input_tokens") or 0
+    split = raw.get("cache_creation")
+    write_1h = (split.get("ephemeral_1h_input_tokens") or 0) if isinstance(split, dict) else 0
     inp = (raw.get("input_tokens") or 0) + cache_read + cache_write
     out = raw.get("output_tokens") or 0
     thinking = (raw.get("output_tokens_details") or {}).get("thinking_tokens") or 0
@@ -165,6 +171,8 @@ def anthropic_usage(raw: dict[str, Any] | None) -> Usage | None:
             "total_tokens": inp + out,
             "cached_tokens": cache_read,
             "reasoning_tokens": thinking,
+            "cache_write_tokens": cache_write,
+            "cache_write_1h_tokens": min(write_1h, cache_write),
         }
     )
 

@@ -30,6 +30,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
+from lionpride.errors import ClaudeCodeError
 from lionpride.services.providers._claude_code_request import (
     ClaudeCodeRequest,
     request_from_messages,
@@ -39,7 +40,6 @@ from lionpride.services.providers._claude_code_request import (
 )
 from lionpride.services.providers._cli_endpoint import CLIEndpoint
 from lionpride.services.providers._cli_process import (
-    CLIError,
     CLIRun,
 )
 from lionpride.services.providers.anthropic_messages import anthropic_usage
@@ -63,19 +63,6 @@ _FINISH_PROMPT = (
     "You ran out of turns. Do not use any tool: reply now with your final answer to the "
     "original request, based on what you have done so far."
 )
-
-
-class ClaudeCodeError(CLIError):
-    """The CLI failed without reporting a result: non-zero exit or unreadable output.
-
-    Not retryable by default, since a run may have changed files before it failed.
-
-    Attributes:
-        returncode: The exit status, when the process ended.
-        stderr: The last part of what the CLI wrote to stderr.
-    """
-
-    default_message = "Claude Code CLI failed"
 
 
 def create_claude_code_config(name: str = "claude_code_cli", **kwargs: Any) -> dict[str, Any]:

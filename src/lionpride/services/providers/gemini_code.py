@@ -31,11 +31,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lionpride import errors
+from lionpride.errors import GeminiCodeError
 from lionpride.services.providers._claude_code_request import _content_text
 from lionpride.services.providers._cli_endpoint import CLIEndpoint
 from lionpride.services.providers._cli_process import (
     MAX_ARG_BYTES,
-    CLIError,
     CLIRun,
     resolve_workspace,
 )
@@ -60,17 +60,6 @@ _EXIT_GRACE = 5.0
 _APPROVAL_ALIASES = {"suggest": "default", "full_auto": "yolo"}
 
 ApprovalMode = Literal["default", "auto_edit", "yolo", "plan"]
-
-
-class GeminiCodeError(CLIError):
-    """The Gemini CLI failed without reporting a result: non-zero exit or unreadable output.
-
-    Attributes:
-        returncode: The exit status, when the process ended.
-        stderr: The last part of what the CLI wrote to stderr.
-    """
-
-    default_message = "Gemini CLI failed"
 
 
 class GeminiCodeRequest(BaseModel):

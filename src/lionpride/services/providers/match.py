@@ -19,7 +19,7 @@ from lionpride.services.providers.oai_chat import OAI_PROVIDERS, OAIChatEndpoint
 from lionpride.services.providers.oai_responses import OAIResponsesEndpoint
 from lionpride.services.types.endpoint import Endpoint
 
-__all__ = ["KNOWN_PROVIDERS", "match_endpoint"]
+__all__ = ["KNOWN_PROVIDERS", "OPENAI_COMPATIBLE", "match_endpoint"]
 
 #: provider → the endpoint strings it serves.
 KNOWN_PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -30,6 +30,11 @@ KNOWN_PROVIDERS: dict[str, tuple[str, ...]] = {
     "gemini_code": ("query_cli", "chat", "chat/completions", "messages"),
 }
 
+#: Servers known to speak the OpenAI chat API at a ``base_url`` of your own: no warning.
+OPENAI_COMPATIBLE = frozenset(
+    {"deepseek", "lmstudio", "mistral", "ollama", "together", "vllm", "xai"}
+)
+
 
 def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: Any) -> Endpoint:
     """Build the endpoint for a provider.
@@ -37,8 +42,9 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
     Args:
         provider: ``openai``, ``groq``, ``openrouter``, ``nvidia_nim``, ``anthropic``,
             ``gemini``, ``claude_code`` or ``gemini_code`` (the CLIs), or any other name
-            together with ``base_url`` (an OpenAI-compatible server such as Ollama, vLLM,
-            Together, DeepSeek, Mistral or xAI).
+            together with ``base_url`` for an OpenAI-compatible server: the names in
+            :data:`OPENAI_COMPATIBLE` (Ollama, vLLM, Together, DeepSeek, Mistral, xAI, LM
+            Studio) quietly, any other with a warning that the name is unknown.
         endpoint: The API path; each provider accepts the ones in :data:`KNOWN_PROVIDERS`.
         **kwargs: Endpoint configuration (``api_key``, ``base_url``, ``timeout``,
             ``retry_config``, ``circuit_breaker``) and default request parameters (``model``).
@@ -54,16 +60,22 @@ def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: 
     if served is None:
         base_url = kwargs.get("base_url") or env_base_url(provider)
         if not base_url:
+            where = f"give base_url=... (or set {env_name(provider, 'BASE_URL')})"
+            if provider in OPENAI_COMPATIBLE:
+                raise errors.ConfigurationError(
+                    f"provider {provider!r} is OpenAI-compatible: {where} for its server"
+                )
             raise errors.ConfigurationError(
                 f"unknown provider {provider!r}: use one of {', '.join(_choices())}, "
-                f"or give base_url=... (or set {env_name(provider, 'BASE_URL')}) for an "
-                "OpenAI-compatible server"
+                f"or {where} for an OpenAI-compatible server"
             )
-        warnings.warn(
-            f"Unknown provider {provider!r}, treating {base_url} as an OpenAI-compatible endpoint",
-            UserWarning,
-            stacklevel=3,
-        )
+        if provider not in OPENAI_COMPATIBLE:
+            warnings.warn(
+                f"Unknown provider {provider!r}, treating {base_url} as an "
+                "OpenAI-compatible endpoint",
+                UserWarning,
+                stacklevel=3,
+            )
         return _build_oai(provider, endpoint, **kwargs)
     if endpoint not in served:
         raise errors.ConfigurationError(

@@ -3,6 +3,7 @@ Ollama, vLLM, Together, DeepSeek, Mistral, xAI, ...)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -114,6 +115,9 @@ def create_oai_chat(
 ) -> dict[str, Any]:
     """Config dict for an OpenAI-compatible chat endpoint.
 
+    A provider that is not built in (a self-hosted server) given no key, whose key variable
+    is unset too, is called without an ``Authorization`` header.
+
     Raises:
         ConfigurationError: An unknown provider without ``base_url``.
     """
@@ -123,6 +127,11 @@ def create_oai_chat(
             f"unknown OpenAI-compatible provider {provider!r} needs base_url=... "
             f"(built in: {', '.join(sorted(OAI_PROVIDERS))})"
         )
+    auth = "bearer"
+    if default_url is None and api_key is None and "api_key_env" not in kwargs:
+        # A self-hosted server (Ollama, vLLM, LM Studio...) often takes no key: with none
+        # given and none in its variable, requests go without one instead of failing.
+        auth = "bearer" if os.environ.get(env, "").strip() else "none"
     return provider_config(
         provider=provider,
         name=name or f"{provider}_chat",
@@ -131,7 +140,7 @@ def create_oai_chat(
         endpoint=endpoint,
         api_key=api_key,
         default_key_env=env,
-        auth_type="bearer",
+        auth_type=auth,
         request_options=OpenAIChatCompletionsRequest,
         **kwargs,
     )

@@ -1,8 +1,12 @@
-"""EndpointConfig: where and how an Endpoint sends requests, and the API-key rules.
+"""EndpointConfig: where and how an Endpoint sends requests, and the API-key rule.
 
-``api_key`` is an environment variable's name or ``None`` once validated; a raw credential
-(``SecretStr``, or a string that does not look like a variable name) is kept privately and never
-serialized. Re-exported from :mod:`lionpride.services.types.endpoint`.
+The rule, applied once, when the config is made: a string shaped like a variable name (letters,
+digits and underscores, any case, not starting with a digit) names the environment variable that
+holds the key; no ``api_key`` means the provider's own variable (``OPENAI_API_KEY``...). Either
+way the variable is read then, and one that is unset is a ``ConfigurationError`` naming it. Any
+other string, or a ``SecretStr``, is the key itself: kept privately, never serialized, never
+shown. ``api_key`` is an environment variable's name or ``None`` once validated. Re-exported from
+:mod:`lionpride.services.types.endpoint`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lionpride import errors
 from lionpride.services.types.backend import ServiceConfig
@@ -27,16 +38,20 @@ SYSTEM_ENV_VARS = frozenset(
         "DISPLAY", "SSH_AUTH_SOCK", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
     }
 )  # fmt: skip
-_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Names longer than this that are not upper case may be a key pasted as a name: not shown.
+_SHOWN_NAME = 24
 
 
 class EndpointConfig(ServiceConfig):
     """Where and how to send HTTP requests.
 
     ``api_key`` is only ever an environment variable's *name* once validated: a raw
-    credential (a ``SecretStr``, or a string that does not look like a variable name) is kept
+    credential (a ``SecretStr``, or a string that is not shaped like a variable name) is kept
     privately and serialized as ``None``. When no key is given, ``api_key_env`` names the
-    variable read at first use (``OPENAI_API_KEY``, ...).
+    variable (``OPENAI_API_KEY``, ...). A named variable is read when the config is made, and
+    one that is unset raises :class:`~lionpride.errors.ConfigurationError` then, given or
+    defaulted alike (for ``auth_type="none"`` nothing is read).
 
     ``stream_usage`` (OpenAI-compatible endpoints only, default ``True``) asks for token usage
     at the end of every stream by sending ``stream_options: {"include_usage": true}``, unless
@@ -69,6 +84,8 @@ class EndpointConfig(ServiceConfig):
     @model_validator(mode="wrap")
     @classmethod
     def _resolve_key(cls, data: Any, handler: Callable[[Any], EndpointConfig]) -> EndpointConfig:
+        if isinstance(data, EndpointConfig):
+            return handler(data)  # an endpoint's field, made (and its key resolved) already
         # A SecretStr never becomes a field value: it is taken out before validation.
         secret = None
         if isinstance(data, dict) and isinstance(data.get("api_key"), SecretStr):
@@ -82,41 +99,26 @@ class EndpointConfig(ServiceConfig):
         if secret is not None:
             value = secret.get_secret_value().strip()
             if not value:
-                raise ValueError("api_key cannot be empty or whitespace")
+                raise errors.ConfigurationError("api_key cannot be empty or whitespace")
             self._secret = SecretStr(value)
             return
         key = self.api_key
         if key is None:
+            if self.auth_type != "none" and self.api_key_env:
+                self._secret = _read_key_variable(self.api_key_env, "api_key_env")
             return
-        if key in SYSTEM_ENV_VARS:
+        key = key.strip()
+        if not key:
+            raise errors.ConfigurationError("api_key cannot be empty or whitespace")
+        if self.api_key_is_env or _ENV_NAME.match(key):
             # Checked before the variable is read, also for a restored dict that says
             # api_key_is_env: $HOME or $PATH must never be sent as a credential.
-            raise ValueError(_system_var_message("api_key", key))
-        if self.api_key_is_env:
-            value = os.environ.get(key, "").strip()
-            if not value:
-                raise ValueError(
-                    f"Environment variable '{key}' not found during deserialization: "
-                    f"set {key} before restoring this model"
-                )
-            self._secret = SecretStr(value)
-            return
-        if not key.strip():
-            raise ValueError("api_key cannot be empty or whitespace")
-        if _ENV_NAME.match(key):
-            if key not in os.environ:
-                raise ValueError(
-                    f"environment variable {key} is not set: export {key}=<your key>, "
-                    "or pass a raw key as SecretStr('...')"
-                )
-            value = os.environ[key].strip()
-            if not value:
-                raise ValueError(f"environment variable {key} is empty")
+            self._secret = _read_key_variable(key, "api_key")
+            object.__setattr__(self, "api_key", key)
             object.__setattr__(self, "api_key_is_env", True)
-            self._secret = SecretStr(value)
             return
         # A raw credential: keep it privately, never serialize it.
-        self._secret = SecretStr(key.strip())
+        self._secret = SecretStr(key)
         object.__setattr__(self, "api_key", None)
 
     @field_validator("api_key_env")
@@ -124,7 +126,7 @@ class EndpointConfig(ServiceConfig):
     def _check_key_env(cls, value: str | None) -> str | None:
         # Read at first use: a system variable named here would be sent as the credential.
         if value is not None and value in SYSTEM_ENV_VARS:
-            raise ValueError(_system_var_message("api_key_env", value))
+            raise errors.ConfigurationError(_system_var_message("api_key_env", value))
         return value
 
     @field_validator("base_url")
@@ -149,13 +151,7 @@ class EndpointConfig(ServiceConfig):
         return self
 
     def secret(self) -> SecretStr | None:
-        """The resolved credential, reading ``api_key_env`` when none was given."""
-        if self._secret is None and self.api_key_env:
-            value = os.environ.get(self.api_key_env, "").strip()
-            if value:
-                self._secret = SecretStr(value)
-                object.__setattr__(self, "api_key", self.api_key_env)
-                object.__setattr__(self, "api_key_is_env", True)
+        """The credential, resolved when the config was made (``None``: no auth)."""
         return self._secret
 
     @property
@@ -168,6 +164,44 @@ class EndpointConfig(ServiceConfig):
 
     def __repr_args__(self) -> Any:
         return [(k, v) for k, v in super().__repr_args__() if k != "kwargs" or v]
+
+    @classmethod
+    def build(cls, data: dict[str, Any]) -> EndpointConfig:
+        """Validate ``data`` into a config; a key problem raises its own ConfigurationError.
+
+        Pydantic wraps an error raised inside a validator in its own ``ValidationError``,
+        whose text shows the validator's input: for the key checks, that input holds the
+        key. The check's own error is raised instead, and it never shows a raw key.
+        """
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            for detail in exc.errors():
+                cause = (detail.get("ctx") or {}).get("error")
+                if isinstance(cause, errors.ConfigurationError):
+                    raise cause from None
+            raise
+
+
+def _read_key_variable(name: str, field: str) -> SecretStr:
+    """The key held in environment variable ``name``, or the error that names it."""
+    if name in SYSTEM_ENV_VARS:
+        raise errors.ConfigurationError(_system_var_message(field, name))
+    value = os.environ.get(name, "").strip()
+    if value:
+        return SecretStr(value)
+    if len(name) > _SHOWN_NAME and name != name.upper():
+        # Shaped like a name, but it may be a key pasted in: never echoed.
+        raise errors.ConfigurationError(
+            f"{field} ({len(name)} characters, not shown) is shaped like an environment "
+            "variable name, and no such variable is set: if it is the key itself, pass "
+            "api_key=SecretStr('...')"
+        )
+    state = "is empty" if name in os.environ else "is not set"
+    raise errors.ConfigurationError(
+        f"environment variable {name} {state}: export {name}=<your key>, or pass the key "
+        "itself as api_key=SecretStr('...')"
+    )
 
 
 def _system_var_message(field: str, name: str) -> str:

@@ -72,7 +72,7 @@ class ServiceConfig(BaseModel):
             return value
         if isinstance(value, BaseModel):
             return type(value)
-        raise ValueError(
+        raise errors.ValidationError(
             f"request_options must be a pydantic model class, got {type(value).__name__}"
         )
 
@@ -80,7 +80,9 @@ class ServiceConfig(BaseModel):
     @classmethod
     def _check_timeout(cls, value: float) -> float:
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
+            raise errors.ValidationError(
+                f"timeout must be a finite number of seconds > 0, got {value!r}"
+            )
         return value
 
     @field_validator("tags", mode="before")
@@ -92,7 +94,7 @@ class ServiceConfig(BaseModel):
             return ()
         if not isinstance(value, Iterable):
             # tuple() would raise TypeError, which pydantic lets through unexplained.
-            raise ValueError(f"tags must be a string or strings, got {value!r}")
+            raise errors.ValidationError(f"tags must be a string or strings, got {value!r}")
         return tuple(value)
 
 
@@ -207,10 +209,28 @@ class Calling(Event, Generic[OutputT]):
     post_invoke_hook_params: dict[str, Any] | None = Field(default=None, exclude=True, repr=False)
 
     @property
-    def response(self) -> NormalizedResponse[OutputT] | None:
-        """The normalized response of a completed call."""
+    def response(self) -> NormalizedResponse[OutputT]:
+        """The normalized response of a completed call (never ``None``).
+
+        A Calling that ``invoke`` returned without raising always has one. On a Calling with
+        no response (``execution.response`` is ``None``: it failed, or has not run), reading
+        this raises, as ``Future.result()`` does.
+
+        Raises:
+            Exception: The call's own error, for a failed or cancelled call (the one
+                ``invoke`` raises, or records with ``raise_on_error=False``).
+            lionpride.errors.ExecutionError: The call has not run yet.
+        """
         resp = self.execution.response
-        return resp if isinstance(resp, NormalizedResponse) else None
+        if isinstance(resp, NormalizedResponse):
+            return resp
+        error = self.execution.error
+        if error is not None:
+            raise error
+        raise errors.ExecutionError(
+            f"Calling {self.id} has no response (status {self.execution.status}): invoke it first",
+            retryable=False,
+        )
 
     def parse_output(self, response: NormalizedResponse) -> NormalizedResponse:
         """``response`` with its text validated into :attr:`output_type` as ``parsed``.
@@ -247,8 +267,8 @@ class Calling(Event, Generic[OutputT]):
     @property
     def usage(self) -> Usage | None:
         """The call's normalized token counts, when the backend reported them."""
-        resp = self.response
-        return resp.usage if resp is not None else None
+        resp = self.execution.response
+        return resp.usage if isinstance(resp, NormalizedResponse) else None
 
     @property
     def cost(self) -> float | None:

@@ -138,12 +138,14 @@ class Endpoint(ServiceBackend):
             secret = config.secret()
             if secret is not None and "api_key" not in kwargs and not config.api_key_is_env:
                 data["api_key"] = secret
-            return EndpointConfig.model_validate({**data, **kwargs})
+            return EndpointConfig.build({**data, **kwargs})
         if isinstance(config, dict):
-            return EndpointConfig.model_validate({**config, **kwargs})
+            return EndpointConfig.build({**config, **kwargs})
         if config is None:
-            return EndpointConfig.model_validate(kwargs)
-        raise ValueError(f"config must be a dict or EndpointConfig, got {type(config).__name__}")
+            return EndpointConfig.build(kwargs)
+        raise errors.ValidationError(
+            f"config must be a dict or EndpointConfig, got {type(config).__name__}"
+        )
 
     @field_serializer("circuit_breaker")
     def _ser_breaker(self, breaker: CircuitBreaker | None) -> dict[str, Any] | None:
@@ -177,7 +179,9 @@ class Endpoint(ServiceBackend):
         from lionpride.services._serialization import load_backend
 
         if kw:
-            raise ValueError(f"Endpoint.from_dict takes no extra arguments, got {sorted(kw)}")
+            raise errors.ValidationError(
+                f"Endpoint.from_dict takes no extra arguments, got {sorted(kw)}"
+            )
         return load_backend(data)
 
     # -- request -------------------------------------------------------------------------
@@ -191,8 +195,9 @@ class Endpoint(ServiceBackend):
         the validated model's dump, which is exactly what is sent.
 
         Raises:
-            ValidationError: Unknown parameters (named, with the valid ones), parameters the
-                provider has no equivalent for, or invalid values.
+            lionpride.errors.ValidationError: Unknown parameters (named, with the valid ones),
+                parameters the provider has no equivalent for, or invalid values (also a
+                ``ValueError``).
         """
         options = self.config.request_options
         if options is None:
@@ -215,7 +220,9 @@ class Endpoint(ServiceBackend):
         try:
             model = options.__pydantic_validator__.validate_python(merged)
         except ValidationError as exc:
-            raise errors.ValidationError(f"invalid request for {self.name}: {_short(exc)}") from exc
+            raise errors.ValidationError(
+                f"invalid request for {self.name}: {_short(exc)}", cause=exc
+            ) from exc
         if isinstance(model, RequestModel):
             return model.to_payload()
         dump: dict[str, Any] = model.model_dump(exclude_none=True, by_alias=True)

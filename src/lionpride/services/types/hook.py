@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
+from lionpride import errors
+
 __all__ = ["Hook", "HookPhase", "HookRegistry"]
 
 #: A lifecycle hook: ``fn(event, **kwargs)``, returning a value or an awaitable.
@@ -42,7 +44,7 @@ def _phase(value: Any) -> HookPhase:
         return HookPhase(value)
     except ValueError:
         valid = ", ".join(p.value for p in HookPhase)
-        raise ValueError(f"unknown hook phase {value!r}; valid: {valid}") from None
+        raise errors.ValidationError(f"unknown hook phase {value!r}; valid: {valid}") from None
 
 
 class HookRegistry:
@@ -62,13 +64,15 @@ class HookRegistry:
         if hooks is None:
             return
         if not isinstance(hooks, Mapping):
-            raise ValueError(f"hooks must be a dict of phase -> callable, got {type(hooks)}")
+            raise errors.ValidationError(
+                f"hooks must be a dict of phase -> callable, got {type(hooks)}"
+            )
         for phase, fns in hooks.items():
             if callable(fns):
                 self.register(phase, fns)
                 continue
             if isinstance(fns, str | bytes) or not isinstance(fns, Iterable):
-                raise ValueError(f"hook for {phase!r} must be callable, got {fns!r}")
+                raise errors.ValidationError(f"hook for {phase!r} must be callable, got {fns!r}")
             for fn in fns:
                 self.register(phase, fn)
 
@@ -80,7 +84,7 @@ class HookRegistry:
         """
         key = _phase(phase)
         if not callable(fn):
-            raise ValueError(f"hook for {key.value!r} must be callable, got {fn!r}")
+            raise errors.ValidationError(f"hook for {key.value!r} must be callable, got {fn!r}")
         self._hooks.setdefault(key, []).append(fn)
 
     def unregister(self, phase: HookPhase | str, fn: Hook | None = None) -> int:

@@ -37,9 +37,11 @@ class Usage(BaseModel):
     """Token counts, in the same names for every provider.
 
     ``cached_tokens`` are input tokens served from the provider's prompt cache and
-    ``cache_write_tokens`` input tokens written to it (both already included in
-    ``input_tokens``, where the provider reports them); ``reasoning_tokens`` are output
-    tokens spent thinking (already included in ``output_tokens``).
+    ``cache_write_tokens`` input tokens written to it (Anthropic's
+    ``cache_creation_input_tokens``, the Responses API's ``cache_write_tokens``), of which
+    ``cache_write_1h_tokens`` with the one-hour lifetime (the rest with the five-minute one); all
+    three are already included in ``input_tokens``. ``reasoning_tokens`` are output tokens spent
+    thinking (already included in ``output_tokens``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -48,8 +50,9 @@ class Usage(BaseModel):
     output_tokens: int = Field(default=0, ge=0)
     total_tokens: int = Field(default=0, ge=0)
     cached_tokens: int = Field(default=0, ge=0)
-    cache_write_tokens: int = Field(default=0, ge=0)
     reasoning_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+    cache_write_1h_tokens: int = Field(default=0, ge=0)
 
 
 def usage_of(counts: dict[str, Any]) -> Usage:

@@ -99,7 +99,7 @@ class Tool(ServiceBackend):
             return data
         func = data.get("func_callable")
         if not callable(func) or not isinstance(getattr(func, "__name__", None), str):
-            raise ValueError(
+            raise errors.ValidationError(
                 f"func_callable must be a callable with a __name__, got {func!r} "
                 f"({type(func).__name__})"
             )
@@ -113,7 +113,7 @@ class Tool(ServiceBackend):
         elif isinstance(config, ServiceConfig) and not isinstance(config, ToolConfig):
             config = ToolConfig(**{k: getattr(config, k) for k in ServiceConfig.model_fields})
         elif not isinstance(config, ToolConfig):
-            raise ValueError(
+            raise errors.ValidationError(
                 f"config must be None, a dict or a ToolConfig, got {type(config).__name__}"
             )
         return {**data, "config": config}

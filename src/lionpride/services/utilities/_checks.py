@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from lionpride import errors
+
 __all__ = ["_require_count", "_require_positive"]
 
 
@@ -15,12 +17,12 @@ def _require_positive(name: str, value: float) -> float:
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise errors.ValidationError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
 def _require_count(name: str, value: int, minimum: int = 0) -> int:
     """Return ``value``, or raise ``ValueError`` unless it is an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise errors.ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value

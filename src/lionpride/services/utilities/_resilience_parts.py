@@ -43,19 +43,24 @@ def _exception_name(cls: type[BaseException]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _resolve_exception(
-    name: object, extra: Iterable[type[BaseException]] = ()
-) -> type[BaseException]:
+#: Names that saved configs may hold for classes since moved into :mod:`lionpride.errors`.
+_MOVED: dict[str, type[BaseException]] = {
+    "lionpride.services.utilities.resilience.CircuitBreakerOpenError": (
+        errors.CircuitBreakerOpenError
+    ),
+}
+
+
+def _resolve_exception(name: object) -> type[BaseException]:
     """Map a dotted name back to its class, from an allow-list only.
 
-    Nothing is imported: only builtin exceptions, the classes of :mod:`lionpride.errors` and
-    the ``extra`` classes (``resilience`` passes its ``CircuitBreakerOpenError``) can be named,
-    so a config file cannot reach arbitrary code. A bare name (``"ValueError"``) means the
-    builtin.
+    Nothing is imported: only builtin exceptions and the classes of :mod:`lionpride.errors`
+    (also under the names they had before they moved there) can be named, so a config file
+    cannot reach arbitrary code. A bare name (``"ValueError"``) means the builtin.
     """
     if not isinstance(name, str):
-        raise ValueError(f"exception names must be strings, got {name!r}")
-    allowed: dict[str, type[BaseException]] = {_exception_name(cls): cls for cls in extra}
+        raise errors.ValidationError(f"exception names must be strings, got {name!r}")
+    allowed: dict[str, type[BaseException]] = dict(_MOVED)
     for module in (builtins, errors):
         for value in vars(module).values():
             if (
@@ -66,28 +71,25 @@ def _resolve_exception(
                 allowed[_exception_name(value)] = value
     cls = allowed.get(name if "." in name else f"builtins.{name}")
     if cls is None:
-        raise ValueError(
+        raise errors.ValidationError(
             f"exception {name!r} is not allowed: only builtin exceptions and "
             "lionpride.errors classes can be restored"
         )
     return cls
 
 
-def _resolve_exceptions(
-    name: str, values: object, extra: Iterable[type[BaseException]] = ()
-) -> tuple[type[BaseException], ...]:
-    """Resolve a JSON list of exception names through the allow-list (plus ``extra``)."""
+def _resolve_exceptions(name: str, values: object) -> tuple[type[BaseException], ...]:
+    """Resolve a JSON list of exception names through the allow-list."""
     if isinstance(values, str) or not isinstance(values, list | tuple):
-        raise ValueError(f"{name} must be a list of exception names, got {values!r}")
-    extra = tuple(extra)
-    return tuple(_resolve_exception(v, extra) for v in values)
+        raise errors.ValidationError(f"{name} must be a list of exception names, got {values!r}")
+    return tuple(_resolve_exception(v) for v in values)
 
 
 def _check_keys(kind: str, data: Mapping[str, Any], known: Iterable[str]) -> None:
     """Reject unknown keys so a typo in a saved config is not silently ignored."""
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(f"unknown {kind} keys: {', '.join(unknown)}")
+        raise errors.ValidationError(f"unknown {kind} keys: {', '.join(unknown)}")
 
 
 class _OutcomeWindow:

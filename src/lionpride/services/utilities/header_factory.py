@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import SecretStr
 
+from lionpride import errors
+
 __all__ = ["AUTH_TYPES", "AuthType", "HeaderFactory"]
 
 AuthType = Literal["bearer", "x-api-key", "x-goog-api-key", "none"]
@@ -35,14 +37,16 @@ class HeaderFactory:
             ValueError: Unknown ``auth_type`` or a missing key.
         """
         if auth_type not in AUTH_TYPES:
-            raise ValueError(f"auth_type must be one of {AUTH_TYPES}, got {auth_type!r}")
+            raise errors.ValidationError(
+                f"auth_type must be one of {AUTH_TYPES}, got {auth_type!r}"
+            )
         headers: dict[str, str] = {}
         if content_type is not None:
             headers["Content-Type"] = content_type
         if auth_type != "none":
             key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
             if not key or not key.strip():
-                raise ValueError("API key is required for authentication")
+                raise errors.ValidationError("API key is required for authentication")
             if auth_type == "bearer":
                 headers["Authorization"] = f"Bearer {key.strip()}"
             else:

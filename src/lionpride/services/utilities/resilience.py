@@ -9,6 +9,12 @@ a failure rate over a time window), fails fast while open, lets ``half_open_max_
 through once ``recovery_time`` has passed, and closes again on a probe's success. Cancellation
 counts as neither success nor failure, and a probe slot is released whatever the probe's outcome.
 
+While the breaker is open, every call fails at once with ``CircuitBreakerOpenError``, whose
+``retry_after`` says when the breaker half-opens: retry never waits for an open breaker, however
+short ``recovery_time`` is (a call that waited would only become a probe, late). The first
+call after ``recovery_time`` is a probe; a call that finds every probe slot busy is retried
+after at most :data:`HALF_OPEN_RETRY_AFTER` (1 s), when the probe has likely decided.
+
 :func:`retry_with_backoff` retries errors that say they are retryable (``.retryable`` on
 :class:`lionpride.errors.LionprideError`, plus the builtin ``ConnectionError`` and
 ``TimeoutError``) with full-jitter exponential backoff, waits exactly the server's
@@ -56,6 +62,7 @@ import inspect
 import logging
 import math
 import random
+import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -64,6 +71,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.errors import CircuitBreakerOpenError
 from lionpride.services.utilities._checks import _require_count, _require_positive
 from lionpride.services.utilities._resilience_parts import (
     _check_keys,
@@ -122,35 +130,6 @@ class CircuitState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-class CircuitBreakerOpenError(errors.ConnectionError):
-    """The breaker refused the call without running it.
-
-    Args:
-        message: Human-readable text; ``default_message`` when omitted.
-        retry_after: Seconds until the breaker may admit a call again, when known.
-        details: Extra structured context; ``retry_after`` is added to it.
-    """
-
-    default_message = "Circuit breaker is open"
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        retry_after: float | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        merged = dict(details or {})
-        if retry_after is not None:
-            merged["retry_after"] = retry_after
-        super().__init__(message, details=merged, retryable=True)
-        self.retry_after = retry_after
-
-
-#: Classes of this module that saved configs may name, besides builtins and lionpride.errors.
-_RESTORABLE = (CircuitBreakerOpenError,)
-
-
 # --- circuit breaker ----------------------------------------------------------------------------
 
 
@@ -202,7 +181,7 @@ class CircuitBreaker:
                 "failure_rate_threshold", failure_rate_threshold
             )
             if failure_rate_threshold > 1:
-                raise ValueError(
+                raise errors.ValidationError(
                     f"failure_rate_threshold must be <= 1, got {failure_rate_threshold!r}"
                 )
         self.failure_rate_threshold = failure_rate_threshold
@@ -214,6 +193,9 @@ class CircuitBreaker:
                 "circuit breaker %r excludes Exception: no failure is ever counted, "
                 "so it can never open",
                 name,
+            )
+            warnings.warn(
+                f"circuit breaker {name!r} excludes Exception: it can never open", stacklevel=2
             )
 
         self._state = CircuitState.CLOSED
@@ -316,7 +298,7 @@ class CircuitBreaker:
         )
         if fields.get("excluded_exceptions") is not None:
             fields["excluded_exceptions"] = _resolve_exceptions(
-                "excluded_exceptions", fields["excluded_exceptions"], _RESTORABLE
+                "excluded_exceptions", fields["excluded_exceptions"]
             )
         return cls(**fields, clock=clock)
 
@@ -430,11 +412,11 @@ class RetryConfig:
         _require_count("max_retries", self.max_retries, 0)
         initial = _require_positive("initial_delay", self.initial_delay)
         if _require_positive("max_delay", self.max_delay) < initial:
-            raise ValueError(
+            raise errors.ValidationError(
                 f"max_delay must be >= initial_delay, got {self.max_delay!r} < {initial!r}"
             )
         if _require_positive("exponential_base", self.exponential_base) < 1:
-            raise ValueError(
+            raise errors.ValidationError(
                 f"exponential_base must be >= 1 (waits would shrink), got {self.exponential_base!r}"
             )
         if self.retry_on is not None:
@@ -447,7 +429,7 @@ class RetryConfig:
         the wait is drawn uniformly from ``[0, cap]``.
         """
         if attempt < 0:
-            raise ValueError(f"attempt must be >= 0, got {attempt!r}")
+            raise errors.ValidationError(f"attempt must be >= 0, got {attempt!r}")
         try:
             cap = min(self.initial_delay * self.exponential_base**attempt, self.max_delay)
         except OverflowError:
@@ -483,7 +465,7 @@ class RetryConfig:
         fields = dict(data)
         _check_keys("RetryConfig", fields, cls.__dataclass_fields__)
         if fields.get("retry_on") is not None:
-            fields["retry_on"] = _resolve_exceptions("retry_on", fields["retry_on"], _RESTORABLE)
+            fields["retry_on"] = _resolve_exceptions("retry_on", fields["retry_on"])
         return cls(**fields)
 
 
@@ -528,8 +510,12 @@ def _plan_wait(
     if attempt >= config.max_retries or not _is_retryable(exc, config):
         return None
     server = _server_wait(exc)
-    # Retrying into an open breaker only helps when it says it will admit calls soon enough.
-    if isinstance(exc, CircuitBreakerOpenError) and (server is None or server > config.max_delay):
+    # An open breaker fails the call fast, however soon it will half-open: sleeping until
+    # then would hold every call of an outage for the recovery time, each to end as a
+    # probe. Only busy probe slots (half-open) are worth a short wait for their outcome.
+    if isinstance(exc, CircuitBreakerOpenError) and (
+        exc.state == CircuitState.OPEN or server is None or server > config.max_delay
+    ):
         return None
     wait = config.calculate_delay(attempt) if server is None else server
     if deadline is None:
@@ -557,8 +543,9 @@ async def retry_with_backoff(
 
     Runs once per call; ``func`` runs once per attempt (at most ``max_retries + 1``). The wait
     before retry ``n`` is the error's ``retry_after`` when it has one, else
-    ``config.calculate_delay(n)``. A :class:`CircuitBreakerOpenError` is retried only when its
-    ``retry_after`` is known, at most ``max_delay``, and fits the deadline. Without a deadline a
+    ``config.calculate_delay(n)``. A :class:`CircuitBreakerOpenError` of an open breaker is never
+    retried; one of a half-open breaker (probe slots busy) only when its ``retry_after`` is
+    known, at most ``max_delay``, and fits the deadline. Without a deadline a
     ``retry_after`` above :data:`MAX_SERVER_WAIT` is raised at once. Cancellation is never
     retried.
 

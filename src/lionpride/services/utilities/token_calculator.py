@@ -19,6 +19,7 @@ import tempfile
 from typing import Any
 
 from lionpride import errors
+from lionpride.errors import TokenCalculationError
 
 __all__ = ["ENCODING_URLS", "TokenCalculationError", "TokenCalculator"]
 
@@ -27,12 +28,6 @@ ENCODING_URLS: dict[str, str] = {
     "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
     "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
 }
-
-
-class TokenCalculationError(errors.ConfigurationError):
-    """tiktoken is missing, or the encoding is not available without a download."""
-
-    default_message = "token calculator unavailable"
 
 
 class TokenCalculator:
@@ -49,7 +44,9 @@ class TokenCalculator:
 
     def __init__(self, encoding: Any) -> None:
         if not callable(getattr(encoding, "encode", None)):
-            raise ValueError(f"encoding must have an encode(text) method, got {encoding!r}")
+            raise errors.ValidationError(
+                f"encoding must have an encode(text) method, got {encoding!r}"
+            )
         self.encoding = encoding
 
     def count_text(self, text: str) -> int:

@@ -1,0 +1,145 @@
+"""iModel.invoke_sync: a blocking call on a private loop that keeps its connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from lionpride import errors
+from lionpride.services import iModel
+from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.utilities.resilience import no_backoff
+from lionpride.testing import FakeProvider, Reply
+
+MESSAGES = [{"role": "user", "content": "Capital of France?"}]
+
+
+@contextlib.contextmanager
+def provider_in_thread() -> Iterator[FakeProvider]:
+    """A FakeProvider serving from its own thread's loop, so this thread may block."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    fp = FakeProvider(reply_text="Paris.")
+    asyncio.run_coroutine_threadsafe(fp.__aenter__(), loop).result(10)
+    try:
+        yield fp
+    finally:
+        asyncio.run_coroutine_threadsafe(fp.__aexit__(None, None, None), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+class Connections:
+    """Counts the client's new and reused connections (aiohttp's public tracing hooks)."""
+
+    def __init__(self) -> None:
+        self.created = 0
+        self.reused = 0
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_connection_create_end.append(self._created)
+        self.trace.on_connection_reuseconn.append(self._reused)
+
+    async def _created(self, *_: Any) -> None:
+        self.created += 1
+
+    async def _reused(self, *_: Any) -> None:
+        self.reused += 1
+
+
+def openai_model(fp: FakeProvider, connections: Connections, **kw: Any) -> iModel:
+    """An OpenAI-format model on ``fp`` whose connections are counted."""
+    return iModel(
+        provider="openai",
+        base_url=fp.base_url("openai"),
+        api_key=SecretStr("k"),
+        client_kwargs={"trace_configs": [connections.trace]},
+        **kw,
+    )
+
+
+def test_sync_calls_share_one_pooled_connection() -> None:
+    """Three blocking calls go through the model's limits and return completed Callings over
+    one connection, reused; a call after close() opens a new one."""
+    connections = Connections()
+    with provider_in_thread() as fp:
+        with openai_model(fp, connections, limit_requests=10) as model:
+            callings = [model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES) for _ in "abc"]
+            assert model.executor is not None and model.executor.stats()["completed"] == 3
+        assert [c.response.data for c in callings] == ["Paris."] * 3
+        assert (connections.created, connections.reused) == (1, 2)
+        model = openai_model(fp, connections)
+        model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+        model.close()
+        model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+        model.close()
+    assert connections.created == 3
+
+
+def test_sync_call_retries_and_raises_like_invoke() -> None:
+    """A 429 is retried as for invoke; a failure raises the typed error with its Calling,
+    or returns the failed Calling with raise_on_error=False."""
+    connections = Connections()
+    with provider_in_thread() as fp, no_backoff():
+        fp.script(Reply(status=429), Reply(status=401))
+        with openai_model(fp, connections, retry_config=None) as model:
+            with pytest.raises(errors.RateLimitError) as caught:
+                model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+            assert caught.value.calling is not None
+            failed = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES, raise_on_error=False)
+            assert isinstance(failed.execution.error, errors.AuthenticationError)
+        with openai_model(fp, connections) as model:
+            fp.script(Reply(status=429))
+            done = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+            assert done.response.data == "Paris." and done.execution.attempts == 2
+
+
+async def test_sync_call_inside_a_running_loop_is_refused() -> None:
+    """Inside async code invoke_sync and close refuse, pointing to the awaitable methods,
+    and leave no coroutine un-awaited."""
+    model = iModel(provider="openai", base_url="http://127.0.0.1:9", api_key=SecretStr("k"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(errors.ExecutionError, match=r"await model\.invoke\(\.\.\.\)"):
+            model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+        with pytest.raises(errors.ExecutionError, match=r"await model\.aclose\(\)"):
+            model.close()
+    await model.aclose()
+
+
+def test_aclose_closes_the_idle_private_loops() -> None:
+    """``await model.aclose()`` in async code closes the loop that blocking calls made in
+    another thread (reused by both calls there)."""
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def note_loop(event: object, **kwargs: Any) -> None:
+        loops.append(asyncio.get_running_loop())
+
+    hooks = HookRegistry()
+    hooks.register(HookPhase.PreInvocation, note_loop)
+    connections = Connections()
+    with provider_in_thread() as fp:
+        model = openai_model(fp, connections, hook_registry=hooks)
+
+        async def main() -> None:
+            with ThreadPoolExecutor(max_workers=1) as worker:
+                for _ in range(2):
+                    await asyncio.get_running_loop().run_in_executor(
+                        worker, lambda: model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+                    )
+            assert loops[0] is loops[1] and not loops[0].is_closed()
+            await model.aclose()
+
+        asyncio.run(main())
+    assert (connections.created, connections.reused) == (1, 1)
+    assert loops[0].is_closed()
