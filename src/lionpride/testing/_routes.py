@@ -172,10 +172,13 @@ def _openai_embeddings(request: dict[str, Any]) -> RouteReply:
     model = request.get("model")
     if not isinstance(model, str) or not model:
         return _refused("openai", "You must provide a model parameter.")
-    given = request.get("input")
-    texts = [given] if isinstance(given, str) else given
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        return _refused("openai", "'input' must be a non-empty string or array of strings.")
+    texts = _embedding_inputs(request.get("input"))
+    if texts is None:
+        return _refused(
+            "openai",
+            "'input' must be a non-empty string, array of strings, array of tokens or array "
+            "of token arrays.",
+        )
     if len(texts) > OPENAI_EMBED_CAP:
         return _refused(
             "openai", f"'input' holds {len(texts)} items: at most {OPENAI_EMBED_CAP} allowed."
@@ -186,12 +189,12 @@ def _openai_embeddings(request: dict[str, Any]) -> RouteReply:
     b64 = request.get("encoding_format") == "base64"
     data = []
     for i, text in enumerate(texts):
-        vector = vector_for(text, dims)
+        vector = vector_for(text if isinstance(text, str) else json.dumps(text), dims)
         embedding: Any = vector
         if b64:
             embedding = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
         data.append({"object": "embedding", "index": i, "embedding": embedding})
-    tokens = sum(_tokens(t) for t in texts)
+    tokens = sum(_tokens(t) if isinstance(t, str) else len(t) for t in texts)
     obj = {
         "object": "list",
         "data": data,
@@ -199,6 +202,26 @@ def _openai_embeddings(request: dict[str, Any]) -> RouteReply:
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
     return _json("openai", obj, tokens)
+
+
+def _embedding_inputs(given: Any) -> list[Any] | None:
+    """The inputs of an embeddings request, or ``None`` if malformed: a string is one input,
+    and so is a list of token ids; a list of strings, or of token-id lists, is several."""
+    if isinstance(given, str):
+        return [given]
+    if not isinstance(given, list) or not given:
+        return None
+    if all(map(_token_id, given)):
+        return [given]
+    if all(isinstance(t, str) for t in given) or all(
+        isinstance(t, list) and t and all(map(_token_id, t)) for t in given
+    ):
+        return given
+    return None
+
+
+def _token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _parts_text(content: Any) -> str | None:
