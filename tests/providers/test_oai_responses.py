@@ -105,7 +105,7 @@ async def test_canonical_request_is_translated(fake_provider: FakeProvider) -> N
         },
         {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
     ]
-    assert sent["tools"] == [{"type": "function", **WEATHER["function"]}]
+    assert sent["tools"] == [{"type": "function", **WEATHER["function"], "strict": False}]
     assert sent["max_output_tokens"] == 50
     assert sent["reasoning"] == {"effort": "low"}
     assert sent["text"] == {"format": {"type": "json_schema", "name": "r", "schema": schema}}
@@ -122,6 +122,14 @@ async def test_parameter_without_equivalent_is_named(
         with pytest.raises(errors.ValidationError, match=repr(name)):
             await model.invoke(messages=[{"role": "user", "content": "hi"}], **{name: 1})
     assert fake_provider.requests == []
+
+
+async def test_chat_tools_keep_their_strictness(fake_provider: FakeProvider) -> None:
+    """A chat tool without strict is sent non-strict (the Responses default is strict)."""
+    strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    async with model_for(fake_provider) as model:
+        await model.invoke(messages=[{"role": "user", "content": "hi"}], tools=[WEATHER, strict])
+    assert [tool["strict"] for tool in fake_provider.requests[-1].body["tools"]] == [False, True]
 
 
 async def test_native_request_passes_through_unchanged(fake_provider: FakeProvider) -> None:

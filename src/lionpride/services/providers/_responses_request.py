@@ -11,7 +11,8 @@ anything else is taken as a native Responses request and left alone. The rules:
 - an assistant message's ``provider_state`` of this API (its reasoning items) is replayed
   before the message, so a reasoning model keeps its reasoning across turns; another
   provider's state is dropped, and the key itself is never sent;
-- ``tools`` (function tools flattened; built-in tools passed through), ``tool_choice``,
+- ``tools`` (function tools flattened, ``strict`` false unless the tool says so, as on chat
+  completions; built-in tools passed through), ``tool_choice``,
   ``response_format`` → ``text.format``, ``max_tokens`` / ``max_completion_tokens`` →
   ``max_output_tokens``, ``reasoning_effort`` → ``reasoning.effort``, ``verbosity`` →
   ``text.verbosity``, ``logprobs`` → ``include``;
@@ -218,10 +219,14 @@ def _assistant(msg: dict[str, Any], i: int) -> list[dict[str, Any]]:
 
 
 def _tool(tool: Any) -> Any:
-    """A chat function tool flattened; a built-in or already flat tool as it is."""
+    """A chat function tool flattened; a built-in or already flat tool as it is.
+
+    ``strict`` is sent as the chat tool meant it: chat completions treats a tool without it
+    as non-strict, the Responses API would make it strict (every property required).
+    """
     if isinstance(tool, dict) and tool.get("type") == "function" and "function" in tool:
         fn = tool["function"]
-        return {"type": "function", **fn}
+        return {"type": "function", **fn, "strict": bool(fn.get("strict"))}
     return tool
 
 
