@@ -276,6 +276,28 @@ async def test_failed_response_raises(fake_provider: FakeProvider) -> None:
             await model.invoke(input="go")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_failed_for_the_request_is_not_retried(
+    fake_provider: FakeProvider, stream: bool
+) -> None:
+    """A response failed over its input (image_too_large) is a BadRequestError, sent once."""
+    error = {"code": "image_too_large", "message": "Image too large"}
+    failed = {"id": "resp_1", "status": "failed", "error": error, "output": []}
+    if stream:
+        event = json.dumps({"type": "response.failed", "response": failed})
+        fake_provider.script(Reply(chunks=[f"event: response.failed\ndata: {event}\n\n"]))
+    else:
+        fake_provider.script(Reply(body=failed))
+    async with model_for(fake_provider, retry_config={"max_retries": 2}) as model:
+        with pytest.raises(errors.BadRequestError, match="Image too large"):
+            if stream:
+                async for _ in model.invoke_stream(input="go"):
+                    pass
+            else:
+                await model.invoke(input="go")
+    assert len(fake_provider.requests) == 1
+
+
 async def test_unknown_model_400_is_not_found(fake_provider: FakeProvider) -> None:
     """The Responses API's 400 model_not_found is raised as NotFoundError, status kept."""
     error = {

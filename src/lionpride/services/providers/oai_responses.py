@@ -168,6 +168,9 @@ _INCOMPLETE: dict[str, Literal["length", "content_filter"]] = {
     "content_filter": "content_filter",
 }
 
+#: Error codes of a failed response that are the service's fault, not the request's.
+_SERVER_CODES = frozenset({"server_error", "vector_store_timeout"})
+
 #: Keys of a built-in tool item kept in its summary (ids, outputs and tool lists are not).
 _SUMMARY_KEYS = ("type", "name", "server_label", "status", "action", "arguments")
 
@@ -193,11 +196,18 @@ def responses_usage(raw: Any) -> Usage | None:
 
 
 def _raise_failed(raw: dict[str, Any], provider: str) -> None:
-    """Raise the typed error of a ``failed`` response (or an ``error`` body)."""
+    """Raise the typed error of a ``failed`` response (or an ``error`` body).
+
+    The service's own failures (``server_error``, ``vector_store_timeout``, or no code and
+    no ``invalid_request_error`` type) are a retryable 500 and ``rate_limit_exceeded`` a 429;
+    any other code names a fault in the request (``invalid_prompt``, ``image_too_large``,
+    ``failed_to_download_image``, ...) that a retry would only repeat and pay for: a 400.
+    """
     err = raw.get("error")
     info = err if isinstance(err, dict) else {"message": str(err or "response failed")}
     code = str(info.get("code") or "")
-    status = 429 if "rate_limit" in code else 400 if "invalid" in code else 500
+    faulty = code not in _SERVER_CODES if code else info.get("type") == "invalid_request_error"
+    status = 429 if "rate_limit" in code else 400 if faulty else 500
     raise errors.error_for_status(
         status, str(info.get("message") or code or "response failed"), body=raw, provider=provider
     )
