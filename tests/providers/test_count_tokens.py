@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from tests.providers._api_wire import fake_model
 
+from lionpride import errors
 from lionpride.services import iModel
 from lionpride.testing import FakeProvider, Reply
 
@@ -103,3 +104,14 @@ async def test_invalid_request_is_refused_before_sending(fake_provider: FakeProv
         with pytest.raises(ValueError, match="mesages"):
             await model.count_tokens(model="c", mesages=[])
     assert fake_provider.requests == []
+
+
+async def test_unknown_model_on_responses_count_is_not_found(fake_provider: FakeProvider) -> None:
+    """The Responses API's 400 model_not_found on input_tokens is a NotFoundError, as on invoke."""
+    error = {"message": "The model 'nope' does not exist.", "type": "invalid_request_error"}
+    body = {"error": {**error, "param": "model", "code": "model_not_found"}}
+    fake_provider.script(Reply(status=400, body=body))
+    async with model_for(fake_provider, "openai", "responses") as model:
+        with pytest.raises(errors.NotFoundError, match="nope") as caught:
+            await model.count_tokens(model="nope", input="hi")
+    assert caught.value.status_code == 400
