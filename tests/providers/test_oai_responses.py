@@ -341,3 +341,12 @@ async def test_token_reservation_counts_instructions_and_input(
         )
     assert short.reserved_tokens < 20
     assert long.reserved_tokens > short.reserved_tokens + 300
+
+
+async def test_token_reservation_counts_tool_results(fake_provider: FakeProvider) -> None:
+    """A tool result (a function_call_output's output) is reserved like any prompt text."""
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+    result = {"type": "function_call_output", "call_id": "c1", "output": "word " * 400}
+    async with model_for(fake_provider, limit_tokens=100_000) as model:
+        calling = await model.create_calling(input=[call, result], max_output_tokens=10)
+    assert calling.reserved_tokens > 400
