@@ -113,7 +113,9 @@ async def test_canonical_request_is_translated(fake_provider: FakeProvider) -> N
     assert json.loads(calling.response.data) == {"a": "example"}
 
 
-@pytest.mark.parametrize("name", ["stop", "seed", "logit_bias"])
+@pytest.mark.parametrize(
+    "name", ["stop", "seed", "logit_bias", "presence_penalty", "frequency_penalty"]
+)
 async def test_parameter_without_equivalent_is_named(
     fake_provider: FakeProvider, name: str
 ) -> None:

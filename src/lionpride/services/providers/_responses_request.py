@@ -16,8 +16,8 @@ anything else is taken as a native Responses request and left alone. The rules:
   ``response_format`` → ``text.format``, ``max_tokens`` / ``max_completion_tokens`` →
   ``max_output_tokens``, ``reasoning_effort`` → ``reasoning.effort``, ``verbosity`` →
   ``text.verbosity``, ``logprobs`` → ``include``;
-- a parameter the Responses API has no equivalent for (``stop``, ``seed``, ``n``, ...) is a
-  :class:`~lionpride.errors.ValidationError` naming it.
+- a parameter the Responses API has no equivalent for (``stop``, ``seed``, ``n``, the
+  penalties, ...) is a :class:`~lionpride.errors.ValidationError` naming it.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _SAME = frozenset(
     {
         "model", "temperature", "top_p", "user", "metadata", "store", "service_tier",
         "parallel_tool_calls", "top_logprobs", "stream", "stream_options", "prompt_cache_key",
-        "safety_identifier", "presence_penalty", "frequency_penalty", "extra_body",
+        "safety_identifier", "extra_body",
         "instructions", "include", "previous_response_id", "reasoning", "text", "truncation",
         "background", "max_output_tokens", "prompt_cache_retention", "max_tool_calls",
     }
@@ -51,6 +51,8 @@ _SAME = frozenset(
 _UNSUPPORTED = {
     "stop": "it has no stop sequences",
     "seed": "it takes no seed",
+    "presence_penalty": "it has no penalties (extra_body, for a compatible server that has)",
+    "frequency_penalty": "it has no penalties (extra_body, for a compatible server that has)",
     "n": "it makes one answer per request",
     "logit_bias": "it has no logit bias",
     "functions": "use tools",
