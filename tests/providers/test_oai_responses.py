@@ -228,6 +228,16 @@ async def test_stream_yields_text_and_call_deltas(fake_provider: FakeProvider) -
     assert fake_provider.requests[-1].body["stream"] is True
 
 
+async def test_chat_stream_options_ask_no_usage(fake_provider: FakeProvider) -> None:
+    """A chat include_usage is not sent (the Responses API refuses it); usage still comes."""
+    async with model_for(fake_provider) as model:
+        messages = [{"role": "user", "content": "hi"}]
+        request = {"messages": messages, "stream_options": {"include_usage": True}}
+        chunks = [c async for c in model.invoke_stream(**request)]
+    assert "stream_options" not in fake_provider.requests[-1].body
+    assert chunks[-1].response.usage.input_tokens > 0
+
+
 async def test_stream_reasoning_summary_and_incomplete(fake_provider: FakeProvider) -> None:
     """Reasoning summary deltas come as reasoning; a cut answer finishes with length."""
     async with model_for(fake_provider) as model:

@@ -15,7 +15,8 @@ anything else is taken as a native Responses request and left alone. The rules:
   completions; built-in tools passed through), ``tool_choice``,
   ``response_format`` → ``text.format``, ``max_tokens`` / ``max_completion_tokens`` →
   ``max_output_tokens``, ``reasoning_effort`` → ``reasoning.effort``, ``verbosity`` →
-  ``text.verbosity``, ``logprobs`` → ``include``;
+  ``text.verbosity``, ``logprobs`` → ``include``, ``stream_options`` without
+  ``include_usage`` (a Responses stream always reports its usage);
 - a parameter the Responses API has no equivalent for (``stop``, ``seed``, ``n``, the
   penalties, ...) is a :class:`~lionpride.errors.ValidationError` naming it.
 """
@@ -40,7 +41,7 @@ _WHO = "the OpenAI Responses API"
 _SAME = frozenset(
     {
         "model", "temperature", "top_p", "user", "metadata", "store", "service_tier",
-        "parallel_tool_calls", "top_logprobs", "stream", "stream_options", "prompt_cache_key",
+        "parallel_tool_calls", "top_logprobs", "stream", "prompt_cache_key",
         "safety_identifier", "extra_body",
         "instructions", "include", "previous_response_id", "reasoning", "text", "truncation",
         "background", "max_output_tokens", "prompt_cache_retention", "max_tool_calls",
@@ -94,6 +95,11 @@ def chat_to_responses(request: dict[str, Any]) -> dict[str, Any]:
             out["tools"] = [_tool(tool) for tool in value or ()]
         elif key == "tool_choice":
             out["tool_choice"] = _tool_choice(value)
+        elif key == "stream_options":
+            # A Responses stream always ends with its usage: include_usage asks nothing there.
+            options = {k: v for k, v in (value or {}).items() if k != "include_usage"}
+            if options:
+                out["stream_options"] = options
         elif key == "logprobs":
             if value:
                 include = list(request.get("include") or ())
