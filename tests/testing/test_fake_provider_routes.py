@@ -161,6 +161,29 @@ async def test_responses_refuses_what_the_live_api_refuses(
     assert error["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "name"),
+    [
+        ("/v1/responses", {"model": "m", "input": "hi", "max_tokens": 5}, "max_tokens"),
+        ("/v1/responses", {"model": "m", "input": "hi", "presence_penalty": 1}, "presence_penalty"),
+        ("/v1/responses/input_tokens", {"model": "m", "input": "hi", "store": False}, "store"),
+        ("/v1/embeddings", {"model": "m", "input": "hi", "task_type": "x"}, "task_type"),
+    ],
+)
+async def test_unknown_parameter_is_openais_400(
+    fake_provider: FakeProvider, path: str, body: dict[str, Any], name: str
+) -> None:
+    """A field the route does not take gets OpenAI's unknown_parameter 400 naming it."""
+    status, _, text = await post(fake_provider, path, body)
+    assert status == 400
+    assert json.loads(text)["error"] == {
+        "message": f"Unknown parameter: '{name}'.",
+        "type": "invalid_request_error",
+        "param": name,
+        "code": "unknown_parameter",
+    }
+
+
 async def test_openai_embeddings_are_deterministic_and_base64_matches_floats(
     fake_provider: FakeProvider,
 ) -> None:

@@ -111,10 +111,55 @@ def error_format(path: str, headers: dict[str, str]) -> Format:
     return "openai"
 
 
+#: The top-level fields OpenAI's routes take (from the API reference); any other field is
+#: refused with the live API's ``unknown_parameter`` 400, so a request the client got wrong
+#: fails here as it would there.
+_OPENAI_FIELDS: dict[Route, frozenset[str]] = {
+    "responses": frozenset(
+        {
+            "background", "context_management", "conversation", "include", "input",
+            "instructions", "max_output_tokens", "max_tool_calls", "metadata", "model",
+            "parallel_tool_calls", "personality", "previous_response_id", "prompt",
+            "prompt_cache_key", "prompt_cache_retention", "reasoning", "safety_identifier",
+            "service_tier", "store", "stream", "stream_options", "temperature", "text",
+            "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "user",
+        }
+    ),
+    "responses_input_tokens": frozenset(
+        {
+            "conversation", "input", "instructions", "model", "parallel_tool_calls",
+            "personality", "previous_response_id", "reasoning", "text", "tool_choice", "tools",
+            "truncation",
+        }
+    ),
+    "openai_embeddings": frozenset({"model", "input", "dimensions", "encoding_format", "user"}),
+}  # fmt: skip
+
+
+def _unknown_parameter(route: Route, body: Any) -> RouteReply | None:
+    """OpenAI's 400 for the first field ``route`` does not take, or ``None``."""
+    fields = _OPENAI_FIELDS.get(route)
+    if fields is None or not isinstance(body, dict):
+        return None
+    name = next((key for key in body if key not in fields), None)
+    if name is None:
+        return None
+    error = {
+        "message": f"Unknown parameter: '{name}'.",
+        "type": "invalid_request_error",
+        "param": name,
+        "code": "unknown_parameter",
+    }
+    return RouteReply(400, "application/json", [json.dumps({"error": error}).encode()], False, 0)
+
+
 def generate(route: Route, path: str, body: Any, options: ReplyOptions) -> RouteReply:
     """The generated answer to ``body`` on ``route`` (a 400 if the live API would refuse it)."""
     request = body if isinstance(body, dict) else {}
     fmt = _FORMAT[route]
+    unknown = _unknown_parameter(route, body)
+    if unknown is not None:
+        return unknown
     if route == "responses":
         problem = check_responses_request(body)
         if problem is not None:
