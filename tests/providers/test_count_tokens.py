@@ -115,3 +115,11 @@ async def test_unknown_model_on_responses_count_is_not_found(fake_provider: Fake
         with pytest.raises(errors.NotFoundError, match="nope") as caught:
             await model.count_tokens(model="nope", input="hi")
     assert caught.value.status_code == 400
+
+
+async def test_stored_prompt_cannot_be_counted(fake_provider: FakeProvider) -> None:
+    """input_tokens takes no stored prompt: a ValidationError naming it, nothing sent."""
+    async with model_for(fake_provider, "openai", "responses") as model:
+        with pytest.raises(errors.ValidationError, match="'prompt'"):
+            await model.count_tokens(model="gpt-5", prompt={"id": "pmpt_1"}, input="hi")
+    assert fake_provider.requests == []

@@ -130,7 +130,17 @@ class OAIResponsesEndpoint(Endpoint):
         return ResponsesStreamAssembler(self.provider)
 
     def count_tokens_route(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """``/responses/input_tokens`` and the body it counts (generation settings left out)."""
+        """``/responses/input_tokens`` and the body it counts (generation settings left out).
+
+        Raises:
+            ValidationError: A stored ``prompt``, which that route does not take (leaving it
+                out would count less than the request sends).
+        """
+        if "prompt" in payload:
+            raise errors.ValidationError(
+                f"{self.name}: parameter 'prompt' cannot be counted: /responses/input_tokens "
+                "takes no stored prompt"
+            )
         body = self.request_body(payload)
         return f"{self.config.endpoint}/input_tokens", {
             k: v for k, v in body.items() if k in _COUNTED
@@ -159,7 +169,7 @@ class OAIResponsesEndpoint(Endpoint):
 _COUNTED = frozenset(
     {
         "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
-        "previous_response_id", "conversation", "reasoning", "text", "truncation", "prompt",
+        "previous_response_id", "conversation", "reasoning", "text", "truncation",
     }
 )  # fmt: skip
 
