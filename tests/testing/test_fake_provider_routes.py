@@ -184,6 +184,18 @@ async def test_unknown_parameter_is_openais_400(
     }
 
 
+@pytest.mark.parametrize("name", ["max_tokens", "temperature", "stream"])
+async def test_anthropic_count_refuses_generation_settings(
+    fake_provider: FakeProvider, name: str
+) -> None:
+    """A field count_tokens does not take is Anthropic's 400 naming it."""
+    body = {"model": "c", "messages": [{"role": "user", "content": "hi"}], name: 1}
+    status, _, text = await post(fake_provider, "/v1/messages/count_tokens", body)
+    error = json.loads(text)["error"]
+    assert status == 400 and error["type"] == "invalid_request_error"
+    assert error["message"] == f"{name}: Extra inputs are not permitted"
+
+
 async def test_openai_embeddings_are_deterministic_and_base64_matches_floats(
     fake_provider: FakeProvider,
 ) -> None:

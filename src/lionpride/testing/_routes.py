@@ -299,14 +299,24 @@ def _gemini_embed(route: Route, path: str, request: dict[str, Any]) -> RouteRepl
     return _json("gemini", obj, tokens)
 
 
+#: The fields Anthropic's ``/v1/messages/count_tokens`` takes: what makes up the prompt.
+_ANTHROPIC_COUNTED = frozenset(
+    {
+        "model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
+        "context_management", "output_config", "output_format", "cache_control",
+    }
+)  # fmt: skip
+
+
 def _anthropic_count(request: dict[str, Any]) -> RouteReply:
     if not isinstance(request.get("model"), str):
         return _refused("anthropic", "model: Field required")
     messages = request.get("messages")
     if not isinstance(messages, list) or not messages:
         return _refused("anthropic", "messages: Field required")
-    if "max_tokens" in request:
-        return _refused("anthropic", "max_tokens: Extra inputs are not permitted")
+    extra = next((key for key in request if key not in _ANTHROPIC_COUNTED), None)
+    if extra is not None:  # max_tokens, temperature, stream, ...: generation settings
+        return _refused("anthropic", f"{extra}: Extra inputs are not permitted")
     count = math.ceil(_input_chars("anthropic", request) / 4)
     return _json("anthropic", {"input_tokens": count}, 0)
 
