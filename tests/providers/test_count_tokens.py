@@ -9,6 +9,7 @@ from tests.providers._api_wire import fake_model
 
 from lionpride import errors
 from lionpride.services import iModel
+from lionpride.services.types.hook import HookPhase, HookRegistry
 from lionpride.testing import FakeProvider, Reply
 
 TEXT = "x" * 40  # ten tokens by FakeProvider's count
@@ -123,3 +124,20 @@ async def test_stored_prompt_cannot_be_counted(fake_provider: FakeProvider) -> N
         with pytest.raises(errors.ValidationError, match="'prompt'"):
             await model.count_tokens(model="gpt-5", prompt={"id": "pmpt_1"}, input="hi")
     assert fake_provider.requests == []
+
+
+async def test_count_runs_the_models_invocation_hooks(fake_provider: FakeProvider) -> None:
+    """The count is a request like any other: PreInvocation and PostInvocation hooks see it."""
+    seen: list[Any] = []
+
+    async def pre(calling: Any, **kw: Any) -> None:
+        seen.append(calling.payload)
+
+    async def post(calling: Any, **kw: Any) -> None:
+        seen.append(kw["response"].data)
+
+    hooks = HookRegistry({HookPhase.PreInvocation: pre, HookPhase.PostInvocation: post})
+    async with model_for(fake_provider, "anthropic", hook_registry=hooks) as model:
+        messages = [{"role": "user", "content": TEXT}]
+        assert await model.count_tokens(model="c", messages=messages) == 10
+    assert seen == [{"model": "c", "messages": messages}, 10]

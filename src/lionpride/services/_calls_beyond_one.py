@@ -7,7 +7,8 @@ cost. They run concurrently; the first failure cancels the others. The answers a
 together in order by the backend's ``merge_responses`` into one Calling.
 
 ``count_tokens`` asks the provider for a request's exact input-token count on its counting
-route (``count_tokens_route``), as one call through the model's limits and retries: a
+route (``count_tokens_route``), as one call through the model's limits, retries and
+PreInvocation / PostInvocation hooks (a request sent like any other): a
 :class:`TokenCountEndpoint` that shares the model's endpoint's session, configuration,
 breaker and retry policy. A backend with no counting route gets the local estimate.
 """
@@ -166,7 +167,12 @@ async def count_tokens(model: iModel, request: dict[str, Any]) -> int:
     )
     object.__setattr__(counter, "_rt", backend._rt)
     object.__setattr__(counter, "_counted", backend)
-    calling = APICalling(backend=counter, payload=body, retry_listener=model._on_retry)
+    calling = APICalling(
+        backend=counter,
+        payload=body,
+        retry_listener=model._on_retry,
+        hook_registry=model.hook_registry,
+    )
     await model.invoke(calling=calling)
     response = calling.response
     assert response is not None
