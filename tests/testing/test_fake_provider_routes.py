@@ -85,6 +85,22 @@ async def test_responses_stream_is_typed_events_ending_in_completed(
     assert "[DONE]" not in text
 
 
+async def test_responses_stream_summary_comes_in_a_summary_part(
+    fake_provider: FakeProvider,
+) -> None:
+    """Summary text deltas sit inside reasoning_summary_part added and done, as OpenAI sends."""
+    reasoning = {"effort": "low", "summary": "auto"}
+    body = {"model": "gpt-5", "input": "Hi", "stream": True, "reasoning": reasoning}
+    _, _, text = await post(fake_provider, "/v1/responses", body)
+    kinds = [d["type"] for d in events(text) if "reasoning_summary" in d["type"]]
+    assert kinds == [
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+    ]
+
+
 async def test_responses_forced_tool_gets_a_call_fitting_the_schema(
     fake_provider: FakeProvider,
 ) -> None:

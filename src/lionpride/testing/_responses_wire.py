@@ -348,8 +348,12 @@ def render_responses_stream(plan: ResponsesPlan) -> list[bytes]:
         ev.add("response.output_item.added", item={**item, "summary": []}, output_index=index)
         if plan.summary:
             common = {"item_id": item["id"], "output_index": index, "summary_index": 0}
+            part = {"type": "summary_text", "text": ""}
+            ev.add("response.reasoning_summary_part.added", part=part, **common)
             ev.add("response.reasoning_summary_text.delta", delta=_SUMMARY, **common)
             ev.add("response.reasoning_summary_text.done", text=_SUMMARY, **common)
+            part = {**part, "text": _SUMMARY}
+            ev.add("response.reasoning_summary_part.done", part=part, **common)
         ev.add("response.output_item.done", item=item, output_index=index)
         index += 1
     if plan.text is not None:
