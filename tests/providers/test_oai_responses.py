@@ -128,7 +128,9 @@ async def test_parameter_without_equivalent_is_named(
 
 async def test_chat_tools_keep_their_strictness(fake_provider: FakeProvider) -> None:
     """A chat tool without strict is sent non-strict (the Responses default is strict)."""
-    strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    closed = {**WEATHER["function"]["parameters"], "additionalProperties": False}
+    strict_fn = {**WEATHER["function"], "parameters": closed, "strict": True}
+    strict = {"type": "function", "function": strict_fn}
     async with model_for(fake_provider) as model:
         await model.invoke(messages=[{"role": "user", "content": "hi"}], tools=[WEATHER, strict])
     assert [tool["strict"] for tool in fake_provider.requests[-1].body["tools"]] == [False, True]

@@ -177,6 +177,36 @@ async def test_responses_refuses_what_the_live_api_refuses(
     assert error["type"] == "invalid_request_error"
 
 
+OPEN = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": OPEN}}]},
+            "Missing required parameter: 'tools[0].name'.",
+        ),
+        (
+            {"tools": [{"type": "function", "name": "f", "parameters": OPEN, "strict": True}]},
+            "In context=(), 'additionalProperties' is required to be supplied and to be false.",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
+            "Invalid value: 'text'. Supported values are: 'input_text',",
+        ),
+    ],
+)
+async def test_responses_refuses_chat_shapes(
+    fake_provider: FakeProvider, body: dict[str, Any], needle: str
+) -> None:
+    """A nested chat tool, a strict tool with an open schema, a chat text part: OpenAI's 400."""
+    status, _, text = await post(
+        fake_provider, "/v1/responses", {"model": "m", "input": "hi", **body}
+    )
+    assert status == 400 and needle in json.loads(text)["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "name"),
     [
