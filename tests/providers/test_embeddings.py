@@ -181,3 +181,21 @@ async def test_token_ids_are_one_input_and_reserve_their_tokens(
     assert len(fake_provider.requests) == 1
     assert calling.response.data == [vector_for(json.dumps(ids), 4)]
     assert calling.response.usage.input_tokens == 3000
+
+
+@pytest.mark.parametrize(
+    ("provider", "body"),
+    [
+        ("openai", {"object": "list", "data": [{"object": "embedding", "index": 0}]}),
+        ("openai", {"data": [{"index": 0, "embedding": "AAAA="}]}),
+        ("gemini", {"error": {"code": 500, "message": "internal"}}),
+    ],
+)
+async def test_body_without_vectors_is_an_invalid_response(
+    fake_provider: FakeProvider, provider: str, body: dict[str, Any]
+) -> None:
+    """A 200 body whose vectors cannot be read raises InvalidResponseError, not a KeyError."""
+    fake_provider.script(Reply(body=body))
+    async with embedder(fake_provider, provider) as model:
+        with pytest.raises(errors.InvalidResponseError, match="expected embeddings"):
+            await model.invoke(model="e", input=["a"])

@@ -115,6 +115,20 @@ class EmbeddingsEndpoint(Endpoint):
         """The answers to a split request's parts as one (see :func:`merge_embeddings`)."""
         return merge_embeddings(responses)
 
+    def no_vectors(self, raw: Any) -> errors.InvalidResponseError:
+        """The error for a 200 body in which no vectors can be read."""
+        return errors.InvalidResponseError(
+            f"{self.name}: expected embeddings, got {str(raw)[:200]!r}",
+            status_code=200,
+            body=raw,
+            provider=self.provider,
+        )
+
+
+#: What reading vectors from a body of another shape raises (a missing key, a wrong type,
+#: base64 of the wrong length).
+_UNREADABLE = (KeyError, TypeError, AttributeError, ValueError, struct.error)
+
 
 #: Config dict for an OpenAI-compatible embeddings endpoint (the chat config at ``/embeddings``).
 create_oai_embeddings = oai_config_factory("embeddings", OpenAIEmbeddingsRequest)
@@ -142,15 +156,11 @@ class OAIEmbeddingsEndpoint(EmbeddingsEndpoint):
 
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """Vectors by ``data[].index``, base64 float32 decoded; ``prompt_tokens`` as input."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
-            raise errors.InvalidResponseError(
-                f"{self.name}: expected an embeddings list, got {str(raw)[:200]!r}",
-                status_code=200,
-                body=raw,
-                provider=self.provider,
-            )
-        items = sorted(raw["data"], key=lambda d: d.get("index", 0))
-        vectors = [_floats(item["embedding"]) for item in items]
+        try:
+            items = sorted(raw["data"], key=lambda d: d.get("index", 0))
+            vectors = [_floats(item["embedding"]) for item in items]
+        except _UNREADABLE as exc:
+            raise self.no_vectors(raw) from exc
         native = raw.get("usage")
         usage = None
         if isinstance(native, dict):
@@ -283,12 +293,11 @@ class GeminiEmbeddingsEndpoint(EmbeddingsEndpoint):
 
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """``embeddings[].values`` (or ``embedding.values``); usage when reported."""
-        if not isinstance(raw, dict):
-            raise errors.InvalidResponseError(
-                f"{self.name}: expected a JSON object", status_code=200, provider=self.provider
-            )
-        items = raw["embeddings"] if "embeddings" in raw else [raw["embedding"]]
-        vectors = [[float(v) for v in item["values"]] for item in items]
+        try:
+            items = raw["embeddings"] if "embeddings" in raw else [raw["embedding"]]
+            vectors = [[float(v) for v in item["values"]] for item in items]
+        except _UNREADABLE as exc:
+            raise self.no_vectors(raw) from exc
         native = raw.get("usageMetadata")
         usage = None
         if isinstance(native, dict):
