@@ -242,6 +242,19 @@ async def test_anthropic_count_refuses_generation_settings(
     assert error["message"] == f"{name}: Extra inputs are not permitted"
 
 
+async def test_embeddings_refuse_an_unknown_encoding(fake_provider: FakeProvider) -> None:
+    """An encoding_format other than float or base64 is OpenAI's invalid_value 400."""
+    body = {"model": "m", "input": "hi", "encoding_format": "int8"}
+    status, _, text = await post(fake_provider, "/v1/embeddings", body)
+    assert status == 400
+    assert json.loads(text)["error"] == {
+        "message": "Invalid value: 'int8'. Supported values are: 'float' and 'base64'.",
+        "type": "invalid_request_error",
+        "param": "encoding_format",
+        "code": "invalid_value",
+    }
+
+
 async def test_openai_embeddings_are_deterministic_and_base64_matches_floats(
     fake_provider: FakeProvider,
 ) -> None:

@@ -144,12 +144,12 @@ def _unknown_parameter(route: Route, body: Any) -> RouteReply | None:
     name = next((key for key in body if key not in fields), None)
     if name is None:
         return None
-    error = {
-        "message": f"Unknown parameter: '{name}'.",
-        "type": "invalid_request_error",
-        "param": name,
-        "code": "unknown_parameter",
-    }
+    return _openai_400(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+
+
+def _openai_400(message: str, param: str, code: str) -> RouteReply:
+    """OpenAI's 400 naming the parameter at fault."""
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
     return RouteReply(400, "application/json", [json.dumps({"error": error}).encode()], False, 0)
 
 
@@ -231,7 +231,11 @@ def _openai_embeddings(request: dict[str, Any]) -> RouteReply:
     dims = request.get("dimensions", EMBED_DIMENSIONS)
     if not isinstance(dims, int) or dims < 1:
         return _refused("openai", f"Invalid 'dimensions': {dims!r}.")
-    b64 = request.get("encoding_format") == "base64"
+    encoding = request.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        message = f"Invalid value: {encoding!r}. Supported values are: 'float' and 'base64'."
+        return _openai_400(message, "encoding_format", "invalid_value")
+    b64 = encoding == "base64"
     data = []
     for i, text in enumerate(texts):
         vector = vector_for(text if isinstance(text, str) else json.dumps(text), dims)
