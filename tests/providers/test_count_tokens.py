@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from tests.providers._api_wire import fake_model
 
+from lionpride import errors
 from lionpride.services import iModel
+from lionpride.services.types.hook import HookPhase, HookRegistry
 from lionpride.testing import FakeProvider, Reply
 
 TEXT = "x" * 40  # ten tokens by FakeProvider's count
@@ -103,3 +105,39 @@ async def test_invalid_request_is_refused_before_sending(fake_provider: FakeProv
         with pytest.raises(ValueError, match="mesages"):
             await model.count_tokens(model="c", mesages=[])
     assert fake_provider.requests == []
+
+
+async def test_unknown_model_on_responses_count_is_not_found(fake_provider: FakeProvider) -> None:
+    """The Responses API's 400 model_not_found on input_tokens is a NotFoundError, as on invoke."""
+    error = {"message": "The model 'nope' does not exist.", "type": "invalid_request_error"}
+    body = {"error": {**error, "param": "model", "code": "model_not_found"}}
+    fake_provider.script(Reply(status=400, body=body))
+    async with model_for(fake_provider, "openai", "responses") as model:
+        with pytest.raises(errors.NotFoundError, match="nope") as caught:
+            await model.count_tokens(model="nope", input="hi")
+    assert caught.value.status_code == 400
+
+
+async def test_stored_prompt_cannot_be_counted(fake_provider: FakeProvider) -> None:
+    """input_tokens takes no stored prompt: a ValidationError naming it, nothing sent."""
+    async with model_for(fake_provider, "openai", "responses") as model:
+        with pytest.raises(errors.ValidationError, match="'prompt'"):
+            await model.count_tokens(model="gpt-5", prompt={"id": "pmpt_1"}, input="hi")
+    assert fake_provider.requests == []
+
+
+async def test_count_runs_the_models_invocation_hooks(fake_provider: FakeProvider) -> None:
+    """The count is a request like any other: PreInvocation and PostInvocation hooks see it."""
+    seen: list[Any] = []
+
+    async def pre(calling: Any, **kw: Any) -> None:
+        seen.append(calling.payload)
+
+    async def post(calling: Any, **kw: Any) -> None:
+        seen.append(kw["response"].data)
+
+    hooks = HookRegistry({HookPhase.PreInvocation: pre, HookPhase.PostInvocation: post})
+    async with model_for(fake_provider, "anthropic", hook_registry=hooks) as model:
+        messages = [{"role": "user", "content": TEXT}]
+        assert await model.count_tokens(model="c", messages=messages) == 10
+    assert seen == [{"model": "c", "messages": messages}, 10]

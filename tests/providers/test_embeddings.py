@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -166,3 +167,36 @@ def test_new_endpoints_survive_to_dict_and_back(
     assert type(again.backend) is type(model.backend)
     assert again.backend.config.request_options is model.backend.config.request_options
     assert again.backend.config.full_url == model.backend.config.full_url
+
+
+async def test_token_ids_are_one_input_and_reserve_their_tokens(
+    fake_provider: FakeProvider,
+) -> None:
+    """A list of token ids longer than the input cap is one input: one request, one vector."""
+    ids = list(range(3000))
+    async with embedder(fake_provider, limit_tokens=10_000) as model:
+        assert (await model.create_calling(model="e", input=ids)).reserved_tokens == 3000
+        pair = await model.create_calling(model="e", input=[ids[:5], ids[:7]])
+        assert pair.reserved_tokens == 12
+        calling = await model.invoke(model="e", input=ids, dimensions=4)
+    assert len(fake_provider.requests) == 1
+    assert calling.response.data == [vector_for(json.dumps(ids), 4)]
+    assert calling.response.usage.input_tokens == 3000
+
+
+@pytest.mark.parametrize(
+    ("provider", "body"),
+    [
+        ("openai", {"object": "list", "data": [{"object": "embedding", "index": 0}]}),
+        ("openai", {"data": [{"index": 0, "embedding": "AAAA="}]}),
+        ("gemini", {"error": {"code": 500, "message": "internal"}}),
+    ],
+)
+async def test_body_without_vectors_is_an_invalid_response(
+    fake_provider: FakeProvider, provider: str, body: dict[str, Any]
+) -> None:
+    """A 200 body whose vectors cannot be read raises InvalidResponseError, not a KeyError."""
+    fake_provider.script(Reply(body=body))
+    async with embedder(fake_provider, provider) as model:
+        with pytest.raises(errors.InvalidResponseError, match="expected embeddings"):
+            await model.invoke(model="e", input=["a"])

@@ -105,7 +105,7 @@ async def test_canonical_request_is_translated(fake_provider: FakeProvider) -> N
         },
         {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
     ]
-    assert sent["tools"] == [{"type": "function", **WEATHER["function"]}]
+    assert sent["tools"] == [{"type": "function", **WEATHER["function"], "strict": False}]
     assert sent["max_output_tokens"] == 50
     assert sent["reasoning"] == {"effort": "low"}
     assert sent["text"] == {"format": {"type": "json_schema", "name": "r", "schema": schema}}
@@ -113,7 +113,9 @@ async def test_canonical_request_is_translated(fake_provider: FakeProvider) -> N
     assert json.loads(calling.response.data) == {"a": "example"}
 
 
-@pytest.mark.parametrize("name", ["stop", "seed", "logit_bias"])
+@pytest.mark.parametrize(
+    "name", ["stop", "seed", "logit_bias", "presence_penalty", "frequency_penalty"]
+)
 async def test_parameter_without_equivalent_is_named(
     fake_provider: FakeProvider, name: str
 ) -> None:
@@ -122,6 +124,16 @@ async def test_parameter_without_equivalent_is_named(
         with pytest.raises(errors.ValidationError, match=repr(name)):
             await model.invoke(messages=[{"role": "user", "content": "hi"}], **{name: 1})
     assert fake_provider.requests == []
+
+
+async def test_chat_tools_keep_their_strictness(fake_provider: FakeProvider) -> None:
+    """A chat tool without strict is sent non-strict (the Responses default is strict)."""
+    closed = {**WEATHER["function"]["parameters"], "additionalProperties": False}
+    strict_fn = {**WEATHER["function"], "parameters": closed, "strict": True}
+    strict = {"type": "function", "function": strict_fn}
+    async with model_for(fake_provider) as model:
+        await model.invoke(messages=[{"role": "user", "content": "hi"}], tools=[WEATHER, strict])
+    assert [tool["strict"] for tool in fake_provider.requests[-1].body["tools"]] == [False, True]
 
 
 async def test_native_request_passes_through_unchanged(fake_provider: FakeProvider) -> None:
@@ -218,6 +230,16 @@ async def test_stream_yields_text_and_call_deltas(fake_provider: FakeProvider) -
     assert fake_provider.requests[-1].body["stream"] is True
 
 
+async def test_chat_stream_options_ask_no_usage(fake_provider: FakeProvider) -> None:
+    """A chat include_usage is not sent (the Responses API refuses it); usage still comes."""
+    async with model_for(fake_provider) as model:
+        messages = [{"role": "user", "content": "hi"}]
+        request = {"messages": messages, "stream_options": {"include_usage": True}}
+        chunks = [c async for c in model.invoke_stream(**request)]
+    assert "stream_options" not in fake_provider.requests[-1].body
+    assert chunks[-1].response.usage.input_tokens > 0
+
+
 async def test_stream_reasoning_summary_and_incomplete(fake_provider: FakeProvider) -> None:
     """Reasoning summary deltas come as reasoning; a cut answer finishes with length."""
     async with model_for(fake_provider) as model:
@@ -266,6 +288,28 @@ async def test_failed_response_raises(fake_provider: FakeProvider) -> None:
     async with model_for(fake_provider) as model:
         with pytest.raises(errors.ServerError, match="boom"):
             await model.invoke(input="go")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_failed_for_the_request_is_not_retried(
+    fake_provider: FakeProvider, stream: bool
+) -> None:
+    """A response failed over its input (image_too_large) is a BadRequestError, sent once."""
+    error = {"code": "image_too_large", "message": "Image too large"}
+    failed = {"id": "resp_1", "status": "failed", "error": error, "output": []}
+    if stream:
+        event = json.dumps({"type": "response.failed", "response": failed})
+        fake_provider.script(Reply(chunks=[f"event: response.failed\ndata: {event}\n\n"]))
+    else:
+        fake_provider.script(Reply(body=failed))
+    async with model_for(fake_provider, retry_config={"max_retries": 2}) as model:
+        with pytest.raises(errors.BadRequestError, match="Image too large"):
+            if stream:
+                async for _ in model.invoke_stream(input="go"):
+                    pass
+            else:
+                await model.invoke(input="go")
+    assert len(fake_provider.requests) == 1
 
 
 async def test_unknown_model_400_is_not_found(fake_provider: FakeProvider) -> None:
@@ -370,3 +414,12 @@ async def test_to_message_replays_reasoning_to_the_responses_endpoint(
         await chat.invoke(messages=follow, tools=[WEATHER])
     sent = fake_provider.requests[-1].body["messages"][1]
     assert "provider_state" not in sent and sent["tool_calls"][0]["id"] == call["id"]
+
+
+async def test_token_reservation_counts_tool_results(fake_provider: FakeProvider) -> None:
+    """A tool result (a function_call_output's output) is reserved like any prompt text."""
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+    result = {"type": "function_call_output", "call_id": "c1", "output": "word " * 400}
+    async with model_for(fake_provider, limit_tokens=100_000) as model:
+        calling = await model.create_calling(input=[call, result], max_output_tokens=10)
+    assert calling.reserved_tokens > 400

@@ -85,6 +85,22 @@ async def test_responses_stream_is_typed_events_ending_in_completed(
     assert "[DONE]" not in text
 
 
+async def test_responses_stream_summary_comes_in_a_summary_part(
+    fake_provider: FakeProvider,
+) -> None:
+    """Summary text deltas sit inside reasoning_summary_part added and done, as OpenAI sends."""
+    reasoning = {"effort": "low", "summary": "auto"}
+    body = {"model": "gpt-5", "input": "Hi", "stream": True, "reasoning": reasoning}
+    _, _, text = await post(fake_provider, "/v1/responses", body)
+    kinds = [d["type"] for d in events(text) if "reasoning_summary" in d["type"]]
+    assert kinds == [
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+    ]
+
+
 async def test_responses_forced_tool_gets_a_call_fitting_the_schema(
     fake_provider: FakeProvider,
 ) -> None:
@@ -159,6 +175,84 @@ async def test_responses_refuses_what_the_live_api_refuses(
     error = json.loads(text)["error"]
     assert status == 400 and needle in error["message"]
     assert error["type"] == "invalid_request_error"
+
+
+OPEN = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": OPEN}}]},
+            "Missing required parameter: 'tools[0].name'.",
+        ),
+        (
+            {"tools": [{"type": "function", "name": "f", "parameters": OPEN, "strict": True}]},
+            "In context=(), 'additionalProperties' is required to be supplied and to be false.",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
+            "Invalid value: 'text'. Supported values are: 'input_text',",
+        ),
+    ],
+)
+async def test_responses_refuses_chat_shapes(
+    fake_provider: FakeProvider, body: dict[str, Any], needle: str
+) -> None:
+    """A nested chat tool, a strict tool with an open schema, a chat text part: OpenAI's 400."""
+    status, _, text = await post(
+        fake_provider, "/v1/responses", {"model": "m", "input": "hi", **body}
+    )
+    assert status == 400 and needle in json.loads(text)["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "name"),
+    [
+        ("/v1/responses", {"model": "m", "input": "hi", "max_tokens": 5}, "max_tokens"),
+        ("/v1/responses", {"model": "m", "input": "hi", "presence_penalty": 1}, "presence_penalty"),
+        ("/v1/responses/input_tokens", {"model": "m", "input": "hi", "store": False}, "store"),
+        ("/v1/embeddings", {"model": "m", "input": "hi", "task_type": "x"}, "task_type"),
+    ],
+)
+async def test_unknown_parameter_is_openais_400(
+    fake_provider: FakeProvider, path: str, body: dict[str, Any], name: str
+) -> None:
+    """A field the route does not take gets OpenAI's unknown_parameter 400 naming it."""
+    status, _, text = await post(fake_provider, path, body)
+    assert status == 400
+    assert json.loads(text)["error"] == {
+        "message": f"Unknown parameter: '{name}'.",
+        "type": "invalid_request_error",
+        "param": name,
+        "code": "unknown_parameter",
+    }
+
+
+@pytest.mark.parametrize("name", ["max_tokens", "temperature", "stream"])
+async def test_anthropic_count_refuses_generation_settings(
+    fake_provider: FakeProvider, name: str
+) -> None:
+    """A field count_tokens does not take is Anthropic's 400 naming it."""
+    body = {"model": "c", "messages": [{"role": "user", "content": "hi"}], name: 1}
+    status, _, text = await post(fake_provider, "/v1/messages/count_tokens", body)
+    error = json.loads(text)["error"]
+    assert status == 400 and error["type"] == "invalid_request_error"
+    assert error["message"] == f"{name}: Extra inputs are not permitted"
+
+
+async def test_embeddings_refuse_an_unknown_encoding(fake_provider: FakeProvider) -> None:
+    """An encoding_format other than float or base64 is OpenAI's invalid_value 400."""
+    body = {"model": "m", "input": "hi", "encoding_format": "int8"}
+    status, _, text = await post(fake_provider, "/v1/embeddings", body)
+    assert status == 400
+    assert json.loads(text)["error"] == {
+        "message": "Invalid value: 'int8'. Supported values are: 'float' and 'base64'.",
+        "type": "invalid_request_error",
+        "param": "encoding_format",
+        "code": "invalid_value",
+    }
 
 
 async def test_openai_embeddings_are_deterministic_and_base64_matches_floats(

@@ -7,7 +7,8 @@ cost. They run concurrently; the first failure cancels the others. The answers a
 together in order by the backend's ``merge_responses`` into one Calling.
 
 ``count_tokens`` asks the provider for a request's exact input-token count on its counting
-route (``count_tokens_route``), as one call through the model's limits and retries: a
+route (``count_tokens_route``), as one call through the model's limits, retries and
+PreInvocation / PostInvocation hooks (a request sent like any other): a
 :class:`TokenCountEndpoint` that shares the model's endpoint's session, configuration,
 breaker and retry policy. A backend with no counting route gets the local estimate.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lionpride import errors
@@ -113,6 +115,16 @@ class TokenCountEndpoint(Endpoint):
     opens no connection pool of its own and ``aclose`` of the model closes it too.
     """
 
+    #: The endpoint whose requests are counted.
+    _counted: Endpoint
+
+    def _status_error(
+        self, status: int, raw_headers: Mapping[str, str], data: bytes
+    ) -> errors.APIStatusError:
+        """An error status typed as the counted endpoint types it (the Responses API's 400
+        ``model_not_found`` is a ``NotFoundError`` there, and so here)."""
+        return self._counted._status_error(status, raw_headers, data)
+
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """``data`` is the count: ``input_tokens`` (Anthropic, OpenAI) or ``totalTokens``."""
         count = None
@@ -154,7 +166,13 @@ async def count_tokens(model: iModel, request: dict[str, Any]) -> int:
         retry_config=backend.retry_config,
     )
     object.__setattr__(counter, "_rt", backend._rt)
-    calling = APICalling(backend=counter, payload=body, retry_listener=model._on_retry)
+    object.__setattr__(counter, "_counted", backend)
+    calling = APICalling(
+        backend=counter,
+        payload=body,
+        retry_listener=model._on_retry,
+        hook_registry=model.hook_registry,
+    )
     await model.invoke(calling=calling)
     response = calling.response
     assert response is not None

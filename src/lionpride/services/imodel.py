@@ -449,10 +449,10 @@ class iModel(Element):
 
         Anthropic (``/v1/messages/count_tokens``), Gemini (``:countTokens``) and the OpenAI
         Responses endpoint (``/v1/responses/input_tokens``) are asked, in one call through
-        the model's limits (one request, no tokens) and retries. Every other backend (chat
-        completions, which has no counting route, a CLI, a Tool) gets the local estimate
-        that the token limits reserve (tiktoken when available, else a character heuristic)
-        without any call.
+        the model's limits (one request, no tokens), retries and invocation hooks. Every
+        other backend (chat completions, which has no counting route, a CLI, a Tool) gets
+        the local estimate that the token limits reserve (tiktoken when available, else a
+        character heuristic) without any call.
 
         Raises:
             ValueError: An invalid request, as for :meth:`invoke`.

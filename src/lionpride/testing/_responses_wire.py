@@ -131,8 +131,9 @@ def check_responses_request(request: Any) -> str | None:
         return "Missing required parameter: 'input'."
     if items is not None and not isinstance(items, str | list):
         return "Invalid type for 'input': expected a string or an array of input items."
-    if not isinstance(items, list):
-        return None
+    problem = _tools_problem(request.get("tools"))
+    if problem is not None or not isinstance(items, list):
+        return problem
     calls = {
         i.get("call_id") for i in items if isinstance(i, dict) and i.get("type") == "function_call"
     }
@@ -140,6 +141,9 @@ def check_responses_request(request: Any) -> str | None:
         if not isinstance(item, dict):
             return f"Invalid type for 'input[{n}]': expected an object."
         kind = item.get("type")
+        problem = _parts_problem(item.get("content"), n) if "role" in item else None
+        if problem is not None:
+            return problem
         if (
             kind == "function_call_output"
             and item.get("call_id") not in calls
@@ -154,6 +158,65 @@ def check_responses_request(request: Any) -> str | None:
                 "required following item."
             )
     return None
+
+
+#: The content part types a message item may hold, in the order the live API lists them.
+_PART_TYPES = (
+    "input_text", "input_image", "output_text", "refusal", "input_file",
+    "computer_screenshot", "summary_text",
+)  # fmt: skip
+
+
+def _parts_problem(content: Any, n: int) -> str | None:
+    """The live API's refusal of a message item's content part of an unknown type."""
+    for m, part in enumerate(content if isinstance(content, list) else ()):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in _PART_TYPES:
+            listed = ", ".join(f"'{t}'" for t in _PART_TYPES[:-1])
+            return (
+                f"Invalid value: {kind!r}. Supported values are: {listed}, and "
+                f"'{_PART_TYPES[-1]}'. (input[{n}].content[{m}].type)"
+            )
+    return None
+
+
+def _tools_problem(tools: Any) -> str | None:
+    """The live API's refusal of a function tool: not flat (no ``name``), or marked strict
+    with a schema strict mode cannot take."""
+    for n, tool in enumerate(tools if isinstance(tools, list) else ()):
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            continue
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            return f"Missing required parameter: 'tools[{n}].name'."
+        if tool.get("strict") is True:
+            problem = _strict_problem(tool.get("parameters"), ())
+            if problem is not None:
+                return f"Invalid schema for function '{name}': {problem}"
+    return None
+
+
+def _strict_problem(schema: Any, context: tuple[str, ...]) -> str | None:
+    """Where a JSON schema breaks strict mode's rules: every object closed
+    (``additionalProperties: false``) and every property required."""
+    if not isinstance(schema, dict):
+        return None
+    where = f"In context=({', '.join(repr(c) for c in context)})"
+    props = schema.get("properties")
+    if schema.get("type") == "object" or isinstance(props, dict):
+        if schema.get("additionalProperties") is not False:
+            return f"{where}, 'additionalProperties' is required to be supplied and to be false."
+        missing = [k for k in props or {} if k not in (schema.get("required") or ())]
+        if missing:
+            return (
+                f"{where}, 'required' is required to be supplied and to be an array including "
+                f"every key in properties. Missing '{missing[0]}'."
+            )
+        for key, sub in (props or {}).items():
+            problem = _strict_problem(sub, (*context, "properties", key))
+            if problem is not None:
+                return problem
+    return _strict_problem(schema.get("items"), (*context, "items"))
 
 
 def sample_for_schema(schema: Any) -> Any:
@@ -348,8 +411,12 @@ def render_responses_stream(plan: ResponsesPlan) -> list[bytes]:
         ev.add("response.output_item.added", item={**item, "summary": []}, output_index=index)
         if plan.summary:
             common = {"item_id": item["id"], "output_index": index, "summary_index": 0}
+            part = {"type": "summary_text", "text": ""}
+            ev.add("response.reasoning_summary_part.added", part=part, **common)
             ev.add("response.reasoning_summary_text.delta", delta=_SUMMARY, **common)
             ev.add("response.reasoning_summary_text.done", text=_SUMMARY, **common)
+            part = {**part, "text": _SUMMARY}
+            ev.add("response.reasoning_summary_part.done", part=part, **common)
         ev.add("response.output_item.done", item=item, output_index=index)
         index += 1
     if plan.text is not None:

@@ -111,10 +111,55 @@ def error_format(path: str, headers: dict[str, str]) -> Format:
     return "openai"
 
 
+#: The top-level fields OpenAI's routes take (from the API reference); any other field is
+#: refused with the live API's ``unknown_parameter`` 400, so a request the client got wrong
+#: fails here as it would there.
+_OPENAI_FIELDS: dict[Route, frozenset[str]] = {
+    "responses": frozenset(
+        {
+            "background", "context_management", "conversation", "include", "input",
+            "instructions", "max_output_tokens", "max_tool_calls", "metadata", "model",
+            "parallel_tool_calls", "personality", "previous_response_id", "prompt",
+            "prompt_cache_key", "prompt_cache_retention", "reasoning", "safety_identifier",
+            "service_tier", "store", "stream", "stream_options", "temperature", "text",
+            "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "user",
+        }
+    ),
+    "responses_input_tokens": frozenset(
+        {
+            "conversation", "input", "instructions", "model", "parallel_tool_calls",
+            "personality", "previous_response_id", "reasoning", "text", "tool_choice", "tools",
+            "truncation",
+        }
+    ),
+    "openai_embeddings": frozenset({"model", "input", "dimensions", "encoding_format", "user"}),
+}  # fmt: skip
+
+
+def _unknown_parameter(route: Route, body: Any) -> RouteReply | None:
+    """OpenAI's 400 for the first field ``route`` does not take, or ``None``."""
+    fields = _OPENAI_FIELDS.get(route)
+    if fields is None or not isinstance(body, dict):
+        return None
+    name = next((key for key in body if key not in fields), None)
+    if name is None:
+        return None
+    return _openai_400(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+
+
+def _openai_400(message: str, param: str, code: str) -> RouteReply:
+    """OpenAI's 400 naming the parameter at fault."""
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return RouteReply(400, "application/json", [json.dumps({"error": error}).encode()], False, 0)
+
+
 def generate(route: Route, path: str, body: Any, options: ReplyOptions) -> RouteReply:
     """The generated answer to ``body`` on ``route`` (a 400 if the live API would refuse it)."""
     request = body if isinstance(body, dict) else {}
     fmt = _FORMAT[route]
+    unknown = _unknown_parameter(route, body)
+    if unknown is not None:
+        return unknown
     if route == "responses":
         problem = check_responses_request(body)
         if problem is not None:
@@ -172,10 +217,13 @@ def _openai_embeddings(request: dict[str, Any]) -> RouteReply:
     model = request.get("model")
     if not isinstance(model, str) or not model:
         return _refused("openai", "You must provide a model parameter.")
-    given = request.get("input")
-    texts = [given] if isinstance(given, str) else given
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        return _refused("openai", "'input' must be a non-empty string or array of strings.")
+    texts = _embedding_inputs(request.get("input"))
+    if texts is None:
+        return _refused(
+            "openai",
+            "'input' must be a non-empty string, array of strings, array of tokens or array "
+            "of token arrays.",
+        )
     if len(texts) > OPENAI_EMBED_CAP:
         return _refused(
             "openai", f"'input' holds {len(texts)} items: at most {OPENAI_EMBED_CAP} allowed."
@@ -183,15 +231,19 @@ def _openai_embeddings(request: dict[str, Any]) -> RouteReply:
     dims = request.get("dimensions", EMBED_DIMENSIONS)
     if not isinstance(dims, int) or dims < 1:
         return _refused("openai", f"Invalid 'dimensions': {dims!r}.")
-    b64 = request.get("encoding_format") == "base64"
+    encoding = request.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        message = f"Invalid value: {encoding!r}. Supported values are: 'float' and 'base64'."
+        return _openai_400(message, "encoding_format", "invalid_value")
+    b64 = encoding == "base64"
     data = []
     for i, text in enumerate(texts):
-        vector = vector_for(text, dims)
+        vector = vector_for(text if isinstance(text, str) else json.dumps(text), dims)
         embedding: Any = vector
         if b64:
             embedding = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
         data.append({"object": "embedding", "index": i, "embedding": embedding})
-    tokens = sum(_tokens(t) for t in texts)
+    tokens = sum(_tokens(t) if isinstance(t, str) else len(t) for t in texts)
     obj = {
         "object": "list",
         "data": data,
@@ -199,6 +251,26 @@ def _openai_embeddings(request: dict[str, Any]) -> RouteReply:
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
     return _json("openai", obj, tokens)
+
+
+def _embedding_inputs(given: Any) -> list[Any] | None:
+    """The inputs of an embeddings request, or ``None`` if malformed: a string is one input,
+    and so is a list of token ids; a list of strings, or of token-id lists, is several."""
+    if isinstance(given, str):
+        return [given]
+    if not isinstance(given, list) or not given:
+        return None
+    if all(map(_token_id, given)):
+        return [given]
+    if all(isinstance(t, str) for t in given) or all(
+        isinstance(t, list) and t and all(map(_token_id, t)) for t in given
+    ):
+        return given
+    return None
+
+
+def _token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _parts_text(content: Any) -> str | None:
@@ -231,14 +303,24 @@ def _gemini_embed(route: Route, path: str, request: dict[str, Any]) -> RouteRepl
     return _json("gemini", obj, tokens)
 
 
+#: The fields Anthropic's ``/v1/messages/count_tokens`` takes: what makes up the prompt.
+_ANTHROPIC_COUNTED = frozenset(
+    {
+        "model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
+        "context_management", "output_config", "output_format", "cache_control",
+    }
+)  # fmt: skip
+
+
 def _anthropic_count(request: dict[str, Any]) -> RouteReply:
     if not isinstance(request.get("model"), str):
         return _refused("anthropic", "model: Field required")
     messages = request.get("messages")
     if not isinstance(messages, list) or not messages:
         return _refused("anthropic", "messages: Field required")
-    if "max_tokens" in request:
-        return _refused("anthropic", "max_tokens: Extra inputs are not permitted")
+    extra = next((key for key in request if key not in _ANTHROPIC_COUNTED), None)
+    if extra is not None:  # max_tokens, temperature, stream, ...: generation settings
+        return _refused("anthropic", f"{extra}: Extra inputs are not permitted")
     count = math.ceil(_input_chars("anthropic", request) / 4)
     return _json("anthropic", {"input_tokens": count}, 0)
 

@@ -11,12 +11,14 @@ anything else is taken as a native Responses request and left alone. The rules:
 - an assistant message's ``provider_state`` of this API (its reasoning items) is replayed
   before the message, so a reasoning model keeps its reasoning across turns; another
   provider's state is dropped, and the key itself is never sent;
-- ``tools`` (function tools flattened; built-in tools passed through), ``tool_choice``,
+- ``tools`` (function tools flattened, ``strict`` false unless the tool says so, as on chat
+  completions; built-in tools passed through), ``tool_choice``,
   ``response_format`` → ``text.format``, ``max_tokens`` / ``max_completion_tokens`` →
   ``max_output_tokens``, ``reasoning_effort`` → ``reasoning.effort``, ``verbosity`` →
-  ``text.verbosity``, ``logprobs`` → ``include``;
-- a parameter the Responses API has no equivalent for (``stop``, ``seed``, ``n``, ...) is a
-  :class:`~lionpride.errors.ValidationError` naming it.
+  ``text.verbosity``, ``logprobs`` → ``include``, ``stream_options`` without
+  ``include_usage`` (a Responses stream always reports its usage);
+- a parameter the Responses API has no equivalent for (``stop``, ``seed``, ``n``, the
+  penalties, ...) is a :class:`~lionpride.errors.ValidationError` naming it.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ _WHO = "the OpenAI Responses API"
 _SAME = frozenset(
     {
         "model", "temperature", "top_p", "user", "metadata", "store", "service_tier",
-        "parallel_tool_calls", "top_logprobs", "stream", "stream_options", "prompt_cache_key",
-        "safety_identifier", "presence_penalty", "frequency_penalty", "extra_body",
+        "parallel_tool_calls", "top_logprobs", "stream", "prompt_cache_key",
+        "safety_identifier", "extra_body",
         "instructions", "include", "previous_response_id", "reasoning", "text", "truncation",
         "background", "max_output_tokens", "prompt_cache_retention", "max_tool_calls",
     }
@@ -50,6 +52,8 @@ _SAME = frozenset(
 _UNSUPPORTED = {
     "stop": "it has no stop sequences",
     "seed": "it takes no seed",
+    "presence_penalty": "it has no penalties (extra_body, for a compatible server that has)",
+    "frequency_penalty": "it has no penalties (extra_body, for a compatible server that has)",
     "n": "it makes one answer per request",
     "logit_bias": "it has no logit bias",
     "functions": "use tools",
@@ -91,6 +95,11 @@ def chat_to_responses(request: dict[str, Any]) -> dict[str, Any]:
             out["tools"] = [_tool(tool) for tool in value or ()]
         elif key == "tool_choice":
             out["tool_choice"] = _tool_choice(value)
+        elif key == "stream_options":
+            # A Responses stream always ends with its usage: include_usage asks nothing there.
+            options = {k: v for k, v in (value or {}).items() if k != "include_usage"}
+            if options:
+                out["stream_options"] = options
         elif key == "logprobs":
             if value:
                 include = list(request.get("include") or ())
@@ -218,10 +227,14 @@ def _assistant(msg: dict[str, Any], i: int) -> list[dict[str, Any]]:
 
 
 def _tool(tool: Any) -> Any:
-    """A chat function tool flattened; a built-in or already flat tool as it is."""
+    """A chat function tool flattened; a built-in or already flat tool as it is.
+
+    ``strict`` is sent as the chat tool meant it: chat completions treats a tool without it
+    as non-strict, the Responses API would make it strict (every property required).
+    """
     if isinstance(tool, dict) and tool.get("type") == "function" and "function" in tool:
         fn = tool["function"]
-        return {"type": "function", **fn}
+        return {"type": "function", **fn, "strict": bool(fn.get("strict"))}
     return tool
 
 

@@ -88,16 +88,17 @@ class EmbeddingsEndpoint(Endpoint):
         """The request as several, each under the per-request caps, or ``None`` if it fits.
 
         The caps are on the number of inputs (:attr:`max_inputs`) and, estimated from the
-        characters, on their tokens (:attr:`max_tokens_per_request`); a batch takes the
-        texts in order, so concatenating the answers restores the input order.
+        characters (or counted, for token ids), on their tokens
+        (:attr:`max_tokens_per_request`); a batch takes the texts in order, so concatenating
+        the answers restores the input order. A list of numbers is one input, never split.
         """
         items = request.get(self.list_key)
-        if not isinstance(items, list) or len(items) <= 1:
-            return None
+        if not isinstance(items, list) or len(items) <= 1 or isinstance(items[0], int):
+            return None  # one input (a list of numbers is one text as token ids)
         batches: list[list[Any]] = [[]]
         tokens = 0
         for item in items:
-            size = estimate_text_tokens(item) if isinstance(item, str) else len(str(item)) // 4
+            size = estimate_text_tokens(item) if isinstance(item, str) else _length(item)
             batch = batches[-1]
             if batch and (
                 len(batch) >= self.max_inputs or tokens + size > self.max_tokens_per_request
@@ -113,6 +114,20 @@ class EmbeddingsEndpoint(Endpoint):
     def merge_responses(self, responses: list[NormalizedResponse]) -> NormalizedResponse:
         """The answers to a split request's parts as one (see :func:`merge_embeddings`)."""
         return merge_embeddings(responses)
+
+    def no_vectors(self, raw: Any) -> errors.InvalidResponseError:
+        """The error for a 200 body in which no vectors can be read."""
+        return errors.InvalidResponseError(
+            f"{self.name}: expected embeddings, got {str(raw)[:200]!r}",
+            status_code=200,
+            body=raw,
+            provider=self.provider,
+        )
+
+
+#: What reading vectors from a body of another shape raises (a missing key, a wrong type,
+#: base64 of the wrong length).
+_UNREADABLE = (KeyError, TypeError, AttributeError, ValueError, struct.error)
 
 
 #: Config dict for an OpenAI-compatible embeddings endpoint (the chat config at ``/embeddings``).
@@ -131,17 +146,21 @@ class OAIEmbeddingsEndpoint(EmbeddingsEndpoint):
             body = {**body, "encoding_format": "base64"}
         return body
 
+    def estimate_tokens(self, payload: dict[str, Any]) -> int:
+        """Texts by the usual estimate; token ids (one input or several) one token each."""
+        items = payload.get("input")
+        ids = 0
+        if isinstance(items, list) and items:
+            ids = len(items) if isinstance(items[0], int) else sum(map(_length, items))
+        return super().estimate_tokens(payload) + ids
+
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """Vectors by ``data[].index``, base64 float32 decoded; ``prompt_tokens`` as input."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
-            raise errors.InvalidResponseError(
-                f"{self.name}: expected an embeddings list, got {str(raw)[:200]!r}",
-                status_code=200,
-                body=raw,
-                provider=self.provider,
-            )
-        items = sorted(raw["data"], key=lambda d: d.get("index", 0))
-        vectors = [_floats(item["embedding"]) for item in items]
+        try:
+            items = sorted(raw["data"], key=lambda d: d.get("index", 0))
+            vectors = [_floats(item["embedding"]) for item in items]
+        except _UNREADABLE as exc:
+            raise self.no_vectors(raw) from exc
         native = raw.get("usage")
         usage = None
         if isinstance(native, dict):
@@ -150,6 +169,11 @@ class OAIEmbeddingsEndpoint(EmbeddingsEndpoint):
                 {"input_tokens": prompt, "total_tokens": native.get("total_tokens") or prompt}
             )
         return _embedded(vectors, usage, raw, _metadata(raw, native))
+
+
+def _length(item: Any) -> int:
+    """The tokens of an input given as token ids (a list of numbers); 0 for anything else."""
+    return len(item) if isinstance(item, list) else 0
 
 
 def _metadata(raw: dict[str, Any], native: Any) -> dict[str, Any]:
@@ -269,12 +293,11 @@ class GeminiEmbeddingsEndpoint(EmbeddingsEndpoint):
 
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """``embeddings[].values`` (or ``embedding.values``); usage when reported."""
-        if not isinstance(raw, dict):
-            raise errors.InvalidResponseError(
-                f"{self.name}: expected a JSON object", status_code=200, provider=self.provider
-            )
-        items = raw["embeddings"] if "embeddings" in raw else [raw["embedding"]]
-        vectors = [[float(v) for v in item["values"]] for item in items]
+        try:
+            items = raw["embeddings"] if "embeddings" in raw else [raw["embedding"]]
+            vectors = [[float(v) for v in item["values"]] for item in items]
+        except _UNREADABLE as exc:
+            raise self.no_vectors(raw) from exc
         native = raw.get("usageMetadata")
         usage = None
         if isinstance(native, dict):

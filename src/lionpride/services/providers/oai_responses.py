@@ -127,7 +127,17 @@ class OAIResponsesEndpoint(Endpoint):
         return ResponsesStreamAssembler(self.provider)
 
     def count_tokens_route(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """``/responses/input_tokens`` and the body it counts (generation settings left out)."""
+        """``/responses/input_tokens`` and the body it counts (generation settings left out).
+
+        Raises:
+            ValidationError: A stored ``prompt``, which that route does not take (leaving it
+                out would count less than the request sends).
+        """
+        if "prompt" in payload:
+            raise errors.ValidationError(
+                f"{self.name}: parameter 'prompt' cannot be counted: /responses/input_tokens "
+                "takes no stored prompt"
+            )
         body = self.request_body(payload)
         return f"{self.config.endpoint}/input_tokens", {
             k: v for k, v in body.items() if k in _COUNTED
@@ -156,7 +166,7 @@ class OAIResponsesEndpoint(Endpoint):
 _COUNTED = frozenset(
     {
         "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
-        "previous_response_id", "conversation", "reasoning", "text", "truncation", "prompt",
+        "previous_response_id", "conversation", "reasoning", "text", "truncation",
     }
 )  # fmt: skip
 
@@ -164,6 +174,9 @@ _INCOMPLETE: dict[str, Literal["length", "content_filter"]] = {
     "max_output_tokens": "length",
     "content_filter": "content_filter",
 }
+
+#: Error codes of a failed response that are the service's fault, not the request's.
+_SERVER_CODES = frozenset({"server_error", "vector_store_timeout"})
 
 #: Keys of a built-in tool item kept in its summary (ids, outputs and tool lists are not).
 _SUMMARY_KEYS = ("type", "name", "server_label", "status", "action", "arguments")
@@ -190,11 +203,18 @@ def responses_usage(raw: Any) -> Usage | None:
 
 
 def _raise_failed(raw: dict[str, Any], provider: str) -> None:
-    """Raise the typed error of a ``failed`` response (or an ``error`` body)."""
+    """Raise the typed error of a ``failed`` response (or an ``error`` body).
+
+    The service's own failures (``server_error``, ``vector_store_timeout``, or no code and
+    no ``invalid_request_error`` type) are a retryable 500 and ``rate_limit_exceeded`` a 429;
+    any other code names a fault in the request (``invalid_prompt``, ``image_too_large``,
+    ``failed_to_download_image``, ...) that a retry would only repeat and pay for: a 400.
+    """
     err = raw.get("error")
     info = err if isinstance(err, dict) else {"message": str(err or "response failed")}
     code = str(info.get("code") or "")
-    status = 429 if "rate_limit" in code else 400 if "invalid" in code else 500
+    faulty = code not in _SERVER_CODES if code else info.get("type") == "invalid_request_error"
+    status = 429 if "rate_limit" in code else 400 if faulty else 500
     raise errors.error_for_status(
         status, str(info.get("message") or code or "response failed"), body=raw, provider=provider
     )

@@ -19,7 +19,8 @@ IMAGE_TOKENS = 1600
 #: Framing tokens per message (role markers and separators).
 MESSAGE_OVERHEAD = 4
 
-_TEXT_KEYS = ("text", "content", "system", "input", "prompt", "arguments", "thinking")
+#: Keys whose string value is prompt text (``output``: a Responses function call's result).
+_TEXT_KEYS = ("text", "content", "system", "input", "prompt", "arguments", "thinking", "output")
 #: Prompt parts besides the messages, in any provider's format.
 _OTHER_PARTS = frozenset(
     {"system", "systemInstruction", "prompt", "input", "instructions", "tools"}
