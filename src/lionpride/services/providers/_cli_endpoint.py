@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from lionpride import errors
 from lionpride.services.providers._cli_process import CLIRun, find_executable, run_cli
@@ -46,6 +46,8 @@ class CLIEndpoint(Endpoint):
             ``config_factory`` from ``kwargs`` when omitted.
         cli_path: The executable (a path, or a name looked up on ``PATH``); default the
             CLI's own name on ``PATH``, resolved when a call is made.
+        env: Environment variables set for the CLI process on top of this process's own
+            (a base URL, a key, ``IS_SANDBOX``...). Never serialized: it may hold keys.
         **kwargs: Config fields or default request parameters.
     """
 
@@ -57,6 +59,7 @@ class CLIEndpoint(Endpoint):
     install_hint: ClassVar[str]
 
     cli_path: str | None = None
+    _env: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def __init__(
         self,
@@ -65,11 +68,20 @@ class CLIEndpoint(Endpoint):
         retry_config: Any = Endpoint.DEFAULT_RETRY,
         *,
         cli_path: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, circuit_breaker, retry_config, **kwargs)
         if cli_path is not None:
             self.cli_path = os.fspath(cli_path)
+        self._env = dict(env or {})
+
+    def child_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str] | None:
+        """The CLI process's environment: this process's, then ``env=``, then ``extra``;
+        ``None`` (inherit unchanged) when neither adds anything."""
+        if not self._env and not extra:
+            return None
+        return {**os.environ, **self._env, **(extra or {})}
 
     def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
         """Validate a request; chat ``messages`` become the prompt.
@@ -99,8 +111,8 @@ class CLIEndpoint(Endpoint):
         idle: float | None,
         env: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Spawn one CLI run of ``req`` (its arguments, stdin and workspace) and yield its
-        JSON events; the process never outlives this."""
+        """Spawn one CLI run of ``req`` (its arguments, stdin and workspace, ``env`` added to
+        :meth:`child_env`) and yield its JSON events; the process never outlives this."""
         exe = self.executable()
         args, stdin_text = req.cli_args()
         events = run_cli(
@@ -109,7 +121,7 @@ class CLIEndpoint(Endpoint):
             args,
             cwd=req.workspace,
             stdin_text=stdin_text,
-            env=env,
+            env=self.child_env(env),
             deadline=deadline,
             limit=limit,
             idle=idle,

@@ -24,7 +24,6 @@ request model and the messages → prompt conversion live in ``_claude_code_requ
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -162,7 +161,7 @@ class ClaudeCodeEndpoint(CLIEndpoint):
         """One CLI run's JSON events (the process starts on first iteration)."""
         env = None
         if req.max_thinking_tokens is not None:
-            env = {**os.environ, "MAX_THINKING_TOKENS": str(req.max_thinking_tokens)}
+            env = {"MAX_THINKING_TOKENS": str(req.max_thinking_tokens)}
         run = CLIRun(
             name=self.name,
             label="Claude Code CLI",
