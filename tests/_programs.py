@@ -91,3 +91,15 @@ def gemini_env(home: Path, base_url: str, *, max_attempts: int = 1) -> dict[str,
         "GEMINI_API_KEY": "fake-gemini-key-for-tests",
         "GOOGLE_GEMINI_BASE_URL": base_url,
     }
+
+
+#: The real CLIs' recorded output (``../shared/cli`` beside the repository).
+CLI_RECORDINGS = Path(__file__).resolve().parents[1].parent / "shared" / "cli"
+
+
+def recording(name: str) -> list[str]:
+    """The lines of one recording in ``../shared/cli``, or skip when it is absent."""
+    path = CLI_RECORDINGS / name
+    if not path.is_file():
+        pytest.skip(f"{path} is missing (the recordings live in ../shared/cli)")
+    return [line for line in path.read_text().splitlines() if line.strip()]

@@ -34,7 +34,11 @@ class RunFold(Protocol):
         ...
 
     def finish(self) -> NormalizedResponse:
-        """The response of the whole run."""
+        """The response of the whole run.
+
+        Raises:
+            APIStatusError: The CLI reported that the provider's API failed (typed by status).
+        """
         ...
 
 
@@ -84,7 +88,8 @@ class CLIEndpoint(Endpoint):
         return {**os.environ, **self._env, **(extra or {})}
 
     def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Validate a request; chat ``messages`` become the prompt.
+        """Validate a request; chat ``messages`` become the prompt; ``model=None`` is kept
+        (the CLI then chooses its default model).
 
         Raises:
             ValueError: Neither ``prompt`` nor ``messages``, unknown options, a workspace
@@ -96,7 +101,12 @@ class CLIEndpoint(Endpoint):
             if messages is None:
                 raise errors.ValidationError(f"{self.name}: give prompt=... or messages=[...]")
             merged.update(self._from_messages(messages, merged))
-        return super().create_payload(merged)
+        payload = super().create_payload(merged)
+        if "model" in merged and merged["model"] is None:
+            # The dump leaves out None values, which would bring the default model back:
+            # model=None means "no --model", the CLI's own default.
+            payload["model"] = None
+        return payload
 
     def estimate_tokens(self, payload: dict[str, Any]) -> int:
         """Not metered: an agent run's token use cannot be bounded in advance."""
@@ -152,14 +162,18 @@ class CLIEndpoint(Endpoint):
         limit = timeout or self.config.timeout
         deadline = asyncio.get_running_loop().time() + limit
         return await self._resilient(
-            self._run, (request, deadline, limit), self._deadline(timeout), on_retry
+            self._run, (request, deadline, limit, on_retry), self._deadline(timeout), on_retry
         )
 
     async def _run(
-        self, request: dict[str, Any], deadline: float, limit: float
+        self,
+        request: dict[str, Any],
+        deadline: float,
+        limit: float,
+        on_retry: RetryObserver | None,
     ) -> NormalizedResponse:
         req = self.request_model.model_validate(request)
-        run = self._new_run(req)
+        run = self._new_run(req, on_retry)
         async with aclosing(self._events(req, deadline, limit, None)) as events:
             async for event in events:
                 run.feed(event)
@@ -182,7 +196,7 @@ class CLIEndpoint(Endpoint):
         req = self.request_model.model_validate(request)
         limit = timeout or self.config.timeout
         deadline = asyncio.get_running_loop().time() + limit
-        run = self._new_run(req)
+        run = self._new_run(req, on_retry)
         index = 0
         async with aclosing(self._events(req, deadline, limit, idle_timeout)) as events:
             async for event in events:
@@ -196,8 +210,9 @@ class CLIEndpoint(Endpoint):
         """Request fields (``prompt``, ``system_prompt``...) from chat ``messages``."""
         raise NotImplementedError
 
-    def _new_run(self, req: Any) -> RunFold:
-        """A fresh fold for one run of ``req``."""
+    def _new_run(self, req: Any, on_retry: RetryObserver | None) -> RunFold:
+        """A fresh fold for one run of ``req``; ``on_retry`` hears of the retries the CLI
+        itself makes."""
         raise NotImplementedError
 
     def _events(

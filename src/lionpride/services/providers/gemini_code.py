@@ -40,6 +40,7 @@ from lionpride.services.providers._cli_process import (
     resolve_workspace,
 )
 from lionpride.services.streaming.channel import StreamChunk
+from lionpride.services.types.backend import RetryObserver
 from lionpride.services.types.response import NormalizedResponse, Usage
 
 __all__ = [
@@ -226,7 +227,7 @@ class GeminiCodeEndpoint(CLIEndpoint):
     def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
         return request_from_messages(messages, request)
 
-    def _new_run(self, req: GeminiCodeRequest) -> _Run:
+    def _new_run(self, req: GeminiCodeRequest, on_retry: RetryObserver | None) -> _Run:
         return _Run(req)
 
     def _events(
