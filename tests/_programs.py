@@ -8,10 +8,12 @@ pointed at a FakeProvider on loopback, as ``../shared/cli/README.md`` describes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +105,62 @@ def recording(name: str) -> list[str]:
     if not path.is_file():
         pytest.skip(f"{path} is missing (the recordings live in ../shared/cli)")
     return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+class RequestLog(list[Any]):
+    """FakeProvider's ``requests`` list that wakes a waiter when a request arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = asyncio.Event()
+
+    def append(self, item: Any) -> None:
+        """Record a request and wake whoever waits for one."""
+        super().append(item)
+        self.arrived.set()
+
+
+def process_group_of_child(name: str) -> list[int]:
+    """The pids in the process group of this process's child whose command is ``name``."""
+    table = _processes()
+    leaders = [p for p, (ppid, _, cmd) in table.items() if ppid == os.getpid() and name in cmd]
+    assert len(leaders) == 1, f"expected one {name} child, found {leaders}"
+    return [pid for pid, (_, pgid, _) in table.items() if pgid == leaders[0]]
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid → (parent pid, process group, command) of every live process, from /proc."""
+    out: dict[int, tuple[int, int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # ended meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":
+            out[int(entry.name)] = (int(fields[1]), int(fields[2]), cmdline)
+    return out
+
+
+async def ends_soon(pid: int, within: float = 5.0) -> bool:
+    """Whether the process ends (becomes a zombie or is reaped) within ``within`` seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+    # A pidfd turns readable when its process exits: a wait without polling.
+    loop.add_reader(fd, lambda: ended.done() or ended.set_result(None))
+    try:
+        async with asyncio.timeout(within):
+            await ended
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests._programs import claude_env, program
+from tests._programs import RequestLog, claude_env, ends_soon, process_group_of_child, program
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -253,3 +254,66 @@ async def test_bypass_permissions_as_root_needs_is_sandbox(
     response = await sandboxed.call(sandboxed.create_payload(request))
     assert response.status == "success"
     assert response.metadata["permissionMode"] == "bypassPermissions"
+
+
+async def test_tool_use_runs_the_tool_and_streams_its_input(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """The CLI runs the Read the provider asked for; its input streams as JSON pieces."""
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "a.py").write_text("x = 42\n")
+    path = str((tmp_path / "repo" / "a.py").resolve())
+    call = {"name": "Read", "arguments": {"file_path": path}}
+    fake_provider.script(Reply(text="Let me read it.", tool_calls=[call]), path=MESSAGES)
+    fake_provider.reply_text = "x is 42."
+    backend = endpoint(claude, tmp_path, fake_provider)
+    payload = backend.create_payload({"prompt": "what is in a.py", "allowed_tools": ["Read"]})
+    chunks = [c async for c in backend.stream(payload)]
+    final = chunks[-1].response
+    assert final is not None and final.status == "success" and final.data == "x is 42."
+    deltas = [c.tool_call_delta for c in chunks if c.tool_call_delta]
+    assert deltas[0]["name"] == "Read" and deltas[0]["index"] == 0
+    assert json.loads("".join(d["arguments"] for d in deltas)) == {"file_path": path}
+    (result,) = final.metadata["tool_results"]
+    assert "x = 42" in json.dumps(result["content"]) and not result["is_error"]
+    assert result["tool_use_result"]["file"]["filePath"] == path
+    assert len(posts(fake_provider)) == 2
+
+
+async def started_stream(claude: Path, tmp_path: Path, fp: FakeProvider) -> tuple[Any, list[int]]:
+    """A stream whose provider sent one text delta and then stalls, and the CLI's processes."""
+    fp.script(Reply(stall_after=4), path=MESSAGES)  # message_start, block start, ping, a delta
+    backend = endpoint(claude, tmp_path, fp)
+    stream = backend.stream(backend.create_payload({"prompt": "hi"}))
+    async for chunk in stream:
+        if chunk.content:
+            break
+    return stream, process_group_of_child("claude")
+
+
+async def test_early_stream_exit_leaves_no_process(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """Leaving a stream after its first text chunk stops the CLI and everything it started."""
+    stream, group = await started_stream(claude, tmp_path, fake_provider)
+    await stream.aclose()
+    assert group and all([await ends_soon(pid) for pid in group])
+
+
+async def test_cancelled_call_leaves_no_process(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """Cancelling a call while the CLI waits on the provider stops the CLI and re-raises."""
+    log = RequestLog()
+    fake_provider.requests = log
+    fake_provider.script(Reply(stall_after=0), path=MESSAGES)
+    backend = endpoint(claude, tmp_path, fake_provider)
+    task = asyncio.create_task(backend.call(backend.create_payload({"prompt": "hi"})))
+    while not posts(fake_provider):  # woken by each request, never a timed poll
+        log.arrived.clear()
+        await log.arrived.wait()
+    group = process_group_of_child("claude")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert group and all([await ends_soon(pid) for pid in group])
