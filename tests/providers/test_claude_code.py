@@ -616,3 +616,19 @@ async def test_recorded_max_turns_reports_the_clis_message(cli: FakeCLI, tmp_pat
     backend = cli.endpoint(repo=str(tmp_path))
     response = await backend.call(backend.create_payload({"prompt": "read"}))
     assert response.error == "Reached maximum number of turns (1)"
+
+
+async def test_env_reaches_the_cli_and_is_never_serialized(cli: FakeCLI, tmp_path: Path) -> None:
+    """env= is set for the CLI process, and neither to_dict nor repr shows its values."""
+    model = iModel(
+        provider="claude_code",
+        cli_path=str(cli.path),
+        repo=str(tmp_path),
+        env={"ANTHROPIC_API_KEY": "sk-ant-secret-value", "MAX_THINKING_TOKENS": "77"},
+    )
+    await model.invoke(prompt="hi")
+    assert cli.records()[0]["thinking"] == "77"
+    dumped = json.dumps(model.to_dict(), default=str) + repr(model) + repr(model.backend)
+    assert "sk-ant-secret-value" not in dumped
+    again = iModel.from_dict(model.to_dict())
+    assert isinstance(again.backend, ClaudeCodeEndpoint) and again.backend.child_env() is None

@@ -14,6 +14,7 @@ from tests._programs import RequestLog, claude_env, ends_soon, process_group_of_
 from lionpride import errors
 from lionpride.services import iModel
 from lionpride.services.providers import ClaudeCodeEndpoint
+from lionpride.services.types.hook import HookPhase, HookRegistry
 from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = "/v1/messages"
@@ -317,3 +318,23 @@ async def test_cancelled_call_leaves_no_process(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert group and all([await ends_soon(pid) for pid in group])
+
+
+async def test_imodel_stream_hooks_see_the_cli_retry_then_the_answer(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """Through iModel, a retried-then-answered stream shows its api_retry to chunk hooks only."""
+    fake_provider.script(Reply(status=500), path=MESSAGES)
+    fake_provider.reply_text = "Recovered."
+    hooks = HookRegistry()
+    seen: list[dict[str, Any]] = []
+    hooks.register(HookPhase.StreamChunk, lambda event, chunk, **kw: seen.append(chunk.metadata))
+    model = iModel(
+        backend=endpoint(claude, tmp_path, fake_provider, max_retries=1), hook_registry=hooks
+    )
+    chunks = [c async for c in model.invoke_stream(prompt="hello")]
+    final = chunks[-1].response
+    assert final is not None and final.status == "success" and final.data == "Recovered."
+    assert "".join(c.content for c in chunks) == "Recovered."
+    assert [m["error_status"] for m in seen if m.get("event") == "api_retry"] == [500]
+    assert [r["error_status"] for r in final.metadata["api_retries"]] == [500]
