@@ -12,10 +12,13 @@ import asyncio
 import json
 import os
 import shutil
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from lionpride.testing import FakeProvider, Reply
 
 NPM_DIR = Path(__file__).resolve().parents[1] / "npm"
 BIN_DIR = NPM_DIR / "node_modules" / ".bin"
@@ -164,3 +167,33 @@ async def ends_soon(pid: int, within: float = 5.0) -> bool:
     finally:
         loop.remove_reader(fd)
         os.close(fd)
+
+
+async def assert_cancel_stops_the_cli(
+    fp: FakeProvider, path: str, name: str, start: Callable[[], Awaitable[Any]]
+) -> None:
+    """Start a call, cancel it once the CLI ``name`` has sent its request to ``path`` (left
+    unanswered), and check that the cancellation comes out and the CLI's processes end."""
+    log = RequestLog()
+    fp.requests = log
+    fp.script(Reply(stall_after=0), path=path)
+    task = asyncio.create_task(start())
+    while not any(path in r.path for r in log):  # woken by each request, never a timed poll
+        log.arrived.clear()
+        await log.arrived.wait()
+    group = process_group_of_child(name)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert group and all([await ends_soon(pid) for pid in group])
+
+
+async def assert_leaving_early_stops_the_cli(stream: AsyncGenerator[Any, None], name: str) -> None:
+    """Read ``stream`` up to its first text chunk, leave it, and check that the CLI ``name``
+    and everything it started end."""
+    async for chunk in stream:
+        if chunk.content:
+            break
+    group = process_group_of_child(name)
+    await stream.aclose()
+    assert group and all([await ends_soon(pid) for pid in group])

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests._programs import RequestLog, claude_env, ends_soon, process_group_of_child, program
+from tests._programs import (
+    assert_cancel_stops_the_cli,
+    assert_leaving_early_stops_the_cli,
+    claude_env,
+    program,
+)
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -43,6 +47,16 @@ def endpoint(
 def posts(fp: FakeProvider) -> list[Any]:
     """The Messages API requests the CLI sent (it also sends a ``HEAD /`` first)."""
     return [r for r in fp.requests if r.method == "POST" and r.path.startswith(MESSAGES)]
+
+
+def script_a_read(tmp_path: Path, fp: FakeProvider) -> str:
+    """Write ``repo/a.py`` and script the provider's next answer to Read it; its path."""
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "a.py").write_text("x = 42\n")
+    path = str((tmp_path / "repo" / "a.py").resolve())
+    call = {"name": "Read", "arguments": {"file_path": path}}
+    fp.script(Reply(text="Let me read it.", tool_calls=[call]), path=MESSAGES)
+    return path
 
 
 async def test_call_returns_the_providers_text(
@@ -184,11 +198,7 @@ async def test_max_turns_keeps_the_clis_message(
     claude: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
     """A run stopped by max_turns reports the CLI's own message as the response's error."""
-    (tmp_path / "repo").mkdir()
-    (tmp_path / "repo" / "a.py").write_text("x = 42\n")
-    path = str((tmp_path / "repo" / "a.py").resolve())
-    call = {"name": "Read", "arguments": {"file_path": path}}
-    fake_provider.script(Reply(text="Let me read it.", tool_calls=[call]), path=MESSAGES)
+    script_a_read(tmp_path, fake_provider)
     backend = endpoint(claude, tmp_path, fake_provider)
     response = await backend.call(
         backend.create_payload({"prompt": "read", "allowed_tools": ["Read"], "max_turns": 1})
@@ -261,11 +271,7 @@ async def test_tool_use_runs_the_tool_and_streams_its_input(
     claude: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
     """The CLI runs the Read the provider asked for; its input streams as JSON pieces."""
-    (tmp_path / "repo").mkdir()
-    (tmp_path / "repo" / "a.py").write_text("x = 42\n")
-    path = str((tmp_path / "repo" / "a.py").resolve())
-    call = {"name": "Read", "arguments": {"file_path": path}}
-    fake_provider.script(Reply(text="Let me read it.", tool_calls=[call]), path=MESSAGES)
+    path = script_a_read(tmp_path, fake_provider)
     fake_provider.reply_text = "x is 42."
     backend = endpoint(claude, tmp_path, fake_provider)
     payload = backend.create_payload({"prompt": "what is in a.py", "allowed_tools": ["Read"]})
@@ -281,43 +287,26 @@ async def test_tool_use_runs_the_tool_and_streams_its_input(
     assert len(posts(fake_provider)) == 2
 
 
-async def started_stream(claude: Path, tmp_path: Path, fp: FakeProvider) -> tuple[Any, list[int]]:
-    """A stream whose provider sent one text delta and then stalls, and the CLI's processes."""
-    fp.script(Reply(stall_after=4), path=MESSAGES)  # message_start, block start, ping, a delta
-    backend = endpoint(claude, tmp_path, fp)
-    stream = backend.stream(backend.create_payload({"prompt": "hi"}))
-    async for chunk in stream:
-        if chunk.content:
-            break
-    return stream, process_group_of_child("claude")
-
-
 async def test_early_stream_exit_leaves_no_process(
     claude: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
     """Leaving a stream after its first text chunk stops the CLI and everything it started."""
-    stream, group = await started_stream(claude, tmp_path, fake_provider)
-    await stream.aclose()
-    assert group and all([await ends_soon(pid) for pid in group])
+    # message_start, the block's start, a ping, then the first text delta
+    fake_provider.script(Reply(stall_after=4), path=MESSAGES)
+    backend = endpoint(claude, tmp_path, fake_provider)
+    stream = backend.stream(backend.create_payload({"prompt": "hi"}))
+    await assert_leaving_early_stops_the_cli(stream, "claude")
 
 
 async def test_cancelled_call_leaves_no_process(
     claude: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
     """Cancelling a call while the CLI waits on the provider stops the CLI and re-raises."""
-    log = RequestLog()
-    fake_provider.requests = log
-    fake_provider.script(Reply(stall_after=0), path=MESSAGES)
     backend = endpoint(claude, tmp_path, fake_provider)
-    task = asyncio.create_task(backend.call(backend.create_payload({"prompt": "hi"})))
-    while not posts(fake_provider):  # woken by each request, never a timed poll
-        log.arrived.clear()
-        await log.arrived.wait()
-    group = process_group_of_child("claude")
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert group and all([await ends_soon(pid) for pid in group])
+    payload = backend.create_payload({"prompt": "hi"})
+    await assert_cancel_stops_the_cli(
+        fake_provider, MESSAGES, "claude", lambda: backend.call(payload)
+    )
 
 
 async def test_imodel_stream_hooks_see_the_cli_retry_then_the_answer(

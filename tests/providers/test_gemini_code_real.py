@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests._programs import RequestLog, ends_soon, gemini_env, process_group_of_child, program
+from tests._programs import (
+    assert_cancel_stops_the_cli,
+    assert_leaving_early_stops_the_cli,
+    gemini_env,
+    program,
+)
 
 from lionpride import errors
 from lionpride.services.providers import GeminiCodeEndpoint
@@ -187,28 +191,15 @@ async def test_early_stream_exit_leaves_no_process(
     fake_provider.script(Reply(stall_after=1), path=GENERATE)
     backend = endpoint(gemini, tmp_path, fake_provider)
     stream = backend.stream(backend.create_payload({"prompt": "hi"}))
-    async for chunk in stream:
-        if chunk.content:
-            break
-    group = process_group_of_child("gemini")
-    await stream.aclose()
-    assert group and all([await ends_soon(pid) for pid in group])
+    await assert_leaving_early_stops_the_cli(stream, "gemini")
 
 
 async def test_cancelled_call_leaves_no_process(
     gemini: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
     """Cancelling a call while the CLI waits on the provider stops the CLI and re-raises."""
-    log = RequestLog()
-    fake_provider.requests = log
-    fake_provider.script(Reply(stall_after=0), path=GENERATE)
     backend = endpoint(gemini, tmp_path, fake_provider)
-    task = asyncio.create_task(backend.call(backend.create_payload({"prompt": "hi"})))
-    while not posts(fake_provider):  # woken by each request, never a timed poll
-        log.arrived.clear()
-        await log.arrived.wait()
-    group = process_group_of_child("gemini")
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert group and all([await ends_soon(pid) for pid in group])
+    payload = backend.create_payload({"prompt": "hi"})
+    await assert_cancel_stops_the_cli(
+        fake_provider, GENERATE, "gemini", lambda: backend.call(payload)
+    )
