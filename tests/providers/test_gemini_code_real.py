@@ -19,7 +19,7 @@ from lionpride.services.providers import GeminiCodeEndpoint
 from lionpride.services.providers.gemini_code import GeminiCodeError
 from lionpride.testing import FakeProvider, Reply
 
-GENERATE = "GenerateContent"
+STREAM = ":streamGenerateContent"
 
 
 @pytest.fixture
@@ -38,8 +38,8 @@ def endpoint(gemini: Path, tmp_path: Path, fp: FakeProvider, **kwargs: Any) -> G
 
 
 def posts(fp: FakeProvider) -> list[Any]:
-    """The generateContent requests the CLI sent."""
-    return [r for r in fp.requests if r.method == "POST" and GENERATE in r.path]
+    """The streamGenerateContent requests the CLI sent (the answers, not the routing)."""
+    return [r for r in fp.requests if r.method == "POST" and STREAM in r.path]
 
 
 async def test_streamed_call_yields_the_text_in_pieces(
@@ -56,6 +56,21 @@ async def test_streamed_call_yields_the_text_in_pieces(
     assert final.usage is not None and final.usage.output_tokens == len(final.data.split())
     (post,) = posts(fake_provider)
     assert post.path.startswith("/v1beta/models/gemini-2.5-pro:streamGenerateContent")
+
+
+async def test_model_none_lets_the_cli_route(
+    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """model=None sends no --model: the CLI's auto router asks which model, then uses it."""
+    routing = {"complexity_reasoning": "a greeting", "complexity_score": 3}
+    fake_provider.script(Reply(text=json.dumps(routing)), path=":generateContent")
+    backend = endpoint(gemini, tmp_path, fake_provider, model=None)
+    response = await backend.call(backend.create_payload({"prompt": "hello"}))
+    assert response.status == "success" and response.metadata["model"] == "auto"
+    router, answer = [r for r in fake_provider.requests if r.method == "POST"]
+    assert router.path.endswith(":generateContent")
+    assert answer.path.split(":")[1].startswith("streamGenerateContent")
+    assert "gemini-2.5-pro" not in answer.path
 
 
 async def test_untrusted_workspace_fails_when_skip_trust_is_off(
@@ -98,7 +113,7 @@ async def test_tool_use_and_a_failed_tool_keep_their_messages(
         {"name": "read_file", "arguments": {"file_path": "b.py"}},
         {"name": "read_file", "arguments": {"file_path": "nope.py"}},
     ]
-    fake_provider.script(Reply(text="Checking.", tool_calls=calls), path=GENERATE)
+    fake_provider.script(Reply(text="Checking.", tool_calls=calls), path=STREAM)
     fake_provider.reply_text = "Done."
     backend = endpoint(gemini, tmp_path, fake_provider)
     response = await backend.call(backend.create_payload({"prompt": "do it"}))
@@ -129,7 +144,7 @@ async def test_api_failure_raises_the_typed_error(
     kind: type[errors.APIStatusError],
 ) -> None:
     """An API status the CLI gives up on is raised as its typed error with the CLI's message."""
-    fake_provider.script(*[Reply(status=status) for _ in range(3)], path=GENERATE)
+    fake_provider.script(*[Reply(status=status) for _ in range(3)], path=STREAM)
     backend = endpoint(gemini, tmp_path, fake_provider)
     with pytest.raises(kind, match=r"^\[API Error") as caught:
         await backend.call(backend.create_payload({"prompt": "hello"}))
@@ -140,7 +155,7 @@ async def test_api_failure_in_a_stream_is_raised(
     gemini: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
     """A stream whose run failed on a 500 raises ServerError after the chunks it had."""
-    fake_provider.script(*[Reply(status=500) for _ in range(3)], path=GENERATE)
+    fake_provider.script(*[Reply(status=500) for _ in range(3)], path=STREAM)
     backend = endpoint(gemini, tmp_path, fake_provider)
     seen: list[Any] = []
     with pytest.raises(errors.ServerError):
@@ -158,7 +173,7 @@ async def test_empty_model_response_keeps_the_clis_message(
         headers={"content-type": "text/event-stream"},
         chunks=[f"data: {json.dumps(empty)}\r\n\r\n"],
     )
-    fake_provider.script(*[reply for _ in range(3)], path=GENERATE)
+    fake_provider.script(*[reply for _ in range(3)], path=STREAM)
     backend = endpoint(gemini, tmp_path, fake_provider)
     response = await backend.call(backend.create_payload({"prompt": "hello"}))
     assert response.status == "error"
@@ -188,7 +203,7 @@ async def test_early_stream_exit_leaves_no_process(
     gemini: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
     """Leaving a stream after its first text chunk stops the CLI and everything it started."""
-    fake_provider.script(Reply(stall_after=1), path=GENERATE)
+    fake_provider.script(Reply(stall_after=1), path=STREAM)
     backend = endpoint(gemini, tmp_path, fake_provider)
     stream = backend.stream(backend.create_payload({"prompt": "hi"}))
     await assert_leaving_early_stops_the_cli(stream, "gemini")
@@ -201,5 +216,5 @@ async def test_cancelled_call_leaves_no_process(
     backend = endpoint(gemini, tmp_path, fake_provider)
     payload = backend.create_payload({"prompt": "hi"})
     await assert_cancel_stops_the_cli(
-        fake_provider, GENERATE, "gemini", lambda: backend.call(payload)
+        fake_provider, STREAM, "gemini", lambda: backend.call(payload)
     )
