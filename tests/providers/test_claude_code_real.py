@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,19 @@ async def test_api_failure_raises_the_typed_error(
         await backend.call(backend.create_payload({"prompt": "hello"}))
     assert caught.value.status_code == status and caught.value.provider == "claude_code"
     assert "API Error" in str(caught.value) or "Invalid API key" in str(caught.value)
+
+
+async def test_unreachable_api_raises_connection_error(claude: Path, tmp_path: Path) -> None:
+    """An API the CLI cannot reach (a closed port) raises ConnectionError with its message."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    (tmp_path / "repo").mkdir()
+    backend = ClaudeCodeEndpoint(
+        cli_path=claude, env=claude_env(tmp_path / "home", closed), repo=str(tmp_path / "repo")
+    )
+    with pytest.raises(errors.ConnectionError, match="Unable to connect to API"):
+        await backend.call(backend.create_payload({"prompt": "hello"}))
 
 
 async def test_api_failure_in_a_stream_is_raised_and_never_text(

@@ -249,7 +249,8 @@ class ClaudeCodeRun:
             APIStatusError: The CLI reported that the API failed: the typed error of
                 ``api_error_status`` (``AuthenticationError``, ``RateLimitError``...) with
                 the CLI's message.
-            APIError: An API failure the CLI reported without a status.
+            ConnectionError: The CLI could not reach the API.
+            APIError: Another API failure the CLI reported without a status.
             ClaudeCodeError: The run reported no result.
         """
         event = self.result
@@ -320,10 +321,19 @@ class ClaudeCodeRun:
         }
 
 
-def _api_error(status: Any, message: str, event: dict[str, Any]) -> errors.APIError:
-    """The typed error of an API failure the CLI reported (no status: a plain APIError)."""
+#: How the CLI words an API call that never reached the server (2.1.197).
+_UNREACHABLE = "Unable to connect to API"
+
+
+def _api_error(
+    status: Any, message: str, event: dict[str, Any]
+) -> errors.APIError | errors.ConnectionError:
+    """The typed error of an API failure the CLI reported: by status; without one, a
+    ``ConnectionError`` when the API could not be reached, else a plain ``APIError``."""
     if isinstance(status, int) and status >= 400:
         return errors.error_for_status(status, message, body=event, provider="claude_code")
+    if _UNREACHABLE in message:
+        return errors.ConnectionError(message)
     return errors.APIError(message, body=event, provider="claude_code", retryable=True)
 
 

@@ -17,7 +17,8 @@ Failures:
     * the provider's API failed (the CLI retried it, then reported ``api_error_status``) →
       the typed error of that status (:class:`~lionpride.errors.AuthenticationError`,
       :class:`~lionpride.errors.RateLimitError`, :class:`~lionpride.errors.ServerError`...)
-      with the CLI's message, raised by ``call`` and at the end of ``stream``; each retry
+      with the CLI's message (:class:`~lionpride.errors.ConnectionError` when it could not
+      reach the API), raised by ``call`` and at the end of ``stream``; each retry
       the CLI made is reported to ``on_retry`` (the model's retry hooks and metrics), shown
       as an ``api_retry`` chunk and listed in ``metadata["api_retries"]``;
     * ``permission_mode="bypassPermissions"`` as root without ``IS_SANDBOX=1`` for the
