@@ -115,13 +115,12 @@ class ClaudeCodeRun:
             if isinstance(blocks, str):
                 blocks = [{"type": "text", "text": blocks}]
             quiet = message.get("id") in self.streamed  # its chunks were the deltas
-            chunks = [
+            return [
                 c
                 for b in blocks or ()
                 if isinstance(b, dict)
                 for c in self._block(b, event, quiet=quiet)
             ]
-            return chunks
         if kind == "result":
             self._result(event)
         return []
