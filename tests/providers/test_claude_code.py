@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._programs import recording
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -207,12 +208,13 @@ async def test_invoke_normalizes_a_run(cli: FakeCLI, tmp_path: Path) -> None:
     assert meta["thinking_log"] == ["Read the file first."]
     assert resp.tool_calls == []  # the agent ran its tools itself
     (record,) = cli.records()
-    assert record["argv"][:6] == [
+    assert record["argv"][:7] == [
         "-p",
         "What is x?",
         "--output-format",
         "stream-json",
         "--verbose",
+        "--include-partial-messages",
         "--model",
     ]
     assert Path(record["cwd"]) == tmp_path.resolve()
@@ -230,7 +232,7 @@ async def test_match_endpoint_builds_the_cli_backend(cli: FakeCLI) -> None:
 
 async def test_every_option_reaches_the_cli_unquoted(cli: FakeCLI, tmp_path: Path) -> None:
     """Each request option becomes its CLI flag, each value one argument without quotes."""
-    backend = cli.endpoint()
+    backend = cli.endpoint(env={"IS_SANDBOX": "1"})
     payload = backend.create_payload(
         {
             "prompt": "fix it",
@@ -251,13 +253,18 @@ async def test_every_option_reaches_the_cli_unquoted(cli: FakeCLI, tmp_path: Pat
             "mcp_config": str(tmp_path / "mcp.json"),
             "mcp_servers": {"echo": {"command": "echo-server"}},
             "max_thinking_tokens": 2048,
+            "thinking": "enabled",
+            "effort": "high",
         }
     )
     await backend.call(payload)
     (record,) = cli.records()
     assert record["argv"] == [
         "-p", "fix it", "--output-format", "stream-json", "--verbose",
+        "--include-partial-messages",
         "--model", "opus",
+        "--thinking", "enabled",
+        "--effort", "high",
         "--system-prompt", "You are terse.",
         "--append-system-prompt", "Answer in English.",
         "--max-turns", "3",
@@ -282,7 +289,7 @@ async def test_continue_and_permission_mode_flags(cli: FakeCLI, tmp_path: Path) 
     )
     await backend.call(payload)
     argv = cli.records()[0]["argv"]
-    assert argv[5:] == ["--model", "opus", "--continue", "--permission-mode", "acceptEdits"]
+    assert argv[6:] == ["--model", "opus", "--continue", "--permission-mode", "acceptEdits"]
 
 
 async def test_prompt_edge_cases(cli: FakeCLI, tmp_path: Path) -> None:
@@ -572,3 +579,65 @@ async def test_cli_lingering_after_its_result_is_stopped(
     assert response.data == "The answer is 42."
     assert loop.time() - start < 5
     assert gone(cli.records()[-1]["pid"])
+
+
+# -- the real CLI's recorded output, replayed by the stand-in --------------------------------------
+
+
+async def test_recorded_401_raises_after_its_two_retries(cli: FakeCLI, tmp_path: Path) -> None:
+    """The recorded 401 run raises AuthenticationError; its two api_retry events are reported."""
+    cli.play({"lines": recording("claude-error-401.stream-json.jsonl"), "exit": 1})
+    backend = cli.endpoint(repo=str(tmp_path))
+    heard: list[int] = []
+    with pytest.raises(errors.AuthenticationError, match="Invalid API key") as caught:
+        await backend.call(
+            backend.create_payload({"prompt": "hello"}),
+            on_retry=lambda attempt, error, delay: heard.append(attempt),
+        )
+    assert caught.value.status_code == 401 and heard == [1, 2]
+
+
+async def test_recorded_partial_messages_stream_eight_text_chunks(
+    cli: FakeCLI, tmp_path: Path
+) -> None:
+    """The recorded --include-partial-messages run streams its 8 deltas, not the whole block."""
+    cli.play({"lines": recording("claude-partial-messages.stream-json.jsonl")})
+    backend = cli.endpoint(repo=str(tmp_path))
+    chunks = [c async for c in backend.stream(backend.create_payload({"prompt": "hi"}))]
+    texts = [c.content for c in chunks if c.content]
+    final = chunks[-1].response
+    assert final is not None and len(texts) == 8 and "".join(texts) == final.data
+
+
+async def test_recorded_tool_use_keeps_the_tool_use_result(cli: FakeCLI, tmp_path: Path) -> None:
+    """The recorded Read run keeps the CLI's structured tool_use_result beside the tool result."""
+    cli.play({"lines": recording("claude-tool-read.stream-json.jsonl")})
+    backend = cli.endpoint(repo=str(tmp_path))
+    response = await backend.call(backend.create_payload({"prompt": "what is in a.py"}))
+    (result,) = response.metadata["tool_results"]
+    assert result["tool_use_result"]["file"]["content"] == "x = 42\n"
+    assert [u["name"] for u in response.metadata["tool_uses"]] == ["Read"]
+
+
+async def test_recorded_max_turns_reports_the_clis_message(cli: FakeCLI, tmp_path: Path) -> None:
+    """The recorded error_max_turns run's error is the CLI's message, not the assistant's text."""
+    cli.play({"lines": recording("claude-max-turns.stream-json.jsonl"), "exit": 1})
+    backend = cli.endpoint(repo=str(tmp_path))
+    response = await backend.call(backend.create_payload({"prompt": "read"}))
+    assert response.error == "Reached maximum number of turns (1)"
+
+
+async def test_env_reaches_the_cli_and_is_never_serialized(cli: FakeCLI, tmp_path: Path) -> None:
+    """env= is set for the CLI process, and neither to_dict nor repr shows its values."""
+    model = iModel(
+        provider="claude_code",
+        cli_path=str(cli.path),
+        repo=str(tmp_path),
+        env={"ANTHROPIC_API_KEY": "sk-ant-secret-value", "MAX_THINKING_TOKENS": "77"},
+    )
+    await model.invoke(prompt="hi")
+    assert cli.records()[0]["thinking"] == "77"
+    dumped = json.dumps(model.to_dict(), default=str) + repr(model) + repr(model.backend)
+    assert "sk-ant-secret-value" not in dumped
+    again = iModel.from_dict(model.to_dict())
+    assert isinstance(again.backend, ClaudeCodeEndpoint) and again.backend.child_env() is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests._programs import ends_soon
 
 from lionpride import errors
 from lionpride.services.providers import ClaudeCodeEndpoint
@@ -27,27 +27,6 @@ def _cli(tmp_path: Path, body: str) -> ClaudeCodeEndpoint:
     path.write_text(f"#!{sys.executable}\nimport json, os, subprocess, sys, time\n{body}\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return ClaudeCodeEndpoint(cli_path=str(path), repo=str(tmp_path))
-
-
-async def _ends_soon(pid: int, within: float = 5.0) -> bool:
-    """Whether the process ends (becomes a zombie or is reaped) within ``within`` seconds."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    loop = asyncio.get_running_loop()
-    ended: asyncio.Future[None] = loop.create_future()
-    # A pidfd turns readable when its process exits: a wait without polling.
-    loop.add_reader(fd, lambda: ended.done() or ended.set_result(None))
-    try:
-        async with asyncio.timeout(within):
-            await ended
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
 
 
 async def test_cli_exiting_without_reading_stdin_is_a_typed_error(tmp_path: Path) -> None:
@@ -81,7 +60,7 @@ async def test_tool_left_running_by_the_cli_is_stopped(tmp_path: Path) -> None:
     assert response.data == "ok"
     child = int(pid_file.read_text())
     try:
-        assert await _ends_soon(child)
+        assert await ends_soon(child)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)

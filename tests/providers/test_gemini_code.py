@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._programs import recording
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -118,12 +119,13 @@ async def test_invoke_normalizes_a_run(cli: FakeCLI, tmp_path: Path) -> None:
     (record,) = cli.records()
     assert record["argv"] == [
         "-p", "What is x?", "--output-format", "stream-json", "--model", MODEL,
+        "--skip-trust",
     ]  # fmt: skip
     assert Path(record["cwd"]) == tmp_path.resolve()
 
 
 async def test_options_reach_the_cli(cli: FakeCLI, tmp_path: Path) -> None:
-    """Model, approval mode, sandbox, debug, include dirs and resume become CLI flags."""
+    """Model, approval mode, sandbox, debug, include dirs, resume and the rest become flags."""
     backend = GeminiCodeEndpoint(cli_path=cli.path, repo=str(tmp_path))
     payload = backend.create_payload(
         {
@@ -135,10 +137,16 @@ async def test_options_reach_the_cli(cli: FakeCLI, tmp_path: Path) -> None:
             "debug": True,
             "include_directories": ["../shared", "/abs/docs"],
             "resume": SESSION,
+            "session_id": "0b9e7f2c-3d1a-4e5f-8a6b-7c8d9e0f1a2b",
+            "allowed_mcp_server_names": ["fs", "everything"],
+            "policy": tmp_path / "policy.toml",
+            "extensions": ["none"],
         }
     )
     await backend.call(payload)
-    yolo = backend.create_payload({"prompt": "-h", "yolo": True, "sandbox": True})
+    yolo = backend.create_payload(
+        {"prompt": "-h", "yolo": True, "sandbox": True, "skip_trust": False}
+    )
     await backend.call(yolo)
     first, second = cli.records()
     assert first["argv"] == [
@@ -150,6 +158,12 @@ async def test_options_reach_the_cli(cli: FakeCLI, tmp_path: Path) -> None:
         "--include-directories", "../shared",
         "--include-directories", "/abs/docs",
         "--resume", SESSION,
+        "--session-id", "0b9e7f2c-3d1a-4e5f-8a6b-7c8d9e0f1a2b",
+        "--skip-trust",
+        "--allowed-mcp-server-names", "fs",
+        "--allowed-mcp-server-names", "everything",
+        "--policy", str(tmp_path / "policy.toml"),
+        "--extensions", "none",
     ]  # fmt: skip
     assert Path(first["cwd"]) == (tmp_path / "sub").resolve()
     assert second["argv"][:2] == ["-p", " -h"]
@@ -298,3 +312,80 @@ async def test_imodel_keeps_and_resumes_the_session(cli: FakeCLI, tmp_path: Path
     assert "--resume" not in argvs[0]
     assert argvs[1][argvs[1].index("--resume") + 1] == SESSION
     assert argvs[2][argvs[2].index("--resume") + 1] == "other"
+
+
+# -- the real CLI's recorded output, replayed by the stand-in --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "exit_status", "kind", "status"),
+    [
+        ("gemini-error-400-badkey", 144, errors.BadRequestError, 400),
+        ("gemini-error-403", 147, errors.PermissionDeniedError, 403),
+        ("gemini-error-429", 173, errors.RateLimitError, 429),
+        ("gemini-error-500", 244, errors.ServerError, 500),
+    ],
+)
+async def test_recorded_api_errors_raise_their_typed_error(
+    cli: FakeCLI,
+    tmp_path: Path,
+    name: str,
+    exit_status: int,
+    kind: type[errors.APIStatusError],
+    status: int,
+) -> None:
+    """Each recorded API failure raises the typed error of its status with the CLI's message."""
+    cli.play(lines=recording(f"{name}.stream-json.jsonl"), exit=exit_status)
+    backend = GeminiCodeEndpoint(cli_path=cli.path, repo=str(tmp_path))
+    with pytest.raises(kind, match=r"^\[API Error") as caught:
+        await backend.call(backend.create_payload({"prompt": "hello"}))
+    assert type(caught.value) is kind and caught.value.status_code == status
+
+
+async def test_recorded_429_without_a_code_is_typed_by_the_exit_status(
+    cli: FakeCLI, tmp_path: Path
+) -> None:
+    """The 429 message names no status: exit 173 (429 mod 256) types it, its wait is kept."""
+    lines = recording("gemini-error-429.stream-json.jsonl")
+    assert '\\"code\\":429' not in lines[-1]
+    cli.play(lines=lines, exit=173)
+    backend = GeminiCodeEndpoint(cli_path=cli.path, repo=str(tmp_path))
+    with pytest.raises(errors.RateLimitError) as caught:
+        await backend.call(backend.create_payload({"prompt": "hello"}))
+    assert caught.value.retry_after == 1.0
+
+
+async def test_recorded_unknown_model_is_an_api_error(cli: FakeCLI, tmp_path: Path) -> None:
+    """The unknown-model failure exits 1 and quotes no status: an untyped APIError, raised."""
+    cli.play(lines=recording("gemini-error-404-badmodel.stream-json.jsonl"), exit=1)
+    backend = GeminiCodeEndpoint(cli_path=cli.path, repo=str(tmp_path))
+    with pytest.raises(errors.APIError, match="is not found") as caught:
+        await backend.call(backend.create_payload({"prompt": "hello"}))
+    assert caught.value.status_code is None
+
+
+async def test_recorded_empty_response_keeps_its_message(cli: FakeCLI, tmp_path: Path) -> None:
+    """The recorded empty model response fails with the message of the error event before it."""
+    cli.play(lines=recording("gemini-error-empty-stream.stream-json.jsonl"))
+    backend = GeminiCodeEndpoint(cli_path=cli.path, repo=str(tmp_path))
+    resp = await backend.call(backend.create_payload({"prompt": "hello"}))
+    assert resp.status == "error"
+    assert resp.error is not None and resp.error.startswith("The model returned an empty response")
+
+
+async def test_recorded_failed_tool_keeps_the_error_message(cli: FakeCLI, tmp_path: Path) -> None:
+    """A failed tool_result carries error.message (which file), not the short output."""
+    cli.play(lines=recording("gemini-tool-read-missing.stream-json.jsonl"))
+    backend = GeminiCodeEndpoint(cli_path=cli.path, repo=str(tmp_path))
+    resp = await backend.call(backend.create_payload({"prompt": "do it"}))
+    (result,) = resp.metadata["tool_results"]
+    assert result["content"] == "File not found: /workspace/grepo/nope.py"
+    assert result["is_error"] and result["error_type"] == "file_not_found"
+
+
+async def test_model_none_leaves_out_the_model_flag(cli: FakeCLI, tmp_path: Path) -> None:
+    """model=None (also as the endpoint's default) sends no --model: the CLI chooses."""
+    backend = GeminiCodeEndpoint(cli_path=cli.path, repo=str(tmp_path), model=None)
+    await backend.call(backend.create_payload({"prompt": "x"}))
+    await backend.call(backend.create_payload({"prompt": "x", "model": None}))
+    assert all("--model" not in record["argv"] for record in cli.records())

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -40,15 +41,20 @@ class ServiceRegistry:
     taken?) and its update. Only :meth:`aclose` awaits, and it works on a snapshot. The
     registry is not thread-safe; use it from one event loop.
 
+    Args:
+        workspace: The directory the registry's tools work in, if any: MCP servers
+            registered without ``roots`` are given it as their one root.
+
     Example:
         >>> registry = ServiceRegistry()
         >>> registry.register(iModel(backend=Tool(func_callable=get_weather)))
         >>> calling = await registry.get("get_weather").invoke(location="Paris")
     """
 
-    __slots__ = ("_by_id", "_by_name", "_by_tag", "_mcp", "_name_of")
+    __slots__ = ("_by_id", "_by_name", "_by_tag", "_mcp", "_name_of", "workspace")
 
-    def __init__(self) -> None:
+    def __init__(self, workspace: str | os.PathLike[str] | None = None) -> None:
+        self.workspace = Path(workspace) if workspace is not None else None
         self._by_id: dict[UUID, iModel] = {}
         self._by_name: dict[str, UUID] = {}  # in registration order
         self._name_of: dict[UUID, str] = {}
@@ -194,6 +200,8 @@ class ServiceRegistry:
         config: Mapping[str, Any],
         tool_names: list[str] | None = None,
         update: bool = False,
+        *,
+        roots: Sequence[str | os.PathLike[str]] | None = None,
     ) -> RegisteredTools:
         """Register the tools of one MCP server as Tool-backed models; return their names.
 
@@ -205,6 +213,10 @@ class ServiceRegistry:
                 ``<server>_<tool>``; without, under their own names.
             tool_names: Only these tools (all the server offers when ``None``).
             update: Replace models already registered under the same names.
+            roots: Directories (paths or ``file://`` URIs) the client declares as its roots
+                and lists when the server asks (``roots/list``); default the config's
+                ``roots``, else the registry's ``workspace``, else none (no roots
+                capability). They are fixed when the server's connection opens.
 
         Returns:
             The registered names; without ``tool_names`` and ``update``, a discovered tool
@@ -227,6 +239,10 @@ class ServiceRegistry:
                     f"MCP server {server!r} is unknown: load it with load_mcp_config() first, "
                     "or give its 'command' or 'url'"
                 )
+        if roots is not None:
+            config["roots"] = roots
+        elif config.get("roots") is None and self.workspace is not None:
+            config["roots"] = [self.workspace]
         tools = await load_mcp_tools(pool, config, tool_names)
         taken = [tool.name for tool in tools if tool.name in self._by_name]
         skipped: list[str] = []

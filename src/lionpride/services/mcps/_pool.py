@@ -5,6 +5,12 @@ Each connection is owned by one background task that enters the SDK's transport 
 must be entered and left by the same task. Calls from other tasks race the owner task, so a
 server that dies mid-call fails the call at once instead of leaving it waiting.
 
+A config with ``roots`` (directories as paths or ``file://`` URIs) declares the client's
+``roots`` capability and answers the server's ``roots/list`` with them: servers such as the
+reference filesystem server confine themselves to the roots the client names. A server asks
+for them when it likes (the filesystem server right after the handshake, then applies them
+in the background), so a call made at once may still find it without them.
+
 The ``mcp`` SDK (the ``mcp`` extra, 2.x) is imported only when a connection is opened.
 """
 
@@ -15,13 +21,14 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, TextIO, cast
 
 from lionpride import errors
 from lionpride.errors import MCPConnectionError, MCPToolError
 
-__all__ = ["MCPConnectionError", "MCPConnectionPool", "MCPToolError", "server_key"]
+__all__ = ["MCPConnectionError", "MCPConnectionPool", "MCPToolError", "root_uris", "server_key"]
 
 #: Seconds to connect and initialize a server before giving up.
 CONNECT_TIMEOUT = 30.0
@@ -32,6 +39,27 @@ def server_key(config: Mapping[str, Any]) -> str:
     """The pool key of a server config: its name, else the config itself as JSON."""
     name = config.get("name")
     return str(name) if name else json.dumps(dict(config), sort_keys=True, default=str)
+
+
+def root_uris(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """``file://`` URIs of ``roots``: a URI is kept, a path is made absolute and resolved.
+
+    Raises:
+        ConfigurationError: ``roots`` is a single string instead of a list, or a URI is not
+            a ``file://`` URI.
+    """
+    if isinstance(roots, str | os.PathLike):
+        raise errors.ConfigurationError(f"roots must be a list of directories, got {roots!r}")
+    uris = []
+    for root in roots:
+        text = os.fspath(root)
+        if "://" in text:
+            if not text.startswith("file://"):
+                raise errors.ConfigurationError(f"an MCP root must be a file:// URI: {text!r}")
+            uris.append(text)
+        else:
+            uris.append(Path(text).expanduser().resolve().as_uri())
+    return uris
 
 
 def _import_mcp() -> Any:
@@ -95,7 +123,11 @@ class _Connection:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport(stack))
-                session = await stack.enter_async_context(mcp.ClientSession(read, write))
+                options: dict[str, Any] = {}
+                if self.config.get("roots") is not None:
+                    # Giving the callback is what declares the roots capability.
+                    options["list_roots_callback"] = self._list_roots
+                session = await stack.enter_async_context(mcp.ClientSession(read, write, **options))
                 await session.initialize()
                 self.session = session
                 ready.set_result(None)
@@ -108,6 +140,13 @@ class _Connection:
             self.session = None
             if not ready.done():
                 ready.cancel()
+
+    async def _list_roots(self, context: Any) -> Any:
+        """The answer to the server's ``roots/list``: the config's roots."""
+        from mcp_types import ListRootsResult, Root
+
+        uris = root_uris(self.config.get("roots") or ())
+        return ListRootsResult(roots=[Root(uri=uri, name=Path(uri).name) for uri in uris])
 
     def _transport(self, stack: contextlib.AsyncExitStack) -> Any:
         cfg = self.config
@@ -236,6 +275,8 @@ class MCPConnectionPool:
                 "MCP server config needs 'command' (stdio) or 'url' (HTTP); "
                 f"got keys {sorted(map(str, config))}"
             )
+        if config.get("roots") is not None:
+            root_uris(config["roots"])  # a bad root fails here, not inside the server's request
         key = server_key(config)
         conn = self._connections.get(key)
         if conn is not None and conn.alive:

@@ -18,11 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from lionpride import errors
 from lionpride.services.providers._cli_process import MAX_ARG_BYTES, resolve_workspace
 
-__all__ = ["ClaudeCodeRequest", "PermissionMode", "request_from_messages"]
+__all__ = ["ClaudeCodeRequest", "Effort", "PermissionMode", "ThinkingMode", "request_from_messages"]
 
 _BYPASS_ALIASES = frozenset({"dangerously-skip-permissions", "--dangerously-skip-permissions"})
 
-PermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan"]
+PermissionMode = Literal["default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan"]
+#: ``--thinking``: ``enabled`` is the CLI's alias of ``adaptive``.
+ThinkingMode = Literal["enabled", "adaptive", "disabled"]
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
 
 
 class ClaudeCodeRequest(BaseModel):
@@ -30,6 +33,10 @@ class ClaudeCodeRequest(BaseModel):
 
     ``repo`` is the repository the run is confined to (default: the current directory at
     payload time); ``ws`` is a sub-directory of it to run in, created when missing.
+    ``model=None`` lets the CLI choose its default model. ``thinking`` (``--thinking``) and
+    ``effort`` (``--effort``) are the CLI's current thinking controls; the older
+    ``max_thinking_tokens`` is set as ``MAX_THINKING_TOKENS`` for the CLI, which honours it
+    only for some models (Haiku, not Sonnet, in 2.1.197).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -48,6 +55,8 @@ class ClaudeCodeRequest(BaseModel):
     mcp_tools: list[str] | None = None
     model: str | None = "sonnet"
     max_thinking_tokens: int | None = Field(default=None, ge=0)
+    thinking: ThinkingMode | None = None
+    effort: Effort | None = None
     mcp_config: str | None = None
     mcp_servers: dict[str, dict[str, Any]] | None = None
     permission_mode: PermissionMode | None = None
@@ -93,9 +102,13 @@ class ClaudeCodeRequest(BaseModel):
         else:
             # A leading space keeps a prompt such as "-h" from being parsed as an option.
             args.append(f" {self.prompt}" if self.prompt.startswith("-") else self.prompt)
-        args += ["--output-format", "stream-json", "--verbose"]
+        args += ["--output-format", "stream-json", "--verbose", "--include-partial-messages"]
         if self.model:
             args += ["--model", self.model]
+        if self.thinking:
+            args += ["--thinking", self.thinking]
+        if self.effort:
+            args += ["--effort", self.effort]
         if self.system_prompt:
             args += ["--system-prompt", self.system_prompt]
         if self.append_system_prompt:

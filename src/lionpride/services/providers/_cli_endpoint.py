@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from lionpride import errors
 from lionpride.services.providers._cli_process import CLIRun, find_executable, run_cli
@@ -34,7 +34,11 @@ class RunFold(Protocol):
         ...
 
     def finish(self) -> NormalizedResponse:
-        """The response of the whole run."""
+        """The response of the whole run.
+
+        Raises:
+            APIStatusError: The CLI reported that the provider's API failed (typed by status).
+        """
         ...
 
 
@@ -46,6 +50,8 @@ class CLIEndpoint(Endpoint):
             ``config_factory`` from ``kwargs`` when omitted.
         cli_path: The executable (a path, or a name looked up on ``PATH``); default the
             CLI's own name on ``PATH``, resolved when a call is made.
+        env: Environment variables set for the CLI process on top of this process's own
+            (a base URL, a key, ``IS_SANDBOX``...). Never serialized: it may hold keys.
         **kwargs: Config fields or default request parameters.
     """
 
@@ -57,6 +63,7 @@ class CLIEndpoint(Endpoint):
     install_hint: ClassVar[str]
 
     cli_path: str | None = None
+    _env: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def __init__(
         self,
@@ -65,14 +72,24 @@ class CLIEndpoint(Endpoint):
         retry_config: Any = Endpoint.DEFAULT_RETRY,
         *,
         cli_path: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, circuit_breaker, retry_config, **kwargs)
         if cli_path is not None:
             self.cli_path = os.fspath(cli_path)
+        self._env = dict(env or {})
+
+    def child_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str] | None:
+        """The CLI process's environment: this process's, then ``env=``, then ``extra``;
+        ``None`` (inherit unchanged) when neither adds anything."""
+        if not self._env and not extra:
+            return None
+        return {**os.environ, **self._env, **(extra or {})}
 
     def create_payload(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Validate a request; chat ``messages`` become the prompt.
+        """Validate a request; chat ``messages`` become the prompt; ``model=None`` is kept
+        (the CLI then chooses its default model).
 
         Raises:
             ValueError: Neither ``prompt`` nor ``messages``, unknown options, a workspace
@@ -84,7 +101,12 @@ class CLIEndpoint(Endpoint):
             if messages is None:
                 raise errors.ValidationError(f"{self.name}: give prompt=... or messages=[...]")
             merged.update(self._from_messages(messages, merged))
-        return super().create_payload(merged)
+        payload = super().create_payload(merged)
+        if "model" in merged and merged["model"] is None:
+            # The dump leaves out None values, which would bring the default model back:
+            # model=None means "no --model", the CLI's own default.
+            payload["model"] = None
+        return payload
 
     def estimate_tokens(self, payload: dict[str, Any]) -> int:
         """Not metered: an agent run's token use cannot be bounded in advance."""
@@ -99,8 +121,8 @@ class CLIEndpoint(Endpoint):
         idle: float | None,
         env: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Spawn one CLI run of ``req`` (its arguments, stdin and workspace) and yield its
-        JSON events; the process never outlives this."""
+        """Spawn one CLI run of ``req`` (its arguments, stdin and workspace, ``env`` added to
+        :meth:`child_env`) and yield its JSON events; the process never outlives this."""
         exe = self.executable()
         args, stdin_text = req.cli_args()
         events = run_cli(
@@ -109,7 +131,7 @@ class CLIEndpoint(Endpoint):
             args,
             cwd=req.workspace,
             stdin_text=stdin_text,
-            env=env,
+            env=self.child_env(env),
             deadline=deadline,
             limit=limit,
             idle=idle,
@@ -140,14 +162,18 @@ class CLIEndpoint(Endpoint):
         limit = timeout or self.config.timeout
         deadline = asyncio.get_running_loop().time() + limit
         return await self._resilient(
-            self._run, (request, deadline, limit), self._deadline(timeout), on_retry
+            self._run, (request, deadline, limit, on_retry), self._deadline(timeout), on_retry
         )
 
     async def _run(
-        self, request: dict[str, Any], deadline: float, limit: float
+        self,
+        request: dict[str, Any],
+        deadline: float,
+        limit: float,
+        on_retry: RetryObserver | None,
     ) -> NormalizedResponse:
         req = self.request_model.model_validate(request)
-        run = self._new_run(req)
+        run = self._new_run(req, on_retry)
         async with aclosing(self._events(req, deadline, limit, None)) as events:
             async for event in events:
                 run.feed(event)
@@ -170,7 +196,7 @@ class CLIEndpoint(Endpoint):
         req = self.request_model.model_validate(request)
         limit = timeout or self.config.timeout
         deadline = asyncio.get_running_loop().time() + limit
-        run = self._new_run(req)
+        run = self._new_run(req, on_retry)
         index = 0
         async with aclosing(self._events(req, deadline, limit, idle_timeout)) as events:
             async for event in events:
@@ -184,8 +210,9 @@ class CLIEndpoint(Endpoint):
         """Request fields (``prompt``, ``system_prompt``...) from chat ``messages``."""
         raise NotImplementedError
 
-    def _new_run(self, req: Any) -> RunFold:
-        """A fresh fold for one run of ``req``."""
+    def _new_run(self, req: Any, on_retry: RetryObserver | None) -> RunFold:
+        """A fresh fold for one run of ``req``; ``on_retry`` hears of the retries the CLI
+        itself makes."""
         raise NotImplementedError
 
     def _events(

@@ -3,7 +3,8 @@
 :func:`run_cli` spawns the executable in its own process group (no shell), writes a long
 prompt to stdin within the call's deadline, drains stderr into a bounded tail so the pipe
 never fills, and yields each stdout line's JSON object under the call deadline and the idle
-timeout. Once a final event arrived the CLI gets a short grace to exit. On every exit path
+timeout. Once a final event arrived the CLI gets a short grace to exit, and the final event
+is yielded with its exit status under :data:`EXIT_STATUS`. On every exit path
 (success, error, timeout, cancellation, a consumer leaving early) the whole process group is
 terminated, then killed, in a shielded cleanup. The provider modules own the arguments and
 the meaning of the events; nothing here knows either.
@@ -26,6 +27,7 @@ from lionpride import errors
 from lionpride.errors import CLIError
 
 __all__ = [
+    "EXIT_STATUS",
     "MAX_ARG_BYTES",
     "CLIError",
     "CLIRun",
@@ -36,6 +38,10 @@ __all__ = [
 
 #: Longer prompts go through stdin: Linux refuses a single argument over 128 KiB.
 MAX_ARG_BYTES = 100_000
+
+#: The key under which the final event carries the CLI's exit status (``None``: still running
+#: after the grace period).
+EXIT_STATUS = "lionpride_exit_status"
 
 #: Upper bound of one event line (a tool result may carry a whole file).
 LINE_LIMIT = 64 * 1024 * 1024
@@ -165,13 +171,15 @@ async def run_cli(
                     stderr=_tail(stderr),
                 )
             if event.get("type") in run.final_types:
-                yield event
                 # The result is the answer. The CLI exits right after it; one that lingers,
                 # or a tool left holding its pipes, gets a short grace and is then stopped
-                # (below), never waited on until the call's deadline.
+                # (below), never waited on until the call's deadline. Its exit status says
+                # more than the event for some CLIs (Gemini's is the HTTP status mod 256).
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(min(run.exit_grace, deadline - loop.time())):
                         await proc.wait()
+                event[EXIT_STATUS] = proc.returncode
+                yield event
                 return
             yield event
         async with asyncio.timeout_at(deadline):

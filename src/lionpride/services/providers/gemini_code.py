@@ -3,12 +3,10 @@
 Not the Gemini HTTP API (that is :mod:`lionpride.services.providers.gemini`): each call
 spawns the ``gemini`` executable (looked up at call time, never at import) in the request's
 workspace and reads its newline-delimited JSON events through the subprocess machinery it
-shares with the Claude Code CLI (``_cli_process``). The CLI's documented events are
-``init`` (session id, model), ``message`` (``role`` user or assistant; assistant text comes as
-``delta`` pieces), ``tool_use`` (``tool_name``, ``tool_id``, ``parameters``), ``tool_result``
-(``tool_id``, ``status``, ``output`` or ``error``), ``error`` (a non-fatal warning) and
-``result`` (``status``, ``error``, ``stats`` with the token counts). Runs once per call: an
-agent run may have edited files before failing, so nothing is retried unless configured.
+shares with the Claude Code CLI (``_cli_process``); the events → response fold lives in
+``_gemini_code_events``. Assistant text streams as the CLI's ``delta`` pieces. Runs once per
+call: an agent run may have edited files before failing, so nothing is retried unless
+configured.
 
 Failures:
     * the executable is missing → :class:`~lionpride.errors.ConfigurationError` naming
@@ -16,13 +14,19 @@ Failures:
     * the CLI exits non-zero or ends without a ``result`` event (an authentication failure,
       say) → :class:`GeminiCodeError` (an :class:`~lionpride.errors.ExecutionError`, not
       retryable) with the stderr tail;
-    * a ``result`` event with ``status="error"`` → a response with ``status="error"``;
+    * the provider's API failed (``[API Error: ...]`` in the result) → the typed error of
+      its status (:class:`~lionpride.errors.AuthenticationError`,
+      :class:`~lionpride.errors.RateLimitError`, :class:`~lionpride.errors.ServerError`...),
+      read from the quoted error body or else the exit status (the HTTP status mod 256),
+      with the CLI's message, raised by ``call`` and at the end of ``stream``;
+    * any other ``result`` with ``status="error"`` → a response with ``status="error"``
+      whose ``error`` is the CLI's message (or that of the ``error`` event before it, as for
+      an empty model response);
     * the call's deadline or ``idle_timeout`` passes → :class:`~lionpride.errors.TimeoutError`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -34,13 +38,9 @@ from lionpride import errors
 from lionpride.errors import GeminiCodeError
 from lionpride.services.providers._claude_code_request import _content_text
 from lionpride.services.providers._cli_endpoint import CLIEndpoint
-from lionpride.services.providers._cli_process import (
-    MAX_ARG_BYTES,
-    CLIRun,
-    resolve_workspace,
-)
-from lionpride.services.streaming.channel import StreamChunk
-from lionpride.services.types.response import NormalizedResponse, Usage
+from lionpride.services.providers._cli_process import MAX_ARG_BYTES, CLIRun, resolve_workspace
+from lionpride.services.providers._gemini_code_events import GeminiCodeRun
+from lionpride.services.types.backend import RetryObserver
 
 __all__ = [
     "ApprovalMode",
@@ -69,6 +69,13 @@ class GeminiCodeRequest(BaseModel):
     payload time); ``ws`` is a sub-directory of it to run in, created when missing. The CLI
     has no system-prompt flag, so ``system_prompt`` is sent ahead of the prompt. ``sandbox``
     left unset lets the CLI's settings decide; ``yolo`` is ``approval_mode="yolo"``.
+    ``model=None`` lets the CLI choose (its ``auto`` router). The CLI refuses to run headless
+    in a directory it does not trust (exit 55): ``skip_trust`` (default on) passes
+    ``--skip-trust``, trusting the workspace the caller chose for this run only; turn it off
+    to leave the decision to the CLI's trusted-folders settings. ``session_id`` starts a new
+    session with that UUID (``--session-id``); ``allowed_mcp_server_names``, ``policy``
+    (policy files or directories) and ``extensions`` (``-e``) pass the CLI's options of the
+    same names.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -84,19 +91,30 @@ class GeminiCodeRequest(BaseModel):
     sandbox: bool | None = None
     debug: bool = False
     resume: str | None = None
+    session_id: str | None = None
+    skip_trust: bool = True
+    allowed_mcp_server_names: list[str] | None = None
+    policy: list[str] | None = None
+    extensions: list[str] | None = None
 
-    @field_validator("include_directories", mode="before")
+    @field_validator(
+        "include_directories", "allowed_mcp_server_names", "policy", "extensions", mode="before"
+    )
     @classmethod
     def _listify(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str | os.PathLike) else value
+        if isinstance(value, os.PathLike):
+            return [os.fspath(value)]
+        if isinstance(value, list | tuple):
+            return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        return [value] if isinstance(value, str) else value
 
-    @field_validator("include_directories", mode="after")
+    @field_validator("include_directories", "policy", mode="after")
     @classmethod
-    def _no_commas(cls, value: list[str]) -> list[str]:
-        # The CLI splits each value on commas: one with a comma would name two directories.
-        bad = [d for d in value if "," in d]
+    def _no_commas(cls, value: list[str] | None) -> list[str] | None:
+        # The CLI splits each value on commas: one with a comma would name two paths.
+        bad = [d for d in value or () if "," in d]
         if bad:
-            raise ValueError(f"include_directories cannot contain commas: {bad!r}")
+            raise ValueError(f"paths cannot contain commas: {bad!r}")
         return value
 
     @field_validator("approval_mode", mode="before")
@@ -148,6 +166,17 @@ class GeminiCodeRequest(BaseModel):
             args += ["--include-directories", directory]
         if self.resume:
             args += ["--resume", self.resume]
+        if self.session_id:
+            args += ["--session-id", self.session_id]
+        if self.skip_trust:
+            args.append("--skip-trust")
+        # One flag per value, so that no array option can swallow the next one's values.
+        for name in self.allowed_mcp_server_names or ():
+            args += ["--allowed-mcp-server-names", name]
+        for path in self.policy or ():
+            args += ["--policy", path]
+        for extension in self.extensions or ():
+            args += ["--extensions", extension]
         return args, stdin
 
 
@@ -215,8 +244,8 @@ class GeminiCodeEndpoint(CLIEndpoint):
     def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
         return request_from_messages(messages, request)
 
-    def _new_run(self, req: GeminiCodeRequest) -> _Run:
-        return _Run(req)
+    def _new_run(self, req: GeminiCodeRequest, on_retry: RetryObserver | None) -> GeminiCodeRun:
+        return GeminiCodeRun(req.model)
 
     def _events(
         self, req: GeminiCodeRequest, deadline: float, limit: float, idle: float | None
@@ -233,180 +262,3 @@ class GeminiCodeEndpoint(CLIEndpoint):
             skip_noise=True,
         )
         return self._spawn(run, req, deadline, limit, idle)
-
-
-# -- events → response -----------------------------------------------------------------------
-
-
-class _Run:
-    """Accumulates one run's events into chunks and, at the end, the response."""
-
-    __slots__ = (
-        "delta_open",
-        "model",
-        "req",
-        "result",
-        "session_id",
-        "texts",
-        "tool_results",
-        "tool_uses",
-        "warnings",
-    )
-
-    def __init__(self, req: GeminiCodeRequest) -> None:
-        self.req = req
-        self.session_id: str | None = None
-        self.model: str | None = None
-        self.texts: list[str] = []
-        # Whether the next assistant delta continues the last text (no tool event between).
-        self.delta_open = False
-        self.tool_uses: list[dict[str, Any]] = []
-        self.tool_results: list[dict[str, Any]] = []
-        self.warnings: list[str] = []
-        self.result: dict[str, Any] | None = None
-
-    def feed(self, event: dict[str, Any]) -> list[StreamChunk]:
-        """Record one event and return the chunks it makes (possibly none)."""
-        kind = event.get("type")
-        self.session_id = event.get("session_id") or self.session_id
-        if kind in ("init", "system"):
-            self.session_id = self.session_id or event.get("id")
-            self.model = event.get("model") or self.model
-            meta = {"event": "system", "session_id": self.session_id, "model": self.model}
-            return [StreamChunk(metadata=meta)]
-        if (kind == "message" and event.get("role") == "assistant") or kind == "assistant":
-            return self._message(event)
-        if kind in ("tool_use", "tool_call"):
-            return [self._tool_use(event)]
-        if kind == "tool_result":
-            return [self._tool_result(event)]
-        if kind == "error":
-            message = str(event.get("message") or "")
-            self.warnings.append(message)
-            meta = {"event": "warning", "severity": event.get("severity"), "message": message}
-            return [StreamChunk(metadata=meta)]
-        if kind in ("result", "response"):
-            self.result = event
-        return []
-
-    def _message(self, event: dict[str, Any]) -> list[StreamChunk]:
-        content = event.get("content")
-        if isinstance(content, list):  # content blocks, as SPEC §5.4 allows
-            chunks: list[StreamChunk] = []
-            for block in content:
-                if isinstance(block, dict) and block.get("type") == "tool_use":
-                    chunks.append(self._tool_use(block))
-                elif isinstance(block, dict) and isinstance(block.get("text"), str):
-                    chunks += self._text(block["text"], delta=False)
-            return chunks
-        if not isinstance(content, str):
-            return []
-        return self._text(content, delta=bool(event.get("delta")))
-
-    def _text(self, text: str, *, delta: bool) -> list[StreamChunk]:
-        if not text:
-            return []
-        if delta and self.delta_open:
-            self.texts[-1] += text
-        else:
-            self.texts.append(text)
-        self.delta_open = delta
-        return [StreamChunk(content=text, metadata={"event": "text"})]
-
-    def _tool_use(self, event: dict[str, Any]) -> StreamChunk:
-        self.delta_open = False
-        params = event.get("parameters", event.get("input"))
-        use = {
-            "id": event.get("tool_id", event.get("id")),
-            "name": event.get("tool_name", event.get("name")),
-            "input": params,
-        }
-        delta = {
-            "index": len(self.tool_uses),
-            "id": use["id"],
-            "name": use["name"],
-            "arguments": json.dumps(params or {}),
-        }
-        self.tool_uses.append(use)
-        return StreamChunk(tool_call_delta=delta, metadata={"event": "tool_use", "input": params})
-
-    def _tool_result(self, event: dict[str, Any]) -> StreamChunk:
-        self.delta_open = False
-        error = event.get("error")
-        content = event.get("output", event.get("content"))
-        if content is None and isinstance(error, dict):
-            content = error.get("message")
-        res = {
-            "tool_use_id": event.get("tool_id", event.get("tool_use_id")),
-            "content": content,
-            "is_error": event.get("status") == "error" or bool(event.get("is_error")),
-        }
-        self.tool_results.append(res)
-        return StreamChunk(metadata={"event": "tool_result", **res})
-
-    def finish(self) -> NormalizedResponse:
-        """The assembled response.
-
-        Raises:
-            GeminiCodeError: The run reported no result.
-        """
-        event = self.result
-        if event is None:
-            raise GeminiCodeError("the Gemini CLI ended without a result event")
-        error = event.get("error")
-        is_error = event.get("status") == "error" or bool(event.get("is_error")) or bool(error)
-        answer = event.get("result", event.get("response"))
-        text = answer.strip() if isinstance(answer, str) else "\n".join(self.texts)
-        stats = event.get("stats", event.get("usage"))
-        stats = stats if isinstance(stats, dict) else None
-        metadata: dict[str, Any] = {
-            "session_id": self.session_id,
-            "model": self.model or self.req.model,
-            "usage": stats,
-            "total_cost_usd": event.get("total_cost_usd"),
-            "num_turns": event.get("num_turns"),
-            "duration_ms": event.get("duration_ms", (stats or {}).get("duration_ms")),
-            "is_error": is_error,
-            "tool_uses": self.tool_uses,
-            "tool_results": self.tool_results,
-            "warnings": self.warnings,
-        }
-        message = None
-        if is_error:
-            detail = error.get("message") if isinstance(error, dict) else error
-            message = str(detail or text or "the Gemini CLI reported an error")
-        return NormalizedResponse(
-            status="error" if is_error else "success",
-            data=text,
-            error=message,
-            usage=_usage(stats),
-            finish_reason="error" if is_error else "stop",
-            metadata=metadata,
-            raw_response=event,
-        )
-
-
-def _usage(stats: dict[str, Any] | None) -> Usage | None:
-    """Normalized token counts from the ``result`` event's ``stats``."""
-    if not stats:
-        return None
-
-    def count(*keys: str) -> int:
-        for key in keys:
-            value = stats.get(key)
-            if isinstance(value, int) and value >= 0:
-                return value
-        return 0
-
-    # ``input_tokens`` includes the cached ones (``input`` is the uncached rest).
-    inp = count("input_tokens", "inputTokens", "prompt_tokens")
-    out = count("output_tokens", "outputTokens", "candidates_tokens")
-    total = count("total_tokens", "totalTokens") or inp + out
-    if not (inp or out or total):
-        return None
-    return Usage(
-        input_tokens=inp,
-        output_tokens=out,
-        total_tokens=total,
-        cached_tokens=min(count("cached", "cached_tokens"), inp),
-    )
