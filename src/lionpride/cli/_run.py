@@ -58,6 +58,7 @@ from lionpride.cli._stats import Stopwatch, Summary, secs
 from lionpride.core.event import EventStatus
 
 if TYPE_CHECKING:
+    from lionpride.services.execution import RateLimitedExecutor
     from lionpride.services.imodel import iModel
     from lionpride.services.types.backend import Calling
 
@@ -114,11 +115,17 @@ class _Models:
             model = self.by_endpoint[endpoint] = build_model(self.args, **extra)
         return model
 
-    def summary(self, elapsed: float) -> Summary:
-        """The run's summary: every model's calls together (latency from the busiest)."""
+    @property
+    def executor(self) -> RateLimitedExecutor | None:
+        """The executor every model shares (the chat model's), holding the run's limits."""
+        return self.chat.executor
+
+    def metrics(self) -> dict[str, Any]:
+        """Every model's metrics together (latency from the busiest; the live gauges, such
+        as the queue depth, from the shared executor)."""
         snapshots = [m.metrics() for m in self.by_endpoint.values()]
         if len(snapshots) == 1:
-            return Summary.from_snapshot(snapshots[0], elapsed)
+            return snapshots[0]
         merged = dict(max(snapshots, key=lambda snap: int(snap["calls"])))
         for key in ("calls", "successes", "failures", "retries", "rate_limited", "tokens_in",
                     "tokens_out", "cost_usd", "unpriced_calls"):  # fmt: skip
@@ -128,7 +135,11 @@ class _Models:
             for kind, count in snap["failures_by_type"].items():
                 failures[kind] = failures.get(kind, 0) + count
         merged["failures_by_type"] = failures
-        return Summary.from_snapshot(merged, elapsed)
+        return merged
+
+    def summary(self, elapsed: float) -> Summary:
+        """The run's summary: every model's calls together."""
+        return Summary.from_snapshot(self.metrics(), elapsed)
 
     async def aclose(self) -> None:
         """Close every model (the chat model, which owns the executor, last)."""
@@ -160,7 +171,7 @@ class _RunState:
         model_name: ``--model``, which replaces each request's own.
         writer: The output file.
         progress: The live line.
-        gauges: The live counters of the model (``calling`` is kept here).
+        gauges: The live counters of the models (``calling`` is kept here).
         rejected: Ids of requests refused before sending (invalid parameters).
         failures_shown: Failure reasons printed so far.
         unsent: Calls cancelled (Ctrl-C, SIGTERM, a stopped run) before they were sent.
@@ -188,7 +199,7 @@ async def _run(
 ) -> int:
     clock = Stopwatch()
     gauges = RunGauges(
-        model.chat,
+        model,
         limit_requests=getattr(args, "limit_requests", None),
         limit_tokens=getattr(args, "limit_tokens", None),
         window=getattr(args, "capacity_refresh_time", 60.0),
