@@ -94,6 +94,22 @@ async def test_request_larger_than_the_token_limit_stops_the_run_with_exit_2(
     assert sent == 1
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_result_the_output_refuses_still_counts_as_sent(tmp_path: Path) -> None:
+    """When the output is full, the answered request whose line failed counts as sent, and
+    only the two requests after it as not sent."""
+    src = tmp_path / "in.jsonl"
+    _write(src, [_line(f"r{i}") for i in range(3)])
+    async with FakeProvider() as fp:
+        args = _run_args(fp, src, "/dev/full", "--concurrency", "1")
+        code, _, err = await run_cli(*args, env=ENV)
+        sent = len(fp.requests)
+    assert code == 2, err
+    assert "cannot write /dev/full: No space left on device" in err
+    assert sent == 1
+    assert "1 sent: 1 succeeded, 0 failed; 2 not sent" in err
+
+
 async def test_max_retries_flag_and_failure_reasons_on_screen(tmp_path: Path) -> None:
     """--max-retries 0 sends a 503'd request once, and its reason is printed on screen."""
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"

@@ -324,11 +324,12 @@ async def _worker(items: Iterator[BatchItem], state: _RunState) -> None:
     progress = state.progress
     for item in items:
         record = await _send(item, state)
-        state.writer.append(record)
         usage = record.get("usage") or {}
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
         error = record["error"]
+        # Counted before it is written: a request whose result the disk refuses was sent.
         progress.advance(ok=error is None, tokens=tokens)
+        state.writer.append(record)
         if error is not None:
             _show_failure(state, item, error)
 
