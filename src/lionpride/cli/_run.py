@@ -162,6 +162,15 @@ class _NeverFits(Exception):
     """A request larger than the token limit: no wait makes it fit, so the run stops."""
 
 
+#: How to make a request that never fits smaller, by endpoint: the output budget's own field.
+_SHRINK = {
+    "chat/completions": "lower its max_tokens",
+    "responses": "lower its max_output_tokens",
+    "embeddings": "split its input over several lines",
+}
+_SHRINK_ANY = "lower its output budget"
+
+
 @dataclass
 class _RunState:
     """What the workers of one run share.
@@ -368,10 +377,11 @@ async def _send(item: BatchItem, state: _RunState) -> dict[str, Any]:
         too_large = _never_fits(model, body)
         if too_large is not None:
             tokens, capacity = too_large
+            shrink = _SHRINK.get(item.endpoint, _SHRINK_ANY)
             raise _NeverFits(
                 f"request {item.custom_id!r} (line {item.line_no}) needs {tokens:,} tokens "
                 f"(prompt estimate plus output budget) but --limit-tokens is {capacity:,}: it "
-                "can never be sent; raise --limit-tokens or lower its max_tokens"
+                f"can never be sent; raise --limit-tokens or {shrink}"
             ) from exc
         state.rejected.append(item.custom_id)
         return _error_record(item.custom_id, exc)
