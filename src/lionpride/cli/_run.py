@@ -336,9 +336,12 @@ async def _worker(items: Iterator[BatchItem], state: _RunState) -> None:
         usage = record.get("usage") or {}
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
         error = record["error"]
-        # Counted before it is written: a request whose result the disk refuses was sent.
-        progress.advance(ok=error is None, tokens=tokens)
-        state.writer.append(record)
+        try:
+            state.writer.append(record)
+        finally:
+            # Once written (a request counted done has its line), and also when the write
+            # failed: that request was sent all the same.
+            progress.advance(ok=error is None, tokens=tokens)
         if error is not None:
             _show_failure(state, item, error)
 
