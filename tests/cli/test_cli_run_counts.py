@@ -69,6 +69,28 @@ async def test_interrupted_run_counts_queued_calls_as_not_sent(
         assert resume in err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+async def test_interrupted_resume_counts_the_done_lines_it_had_not_reached(
+    tmp_path: Path,
+) -> None:
+    """A resume whose one pending request is in flight when SIGTERM comes counts the 11 lines
+    after it as already done, not as not sent."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write(src, [_line(f"r{i}") for i in range(12)])
+    ok = {"response": {"status_code": 200, "body": {}}, "error": None}
+    _write(out, [json.dumps({"custom_id": f"r{i}", **ok}) for i in range(1, 12)])
+    async with FakeProvider(latency=60) as fp:
+        proc = await start_cli(*_run_args(fp, src, out, "--concurrency", "1"), env=ENV)
+        async with asyncio.timeout(30):
+            await _arrivals(fp, 1)
+            proc.send_signal(signal.SIGTERM)
+            _, raw = await proc.communicate()
+    err = raw.decode()
+    assert proc.returncode == 130, err
+    assert "1 sent: 0 succeeded, 0 failed, 1 unanswered (stopped in flight); 11 already done" in err
+    assert "not sent" not in err
+
+
 async def test_request_larger_than_the_token_limit_stops_the_run_with_exit_2(
     tmp_path: Path,
 ) -> None:

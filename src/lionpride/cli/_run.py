@@ -214,6 +214,9 @@ async def _run(
         window=getattr(args, "capacity_refresh_time", 60.0),
     )
     progress = Progress(total, label="run", gauges=gauges)
+    # Counted up front, not as the workers pass them: the bar, the ETA and the counts of an
+    # interrupted run would otherwise take the done lines still ahead for requests to send.
+    progress.skip(_already_done(args.input, done))
     state = _RunState(model, args.model, writer, progress, gauges)
     bad: list[BadLine] = []
     items = _pending(read_requests(args.input), done, bad, progress)
@@ -304,21 +307,28 @@ def _configured_rate(args: argparse.Namespace) -> float | None:
     return float(limit) / float(getattr(args, "capacity_refresh_time", 60.0))
 
 
+def _already_done(path: str, done: set[str]) -> int:
+    """The requests of ``path`` that have a successful result in ``done`` (a resumed run
+    reads its input once more for this; a first run does not)."""
+    if not done:
+        return 0
+    return sum(isinstance(i, BatchItem) and i.custom_id in done for i in read_requests(path))
+
+
 def _pending(
     requests: Iterator[BatchItem | BadLine],
     done: set[str],
     bad: list[BadLine],
     progress: Progress,
 ) -> Iterator[BatchItem]:
-    """The requests still to send; bad lines are reported and done ones counted on the way."""
+    """The requests still to send; bad lines are reported and counted on the way (done ones
+    were counted before the run, by :func:`_already_done`)."""
     for item in requests:
         if isinstance(item, BadLine):
             bad.append(item)
             progress.message(f"line {item.line_no}: {item.reason}; skipped")
             progress.skip()
-        elif item.custom_id in done:
-            progress.skip()
-        else:
+        elif item.custom_id not in done:
             yield item
 
 
