@@ -206,6 +206,9 @@ async def _run(
     total: int,
     terminated: _Terminated,
 ) -> int:
+    # Counted up front, not as the workers pass them: the bar, the ETA and the counts of an
+    # interrupted run would otherwise take the done lines still ahead for requests to send.
+    already = _already_done(args.input, done)
     clock = Stopwatch()
     gauges = RunGauges(
         model,
@@ -214,9 +217,7 @@ async def _run(
         window=getattr(args, "capacity_refresh_time", 60.0),
     )
     progress = Progress(total, label="run", gauges=gauges)
-    # Counted up front, not as the workers pass them: the bar, the ETA and the counts of an
-    # interrupted run would otherwise take the done lines still ahead for requests to send.
-    progress.skip(_already_done(args.input, done))
+    progress.skip(already)
     state = _RunState(model, args.model, writer, progress, gauges)
     bad: list[BadLine] = []
     items = _pending(read_requests(args.input), done, bad, progress)
