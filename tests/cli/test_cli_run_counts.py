@@ -91,6 +91,27 @@ async def test_interrupted_resume_counts_the_done_lines_it_had_not_reached(
     assert "not sent" not in err
 
 
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm (Linux)")
+async def test_a_file_of_its_own_under_dev_resumes_like_any_file(tmp_path: Path) -> None:
+    """An output file in /dev/shm is no descriptor's name: the rerun sends nothing again and
+    the file keeps one line per request."""
+    src = tmp_path / "in.jsonl"
+    _write(src, [_line(f"r{i}") for i in range(3)])
+    out = Path("/dev/shm") / f"lionpride-test-{tmp_path.name}.jsonl"
+    try:
+        async with FakeProvider() as fp:
+            for _ in range(2):
+                code, _, err = await run_cli(*_run_args(fp, src, out), env=ENV)
+                assert code == 0, err
+            sent = len(fp.requests)
+        lines = out.read_text().splitlines()
+    finally:
+        out.unlink(missing_ok=True)
+    assert sent == 3
+    assert len(lines) == 3
+    assert "0 sent: 0 succeeded, 0 failed; 3 already done" in err
+
+
 async def test_request_larger_than_the_token_limit_stops_the_run_with_exit_2(
     tmp_path: Path,
 ) -> None:
