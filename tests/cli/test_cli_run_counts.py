@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from tests.cli._subprocess import cli_env, run_cli, start_cli
 
+from lionpride.cli import main
 from lionpride.cli._stats import Summary
 from lionpride.testing import FakeProvider, Reply
 
@@ -190,6 +191,16 @@ async def test_only_the_first_failure_reasons_are_printed(tmp_path: Path) -> Non
     assert err.count("failed: BadRequestError: ") == 5
     assert "(only the first 5 failures are shown; all are in the output)" in err
     assert len(out.read_text().splitlines()) == 8
+
+
+def test_timeout_help_says_what_it_bounds(capsys: pytest.CaptureFixture[str]) -> None:
+    """`run --help` says --timeout starts when the request is sent, not while it waits for
+    the limits, and what it bounds in a stream."""
+    assert main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "seconds a request may take from when it is sent, its retries included" in text
+    assert "the wait for the limits does not count" in text
+    assert "a stream's is the wait for its first words and for each word after" in text
 
 
 @pytest.mark.parametrize(
