@@ -193,6 +193,19 @@ async def test_only_the_first_failure_reasons_are_printed(tmp_path: Path) -> Non
     assert len(out.read_text().splitlines()) == 8
 
 
+async def test_input_on_a_pipe_exits_2_instead_of_sending_nothing(tmp_path: Path) -> None:
+    """`/dev/stdin` fed by a pipe is refused as bad usage: counting its lines used them up,
+    so the run sent nothing and still exited 0."""
+    lines = "".join(_line(f"r{i}") + "\n" for i in range(3)).encode()
+    async with FakeProvider() as fp:
+        args = _run_args(fp, Path("/dev/stdin"), tmp_path / "out.jsonl")
+        code, _, err = await run_cli(*args, env=ENV, stdin=lines)
+        sent = len(fp.requests)
+    assert code == 2, err
+    assert "/dev/stdin is not a regular file: run reads its input more than once" in err
+    assert sent == 0
+
+
 def test_timeout_help_says_what_it_bounds(capsys: pytest.CaptureFixture[str]) -> None:
     """`run --help` says --timeout starts when the request is sent, not while it waits for
     the limits, and what it bounds in a stream."""

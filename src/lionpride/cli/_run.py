@@ -17,8 +17,9 @@ model per endpoint, sharing the run's limits). Bad input lines (not JSON, not UT
 a duplicate custom_id, a body asking for ``"stream": true``, a ``url`` run does not serve) are
 reported on stderr
 with their line numbers, skipped, and make the exit code 1. Exit codes: 0 every request
-succeeded, 1 some failed or were bad, 2 bad usage (flags, missing key, unreadable input, an
-output that cannot be written, also when the disk fills up mid-run, a request larger than
+succeeded, 1 some failed or were bad, 2 bad usage (flags, missing key, unreadable input or
+one that is no regular file, such as a pipe, which could be read only once; an output that
+cannot be written, also when the disk fills up mid-run; a request larger than
 ``--limit-tokens``), 130 interrupted (Ctrl-C or SIGTERM: the calls in flight are abandoned,
 the summary is printed, a rerun resumes; an output that is no regular file, such as
 ``/dev/stdout``, keeps nothing to resume from). Do not run two processes on the same output
@@ -36,6 +37,7 @@ import contextlib
 import itertools
 import os
 import signal
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -68,6 +70,13 @@ __all__ = ["result_record", "run_batch"]
 def run_batch(args: argparse.Namespace) -> int:
     """Run the ``run`` command; return the exit code."""
     try:
+        if not stat.S_ISREG(os.stat(args.input).st_mode):
+            # Counted, read again for a resume and read to send: a pipe gives its lines once
+            # (and a FIFO without a writer would block).
+            raise UsageError(
+                f"{args.input} is not a regular file: run reads its input more than once "
+                "(to count, to resume, to send); save it to a file first"
+            )
         total = count_lines(args.input)
     except OSError as exc:
         raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from exc
