@@ -59,6 +59,15 @@ async def test_chat_with_an_empty_stdin_prompt_exits_2() -> None:
     assert "the prompt on stdin is empty" in err
 
 
+async def test_chat_with_a_stdin_prompt_that_is_not_utf8_exits_2_naming_the_byte() -> None:
+    """A Latin-1 byte on stdin is named with its offset, not reported as an encoding
+    failure at some position of the request body."""
+    args = ["chat", "--provider", "openai", "--base-url", "http://127.0.0.1:9/v1", "-"]
+    code, _, err = await run_cli(*args, env=cli_env(OPENAI_API_KEY="t"), stdin=b"caf\xe9\n")
+    assert code == 2
+    assert "the prompt on stdin is not UTF-8 (byte 0xe9 at offset 3)" in err
+
+
 def test_chat_help_shows_the_current_default_models(capsys: pytest.CaptureFixture[str]) -> None:
     """`chat --help` lists the model each provider uses without --model."""
     assert main(["chat", "--help"]) == 0

@@ -13,6 +13,7 @@ import pytest
 from tests.cli._subprocess import cli_env, start_cli
 
 from lionpride.cli import main
+from lionpride.testing import ScriptError, load_script
 
 RECORDED_BODY = '{"id":"chatcmpl-rec","object":"chat.completion","choices":[]}'
 OPENAI_BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -116,6 +117,14 @@ def test_malformed_script_exits_2_naming_the_reply_and_field(
     err = capsys.readouterr().err
     assert f"lionpride fake-provider: error: {script}" in err
     assert message in err
+
+
+def test_tool_call_arguments_as_json_text_are_refused(tmp_path: Path) -> None:
+    """Arguments given as a JSON string (as OpenAI's wire carries them) are named as the
+    mistake, not served as a string where Anthropic and Gemini replies need an object."""
+    script = _write_script(tmp_path, [{"tool_calls": [{"name": "f", "arguments": '{"a": 1}'}]}])
+    with pytest.raises(ScriptError, match=r'replies\[0\]: "tool_calls" must be a list of'):
+        load_script(script)
 
 
 def test_fake_provider_help_documents_the_script_format(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from tests.cli._subprocess import cli_env, run_cli, start_cli
 
+from lionpride.cli import main
 from lionpride.cli._stats import Summary
 from lionpride.testing import FakeProvider, Reply
 
@@ -69,6 +70,49 @@ async def test_interrupted_run_counts_queued_calls_as_not_sent(
         assert resume in err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+async def test_interrupted_resume_counts_the_done_lines_it_had_not_reached(
+    tmp_path: Path,
+) -> None:
+    """A resume whose one pending request is in flight when SIGTERM comes counts the 11 lines
+    after it as already done, not as not sent."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write(src, [_line(f"r{i}") for i in range(12)])
+    ok = {"response": {"status_code": 200, "body": {}}, "error": None}
+    _write(out, [json.dumps({"custom_id": f"r{i}", **ok}) for i in range(1, 12)])
+    async with FakeProvider(latency=60) as fp:
+        proc = await start_cli(*_run_args(fp, src, out, "--concurrency", "1"), env=ENV)
+        async with asyncio.timeout(30):
+            await _arrivals(fp, 1)
+            proc.send_signal(signal.SIGTERM)
+            _, raw = await proc.communicate()
+    err = raw.decode()
+    assert proc.returncode == 130, err
+    assert "1 sent: 0 succeeded, 0 failed, 1 unanswered (stopped in flight); 11 already done" in err
+    assert "not sent" not in err
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm (Linux)")
+async def test_a_file_of_its_own_under_dev_resumes_like_any_file(tmp_path: Path) -> None:
+    """An output file in /dev/shm is no descriptor's name: the rerun sends nothing again and
+    the file keeps one line per request."""
+    src = tmp_path / "in.jsonl"
+    _write(src, [_line(f"r{i}") for i in range(3)])
+    out = Path("/dev/shm") / f"lionpride-test-{tmp_path.name}.jsonl"
+    try:
+        async with FakeProvider() as fp:
+            for _ in range(2):
+                code, _, err = await run_cli(*_run_args(fp, src, out), env=ENV)
+                assert code == 0, err
+            sent = len(fp.requests)
+        lines = out.read_text().splitlines()
+    finally:
+        out.unlink(missing_ok=True)
+    assert sent == 3
+    assert len(lines) == 3
+    assert "0 sent: 0 succeeded, 0 failed; 3 already done" in err
+
+
 async def test_request_larger_than_the_token_limit_stops_the_run_with_exit_2(
     tmp_path: Path,
 ) -> None:
@@ -92,6 +136,22 @@ async def test_request_larger_than_the_token_limit_stops_the_run_with_exit_2(
     assert "but --limit-tokens is 50: it can never be sent" in err
     assert "1 sent: 1 succeeded, 0 failed; 2 not sent" in err
     assert sent == 1
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_result_the_output_refuses_still_counts_as_sent(tmp_path: Path) -> None:
+    """When the output is full, the answered request whose line failed counts as sent, and
+    only the two requests after it as not sent."""
+    src = tmp_path / "in.jsonl"
+    _write(src, [_line(f"r{i}") for i in range(3)])
+    async with FakeProvider() as fp:
+        args = _run_args(fp, src, "/dev/full", "--concurrency", "1")
+        code, _, err = await run_cli(*args, env=ENV)
+        sent = len(fp.requests)
+    assert code == 2, err
+    assert "cannot write /dev/full: No space left on device" in err
+    assert sent == 1
+    assert "1 sent: 1 succeeded, 0 failed; 2 not sent" in err
 
 
 async def test_max_retries_flag_and_failure_reasons_on_screen(tmp_path: Path) -> None:
@@ -131,6 +191,29 @@ async def test_only_the_first_failure_reasons_are_printed(tmp_path: Path) -> Non
     assert err.count("failed: BadRequestError: ") == 5
     assert "(only the first 5 failures are shown; all are in the output)" in err
     assert len(out.read_text().splitlines()) == 8
+
+
+async def test_input_on_a_pipe_exits_2_instead_of_sending_nothing(tmp_path: Path) -> None:
+    """`/dev/stdin` fed by a pipe is refused as bad usage: counting its lines used them up,
+    so the run sent nothing and still exited 0."""
+    lines = "".join(_line(f"r{i}") + "\n" for i in range(3)).encode()
+    async with FakeProvider() as fp:
+        args = _run_args(fp, Path("/dev/stdin"), tmp_path / "out.jsonl")
+        code, _, err = await run_cli(*args, env=ENV, stdin=lines)
+        sent = len(fp.requests)
+    assert code == 2, err
+    assert "/dev/stdin is not a regular file: run reads its input more than once" in err
+    assert sent == 0
+
+
+def test_timeout_help_says_what_it_bounds(capsys: pytest.CaptureFixture[str]) -> None:
+    """`run --help` says --timeout starts when the request is sent, not while it waits for
+    the limits, and what it bounds in a stream."""
+    assert main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "seconds a request may take from when it is sent, its retries included" in text
+    assert "the wait for the limits does not count" in text
+    assert "a stream's is the wait for its first words and for each word after" in text
 
 
 @pytest.mark.parametrize(

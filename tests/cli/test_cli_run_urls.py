@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.cli._subprocess import cli_env, run_cli
 
 from lionpride.cli._batch_io import BadLine, BatchItem, read_requests
-from lionpride.testing import FakeProvider
+from lionpride.testing import FakeProvider, Reply
 
 
 def _line(custom_id: str, url: str, body: dict[str, Any]) -> str:
@@ -67,3 +68,47 @@ async def test_run_sends_each_line_to_its_endpoint(tmp_path: Path) -> None:
     assert set(records) == {"c", "r", "e"}
     assert records["r"]["text"] and records["r"]["response"]["body"]["object"] == "response"
     assert len(records["e"]["response"]["body"]["data"]) == 2
+
+
+async def test_live_line_counts_the_429s_and_retries_of_every_endpoint(tmp_path: Path) -> None:
+    """A 429 retried on a responses line shows on the live line, not only in the summary."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(_line("r", "/v1/responses", {"model": "m", "input": "hi"}) + "\n")
+    async with FakeProvider() as fp:
+        fp.script(Reply(status=429))
+        args = ["run", str(src), "--output", str(out), "--provider", "openai"]
+        args += ["--base-url", fp.base_url("openai")]
+        code, _, err = await run_cli(*args, env=cli_env(OPENAI_API_KEY="test"))
+    assert code == 0, err
+    assert "retries 1, 429s 1" in err
+    (live,) = [line for line in err.splitlines() if line.startswith("run, 1/1, ")]
+    assert "1 429s, 1 retries" in live, live
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "advice"),
+    [
+        (
+            "/v1/responses",
+            {"input": "hi", "max_output_tokens": 5000},
+            "lower its max_output_tokens",
+        ),
+        ("/v1/embeddings", {"input": ["word " * 2000] * 4}, "split its input over several"),
+    ],
+)
+async def test_request_that_never_fits_names_what_to_lower_for_its_endpoint(
+    tmp_path: Path, url: str, body: dict[str, Any], advice: str
+) -> None:
+    """A responses or embeddings line larger than --limit-tokens stops the run with advice
+    that fits it, not the max_tokens its endpoint does not take."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(_line("big", url, {"model": "m", **body}) + "\n")
+    async with FakeProvider() as fp:
+        args = ["run", str(src), "--output", str(out), "--provider", "openai"]
+        args += ["--base-url", fp.base_url("openai"), "--limit-tokens", "1000"]
+        code, _, err = await run_cli(*args, env=cli_env(OPENAI_API_KEY="test"))
+        sent = len(fp.requests)
+    assert code == 2, err
+    assert sent == 0
+    assert f"it can never be sent; raise --limit-tokens or {advice}" in err
+    assert "max_tokens" not in err

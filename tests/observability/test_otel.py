@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import subprocess
 import sys
@@ -169,3 +170,37 @@ async def test_spans_of_a_real_call_with_a_retry(otel: Any, fake_provider: FakeP
     assert response.usage is not None
     assert span.attributes["gen_ai.usage.input_tokens"] == response.usage.input_tokens
     assert tuple(span.attributes["gen_ai.response.finish_reasons"]) == ("stop",)
+
+
+@needs_sdk
+async def test_call_cancelled_in_flight_ends_its_span_as_cancelled() -> None:
+    """A call cancelled on the wire records no error of its own, yet its span is no
+    success: ERROR status with error.type CancelledError."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with FakeProvider(latency=60) as fp:
+        model = iModel(
+            provider="openai",
+            base_url=fp.base_url("openai"),
+            api_key=SecretStr("k"),
+            otel=provider.get_tracer("test"),
+        )
+        async with model:
+            task = asyncio.create_task(
+                model.invoke(model="m", messages=[{"role": "user", "content": "Hi"}])
+            )
+            async with asyncio.timeout(10):
+                while not fp.requests:
+                    await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    provider.shutdown()
+    span, _ = _split(exporter.get_finished_spans())
+    assert span.attributes["error.type"] == "CancelledError"
+    assert span.status.status_code is StatusCode.ERROR

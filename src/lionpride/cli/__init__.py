@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"default models (when --model is not given):{defaults}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    chat.add_argument("prompt", metavar="PROMPT", help='the prompt; "-" reads it from stdin')
+    chat.add_argument(
+        "prompt", metavar="PROMPT", help='the prompt; "-" reads it from stdin (UTF-8)'
+    )
     add_connection_args(chat)
     chat.add_argument("--system", metavar="TEXT", help="a system prompt")
     chat.add_argument("--max-tokens", type=positive_int, metavar="N", help="most output tokens")

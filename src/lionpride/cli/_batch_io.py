@@ -192,9 +192,16 @@ def names_a_stream(path: str) -> bool:
     Where such a name leads is the caller's redirection, which differs from run to run (a
     rerun's ``> out.jsonl`` empties the file before the run starts): it is written as a
     stream, never read back for a resume, and never replaced by a repaired copy (which would
-    put a file in place of the ``/dev`` entry itself).
+    put a file in place of the ``/dev`` entry itself). A file of its own under ``/dev`` or
+    ``/proc`` (``/dev/shm/out.jsonl``, a regular file when its last link is not followed)
+    is a file like any other.
     """
-    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
+    if not os.path.abspath(path).startswith(("/dev/", "/proc/")):
+        return False
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False  # a new file, which this run creates there
 
 
 def _scan(path: str, out_fd: int | None) -> tuple[set[str], bool]:

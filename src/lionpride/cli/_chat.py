@@ -25,13 +25,31 @@ def chat(args: argparse.Namespace) -> int:
     name = args.model or DEFAULT_MODELS.get(provider)
     if name is None:
         raise UsageError(f"--model is required for provider {args.provider!r}")
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = _stdin_text() if args.prompt == "-" else args.prompt
     if not prompt.strip():
         where = "on stdin" if args.prompt == "-" else "given"
         raise UsageError(f"the prompt {where} is empty")
     extra = {"stream_usage": False} if args.no_stream_usage else {}
     model = build_model(args, model=name, **extra)
     return asyncio.run(_chat(model, _request(args, provider, prompt)))
+
+
+def _stdin_text() -> str:
+    """The prompt on stdin, which must be UTF-8 (as the request that carries it).
+
+    Raises:
+        UsageError: A byte that is not UTF-8 (named, with its offset): sending a guess would
+            change the prompt silently.
+    """
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start]
+        raise UsageError(
+            f"the prompt on stdin is not UTF-8 (byte 0x{bad:02x} at offset {exc.start}); "
+            "convert it first, e.g. with iconv -f latin1 -t utf-8"
+        ) from exc
 
 
 def _request(args: argparse.Namespace, provider: str, prompt: str) -> dict[str, Any]:

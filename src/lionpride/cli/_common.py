@@ -70,7 +70,9 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
         "--timeout",
         type=positive_float,
         metavar="S",
-        help="seconds a request may take, its retries included (default 300)",
+        help="seconds a request may take from when it is sent, its retries included; the "
+        "wait for the limits does not count, and a stream's is the wait for its first words "
+        "and for each word after (default 300)",
     )
 
 

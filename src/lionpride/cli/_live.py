@@ -1,4 +1,4 @@
-"""What the live line of ``lionpride run`` shows besides the counts, read from its model.
+"""What the live line of ``lionpride run`` shows besides the counts, read from its models.
 
 :class:`RunGauges` gives the progress line the calls in flight, the 429s and retries so far,
 which limit the queued calls wait on, and each limit's :class:`~lionpride.cli._progress.Pace`
@@ -8,21 +8,35 @@ for the ETA.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lionpride.cli._progress import Pace, format_seconds
 
 if TYPE_CHECKING:
-    from lionpride.services.imodel import iModel
+    from lionpride.services.execution import RateLimitedExecutor
 
-__all__ = ["RunGauges"]
+__all__ = ["Metered", "RunGauges"]
+
+
+class Metered(Protocol):
+    """What the gauges read: an iModel, or the run's models together."""
+
+    @property
+    def executor(self) -> RateLimitedExecutor | None:
+        """The executor that holds the limits, if any."""
+        ...
+
+    def metrics(self) -> dict[str, Any]:
+        """A snapshot in the shape of :meth:`iModel.metrics`."""
+        ...
 
 
 class RunGauges:
     """The live state of a run's model: calls in flight, 429s, retries, limit waits, paces.
 
     Args:
-        model: The run's model (its executor holds the limits, its metrics the counters).
+        model: The run's models (their shared executor holds the limits, their metrics
+            the counters: a run's 429s and retries are every endpoint's).
         limit_requests: ``--limit-requests`` per ``window``, used when the limits are kept
             elsewhere (Redis) and no local bucket says its own rate.
         limit_tokens: ``--limit-tokens`` per ``window``, likewise.
@@ -31,7 +45,7 @@ class RunGauges:
 
     def __init__(
         self,
-        model: iModel,
+        model: Metered,
         *,
         limit_requests: int | None = None,
         limit_tokens: int | None = None,

@@ -17,8 +17,9 @@ model per endpoint, sharing the run's limits). Bad input lines (not JSON, not UT
 a duplicate custom_id, a body asking for ``"stream": true``, a ``url`` run does not serve) are
 reported on stderr
 with their line numbers, skipped, and make the exit code 1. Exit codes: 0 every request
-succeeded, 1 some failed or were bad, 2 bad usage (flags, missing key, unreadable input, an
-output that cannot be written, also when the disk fills up mid-run, a request larger than
+succeeded, 1 some failed or were bad, 2 bad usage (flags, missing key, unreadable input or
+one that is no regular file, such as a pipe, which could be read only once; an output that
+cannot be written, also when the disk fills up mid-run; a request larger than
 ``--limit-tokens``), 130 interrupted (Ctrl-C or SIGTERM: the calls in flight are abandoned,
 the summary is printed, a rerun resumes; an output that is no regular file, such as
 ``/dev/stdout``, keeps nothing to resume from). Do not run two processes on the same output
@@ -36,6 +37,7 @@ import contextlib
 import itertools
 import os
 import signal
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ from lionpride.cli._stats import Stopwatch, Summary, secs
 from lionpride.core.event import EventStatus
 
 if TYPE_CHECKING:
+    from lionpride.services.execution import RateLimitedExecutor
     from lionpride.services.imodel import iModel
     from lionpride.services.types.backend import Calling
 
@@ -67,6 +70,13 @@ __all__ = ["result_record", "run_batch"]
 def run_batch(args: argparse.Namespace) -> int:
     """Run the ``run`` command; return the exit code."""
     try:
+        if not stat.S_ISREG(os.stat(args.input).st_mode):
+            # Counted, read again for a resume and read to send: a pipe gives its lines once
+            # (and a FIFO without a writer would block).
+            raise UsageError(
+                f"{args.input} is not a regular file: run reads its input more than once "
+                "(to count, to resume, to send); save it to a file first"
+            )
         total = count_lines(args.input)
     except OSError as exc:
         raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from exc
@@ -114,11 +124,17 @@ class _Models:
             model = self.by_endpoint[endpoint] = build_model(self.args, **extra)
         return model
 
-    def summary(self, elapsed: float) -> Summary:
-        """The run's summary: every model's calls together (latency from the busiest)."""
+    @property
+    def executor(self) -> RateLimitedExecutor | None:
+        """The executor every model shares (the chat model's), holding the run's limits."""
+        return self.chat.executor
+
+    def metrics(self) -> dict[str, Any]:
+        """Every model's metrics together (latency from the busiest; the live gauges, such
+        as the queue depth, from the shared executor)."""
         snapshots = [m.metrics() for m in self.by_endpoint.values()]
         if len(snapshots) == 1:
-            return Summary.from_snapshot(snapshots[0], elapsed)
+            return snapshots[0]
         merged = dict(max(snapshots, key=lambda snap: int(snap["calls"])))
         for key in ("calls", "successes", "failures", "retries", "rate_limited", "tokens_in",
                     "tokens_out", "cost_usd", "unpriced_calls"):  # fmt: skip
@@ -128,7 +144,11 @@ class _Models:
             for kind, count in snap["failures_by_type"].items():
                 failures[kind] = failures.get(kind, 0) + count
         merged["failures_by_type"] = failures
-        return Summary.from_snapshot(merged, elapsed)
+        return merged
+
+    def summary(self, elapsed: float) -> Summary:
+        """The run's summary: every model's calls together."""
+        return Summary.from_snapshot(self.metrics(), elapsed)
 
     async def aclose(self) -> None:
         """Close every model (the chat model, which owns the executor, last)."""
@@ -151,6 +171,15 @@ class _NeverFits(Exception):
     """A request larger than the token limit: no wait makes it fit, so the run stops."""
 
 
+#: How to make a request that never fits smaller, by endpoint: the output budget's own field.
+_SHRINK = {
+    "chat/completions": "lower its max_tokens",
+    "responses": "lower its max_output_tokens",
+    "embeddings": "split its input over several lines",
+}
+_SHRINK_ANY = "lower its output budget"
+
+
 @dataclass
 class _RunState:
     """What the workers of one run share.
@@ -160,7 +189,7 @@ class _RunState:
         model_name: ``--model``, which replaces each request's own.
         writer: The output file.
         progress: The live line.
-        gauges: The live counters of the model (``calling`` is kept here).
+        gauges: The live counters of the models (``calling`` is kept here).
         rejected: Ids of requests refused before sending (invalid parameters).
         failures_shown: Failure reasons printed so far.
         unsent: Calls cancelled (Ctrl-C, SIGTERM, a stopped run) before they were sent.
@@ -186,14 +215,18 @@ async def _run(
     total: int,
     terminated: _Terminated,
 ) -> int:
+    # Counted up front, not as the workers pass them: the bar, the ETA and the counts of an
+    # interrupted run would otherwise take the done lines still ahead for requests to send.
+    already = _already_done(args.input, done)
     clock = Stopwatch()
     gauges = RunGauges(
-        model.chat,
+        model,
         limit_requests=getattr(args, "limit_requests", None),
         limit_tokens=getattr(args, "limit_tokens", None),
         window=getattr(args, "capacity_refresh_time", 60.0),
     )
     progress = Progress(total, label="run", gauges=gauges)
+    progress.skip(already)
     state = _RunState(model, args.model, writer, progress, gauges)
     bad: list[BadLine] = []
     items = _pending(read_requests(args.input), done, bad, progress)
@@ -284,21 +317,28 @@ def _configured_rate(args: argparse.Namespace) -> float | None:
     return float(limit) / float(getattr(args, "capacity_refresh_time", 60.0))
 
 
+def _already_done(path: str, done: set[str]) -> int:
+    """The requests of ``path`` that have a successful result in ``done`` (a resumed run
+    reads its input once more for this; a first run does not)."""
+    if not done:
+        return 0
+    return sum(isinstance(i, BatchItem) and i.custom_id in done for i in read_requests(path))
+
+
 def _pending(
     requests: Iterator[BatchItem | BadLine],
     done: set[str],
     bad: list[BadLine],
     progress: Progress,
 ) -> Iterator[BatchItem]:
-    """The requests still to send; bad lines are reported and done ones counted on the way."""
+    """The requests still to send; bad lines are reported and counted on the way (done ones
+    were counted before the run, by :func:`_already_done`)."""
     for item in requests:
         if isinstance(item, BadLine):
             bad.append(item)
             progress.message(f"line {item.line_no}: {item.reason}; skipped")
             progress.skip()
-        elif item.custom_id in done:
-            progress.skip()
-        else:
+        elif item.custom_id not in done:
             yield item
 
 
@@ -313,11 +353,15 @@ async def _worker(items: Iterator[BatchItem], state: _RunState) -> None:
     progress = state.progress
     for item in items:
         record = await _send(item, state)
-        state.writer.append(record)
         usage = record.get("usage") or {}
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
         error = record["error"]
-        progress.advance(ok=error is None, tokens=tokens)
+        try:
+            state.writer.append(record)
+        finally:
+            # Once written (a request counted done has its line), and also when the write
+            # failed: that request was sent all the same.
+            progress.advance(ok=error is None, tokens=tokens)
         if error is not None:
             _show_failure(state, item, error)
 
@@ -356,10 +400,11 @@ async def _send(item: BatchItem, state: _RunState) -> dict[str, Any]:
         too_large = _never_fits(model, body)
         if too_large is not None:
             tokens, capacity = too_large
+            shrink = _SHRINK.get(item.endpoint, _SHRINK_ANY)
             raise _NeverFits(
                 f"request {item.custom_id!r} (line {item.line_no}) needs {tokens:,} tokens "
                 f"(prompt estimate plus output budget) but --limit-tokens is {capacity:,}: it "
-                "can never be sent; raise --limit-tokens or lower its max_tokens"
+                f"can never be sent; raise --limit-tokens or {shrink}"
             ) from exc
         state.rejected.append(item.custom_id)
         return _error_record(item.custom_id, exc)

@@ -61,8 +61,13 @@ def _chunks(value: Any) -> str | None:
 
 
 def _tool_calls(value: Any) -> str | None:
+    # Arguments as an object, never the JSON text OpenAI's wire carries: the Anthropic and
+    # Gemini replies put them in the body as they are.
     ok = isinstance(value, list) and all(
-        isinstance(c, dict) and isinstance(c.get("name"), str) and set(c) <= {"name", "arguments"}
+        isinstance(c, dict)
+        and isinstance(c.get("name"), str)
+        and set(c) <= {"name", "arguments"}
+        and isinstance(c.get("arguments", {}), dict)
         for c in value
     )
     return None if ok else 'a list of {"name": ..., "arguments": {...}}'

@@ -7,11 +7,13 @@ into OpenTelemetry when enabled, and structured log lines under ``lionpride.serv
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from lionpride.core.event import EventStatus
 from lionpride.services.observability.logs import log_attempt, log_failure
 from lionpride.services.observability.metrics import ModelMetrics
 from lionpride.services.observability.pricing import PriceTable, default_prices
@@ -100,6 +102,10 @@ class ModelObserver:
             cost=cost,
             error=error,
         )
+        if error is None and execution.status is EventStatus.CANCELLED:
+            # Cancelled: no error of its own, yet no success either; the log line and the
+            # span say how it ended (the metrics count it under its status).
+            error = asyncio.CancelledError()
         if error is not None:
             log_failure(
                 _log,
