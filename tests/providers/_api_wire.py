@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from tests.conftest import WIRE_DIR
+from tests.conftest import WIRE_DIR, wire_missing
 
 from lionpride.services import iModel
 from lionpride.testing import FakeProvider
@@ -20,7 +20,7 @@ API_DIR = WIRE_DIR / "api"
 def api_records(provider: str, *kinds: str) -> list[Any]:
     """Recordings of ``provider`` whose kind starts with one of ``kinds`` (pytest params)."""
     if not API_DIR.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"{API_DIR} is missing"))]
+        return [pytest.param(None, marks=pytest.mark.skip(reason=wire_missing(API_DIR)))]
     out = []
     for path in sorted(API_DIR.glob("*.json")):
         record = json.loads(path.read_text())

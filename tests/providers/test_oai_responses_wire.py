@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.providers._api_wire import api_records, fake_model
+from tests.conftest import wire_missing
+from tests.providers._api_wire import API_DIR, api_records, fake_model
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -79,6 +80,8 @@ async def test_recorded_error_raises_the_typed_error(
 
 async def test_reasoning_items_ride_in_provider_state(fake_provider: FakeProvider) -> None:
     """A reasoning reply keeps its items (with encrypted content) for the next turn."""
+    if not API_DIR.is_dir():
+        pytest.skip(wire_missing(API_DIR))
     (record,) = [
         p.values[0]
         for p in api_records("openai_responses", "responses_text")
