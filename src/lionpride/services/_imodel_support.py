@@ -11,9 +11,11 @@ from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.types.backend import Calling, ServiceBackend
 from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.utilities.adaptive import AdaptiveCapacity
 
 __all__ = [
     "ModelRuntime",
+    "learned_limits",
     "model_of",
     "run_chunk_hooks",
     "run_create_hooks",
@@ -61,7 +63,16 @@ class ModelRuntime:
     """An iModel's live state: its observer, what ``aclose`` must close besides, and the
     settings of limits shared through Redis (kept by ``to_dict``)."""
 
-    __slots__ = ("closers", "keeps_session", "observer", "own_prices", "owns_executor", "shared")
+    __slots__ = (
+        "capacity",
+        "closers",
+        "keeps_session",
+        "observer",
+        "own_prices",
+        "owns_executor",
+        "reopens",
+        "shared",
+    )
 
     def __init__(
         self,
@@ -79,6 +90,51 @@ class ModelRuntime:
         self.owns_executor = False
         #: Whether the price table was the caller's (kept by ``to_dict``), not the shipped one.
         self.own_prices = False
+        #: The limits learned from the provider, when the model learns them.
+        self.capacity: AdaptiveCapacity | None = None
+        #: Whether ``aclose`` leaves the executor taking calls (limits only learned).
+        self.reopens = False
+
+
+def learns_limits(backend: ServiceBackend) -> bool:
+    """Whether ``backend`` is a built-in HTTP provider, whose answers carry its limits."""
+    from lionpride.services.providers._cli_endpoint import CLIEndpoint
+    from lionpride.services.types.endpoint import Endpoint
+
+    return (
+        isinstance(backend, Endpoint)
+        and not isinstance(backend, CLIEndpoint)
+        and type(backend).__module__.startswith("lionpride.services.providers.")
+    )
+
+
+def learned_limits(
+    backend: ServiceBackend,
+    *,
+    limit_requests: int | None,
+    limit_tokens: int | None,
+    capacity_refresh_time: float,
+    queue_capacity: int,
+    concurrency_limit: int,
+) -> tuple[RateLimitedExecutor, AdaptiveCapacity]:
+    """Build the executor over limits learned from the provider's answers, and those
+    limits; the backend reports every answer to them."""
+    from lionpride.services.types.endpoint import Endpoint
+    from lionpride.services.utilities.rate_limiter import RateLimiter
+
+    assert isinstance(backend, Endpoint)
+    capacity = AdaptiveCapacity(
+        limit_requests=limit_requests,
+        limit_tokens=limit_tokens,
+        capacity_refresh_time=capacity_refresh_time,
+    )
+    backend.watch_limits(capacity)
+    executor = RateLimitedExecutor(
+        limiter=RateLimiter(backend=capacity),
+        queue_capacity=queue_capacity,
+        concurrency_limit=concurrency_limit,
+    )
+    return executor, capacity
 
 
 def model_of(calling: Calling) -> str | None:

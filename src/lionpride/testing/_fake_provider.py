@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -63,6 +64,8 @@ class Reply:
         usage: Provider-native usage numbers that replace the computed ones.
         stall_after: Send this many pieces, then go silent with the connection open until the
             client disconnects (or the provider stops).
+        limited: Pass the provider-side limits first, as a generated reply does: a refused
+            request gets the 429 instead, an admitted one this reply plus the rate-limit headers.
     """
 
     status: int = 200
@@ -77,6 +80,7 @@ class Reply:
     tool_calls: list[dict[str, Any]] | None = None
     usage: dict[str, Any] | None = None
     stall_after: int | None = None
+    limited: bool = False
 
     @classmethod
     def from_wire(cls, record: Mapping[str, Any] | os.PathLike[str]) -> Reply:
@@ -149,6 +153,12 @@ class FakeProvider:
         clock: Time source for limits and arrival times (waits are real ``asyncio`` sleeps).
         jitter: Seconds early a request may arrive and still be admitted, so that a client
             that waits exactly until its request fits is not refused for loopback jitter.
+        limit_input_tokens: Provider-side input tokens per ``window`` (Anthropic's separate
+            family), or no limit.
+        limit_output_tokens: Provider-side output tokens per ``window``, or no limit.
+
+    Every answer carries a request id, as the services send it: ``request-id`` for
+    Anthropic, ``x-request-id`` for the others.
     """
 
     def __init__(
@@ -165,6 +175,8 @@ class FakeProvider:
         reply_text: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
         jitter: float = 0.05,
+        limit_input_tokens: int | None = None,
+        limit_output_tokens: int | None = None,
     ) -> None:
         if stream_chunks < 1:
             raise ValueError(f"stream_chunks must be at least 1, got {stream_chunks!r}")
@@ -184,6 +196,8 @@ class FakeProvider:
             window=window,
             now=clock.now(),
             jitter=jitter,
+            input_tokens=limit_input_tokens,
+            output_tokens=limit_output_tokens,
         )
         self._scripts: list[tuple[str | None, Reply]] = []
         self._seq = 0
@@ -283,6 +297,28 @@ class FakeProvider:
         self._seq = 0
         self._limits.reset(self._clock.now())
 
+    def set_limits(
+        self,
+        *,
+        limit_requests: int | None = None,
+        limit_tokens: int | None = None,
+        window: float | None = None,
+        limit_input_tokens: int | None = None,
+        limit_output_tokens: int | None = None,
+    ) -> None:
+        """Change the provider-side limits now, mid-run (``None``: not limited); the new
+        buckets start full. ``window`` defaults to the current one."""
+        old = self._limits
+        self._limits = ProviderLimits(
+            requests=limit_requests,
+            tokens=limit_tokens,
+            window=old.window if window is None else window,
+            now=self._clock.now(),
+            jitter=old.jitter,
+            input_tokens=limit_input_tokens,
+            output_tokens=limit_output_tokens,
+        )
+
     # -- serving -----------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -297,10 +333,18 @@ class FakeProvider:
         reply = self._next_script(path)
         if reply is None:
             outgoing = self._generated(request, fmt, body, now)
+            self._add_request_id(fmt, outgoing)
             return await self._send(
                 request, outgoing, delay=self.latency, chunk_delay=self.chunk_delay
             )
+        refused = self._refusal(request, fmt, body, now) if reply.limited else None
+        if refused is not None:
+            self._add_request_id(fmt, refused)
+            return await self._send(request, refused, delay=self.latency)
         outgoing = self._scripted(request, fmt or "openai", body, reply)
+        if reply.limited:
+            outgoing.headers.update(self._limits.headers(fmt or "openai"))
+        self._add_request_id(fmt, outgoing)
         chunk_delay = self.chunk_delay if reply.chunk_delay is None else reply.chunk_delay
         return await self._send(
             request,
@@ -330,25 +374,52 @@ class FakeProvider:
         plan = self._plan(request, fmt, body, Reply())
         if not self._limits.active:
             return _render(plan)
-        admission = self._limits.admit(plan.input_tokens + plan.output_tokens, now)
-        headers = self._limits.headers(fmt)
+        refused = self._admit(fmt, plan, now)
+        if refused is not None:
+            return refused
+        outgoing = _render(plan)
+        outgoing.headers.update(self._limits.headers(fmt))
+        return outgoing
+
+    def _refusal(
+        self, request: web.Request, fmt: Format | None, body: Any, now: float
+    ) -> _Outgoing | None:
+        """For a scripted reply that opted into the limits: the 429, or ``None`` (admitted,
+        charged as the generated reply would be)."""
+        if fmt is None or not self._limits.active:
+            return None
+        return self._admit(fmt, self._plan(request, fmt, body, Reply()), now)
+
+    def _admit(self, fmt: Format, plan: Plan, now: float) -> _Outgoing | None:
+        """Charge ``plan`` to the limits; the 429 if they refuse it, else ``None``."""
+        limits = self._limits
+        admission = limits.admit(
+            plan.input_tokens + plan.output_tokens, now, output=plan.output_tokens
+        )
         if admission.admitted:
-            outgoing = _render(plan)
-            outgoing.headers.update(headers)
-            return outgoing
+            return None
         self.count_429 += 1
         assert admission.kind is not None
         kind = admission.kind
-        limit = self._limits.limit_requests if kind == "requests" else self._limits.limit_tokens
-        retry_after = self._limits.retry_after(admission)
+        retry_after = limits.retry_after(admission)
         message = (
-            f"Rate limit reached for {plan.model} on {kind}: limit {limit} per "
-            f"{self._limits.window:g}s. Please try again in {retry_after}s."
+            f"Rate limit reached for {plan.model} on {kind.replace('_', ' ')}: limit "
+            f"{limits.limits[kind]} per {limits.window:g}s. Please try again in {retry_after}s."
         )
         error = rate_limit_body(fmt, kind, message, retry_after=retry_after)
+        headers = limits.headers(fmt)
         headers["retry-after"] = str(retry_after)
         headers["content-type"] = content_type(fmt, stream=False, error=True)
         return _Outgoing(429, headers, [error], streamed=False)
+
+    def _add_request_id(self, fmt: Format | None, outgoing: _Outgoing) -> None:
+        """Give the answer its request id, unless a scripted reply brought its own (Gemini
+        sends none)."""
+        if fmt == "gemini":
+            return
+        name = "request-id" if fmt == "anthropic" else "x-request-id"
+        if not any(key.lower() == name for key in outgoing.headers):
+            outgoing.headers[name] = f"req_{uuid.uuid4().hex[:24]}"
 
     def _scripted(self, request: web.Request, fmt: Format, body: Any, reply: Reply) -> _Outgoing:
         """Turn a scripted reply into bytes; a ``None`` body is generated for ``fmt``."""

@@ -1,0 +1,433 @@
+"""Limits learned from the provider: buckets shaped by its headers, or by its 429s.
+
+:class:`AdaptiveCapacity` is a :class:`~lionpride.services.utilities.rate_limiter.CapacityBackend`
+over a request bucket and a token bucket whose shapes follow what the provider says:
+
+* **Headers** (OpenAI-compatible ``x-ratelimit-*``, Anthropic ``anthropic-ratelimit-*``): each
+  answer gives a family's limit (the capacity), what was left when the provider admitted the
+  request, and when the bucket is full again, from which the refill rate follows
+  (``(limit - remaining) / reset``, taken from the reading with the largest deficit, the most
+  precise one). What was left is less what this model sent since the request went out (the
+  provider had not counted those yet), so the same capacity is never credited twice. A reading
+  only ever lowers the level, except when the capacity itself changes.
+* **No headers** (Gemini, many OpenAI-compatible servers): the request rate adapts to 429s,
+  as the AWS SDKs' adaptive retry mode does. A retryable 429 cuts the rate to 0.7 times the
+  rate the provider was answering successfully at (once per round of calls: the 429s of
+  calls sent before the cut do not cut again); every success then raises it by a constant
+  amount per second (it is back at the old rate after ``4`` seconds, and keeps probing
+  above it). A 429 no wait cures (a spent quota) teaches nothing.
+* **Configured limits** are upper bounds: learned capacities and rates never exceed them.
+
+Before the first answer, a model with no configured request limit sends one call, then one
+more per second, until an answer says how to go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.services.utilities._checks import _require_count, _require_positive
+from lionpride.services.utilities._limit_headers import (
+    LimitReading,
+    parse_duration,
+    read_limit_headers,
+)
+from lionpride.services.utilities._token_bucket import LocalCapacity, RateLimitConfig, TokenBucket
+
+__all__ = [
+    "AdaptiveCapacity",
+    "LearnedLimit",
+    "LimitReading",
+    "LimitWatch",
+    "parse_duration",
+    "read_limit_headers",
+]
+
+Source = Literal["configured", "first answer", "headers", "429s", "unlimited"]
+
+#: Capacity and rate of a dimension nothing limits (yet).
+_OPEN = 2**50
+#: Before the first answer: calls let through at once, then one per second.
+_FIRST_WAVE = 1
+_GATE_RATE = 1.0
+#: AIMD: the multiplicative cut, the seconds the additive increase takes to win it back, the
+#: sampling interval of the success rate and the weight of its newest sample.
+_BETA = 0.7
+_RECOVER = 4.0
+_SAMPLE = 0.5
+_SMOOTH = 0.8
+#: Rate changes smaller than this fraction are not applied (each reshape wakes the queue).
+_STEP = 0.02
+
+
+class LimitWatch(Protocol):
+    """What an endpoint tells about each HTTP attempt (:class:`AdaptiveCapacity` listens)."""
+
+    def sent(self) -> tuple[int, int]:
+        """Mark an attempt going out now."""
+        ...
+
+    def answered(
+        self, headers: Mapping[str, str], mark: tuple[int, int], throttled: bool | None
+    ) -> None:
+        """Learn from the answer to the attempt marked ``mark``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedLimit:
+    """One limit as the model applies it now.
+
+    Attributes:
+        limit: The bucket's capacity (the burst).
+        per_second: Its refill rate.
+        source: ``headers``, ``429s``, ``configured``, ``first answer`` or ``unlimited``.
+        updated_at: Wall-clock time (``time.time()``) of the last change, ``None`` if never.
+    """
+
+    limit: int
+    per_second: float
+    source: Source
+    updated_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The limit as plain values, for ``metrics()``."""
+        return {
+            "limit": self.limit,
+            "per_minute": round(self.per_second * 60, 1),
+            "source": self.source,
+            "updated_at": self.updated_at,
+        }
+
+
+class _Estimate:
+    """The refill rate of one header family, from its most precise reading so far."""
+
+    __slots__ = ("deficit", "limit", "rate")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.deficit = 0
+        self.rate: float | None = None
+
+    def update(self, reading: LimitReading) -> None:
+        deficit = reading.limit - reading.remaining
+        if reading.reset and deficit > 0 and deficit >= self.deficit:
+            self.deficit, self.rate = deficit, deficit / reading.reset
+
+
+class AdaptiveCapacity:
+    """Request and token buckets shaped by the provider's answers (see the module docstring).
+
+    Besides the :class:`CapacityBackend` methods it has the two an endpoint calls around each
+    HTTP attempt: :meth:`sent` (before sending) and :meth:`answered` (once the status and
+    headers are in).
+
+    Args:
+        limit_requests: Configured requests per ``capacity_refresh_time``: an upper bound.
+        limit_tokens: Configured tokens per ``capacity_refresh_time``: an upper bound.
+        capacity_refresh_time: The window of the configured limits, in seconds.
+        clock: Time source of the buckets.
+
+    Raises:
+        ValueError: A limit below 1 or a window that is not > 0.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit_requests: int | None = None,
+        limit_tokens: int | None = None,
+        capacity_refresh_time: float = 60.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        period = _require_positive("capacity_refresh_time", capacity_refresh_time)
+        self._clock = clock
+        self._bounds: dict[str, tuple[int, float] | None] = {}
+        self._learned: dict[str, LearnedLimit] = {}
+        for family, limit in (("requests", limit_requests), ("tokens", limit_tokens)):
+            if limit is None:
+                self._bounds[family] = None
+            else:
+                _require_count(f"limit_{family}", limit, 1)
+                self._bounds[family] = (limit, limit / period)
+                self._learned[family] = LearnedLimit(limit, limit / period, "configured", None)
+        requests = self._bounds["requests"]
+        first = requests or (_FIRST_WAVE, _GATE_RATE)
+        self._rb = TokenBucket(RateLimitConfig(first[0], first[1]), clock=clock)
+        tokens = self._bounds["tokens"] or (_OPEN, float(_OPEN))
+        self._tb = TokenBucket(RateLimitConfig(tokens[0], tokens[1]), clock=clock)
+        self._local = LocalCapacity(self._rb, self._tb)
+        self._mode: Literal["first", "headers", "aimd"] = "first"
+        self._estimates: dict[str, _Estimate] = {}
+        # Requests and tokens taken so far, less what came back: the ledger that says what
+        # was sent after a given attempt went out.
+        self._sent_requests = 0
+        self._sent_tokens = 0
+        # AIMD state: the rate (None: unbounded), the rate before the last cut, when it
+        # was cut, and the ledger then; the measured success rate and its current sample.
+        self._rate: float | None = None
+        self._before_cut = 0.0
+        self._cut_at = 0.0
+        self._cut_ledger = -1
+        self._success_rate: float | None = None
+        self._sample_start: float | None = None
+        self._sample_count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"AdaptiveCapacity(mode={self._mode!r}, learned={self.learned()})"
+
+    # -- what the model shows ---------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """``first`` (no answer yet), ``headers`` or ``aimd`` (no headers: 429s teach)."""
+        return self._mode
+
+    @property
+    def request_bucket(self) -> TokenBucket:
+        """The request bucket."""
+        return self._rb
+
+    @property
+    def token_bucket(self) -> TokenBucket:
+        """The token bucket (unbounded until a limit is configured or learned)."""
+        return self._tb
+
+    @property
+    def token_capacity(self) -> int | None:
+        """Tokens one request may reserve: the configured limit; with none, no bound once the
+        provider named a token limit (a request above it waits for a full bucket), and
+        ``None`` (tokens not metered) before."""
+        bound = self._bounds["tokens"]
+        if bound is not None:
+            return bound[0]
+        return _OPEN if "tokens" in self._estimates or "input_tokens" in self._estimates else None
+
+    def configured(self) -> dict[str, dict[str, float] | None]:
+        """The configured limits as bucket shapes (``request_bucket``, ``token_bucket``;
+        ``None`` where nothing is configured), as ``RateLimitedExecutor.to_dict`` gives them."""
+        shapes: dict[str, dict[str, float] | None] = {}
+        for family, name in (("requests", "request_bucket"), ("tokens", "token_bucket")):
+            bound = self._bounds[family]
+            shapes[name] = (
+                None if bound is None else {"capacity": bound[0], "refill_rate": bound[1]}
+            )
+        return shapes
+
+    def learned(self) -> dict[str, dict[str, Any]]:
+        """The limits applied now, by family, with their source and last update."""
+        return {family: limit.to_dict() for family, limit in self._learned.items()}
+
+    def serves_here(self) -> bool:
+        """Whether these limits serve the running event loop.
+
+        They serve one loop at a time, the first to use them, until it is closed (the next
+        ``asyncio.run`` takes them over); a loop another thread runs meanwhile does not
+        touch them.
+        """
+        loop = asyncio.get_running_loop()
+        home = self._loop
+        if home is loop:
+            return True
+        if home is None or home.is_closed():
+            self._loop = loop
+            return True
+        return False
+
+    # -- the capacity backend ---------------------------------------------------------------
+
+    def check(self, requests: int, tokens: int) -> None:
+        """Raise ``ValueError`` for amounts above a configured limit (learned ones wait)."""
+        for family, amount in (("requests", requests), ("tokens", tokens)):
+            bound = self._bounds[family]
+            if bound is not None and amount > bound[0]:
+                raise ValueError(
+                    f"{family}={amount} exceeds the configured limit_{family} {bound[0]}"
+                )
+
+    def try_take(self, requests: int, tokens: int) -> float:
+        """Take both amounts now (0.0), or nothing and return the seconds to wait.
+
+        A request above a bucket's learned capacity waits for a full bucket and takes the
+        rest as debt: a learned capacity may shrink below requests already accepted.
+        """
+        request_cap, token_cap = self._rb.capacity, self._tb.capacity
+        now_requests = requests if requests <= request_cap else request_cap
+        now_tokens = tokens if tokens <= token_cap else token_cap
+        wait = self._local.try_take(now_requests, now_tokens)
+        if wait:
+            return wait
+        if now_requests != requests or now_tokens != tokens:
+            self._local.give_back(now_requests - requests, now_tokens - tokens)
+        self._sent_requests += requests
+        self._sent_tokens += tokens
+        return 0.0
+
+    async def take(self, requests: int, tokens: int) -> float:
+        """Same as :meth:`try_take` (local buckets never block)."""
+        return self.try_take(requests, tokens)
+
+    def give_back(self, requests: int, tokens: int) -> None:
+        """Refund ``requests`` and ``tokens``; a negative amount charges instead."""
+        self._local.give_back(requests, tokens)
+        self._sent_requests -= requests
+        self._sent_tokens -= tokens
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds``."""
+        self._local.pause(seconds)
+
+    def levels(self) -> dict[str, float]:
+        """Levels of the buckets that limit something now."""
+        levels = self._local.levels()
+        if self._tb.capacity == _OPEN:
+            del levels["tokens"]
+        if self._rb.capacity == _OPEN:
+            del levels["requests"]
+        return levels
+
+    def subscribe(self, kick: Callable[[], None]) -> None:
+        """Call ``kick`` whenever a bucket gets capacity back (a refund, a new shape)."""
+        self._local.subscribe(kick)
+
+    # -- what the endpoint reports ----------------------------------------------------------
+
+    def sent(self) -> tuple[int, int]:
+        """Mark an attempt going out now; pass the mark back to :meth:`answered`."""
+        return self._sent_requests, self._sent_tokens
+
+    def answered(
+        self, headers: Mapping[str, str], mark: tuple[int, int], throttled: bool | None
+    ) -> None:
+        """Learn from an answer to the attempt marked ``mark``.
+
+        Args:
+            headers: The answer's headers (looked up case-insensitively, or lower-case).
+            mark: What :meth:`sent` returned before the attempt went out.
+            throttled: ``True`` for a 429 that a wait cures, ``False`` for a success,
+                ``None`` for anything else (which teaches the 429 rate nothing).
+        """
+        if not self.serves_here():
+            return  # another thread's loop: its calls go without these limits
+        readings = read_limit_headers(headers)
+        if readings:
+            self._from_headers(readings, mark)
+        elif self._mode != "headers":
+            self._from_outcome(throttled, mark)
+
+    def _from_headers(self, readings: dict[str, LimitReading], mark: tuple[int, int]) -> None:
+        wall = time.time()
+        if self._mode != "headers" and "requests" not in readings:
+            self._open_requests(wall)
+        self._mode = "headers"
+        since = (self._sent_requests - mark[0], self._sent_tokens - mark[1])
+        tokens = readings.get("tokens") or readings.get("input_tokens")
+        for family, bucket, reading, after in (
+            ("requests", self._rb, readings.get("requests"), since[0]),
+            ("tokens", self._tb, tokens, since[1]),
+        ):
+            if reading is not None:
+                self._apply(family, bucket, reading, after, wall)
+        for family in ("input_tokens", "output_tokens"):
+            reading = readings.get(family)
+            if reading is not None:  # shown; the combined (or input) family paces
+                self._estimate(family, reading)
+                rate = self._estimates[family].rate or reading.limit / 60.0
+                self._learned[family] = LearnedLimit(reading.limit, rate, "headers", wall)
+
+    def _estimate(self, family: str, reading: LimitReading) -> bool:
+        """Update the family's rate estimate; ``True`` when its limit is new."""
+        estimate = self._estimates.get(family)
+        fresh = estimate is None or estimate.limit != reading.limit
+        if estimate is None or fresh:
+            estimate = self._estimates[family] = _Estimate(reading.limit)
+        estimate.update(reading)
+        return fresh
+
+    def _apply(
+        self, family: str, bucket: TokenBucket, reading: LimitReading, since: int, wall: float
+    ) -> None:
+        """Shape ``bucket`` after one family's reading, within the configured bound."""
+        fresh = self._estimate(family, reading)
+        # Until a reading shows a deficit and its reset, assume the per-minute window the
+        # providers document.
+        rate = self._estimates[family].rate or reading.limit / 60.0
+        capacity = reading.limit
+        bound = self._bounds[family]
+        if bound is not None:
+            capacity, rate = min(capacity, bound[0]), min(rate, bound[1])
+        level = reading.remaining - since
+        reshaped = capacity != bucket.capacity or _differs(rate, bucket.refill_rate)
+        if fresh or capacity != bucket.capacity or level < bucket.level:
+            bucket.reshape(capacity, rate, level)
+        elif reshaped:
+            bucket.reshape(capacity, rate)
+        else:
+            return
+        source: Source = "headers" if bound is None or capacity < bound[0] else "configured"
+        self._learned[family] = LearnedLimit(capacity, rate, source, wall)
+
+    def _from_outcome(self, throttled: bool | None, mark: tuple[int, int]) -> None:
+        """AIMD on the request rate, for a provider that sends no rate-limit headers."""
+        now = self._clock.now()
+        if self._mode == "first":
+            self._mode = "aimd"
+            self._open_requests(time.time())
+        if throttled is False:
+            self._count_success(now)
+            if self._rate is not None:
+                grown = self._before_cut * (_BETA + (1 - _BETA) * (now - self._cut_at) / _RECOVER)
+                self._set_rate(grown)
+        elif throttled and mark[0] > self._cut_ledger:
+            # Sent after the last cut: the rate it went out at was too fast.
+            measured = self._success_rate
+            if measured is None:
+                start = self._sample_start
+                elapsed = _SAMPLE if start is None else max(_SAMPLE, now - start)
+                measured = max(1.0, self._sample_count / elapsed)
+            base = measured if self._rate is None else min(measured, self._rate)
+            self._before_cut, self._cut_at = base, now
+            self._cut_ledger = self._sent_requests
+            self._set_rate(base * _BETA)
+
+    def _open_requests(self, wall: float) -> None:
+        """Lift the first-answer gate: no request limit but the configured one, if any."""
+        if self._bounds["requests"] is None:
+            self._rb.reshape(_OPEN, float(_OPEN), _OPEN)
+            self._learned["requests"] = LearnedLimit(_OPEN, _OPEN, "unlimited", wall)
+
+    def _count_success(self, now: float) -> None:
+        if self._sample_start is None:
+            self._sample_start = now
+        self._sample_count += 1
+        elapsed = now - self._sample_start
+        if elapsed >= _SAMPLE:
+            sample = self._sample_count / elapsed
+            previous = self._success_rate
+            self._success_rate = (
+                sample if previous is None else _SMOOTH * sample + (1 - _SMOOTH) * previous
+            )
+            self._sample_start, self._sample_count = now, 0
+
+    def _set_rate(self, rate: float) -> None:
+        bound = self._bounds["requests"]
+        if bound is not None and rate >= bound[1]:
+            rate = bound[1]
+        self._rate = rate = max(rate, 1.0 / 60)
+        if not _differs(rate, self._rb.refill_rate):
+            return
+        capacity = bound[0] if bound is not None and rate == bound[1] else max(1, int(rate))
+        self._rb.reshape(capacity, rate)
+        source: Source = "configured" if bound is not None and rate == bound[1] else "429s"
+        self._learned["requests"] = LearnedLimit(capacity, rate, source, time.time())
+
+
+def _differs(new: float, old: float) -> bool:
+    return abs(new - old) > _STEP * old
