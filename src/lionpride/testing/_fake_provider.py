@@ -156,6 +156,8 @@ class FakeProvider:
         limit_input_tokens: Provider-side input tokens per ``window`` (Anthropic's separate
             family), or no limit.
         limit_output_tokens: Provider-side output tokens per ``window``, or no limit.
+        limit_headers: Send the rate-limit headers; ``False`` enforces the limits silently,
+            as many OpenAI-compatible servers do (a 429 still says ``retry-after``).
 
     Every answer carries a request id, as the services send it: ``request-id`` for
     Anthropic, ``x-request-id`` for the others.
@@ -177,6 +179,7 @@ class FakeProvider:
         jitter: float = 0.05,
         limit_input_tokens: int | None = None,
         limit_output_tokens: int | None = None,
+        limit_headers: bool = True,
     ) -> None:
         if stream_chunks < 1:
             raise ValueError(f"stream_chunks must be at least 1, got {stream_chunks!r}")
@@ -185,6 +188,7 @@ class FakeProvider:
         self.stream_chunks = stream_chunks
         self.chunk_delay = chunk_delay
         self.reply_text = reply_text
+        self.limit_headers = limit_headers
         self.requests: list[ReceivedRequest] = []
         self.arrivals: list[float] = []
         self.count_429 = 0
@@ -343,7 +347,7 @@ class FakeProvider:
             return await self._send(request, refused, delay=self.latency)
         outgoing = self._scripted(request, fmt or "openai", body, reply)
         if reply.limited:
-            outgoing.headers.update(self._limits.headers(fmt or "openai"))
+            outgoing.headers.update(self._limit_headers(fmt or "openai"))
         self._add_request_id(fmt, outgoing)
         chunk_delay = self.chunk_delay if reply.chunk_delay is None else reply.chunk_delay
         return await self._send(
@@ -378,7 +382,7 @@ class FakeProvider:
         if refused is not None:
             return refused
         outgoing = _render(plan)
-        outgoing.headers.update(self._limits.headers(fmt))
+        outgoing.headers.update(self._limit_headers(fmt))
         return outgoing
 
     def _refusal(
@@ -407,10 +411,13 @@ class FakeProvider:
             f"{limits.limits[kind]} per {limits.window:g}s. Please try again in {retry_after}s."
         )
         error = rate_limit_body(fmt, kind, message, retry_after=retry_after)
-        headers = limits.headers(fmt)
+        headers = self._limit_headers(fmt)
         headers["retry-after"] = str(retry_after)
         headers["content-type"] = content_type(fmt, stream=False, error=True)
         return _Outgoing(429, headers, [error], streamed=False)
+
+    def _limit_headers(self, fmt: Format) -> dict[str, str]:
+        return self._limits.headers(fmt) if self.limit_headers else {}
 
     def _add_request_id(self, fmt: Format | None, outgoing: _Outgoing) -> None:
         """Give the answer its request id, unless a scripted reply brought its own (Gemini

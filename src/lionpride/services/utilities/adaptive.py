@@ -6,16 +6,16 @@ over a request bucket and a token bucket whose shapes follow what the provider s
 * **Headers** (OpenAI-compatible ``x-ratelimit-*``, Anthropic ``anthropic-ratelimit-*``): each
   answer gives a family's limit (the capacity), what was left when the provider admitted the
   request, and when the bucket is full again, from which the refill rate follows
-  (``(limit - remaining) / reset``, taken from the reading with the largest deficit, the most
-  precise one). What was left is less what this model sent since the request went out (the
+  (``(limit - remaining) / reset``, from the most precise readings: those with the largest
+  deficits). What was left is less what this model sent since the request went out (the
   provider had not counted those yet), so the same capacity is never credited twice. A reading
   only ever lowers the level, except when the capacity itself changes.
 * **No headers** (Gemini, many OpenAI-compatible servers): the request rate adapts to 429s,
   as the AWS SDKs' adaptive retry mode does. A retryable 429 cuts the rate to 0.7 times the
-  rate the provider was answering successfully at (once per round of calls: the 429s of
-  calls sent before the cut do not cut again); every success then raises it by a constant
-  amount per second (it is back at the old rate after ``4`` seconds, and keeps probing
-  above it). A 429 no wait cures (a spent quota) teaches nothing.
+  rate the provider let calls through at since the last cut (once per round of calls: the
+  429s of calls sent before the cut do not cut again); every success then raises it by a
+  constant amount per second (it is back at the old rate after ``4`` seconds, and keeps
+  probing above it). A 429 no wait cures (a spent quota) teaches nothing.
 * **Configured limits** are upper bounds: learned capacities and rates never exceed them.
 
 Before the first answer, a model with no configured request limit sends one call, then one
@@ -56,11 +56,11 @@ _OPEN = 2**50
 _FIRST_WAVE = 1
 _GATE_RATE = 1.0
 #: AIMD: the multiplicative cut, the seconds the additive increase takes to win it back, the
-#: sampling interval of the success rate and the weight of its newest sample.
+#: shortest time a success rate is measured over, and the seconds of rate a burst may take.
 _BETA = 0.7
 _RECOVER = 4.0
-_SAMPLE = 0.5
-_SMOOTH = 0.8
+_SAMPLE = 1.0
+_BURST = 0.1
 #: Rate changes smaller than this fraction are not applied (each reshape wakes the queue).
 _STEP = 0.02
 
@@ -106,19 +106,31 @@ class LearnedLimit:
 
 
 class _Estimate:
-    """The refill rate of one header family, from its most precise reading so far."""
+    """The refill rate of one header family, from its most precise readings.
+
+    A reading's rate, ``deficit / reset``, is low by the rounding of ``reset`` (up, to the
+    millisecond or, for Anthropic, the second) and high by the rounding of ``remaining``
+    (down, to a unit: at most one unit of deficit). A reading with twice the deficit of the
+    one behind the estimate replaces it; one about as precise raises it, so that over many
+    readings the rounding of ``reset`` falls away.
+    """
 
     __slots__ = ("deficit", "limit", "rate")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.deficit = 0
+        self.deficit = 0  # of the reading behind the estimate
         self.rate: float | None = None
 
     def update(self, reading: LimitReading) -> None:
         deficit = reading.limit - reading.remaining
-        if reading.reset and deficit > 0 and deficit >= self.deficit:
-            self.deficit, self.rate = deficit, deficit / reading.reset
+        if not reading.reset or deficit <= 0:
+            return
+        rate = deficit / reading.reset
+        if self.rate is None or deficit >= 2 * self.deficit:
+            self.deficit, self.rate = deficit, rate
+        elif 2 * deficit >= self.deficit and rate > self.rate:
+            self.deficit, self.rate = min(deficit, self.deficit), rate
 
 
 class AdaptiveCapacity:
@@ -169,15 +181,14 @@ class AdaptiveCapacity:
         # was sent after a given attempt went out.
         self._sent_requests = 0
         self._sent_tokens = 0
-        # AIMD state: the rate (None: unbounded), the rate before the last cut, when it
-        # was cut, and the ledger then; the measured success rate and its current sample.
+        # AIMD state: the rate (None: unbounded), the rate before the last cut, when it was
+        # cut (or learning began), the ledger and the successes counted then.
         self._rate: float | None = None
         self._before_cut = 0.0
         self._cut_at = 0.0
         self._cut_ledger = -1
-        self._success_rate: float | None = None
-        self._sample_start: float | None = None
-        self._sample_count = 0
+        self._successes = 0
+        self._cut_successes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
@@ -342,20 +353,18 @@ class AdaptiveCapacity:
                 rate = self._estimates[family].rate or reading.limit / 60.0
                 self._learned[family] = LearnedLimit(reading.limit, rate, "headers", wall)
 
-    def _estimate(self, family: str, reading: LimitReading) -> bool:
-        """Update the family's rate estimate; ``True`` when its limit is new."""
+    def _estimate(self, family: str, reading: LimitReading) -> None:
+        """Update the family's rate estimate (a new limit starts a new one)."""
         estimate = self._estimates.get(family)
-        fresh = estimate is None or estimate.limit != reading.limit
-        if estimate is None or fresh:
+        if estimate is None or estimate.limit != reading.limit:
             estimate = self._estimates[family] = _Estimate(reading.limit)
         estimate.update(reading)
-        return fresh
 
     def _apply(
         self, family: str, bucket: TokenBucket, reading: LimitReading, since: int, wall: float
     ) -> None:
         """Shape ``bucket`` after one family's reading, within the configured bound."""
-        fresh = self._estimate(family, reading)
+        self._estimate(family, reading)
         # Until a reading shows a deficit and its reset, assume the per-minute window the
         # providers document.
         rate = self._estimates[family].rate or reading.limit / 60.0
@@ -365,7 +374,10 @@ class AdaptiveCapacity:
             capacity, rate = min(capacity, bound[0]), min(rate, bound[1])
         level = reading.remaining - since
         reshaped = capacity != bucket.capacity or _differs(rate, bucket.refill_rate)
-        if fresh or capacity != bucket.capacity or level < bucket.level:
+        # A new capacity takes the provider's level; the same one is only ever lowered (a
+        # reading may be older than what the bucket knows, or be of a larger bucket than
+        # the configured bound).
+        if capacity != bucket.capacity or level < bucket.level:
             bucket.reshape(capacity, rate, level)
         elif reshaped:
             bucket.reshape(capacity, rate)
@@ -379,23 +391,22 @@ class AdaptiveCapacity:
         now = self._clock.now()
         if self._mode == "first":
             self._mode = "aimd"
+            self._cut_at = now
             self._open_requests(time.time())
         if throttled is False:
-            self._count_success(now)
+            self._successes += 1
             if self._rate is not None:
                 grown = self._before_cut * (_BETA + (1 - _BETA) * (now - self._cut_at) / _RECOVER)
                 self._set_rate(grown)
         elif throttled and mark[0] > self._cut_ledger:
-            # Sent after the last cut: the rate it went out at was too fast.
-            measured = self._success_rate
-            if measured is None:
-                start = self._sample_start
-                elapsed = _SAMPLE if start is None else max(_SAMPLE, now - start)
-                measured = max(1.0, self._sample_count / elapsed)
+            # Sent after the last cut: the rate it went out at was too fast. What the
+            # provider let through since then is what it allows (or less).
+            since = self._successes - self._cut_successes
+            measured = max(1.0, since / max(_SAMPLE, now - self._cut_at))
             base = measured if self._rate is None else min(measured, self._rate)
             self._before_cut, self._cut_at = base, now
-            self._cut_ledger = self._sent_requests
-            self._set_rate(base * _BETA)
+            self._cut_ledger, self._cut_successes = self._sent_requests, self._successes
+            self._set_rate(base * _BETA, empty=True)
 
     def _open_requests(self, wall: float) -> None:
         """Lift the first-answer gate: no request limit but the configured one, if any."""
@@ -403,28 +414,21 @@ class AdaptiveCapacity:
             self._rb.reshape(_OPEN, float(_OPEN), _OPEN)
             self._learned["requests"] = LearnedLimit(_OPEN, _OPEN, "unlimited", wall)
 
-    def _count_success(self, now: float) -> None:
-        if self._sample_start is None:
-            self._sample_start = now
-        self._sample_count += 1
-        elapsed = now - self._sample_start
-        if elapsed >= _SAMPLE:
-            sample = self._sample_count / elapsed
-            previous = self._success_rate
-            self._success_rate = (
-                sample if previous is None else _SMOOTH * sample + (1 - _SMOOTH) * previous
-            )
-            self._sample_start, self._sample_count = now, 0
-
-    def _set_rate(self, rate: float) -> None:
+    def _set_rate(self, rate: float, *, empty: bool = False) -> None:
+        """Pace requests at ``rate`` (within the configured bound); ``empty`` drains the
+        bucket too (a 429 says the provider's is empty)."""
         bound = self._bounds["requests"]
         if bound is not None and rate >= bound[1]:
             rate = bound[1]
         self._rate = rate = max(rate, 1.0 / 60)
-        if not _differs(rate, self._rb.refill_rate):
+        if not (empty or _differs(rate, self._rb.refill_rate)):
             return
-        capacity = bound[0] if bound is not None and rate == bound[1] else max(1, int(rate))
-        self._rb.reshape(capacity, rate)
+        if bound is not None and rate == bound[1]:
+            capacity = bound[0]
+        else:
+            capacity = max(1, int(rate * _BURST))
+        level = min(0.0, self._rb.level) if empty else None
+        self._rb.reshape(capacity, rate, level)
         source: Source = "configured" if bound is not None and rate == bound[1] else "429s"
         self._learned["requests"] = LearnedLimit(capacity, rate, source, time.time())
 
