@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["Progress", "format_seconds"]
 
@@ -29,6 +30,22 @@ def format_seconds(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
+def describe_limits(learned: dict[str, dict[str, Any]]) -> str:
+    """Learned limits in a few words: ``limits 500 req/min, 30,000 tok/min (headers)``."""
+    units = {"requests": "req", "tokens": "tok", "input_tokens": "in", "output_tokens": "out"}
+    shown = [
+        f"{limit['per_minute']:,.0f} {units[family]}/min"
+        for family, limit in learned.items()
+        if family in units and limit["source"] != "unlimited"
+    ]
+    if not shown:
+        return "limits: none seen"
+    sources = sorted(
+        {limit["source"] for limit in learned.values() if limit["source"] != "unlimited"}
+    )
+    return f"limits {', '.join(shown)} ({', '.join(sources)})"
+
+
 class Progress:
     """Counts finished items and shows done, failed, rate, ETA and tokens.
 
@@ -40,6 +57,8 @@ class Progress:
         every_items: In quiet mode, a line after this many items.
         every_seconds: In quiet mode, a line after this many seconds; on a terminal the bar
             is redrawn ten times as often.
+        limits: Gives the model's learned limits (``iModel.learned_limits``), shown at the
+            end of the line.
     """
 
     def __init__(
@@ -51,6 +70,7 @@ class Progress:
         tty: bool | None = None,
         every_items: int = 100,
         every_seconds: float = 5.0,
+        limits: Callable[[], dict[str, dict[str, Any]] | None] | None = None,
     ) -> None:
         self.total = total
         self.label = label
@@ -66,6 +86,7 @@ class Progress:
         self._last_line_items = 0
         self._last_line_time = self._started
         self._ticker: asyncio.Task[None] | None = None
+        self._limits = limits
 
     # -- counting ------------------------------------------------------------------------
 
@@ -102,6 +123,9 @@ class Progress:
         if self.total and rate > 0:
             parts.append(f"ETA {format_seconds(max(0, self.total - finished) / rate)}")
         parts.append(f"{self.tokens:,} tokens")
+        learned = self._limits() if self._limits is not None else None
+        if learned:
+            parts.append(describe_limits(learned))
         return ", ".join(parts)
 
     # -- drawing -------------------------------------------------------------------------

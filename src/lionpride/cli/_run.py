@@ -96,7 +96,7 @@ async def _run(
 ) -> int:
     clock = Stopwatch()
     rejected: list[str] = []
-    progress = Progress(total, label="run")
+    progress = Progress(total, label="run", limits=model.learned_limits)
     bad: list[BadLine] = []
     items = _pending(read_requests(args.input), done, bad, progress)
     interrupted = False

@@ -667,8 +667,7 @@ class iModel(Element):
     def metrics(self) -> dict[str, Any]:
         """Counters, tokens, cost and latency percentiles of this model's calls, plus live
         gauges: queue depth, calls in flight, limiter levels and breaker state, and the
-        limits learned from the provider (``learned_limits``: by family, the limit, its rate
-        per minute, its source and when it last changed; ``None`` when nothing is learned).
+        limits learned from the provider (``learned_limits``, as :meth:`learned_limits`).
 
         Memory stays bounded however many calls run (histograms, not lists).
         """
@@ -680,9 +679,16 @@ class iModel(Element):
             limiter_levels=executor.limiter.levels if executor is not None else None,
             breaker_state=str(breaker.state) if breaker is not None else None,
         )
-        learned = getattr(executor.limiter.backend, "learned", None) if executor else None
-        snapshot["learned_limits"] = learned() if learned is not None else None
+        snapshot["learned_limits"] = self.learned_limits()
         return snapshot
+
+    def learned_limits(self) -> dict[str, dict[str, Any]] | None:
+        """The limits applied now by family (``requests``, ``tokens``, Anthropic's
+        ``input_tokens``/``output_tokens``): ``limit``, ``per_minute``, ``source``
+        (``headers``, ``429s``, ``configured``, ``unlimited``) and ``updated_at`` (wall
+        time of the last change); ``None`` when the model does not learn its limits."""
+        capacity = self._rt.capacity
+        return capacity.learned() if capacity is not None else None
 
     async def aclose(self) -> None:
         """Close the backend's connections and stop the executor's background work.
