@@ -11,7 +11,7 @@ from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.types.backend import Calling, ServiceBackend
 from lionpride.services.types.hook import HookPhase, HookRegistry
-from lionpride.services.utilities.adaptive import AdaptiveCapacity
+from lionpride.services.utilities.adaptive import LimitLearner
 
 __all__ = [
     "ModelRuntime",
@@ -91,7 +91,7 @@ class ModelRuntime:
         #: Whether the price table was the caller's (kept by ``to_dict``), not the shipped one.
         self.own_prices = False
         #: The limits learned from the provider, when the model learns them.
-        self.capacity: AdaptiveCapacity | None = None
+        self.capacity: LimitLearner | None = None
         #: Whether ``aclose`` leaves the executor taking calls (limits only learned).
         self.reopens = False
 
@@ -116,10 +116,11 @@ def learned_limits(
     capacity_refresh_time: float,
     queue_capacity: int,
     concurrency_limit: int,
-) -> tuple[RateLimitedExecutor, AdaptiveCapacity]:
-    """Build the executor over limits learned from the provider's answers, and those
-    limits; the backend reports every answer to them."""
+) -> RateLimitedExecutor:
+    """Build the executor over limits learned from the provider's answers; the backend
+    reports every answer to them."""
     from lionpride.services.types.endpoint import Endpoint
+    from lionpride.services.utilities.adaptive import AdaptiveCapacity
     from lionpride.services.utilities.rate_limiter import RateLimiter
 
     assert isinstance(backend, Endpoint)
@@ -129,12 +130,11 @@ def learned_limits(
         capacity_refresh_time=capacity_refresh_time,
     )
     backend.watch_limits(capacity)
-    executor = RateLimitedExecutor(
+    return RateLimitedExecutor(
         limiter=RateLimiter(backend=capacity),
         queue_capacity=queue_capacity,
         concurrency_limit=concurrency_limit,
     )
-    return executor, capacity
 
 
 def model_of(calling: Calling) -> str | None:
@@ -146,6 +146,7 @@ def shared_limits(
     backend: ServiceBackend,
     executor: RateLimitedExecutor | None,
     *,
+    adaptive: bool,
     redis_url: str,
     limit_key: str | None,
     on_redis_error: Literal["fallback", "raise"],
@@ -156,7 +157,9 @@ def shared_limits(
     queue_capacity: int,
     concurrency_limit: int,
 ) -> tuple[RateLimitedExecutor | None, list[Any], dict[str, Any]]:
-    """Build the Redis-backed executor (and shared breaker).
+    """Build the Redis-backed executor (and shared breaker): over limits learned from the
+    provider when ``adaptive`` and the backend is a built-in HTTP provider, else over the
+    configured limits, if any.
 
     Returns the executor, what ``aclose`` must close, and the settings ``to_dict`` keeps
     (everything but the Redis URL, which may hold a password: it is given again on load).
@@ -170,7 +173,8 @@ def shared_limits(
 
     closers: list[Any] = []
     settings: dict[str, Any] = {"on_redis_error": on_redis_error, "breaker_key": breaker_key}
-    if executor is None and (limit_requests is not None or limit_tokens is not None):
+    learns = adaptive and learns_limits(backend)
+    if executor is None and (learns or limit_requests is not None or limit_tokens is not None):
         secret = backend.config.secret() if isinstance(backend, Endpoint) else None
         key = limit_key or default_limit_key(
             backend.name, secret.get_secret_value() if secret is not None else None
@@ -183,14 +187,29 @@ def shared_limits(
             queue_capacity=queue_capacity,
             concurrency_limit=concurrency_limit,
         )
-        limiter = make_limiter(
-            redis_url=redis_url,
-            limit_key=key,
-            limit_requests=limit_requests,
-            limit_tokens=limit_tokens,
-            capacity_refresh_time=capacity_refresh_time,
-            on_redis_error=on_redis_error,
-        )
+        if learns:
+            from lionpride.services.distributed.redis_learned import SharedAdaptiveCapacity
+            from lionpride.services.utilities.rate_limiter import RateLimiter
+
+            learned = SharedAdaptiveCapacity(
+                redis_url,
+                key,
+                limit_requests=limit_requests,
+                limit_tokens=limit_tokens,
+                capacity_refresh_time=capacity_refresh_time,
+                on_redis_error=on_redis_error,
+            )
+            backend.watch_limits(learned)  # type: ignore[attr-defined]
+            limiter = RateLimiter(backend=learned)
+        else:
+            limiter = make_limiter(
+                redis_url=redis_url,
+                limit_key=key,
+                limit_requests=limit_requests,
+                limit_tokens=limit_tokens,
+                capacity_refresh_time=capacity_refresh_time,
+                on_redis_error=on_redis_error,
+            )
         executor = RateLimitedExecutor(
             limiter=limiter, queue_capacity=queue_capacity, concurrency_limit=concurrency_limit
         )

@@ -13,7 +13,7 @@ from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.pricing import PriceTable
 from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.request import RequestModel
-from lionpride.services.utilities.adaptive import AdaptiveCapacity
+from lionpride.services.utilities.adaptive import LimitLearner
 from lionpride.services.utilities.rate_limiter import LocalCapacity, RateLimitConfig, TokenBucket
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ def _executor_dict(
     if executor is None or (shared is not None and "limit_key" in shared):
         return None
     capacity = executor.limiter.backend
-    if isinstance(capacity, AdaptiveCapacity):
+    if isinstance(capacity, LimitLearner):
         return {**executor.to_dict(), **capacity.configured()}
     if not isinstance(capacity, LocalCapacity):
         raise NotImplementedError(

@@ -38,6 +38,7 @@ from lionpride.services.providers.match import match_endpoint
 from lionpride.services.streaming.channel import StreamChannel, StreamChunk
 from lionpride.services.types.backend import Calling, ServiceBackend
 from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.utilities.adaptive import LimitLearner
 from lionpride.services.utilities.rate_limiter import Reservation, TokenBucket
 from lionpride.services.utilities.resilience import backoff_disabled
 
@@ -136,6 +137,7 @@ class iModel(Element):
             executor, closers, shared = shared_limits(
                 backend,
                 executor,
+                adaptive=adaptive_limits and rate_limiter is None,
                 redis_url=redis_url,
                 limit_key=limit_key,
                 on_redis_error=on_redis_error,
@@ -148,9 +150,8 @@ class iModel(Element):
             )
         elif breaker_key is not None or limit_key is not None:
             raise ValueError("limit_key and breaker_key need redis_url=...")
-        capacity = None
         if executor is None and rate_limiter is None and adaptive_limits and learns_limits(backend):
-            executor, capacity = learned_limits(
+            executor = learned_limits(
                 backend,
                 limit_requests=limit_requests,
                 limit_tokens=limit_tokens,
@@ -186,8 +187,10 @@ class iModel(Element):
         # An executor the caller passed in may be shared with other models: theirs to close.
         runtime.owns_executor = executor is not None and executor is not given_executor
         runtime.own_prices = prices is not None
-        runtime.capacity = capacity
-        runtime.reopens = capacity is not None and limit_requests is None and limit_tokens is None
+        capacity = executor.limiter.backend if executor is not None else None
+        if isinstance(capacity, LimitLearner) and executor is not given_executor:
+            runtime.capacity = capacity
+            runtime.reopens = limit_requests is None and limit_tokens is None
         object.__setattr__(self, "_rt", runtime)
 
     @field_serializer("executor")

@@ -42,6 +42,7 @@ from lionpride.services.utilities._token_bucket import LocalCapacity, RateLimitC
 __all__ = [
     "AdaptiveCapacity",
     "LearnedLimit",
+    "LimitLearner",
     "LimitReading",
     "LimitWatch",
     "parse_duration",
@@ -133,12 +134,15 @@ class _Estimate:
             self.deficit, self.rate = min(deficit, self.deficit), rate
 
 
-class AdaptiveCapacity:
-    """Request and token buckets shaped by the provider's answers (see the module docstring).
+class LimitLearner:
+    """The shapes of a request and a token bucket, learned from the provider's answers (see
+    the module docstring): what :class:`AdaptiveCapacity` (local buckets) and the Redis-shared
+    variant have in common.
 
-    Besides the :class:`CapacityBackend` methods it has the two an endpoint calls around each
-    HTTP attempt: :meth:`sent` (before sending) and :meth:`answered` (once the status and
-    headers are in).
+    An endpoint calls two methods around each HTTP attempt: :meth:`sent` (before sending)
+    and :meth:`answered` (once the status and headers are in). The learned shapes are held
+    by two :class:`TokenBucket` objects; a subclass that keeps its capacity elsewhere
+    extends :meth:`_reshape` to pass them on.
 
     Args:
         limit_requests: Configured requests per ``capacity_refresh_time``: an upper bound.
@@ -174,7 +178,6 @@ class AdaptiveCapacity:
         self._rb = TokenBucket(RateLimitConfig(first[0], first[1]), clock=clock)
         tokens = self._bounds["tokens"] or (_OPEN, float(_OPEN))
         self._tb = TokenBucket(RateLimitConfig(tokens[0], tokens[1]), clock=clock)
-        self._local = LocalCapacity(self._rb, self._tb)
         self._mode: Literal["first", "headers", "aimd"] = "first"
         self._estimates: dict[str, _Estimate] = {}
         # Requests and tokens taken so far, less what came back: the ledger that says what
@@ -252,8 +255,6 @@ class AdaptiveCapacity:
             return True
         return False
 
-    # -- the capacity backend ---------------------------------------------------------------
-
     def check(self, requests: int, tokens: int) -> None:
         """Raise ``ValueError`` for amounts above a configured limit (learned ones wait)."""
         for family, amount in (("requests", requests), ("tokens", tokens)):
@@ -262,51 +263,6 @@ class AdaptiveCapacity:
                 raise ValueError(
                     f"{family}={amount} exceeds the configured limit_{family} {bound[0]}"
                 )
-
-    def try_take(self, requests: int, tokens: int) -> float:
-        """Take both amounts now (0.0), or nothing and return the seconds to wait.
-
-        A request above a bucket's learned capacity waits for a full bucket and takes the
-        rest as debt: a learned capacity may shrink below requests already accepted.
-        """
-        request_cap, token_cap = self._rb.capacity, self._tb.capacity
-        now_requests = requests if requests <= request_cap else request_cap
-        now_tokens = tokens if tokens <= token_cap else token_cap
-        wait = self._local.try_take(now_requests, now_tokens)
-        if wait:
-            return wait
-        if now_requests != requests or now_tokens != tokens:
-            self._local.give_back(now_requests - requests, now_tokens - tokens)
-        self._sent_requests += requests
-        self._sent_tokens += tokens
-        return 0.0
-
-    async def take(self, requests: int, tokens: int) -> float:
-        """Same as :meth:`try_take` (local buckets never block)."""
-        return self.try_take(requests, tokens)
-
-    def give_back(self, requests: int, tokens: int) -> None:
-        """Refund ``requests`` and ``tokens``; a negative amount charges instead."""
-        self._local.give_back(requests, tokens)
-        self._sent_requests -= requests
-        self._sent_tokens -= tokens
-
-    def pause(self, seconds: float) -> None:
-        """Grant nothing for ``seconds``."""
-        self._local.pause(seconds)
-
-    def levels(self) -> dict[str, float]:
-        """Levels of the buckets that limit something now."""
-        levels = self._local.levels()
-        if self._tb.capacity == _OPEN:
-            del levels["tokens"]
-        if self._rb.capacity == _OPEN:
-            del levels["requests"]
-        return levels
-
-    def subscribe(self, kick: Callable[[], None]) -> None:
-        """Call ``kick`` whenever a bucket gets capacity back (a refund, a new shape)."""
-        self._local.subscribe(kick)
 
     # -- what the endpoint reports ----------------------------------------------------------
 
@@ -332,6 +288,23 @@ class AdaptiveCapacity:
             self._from_headers(readings, mark)
         elif self._mode != "headers":
             self._from_outcome(throttled, mark)
+
+    @staticmethod
+    def _limiting(bucket: TokenBucket) -> RateLimitConfig | None:
+        """The bucket's shape, ``None`` while it limits nothing."""
+        return bucket.config if bucket.capacity < _OPEN else None
+
+    def _count(self, requests: int, tokens: int) -> None:
+        """Book capacity taken (negative: given back) in the ledger :meth:`sent` reads."""
+        self._sent_requests += requests
+        self._sent_tokens += tokens
+
+    def _reshape(
+        self, bucket: TokenBucket, capacity: int, rate: float, level: float | None = None
+    ) -> None:
+        """Give ``bucket`` a learned shape (and, with ``level``, a level: never raised above
+        what it holds unless the capacity changes)."""
+        bucket.reshape(capacity, rate, level)
 
     def _from_headers(self, readings: dict[str, LimitReading], mark: tuple[int, int]) -> None:
         wall = time.time()
@@ -378,9 +351,9 @@ class AdaptiveCapacity:
         # reading may be older than what the bucket knows, or be of a larger bucket than
         # the configured bound).
         if capacity != bucket.capacity or level < bucket.level:
-            bucket.reshape(capacity, rate, level)
+            self._reshape(bucket, capacity, rate, level)
         elif reshaped:
-            bucket.reshape(capacity, rate)
+            self._reshape(bucket, capacity, rate)
         else:
             return
         source: Source = "headers" if bound is None or capacity < bound[0] else "configured"
@@ -411,7 +384,7 @@ class AdaptiveCapacity:
     def _open_requests(self, wall: float) -> None:
         """Lift the first-answer gate: no request limit but the configured one, if any."""
         if self._bounds["requests"] is None:
-            self._rb.reshape(_OPEN, float(_OPEN), _OPEN)
+            self._reshape(self._rb, _OPEN, float(_OPEN), _OPEN)
             self._learned["requests"] = LearnedLimit(_OPEN, _OPEN, "unlimited", wall)
 
     def _set_rate(self, rate: float, *, empty: bool = False) -> None:
@@ -428,10 +401,86 @@ class AdaptiveCapacity:
         else:
             capacity = max(1, int(rate * _BURST))
         level = min(0.0, self._rb.level) if empty else None
-        self._rb.reshape(capacity, rate, level)
+        self._reshape(self._rb, capacity, rate, level)
         source: Source = "configured" if bound is not None and rate == bound[1] else "429s"
         self._learned["requests"] = LearnedLimit(capacity, rate, source, time.time())
 
 
 def _differs(new: float, old: float) -> bool:
     return abs(new - old) > _STEP * old
+
+
+class AdaptiveCapacity(LimitLearner):
+    """A :class:`CapacityBackend` over local buckets whose shapes the provider's answers
+    teach (see the module docstring and :class:`LimitLearner`).
+
+    Args:
+        limit_requests: Configured requests per ``capacity_refresh_time``: an upper bound.
+        limit_tokens: Configured tokens per ``capacity_refresh_time``: an upper bound.
+        capacity_refresh_time: The window of the configured limits, in seconds.
+        clock: Time source of the buckets.
+
+    Raises:
+        ValueError: A limit below 1 or a window that is not > 0.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit_requests: int | None = None,
+        limit_tokens: int | None = None,
+        capacity_refresh_time: float = 60.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__(
+            limit_requests=limit_requests,
+            limit_tokens=limit_tokens,
+            capacity_refresh_time=capacity_refresh_time,
+            clock=clock,
+        )
+        self._local = LocalCapacity(self._rb, self._tb)
+
+    # -- the capacity backend ---------------------------------------------------------------
+
+    def try_take(self, requests: int, tokens: int) -> float:
+        """Take both amounts now (0.0), or nothing and return the seconds to wait.
+
+        A request above a bucket's learned capacity waits for a full bucket and takes the
+        rest as debt: a learned capacity may shrink below requests already accepted.
+        """
+        request_cap, token_cap = self._rb.capacity, self._tb.capacity
+        now_requests = requests if requests <= request_cap else request_cap
+        now_tokens = tokens if tokens <= token_cap else token_cap
+        wait = self._local.try_take(now_requests, now_tokens)
+        if wait:
+            return wait
+        if now_requests != requests or now_tokens != tokens:
+            self._local.give_back(now_requests - requests, now_tokens - tokens)
+        self._count(requests, tokens)
+        return 0.0
+
+    async def take(self, requests: int, tokens: int) -> float:
+        """Same as :meth:`try_take` (local buckets never block)."""
+        return self.try_take(requests, tokens)
+
+    def give_back(self, requests: int, tokens: int) -> None:
+        """Refund ``requests`` and ``tokens``; a negative amount charges instead."""
+        self._local.give_back(requests, tokens)
+        self._count(-requests, -tokens)
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds``."""
+        self._local.pause(seconds)
+
+    def levels(self) -> dict[str, float]:
+        """Levels of the buckets that limit something now."""
+        levels = self._local.levels()
+        if self._tb.capacity == _OPEN:
+            del levels["tokens"]
+        if self._rb.capacity == _OPEN:
+            del levels["requests"]
+        return levels
+
+    def subscribe(self, kick: Callable[[], None]) -> None:
+        """Call ``kick`` whenever a bucket gets capacity back (a refund, a new shape)."""
+        self._local.subscribe(kick)
