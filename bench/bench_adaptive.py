@@ -2,8 +2,8 @@
 enforces limits the client is not told.
 
 Scenarios: OpenAI-style headers, Anthropic-style headers, no headers (an OpenAI-compatible
-server that enforces its limits silently), and 4 processes on one account, each learning from
-its own answers (sharing the learned limits through Redis is not built yet). Each prints the
+server that enforces its limits silently), and 4 processes on one account sharing what they
+learn through Redis (``redis-server`` on a free port). Each prints the
 share of requests answered 429, the share of the provider's allowance used (admitted units
 over ``L + L·t/T`` for the binding limit, ``t`` the span of the run at the provider), calls
 failed for good, and the same run with the official openai SDK's default
@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from bench._server import run_concurrently
+from bench.bench_redis import redis_server
 from lionpride.services import iModel
 
 TOTAL = 2_000
@@ -123,9 +124,12 @@ class Run:
         return max(shares)
 
 
-async def run_ours(url: str, provider_name: str, total: int, concurrency: int) -> tuple[int, int]:
+async def run_ours(
+    url: str, provider_name: str, total: int, concurrency: int, redis_url: str | None = None
+) -> tuple[int, int]:
     """Our calls: failures and tokens per call (from the usage of a success)."""
-    model = iModel(provider=provider_name, base_url=url, api_key=SecretStr("k"))
+    shared: dict[str, Any] = {} if redis_url is None else {"redis_url": redis_url}
+    model = iModel(provider=provider_name, base_url=url, api_key=SecretStr("k"), **shared)
     failed = 0
     tokens = 0
 
@@ -173,16 +177,18 @@ def measured(fp: Provider, start: float, failed: int, tokens: int) -> Run:
     )
 
 
-def _worker(url: str, total: int) -> None:
-    failed, tokens = asyncio.run(run_ours(url, "openai", total, CONCURRENCY // PROCESSES))
+def _worker(url: str, redis_url: str, total: int) -> None:
+    failed, tokens = asyncio.run(
+        run_ours(url, "openai", total, CONCURRENCY // PROCESSES, redis_url)
+    )
     print(json.dumps({"failed": failed, "tokens": tokens}), flush=True)
 
 
-async def run_processes(fp: Provider) -> tuple[int, int]:
-    """PROCESSES processes on one account, each learning alone: failures, tokens."""
+async def run_processes(fp: Provider, redis_url: str) -> tuple[int, int]:
+    """PROCESSES processes on one account, sharing what they learn: failures, tokens."""
     code = (
         "import sys; from bench.bench_adaptive import _worker; "
-        "_worker(sys.argv[1], int(sys.argv[2]))"
+        "_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]))"
     )
     procs = [
         await asyncio.create_subprocess_exec(
@@ -190,6 +196,7 @@ async def run_processes(fp: Provider) -> tuple[int, int]:
             "-c",
             code,
             f"{fp.url}/v1",
+            redis_url,
             str(TOTAL // PROCESSES),
             stdout=asyncio.subprocess.PIPE,
         )
@@ -233,14 +240,14 @@ async def main() -> dict[str, float]:
                 lines.append(
                     row(f"openai SDK, {name}", measured(fp, start, sdk_failed, tokens), LIMITS)
                 )
-    with provider(window=WINDOW, latency=0.02, **LIMITS) as fp:
+    with provider(window=WINDOW, latency=0.02, **LIMITS) as fp, redis_server() as redis_url:
         start = time.perf_counter()
-        failed, tokens = await run_processes(fp)
-        apart = measured(fp, start, failed, tokens)
-        lines.append(row(f"lionpride, {PROCESSES} processes apart", apart, LIMITS))
-        figures["processes 429s"] = apart.share_429
-        figures["processes used"] = apart.used(WINDOW, LIMITS)
-        figures["processes failed"] = apart.failed
+        failed, tokens = await run_processes(fp, redis_url)
+        shared = measured(fp, start, failed, tokens)
+        lines.append(row(f"lionpride, {PROCESSES} processes+Redis", shared, LIMITS))
+        figures["redis 429s"] = shared.share_429
+        figures["redis used"] = shared.used(WINDOW, LIMITS)
+        figures["redis failed"] = shared.failed
     print(f"{TOTAL} calls at concurrency {CONCURRENCY}; hidden limits {LIMITS} per {WINDOW:g}s")
     print("\n".join(lines))
     return figures
