@@ -297,3 +297,13 @@ async def test_the_429_rate_never_exceeds_the_configured_limit() -> None:
     capacity.answered({}, capacity.sent(), False)
     assert capacity.request_bucket.refill_rate == 10.0
     assert capacity.learned()["requests"]["source"] == "configured"
+
+
+async def test_a_cut_empties_the_request_bucket() -> None:
+    """A 429 says the provider's bucket is empty: the next call waits for the cut rate."""
+    clock = FakeClock()
+    capacity, limiter = gated(clock)
+    await ramp(capacity, clock, 20, 2)
+    capacity.answered({}, capacity.sent(), True)
+    assert capacity.request_bucket.level <= 0
+    assert limiter.try_acquire() is None

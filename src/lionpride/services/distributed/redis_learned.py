@@ -84,17 +84,11 @@ class SharedAdaptiveCapacity(LimitLearner):
         A request above a learned capacity waits for a full bucket and takes the rest as
         debt, as in :class:`AdaptiveCapacity`.
         """
-        request_cap, token_cap = self._rb.capacity, self._tb.capacity
-        now_requests = requests if requests <= request_cap else request_cap
-        now_tokens = tokens if tokens <= token_cap else token_cap
-        if self._shared.token_capacity is None:
-            now_tokens = 0  # no token limit known yet, here or in Redis
+        now_requests, now_tokens = self._fitted(requests, tokens)
         wait = await self._shared.take(now_requests, now_tokens)
         if wait:
             return wait
-        if now_requests != requests or now_tokens != tokens:
-            self._shared.give_back(now_requests - requests, now_tokens - tokens)
-        self._count(requests, tokens)
+        self._granted(requests, tokens, now_requests, now_tokens)
         return 0.0
 
     def give_back(self, requests: int, tokens: int) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -134,7 +135,7 @@ class _Estimate:
             self.deficit, self.rate = min(deficit, self.deficit), rate
 
 
-class LimitLearner:
+class LimitLearner(ABC):
     """The shapes of a request and a token bucket, learned from the provider's answers (see
     the module docstring): what :class:`AdaptiveCapacity` (local buckets) and the Redis-shared
     variant have in common.
@@ -178,6 +179,8 @@ class LimitLearner:
         self._rb = TokenBucket(RateLimitConfig(first[0], first[1]), clock=clock)
         tokens = self._bounds["tokens"] or (_OPEN, float(_OPEN))
         self._tb = TokenBucket(RateLimitConfig(tokens[0], tokens[1]), clock=clock)
+        #: The two buckets taken from together (where the capacity is local).
+        self._local = LocalCapacity(self._rb, self._tb)
         self._mode: Literal["first", "headers", "aimd"] = "first"
         self._estimates: dict[str, _Estimate] = {}
         # Requests and tokens taken so far, less what came back: the ledger that says what
@@ -288,6 +291,23 @@ class LimitLearner:
             self._from_headers(readings, mark)
         elif self._mode != "headers":
             self._from_outcome(throttled, mark)
+
+    def _fitted(self, requests: int, tokens: int) -> tuple[int, int]:
+        """The amounts to wait for: at most each bucket's learned capacity (a learned
+        capacity may shrink below requests already accepted; the rest is taken as debt)."""
+        request_cap, token_cap = self._rb.capacity, self._tb.capacity
+        return min(requests, request_cap), min(tokens, token_cap)
+
+    def _granted(self, requests: int, tokens: int, now_requests: int, now_tokens: int) -> None:
+        """Book a grant of the fitted amounts: the rest as debt, all of it in the ledger."""
+        self._count(now_requests, now_tokens)
+        if now_requests != requests or now_tokens != tokens:
+            self.give_back(now_requests - requests, now_tokens - tokens)
+
+    @abstractmethod
+    def give_back(self, requests: int, tokens: int) -> None:
+        """Refund ``requests`` and ``tokens``; a negative amount charges instead (and the
+        ledger :meth:`sent` reads follows)."""
 
     @staticmethod
     def _limiting(bucket: TokenBucket) -> RateLimitConfig | None:
@@ -412,33 +432,7 @@ def _differs(new: float, old: float) -> bool:
 
 class AdaptiveCapacity(LimitLearner):
     """A :class:`CapacityBackend` over local buckets whose shapes the provider's answers
-    teach (see the module docstring and :class:`LimitLearner`).
-
-    Args:
-        limit_requests: Configured requests per ``capacity_refresh_time``: an upper bound.
-        limit_tokens: Configured tokens per ``capacity_refresh_time``: an upper bound.
-        capacity_refresh_time: The window of the configured limits, in seconds.
-        clock: Time source of the buckets.
-
-    Raises:
-        ValueError: A limit below 1 or a window that is not > 0.
-    """
-
-    def __init__(
-        self,
-        *,
-        limit_requests: int | None = None,
-        limit_tokens: int | None = None,
-        capacity_refresh_time: float = 60.0,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        super().__init__(
-            limit_requests=limit_requests,
-            limit_tokens=limit_tokens,
-            capacity_refresh_time=capacity_refresh_time,
-            clock=clock,
-        )
-        self._local = LocalCapacity(self._rb, self._tb)
+    teach (see the module docstring; the arguments are :class:`LimitLearner`'s)."""
 
     # -- the capacity backend ---------------------------------------------------------------
 
@@ -448,15 +442,11 @@ class AdaptiveCapacity(LimitLearner):
         A request above a bucket's learned capacity waits for a full bucket and takes the
         rest as debt: a learned capacity may shrink below requests already accepted.
         """
-        request_cap, token_cap = self._rb.capacity, self._tb.capacity
-        now_requests = requests if requests <= request_cap else request_cap
-        now_tokens = tokens if tokens <= token_cap else token_cap
+        now_requests, now_tokens = self._fitted(requests, tokens)
         wait = self._local.try_take(now_requests, now_tokens)
         if wait:
             return wait
-        if now_requests != requests or now_tokens != tokens:
-            self._local.give_back(now_requests - requests, now_tokens - tokens)
-        self._count(requests, tokens)
+        self._granted(requests, tokens, now_requests, now_tokens)
         return 0.0
 
     async def take(self, requests: int, tokens: int) -> float:
