@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -104,8 +105,7 @@ async def test_before_the_first_answer_one_call_goes() -> None:
     capacity, limiter = gated(clock)
     assert limiter.try_acquire() is not None
     assert limiter.try_acquire() is None
-    mark = (0, 0)
-    capacity.answered(openai(600, 599, "100ms"), mark, False)
+    capacity.answered(openai(600, 599, "100ms"), capacity.sent(), False)
     assert limiter.try_acquire() is not None
 
 
@@ -205,6 +205,23 @@ async def test_a_request_above_a_learned_capacity_waits_for_a_full_bucket() -> N
     capacity.answered(openai(1000, 1000, "0s", "tokens"), capacity.sent(), False)
     assert limiter.try_acquire(1, 1500) is not None
     assert capacity.token_bucket.level == -500
+
+
+async def test_anthropic_resets_count_from_when_the_attempt_went_out() -> None:
+    """A reset time is read against the send time, so a slow answer never shortens it."""
+    clock = FakeClock()
+    capacity, limiter = gated(clock)
+    limiter.try_acquire()
+    requests, tokens, _ = capacity.sent()
+    mark = (requests, tokens, time.time() - 5)  # went out 5 s before this answer is read
+    reset = datetime.fromtimestamp(mark[2] + 10, UTC).isoformat()
+    headers = {
+        "anthropic-ratelimit-requests-limit": "60",
+        "anthropic-ratelimit-requests-remaining": "50",
+        "anthropic-ratelimit-requests-reset": reset,
+    }
+    capacity.answered(headers, mark, False)
+    assert capacity.request_bucket.refill_rate == pytest.approx(1.0)
 
 
 async def test_anthropic_input_tokens_pace_when_no_combined_family_comes() -> None:

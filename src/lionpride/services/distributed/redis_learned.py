@@ -21,7 +21,7 @@ from collections.abc import Callable
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
 from lionpride.services.distributed._link import OnRedisError
 from lionpride.services.distributed.redis_capacity import RedisCapacity
-from lionpride.services.utilities.adaptive import LimitLearner
+from lionpride.services.utilities.adaptive import LimitLearner, Mark
 from lionpride.services.utilities.rate_limiter import TokenBucket
 
 __all__ = ["SharedAdaptiveCapacity"]
@@ -126,7 +126,7 @@ class SharedAdaptiveCapacity(LimitLearner):
         levels = (level, None) if bucket is self._rb else (None, level)
         self._shared.reshape(self._limiting(self._rb), self._limiting(self._tb), levels)
 
-    def _from_outcome(self, throttled: bool | None, mark: tuple[int, int]) -> None:
+    def _from_outcome(self, throttled: bool | None, mark: Mark) -> None:
         """Without headers, only the first-answer gate opens (see the module docstring)."""
         if self._mode == "first":
             super()._from_outcome(None, mark)

@@ -44,7 +44,7 @@ from lionpride.services.types.backend import (
     ServiceBackend,
 )
 from lionpride.services.types.request import RequestModel
-from lionpride.services.utilities.adaptive import LimitWatch
+from lionpride.services.utilities.adaptive import NO_MARK, LimitWatch, Mark
 from lionpride.services.utilities.header_factory import HeaderFactory
 from lionpride.services.utilities.resilience import (
     CircuitBreaker,
@@ -461,7 +461,7 @@ class Endpoint(ServiceBackend):
         url = self.request_url(payload)
         timeout = self._timeout(deadline)
         watch = self._rt.watch
-        mark = watch.sent() if watch is not None else (0, 0)
+        mark = watch.sent() if watch is not None else NO_MARK
         try:
             async with self._get_session().request(
                 self.config.method, url, data=body, headers=headers, timeout=timeout
@@ -505,7 +505,7 @@ class Endpoint(ServiceBackend):
         raw_headers: Mapping[str, str],
         data: bytes,
         watch: LimitWatch | None = None,
-        mark: tuple[int, int] = (0, 0),
+        mark: Mark = NO_MARK,
     ) -> errors.APIStatusError:
         """The typed error of an error status, reported to ``watch`` (with the attempt's
         ``mark``) as a 429 that a wait cures or as an answer that says nothing of the rate."""
@@ -553,7 +553,7 @@ class Endpoint(ServiceBackend):
             total=None, connect=remaining.connect, sock_connect=remaining.connect
         )
         watch = self._rt.watch
-        mark = watch.sent() if watch is not None else (0, 0)
+        mark = watch.sent() if watch is not None else NO_MARK
         try:
             # asyncio.timeout, not wait_for: no extra task, and (on 3.11) no lost cancellation
             # when the response lands as the caller is cancelled.

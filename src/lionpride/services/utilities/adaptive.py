@@ -41,11 +41,13 @@ from lionpride.services.utilities._limit_headers import (
 from lionpride.services.utilities._token_bucket import LocalCapacity, RateLimitConfig, TokenBucket
 
 __all__ = [
+    "NO_MARK",
     "AdaptiveCapacity",
     "LearnedLimit",
     "LimitLearner",
     "LimitReading",
     "LimitWatch",
+    "Mark",
     "parse_duration",
     "read_limit_headers",
 ]
@@ -67,16 +69,21 @@ _BURST = 0.1
 _STEP = 0.02
 
 
+#: What :meth:`LimitWatch.sent` returns: requests and tokens taken so far, and the wall time.
+Mark = tuple[int, int, float]
+
+#: The mark of an attempt nobody watches.
+NO_MARK: Mark = (0, 0, 0.0)
+
+
 class LimitWatch(Protocol):
     """What an endpoint tells about each HTTP attempt (:class:`AdaptiveCapacity` listens)."""
 
-    def sent(self) -> tuple[int, int]:
+    def sent(self) -> Mark:
         """Mark an attempt going out now."""
         ...
 
-    def answered(
-        self, headers: Mapping[str, str], mark: tuple[int, int], throttled: bool | None
-    ) -> None:
+    def answered(self, headers: Mapping[str, str], mark: Mark, throttled: bool | None) -> None:
         """Learn from the answer to the attempt marked ``mark``."""
         ...
 
@@ -269,13 +276,11 @@ class LimitLearner(ABC):
 
     # -- what the endpoint reports ----------------------------------------------------------
 
-    def sent(self) -> tuple[int, int]:
+    def sent(self) -> Mark:
         """Mark an attempt going out now; pass the mark back to :meth:`answered`."""
-        return self._sent_requests, self._sent_tokens
+        return self._sent_requests, self._sent_tokens, time.time()
 
-    def answered(
-        self, headers: Mapping[str, str], mark: tuple[int, int], throttled: bool | None
-    ) -> None:
+    def answered(self, headers: Mapping[str, str], mark: Mark, throttled: bool | None) -> None:
         """Learn from an answer to the attempt marked ``mark``.
 
         Args:
@@ -286,7 +291,9 @@ class LimitLearner(ABC):
         """
         if not self.serves_here():
             return  # another thread's loop: its calls go without these limits
-        readings = read_limit_headers(headers)
+        # Anthropic's resets are times: counted from when the attempt went out (before the
+        # provider admitted it), the wait is never too short, nor the rate too high.
+        readings = read_limit_headers(headers, wall_now=mark[2])
         if readings:
             self._from_headers(readings, mark)
         elif self._mode != "headers":
@@ -326,7 +333,7 @@ class LimitLearner(ABC):
         what it holds unless the capacity changes)."""
         bucket.reshape(capacity, rate, level)
 
-    def _from_headers(self, readings: dict[str, LimitReading], mark: tuple[int, int]) -> None:
+    def _from_headers(self, readings: dict[str, LimitReading], mark: Mark) -> None:
         wall = time.time()
         if self._mode != "headers" and "requests" not in readings:
             self._open_requests(wall)
@@ -379,7 +386,7 @@ class LimitLearner(ABC):
         source: Source = "headers" if bound is None or capacity < bound[0] else "configured"
         self._learned[family] = LearnedLimit(capacity, rate, source, wall)
 
-    def _from_outcome(self, throttled: bool | None, mark: tuple[int, int]) -> None:
+    def _from_outcome(self, throttled: bool | None, mark: Mark) -> None:
         """AIMD on the request rate, for a provider that sends no rate-limit headers."""
         now = self._clock.now()
         if self._mode == "first":
