@@ -205,7 +205,7 @@ class LimitLearner(ABC):
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        return f"AdaptiveCapacity(mode={self._mode!r}, learned={self.learned()})"
+        return f"{type(self).__name__}(mode={self._mode!r}, learned={self.learned()})"
 
     # -- what the model shows ---------------------------------------------------------------
 
