@@ -122,17 +122,17 @@ async def test_the_first_answer_gate_lets_one_more_through_each_second() -> None
 
 
 async def test_headers_set_capacity_rate_and_level() -> None:
-    """A reading sets the bucket's capacity, its rate from (limit - remaining) / reset, and
-    its level from what remained."""
+    """A reading sets the bucket's capacity, its rate from (limit - remaining - 1) / reset
+    (never above the true rate: remaining is rounded down), and its level from what remained."""
     clock = FakeClock()
     capacity, limiter = gated(clock)
     limiter.try_acquire()
     capacity.answered(openai(60, 50, "10s"), capacity.sent(), False)
     bucket = capacity.request_bucket
-    assert (bucket.capacity, bucket.refill_rate) == (60, 1.0)
+    assert (bucket.capacity, bucket.refill_rate) == (60, 0.9)
     assert bucket.level == 50
     assert capacity.learned()["requests"]["source"] == "headers"
-    assert capacity.learned()["requests"]["per_minute"] == 60.0
+    assert capacity.learned()["requests"]["per_minute"] == 54.0
 
 
 async def test_calls_sent_after_an_attempt_are_not_credited_again() -> None:
@@ -163,7 +163,7 @@ async def test_a_tightened_limit_reshapes_the_bucket_at_once() -> None:
     capacity, limiter = gated(clock)
     limiter.try_acquire()
     capacity.answered(openai(600, 500, "10s"), capacity.sent(), False)
-    capacity.answered(openai(60, 55, "5s"), capacity.sent(), False)
+    capacity.answered(openai(60, 55, "4s"), capacity.sent(), False)
     bucket = capacity.request_bucket
     assert (bucket.capacity, bucket.refill_rate, bucket.level) == (60, 1.0, 55)
 
@@ -184,8 +184,8 @@ async def test_the_rate_comes_from_the_most_precise_reading() -> None:
     clock = FakeClock()
     capacity, limiter = gated(clock)
     limiter.try_acquire()
-    capacity.answered(openai(6000, 0, "60s", "tokens"), capacity.sent(), False)
-    capacity.answered(openai(6000, 5999, "2ms", "tokens"), capacity.sent(), False)
+    capacity.answered(openai(6002, 1, "60s", "tokens"), capacity.sent(), False)
+    capacity.answered(openai(6002, 5999, "2ms", "tokens"), capacity.sent(), False)
     assert capacity.token_bucket.refill_rate == 100.0
 
 
@@ -217,7 +217,7 @@ async def test_anthropic_resets_count_from_when_the_attempt_went_out() -> None:
     reset = datetime.fromtimestamp(mark[2] + 10, UTC).isoformat()
     headers = {
         "anthropic-ratelimit-requests-limit": "60",
-        "anthropic-ratelimit-requests-remaining": "50",
+        "anthropic-ratelimit-requests-remaining": "49",
         "anthropic-ratelimit-requests-reset": reset,
     }
     capacity.answered(headers, mark, False)

@@ -6,8 +6,8 @@ over a request bucket and a token bucket whose shapes follow what the provider s
 * **Headers** (OpenAI-compatible ``x-ratelimit-*``, Anthropic ``anthropic-ratelimit-*``): each
   answer gives a family's limit (the capacity), what was left when the provider admitted the
   request, and when the bucket is full again, from which the refill rate follows
-  (``(limit - remaining) / reset``, from the most precise readings: those with the largest
-  deficits). What was left is less what this model sent since the request went out (the
+  (``(limit - remaining - 1) / reset``, one unit less for the rounding of ``remaining``, from
+  the most precise readings: those with the largest deficits). What was left is less what this model sent since the request went out (the
   provider had not counted those yet), so the same capacity is never credited twice. A reading
   only ever lowers the level, except when the capacity itself changes.
 * **No headers** (Gemini, many OpenAI-compatible servers): the request rate adapts to 429s,
@@ -117,11 +117,10 @@ class LearnedLimit:
 class _Estimate:
     """The refill rate of one header family, from its most precise readings.
 
-    A reading's rate, ``deficit / reset``, is low by the rounding of ``reset`` (up, to the
-    millisecond or, for Anthropic, the second) and high by the rounding of ``remaining``
-    (down, to a unit: at most one unit of deficit). A reading with twice the deficit of the
-    one behind the estimate replaces it; one about as precise raises it, so that over many
-    readings the rounding of ``reset`` falls away.
+    ``remaining`` is rounded down to a unit and ``reset`` up (to the millisecond or, for
+    Anthropic, the second), so ``(deficit - 1) / reset`` is never above the true rate. A
+    reading with twice the deficit of the one behind the estimate replaces it; one about as
+    precise raises it, so that over many readings the rounding of ``reset`` falls away.
     """
 
     __slots__ = ("deficit", "limit", "rate")
@@ -133,9 +132,9 @@ class _Estimate:
 
     def update(self, reading: LimitReading) -> None:
         deficit = reading.limit - reading.remaining
-        if not reading.reset or deficit <= 0:
+        if not reading.reset or deficit < 2:
             return
-        rate = deficit / reading.reset
+        rate = (deficit - 1) / reading.reset
         if self.rate is None or deficit >= 2 * self.deficit:
             self.deficit, self.rate = deficit, rate
         elif 2 * deficit >= self.deficit and rate > self.rate:
