@@ -7,9 +7,10 @@ over a request bucket and a token bucket whose shapes follow what the provider s
   answer gives a family's limit (the capacity), what was left when the provider admitted the
   request, and when the bucket is full again, from which the refill rate follows
   (``(limit - remaining - 1) / reset``, one unit less for the rounding of ``remaining``, from
-  the most precise readings: those with the largest deficits). What was left is less what this model sent since the request went out (the
-  provider had not counted those yet), so the same capacity is never credited twice. A reading
-  only ever lowers the level, except when the capacity itself changes.
+  the most precise readings: those with the largest deficits). What was left is less what this
+  model sent since the request went out (the provider had not counted those yet), so the same
+  capacity is never credited twice. A reading only ever lowers the level, except when the
+  capacity itself changes.
 * **No headers** (Gemini, many OpenAI-compatible servers): the request rate adapts to 429s,
   as the AWS SDKs' adaptive retry mode does. A retryable 429 cuts the rate to 0.7 times the
   rate the provider let calls through at since the last cut (once per round of calls: the
