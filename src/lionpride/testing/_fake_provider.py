@@ -160,7 +160,7 @@ class FakeProvider:
             as many OpenAI-compatible servers do (a 429 still says ``retry-after``).
 
     Every answer carries a request id, as the services send it: ``request-id`` for
-    Anthropic, ``x-request-id`` for the others.
+    Anthropic, ``x-request-id`` for the OpenAI-compatible ones (Gemini sends none).
     """
 
     def __init__(
