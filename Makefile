@@ -35,6 +35,7 @@ demo: $(STAMP)
 	$(VENV)/bin/lionpride demo
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench.run_all
 
 clean:

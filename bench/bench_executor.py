@@ -1,6 +1,7 @@
 """The executor path (limits that never bind) against the direct path, same FakeProvider, same run.
 
-Prints CPU µs per call and p50/p99 latency at concurrency 64 for both, and the CPU ratio.
+Prints CPU µs per call and p50/p99 latency at concurrency 64 for both, and the CPU ratio; and
+the ratio of the default model, whose executor paces by the limits it learns from the answers.
 Run: ``.venv/bin/python -m bench.bench_executor`` (target: ratio <= 1.05).
 
 The ratio is the median over many short rounds taken in pairs, one round of each path back
@@ -69,8 +70,13 @@ async def main(pairs: int = 200, per_round: int = 200) -> dict[str, float]:
     """Measure both paths and the control; print and return the median ratios."""
     with fake_provider_process() as url:
         base = f"{url}/v1"
-        direct = iModel(provider="openai", base_url=base, api_key=SecretStr("k"))
-        control = iModel(provider="openai", base_url=base, api_key=SecretStr("k"))
+        # The direct path: no executor (learning the provider's limits is off).
+        direct = iModel(
+            provider="openai", base_url=base, api_key=SecretStr("k"), adaptive_limits=False
+        )
+        control = iModel(
+            provider="openai", base_url=base, api_key=SecretStr("k"), adaptive_limits=False
+        )
         limited = iModel(
             provider="openai",
             base_url=base,
@@ -78,12 +84,17 @@ async def main(pairs: int = 200, per_round: int = 200) -> dict[str, float]:
             limit_requests=10_000_000,
             limit_tokens=10_000_000_000,
             capacity_refresh_time=1.0,
+            adaptive_limits=False,
         )
-        for model in (direct, control, limited):  # warm-up: sessions, connections, caches
+        # The default: the executor over limits learned from the answers (none bind here).
+        learning = iModel(provider="openai", base_url=base, api_key=SecretStr("k"))
+        models = (direct, control, limited, learning)
+        for model in models:  # warm-up: sessions, connections, caches
             await measure(model, 500)
         ratios, cpu_d, cpu_e, lat_d, lat_e = await paired(direct, limited, pairs, per_round)
+        learned_ratios = (await paired(direct, learning, pairs // 2, per_round))[0]
         control_ratios = (await paired(direct, control, pairs, per_round))[0]
-        for model in (direct, control, limited):
+        for model in models:
             await model.aclose()
     for name, cpu, lat in (("direct", cpu_d, lat_d), ("executor", cpu_e, lat_e)):
         print(
@@ -91,8 +102,13 @@ async def main(pairs: int = 200, per_round: int = 200) -> dict[str, float]:
             f"p50 {percentile(lat, 50) * 1e3:6.2f} ms, p99 {percentile(lat, 99) * 1e3:6.2f} ms"
         )
     print(f"executor/direct CPU ratio {spread(ratios)} at concurrency {CONCURRENCY}")
+    print(f"learned/direct CPU ratio  {spread(learned_ratios)} (the default: limits learned)")
     print(f"control (direct/direct)   {spread(control_ratios)}")
-    return {"ratio": statistics.median(ratios), "control": statistics.median(control_ratios)}
+    return {
+        "ratio": statistics.median(ratios),
+        "learned": statistics.median(learned_ratios),
+        "control": statistics.median(control_ratios),
+    }
 
 
 if __name__ == "__main__":

@@ -284,6 +284,8 @@ class APIError(LionprideError):
         body: The decoded error body (dict) or its raw text.
         provider: The provider's name, when known.
         retry_after: Seconds the server asked us to wait, when it said.
+        request_id: The provider's id of the request (``x-request-id``, Anthropic's
+            ``request-id``), to quote to its support; ``None`` when it sent none.
     """
 
     default_message = "API error"
@@ -312,6 +314,12 @@ class APIError(LionprideError):
         if retry_after is not None:
             merged.setdefault("retry_after", retry_after)
         super().__init__(message, details=merged, retryable=retryable, cause=cause)
+
+    @property
+    def request_id(self) -> str | None:
+        """The provider's id of the request, from the response headers."""
+        headers = self.headers
+        return headers.get("x-request-id") or headers.get("request-id")
 
 
 class InvalidResponseError(APIError):

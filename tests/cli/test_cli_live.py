@@ -19,9 +19,14 @@ MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
 def _limited(fp: FakeProvider, **limits: Any) -> iModel:
-    """An OpenAI-format model on ``fp`` with the limits given."""
+    """An OpenAI-format model on ``fp`` with the limits given, and only those (no limits
+    learned from the answers, whose first-call gate would hold the queue on requests)."""
     return iModel(
-        provider="openai", base_url=fp.base_url("openai"), api_key=SecretStr("k"), **limits
+        provider="openai",
+        base_url=fp.base_url("openai"),
+        api_key=SecretStr("k"),
+        adaptive_limits=False,
+        **limits,
     )
 
 

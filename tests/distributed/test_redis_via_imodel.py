@@ -19,7 +19,8 @@ MESSAGES = [{"role": "user", "content": "Hello there."}]
 
 
 def _shared_model(redis_server: RedisServer, fake_provider: FakeProvider, key: str) -> iModel:
-    """A model with 50 requests and 10,000 tokens an hour, shared in Redis under ``key``."""
+    """A model with 50 requests and 10,000 tokens an hour, shared in Redis under ``key`` (the
+    configured limits alone: learning is tested in test_redis_learned)."""
     return iModel(
         provider="openai",
         base_url=fake_provider.base_url("openai"),
@@ -29,6 +30,7 @@ def _shared_model(redis_server: RedisServer, fake_provider: FakeProvider, key: s
         capacity_refresh_time=3600.0,
         redis_url=redis_server.url,
         limit_key=key,
+        adaptive_limits=False,
     )
 
 

@@ -66,7 +66,8 @@ async def test_scripted_run_metrics_match_what_happened(fake_provider: FakeProvi
         *[Reply(status=503)] * 3,  # call 6: 503 three times, gives up
         Reply(),  # call 7: success
     )
-    model = _model(fake_provider, prices=_prices(), limit_requests=1_000)
+    # The configured bucket as it is, not learned from the scripted 429s (test_learned_limits).
+    model = _model(fake_provider, prices=_prices(), limit_requests=1_000, adaptive_limits=False)
     async with model:
         with no_backoff():
             callings = [
@@ -102,6 +103,7 @@ async def test_scripted_run_metrics_match_what_happened(fake_provider: FakeProvi
         "queue_depth": 0,
         "in_flight": 0,
         "breaker_state": None,  # the endpoint has no breaker unless given one
+        "learned_limits": None,
     }
     assert snap["cost_usd"] > 0
     # Every request the provider saw was taken, the retries too (a little refill since).

@@ -16,10 +16,10 @@ import asyncio
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 __all__ = ["Gauges", "Pace", "Progress", "eta_seconds", "format_seconds"]
 
@@ -86,6 +86,22 @@ class Gauges(Protocol):
         ...
 
 
+def describe_limits(learned: dict[str, dict[str, Any]]) -> str:
+    """Learned limits in a few words: ``limits 500 req/min, 30,000 tok/min (headers)``."""
+    units = {"requests": "req", "tokens": "tok", "input_tokens": "in", "output_tokens": "out"}
+    shown = [
+        f"{limit['per_minute']:,.0f} {units[family]}/min"
+        for family, limit in learned.items()
+        if family in units and limit["source"] != "unlimited"
+    ]
+    if not shown:
+        return "limits: none seen"
+    sources = sorted(
+        {limit["source"] for limit in learned.values() if limit["source"] != "unlimited"}
+    )
+    return f"limits {', '.join(shown)} ({', '.join(sources)})"
+
+
 class Progress:
     """Counts finished items and shows done, failed, rate, ETA and tokens.
 
@@ -98,6 +114,8 @@ class Progress:
         every_seconds: In quiet mode, a line after this many seconds; on a terminal the bar
             is redrawn ten times as often.
         gauges: Live figures to add (the limits' paces for the ETA, calls in flight, ...).
+        limits: Gives the model's learned limits (``iModel.learned_limits``), shown at the
+            end of the line.
     """
 
     def __init__(
@@ -110,6 +128,7 @@ class Progress:
         every_items: int = 100,
         every_seconds: float = 5.0,
         gauges: Gauges | None = None,
+        limits: Callable[[], dict[str, dict[str, Any]] | None] | None = None,
     ) -> None:
         self.total = total
         self.label = label
@@ -126,6 +145,7 @@ class Progress:
         self._last_line_items = 0
         self._last_line_time = self._started
         self._ticker: asyncio.Task[None] | None = None
+        self._limits = limits
 
     # -- counting ------------------------------------------------------------------------
 
@@ -169,6 +189,9 @@ class Progress:
         parts.append(f"{self.tokens:,} tokens")
         if gauges is not None:
             parts.extend(gauges.parts())
+        learned = self._limits() if self._limits is not None else None
+        if learned:
+            parts.append(describe_limits(learned))
         return ", ".join(parts)
 
     # -- drawing -------------------------------------------------------------------------

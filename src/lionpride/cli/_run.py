@@ -225,7 +225,7 @@ async def _run(
         limit_tokens=getattr(args, "limit_tokens", None),
         window=getattr(args, "capacity_refresh_time", 60.0),
     )
-    progress = Progress(total, label="run", gauges=gauges)
+    progress = Progress(total, label="run", gauges=gauges, limits=model.chat.learned_limits)
     progress.skip(already)
     state = _RunState(model, args.model, writer, progress, gauges)
     bad: list[BadLine] = []

@@ -25,6 +25,7 @@ from lionpride.core.event import EventStatus, retryable
 from lionpride.services.types.backend import Calling
 from lionpride.services.types.endpoint import APICalling, Endpoint
 from lionpride.services.types.response import NormalizedResponse, normalized
+from lionpride.services.utilities.adaptive import NO_MARK, LimitWatch, Mark
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
@@ -119,11 +120,16 @@ class TokenCountEndpoint(Endpoint):
     _counted: Endpoint
 
     def _status_error(
-        self, status: int, raw_headers: Mapping[str, str], data: bytes
+        self,
+        status: int,
+        raw_headers: Mapping[str, str],
+        data: bytes,
+        watch: LimitWatch | None = None,
+        mark: Mark = NO_MARK,
     ) -> errors.APIStatusError:
         """An error status typed as the counted endpoint types it (the Responses API's 400
         ``model_not_found`` is a ``NotFoundError`` there, and so here)."""
-        return self._counted._status_error(status, raw_headers, data)
+        return self._counted._status_error(status, raw_headers, data, watch, mark)
 
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """``data`` is the count: ``input_tokens`` (Anthropic, OpenAI) or ``totalTokens``."""

@@ -12,9 +12,11 @@ from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.types.backend import Calling, ServiceBackend
 from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.utilities.adaptive import LimitLearner
 
 __all__ = [
     "ModelRuntime",
+    "learned_limits",
     "model_of",
     "run_chunk_hooks",
     "run_create_hooks",
@@ -63,11 +65,13 @@ class ModelRuntime:
     settings of limits shared through Redis (kept by ``to_dict``)."""
 
     __slots__ = (
+        "capacity",
         "closers",
         "keeps_session",
         "observer",
         "own_prices",
         "owns_executor",
+        "reopens",
         "shared",
         "splits",
         "sync",
@@ -89,6 +93,10 @@ class ModelRuntime:
         self.owns_executor = False
         #: Whether the price table was the caller's (kept by ``to_dict``), not the shipped one.
         self.own_prices = False
+        #: The limits learned from the provider, when the model learns them.
+        self.capacity: LimitLearner | None = None
+        #: Whether ``aclose`` leaves the executor taking calls (limits only learned).
+        self.reopens = False
         #: Whether the backend splits requests over its per-request cap (embeddings).
         self.splits = False
         #: The private event loops of ``invoke_sync``, made on its first use.
@@ -101,6 +109,47 @@ class ModelRuntime:
         return self.sync
 
 
+def learns_limits(backend: ServiceBackend) -> bool:
+    """Whether ``backend`` is a built-in HTTP provider, whose answers carry its limits."""
+    from lionpride.services.providers._cli_endpoint import CLIEndpoint
+    from lionpride.services.types.endpoint import Endpoint
+
+    return (
+        isinstance(backend, Endpoint)
+        and not isinstance(backend, CLIEndpoint)
+        and type(backend).__module__.startswith("lionpride.services.providers.")
+    )
+
+
+def learned_limits(
+    backend: ServiceBackend,
+    *,
+    limit_requests: int | None,
+    limit_tokens: int | None,
+    capacity_refresh_time: float,
+    queue_capacity: int,
+    concurrency_limit: int,
+) -> RateLimitedExecutor:
+    """Build the executor over limits learned from the provider's answers; the backend
+    reports every answer to them."""
+    from lionpride.services.types.endpoint import Endpoint
+    from lionpride.services.utilities.adaptive import AdaptiveCapacity
+    from lionpride.services.utilities.rate_limiter import RateLimiter
+
+    assert isinstance(backend, Endpoint)
+    capacity = AdaptiveCapacity(
+        limit_requests=limit_requests,
+        limit_tokens=limit_tokens,
+        capacity_refresh_time=capacity_refresh_time,
+    )
+    backend.watch_limits(capacity)
+    return RateLimitedExecutor(
+        limiter=RateLimiter(backend=capacity),
+        queue_capacity=queue_capacity,
+        concurrency_limit=concurrency_limit,
+    )
+
+
 def model_of(calling: Calling) -> str | None:
     model = calling.payload.get("model")
     return model if isinstance(model, str) else None
@@ -110,6 +159,7 @@ def shared_limits(
     backend: ServiceBackend,
     executor: RateLimitedExecutor | None,
     *,
+    adaptive: bool,
     redis_url: str,
     limit_key: str | None,
     on_redis_error: Literal["fallback", "raise"],
@@ -120,7 +170,9 @@ def shared_limits(
     queue_capacity: int,
     concurrency_limit: int,
 ) -> tuple[RateLimitedExecutor | None, list[Any], dict[str, Any]]:
-    """Build the Redis-backed executor (and shared breaker).
+    """Build the Redis-backed executor (and shared breaker): over limits learned from the
+    provider when ``adaptive`` and the backend is a built-in HTTP provider, else over the
+    configured limits, if any.
 
     Returns the executor, what ``aclose`` must close, and the settings ``to_dict`` keeps
     (everything but the Redis URL, which may hold a password: it is given again on load).
@@ -134,7 +186,8 @@ def shared_limits(
 
     closers: list[Any] = []
     settings: dict[str, Any] = {"on_redis_error": on_redis_error, "breaker_key": breaker_key}
-    if executor is None and (limit_requests is not None or limit_tokens is not None):
+    learns = adaptive and learns_limits(backend)
+    if executor is None and (learns or limit_requests is not None or limit_tokens is not None):
         secret = backend.config.secret() if isinstance(backend, Endpoint) else None
         key = limit_key or default_limit_key(
             backend.name, secret.get_secret_value() if secret is not None else None
@@ -147,14 +200,29 @@ def shared_limits(
             queue_capacity=queue_capacity,
             concurrency_limit=concurrency_limit,
         )
-        limiter = make_limiter(
-            redis_url=redis_url,
-            limit_key=key,
-            limit_requests=limit_requests,
-            limit_tokens=limit_tokens,
-            capacity_refresh_time=capacity_refresh_time,
-            on_redis_error=on_redis_error,
-        )
+        if learns:
+            from lionpride.services.distributed.redis_learned import SharedAdaptiveCapacity
+            from lionpride.services.utilities.rate_limiter import RateLimiter
+
+            learned = SharedAdaptiveCapacity(
+                redis_url,
+                key,
+                limit_requests=limit_requests,
+                limit_tokens=limit_tokens,
+                capacity_refresh_time=capacity_refresh_time,
+                on_redis_error=on_redis_error,
+            )
+            backend.watch_limits(learned)  # type: ignore[attr-defined]
+            limiter = RateLimiter(backend=learned)
+        else:
+            limiter = make_limiter(
+                redis_url=redis_url,
+                limit_key=key,
+                limit_requests=limit_requests,
+                limit_tokens=limit_tokens,
+                capacity_refresh_time=capacity_refresh_time,
+                on_redis_error=on_redis_error,
+            )
         executor = RateLimitedExecutor(
             limiter=limiter, queue_capacity=queue_capacity, concurrency_limit=concurrency_limit
         )

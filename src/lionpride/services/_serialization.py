@@ -12,10 +12,12 @@ from pydantic import ValidationError as PydanticValidationError
 # (iModel loads the providers on first use, which may not have happened yet).
 import lionpride.services.providers  # noqa: F401
 from lionpride import errors
+from lionpride.services._imodel_support import learns_limits
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.pricing import PriceTable
 from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.request import RequestModel
+from lionpride.services.utilities.adaptive import LimitLearner
 from lionpride.services.utilities.rate_limiter import LocalCapacity, RateLimitConfig, TokenBucket
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ __all__ = ["load_backend", "model_from_dict", "model_to_dict", "request_schema_n
 
 _DICT_KEYS = frozenset(
     {
+        "adaptive_limits",
         "backend",
         "executor",
         "rate_limiter",
@@ -136,6 +139,9 @@ def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json")
         # Limits shared through Redis are kept as their settings (the URL is given again on
         # load: it may hold a password); the executor itself is rebuilt from them.
         "executor": _executor_dict(model.executor, shared),
+        # Whether the limits are learned: then the executor's buckets are their configured
+        # bounds (an executor passed in is kept as it is, and learns nothing).
+        "adaptive_limits": model._rt.capacity is not None,
         "shared_limits": dict(shared) if shared is not None else None,
         "rate_limiter": model.rate_limiter.to_dict() if model.rate_limiter is not None else None,
         # A price table the caller gave (the shipped one is the library's, not the model's).
@@ -185,6 +191,10 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
                 f"(limit_key={shared.get('limit_key')!r}); pass redis_url=... to restore it"
             )
         kw = {**{k: v for k, v in shared.items() if v is not None}, **kw}
+    learned = data.get("adaptive_limits", True)
+    if not isinstance(learned, bool):
+        raise ValueError(f"iModel.from_dict: 'adaptive_limits' must be a bool, got {learned!r}")
+    kw = {"adaptive_limits": learned, **kw}
     prices = data.get("prices")
     if prices is not None and "prices" not in kw:
         if not isinstance(prices, dict):
@@ -203,6 +213,10 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
         )
     except (KeyError, TypeError) as exc:
         raise errors.ValidationError(f"iModel.from_dict: malformed limits: {exc!r}") from exc
+    if rebuilt_executor is not None and kw["adaptive_limits"] and learns_limits(backend):
+        # The executor's buckets are the configured bounds of limits learned anew.
+        kw = {**_limits_of(cast(dict[str, Any], executor)), **kw}
+        rebuilt_executor = None
     model = cls(
         backend=backend,
         executor=rebuilt_executor,
@@ -227,10 +241,29 @@ def _executor_dict(
     """
     if executor is None or (shared is not None and "limit_key" in shared):
         return None
-    if not isinstance(executor.limiter.backend, LocalCapacity):
+    capacity = executor.limiter.backend
+    if isinstance(capacity, LimitLearner):
+        return {**executor.to_dict(), **capacity.configured()}
+    if not isinstance(capacity, LocalCapacity):
         raise NotImplementedError(
-            f"an executor over {type(executor.limiter.backend).__name__} cannot be "
+            f"an executor over {type(capacity).__name__} cannot be "
             "serialized; build the model with redis_url=, limit_key= and the limits instead"
         )
     settings: dict[str, Any] = executor.to_dict()
     return settings
+
+
+def _limits_of(settings: dict[str, Any]) -> dict[str, Any]:
+    """The iModel arguments that build the limits of executor ``settings`` (``to_dict``
+    output, already checked; both buckets share one window)."""
+    limits: dict[str, Any] = {
+        key: settings[key] for key in ("queue_capacity", "concurrency_limit") if key in settings
+    }
+    for name, bucket in (
+        ("limit_requests", settings.get("request_bucket")),
+        ("limit_tokens", settings.get("token_bucket")),
+    ):
+        if bucket is not None:
+            limits[name] = bucket["capacity"]
+            limits["capacity_refresh_time"] = bucket["capacity"] / bucket["refill_rate"]
+    return limits

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, Literal, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from lionpride import errors
 from lionpride.core._trusted import build_trusted
@@ -23,6 +23,8 @@ from lionpride.core.element import Element
 from lionpride.core.event import EventStatus, retryable
 from lionpride.services._imodel_support import (
     ModelRuntime,
+    learned_limits,
+    learns_limits,
     model_of,
     run_chunk_hooks,
     run_create_hooks,
@@ -36,6 +38,7 @@ from lionpride.services.streaming.channel import StreamChannel, StreamChunk
 from lionpride.services.types._canonical import output_type_of
 from lionpride.services.types.backend import Calling, ServiceBackend
 from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.utilities.adaptive import LimitLearner
 from lionpride.services.utilities.rate_limiter import Reservation, TokenBucket
 from lionpride.services.utilities.resilience import backoff_disabled
 
@@ -73,6 +76,9 @@ class iModel(Element):
         on_redis_error: ``"fallback"`` (local limits, one warning, back to Redis when it
             returns) or ``"raise"``.
         breaker_key: Share the endpoint's circuit-breaker state under this name in Redis.
+        adaptive_limits: Learn the limits from the provider's answers (rate-limit headers,
+            or 429s where it sends none), with ``limit_requests``/``limit_tokens`` as upper
+            bounds; on by default for the built-in HTTP providers, ``False`` turns it off.
         prices: The price table for ``cost`` (the shipped, dated table when omitted).
         otel: ``True`` (or an OpenTelemetry tracer) to make a GenAI span per call
             (``lionpride[otel]``).
@@ -110,6 +116,7 @@ class iModel(Element):
         limit_key: str | None = None,
         on_redis_error: Literal["fallback", "raise"] = "fallback",
         breaker_key: str | None = None,
+        adaptive_limits: bool = True,
         prices: PriceTable | None = None,
         otel: Any = False,
         **kwargs: Any,
@@ -141,6 +148,7 @@ class iModel(Element):
             executor, closers, shared = shared_limits(
                 backend,
                 executor,
+                adaptive=adaptive_limits and rate_limiter is None,
                 redis_url=redis_url,
                 limit_key=limit_key,
                 on_redis_error=on_redis_error,
@@ -153,6 +161,15 @@ class iModel(Element):
             )
         elif breaker_key is not None or limit_key is not None:
             raise errors.ConfigurationError("limit_key and breaker_key need redis_url=...")
+        if executor is None and rate_limiter is None and adaptive_limits and learns_limits(backend):
+            executor = learned_limits(
+                backend,
+                limit_requests=limit_requests,
+                limit_tokens=limit_tokens,
+                capacity_refresh_time=capacity_refresh_time,
+                queue_capacity=queue_capacity,
+                concurrency_limit=concurrency_limit,
+            )
         if executor is None and (limit_requests is not None or limit_tokens is not None):
             executor = RateLimitedExecutor.from_limits(
                 limit_requests=limit_requests,
@@ -185,7 +202,15 @@ class iModel(Element):
         from lionpride.services._calls_beyond_one import SplitsRequests
 
         runtime.splits = isinstance(backend, SplitsRequests)
+        capacity = executor.limiter.backend if executor is not None else None
+        if isinstance(capacity, LimitLearner) and executor is not given_executor:
+            runtime.capacity = capacity
+            runtime.reopens = limit_requests is None and limit_tokens is None
         object.__setattr__(self, "_rt", runtime)
+
+    @field_serializer("executor")
+    def _ser_executor(self, executor: RateLimitedExecutor | None) -> dict[str, Any] | None:
+        return executor.to_dict() if executor is not None else None
 
     # -- identity ------------------------------------------------------------------------
 
@@ -374,7 +399,7 @@ class iModel(Element):
         if observer.tracer is not None:
             calling.trace = observer.start(self.backend.provider, model_of(calling))
         try:
-            executor = self.executor
+            executor = self._limits()
             if executor is not None:
                 tokens = calling.reserved_tokens
                 # Usage is charged wherever tokens are limited, also after a call that
@@ -524,6 +549,18 @@ class iModel(Element):
         if not await self.rate_limiter.acquire(1, timeout=timeout):
             raise errors.TimeoutError(f"rate_limiter granted no capacity within {timeout}s")
 
+    def _limits(self) -> RateLimitedExecutor | None:
+        """The executor for a call on the running loop.
+
+        Learned limits serve one event loop at a time (their queue, timer and state belong
+        to it; a loop that ended hands them on): a call from another thread's running loop
+        goes without them, as it would on a model without limits.
+        """
+        capacity = self._rt.capacity
+        if capacity is not None and not capacity.serves_here():
+            return None
+        return self.executor
+
     def _keep_session(self, calling: Calling) -> None:
         """Remember a CLI session id so the next call on this model resumes it (for
         backends whose runs are sessions: ``ModelRuntime.keeps_session``)."""
@@ -545,8 +582,9 @@ class iModel(Element):
         if isinstance(error, errors.RateLimitError):
             self._pause(error)
         if isinstance(error, errors.APIStatusError | errors.TimeoutError):
-            if self.executor is not None:
-                self.executor.charge(1)
+            executor = self._limits()
+            if executor is not None:
+                executor.charge(1)
             elif self.rate_limiter is not None:
                 self.rate_limiter._charge(1)
         self._rt.observer.retry(
@@ -563,8 +601,9 @@ class iModel(Element):
         """
         if not error.retry_after or not error.retryable or backoff_disabled():
             return
-        if self.executor is not None:
-            self.executor.pause(error.retry_after)
+        executor = self._limits()
+        if executor is not None:
+            executor.pause(error.retry_after)
         if self.rate_limiter is not None:
             self.rate_limiter.pause(error.retry_after)
 
@@ -602,11 +641,12 @@ class iModel(Element):
         async with contextlib.AsyncExitStack() as stack:
             reservation = None
             try:
-                if self.executor is not None:
+                executor = self._limits()
+                if executor is not None:
                     # A lease: the executor's queue order, queue bound, concurrency limit
                     # and stats apply to streams as to calls, for as long as the stream runs.
                     reservation = await stack.enter_async_context(
-                        self.executor.lease(
+                        executor.lease(
                             tokens=calling.reserved_tokens, priority=priority, timeout=poll_timeout
                         )
                     )
@@ -780,18 +820,29 @@ class iModel(Element):
 
     def metrics(self) -> dict[str, Any]:
         """Counters, tokens, cost and latency percentiles of this model's calls, plus live
-        gauges: queue depth, calls in flight, limiter levels and breaker state.
+        gauges: queue depth, calls in flight, limiter levels and breaker state, and the
+        limits learned from the provider (``learned_limits``, as :meth:`learned_limits`).
 
         Memory stays bounded however many calls run (histograms, not lists).
         """
         executor = self.executor
         breaker = getattr(self.backend, "circuit_breaker", None)
-        return self._rt.observer.snapshot(
+        snapshot = self._rt.observer.snapshot(
             queue_depth=executor.limiter.queue_depth if executor is not None else 0,
             in_flight=executor.stats()["in_flight"] if executor is not None else None,
             limiter_levels=executor.limiter.levels if executor is not None else None,
             breaker_state=str(breaker.state) if breaker is not None else None,
         )
+        snapshot["learned_limits"] = self.learned_limits()
+        return snapshot
+
+    def learned_limits(self) -> dict[str, dict[str, Any]] | None:
+        """The limits applied now by family (``requests``, ``tokens``, Anthropic's
+        ``input_tokens``/``output_tokens``): ``limit``, ``per_minute``, ``source``
+        (``headers``, ``429s``, ``configured``, ``unlimited``) and ``updated_at`` (wall
+        time of the last change); ``None`` when the model does not learn its limits."""
+        capacity = self._rt.capacity
+        return capacity.learned() if capacity is not None else None
 
     async def aclose(self) -> None:
         """Close the backend's connections and stop the executor's background work.
@@ -805,6 +856,11 @@ class iModel(Element):
             self._rt.sync.close_quiet()
         if self.executor is not None and self._rt.owns_executor:
             await self.executor.aclose()
+            if self._rt.reopens:
+                # Limits only learned (none configured) are the model's own state, like its
+                # endpoint's session: it may be used again after closing, as a model
+                # without limits may, and keeps what it learned.
+                self.executor.reopen()
         for close in self._rt.closers:
             await close()
         await self.backend.aclose()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -69,6 +70,8 @@ class Reply:
         usage: Provider-native usage numbers that replace the computed ones.
         stall_after: Send this many pieces, then go silent with the connection open until the
             client disconnects (or the provider stops).
+        limited: Pass the provider-side limits first, as a generated reply does: a refused
+            request gets the 429 instead, an admitted one this reply plus the rate-limit headers.
     """
 
     status: int = 200
@@ -83,6 +86,7 @@ class Reply:
     tool_calls: list[dict[str, Any]] | None = None
     usage: dict[str, Any] | None = None
     stall_after: int | None = None
+    limited: bool = False
 
     @classmethod
     def from_wire(cls, record: Mapping[str, Any] | str | os.PathLike[str]) -> Reply:
@@ -158,6 +162,14 @@ class FakeProvider:
         clock: Time source for limits and arrival times (waits are real ``asyncio`` sleeps).
         jitter: Seconds early a request may arrive and still be admitted, so that a client
             that waits exactly until its request fits is not refused for loopback jitter.
+        limit_input_tokens: Provider-side input tokens per ``window`` (Anthropic's separate
+            family), or no limit.
+        limit_output_tokens: Provider-side output tokens per ``window``, or no limit.
+        limit_headers: Send the rate-limit headers; ``False`` enforces the limits silently,
+            as many OpenAI-compatible servers do (a 429 still says ``retry-after``).
+
+    Every answer carries a request id, as the services send it: ``request-id`` for
+    Anthropic, ``x-request-id`` for the OpenAI-compatible ones (Gemini sends none).
     """
 
     def __init__(
@@ -174,6 +186,9 @@ class FakeProvider:
         reply_text: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
         jitter: float = 0.05,
+        limit_input_tokens: int | None = None,
+        limit_output_tokens: int | None = None,
+        limit_headers: bool = True,
     ) -> None:
         if stream_chunks < 1:
             raise ValueError(f"stream_chunks must be at least 1, got {stream_chunks!r}")
@@ -182,6 +197,7 @@ class FakeProvider:
         self.stream_chunks = stream_chunks
         self.chunk_delay = chunk_delay
         self.reply_text = reply_text
+        self.limit_headers = limit_headers
         self.requests: list[ReceivedRequest] = []
         self.arrivals: list[float] = []
         self.count_429 = 0
@@ -193,6 +209,8 @@ class FakeProvider:
             window=window,
             now=clock.now(),
             jitter=jitter,
+            input_tokens=limit_input_tokens,
+            output_tokens=limit_output_tokens,
         )
         self._scripts: list[tuple[str | None, Reply]] = []
         self._seq = 0
@@ -292,6 +310,28 @@ class FakeProvider:
         self._seq = 0
         self._limits.reset(self._clock.now())
 
+    def set_limits(
+        self,
+        *,
+        limit_requests: int | None = None,
+        limit_tokens: int | None = None,
+        window: float | None = None,
+        limit_input_tokens: int | None = None,
+        limit_output_tokens: int | None = None,
+    ) -> None:
+        """Change the provider-side limits now, mid-run (``None``: not limited); the new
+        buckets start full. ``window`` defaults to the current one."""
+        old = self._limits
+        self._limits = ProviderLimits(
+            requests=limit_requests,
+            tokens=limit_tokens,
+            window=old.window if window is None else window,
+            now=self._clock.now(),
+            jitter=old.jitter,
+            input_tokens=limit_input_tokens,
+            output_tokens=limit_output_tokens,
+        )
+
     # -- serving -----------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -303,17 +343,29 @@ class FakeProvider:
         self.requests.append(ReceivedRequest(request.method, path, headers, body, now))
         self.arrivals.append(now)
         fmt = detect_format(request.path)
-        refused = None if fmt is None else check_request(fmt, body, request.path, headers)
-        if fmt is not None and refused is not None:
-            refusal = _error(fmt, 400, refused.message, param=refused.param, code=refused.code)
+        route = route_of(request.path)
+        # Whose request id the answer carries: the chat formats', else the route's provider's.
+        shape = fmt if fmt is not None or route is None else route_format(route)
+        rejected = None if fmt is None else check_request(fmt, body, request.path, headers)
+        if fmt is not None and rejected is not None:
+            refusal = _error(fmt, 400, rejected.message, param=rejected.param, code=rejected.code)
+            self._add_request_id(fmt, refusal)
             return await self._send(request, refusal, delay=self.latency)
         reply = self._next_script(path)
         if reply is None:
             outgoing = self._generated(request, fmt, body, now)
+            self._add_request_id(shape, outgoing)
             return await self._send(
                 request, outgoing, delay=self.latency, chunk_delay=self.chunk_delay
             )
+        refused = self._refusal(request, fmt, body, now) if reply.limited else None
+        if refused is not None:
+            self._add_request_id(shape, refused)
+            return await self._send(request, refused, delay=self.latency)
         outgoing = self._scripted(request, fmt or "openai", body, reply)
+        if reply.limited:
+            outgoing.headers.update(self._limit_headers(fmt or "openai"))
+        self._add_request_id(shape, outgoing)
         chunk_delay = self.chunk_delay if reply.chunk_delay is None else reply.chunk_delay
         return await self._send(
             request,
@@ -343,7 +395,7 @@ class FakeProvider:
                 return routed  # refused as the live API would, before any limit counts it
             model = body.get("model") if isinstance(body, dict) else None
             model = model or request.path.rsplit("/", 1)[-1].split(":", 1)[0]
-            return self._limited(route_format(route), str(model), routed.tokens, now, routed)
+            return self._limited(route_format(route), str(model), routed.tokens, 0, now, routed)
         if fmt is None:
             message = f"Unknown path {request.path!r}: FakeProvider serves */chat/completions, "
             message += "*/responses, */embeddings, */messages, */messages/count_tokens and "
@@ -356,31 +408,51 @@ class FakeProvider:
         plan = self._plan(request, fmt, body, Reply())
         if not self._limits.active:
             return _render(plan)
-        return self._limited(
-            fmt, plan.model, plan.input_tokens + plan.output_tokens, now, _render(plan)
-        )
+        tokens = plan.input_tokens + plan.output_tokens
+        return self._limited(fmt, plan.model, tokens, plan.output_tokens, now, _render(plan))
 
     def _limited(
-        self, fmt: Format, model: str, tokens: int, now: float, outgoing: _Outgoing
+        self, fmt: Format, model: str, tokens: int, output: int, now: float, outgoing: _Outgoing
     ) -> _Outgoing:
-        """``outgoing`` if the provider-side limits admit ``tokens`` now, else a 429."""
+        """``outgoing`` with the limits' headers if they admit ``tokens`` (``output`` of them
+        output tokens) now, else a 429."""
         if not self._limits.active:
             return outgoing
-        admission = self._limits.admit(tokens, now)
-        headers = self._limits.headers(fmt)
+        refused = self._admit(fmt, model, tokens, output, now)
+        if refused is not None:
+            return refused
+        outgoing.headers.update(self._limit_headers(fmt))
+        return outgoing
+
+    def _refusal(
+        self, request: web.Request, fmt: Format | None, body: Any, now: float
+    ) -> _Outgoing | None:
+        """For a scripted reply that opted into the limits: the 429, or ``None`` (admitted,
+        charged as the generated reply would be)."""
+        if fmt is None or not self._limits.active:
+            return None
+        plan = self._plan(request, fmt, body, Reply())
+        tokens = plan.input_tokens + plan.output_tokens
+        return self._admit(fmt, plan.model, tokens, plan.output_tokens, now)
+
+    def _admit(
+        self, fmt: Format, model: str, tokens: int, output: int, now: float
+    ) -> _Outgoing | None:
+        """Charge a reply to the limits; the 429 if they refuse it, else ``None``."""
+        limits = self._limits
+        admission = limits.admit(tokens, now, output=output)
         if admission.admitted:
-            outgoing.headers.update(headers)
-            return outgoing
+            return None
         self.count_429 += 1
         assert admission.kind is not None
         kind = admission.kind
-        limit = self._limits.limit_requests if kind == "requests" else self._limits.limit_tokens
-        retry_after = self._limits.retry_after(admission)
+        retry_after = limits.retry_after(admission)
         message = (
-            f"Rate limit reached for {model} on {kind}: limit {limit} per "
-            f"{self._limits.window:g}s. Please try again in {retry_after}s."
+            f"Rate limit reached for {model} on {kind.replace('_', ' ')}: limit "
+            f"{limits.limits[kind]} per {limits.window:g}s. Please try again in {retry_after}s."
         )
         error = rate_limit_body(fmt, kind, message, retry_after=retry_after)
+        headers = self._limit_headers(fmt)
         headers["retry-after"] = str(retry_after)
         headers["content-type"] = content_type(fmt, stream=False, error=True)
         return _Outgoing(429, headers, [error], streamed=False)
@@ -402,6 +474,18 @@ class FakeProvider:
         )
         outgoing.tokens = answer.tokens
         return outgoing
+
+    def _limit_headers(self, fmt: Format) -> dict[str, str]:
+        return self._limits.headers(fmt) if self.limit_headers else {}
+
+    def _add_request_id(self, fmt: Format | None, outgoing: _Outgoing) -> None:
+        """Give the answer its request id, unless a scripted reply brought its own (Gemini
+        sends none)."""
+        if fmt == "gemini":
+            return
+        name = "request-id" if fmt == "anthropic" else "x-request-id"
+        if not any(key.lower() == name for key in outgoing.headers):
+            outgoing.headers[name] = f"req_{uuid.uuid4().hex[:24]}"
 
     def _scripted(self, request: web.Request, fmt: Format, body: Any, reply: Reply) -> _Outgoing:
         """Turn a scripted reply into bytes; a ``None`` body is generated for ``fmt``."""

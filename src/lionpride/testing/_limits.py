@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 __all__ = ["Admission", "ProviderLimits", "TokenBucket", "format_duration"]
 
-LimitKind = Literal["requests", "tokens"]
+LimitKind = Literal["requests", "tokens", "input_tokens", "output_tokens"]
 
 # Float refill arithmetic can land a hair under a whole unit at the exact moment a client
 # computed as "now there is room"; a client that waited exactly long enough must be admitted.
@@ -76,9 +76,10 @@ _ADMITTED = Admission(admitted=True)
 
 
 class ProviderLimits:
-    """The request and token buckets of one fake provider; either may be absent."""
+    """The buckets of one fake provider: requests, tokens, and Anthropic's separate input and
+    output token families; any may be absent."""
 
-    __slots__ = ("_requests", "_tokens", "jitter", "limit_requests", "limit_tokens", "window")
+    __slots__ = ("_buckets", "jitter", "limits", "window")
 
     def __init__(
         self,
@@ -88,80 +89,103 @@ class ProviderLimits:
         window: float,
         now: float,
         jitter: float = 0.0,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
     ) -> None:
-        for name, value in (("limit_requests", requests), ("limit_tokens", tokens)):
+        limits = {
+            "requests": requests,
+            "tokens": tokens,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+        }
+        for name, value in limits.items():
             if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+                raise ValueError(f"limit_{name} must be positive, got {value!r}")
         if not window > 0:
             raise ValueError(f"window must be positive, got {window!r}")
-        self.limit_requests = requests
-        self.limit_tokens = tokens
+        #: The configured limit of each family (``None``: not limited).
+        self.limits: dict[LimitKind, int | None] = limits  # type: ignore[assignment]
         self.window = window
         # A client that waited exactly until its request fits still reaches us a little
         # early or late (loopback scheduling jitter): admit requests that fit within it.
         self.jitter = jitter
-        self._requests: TokenBucket | None = None
-        self._tokens: TokenBucket | None = None
+        self._buckets: dict[LimitKind, TokenBucket] = {}
         self.reset(now)
+
+    @property
+    def limit_requests(self) -> int | None:
+        """Requests per window, if limited."""
+        return self.limits["requests"]
+
+    @property
+    def limit_tokens(self) -> int | None:
+        """Tokens per window, if limited."""
+        return self.limits["tokens"]
 
     @property
     def active(self) -> bool:
         """Whether any limit is configured."""
-        return self._requests is not None or self._tokens is not None
+        return bool(self._buckets)
 
     def reset(self, now: float) -> None:
         """Refill every bucket to capacity."""
-        if self.limit_requests is not None:
-            self._requests = TokenBucket(self.limit_requests, self.window, now)
-        if self.limit_tokens is not None:
-            self._tokens = TokenBucket(self.limit_tokens, self.window, now)
+        self._buckets = {
+            kind: TokenBucket(limit, self.window, now)
+            for kind, limit in self.limits.items()
+            if limit is not None
+        }
 
-    def admit(self, tokens: int, now: float) -> Admission:
-        """Take one request and ``tokens`` tokens at ``now``, or nothing and say why."""
-        waits: list[tuple[float, LimitKind]] = []
-        if self._requests is not None:
-            self._requests.refill(now)
-            waits.append((self._requests.wait_for(1), "requests"))
-        if self._tokens is not None:
-            self._tokens.refill(now)
-            waits.append((self._tokens.wait_for(tokens), "tokens"))
-        wait, kind = max(waits, default=(0.0, "requests"))
+    def admit(self, tokens: int, now: float, *, output: int = 0) -> Admission:
+        """Take one request and ``tokens`` tokens (of which ``output`` are output) at ``now``,
+        or nothing and say why."""
+        amounts: dict[LimitKind, float] = {
+            "requests": 1,
+            "tokens": tokens,
+            "input_tokens": tokens - output,
+            "output_tokens": output,
+        }
+        wait, refusing = 0.0, None
+        for kind, bucket in self._buckets.items():
+            bucket.refill(now)
+            kind_wait = bucket.wait_for(amounts[kind])
+            if refusing is None or kind_wait > wait:
+                wait, refusing = kind_wait, kind
         if wait > self.jitter:
-            return Admission(admitted=False, kind=kind, wait=wait)
-        if self._requests is not None:
-            self._requests.level -= 1
-        if self._tokens is not None:
-            self._tokens.level -= tokens
+            return Admission(admitted=False, kind=refusing, wait=wait)
+        for kind, bucket in self._buckets.items():
+            bucket.level -= amounts[kind]
         return _ADMITTED
 
-    def headers(self, fmt: str) -> dict[str, str]:
+    def headers(self, fmt: str, *, wall: float | None = None) -> dict[str, str]:
         """The rate-limit headers the service behind ``fmt`` sends (Gemini sends none)."""
         if fmt == "anthropic":
-            return self.anthropic_headers()
+            return self.anthropic_headers(wall)
         return self.openai_headers() if fmt == "openai" else {}
 
     def openai_headers(self) -> dict[str, str]:
         """``x-ratelimit-*`` headers as OpenAI-compatible services send them."""
         headers: dict[str, str] = {}
-        for kind, bucket in (("requests", self._requests), ("tokens", self._tokens)):
+        for kind in ("requests", "tokens"):
+            bucket = self._buckets.get(kind)
             if bucket is not None:
                 headers[f"x-ratelimit-limit-{kind}"] = str(int(bucket.capacity))
                 headers[f"x-ratelimit-remaining-{kind}"] = str(bucket.remaining)
                 headers[f"x-ratelimit-reset-{kind}"] = format_duration(bucket.reset_in())
         return headers
 
-    def anthropic_headers(self) -> dict[str, str]:
-        """``anthropic-ratelimit-*`` headers, resets as RFC 3339 wall-clock times."""
+    def anthropic_headers(self, wall: float | None = None) -> dict[str, str]:
+        """``anthropic-ratelimit-*`` headers: resets as RFC 3339 times in whole seconds,
+        rounded up (never before the bucket is full), one set per family."""
         headers: dict[str, str] = {}
-        wall = time.time()
-        for kind, bucket in (("requests", self._requests), ("tokens", self._tokens)):
-            if bucket is not None:
-                reset_at = datetime.fromtimestamp(wall, UTC) + timedelta(seconds=bucket.reset_in())
-                headers[f"anthropic-ratelimit-{kind}-limit"] = str(int(bucket.capacity))
-                headers[f"anthropic-ratelimit-{kind}-remaining"] = str(bucket.remaining)
-                headers[f"anthropic-ratelimit-{kind}-reset"] = reset_at.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"
-                )
+        now = time.time() if wall is None else wall
+        for kind, bucket in self._buckets.items():
+            full_at = math.ceil(now + bucket.reset_in())
+            name = f"anthropic-ratelimit-{kind.replace('_', '-')}"
+            headers[f"{name}-limit"] = str(int(bucket.capacity))
+            headers[f"{name}-remaining"] = str(bucket.remaining)
+            headers[f"{name}-reset"] = datetime.fromtimestamp(full_at, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            )
         return headers
 
     def retry_after(self, admission: Admission) -> int:
@@ -171,9 +195,14 @@ class ProviderLimits:
 
 
 def format_duration(seconds: float) -> str:
-    """Format seconds the way OpenAI's reset headers do: ``12ms``, ``1.5s``, ``6m0s``."""
+    """Format seconds as OpenAI's reset headers do, rounded up (never early): ``59.9ms``,
+    ``1.5s``, ``1m30.5s``, ``6m0s``, ``2h0m0s``."""
     if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
-    minutes, rest = divmod(seconds, 60)
-    text = f"{round(rest, 3):g}s"
-    return f"{int(minutes)}m{text}" if minutes else text
+        return f"{math.ceil(seconds * 10_000) / 10:g}ms"
+    millis = math.ceil(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    text = f"{millis / 1000:g}s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text

@@ -50,6 +50,7 @@ from lionpride.services.utilities.rate_limiter import (
 
 __all__ = [
     "GIVE_BACK_SCRIPT",
+    "LEARN_SCRIPT",
     "PAUSE_SCRIPT",
     "TAKE_SCRIPT",
     "RedisCapacity",
@@ -81,14 +82,27 @@ local function store(key, cap, rate, level, ts)
 end
 """
 
-#: KEYS: request bucket, token bucket, pause marker. ARGV: request capacity, request rate,
-#: token capacity, token rate (capacity 0 = no such bucket), requests, tokens. Returns
-#: ``{wait_seconds, request_level, token_level}`` as strings; wait "0" means taken.
-TAKE_SCRIPT = (
-    _BUCKET_LUA
-    + """
+# The bucket shapes: ARGV[1..4] (request capacity and rate, token capacity and rate; capacity
+# 0 = no such bucket), unless KEYS[4] names a hash of shapes learned from the provider (written
+# by LEARN_SCRIPT), which then wins.
+_SHAPE_LUA = """
 local rcap, rrate = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tcap, trate = tonumber(ARGV[3]), tonumber(ARGV[4])
+if KEYS[4] then
+  local s = redis.call('HMGET', KEYS[4], 'rcap', 'rrate', 'tcap', 'trate')
+  if s[1] then
+    rcap, rrate, tcap, trate = tonumber(s[1]), tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
+  end
+end
+"""
+
+#: KEYS: request bucket, token bucket, pause marker, optionally the learned shapes. ARGV: the
+#: shapes (see ``_SHAPE_LUA``), requests, tokens. Returns ``{wait_seconds, request_level,
+#: token_level}`` as strings; wait "0" means taken.
+TAKE_SCRIPT = (
+    _BUCKET_LUA
+    + _SHAPE_LUA
+    + """
 local req, tok = tonumber(ARGV[5]), tonumber(ARGV[6])
 local wait = 0
 local paused = redis.call('PTTL', KEYS[3])
@@ -117,17 +131,43 @@ return {string.format('%.17g', wait), string.format('%.17g', rl), string.format(
 """
 )
 
-#: KEYS: request bucket, token bucket. ARGV: capacities and rates as for the take script,
-#: then requests and tokens to add (negative tokens charge: the bucket may go into debt).
+#: KEYS: as for the take script. ARGV: the shapes, then requests and tokens to add (negative
+#: amounts charge: the bucket may go into debt).
 GIVE_BACK_SCRIPT = (
     _BUCKET_LUA
+    + _SHAPE_LUA
     + """
-local specs = {{KEYS[1], ARGV[1], ARGV[2], ARGV[5]}, {KEYS[2], ARGV[3], ARGV[4], ARGV[6]}}
+local specs = {{KEYS[1], rcap, rrate, ARGV[5]}, {KEYS[2], tcap, trate, ARGV[6]}}
 for _, s in ipairs(specs) do
-  local cap, rate, amount = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
+  local cap, rate, amount = s[2], s[3], tonumber(s[4])
   if cap > 0 and amount ~= 0 then
     local level, ts = read(s[1], cap, rate)
     store(s[1], cap, rate, math.min(cap, level + amount), ts)
+  end
+end
+return 0
+"""
+)
+
+#: KEYS: as for the take script, the learned shapes' hash required. ARGV: the shapes learned,
+#: then a level for each bucket ("" = none), then how long the shapes are kept (ms). A bucket
+#: whose capacity stays is lowered to its level, never raised (another process may have taken
+#: since the provider answered); a bucket of a new capacity takes the level.
+LEARN_SCRIPT = (
+    _BUCKET_LUA
+    + """
+local old = redis.call('HMGET', KEYS[4], 'rcap', 'tcap')
+redis.call('HSET', KEYS[4], 'rcap', ARGV[1], 'rrate', ARGV[2], 'tcap', ARGV[3],
+  'trate', ARGV[4])
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[7]))
+local specs = {{KEYS[1], ARGV[1], ARGV[2], ARGV[5], old[1]},
+  {KEYS[2], ARGV[3], ARGV[4], ARGV[6], old[2]}}
+for _, s in ipairs(specs) do
+  local cap, rate, wanted = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
+  if cap > 0 and wanted then
+    local level, ts = read(s[1], cap, rate)
+    if tonumber(s[5]) ~= cap then level = cap end
+    store(s[1], cap, rate, math.min(cap, level, wanted), ts)
   end
 end
 return 0
@@ -141,6 +181,10 @@ local ms = tonumber(ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
 return 0
 """
+
+
+#: How long learned shapes stay in Redis after the last lesson.
+_SHAPE_TTL_MS = 600_000
 
 
 def default_limit_key(name: str, api_key: str | None) -> str:
@@ -192,6 +236,7 @@ class RedisCapacity:
         socket_timeout: float = 0.5,
         reconnect_min: float = 1.0,
         reconnect_max: float = 5.0,
+        learned: bool = False,
     ) -> None:
         if not limit_key:
             raise ValueError("limit_key must not be empty")
@@ -212,7 +257,9 @@ class RedisCapacity:
             reconnect_max=reconnect_max,
         )
         prefix = f"lionpride:limit:{{{limit_key}}}"
-        self._keys = (f"{prefix}:requests", f"{prefix}:tokens", f"{prefix}:pause")
+        self._keys: tuple[str, ...] = (f"{prefix}:requests", f"{prefix}:tokens", f"{prefix}:pause")
+        if learned:
+            self._keys += (f"{prefix}:shape",)
         self._shape = (
             requests.capacity if requests else 0,
             requests.refill_rate if requests else 0,
@@ -250,8 +297,9 @@ class RedisCapacity:
         return self._link
 
     @property
-    def keys(self) -> tuple[str, str, str]:
-        """The Redis keys of the request bucket, the token bucket and the pause marker."""
+    def keys(self) -> tuple[str, ...]:
+        """The Redis keys of the request bucket, the token bucket and the pause marker (and,
+        with ``learned``, of the shapes learned from the provider)."""
         return self._keys
 
     def _fresh_local(self) -> LocalCapacity:
@@ -317,7 +365,7 @@ class RedisCapacity:
         self._kicks.append(weakref.WeakMethod(kick))
 
     async def _give_back_shared(self, requests: int, tokens: int) -> None:
-        keys = self._keys[:2]
+        keys = self._keys
         if await self._run(GIVE_BACK_SCRIPT, keys, (*self._shape, requests, tokens)) is None:
             self._local.give_back(requests, tokens)
         if requests > 0 or tokens > 0:
@@ -327,6 +375,37 @@ class RedisCapacity:
                 if kick is not None:
                     kick()
 
+    def reshape(
+        self,
+        requests: RateLimitConfig | None,
+        tokens: RateLimitConfig | None,
+        levels: tuple[float | None, float | None] = (None, None),
+    ) -> None:
+        """Take shapes learned from the provider, in every process sharing the key (built
+        with ``learned=True``), and lower the buckets to ``levels`` (``None``: as they are).
+
+        The shapes are kept in Redis for ten minutes after the last lesson; local fallback
+        buckets take them too.
+        """
+        self._requests, self._tokens = requests, tokens
+        self._shape = (
+            requests.capacity if requests else 0,
+            requests.refill_rate if requests else 0,
+            tokens.capacity if tokens else 0,
+            tokens.refill_rate if tokens else 0,
+        )
+        for name, config in (("requests", requests), ("tokens", tokens)):
+            if config is None:
+                self._levels.pop(name, None)
+            else:
+                self._levels[name] = min(self._levels.get(name, config.capacity), config.capacity)
+        self._local = self._fresh_local()
+        wanted = tuple("" if level is None else repr(level) for level in levels)
+        self._spawn(self._run_quietly(LEARN_SCRIPT, (*self._shape, *wanted, _SHAPE_TTL_MS)))
+
+    async def _run_quietly(self, source: str, args: tuple[Any, ...]) -> None:
+        await self._run(source, self._keys, args)
+
     def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds``, in every process sharing the key."""
         self._paused_until = max(self._paused_until, self._clock.now() + seconds)
@@ -335,7 +414,7 @@ class RedisCapacity:
         self._spawn(self._pause_shared(ms))
 
     async def _pause_shared(self, ms: int) -> None:
-        await self._run(PAUSE_SCRIPT, self._keys[2:], (ms,))
+        await self._run(PAUSE_SCRIPT, self._keys[2:3], (ms,))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in a task this backend owns (awaited by :meth:`flush`)."""

@@ -52,10 +52,6 @@ class RateLimitedExecutor:
         clock: Time source (must be the limiter's and the buckets').
         name: A label for logs and ``to_dict``.
 
-    Attributes:
-        token_capacity: The most tokens one call may reserve, taken from the limiter when
-            the executor is made; ``None`` when tokens are not limited.
-
     Raises:
         ValueError: Out-of-range limits, or both buckets and a limiter.
 
@@ -86,7 +82,6 @@ class RateLimitedExecutor:
             raise ValueError("clock differs from the limiter's clock")
         self.name = name
         self._limiter = limiter
-        self.token_capacity: int | None = limiter.token_capacity
         self._clock = clock
         self._queue_capacity = queue_capacity
         self._concurrency_limit = concurrency_limit
@@ -126,6 +121,12 @@ class RateLimitedExecutor:
             token_bucket=bucket("limit_tokens", limit_tokens),
             **kw,
         )
+
+    @property
+    def token_capacity(self) -> int | None:
+        """The most tokens one call may reserve (the limiter's); ``None`` when tokens are
+        not limited."""
+        return self._limiter.token_capacity
 
     @property
     def limiter(self) -> RateLimiter:
@@ -377,6 +378,11 @@ class RateLimitedExecutor:
             self._group, lambda: errors.ExecutionError("executor closed")
         )
         await self._limiter._stop_timer()
+
+    def reopen(self) -> None:
+        """Take calls again after :meth:`aclose` (a model that made this executor for
+        itself and is used again after closing, as its endpoint may be)."""
+        self._closed = False
 
     async def __aenter__(self) -> RateLimitedExecutor:
         return self

@@ -44,6 +44,7 @@ from lionpride.services.types.response import (
     normalized,
     usage_of,
 )
+from lionpride.services.utilities.adaptive import NO_MARK, LimitWatch, Mark
 
 __all__ = [
     "OAIResponsesEndpoint",
@@ -144,10 +145,15 @@ class OAIResponsesEndpoint(Endpoint):
         }
 
     def _status_error(
-        self, status: int, raw_headers: Mapping[str, str], data: bytes
+        self,
+        status: int,
+        raw_headers: Mapping[str, str],
+        data: bytes,
+        watch: LimitWatch | None = None,
+        mark: Mark = NO_MARK,
     ) -> errors.APIStatusError:
         """As for any endpoint; a 400 ``model_not_found`` is a ``NotFoundError``."""
-        error = super()._status_error(status, raw_headers, data)
+        error = super()._status_error(status, raw_headers, data, watch, mark)
         body = error.body
         if status == 400 and isinstance(body, dict):
             detail = body.get("error")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import aiohttp
 
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.services.utilities.adaptive import LimitWatch
 
 if TYPE_CHECKING:
     from lionpride.services.types._endpoint_config import EndpointConfig
@@ -56,6 +57,7 @@ class Runtime:
         count_text: The text token counter (tiktoken when available offline), once resolved.
         closes: How many times ``aclose`` ran: a call that began before a close is not
             retried.
+        watch: Told of every HTTP attempt and its answer, to learn the provider's limits.
     """
 
     __slots__ = (
@@ -71,6 +73,7 @@ class Runtime:
         "timeout",
         "url",
         "url_of",
+        "watch",
     )
 
     def __init__(self, clock: Clock = SYSTEM_CLOCK, count_text: Any = UNRESOLVED) -> None:
@@ -88,6 +91,7 @@ class Runtime:
         self.clock = clock
         self.count_text = count_text
         self.closes = 0
+        self.watch: LimitWatch | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession | None:

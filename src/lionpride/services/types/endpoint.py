@@ -46,6 +46,7 @@ from lionpride.services.types.backend import (
     ServiceBackend,
 )
 from lionpride.services.types.request import RequestModel
+from lionpride.services.utilities.adaptive import NO_MARK, LimitWatch, Mark
 from lionpride.services.utilities.header_factory import HeaderFactory
 from lionpride.services.utilities.resilience import (
     CircuitBreaker,
@@ -274,6 +275,12 @@ class Endpoint(ServiceBackend):
             body["stream"] = True
         return body
 
+    def watch_limits(self, watch: LimitWatch | None) -> None:
+        """Tell ``watch`` of every HTTP attempt and its answer (``None`` stops telling);
+        ``iModel`` passes its learned limits (:class:`AdaptiveCapacity
+        <lionpride.services.utilities.adaptive.AdaptiveCapacity>`)."""
+        self._rt.watch = watch
+
     def auth_headers(self) -> dict[str, str]:
         """Content type, credential and default headers (cached after first use)."""
         rt = self._rt
@@ -479,21 +486,28 @@ class Endpoint(ServiceBackend):
         body = json_dumps(self.request_body(payload))
         url = self.request_url(payload)
         timeout = self._timeout(deadline)
+        watch = self._rt.watch
+        mark = watch.sent() if watch is not None else NO_MARK
         try:
             async with self._get_session().request(
                 self.config.method, url, data=body, headers=headers, timeout=timeout
             ) as resp:
+                ok = 200 <= resp.status < 300
+                if ok and watch is not None:
+                    watch.answered(resp.headers, mark, False)
                 data = await resp.read()
-                if not 200 <= resp.status < 300:
-                    raise self._status_error(resp.status, resp.headers, data)
+                if not ok:
+                    raise self._status_error(resp.status, resp.headers, data, watch, mark)
         except errors.LionprideError:
             raise
-        except TimeoutError as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if watch is not None:
+                watch.answered(_NO_HEADERS, mark, None)  # the first call may not hold the rest
+            if not isinstance(exc, TimeoutError):
+                raise connection_error(self.name, exc) from exc
             raise errors.TimeoutError(
                 f"{self.name}: no complete response within {timeout.total:.3g}s"
             ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise connection_error(self.name, exc) from exc
         return self._decode(data)
 
     def _decode(self, data: bytes) -> Any:
@@ -512,8 +526,15 @@ class Endpoint(ServiceBackend):
             ) from exc
 
     def _status_error(
-        self, status: int, raw_headers: Mapping[str, str], data: bytes
+        self,
+        status: int,
+        raw_headers: Mapping[str, str],
+        data: bytes,
+        watch: LimitWatch | None = None,
+        mark: Mark = NO_MARK,
     ) -> errors.APIStatusError:
+        """The typed error of an error status, reported to ``watch`` (with the attempt's
+        ``mark``) as a 429 that a wait cures or as an answer that says nothing of the rate."""
         headers = {k.lower(): v for k, v in raw_headers.items()}
         text = data.decode("utf-8", "replace")
         body: Any
@@ -524,7 +545,7 @@ class Endpoint(ServiceBackend):
         retryable = should_retry_header(headers)
         if retryable is None and status == 429 and rate_limit_is_permanent(body):
             retryable = False  # a spent quota or an oversized request: no wait helps
-        return errors.error_for_status(
+        error = errors.error_for_status(
             status,
             self.error_message(body, text),
             headers=headers,
@@ -533,6 +554,10 @@ class Endpoint(ServiceBackend):
             retry_after=parse_retry_after(headers, body),
             retryable=retryable,
         )
+        if watch is not None:
+            throttled = isinstance(error, errors.RateLimitError) and error.retryable
+            watch.answered(headers, mark, True if throttled else None)
+        return error
 
     # -- streaming -----------------------------------------------------------------------
 
@@ -553,6 +578,8 @@ class Endpoint(ServiceBackend):
         timeout = aiohttp.ClientTimeout(
             total=None, connect=remaining.connect, sock_connect=remaining.connect
         )
+        watch = self._rt.watch
+        mark = watch.sent() if watch is not None else NO_MARK
         try:
             # asyncio.timeout, not wait_for: no extra task, and (on 3.11) no lost cancellation
             # when the response lands as the caller is cancelled.
@@ -560,12 +587,16 @@ class Endpoint(ServiceBackend):
                 resp = await self._get_session().request(
                     self.config.method, url, data=body, headers=headers, timeout=timeout
                 )
-        except TimeoutError as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if watch is not None:
+                watch.answered(_NO_HEADERS, mark, None)
+            if not isinstance(exc, TimeoutError):
+                raise connection_error(self.name, exc) from exc
             raise errors.TimeoutError(f"{self.name}: stream did not start in time") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise connection_error(self.name, exc) from exc
         ok = 200 <= resp.status < 300
         if ok and resp.content_type not in _NOT_EVENT_STREAMS:
+            if watch is not None:
+                watch.answered(resp.headers, mark, False)
             return resp
         try:
             async with asyncio.timeout_at(scope.when()):
@@ -575,7 +606,7 @@ class Endpoint(ServiceBackend):
         finally:
             resp.release()
         if not ok:
-            raise self._status_error(resp.status, resp.headers, data)
+            raise self._status_error(resp.status, resp.headers, data, watch, mark)
         # A page or a whole JSON body where events were asked for (a proxy's login page, a
         # server that ignores ``stream``): read as events, it would end empty and pass for a
         # stream cut short.
@@ -658,6 +689,9 @@ _SAME_TIMEOUT = 1e-3
 #: Content types that are surely not an event stream. Others (missing, ``text/plain``...) are
 #: read as events: servers label their streams loosely.
 _NOT_EVENT_STREAMS = frozenset({"application/json", "text/html"})
+
+#: The headers of an attempt that got no answer.
+_NO_HEADERS: Mapping[str, str] = {}
 
 #: Bytes of a body that could not be read as a response (not JSON, not events) kept on the error.
 _SHOWN_BODY = 2000

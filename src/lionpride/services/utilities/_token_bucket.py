@@ -207,6 +207,26 @@ class TokenBucket:
         if until > self._paused_until:
             self._paused_until = until
 
+    def reshape(self, capacity: int, refill_rate: float, level: float | None = None) -> None:
+        """Take a new capacity and refill rate (limits learned from a provider).
+
+        ``level`` sets the units available now (it may be negative: a debt); by default the
+        level is kept, capped at the new capacity. Waiters are re-examined at once.
+
+        Raises:
+            ValueError: A capacity below 1 or a rate that is not finite and > 0.
+        """
+        _require_count("capacity", capacity, 1)
+        rate = _require_positive("refill_rate", refill_rate)
+        self._refill(self._clock.now())
+        self._config = RateLimitConfig(capacity, rate)
+        self._capacity = capacity
+        self._full = float(capacity)
+        self._rate = rate
+        tokens = self._tokens if level is None else level
+        self._tokens = tokens if tokens < self._full else self._full
+        self._notify()
+
     def to_dict(self) -> dict[str, float]:
         """Return the configuration (never the current level)."""
         return {"capacity": self._capacity, "refill_rate": self._rate}

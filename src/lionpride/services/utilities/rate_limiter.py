@@ -140,7 +140,7 @@ class RateLimiter:
         ValueError: Buckets and a backend both given, or a bucket on a different clock.
     """
 
-    __slots__ = ("_backend", "_clock", "_free_slot", "_queue", "_take_now", "_token_capacity")
+    __slots__ = ("_backend", "_clock", "_free_slot", "_queue", "_take_now")
 
     def __init__(
         self,
@@ -162,8 +162,6 @@ class RateLimiter:
         self._take_now: Callable[[int, int], float] | None = getattr(
             self._backend, "try_take", None
         )
-        # Read once: bucket shapes are fixed when the buckets are made.
-        self._token_capacity: int | None = getattr(self._backend, "token_capacity", None)
         self._queue = _WaitQueue(
             clock,
             self._give_back_queued,
@@ -190,20 +188,21 @@ class RateLimiter:
 
     @property
     def request_bucket(self) -> TokenBucket | None:
-        """The local request bucket, if any."""
-        backend = self._backend
-        return backend.request_bucket if isinstance(backend, LocalCapacity) else None
+        """The local request bucket, if any (of a backend that has one)."""
+        bucket: TokenBucket | None = getattr(self._backend, "request_bucket", None)
+        return bucket
 
     @property
     def token_bucket(self) -> TokenBucket | None:
-        """The local token bucket, if any."""
-        backend = self._backend
-        return backend.token_bucket if isinstance(backend, LocalCapacity) else None
+        """The local token bucket, if any (of a backend that has one)."""
+        bucket: TokenBucket | None = getattr(self._backend, "token_bucket", None)
+        return bucket
 
     @property
     def token_capacity(self) -> int | None:
-        """The most tokens one request may reserve; ``None`` when tokens are not limited."""
-        return self._token_capacity
+        """The most tokens one request may reserve; ``None`` when tokens are not limited
+        (read from the backend each time: limits learned from a provider appear later)."""
+        return getattr(self._backend, "token_capacity", None)
 
     @property
     def queue_depth(self) -> int:
