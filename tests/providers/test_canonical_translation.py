@@ -345,6 +345,34 @@ def test_anthropic_reasoning_effort(
 
 
 @pytest.mark.parametrize(
+    ("model", "forcing", "named"),
+    [
+        ("claude-sonnet-4-5", {"tool_choice": "required"}, "tool_choice"),
+        (
+            "claude-opus-4-8",
+            {"tool_choice": {"type": "function", "function": WEATHER["function"]}},
+            "tool_choice",
+        ),
+        ("claude-3-7-sonnet-latest", {"response_format": City}, "response_format"),
+    ],
+)
+def test_anthropic_reasoning_effort_with_a_forced_tool_is_refused(
+    model: str, forcing: dict[str, Any], named: str
+) -> None:
+    """Thinking with a tool_choice that forces a tool is refused by the Messages API, so the
+    translation names both instead of sending it."""
+    with pytest.raises(errors.ValidationError, match=rf"reasoning_effort.*{named}.*forces"):
+        payload(
+            anthropic(),
+            model=model,
+            messages=USER,
+            tools=[WEATHER],
+            reasoning_effort="low",
+            **forcing,
+        )
+
+
+@pytest.mark.parametrize(
     ("model", "effort", "expected"),
     [
         ("gemini-2.5-flash", "none", {"thinkingBudget": 0}),

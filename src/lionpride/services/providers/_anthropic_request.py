@@ -327,9 +327,23 @@ def _closed(schema: Any) -> Any:
 
 
 def _thinking(out: dict[str, Any], effort: str, model: str) -> None:
-    """``reasoning_effort`` as adaptive thinking with an effort, or as a thinking budget."""
+    """``reasoning_effort`` as adaptive thinking with an effort, or as a thinking budget.
+
+    Raises:
+        ValidationError: A ``tool_choice`` that forces a tool (or a ``response_format`` made
+            a forced tool): the Messages API refuses thinking with it.
+    """
     if effort == "none":
         return
+    choice = out.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        forcing = "tool_choice"
+        if choice.get("name") == STRUCTURED_OUTPUT_TOOL:
+            forcing = f"response_format (a forced tool for {model})"
+        raise errors.ValidationError(
+            f"anthropic: reasoning_effort {effort!r} cannot go with a {forcing} that forces "
+            "a tool call: the Messages API refuses thinking when tool_choice forces tool use"
+        )
     if _adaptive(model):
         out["thinking"] = {"type": "adaptive"}
         config = {**(out.get("output_config") or {})}
