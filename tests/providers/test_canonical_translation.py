@@ -372,6 +372,27 @@ def test_anthropic_reasoning_effort_with_a_forced_tool_is_refused(
         )
 
 
+def test_anthropic_reasoning_effort_needs_room_for_the_smallest_budget() -> None:
+    """A max_tokens of 1024 or less leaves no room for a thinking budget (at least 1024 and
+    below max_tokens): a ValidationError naming both, not a request the API refuses."""
+    with pytest.raises(errors.ValidationError, match=r"reasoning_effort 'low'.*max_tokens.*100"):
+        payload(
+            anthropic(),
+            model="claude-sonnet-4-5",
+            messages=USER,
+            max_tokens=100,
+            reasoning_effort="low",
+        )
+    out = payload(
+        anthropic(),
+        model="claude-sonnet-4-5",
+        messages=USER,
+        max_tokens=1025,
+        reasoning_effort="low",
+    )
+    assert out["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
 @pytest.mark.parametrize(
     ("model", "effort", "expected"),
     [

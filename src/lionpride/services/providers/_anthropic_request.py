@@ -43,6 +43,9 @@ STRUCTURED_OUTPUT_TOOL = "lionpride_structured_output"
 #: ``max_tokens`` sent when the request does not say (the API requires it).
 DEFAULT_MAX_TOKENS = 4096
 
+#: The smallest thinking budget the API takes.
+_MIN_BUDGET = 1024
+
 #: Thinking budgets for ``reasoning_effort`` on models that take a budget, not an effort.
 _BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
 
@@ -331,7 +334,8 @@ def _thinking(out: dict[str, Any], effort: str, model: str) -> None:
 
     Raises:
         ValidationError: A ``tool_choice`` that forces a tool (or a ``response_format`` made
-            a forced tool): the Messages API refuses thinking with it.
+            a forced tool), or a ``max_tokens`` with no room for the smallest budget: the
+            Messages API refuses thinking with either.
     """
     if effort == "none":
         return
@@ -354,6 +358,12 @@ def _thinking(out: dict[str, Any], effort: str, model: str) -> None:
     if budget is None:
         raise unknown_effort(effort, ["none", *_BUDGETS], PROVIDER, model)
     limit = out.get("max_tokens") or DEFAULT_MAX_TOKENS
+    if limit <= _MIN_BUDGET:
+        raise errors.ValidationError(
+            f"anthropic: reasoning_effort {effort!r} needs max_tokens above {_MIN_BUDGET} for "
+            f"{model} (thinking takes a budget of at least {_MIN_BUDGET} tokens, within "
+            f"max_tokens), got max_tokens={limit}"
+        )
     if budget >= limit:
-        budget = max(1024, limit // 2)
+        budget = max(_MIN_BUDGET, limit // 2)
     out["thinking"] = {"type": "enabled", "budget_tokens": budget}
