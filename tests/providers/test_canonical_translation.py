@@ -540,3 +540,22 @@ def test_anthropic_mid_conversation_system_sits_behind_the_user_turn(
     assert [m["role"] for m in out["messages"]] == roles
     assert out["messages"][0]["content"] == user_turn
     assert "system" not in out
+
+
+def test_anthropic_system_parts_keep_their_cache_control() -> None:
+    """A leading system message's text part with cache_control becomes a system block that
+    keeps it (after a native system prompt), instead of text that loses the cache breakpoint."""
+    cached = {"type": "text", "text": "Long rules.", "cache_control": {"type": "ephemeral"}}
+    messages = [
+        {"role": "system", "content": [cached]},
+        {"role": "developer", "content": "Be terse."},
+        *USER,
+    ]
+    out = payload(anthropic(), model="claude-sonnet-4-5", messages=messages, system="Native.")
+    assert out["system"] == [
+        {"type": "text", "text": "Native."},
+        cached,
+        {"type": "text", "text": "Be terse."},
+    ]
+    plain = payload(anthropic(), model="claude-sonnet-4-5", messages=messages[1:])
+    assert plain["system"] == "Be terse."

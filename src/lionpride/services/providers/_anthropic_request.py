@@ -101,11 +101,7 @@ def messages_request(request: dict[str, Any]) -> dict[str, Any]:
             )
         if system:
             native = out.get("system")
-            if native:
-                blocks = [{"type": "text", "text": native}] if isinstance(native, str) else native
-                out["system"] = [*blocks, {"type": "text", "text": system}]
-            else:
-                out["system"] = system
+            out["system"] = [*_blocks(native), *_blocks(system)] if native else system
     for key in _NO_EQUIVALENT.intersection(out):
         if out[key] is not None:
             raise no_equivalent(key, PROVIDER)
@@ -143,14 +139,16 @@ _NO_EQUIVALENT = OPENAI_ONLY | {
 }
 
 
-def _turns(messages: list[Any], inline: bool) -> tuple[str, list[dict[str, Any]]]:
-    """The leading system text and the user/assistant turns of canonical ``messages``.
+def _turns(
+    messages: list[Any], inline: bool
+) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    """The leading system prompt and the user/assistant turns of canonical ``messages``.
 
     A later system message goes directly behind the user turn it comes with: as a
     ``{"role": "system"}`` entry where the model takes one (``inline``), else as text at the
     end of that user turn.
     """
-    system: list[str] = []
+    system: list[Any] = []  # the leading system messages' contents
     turns: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []  # later system messages, placed behind a user turn
     for msg in messages:
@@ -163,7 +161,7 @@ def _turns(messages: list[Any], inline: bool) -> tuple[str, list[dict[str, Any]]
             if turns:
                 waiting.append({"role": "system", "content": content})
             else:
-                system.append(text_of(content))
+                system.append(content)
             continue
         if role == "assistant":
             if waiting and turns[-1].get("role") == "user":
@@ -183,7 +181,21 @@ def _turns(messages: list[Any], inline: bool) -> tuple[str, list[dict[str, Any]]
             turns.append(msg)  # a role the API may know: it answers for it
     if waiting:
         _place(turns, waiting, inline)
-    return "\n\n".join(system), turns
+    return _system_prompt(system), turns
+
+
+def _system_prompt(contents: list[Any]) -> str | list[dict[str, Any]]:
+    """The leading system messages as one text, or as their text blocks when a block carries
+    more than its text (``cache_control``), which one text would lose."""
+    blocks = [
+        block
+        for content in contents
+        for block in _blocks(content)
+        if isinstance(block, dict) and block.get("type") == "text"
+    ]
+    if any(block.keys() - {"type", "text"} for block in blocks):
+        return blocks
+    return "\n\n".join(text_of(content) for content in contents)
 
 
 def _place(turns: list[dict[str, Any]], waiting: list[dict[str, Any]], inline: bool) -> None:
