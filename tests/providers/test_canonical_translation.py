@@ -559,3 +559,28 @@ def test_anthropic_system_parts_keep_their_cache_control() -> None:
     ]
     plain = payload(anthropic(), model="claude-sonnet-4-5", messages=messages[1:])
     assert plain["system"] == "Be terse."
+
+
+def test_gemini_tool_result_media_follow_the_function_responses() -> None:
+    """An image in a tool message goes in a user turn behind the turn of function responses
+    (every result still in that one turn), instead of being dropped for its text."""
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}}
+    calls = [
+        {"id": f"c{i}", "type": "function", "function": {"name": "snap", "arguments": "{}"}}
+        for i in (1, 2)
+    ]
+    messages = [
+        *USER,
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "a"}, image]},
+        {"role": "tool", "tool_call_id": "c2", "content": "b"},
+        {"role": "user", "content": "Compare them."},
+    ]
+    contents = payload(gemini(), model="gemini-2.5-flash", messages=messages)["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user", "user", "user"]
+    assert [p["functionResponse"]["response"] for p in contents[2]["parts"]] == [
+        {"content": "a"},
+        {"content": "b"},
+    ]
+    assert contents[3]["parts"] == [{"inlineData": {"mimeType": "image/png", "data": "iVBORw0K"}}]
+    assert contents[4]["parts"] == [{"text": "Compare them."}]

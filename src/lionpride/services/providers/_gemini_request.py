@@ -3,8 +3,9 @@
 System and developer messages become ``systemInstruction``; ``assistant`` turns become
 ``model`` turns with ``functionCall`` parts, and ``tool`` messages ``functionResponse`` parts
 (named after the call they answer; consecutive results share one turn, as the API wants one
-response per call of the turn before). Ids go back on calls and responses only where the API
-issued them; thought signatures go back on the parts they came with. ``image_url``, ``file``
+response per call of the turn before; their images and files follow in a user turn of their
+own, as a function response holds only JSON). Ids go back on calls and responses only where
+the API issued them; thought signatures go back on the parts they came with. ``image_url``, ``file``
 and ``input_audio`` parts become ``inlineData`` (``data:`` URLs) or ``fileData`` (other URLs).
 Sampling parameters, ``response_format`` and ``reasoning_effort`` go into
 ``generationConfig``; ``tools`` into ``functionDeclarations`` with the full JSON Schema in
@@ -118,7 +119,8 @@ def messages_to_contents(messages: list[Any]) -> tuple[list[Any], str | None]:
     system: list[str] = []
     names: dict[str, str] = {}  # call id -> function name: a tool message names only the id
     made_up: set[str] = set()  # call ids the library made up: the API never sees them
-    answering = False  # the last message was a tool result
+    answers: dict[str, Any] | None = None  # the turn of the tool results just read
+    attached: dict[str, Any] | None = None  # the user turn behind it with their media
     for msg in messages:
         if not isinstance(msg, dict):
             contents.append(msg)  # not a message: the API says what is wrong with it
@@ -129,14 +131,18 @@ def messages_to_contents(messages: list[Any]) -> tuple[list[Any], str | None]:
             system.append(text_of(content))
             continue
         if role == "tool":
-            part = _function_response(msg, names, made_up)
-            if answering:
-                contents[-1]["parts"].append(part)
-            else:
-                contents.append({"role": "user", "parts": [part]})
-            answering = True
+            part, media = _function_response(msg, names, made_up)
+            if answers is None:
+                answers, attached = {"role": "user", "parts": []}, None
+                contents.append(answers)
+            answers["parts"].append(part)
+            if media and attached is None:
+                attached = {"role": "user", "parts": []}
+                contents.append(attached)
+            if attached is not None:
+                attached["parts"] += media
             continue
-        answering = False
+        answers = None
         if role == "assistant":
             contents.append({"role": "model", "parts": _model_parts(msg, names, made_up)})
         elif role == "user":
@@ -148,16 +154,29 @@ def messages_to_contents(messages: list[Any]) -> tuple[list[Any], str | None]:
 
 def _function_response(
     msg: dict[str, Any], names: dict[str, str], made_up: set[str]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[Any]]:
+    """A tool message as a ``functionResponse`` part (its text) and the parts of its media.
+
+    The media (images, files) go in a user turn behind the results, where every Gemini
+    model takes them (as recorded); a function response itself holds only JSON.
+    """
     call_id = msg.get("tool_call_id") or ""
     content = msg.get("content")
+    media: list[Any] = []
+    if isinstance(content, list):
+        media = [_part(item) for item in content if not _is_text(item)]
+        content = text_of(content)
     result: dict[str, Any] = {
         "name": names.get(call_id) or msg.get("name") or "",
-        "response": {"content": text_of(content) if isinstance(content, list) else content},
+        "response": {"content": content},
     }
     if call_id and call_id in names and call_id not in made_up:
         result["id"] = call_id
-    return {"functionResponse": result}
+    return {"functionResponse": result}, media
+
+
+def _is_text(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("type") == "text"
 
 
 def _model_parts(
