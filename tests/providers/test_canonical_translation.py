@@ -584,3 +584,16 @@ def test_gemini_tool_result_media_follow_the_function_responses() -> None:
     ]
     assert contents[3]["parts"] == [{"inlineData": {"mimeType": "image/png", "data": "iVBORw0K"}}]
     assert contents[4]["parts"] == [{"text": "Compare them."}]
+
+
+@pytest.mark.parametrize("make", [anthropic, gemini])
+def test_assistant_refusal_part_is_sent_as_text(make: Any) -> None:
+    """An assistant content part of type refusal (as OpenAI writes a refusal) is sent as text,
+    not as a part the provider does not know."""
+    refusal = {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]}
+    messages = [*USER, refusal, {"role": "user", "content": "Why?"}]
+    out = payload(make(), model="m-1", messages=messages)
+    if make is anthropic:
+        assert out["messages"][1]["content"] == [{"type": "text", "text": "I can't."}]
+    else:
+        assert out["contents"][1] == {"role": "model", "parts": [{"text": "I can't."}]}

@@ -219,6 +219,8 @@ def _part(item: Any) -> Any:
     kind = item.get("type") if isinstance(item, dict) else None
     if kind == "text":
         return {"text": item.get("text", "")}
+    if kind == "refusal":  # an assistant's refusal is its text
+        return {"text": item.get("refusal", "")}
     if kind == "image_url":
         return _media(image_url_of(item), "image/jpeg")
     if kind == "file":
