@@ -121,3 +121,20 @@ async def test_registry_swap_runs_the_same_tool_loop(
     assert second.response.parsed == Dish(dish="Fries", vegetable="potato")
     assert model.backend.provider == provider
     await registry.aclose()
+
+
+@pytest.mark.parametrize("answering", list(MODELS))
+async def test_an_empty_answer_goes_back_to_every_provider(
+    answering: str, fake_provider: FakeProvider, trio: list[iModel]
+) -> None:
+    """An empty answer's to_message() (no text, no tool call) is taken back by every provider:
+    not a null content OpenAI refuses, nor an empty turn Anthropic and Gemini refuse."""
+    fake_provider.script(Reply(text=""), path=PATHS[answering])
+    question = {"role": "user", "content": "Hi"}
+    first = await dict(zip(MODELS, trio, strict=True))[answering].invoke(messages=[question])
+    turn = first.response.to_message()
+    assert turn == {"role": "assistant", "content": ""}
+    for model in trio:
+        follow_up = [question, turn, {"role": "user", "content": "Go on."}]
+        calling = await model.invoke(messages=follow_up)
+        assert calling.response.data

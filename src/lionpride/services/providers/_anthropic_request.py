@@ -164,10 +164,13 @@ def _turns(
                 system.append(content)
             continue
         if role == "assistant":
+            answer = _assistant(msg)
+            if not answer:
+                continue  # an empty answer: the API takes no empty turn, and it says nothing
             if waiting and turns[-1].get("role") == "user":
                 _place(turns, waiting, inline)
                 waiting = []
-            _add(turns, "assistant", _assistant(msg))
+            _add(turns, "assistant", answer)
         elif role == "user":
             _add(turns, "user", _parts(content))
         elif role == "tool":

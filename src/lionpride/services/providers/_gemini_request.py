@@ -144,7 +144,9 @@ def messages_to_contents(messages: list[Any]) -> tuple[list[Any], str | None]:
             continue
         answers = None
         if role == "assistant":
-            contents.append({"role": "model", "parts": _model_parts(msg, names, made_up)})
+            parts = _model_parts(msg, names, made_up)
+            if parts:  # an empty answer: the API takes no turn without parts
+                contents.append({"role": "model", "parts": parts})
         elif role == "user":
             contents.append({"role": "user", "parts": _parts(content)})
         else:
