@@ -597,3 +597,23 @@ def test_assistant_refusal_part_is_sent_as_text(make: Any) -> None:
         assert out["messages"][1]["content"] == [{"type": "text", "text": "I can't."}]
     else:
         assert out["contents"][1] == {"role": "model", "parts": [{"text": "I can't."}]}
+
+
+@pytest.mark.parametrize("make", [anthropic, gemini])
+@pytest.mark.parametrize(
+    ("request_part", "named"),
+    [
+        ({"stop": 5}, "stop"),
+        ({"messages": [*USER, {"role": "assistant", "tool_calls": {"id": "c1"}}]}, "tool_calls"),
+        ({"messages": [*USER, {"role": "assistant", "tool_calls": ["c1"]}]}, "tool_calls"),
+        ({"messages": [{"role": "user", "content": [{"type": "file", "file": "a.pdf"}]}]}, "file"),
+    ],
+)
+def test_malformed_canonical_fields_are_validation_errors(
+    make: Any, request_part: dict[str, Any], named: str
+) -> None:
+    """A canonical field of the wrong shape is a ValidationError naming it, never a bare
+    TypeError or AttributeError out of the translation."""
+    request = {"model": "m-1", "messages": USER, **request_part}
+    with pytest.raises(errors.ValidationError, match=rf"\b{named}\b must be"):
+        payload(make(), **request)

@@ -21,6 +21,7 @@ from lionpride.services.providers._canonical import (
     call_arguments,
     choice_of,
     data_url,
+    file_of,
     function_name_and_description,
     function_of,
     image_url_of,
@@ -29,6 +30,7 @@ from lionpride.services.providers._canonical import (
     own_state,
     stop_list,
     text_of,
+    tool_calls_of,
     unknown_effort,
 )
 
@@ -229,7 +231,7 @@ def _blocks(content: Any) -> list[Any]:
 def _assistant(msg: dict[str, Any]) -> Any:
     """An assistant message's content: replayed thinking, text, then ``tool_use`` blocks."""
     content = msg.get("content")
-    calls = msg.get("tool_calls")
+    calls = tool_calls_of(msg)
     state = own_state(msg, PROVIDER)
     if not calls and state is None and isinstance(content, str):
         return content
@@ -239,12 +241,12 @@ def _assistant(msg: dict[str, Any]) -> Any:
             blocks.append({"type": "text", "text": part.get("refusal", "")})
         else:
             blocks.append(part)
-    for call in calls or ():
+    for call in calls:
         blocks.append(
             {
                 "type": "tool_use",
                 "id": call.get("id"),
-                "name": (call.get("function") or {}).get("name"),
+                "name": call["function"].get("name"),
                 "input": call_arguments(call),
             }
         )
@@ -263,7 +265,7 @@ def _part(part: Any) -> Any:
     if kind == "image_url":
         return {"type": "image", "source": _source(image_url_of(part), "image_url")}
     if kind == "file":
-        file = part.get("file") or {}
+        file = file_of(part)
         data = file.get("file_data")
         if not isinstance(data, str):
             raise no_equivalent(

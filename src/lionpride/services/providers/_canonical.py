@@ -18,6 +18,7 @@ __all__ = [
     "call_arguments",
     "choice_of",
     "data_url",
+    "file_of",
     "function_name_and_description",
     "function_of",
     "image_url_of",
@@ -26,6 +27,7 @@ __all__ = [
     "own_state",
     "stop_list",
     "text_of",
+    "tool_calls_of",
     "unknown_effort",
 ]
 
@@ -102,7 +104,7 @@ def data_url(url: str) -> tuple[str, str] | None:
 
 def call_arguments(call: dict[str, Any]) -> dict[str, Any]:
     """The arguments of an assistant ``tool_calls`` entry as a dict."""
-    return parse_arguments((call.get("function") or {}).get("arguments"))
+    return parse_arguments(call["function"].get("arguments"))
 
 
 def function_of(tool: Any) -> dict[str, Any] | None:
@@ -164,5 +166,45 @@ def json_schema_of(response_format: Any, provider: str) -> dict[str, Any] | None
 
 
 def stop_list(stop: Any) -> list[str]:
-    """``stop`` (one string or a list) as a list."""
-    return [stop] if isinstance(stop, str) else list(stop)
+    """``stop`` (one string or a list) as a list.
+
+    Raises:
+        ValidationError: ``stop`` is neither a string nor a list of strings.
+    """
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list | tuple) and all(isinstance(item, str) for item in stop):
+        return list(stop)
+    raise errors.ValidationError(f"stop must be a string or a list of strings, got {stop!r:.80}")
+
+
+def tool_calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``tool_calls`` of an assistant message (an empty list for none).
+
+    Raises:
+        ValidationError: ``tool_calls`` is not a list of tool calls with a ``function``
+            object each.
+    """
+    calls = message.get("tool_calls") or []
+    if isinstance(calls, list) and all(
+        isinstance(call, dict) and isinstance(call.get("function"), dict) for call in calls
+    ):
+        return calls
+    raise errors.ValidationError(
+        "an assistant message's tool_calls must be a list of "
+        f"{{'id', 'type': 'function', 'function': {{...}}}} objects, got {calls!r:.80}"
+    )
+
+
+def file_of(part: dict[str, Any]) -> dict[str, Any]:
+    """The ``file`` object of a ``file`` part.
+
+    Raises:
+        ValidationError: ``file`` is not an object.
+    """
+    file = part.get("file") or {}
+    if not isinstance(file, dict):
+        raise errors.ValidationError(
+            f"a file part's file must be an object with file_data or file_id, got {file!r:.80}"
+        )
+    return file

@@ -25,6 +25,7 @@ from lionpride.services.providers._canonical import (
     call_arguments,
     choice_of,
     data_url,
+    file_of,
     function_name_and_description,
     function_of,
     image_url_of,
@@ -33,6 +34,7 @@ from lionpride.services.providers._canonical import (
     own_state,
     stop_list,
     text_of,
+    tool_calls_of,
     unknown_effort,
 )
 
@@ -191,9 +193,9 @@ def _model_parts(
     parts = _parts(content) if content else []
     if state is not None and state.get("text_signature") and parts:
         parts[-1] = {**parts[-1], "thoughtSignature": state["text_signature"]}
-    for call in msg.get("tool_calls") or ():
+    for call in tool_calls_of(msg):
         call_id = call.get("id") or ""
-        name = (call.get("function") or {}).get("name")
+        name = call["function"].get("name")
         names[call_id] = str(name or "")
         known = calls_state.get(call_id) or {}
         function_call: dict[str, Any] = {"name": name, "args": call_arguments(call)}
@@ -226,7 +228,7 @@ def _part(item: Any) -> Any:
     if kind == "image_url":
         return _media(image_url_of(item), "image/jpeg")
     if kind == "file":
-        file = item.get("file") or {}
+        file = file_of(item)
         data = file.get("file_data")
         if isinstance(data, str):
             if not data.startswith("data:"):
