@@ -617,3 +617,14 @@ def test_malformed_canonical_fields_are_validation_errors(
     request = {"model": "m-1", "messages": USER, **request_part}
     with pytest.raises(errors.ValidationError, match=rf"\b{named}\b must be"):
         payload(make(), **request)
+
+
+@pytest.mark.parametrize(
+    ("make", "choice"),
+    [(anthropic, "any"), (gemini, "any"), (gemini, {"type": "any"})],
+)
+def test_a_tool_choice_of_no_known_form_is_named_with_its_value(make: Any, choice: Any) -> None:
+    """A tool_choice the translation cannot read is a ValidationError that shows the value,
+    not 'unknown parameter tool_choice' or a complaint about its type."""
+    with pytest.raises(errors.ValidationError, match=r"tool_choice.*'any'"):
+        payload(make(), model="m-1", messages=USER, tools=[WEATHER], tool_choice=choice)

@@ -128,9 +128,17 @@ def choice_of(choice: Any) -> tuple[str, str | None] | None:
     """A canonical ``tool_choice`` as ``(mode, function name)``; ``None`` for a native one.
 
     Modes are ``auto``, ``none``, ``required`` and ``function`` (with the name).
+
+    Raises:
+        ValidationError: A string that is none of the modes (no API takes another).
     """
     if choice in ("auto", "none", "required"):
         return str(choice), None
+    if isinstance(choice, str):
+        raise errors.ValidationError(
+            "tool_choice must be 'auto', 'none', 'required' or "
+            f"{{'type': 'function', 'function': {{'name': ...}}}}, got {choice!r:.80}"
+        )
     function = function_of(choice)
     if function is not None:
         return "function", str(function.get("name") or "")

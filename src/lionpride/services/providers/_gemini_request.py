@@ -104,8 +104,11 @@ def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
         out["generationConfig"] = {**config, **(out.get("generationConfig") or {})}
     if isinstance(tools := out.get("tools"), list):
         out["tools"] = _tools(tools)
-    if "tool_choice" in out and (choice := choice_of(out["tool_choice"])) is not None:
-        del out["tool_choice"]
+    if "tool_choice" in out and (native := out.pop("tool_choice")) is not None:
+        choice = choice_of(native)
+        if choice is None:
+            hint = f"got {native!r:.80}; give a canonical tool_choice or a native toolConfig"
+            raise no_equivalent("tool_choice", PROVIDER, hint)
         out["toolConfig"] = {
             **(out.get("toolConfig") or {}),
             "functionCallingConfig": _mode(*choice),
