@@ -628,3 +628,12 @@ def test_a_tool_choice_of_no_known_form_is_named_with_its_value(make: Any, choic
     not 'unknown parameter tool_choice' or a complaint about its type."""
     with pytest.raises(errors.ValidationError, match=r"tool_choice.*'any'"):
         payload(make(), model="m-1", messages=USER, tools=[WEATHER], tool_choice=choice)
+
+
+@pytest.mark.parametrize("make", [anthropic, gemini])
+def test_a_speaker_name_is_refused_where_the_api_has_none(make: Any) -> None:
+    """A message's name (who speaks) has no field in the Messages or Gemini API: a
+    ValidationError naming the message, not a name silently left out."""
+    messages = [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Yo", "name": "bo"}]
+    with pytest.raises(errors.ValidationError, match=rf"messages\[1\]\.name.*{make().provider}"):
+        payload(make(), model="m-1", messages=messages)

@@ -28,6 +28,7 @@ from lionpride.services.providers._canonical import (
     json_schema_of,
     no_equivalent,
     own_state,
+    speaker_name,
     stop_list,
     text_of,
     tool_calls_of,
@@ -153,10 +154,11 @@ def _turns(
     system: list[Any] = []  # the leading system messages' contents
     turns: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []  # later system messages, placed behind a user turn
-    for msg in messages:
+    for index, msg in enumerate(messages):
         if not isinstance(msg, dict):
             turns.append(msg)  # not a message: the API says what is wrong with it
             continue
+        speaker_name(msg, index, PROVIDER)
         role = msg.get("role")
         content = msg.get("content")
         if role in ("system", "developer"):

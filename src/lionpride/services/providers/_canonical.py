@@ -25,6 +25,7 @@ __all__ = [
     "json_schema_of",
     "no_equivalent",
     "own_state",
+    "speaker_name",
     "stop_list",
     "text_of",
     "tool_calls_of",
@@ -53,6 +54,20 @@ def no_equivalent(name: str, provider: str, hint: str = "") -> errors.Validation
     """The error for a canonical parameter ``provider`` cannot express."""
     extra = f"; {hint}" if hint else ""
     return errors.ValidationError(f"{name!r} has no equivalent in the {provider} API{extra}")
+
+
+def speaker_name(message: dict[str, Any], index: int, provider: str) -> None:
+    """Refuse a message's ``name`` (who speaks), which ``provider`` has no field for.
+
+    Raises:
+        ValidationError: The message has a ``name``.
+    """
+    if message.get("name") and message.get("role") != "tool":
+        raise no_equivalent(
+            f"messages[{index}].name",
+            provider,
+            "it has no participant names; say who speaks in the content",
+        )
 
 
 def unknown_effort(effort: str, choices: Any, provider: str, model: str) -> errors.ValidationError:

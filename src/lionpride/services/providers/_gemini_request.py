@@ -32,6 +32,7 @@ from lionpride.services.providers._canonical import (
     json_schema_of,
     no_equivalent,
     own_state,
+    speaker_name,
     stop_list,
     text_of,
     tool_calls_of,
@@ -126,10 +127,11 @@ def messages_to_contents(messages: list[Any]) -> tuple[list[Any], str | None]:
     made_up: set[str] = set()  # call ids the library made up: the API never sees them
     answers: dict[str, Any] | None = None  # the turn of the tool results just read
     attached: dict[str, Any] | None = None  # the user turn behind it with their media
-    for msg in messages:
+    for index, msg in enumerate(messages):
         if not isinstance(msg, dict):
             contents.append(msg)  # not a message: the API says what is wrong with it
             continue
+        speaker_name(msg, index, PROVIDER)
         role = msg.get("role")
         content = msg.get("content")
         if role in ("system", "developer"):
