@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from lionpride import errors
 from lionpride.services.providers.anthropic_messages import (
@@ -637,3 +637,35 @@ def test_a_speaker_name_is_refused_where_the_api_has_none(make: Any) -> None:
     messages = [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Yo", "name": "bo"}]
     with pytest.raises(errors.ValidationError, match=rf"messages\[1\]\.name.*{make().provider}"):
         payload(make(), model="m-1", messages=messages)
+
+
+class Reading(BaseModel):
+    """A bounded reading, with a field named like a schema keyword."""
+
+    minimum: int = Field(ge=0, le=100, description="Lowest value.")
+    tags: list[str] = Field(min_length=2)
+
+
+def test_anthropic_constrained_decoding_gets_no_limits_it_cannot_enforce() -> None:
+    """Native structured output and strict tools carry no minimum, maximum or minItems above
+    1 (the API refuses them there): they move into the description; a forced tool keeps them."""
+    strict_tool = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    strict_tool["function"]["parameters"] = Reading.model_json_schema()
+    native = payload(
+        anthropic(),
+        model="claude-sonnet-4-5",
+        messages=USER,
+        response_format=Reading,
+        tools=[strict_tool],
+    )
+    for schema in (native["output_config"]["format"]["schema"], native["tools"][0]["input_schema"]):
+        field = schema["properties"]["minimum"]
+        assert "minimum" not in field and "maximum" not in field
+        assert field["description"] == "Lowest value.\n\n{maximum: 100, minimum: 0}"
+        assert "minItems" not in schema["properties"]["tags"]
+        assert schema["properties"]["tags"]["description"] == "{minItems: 2}"
+    old = payload(
+        anthropic(), model="claude-3-7-sonnet-latest", messages=USER, response_format=Reading
+    )
+    kept = old["tools"][-1]["input_schema"]["properties"]["minimum"]
+    assert (kept["minimum"], kept["maximum"]) == (0, 100)

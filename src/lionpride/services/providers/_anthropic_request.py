@@ -12,6 +12,7 @@ request already in the Messages format comes out as it went in.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -302,6 +303,7 @@ def _tool(tool: Any, strict: bool) -> Any:
     out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
     if strict and function.get("strict"):
         out["strict"] = True
+        out["input_schema"] = _closed(out["input_schema"], constrained=True)
     return out
 
 
@@ -320,31 +322,62 @@ def _structured(out: dict[str, Any], fmt: Any, model: str) -> None:
         raise no_equivalent(
             "response_format json_object", PROVIDER, "give a json_schema response_format"
         )
-    schema = _closed(spec["schema"])
     if _native_structured(model):
         config = {**(out.get("output_config") or {})}
+        schema = _closed(spec["schema"], constrained=True)
         config["format"] = {"type": "json_schema", "schema": schema}
         out["output_config"] = config
         return
     tool = {
         "name": STRUCTURED_OUTPUT_TOOL,
         "description": "Give the answer as this tool's input.",
-        "input_schema": schema,
+        "input_schema": _closed(spec["schema"], constrained=False),
     }
     out["tools"] = [*(out.get("tools") or ()), tool]
     out["tool_choice"] = {"type": "tool", "name": STRUCTURED_OUTPUT_TOOL}
 
 
-def _closed(schema: Any) -> Any:
+#: Limits that constrained decoding (native structured output, strict tools) cannot enforce:
+#: the API refuses a schema with them ("property 'minimum' is not supported").
+_UNENFORCED = frozenset(
+    {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
+     "maxLength", "maxItems", "uniqueItems", "minProperties", "maxProperties"}
+)  # fmt: skip
+#: Where a schema holds further schemas: one, a map of them, or a list of them.
+_SUBSCHEMA = ("items", "not", "additionalProperties", "contains")
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+_SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
+
+
+def _closed(schema: Any, *, constrained: bool) -> Any:
     """The schema with ``additionalProperties: false`` on every object that does not say
-    (structured output requires closed objects)."""
-    if isinstance(schema, list):
-        return [_closed(item) for item in schema]
+    (structured output requires closed objects).
+
+    For constrained decoding (``constrained``), the limits it cannot enforce move into the
+    schema's description, where the model still reads them (a pydantic ``response_format``
+    is validated against them on the way back).
+    """
     if not isinstance(schema, dict):
         return schema
-    out = {key: _closed(value) for key, value in schema.items()}
+    out: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: _closed(sub, constrained=constrained) for name, sub in value.items()}
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            out[key] = [_closed(sub, constrained=constrained) for sub in value]
+        elif key in _SUBSCHEMA:
+            out[key] = _closed(value, constrained=constrained)
+        elif constrained and (key in _UNENFORCED or (key == "minItems" and value not in (0, 1))):
+            limits[key] = value
+        else:
+            out[key] = value
     if out.get("type") == "object" and "additionalProperties" not in out:
         out["additionalProperties"] = False
+    if limits:
+        note = "{" + ", ".join(f"{key}: {json.dumps(value)}" for key, value in limits.items()) + "}"
+        described = out.get("description")
+        out["description"] = f"{described}\n\n{note}" if described else note
     return out
 
 
