@@ -74,6 +74,22 @@ def test_parameter_without_equivalent_names_itself_and_the_provider(
         payload(make(), model=model, messages=USER, **{name: value})
 
 
+def test_anthropic_takes_the_neutral_values_of_what_it_lacks() -> None:
+    """logprobs=False and zero penalties ask for what the Messages API does anyway: they are
+    not sent, while a value that asks for something is still refused."""
+    out = payload(
+        anthropic(),
+        model="claude-sonnet-4-5",
+        messages=USER,
+        logprobs=False,
+        presence_penalty=0,
+        frequency_penalty=0.0,
+    )
+    assert not {"logprobs", "presence_penalty", "frequency_penalty"} & out.keys()
+    with pytest.raises(errors.ValidationError, match=r"presence_penalty.*anthropic"):
+        payload(anthropic(), model="claude-sonnet-4-5", messages=USER, presence_penalty=0.5)
+
+
 @pytest.mark.parametrize("make", [anthropic, gemini, openai])
 def test_typo_names_the_parameter_and_points_to_extra_body(make: Any) -> None:
     """An unknown top-level name is refused with a hint for fields newer than the library."""

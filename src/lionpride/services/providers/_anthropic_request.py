@@ -107,9 +107,9 @@ def messages_request(request: dict[str, Any]) -> dict[str, Any]:
             native = out.get("system")
             out["system"] = [*_blocks(native), *_blocks(system)] if native else system
     for key in _NO_EQUIVALENT.intersection(out):
-        if out[key] is not None:
+        value = out.pop(key)
+        if value is not None and (key not in _AS_IF_ABSENT or value != _AS_IF_ABSENT[key]):
             raise no_equivalent(key, PROVIDER)
-        del out[key]
     if (budget := out.pop("max_completion_tokens", None)) is not None:
         out.setdefault("max_tokens", budget)
     if (stop := out.pop("stop", None)) is not None:
@@ -141,6 +141,9 @@ _NO_EQUIVALENT = OPENAI_ONLY | {
     "logprobs",
     "top_logprobs",
 }
+
+#: Values of those that ask for nothing (the API's own behaviour): sent as if absent.
+_AS_IF_ABSENT: dict[str, Any] = {"presence_penalty": 0, "frequency_penalty": 0, "logprobs": False}
 
 
 def _turns(
