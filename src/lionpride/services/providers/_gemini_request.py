@@ -5,7 +5,8 @@ System and developer messages become ``systemInstruction``; ``assistant`` turns 
 (named after the call they answer; consecutive results share one turn, as the API wants one
 response per call of the turn before; their images and files follow in a user turn of their
 own, as a function response holds only JSON). Ids go back on calls and responses only where
-the API issued them; thought signatures go back on the parts they came with. ``image_url``, ``file``
+the API issued them; thought signatures go back on the parts they came with, and a call Gemini
+did not make gets the documented stand-in where Gemini 3 requires one. ``image_url``, ``file``
 and ``input_audio`` parts become ``inlineData`` (``data:`` URLs) or ``fileData`` (other URLs).
 Sampling parameters, ``response_format`` and ``reasoning_effort`` go into
 ``generationConfig``; ``tools`` into ``functionDeclarations`` with the full JSON Schema in
@@ -63,6 +64,9 @@ _BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 2457
 
 _GENERATION = re.compile(r"gemini-(\d+)(?:\.(\d+))?")
 
+#: The thought signature the Gemini docs give for a function call Gemini did not make.
+_NO_SIGNATURE = "skip_thought_signature_validator"
+
 
 def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
     """The ``generateContent`` request (plus ``model``) for a canonical or native one.
@@ -76,7 +80,7 @@ def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
     if messages is not None:
         if out.get("contents") is not None:
             raise errors.ValidationError("gemini: give either contents or messages, not both")
-        out["contents"], system = messages_to_contents(messages)
+        out["contents"], system = messages_to_contents(messages, str(out.get("model") or ""))
         if system and out.get("systemInstruction") is None:
             out["systemInstruction"] = {"parts": [{"text": system}]}
     for key in _NO_EQUIVALENT.intersection(out):
@@ -119,8 +123,10 @@ def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def messages_to_contents(messages: list[Any]) -> tuple[list[Any], str | None]:
-    """Canonical messages as Gemini ``contents`` and the system text."""
+def messages_to_contents(messages: list[Any], model: str = "") -> tuple[list[Any], str | None]:
+    """Canonical messages as Gemini ``contents`` and the system text (for ``model``, which
+    decides whether function calls need a thought signature)."""
+    signed = _signs_calls(model)
     contents: list[Any] = []
     system: list[str] = []
     names: dict[str, str] = {}  # call id -> function name: a tool message names only the id
@@ -151,7 +157,7 @@ def messages_to_contents(messages: list[Any]) -> tuple[list[Any], str | None]:
             continue
         answers = None
         if role == "assistant":
-            parts = _model_parts(msg, names, made_up)
+            parts = _model_parts(msg, names, made_up, signed)
             if parts:  # an empty answer: the API takes no turn without parts
                 contents.append({"role": "model", "parts": parts})
         elif role == "user":
@@ -189,9 +195,14 @@ def _is_text(item: Any) -> bool:
 
 
 def _model_parts(
-    msg: dict[str, Any], names: dict[str, str], made_up: set[str]
+    msg: dict[str, Any], names: dict[str, str], made_up: set[str], signed: bool
 ) -> list[dict[str, Any]]:
-    """An assistant message as ``model`` parts, with the state its provider gave it."""
+    """An assistant message as ``model`` parts, with the state its provider gave it.
+
+    Where the model needs a signature on a step's first function call (``signed``) and the
+    call has none of Gemini's (another provider made it, or the application did), it gets
+    the stand-in the Gemini docs give for such calls.
+    """
     state = own_state(msg, PROVIDER)
     calls_state: dict[str, Any] = (state.get("calls") or {}) if state is not None else {}
     content = msg.get("content")
@@ -211,8 +222,17 @@ def _model_parts(
         part: dict[str, Any] = {"functionCall": function_call}
         if known.get("signature"):
             part["thoughtSignature"] = known["signature"]
+        elif signed and not any("functionCall" in earlier for earlier in parts):
+            part["thoughtSignature"] = _NO_SIGNATURE
         parts.append(part)
     return parts
+
+
+def _signs_calls(model: str) -> bool:
+    """Whether ``model`` refuses a function call of the current turn without a thought
+    signature (Gemini 3 and later)."""
+    match = _GENERATION.search(model)
+    return match is not None and int(match.group(1)) >= 3
 
 
 def _parts(content: Any) -> list[Any]:
