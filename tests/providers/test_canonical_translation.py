@@ -423,6 +423,13 @@ def test_gemini_reasoning_effort(model: str, effort: str, expected: dict[str, An
     assert out["generationConfig"] == {"thinkingConfig": expected}
 
 
+def test_gemini_pro_cannot_turn_thinking_off() -> None:
+    """reasoning_effort 'none' on Gemini 2.5 Pro, which always thinks (a budget of 0 is
+    refused there), is a ValidationError listing the efforts it takes."""
+    with pytest.raises(errors.ValidationError, match=r"'none' is not one of minimal, low"):
+        payload(gemini(), model="gemini-2.5-pro", messages=USER, reasoning_effort="none")
+
+
 def test_gemini_json_object_and_schema() -> None:
     """response_format sets the JSON mime type, with the schema when there is one."""
     plain = payload(

@@ -309,11 +309,18 @@ def _mode(mode: str, name: str | None) -> dict[str, Any]:
 
 
 def _thinking(effort: str, model: str) -> dict[str, Any]:
-    """``reasoning_effort`` as a thinking budget (Gemini 2.x) or a thinking level (later)."""
+    """``reasoning_effort`` as a thinking budget (Gemini 2.x) or a thinking level (later).
+
+    Raises:
+        ValidationError: An effort with no budget, or ``none`` for a Pro model, which
+            cannot turn its thinking off (the API refuses a budget of 0 there).
+    """
     match = _GENERATION.search(model)
     if match is not None and int(match.group(1)) < 3:
         budget = _BUDGETS.get(effort)
         if budget is None:
             raise unknown_effort(effort, _BUDGETS, PROVIDER, model)
+        if budget == 0 and "-pro" in model:
+            raise unknown_effort(effort, [e for e in _BUDGETS if _BUDGETS[e]], PROVIDER, model)
         return {"thinkingBudget": budget}
     return {"thinkingLevel": "minimal" if effort == "none" else effort}
