@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
 from pydantic import BaseModel, Field, SecretStr
@@ -18,6 +18,7 @@ from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.tool import Tool
 
 USER = [{"role": "user", "content": "Hi"}]
+T = TypeVar("T")
 WEATHER = {
     "type": "function",
     "function": {
@@ -301,6 +302,19 @@ def test_pydantic_response_format_becomes_a_json_schema_for_openai() -> None:
     assert out["response_format"]["type"] == "json_schema"
     assert out["response_format"]["json_schema"]["name"] == "City"
     assert out["response_format"]["json_schema"]["schema"]["required"] == ["name", "country"]
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of items of one type."""
+
+    items: list[T]
+
+
+def test_a_generic_model_gets_a_name_the_api_takes() -> None:
+    """A parametrized pydantic class (named 'Page[int]') is sent under a name of letters,
+    digits, _ and -, the only ones a json_schema name may hold."""
+    out = payload(openai(), model="gpt-4o", messages=USER, response_format=Page[int])
+    assert out["response_format"]["json_schema"]["name"] == "Page_int_"
 
 
 def test_anthropic_structured_output_native_or_forced_tool() -> None:
