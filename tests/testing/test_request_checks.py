@@ -194,6 +194,15 @@ def strict_format(schema: dict[str, Any]) -> dict[str, Any]:
 MALFORMED: list[tuple[str, Format, dict[str, Any], str]] = [
     # OpenAI chat completions
     ("oa-no-model", "openai", changed("openai", model=None), "must provide a model"),
+    (
+        "oa-schema-name-pattern",
+        "openai",
+        changed(
+            "openai",
+            response_format={"type": "json_schema", "json_schema": {"name": "Page[int]"}},
+        ),
+        "Invalid 'response_format.json_schema.name': string does not match pattern",
+    ),
     ("oa-no-messages", "openai", changed("openai", messages=None), "'messages'"),
     ("oa-empty-messages", "openai", changed("openai", messages=[]), "empty array"),
     (
