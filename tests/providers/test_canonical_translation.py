@@ -706,3 +706,12 @@ def test_anthropic_constrained_decoding_gets_no_limits_it_cannot_enforce() -> No
     )
     kept = old["tools"][-1]["input_schema"]["properties"]["minimum"]
     assert (kept["minimum"], kept["maximum"]) == (0, 100)
+
+
+def test_anthropic_tool_keeps_its_cache_control() -> None:
+    """A cache_control beside a function tool's function (a cache breakpoint after the tools)
+    goes on the Messages API tool, not lost with the OpenAI wrapper."""
+    cached = {**WEATHER, "cache_control": {"type": "ephemeral"}}
+    out = payload(anthropic(), model="claude-sonnet-4-5", messages=USER, tools=[WEATHER, cached])
+    assert "cache_control" not in out["tools"][0]
+    assert out["tools"][1]["cache_control"] == {"type": "ephemeral"}

@@ -298,12 +298,15 @@ def _source(url: str, part: str) -> dict[str, Any]:
 
 
 def _tool(tool: Any, strict: bool) -> Any:
-    """An OpenAI function tool as a Messages API tool; a native tool unchanged."""
+    """An OpenAI function tool as a Messages API tool (with the ``cache_control`` the tool
+    carries beside its function, a cache breakpoint); a native tool unchanged."""
     function = function_of(tool)
     if function is None:
         return tool
     out = function_name_and_description(function)
     out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
+    if tool.get("cache_control") is not None:
+        out["cache_control"] = tool["cache_control"]
     if strict and function.get("strict"):
         out["strict"] = True
         out["input_schema"] = _closed(out["input_schema"], constrained=True)
