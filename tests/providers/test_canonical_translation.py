@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from lionpride import errors
 from lionpride.services.providers.anthropic_messages import (
@@ -18,6 +18,7 @@ from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.types.tool import Tool
 
 USER = [{"role": "user", "content": "Hi"}]
+T = TypeVar("T")
 WEATHER = {
     "type": "function",
     "function": {
@@ -72,6 +73,22 @@ def test_parameter_without_equivalent_names_itself_and_the_provider(
     """A canonical parameter a provider cannot express is a ValidationError, never dropped."""
     with pytest.raises(errors.ValidationError, match=rf"{name}.*{make().provider}"):
         payload(make(), model=model, messages=USER, **{name: value})
+
+
+def test_anthropic_takes_the_neutral_values_of_what_it_lacks() -> None:
+    """logprobs=False and zero penalties ask for what the Messages API does anyway: they are
+    not sent, while a value that asks for something is still refused."""
+    out = payload(
+        anthropic(),
+        model="claude-sonnet-4-5",
+        messages=USER,
+        logprobs=False,
+        presence_penalty=0,
+        frequency_penalty=0.0,
+    )
+    assert not {"logprobs", "presence_penalty", "frequency_penalty"} & out.keys()
+    with pytest.raises(errors.ValidationError, match=r"presence_penalty.*anthropic"):
+        payload(anthropic(), model="claude-sonnet-4-5", messages=USER, presence_penalty=0.5)
 
 
 @pytest.mark.parametrize("make", [anthropic, gemini, openai])
@@ -287,6 +304,19 @@ def test_pydantic_response_format_becomes_a_json_schema_for_openai() -> None:
     assert out["response_format"]["json_schema"]["schema"]["required"] == ["name", "country"]
 
 
+class Page(BaseModel, Generic[T]):
+    """A page of items of one type."""
+
+    items: list[T]
+
+
+def test_a_generic_model_gets_a_name_the_api_takes() -> None:
+    """A parametrized pydantic class (named 'Page[int]') is sent under a name of letters,
+    digits, _ and -, the only ones a json_schema name may hold."""
+    out = payload(openai(), model="gpt-4o", messages=USER, response_format=Page[int])
+    assert out["response_format"]["json_schema"]["name"] == "Page_int_"
+
+
 def test_anthropic_structured_output_native_or_forced_tool() -> None:
     """Models with structured output get output_config.format; older ones a forced tool whose
     input reads back as the answer's text."""
@@ -345,6 +375,55 @@ def test_anthropic_reasoning_effort(
 
 
 @pytest.mark.parametrize(
+    ("model", "forcing", "named"),
+    [
+        ("claude-sonnet-4-5", {"tool_choice": "required"}, "tool_choice"),
+        (
+            "claude-opus-4-8",
+            {"tool_choice": {"type": "function", "function": WEATHER["function"]}},
+            "tool_choice",
+        ),
+        ("claude-3-7-sonnet-latest", {"response_format": City}, "response_format"),
+    ],
+)
+def test_anthropic_reasoning_effort_with_a_forced_tool_is_refused(
+    model: str, forcing: dict[str, Any], named: str
+) -> None:
+    """Thinking with a tool_choice that forces a tool is refused by the Messages API, so the
+    translation names both instead of sending it."""
+    with pytest.raises(errors.ValidationError, match=rf"reasoning_effort.*{named}.*forces"):
+        payload(
+            anthropic(),
+            model=model,
+            messages=USER,
+            tools=[WEATHER],
+            reasoning_effort="low",
+            **forcing,
+        )
+
+
+def test_anthropic_reasoning_effort_needs_room_for_the_smallest_budget() -> None:
+    """A max_tokens of 1024 or less leaves no room for a thinking budget (at least 1024 and
+    below max_tokens): a ValidationError naming both, not a request the API refuses."""
+    with pytest.raises(errors.ValidationError, match=r"reasoning_effort 'low'.*max_tokens.*100"):
+        payload(
+            anthropic(),
+            model="claude-sonnet-4-5",
+            messages=USER,
+            max_tokens=100,
+            reasoning_effort="low",
+        )
+    out = payload(
+        anthropic(),
+        model="claude-sonnet-4-5",
+        messages=USER,
+        max_tokens=1025,
+        reasoning_effort="low",
+    )
+    assert out["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.mark.parametrize(
     ("model", "effort", "expected"),
     [
         ("gemini-2.5-flash", "none", {"thinkingBudget": 0}),
@@ -356,6 +435,13 @@ def test_gemini_reasoning_effort(model: str, effort: str, expected: dict[str, An
     """reasoning_effort is a thinking budget on Gemini 2.x, a thinking level later."""
     out = payload(gemini(), model=model, messages=USER, reasoning_effort=effort)
     assert out["generationConfig"] == {"thinkingConfig": expected}
+
+
+def test_gemini_pro_cannot_turn_thinking_off() -> None:
+    """reasoning_effort 'none' on Gemini 2.5 Pro, which always thinks (a budget of 0 is
+    refused there), is a ValidationError listing the efforts it takes."""
+    with pytest.raises(errors.ValidationError, match=r"'none' is not one of minimal, low"):
+        payload(gemini(), model="gemini-2.5-pro", messages=USER, reasoning_effort="none")
 
 
 def test_gemini_json_object_and_schema() -> None:
@@ -491,3 +577,141 @@ def test_anthropic_mid_conversation_system_sits_behind_the_user_turn(
     assert [m["role"] for m in out["messages"]] == roles
     assert out["messages"][0]["content"] == user_turn
     assert "system" not in out
+
+
+def test_anthropic_system_parts_keep_their_cache_control() -> None:
+    """A leading system message's text part with cache_control becomes a system block that
+    keeps it (after a native system prompt), instead of text that loses the cache breakpoint."""
+    cached = {"type": "text", "text": "Long rules.", "cache_control": {"type": "ephemeral"}}
+    messages = [
+        {"role": "system", "content": [cached]},
+        {"role": "developer", "content": "Be terse."},
+        *USER,
+    ]
+    out = payload(anthropic(), model="claude-sonnet-4-5", messages=messages, system="Native.")
+    assert out["system"] == [
+        {"type": "text", "text": "Native."},
+        cached,
+        {"type": "text", "text": "Be terse."},
+    ]
+    plain = payload(anthropic(), model="claude-sonnet-4-5", messages=messages[1:])
+    assert plain["system"] == "Be terse."
+
+
+def test_gemini_tool_result_media_follow_the_function_responses() -> None:
+    """An image in a tool message goes in a user turn behind the turn of function responses
+    (every result still in that one turn), instead of being dropped for its text."""
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}}
+    calls = [
+        {"id": f"c{i}", "type": "function", "function": {"name": "snap", "arguments": "{}"}}
+        for i in (1, 2)
+    ]
+    messages = [
+        *USER,
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "a"}, image]},
+        {"role": "tool", "tool_call_id": "c2", "content": "b"},
+        {"role": "user", "content": "Compare them."},
+    ]
+    contents = payload(gemini(), model="gemini-2.5-flash", messages=messages)["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user", "user", "user"]
+    assert [p["functionResponse"]["response"] for p in contents[2]["parts"]] == [
+        {"content": "a"},
+        {"content": "b"},
+    ]
+    assert contents[3]["parts"] == [{"inlineData": {"mimeType": "image/png", "data": "iVBORw0K"}}]
+    assert contents[4]["parts"] == [{"text": "Compare them."}]
+
+
+@pytest.mark.parametrize("make", [anthropic, gemini])
+def test_assistant_refusal_part_is_sent_as_text(make: Any) -> None:
+    """An assistant content part of type refusal (as OpenAI writes a refusal) is sent as text,
+    not as a part the provider does not know."""
+    refusal = {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]}
+    messages = [*USER, refusal, {"role": "user", "content": "Why?"}]
+    out = payload(make(), model="m-1", messages=messages)
+    if make is anthropic:
+        assert out["messages"][1]["content"] == [{"type": "text", "text": "I can't."}]
+    else:
+        assert out["contents"][1] == {"role": "model", "parts": [{"text": "I can't."}]}
+
+
+@pytest.mark.parametrize("make", [anthropic, gemini])
+@pytest.mark.parametrize(
+    ("request_part", "named"),
+    [
+        ({"stop": 5}, "stop"),
+        ({"messages": [*USER, {"role": "assistant", "tool_calls": {"id": "c1"}}]}, "tool_calls"),
+        ({"messages": [*USER, {"role": "assistant", "tool_calls": ["c1"]}]}, "tool_calls"),
+        ({"messages": [{"role": "user", "content": [{"type": "file", "file": "a.pdf"}]}]}, "file"),
+    ],
+)
+def test_malformed_canonical_fields_are_validation_errors(
+    make: Any, request_part: dict[str, Any], named: str
+) -> None:
+    """A canonical field of the wrong shape is a ValidationError naming it, never a bare
+    TypeError or AttributeError out of the translation."""
+    request = {"model": "m-1", "messages": USER, **request_part}
+    with pytest.raises(errors.ValidationError, match=rf"\b{named}\b must be"):
+        payload(make(), **request)
+
+
+@pytest.mark.parametrize(
+    ("make", "choice"),
+    [(anthropic, "any"), (gemini, "any"), (gemini, {"type": "any"})],
+)
+def test_a_tool_choice_of_no_known_form_is_named_with_its_value(make: Any, choice: Any) -> None:
+    """A tool_choice the translation cannot read is a ValidationError that shows the value,
+    not 'unknown parameter tool_choice' or a complaint about its type."""
+    with pytest.raises(errors.ValidationError, match=r"tool_choice.*'any'"):
+        payload(make(), model="m-1", messages=USER, tools=[WEATHER], tool_choice=choice)
+
+
+@pytest.mark.parametrize("make", [anthropic, gemini])
+def test_a_speaker_name_is_refused_where_the_api_has_none(make: Any) -> None:
+    """A message's name (who speaks) has no field in the Messages or Gemini API: a
+    ValidationError naming the message, not a name silently left out."""
+    messages = [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Yo", "name": "bo"}]
+    with pytest.raises(errors.ValidationError, match=rf"messages\[1\]\.name.*{make().provider}"):
+        payload(make(), model="m-1", messages=messages)
+
+
+class Reading(BaseModel):
+    """A bounded reading, with a field named like a schema keyword."""
+
+    minimum: int = Field(ge=0, le=100, description="Lowest value.")
+    tags: list[str] = Field(min_length=2)
+
+
+def test_anthropic_constrained_decoding_gets_no_limits_it_cannot_enforce() -> None:
+    """Native structured output and strict tools carry no minimum, maximum or minItems above
+    1 (the API refuses them there): they move into the description; a forced tool keeps them."""
+    strict_tool = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    strict_tool["function"]["parameters"] = Reading.model_json_schema()
+    native = payload(
+        anthropic(),
+        model="claude-sonnet-4-5",
+        messages=USER,
+        response_format=Reading,
+        tools=[strict_tool],
+    )
+    for schema in (native["output_config"]["format"]["schema"], native["tools"][0]["input_schema"]):
+        field = schema["properties"]["minimum"]
+        assert "minimum" not in field and "maximum" not in field
+        assert field["description"] == "Lowest value.\n\n{maximum: 100, minimum: 0}"
+        assert "minItems" not in schema["properties"]["tags"]
+        assert schema["properties"]["tags"]["description"] == "{minItems: 2}"
+    old = payload(
+        anthropic(), model="claude-3-7-sonnet-latest", messages=USER, response_format=Reading
+    )
+    kept = old["tools"][-1]["input_schema"]["properties"]["minimum"]
+    assert (kept["minimum"], kept["maximum"]) == (0, 100)
+
+
+def test_anthropic_tool_keeps_its_cache_control() -> None:
+    """A cache_control beside a function tool's function (a cache breakpoint after the tools)
+    goes on the Messages API tool, not lost with the OpenAI wrapper."""
+    cached = {**WEATHER, "cache_control": {"type": "ephemeral"}}
+    out = payload(anthropic(), model="claude-sonnet-4-5", messages=USER, tools=[WEATHER, cached])
+    assert "cache_control" not in out["tools"][0]
+    assert out["tools"][1]["cache_control"] == {"type": "ephemeral"}

@@ -149,6 +149,21 @@ async def test_native_request_passes_through_unchanged(fake_provider: FakeProvid
     assert fake_provider.requests[-1].body == {"model": "gpt-5", **body}
 
 
+async def test_canonical_defaults_of_the_model_go_with_a_native_request(
+    fake_provider: FakeProvider,
+) -> None:
+    """A model made with max_tokens and reasoning_effort sends them under their Responses
+    names with a native input too, instead of refusing max_tokens as unknown."""
+    async with model_for(fake_provider, max_tokens=100, reasoning_effort="low") as model:
+        await model.invoke(input="hi")
+    assert fake_provider.requests[-1].body == {
+        "model": "gpt-5",
+        "input": "hi",
+        "max_output_tokens": 100,
+        "reasoning": {"effort": "low"},
+    }
+
+
 async def test_tool_loop_with_reasoning_replay(fake_provider: FakeProvider) -> None:
     """A forced call's reasoning items are replayed before the call, then the tool result."""
     first_turn = [{"role": "user", "content": "Weather in Paris?"}]

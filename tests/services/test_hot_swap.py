@@ -121,3 +121,39 @@ async def test_registry_swap_runs_the_same_tool_loop(
     assert second.response.parsed == Dish(dish="Fries", vegetable="potato")
     assert model.backend.provider == provider
     await registry.aclose()
+
+
+@pytest.mark.parametrize("answering", list(MODELS))
+async def test_an_empty_answer_goes_back_to_every_provider(
+    answering: str, fake_provider: FakeProvider, trio: list[iModel]
+) -> None:
+    """An empty answer's to_message() (no text, no tool call) is taken back by every provider:
+    not a null content OpenAI refuses, nor an empty turn Anthropic and Gemini refuse."""
+    fake_provider.script(Reply(text=""), path=PATHS[answering])
+    question = {"role": "user", "content": "Hi"}
+    first = await dict(zip(MODELS, trio, strict=True))[answering].invoke(messages=[question])
+    turn = first.response.to_message()
+    assert turn == {"role": "assistant", "content": ""}
+    for model in trio:
+        follow_up = [question, turn, {"role": "user", "content": "Go on."}]
+        calling = await model.invoke(messages=follow_up)
+        assert calling.response.data
+
+
+@pytest.mark.parametrize("first", ["openai", "anthropic"])
+async def test_a_tool_loop_begun_elsewhere_goes_on_on_gemini_3(
+    first: str, fake_provider: FakeProvider
+) -> None:
+    """A function call another provider made carries the stand-in thought signature the
+    Gemini docs give, which Gemini 3 requires on a step's first call of the current turn."""
+    call = {"name": "get_recipe", "arguments": {"dish": "fries"}}
+    fake_provider.script(Reply(tool_calls=[call]), path=PATHS[first])
+    async with model_for(first, fake_provider) as model:
+        turn = (await model.invoke(**REQUEST)).response.to_message()
+    result = {"role": "tool", "tool_call_id": turn["tool_calls"][0]["id"], "content": "Fry."}
+    messages = [*REQUEST["messages"], turn, result]
+    async with model_on(fake_provider, "gemini", model="gemini-3-flash-preview") as gemini:
+        answer = await gemini.invoke(messages=messages, tools=REQUEST["tools"])
+    assert answer.response.data
+    sent = fake_provider.requests[-1].body["contents"][1]["parts"]
+    assert sent[0]["thoughtSignature"] == "skip_thought_signature_validator"

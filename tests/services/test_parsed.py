@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -11,6 +12,8 @@ from tests.conftest import model_on
 
 from lionpride import errors
 from lionpride.services.imodel import iModel
+from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.types.response import NormalizedResponse
 from lionpride.testing import FakeProvider, Reply
 
 PROVIDERS = ["openai", "anthropic", "gemini"]
@@ -131,3 +134,30 @@ async def test_anthropic_model_without_structured_output_answers_through_a_tool(
     assert sent["tool_choice"] == {"type": "tool", "name": "lionpride_structured_output"}
     assert response is not None and response.tool_calls == []
     assert response.parsed == City(**answer)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_error_hooks_see_a_misfit_and_their_answer_is_validated(
+    streaming: bool, fake_provider: FakeProvider
+) -> None:
+    """An answer that does not validate reaches the ErrorHandling hooks in a call as in a
+    stream, and the response a hook gives back is validated into parsed in both."""
+    seen: list[BaseException] = []
+
+    def repair(event: object, **kw: Any) -> NormalizedResponse:
+        seen.append(kw["error"])
+        return NormalizedResponse(data=GOOD)
+
+    fake_provider.script(Reply(text="```json\nnot quite```"))
+    hooks = HookRegistry({HookPhase.ErrorHandling: repair})
+    async with model_on(
+        fake_provider, "openai", model=MODELS["openai"], retry_config=None, hook_registry=hooks
+    ) as model:
+        if streaming:
+            chunks = [c async for c in model.invoke_stream(messages=ASK, response_format=City)]
+            response = chunks[-1].response
+        else:
+            response = (await model.invoke(messages=ASK, response_format=City)).response
+    assert [type(error) for error in seen] == [errors.OutputValidationError]
+    assert response is not None
+    assert response.parsed == City(name="Mexico City", country="Mexico")

@@ -196,6 +196,15 @@ def strict_format(schema: dict[str, Any]) -> dict[str, Any]:
 MALFORMED: list[tuple[str, Format, dict[str, Any], str]] = [
     # OpenAI chat completions
     ("oa-no-model", "openai", changed("openai", model=None), "must provide a model"),
+    (
+        "oa-schema-name-pattern",
+        "openai",
+        changed(
+            "openai",
+            response_format={"type": "json_schema", "json_schema": {"name": "Page[int]"}},
+        ),
+        "Invalid 'response_format.json_schema.name': string does not match pattern",
+    ),
     ("oa-no-messages", "openai", changed("openai", messages=None), "'messages'"),
     ("oa-empty-messages", "openai", changed("openai", messages=[]), "empty array"),
     (
@@ -797,6 +806,31 @@ def test_interleaved_thinking_lets_the_budget_exceed_max_tokens() -> None:
     assert check_request("anthropic", body) is not None
     headers = {"anthropic-beta": "interleaved-thinking-2025-05-14"}
     assert check_request("anthropic", body, "/v1/messages", headers) is None
+
+
+def test_anthropic_constrained_decoding_refuses_limits_it_has_no_grammar_for() -> None:
+    """A minimum in a structured-output schema or a maxLength in a strict tool is refused, as
+    the API refuses them; the same limits in a plain tool, and minItems 1, pass."""
+    bounded = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0}, "tags": {"type": "array"}},
+    }
+    structured = changed(
+        "anthropic", output_config={"format": {"type": "json_schema", "schema": bounded}}
+    )
+    rejection = check_request("anthropic", structured)
+    assert rejection is not None
+    assert rejection.message == (
+        "output_config.format.schema: For 'integer' type, property 'minimum' is not supported"
+    )
+    named = {"type": "object", "properties": {"s": {"type": "string", "maxLength": 9}}}
+    tool = {"name": "f", "input_schema": named, "strict": True}
+    rejection = check_request("anthropic", changed("anthropic", tools=[tool]))
+    assert rejection is not None and "property 'maxLength' is not supported" in rejection.message
+    loose = {"name": "f", "input_schema": bounded}
+    assert check_request("anthropic", changed("anthropic", tools=[loose])) is None
+    bounded["properties"] = {"tags": {"type": "array", "minItems": 1}}
+    assert check_request("anthropic", structured) is None
 
 
 # -- Gemini 3 thought signatures ---------------------------------------------------------------

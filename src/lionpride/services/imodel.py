@@ -738,16 +738,25 @@ class iModel(Element):
                 # As for invoke: a hook may answer for the failed backend (the stream then
                 # ends with a final chunk carrying its response).
                 recovered = await calling._run_error_hooks(hooks, exc)
+            failure: Exception = exc
+            if recovered is not None:
+                try:  # what a hook answers is validated, as invoke does
+                    recovered = calling.parse_output(recovered)
+                except errors.OutputValidationError as invalid:
+                    failure, recovered = invalid, None
             if recovered is None:
-                ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
+                ex.status, ex.error = EventStatus.FAILED, failure
+                ex.retryable = retryable(failure)
                 if next_index:
                     # Failed after content came: the provider has read the prompt and
                     # written part of an answer, and counted them; with no usage reported,
                     # the reservation stays spent rather than letting the client run ahead.
                     used = calling.reserved_tokens
                 await self._stream_ended(calling, reservation, used, start)
-                exc.calling = calling  # type: ignore[attr-defined]
-                raise
+                failure.calling = calling  # type: ignore[attr-defined]
+                if failure is exc:
+                    raise
+                raise failure from exc  # the hook's answer to exc did not validate
             ex.response = recovered
             used = calling._tokens_used()
             final = StreamChunk(index=next_index, is_final=True, response=recovered)

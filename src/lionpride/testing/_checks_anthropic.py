@@ -44,6 +44,14 @@ _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _SERVER_TOOL = re.compile(r"^[a-z][a-z0-9_]*_\d{8}$")  # e.g. web_search_20250305
 _FORCING = ("any", "tool")
 _MIN_BUDGET = 1024
+# What constrained decoding (output_config.format, strict tools) refuses in a schema, by type.
+_NUMBER_LIMITS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+_NO_GRAMMAR = {
+    "integer": _NUMBER_LIMITS,
+    "number": _NUMBER_LIMITS,
+    "string": ("minLength", "maxLength"),
+    "array": ("maxItems", "uniqueItems"),
+}
 
 
 def check_anthropic(body: dict[str, Any], betas: str = "") -> None:
@@ -70,6 +78,10 @@ def check_anthropic(body: dict[str, Any], betas: str = "") -> None:
         _check_message(message, i, last=i == len(messages) - 1)
     _check_system(body.get("system"))
     _check_tools(body.get("tools"))
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if isinstance(fmt, dict):
+        _check_grammar(fmt.get("schema"), "output_config.format.schema")
     _check_tool_choice(body.get("tool_choice"))
     _check_thinking(body, messages, interleaved="interleaved-thinking" in betas)
     _check_tool_pairs(messages)
@@ -250,6 +262,30 @@ def _check_tools(tools: Any) -> None:
         if name in names:
             raise Rejected(f"tools: Tool names must be unique, {name!r} appears twice")
         names.append(name)
+        if tool.get("strict") is True:
+            _check_grammar(schema, f"{where}.custom.input_schema")
+
+
+def _check_grammar(schema: Any, where: str) -> None:
+    """Refuse a limit that constrained decoding has no grammar for, anywhere in ``schema``."""
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    refused = _NO_GRAMMAR.get(kind, ()) if isinstance(kind, str) else ()
+    if kind == "array" and schema.get("minItems", 0) not in (0, 1):
+        refused = (*refused, "minItems")
+    for key in refused:
+        if key in schema:
+            raise Rejected(f"{where}: For '{kind}' type, property '{key}' is not supported")
+    nested: list[Any] = [schema.get("items"), schema.get("additionalProperties")]
+    for key in ("properties", "$defs", "definitions"):
+        if isinstance(schema.get(key), dict):
+            nested += schema[key].values()
+    for key in ("anyOf", "allOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            nested += schema[key]
+    for sub in nested:
+        _check_grammar(sub, where)
 
 
 def _tag(value: Any, where: str, allowed: tuple[str, ...]) -> Any:

@@ -241,15 +241,7 @@ def _check_tool(tool: Any, where: str) -> None:
     name = inner.get("name")
     if name is None:
         raise _missing(f"{where}.{kind}.name")
-    _expect(name, str, f"{where}.{kind}.name")
-    if not _NAME.match(name):
-        raise Rejected(
-            f"Invalid '{where}.{kind}.name': string does not match pattern. Expected a string "
-            f"that matches the pattern '^[a-zA-Z0-9_-]+$' of at most 64 characters, got "
-            f"{name!r}.",
-            param=f"{where}.{kind}.name",
-            code="invalid_value",
-        )
+    _check_name(name, f"{where}.{kind}.name")
     parameters = inner.get("parameters") if kind == "function" else None
     if parameters is not None:
         _expect(parameters, dict, f"{where}.function.parameters")
@@ -287,6 +279,18 @@ def _check_tool_choice(choice: Any, has_tools: bool) -> None:
         )
 
 
+def _check_name(name: Any, where: str) -> None:
+    """A function's or a schema's name: letters, digits, ``_`` and ``-``, at most 64."""
+    _expect(name, str, where)
+    if not _NAME.match(name):
+        raise Rejected(
+            f"Invalid '{where}': string does not match pattern. Expected a string that "
+            f"matches the pattern '^[a-zA-Z0-9_-]+$' of at most 64 characters, got {name!r}.",
+            param=where,
+            code="invalid_value",
+        )
+
+
 def _check_response_format(value: Any, messages: list[dict[str, Any]]) -> None:
     if value is None:
         return
@@ -299,6 +303,7 @@ def _check_response_format(value: Any, messages: list[dict[str, Any]]) -> None:
         _expect(spec, dict, "response_format.json_schema")
         if spec.get("name") is None:
             raise _missing("response_format.json_schema.name")
+        _check_name(spec["name"], "response_format.json_schema.name")
         if spec.get("schema") is not None:
             _expect(spec["schema"], dict, "response_format.json_schema.schema")
         if spec.get("strict") is True:

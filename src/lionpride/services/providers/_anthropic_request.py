@@ -12,6 +12,7 @@ request already in the Messages format comes out as it went in.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -21,14 +22,17 @@ from lionpride.services.providers._canonical import (
     call_arguments,
     choice_of,
     data_url,
+    file_of,
     function_name_and_description,
     function_of,
     image_url_of,
     json_schema_of,
     no_equivalent,
     own_state,
+    speaker_name,
     stop_list,
     text_of,
+    tool_calls_of,
     unknown_effort,
 )
 
@@ -42,6 +46,9 @@ STRUCTURED_OUTPUT_TOOL = "lionpride_structured_output"
 
 #: ``max_tokens`` sent when the request does not say (the API requires it).
 DEFAULT_MAX_TOKENS = 4096
+
+#: The smallest thinking budget the API takes.
+_MIN_BUDGET = 1024
 
 #: Thinking budgets for ``reasoning_effort`` on models that take a budget, not an effort.
 _BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
@@ -98,15 +105,11 @@ def messages_request(request: dict[str, Any]) -> dict[str, Any]:
             )
         if system:
             native = out.get("system")
-            if native:
-                blocks = [{"type": "text", "text": native}] if isinstance(native, str) else native
-                out["system"] = [*blocks, {"type": "text", "text": system}]
-            else:
-                out["system"] = system
+            out["system"] = [*_blocks(native), *_blocks(system)] if native else system
     for key in _NO_EQUIVALENT.intersection(out):
-        if out[key] is not None:
+        value = out.pop(key)
+        if value is not None and (key not in _AS_IF_ABSENT or value != _AS_IF_ABSENT[key]):
             raise no_equivalent(key, PROVIDER)
-        del out[key]
     if (budget := out.pop("max_completion_tokens", None)) is not None:
         out.setdefault("max_tokens", budget)
     if (stop := out.pop("stop", None)) is not None:
@@ -139,34 +142,43 @@ _NO_EQUIVALENT = OPENAI_ONLY | {
     "top_logprobs",
 }
 
+#: Values of those that ask for nothing (the API's own behaviour): sent as if absent.
+_AS_IF_ABSENT: dict[str, Any] = {"presence_penalty": 0, "frequency_penalty": 0, "logprobs": False}
 
-def _turns(messages: list[Any], inline: bool) -> tuple[str, list[dict[str, Any]]]:
-    """The leading system text and the user/assistant turns of canonical ``messages``.
+
+def _turns(
+    messages: list[Any], inline: bool
+) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    """The leading system prompt and the user/assistant turns of canonical ``messages``.
 
     A later system message goes directly behind the user turn it comes with: as a
     ``{"role": "system"}`` entry where the model takes one (``inline``), else as text at the
     end of that user turn.
     """
-    system: list[str] = []
+    system: list[Any] = []  # the leading system messages' contents
     turns: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []  # later system messages, placed behind a user turn
-    for msg in messages:
+    for index, msg in enumerate(messages):
         if not isinstance(msg, dict):
             turns.append(msg)  # not a message: the API says what is wrong with it
             continue
+        speaker_name(msg, index, PROVIDER)
         role = msg.get("role")
         content = msg.get("content")
         if role in ("system", "developer"):
             if turns:
                 waiting.append({"role": "system", "content": content})
             else:
-                system.append(text_of(content))
+                system.append(content)
             continue
         if role == "assistant":
+            answer = _assistant(msg)
+            if not answer:
+                continue  # an empty answer: the API takes no empty turn, and it says nothing
             if waiting and turns[-1].get("role") == "user":
                 _place(turns, waiting, inline)
                 waiting = []
-            _add(turns, "assistant", _assistant(msg))
+            _add(turns, "assistant", answer)
         elif role == "user":
             _add(turns, "user", _parts(content))
         elif role == "tool":
@@ -180,7 +192,21 @@ def _turns(messages: list[Any], inline: bool) -> tuple[str, list[dict[str, Any]]
             turns.append(msg)  # a role the API may know: it answers for it
     if waiting:
         _place(turns, waiting, inline)
-    return "\n\n".join(system), turns
+    return _system_prompt(system), turns
+
+
+def _system_prompt(contents: list[Any]) -> str | list[dict[str, Any]]:
+    """The leading system messages as one text, or as their text blocks when a block carries
+    more than its text (``cache_control``), which one text would lose."""
+    blocks = [
+        block
+        for content in contents
+        for block in _blocks(content)
+        if isinstance(block, dict) and block.get("type") == "text"
+    ]
+    if any(block.keys() - {"type", "text"} for block in blocks):
+        return blocks
+    return "\n\n".join(text_of(content) for content in contents)
 
 
 def _place(turns: list[dict[str, Any]], waiting: list[dict[str, Any]], inline: bool) -> None:
@@ -211,7 +237,7 @@ def _blocks(content: Any) -> list[Any]:
 def _assistant(msg: dict[str, Any]) -> Any:
     """An assistant message's content: replayed thinking, text, then ``tool_use`` blocks."""
     content = msg.get("content")
-    calls = msg.get("tool_calls")
+    calls = tool_calls_of(msg)
     state = own_state(msg, PROVIDER)
     if not calls and state is None and isinstance(content, str):
         return content
@@ -221,12 +247,12 @@ def _assistant(msg: dict[str, Any]) -> Any:
             blocks.append({"type": "text", "text": part.get("refusal", "")})
         else:
             blocks.append(part)
-    for call in calls or ():
+    for call in calls:
         blocks.append(
             {
                 "type": "tool_use",
                 "id": call.get("id"),
-                "name": (call.get("function") or {}).get("name"),
+                "name": call["function"].get("name"),
                 "input": call_arguments(call),
             }
         )
@@ -245,7 +271,7 @@ def _part(part: Any) -> Any:
     if kind == "image_url":
         return {"type": "image", "source": _source(image_url_of(part), "image_url")}
     if kind == "file":
-        file = part.get("file") or {}
+        file = file_of(part)
         data = file.get("file_data")
         if not isinstance(data, str):
             raise no_equivalent(
@@ -272,14 +298,18 @@ def _source(url: str, part: str) -> dict[str, Any]:
 
 
 def _tool(tool: Any, strict: bool) -> Any:
-    """An OpenAI function tool as a Messages API tool; a native tool unchanged."""
+    """An OpenAI function tool as a Messages API tool (with the ``cache_control`` the tool
+    carries beside its function, a cache breakpoint); a native tool unchanged."""
     function = function_of(tool)
     if function is None:
         return tool
     out = function_name_and_description(function)
     out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
+    if tool.get("cache_control") is not None:
+        out["cache_control"] = tool["cache_control"]
     if strict and function.get("strict"):
         out["strict"] = True
+        out["input_schema"] = _closed(out["input_schema"], constrained=True)
     return out
 
 
@@ -298,38 +328,84 @@ def _structured(out: dict[str, Any], fmt: Any, model: str) -> None:
         raise no_equivalent(
             "response_format json_object", PROVIDER, "give a json_schema response_format"
         )
-    schema = _closed(spec["schema"])
     if _native_structured(model):
         config = {**(out.get("output_config") or {})}
+        schema = _closed(spec["schema"], constrained=True)
         config["format"] = {"type": "json_schema", "schema": schema}
         out["output_config"] = config
         return
     tool = {
         "name": STRUCTURED_OUTPUT_TOOL,
         "description": "Give the answer as this tool's input.",
-        "input_schema": schema,
+        "input_schema": _closed(spec["schema"], constrained=False),
     }
     out["tools"] = [*(out.get("tools") or ()), tool]
     out["tool_choice"] = {"type": "tool", "name": STRUCTURED_OUTPUT_TOOL}
 
 
-def _closed(schema: Any) -> Any:
+#: Limits that constrained decoding (native structured output, strict tools) cannot enforce:
+#: the API refuses a schema with them ("property 'minimum' is not supported").
+_UNENFORCED = frozenset(
+    {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
+     "maxLength", "maxItems", "uniqueItems", "minProperties", "maxProperties"}
+)  # fmt: skip
+#: Where a schema holds further schemas: one, a map of them, or a list of them.
+_SUBSCHEMA = ("items", "not", "additionalProperties", "contains")
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+_SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
+
+
+def _closed(schema: Any, *, constrained: bool) -> Any:
     """The schema with ``additionalProperties: false`` on every object that does not say
-    (structured output requires closed objects)."""
-    if isinstance(schema, list):
-        return [_closed(item) for item in schema]
+    (structured output requires closed objects).
+
+    For constrained decoding (``constrained``), the limits it cannot enforce move into the
+    schema's description, where the model still reads them (a pydantic ``response_format``
+    is validated against them on the way back).
+    """
     if not isinstance(schema, dict):
         return schema
-    out = {key: _closed(value) for key, value in schema.items()}
+    out: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: _closed(sub, constrained=constrained) for name, sub in value.items()}
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            out[key] = [_closed(sub, constrained=constrained) for sub in value]
+        elif key in _SUBSCHEMA:
+            out[key] = _closed(value, constrained=constrained)
+        elif constrained and (key in _UNENFORCED or (key == "minItems" and value not in (0, 1))):
+            limits[key] = value
+        else:
+            out[key] = value
     if out.get("type") == "object" and "additionalProperties" not in out:
         out["additionalProperties"] = False
+    if limits:
+        note = "{" + ", ".join(f"{key}: {json.dumps(value)}" for key, value in limits.items()) + "}"
+        described = out.get("description")
+        out["description"] = f"{described}\n\n{note}" if described else note
     return out
 
 
 def _thinking(out: dict[str, Any], effort: str, model: str) -> None:
-    """``reasoning_effort`` as adaptive thinking with an effort, or as a thinking budget."""
+    """``reasoning_effort`` as adaptive thinking with an effort, or as a thinking budget.
+
+    Raises:
+        ValidationError: A ``tool_choice`` that forces a tool (or a ``response_format`` made
+            a forced tool), or a ``max_tokens`` with no room for the smallest budget: the
+            Messages API refuses thinking with either.
+    """
     if effort == "none":
         return
+    choice = out.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        forcing = "tool_choice"
+        if choice.get("name") == STRUCTURED_OUTPUT_TOOL:
+            forcing = f"response_format (a forced tool for {model})"
+        raise errors.ValidationError(
+            f"anthropic: reasoning_effort {effort!r} cannot go with a {forcing} that forces "
+            "a tool call: the Messages API refuses thinking when tool_choice forces tool use"
+        )
     if _adaptive(model):
         out["thinking"] = {"type": "adaptive"}
         config = {**(out.get("output_config") or {})}
@@ -340,6 +416,12 @@ def _thinking(out: dict[str, Any], effort: str, model: str) -> None:
     if budget is None:
         raise unknown_effort(effort, ["none", *_BUDGETS], PROVIDER, model)
     limit = out.get("max_tokens") or DEFAULT_MAX_TOKENS
+    if limit <= _MIN_BUDGET:
+        raise errors.ValidationError(
+            f"anthropic: reasoning_effort {effort!r} needs max_tokens above {_MIN_BUDGET} for "
+            f"{model} (thinking takes a budget of at least {_MIN_BUDGET} tokens, within "
+            f"max_tokens), got max_tokens={limit}"
+        )
     if budget >= limit:
-        budget = max(1024, limit // 2)
+        budget = max(_MIN_BUDGET, limit // 2)
     out["thinking"] = {"type": "enabled", "budget_tokens": budget}

@@ -18,14 +18,17 @@ __all__ = [
     "call_arguments",
     "choice_of",
     "data_url",
+    "file_of",
     "function_name_and_description",
     "function_of",
     "image_url_of",
     "json_schema_of",
     "no_equivalent",
     "own_state",
+    "speaker_name",
     "stop_list",
     "text_of",
+    "tool_calls_of",
     "unknown_effort",
 ]
 
@@ -51,6 +54,20 @@ def no_equivalent(name: str, provider: str, hint: str = "") -> errors.Validation
     """The error for a canonical parameter ``provider`` cannot express."""
     extra = f"; {hint}" if hint else ""
     return errors.ValidationError(f"{name!r} has no equivalent in the {provider} API{extra}")
+
+
+def speaker_name(message: dict[str, Any], index: int, provider: str) -> None:
+    """Refuse a message's ``name`` (who speaks), which ``provider`` has no field for.
+
+    Raises:
+        ValidationError: The message has a ``name``.
+    """
+    if message.get("name") and message.get("role") != "tool":
+        raise no_equivalent(
+            f"messages[{index}].name",
+            provider,
+            "it has no participant names; say who speaks in the content",
+        )
 
 
 def unknown_effort(effort: str, choices: Any, provider: str, model: str) -> errors.ValidationError:
@@ -102,7 +119,7 @@ def data_url(url: str) -> tuple[str, str] | None:
 
 def call_arguments(call: dict[str, Any]) -> dict[str, Any]:
     """The arguments of an assistant ``tool_calls`` entry as a dict."""
-    return parse_arguments((call.get("function") or {}).get("arguments"))
+    return parse_arguments(call["function"].get("arguments"))
 
 
 def function_of(tool: Any) -> dict[str, Any] | None:
@@ -126,9 +143,17 @@ def choice_of(choice: Any) -> tuple[str, str | None] | None:
     """A canonical ``tool_choice`` as ``(mode, function name)``; ``None`` for a native one.
 
     Modes are ``auto``, ``none``, ``required`` and ``function`` (with the name).
+
+    Raises:
+        ValidationError: A string that is none of the modes (no API takes another).
     """
     if choice in ("auto", "none", "required"):
         return str(choice), None
+    if isinstance(choice, str):
+        raise errors.ValidationError(
+            "tool_choice must be 'auto', 'none', 'required' or "
+            f"{{'type': 'function', 'function': {{'name': ...}}}}, got {choice!r:.80}"
+        )
     function = function_of(choice)
     if function is not None:
         return "function", str(function.get("name") or "")
@@ -164,5 +189,45 @@ def json_schema_of(response_format: Any, provider: str) -> dict[str, Any] | None
 
 
 def stop_list(stop: Any) -> list[str]:
-    """``stop`` (one string or a list) as a list."""
-    return [stop] if isinstance(stop, str) else list(stop)
+    """``stop`` (one string or a list) as a list.
+
+    Raises:
+        ValidationError: ``stop`` is neither a string nor a list of strings.
+    """
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list | tuple) and all(isinstance(item, str) for item in stop):
+        return list(stop)
+    raise errors.ValidationError(f"stop must be a string or a list of strings, got {stop!r:.80}")
+
+
+def tool_calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``tool_calls`` of an assistant message (an empty list for none).
+
+    Raises:
+        ValidationError: ``tool_calls`` is not a list of tool calls with a ``function``
+            object each.
+    """
+    calls = message.get("tool_calls") or []
+    if isinstance(calls, list) and all(
+        isinstance(call, dict) and isinstance(call.get("function"), dict) for call in calls
+    ):
+        return calls
+    raise errors.ValidationError(
+        "an assistant message's tool_calls must be a list of "
+        f"{{'id', 'type': 'function', 'function': {{...}}}} objects, got {calls!r:.80}"
+    )
+
+
+def file_of(part: dict[str, Any]) -> dict[str, Any]:
+    """The ``file`` object of a ``file`` part.
+
+    Raises:
+        ValidationError: ``file`` is not an object.
+    """
+    file = part.get("file") or {}
+    if not isinstance(file, dict):
+        raise errors.ValidationError(
+            f"a file part's file must be an object with file_data or file_id, got {file!r:.80}"
+        )
+    return file

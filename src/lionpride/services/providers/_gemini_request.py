@@ -3,8 +3,10 @@
 System and developer messages become ``systemInstruction``; ``assistant`` turns become
 ``model`` turns with ``functionCall`` parts, and ``tool`` messages ``functionResponse`` parts
 (named after the call they answer; consecutive results share one turn, as the API wants one
-response per call of the turn before). Ids go back on calls and responses only where the API
-issued them; thought signatures go back on the parts they came with. ``image_url``, ``file``
+response per call of the turn before; their images and files follow in a user turn of their
+own, as a function response holds only JSON). Ids go back on calls and responses only where
+the API issued them; thought signatures go back on the parts they came with, and a call Gemini
+did not make gets the documented stand-in where Gemini 3 requires one. ``image_url``, ``file``
 and ``input_audio`` parts become ``inlineData`` (``data:`` URLs) or ``fileData`` (other URLs).
 Sampling parameters, ``response_format`` and ``reasoning_effort`` go into
 ``generationConfig``; ``tools`` into ``functionDeclarations`` with the full JSON Schema in
@@ -24,14 +26,17 @@ from lionpride.services.providers._canonical import (
     call_arguments,
     choice_of,
     data_url,
+    file_of,
     function_name_and_description,
     function_of,
     image_url_of,
     json_schema_of,
     no_equivalent,
     own_state,
+    speaker_name,
     stop_list,
     text_of,
+    tool_calls_of,
     unknown_effort,
 )
 
@@ -59,6 +64,9 @@ _BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 2457
 
 _GENERATION = re.compile(r"gemini-(\d+)(?:\.(\d+))?")
 
+#: The thought signature the Gemini docs give for a function call Gemini did not make.
+_NO_SIGNATURE = "skip_thought_signature_validator"
+
 
 def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
     """The ``generateContent`` request (plus ``model``) for a canonical or native one.
@@ -72,7 +80,7 @@ def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
     if messages is not None:
         if out.get("contents") is not None:
             raise errors.ValidationError("gemini: give either contents or messages, not both")
-        out["contents"], system = messages_to_contents(messages)
+        out["contents"], system = messages_to_contents(messages, str(out.get("model") or ""))
         if system and out.get("systemInstruction") is None:
             out["systemInstruction"] = {"parts": [{"text": system}]}
     for key in _NO_EQUIVALENT.intersection(out):
@@ -101,8 +109,11 @@ def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
         out["generationConfig"] = {**config, **(out.get("generationConfig") or {})}
     if isinstance(tools := out.get("tools"), list):
         out["tools"] = _tools(tools)
-    if "tool_choice" in out and (choice := choice_of(out["tool_choice"])) is not None:
-        del out["tool_choice"]
+    if "tool_choice" in out and (native := out.pop("tool_choice")) is not None:
+        choice = choice_of(native)
+        if choice is None:
+            hint = f"got {native!r:.80}; give a canonical tool_choice or a native toolConfig"
+            raise no_equivalent("tool_choice", PROVIDER, hint)
         out["toolConfig"] = {
             **(out.get("toolConfig") or {}),
             "functionCallingConfig": _mode(*choice),
@@ -112,33 +123,43 @@ def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def messages_to_contents(messages: list[Any]) -> tuple[list[Any], str | None]:
-    """Canonical messages as Gemini ``contents`` and the system text."""
+def messages_to_contents(messages: list[Any], model: str = "") -> tuple[list[Any], str | None]:
+    """Canonical messages as Gemini ``contents`` and the system text (for ``model``, which
+    decides whether function calls need a thought signature)."""
+    signed = _signs_calls(model)
     contents: list[Any] = []
     system: list[str] = []
     names: dict[str, str] = {}  # call id -> function name: a tool message names only the id
     made_up: set[str] = set()  # call ids the library made up: the API never sees them
-    answering = False  # the last message was a tool result
-    for msg in messages:
+    answers: dict[str, Any] | None = None  # the turn of the tool results just read
+    attached: dict[str, Any] | None = None  # the user turn behind it with their media
+    for index, msg in enumerate(messages):
         if not isinstance(msg, dict):
             contents.append(msg)  # not a message: the API says what is wrong with it
             continue
+        speaker_name(msg, index, PROVIDER)
         role = msg.get("role")
         content = msg.get("content")
         if role in ("system", "developer"):
             system.append(text_of(content))
             continue
         if role == "tool":
-            part = _function_response(msg, names, made_up)
-            if answering:
-                contents[-1]["parts"].append(part)
-            else:
-                contents.append({"role": "user", "parts": [part]})
-            answering = True
+            part, media = _function_response(msg, names, made_up)
+            if answers is None:
+                answers, attached = {"role": "user", "parts": []}, None
+                contents.append(answers)
+            answers["parts"].append(part)
+            if media and attached is None:
+                attached = {"role": "user", "parts": []}
+                contents.append(attached)
+            if attached is not None:
+                attached["parts"] += media
             continue
-        answering = False
+        answers = None
         if role == "assistant":
-            contents.append({"role": "model", "parts": _model_parts(msg, names, made_up)})
+            parts = _model_parts(msg, names, made_up, signed)
+            if parts:  # an empty answer: the API takes no turn without parts
+                contents.append({"role": "model", "parts": parts})
         elif role == "user":
             contents.append({"role": "user", "parts": _parts(content)})
         else:
@@ -148,31 +169,49 @@ def messages_to_contents(messages: list[Any]) -> tuple[list[Any], str | None]:
 
 def _function_response(
     msg: dict[str, Any], names: dict[str, str], made_up: set[str]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[Any]]:
+    """A tool message as a ``functionResponse`` part (its text) and the parts of its media.
+
+    The media (images, files) go in a user turn behind the results, where every Gemini
+    model takes them (as recorded); a function response itself holds only JSON.
+    """
     call_id = msg.get("tool_call_id") or ""
     content = msg.get("content")
+    media: list[Any] = []
+    if isinstance(content, list):
+        media = [_part(item) for item in content if not _is_text(item)]
+        content = text_of(content)
     result: dict[str, Any] = {
         "name": names.get(call_id) or msg.get("name") or "",
-        "response": {"content": text_of(content) if isinstance(content, list) else content},
+        "response": {"content": content},
     }
     if call_id and call_id in names and call_id not in made_up:
         result["id"] = call_id
-    return {"functionResponse": result}
+    return {"functionResponse": result}, media
+
+
+def _is_text(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("type") == "text"
 
 
 def _model_parts(
-    msg: dict[str, Any], names: dict[str, str], made_up: set[str]
+    msg: dict[str, Any], names: dict[str, str], made_up: set[str], signed: bool
 ) -> list[dict[str, Any]]:
-    """An assistant message as ``model`` parts, with the state its provider gave it."""
+    """An assistant message as ``model`` parts, with the state its provider gave it.
+
+    Where the model needs a signature on a step's first function call (``signed``) and the
+    call has none of Gemini's (another provider made it, or the application did), it gets
+    the stand-in the Gemini docs give for such calls.
+    """
     state = own_state(msg, PROVIDER)
     calls_state: dict[str, Any] = (state.get("calls") or {}) if state is not None else {}
     content = msg.get("content")
     parts = _parts(content) if content else []
     if state is not None and state.get("text_signature") and parts:
         parts[-1] = {**parts[-1], "thoughtSignature": state["text_signature"]}
-    for call in msg.get("tool_calls") or ():
+    for call in tool_calls_of(msg):
         call_id = call.get("id") or ""
-        name = (call.get("function") or {}).get("name")
+        name = call["function"].get("name")
         names[call_id] = str(name or "")
         known = calls_state.get(call_id) or {}
         function_call: dict[str, Any] = {"name": name, "args": call_arguments(call)}
@@ -183,8 +222,17 @@ def _model_parts(
         part: dict[str, Any] = {"functionCall": function_call}
         if known.get("signature"):
             part["thoughtSignature"] = known["signature"]
+        elif signed and not any("functionCall" in earlier for earlier in parts):
+            part["thoughtSignature"] = _NO_SIGNATURE
         parts.append(part)
     return parts
+
+
+def _signs_calls(model: str) -> bool:
+    """Whether ``model`` refuses a function call of the current turn without a thought
+    signature (Gemini 3 and later)."""
+    match = _GENERATION.search(model)
+    return match is not None and int(match.group(1)) >= 3
 
 
 def _parts(content: Any) -> list[Any]:
@@ -200,10 +248,12 @@ def _part(item: Any) -> Any:
     kind = item.get("type") if isinstance(item, dict) else None
     if kind == "text":
         return {"text": item.get("text", "")}
+    if kind == "refusal":  # an assistant's refusal is its text
+        return {"text": item.get("refusal", "")}
     if kind == "image_url":
         return _media(image_url_of(item), "image/jpeg")
     if kind == "file":
-        file = item.get("file") or {}
+        file = file_of(item)
         data = file.get("file_data")
         if isinstance(data, str):
             if not data.startswith("data:"):
@@ -259,11 +309,18 @@ def _mode(mode: str, name: str | None) -> dict[str, Any]:
 
 
 def _thinking(effort: str, model: str) -> dict[str, Any]:
-    """``reasoning_effort`` as a thinking budget (Gemini 2.x) or a thinking level (later)."""
+    """``reasoning_effort`` as a thinking budget (Gemini 2.x) or a thinking level (later).
+
+    Raises:
+        ValidationError: An effort with no budget, or ``none`` for a Pro model, which
+            cannot turn its thinking off (the API refuses a budget of 0 there).
+    """
     match = _GENERATION.search(model)
     if match is not None and int(match.group(1)) < 3:
         budget = _BUDGETS.get(effort)
         if budget is None:
             raise unknown_effort(effort, _BUDGETS, PROVIDER, model)
+        if budget == 0 and "-pro" in model:
+            raise unknown_effort(effort, [e for e in _BUDGETS if _BUDGETS[e]], PROVIDER, model)
         return {"thinkingBudget": budget}
     return {"thinkingLevel": "minimal" if effort == "none" else effort}

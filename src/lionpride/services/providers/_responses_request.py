@@ -1,7 +1,9 @@
 """The canonical (Chat Completions) request written as a Responses API request.
 
 Shape decides (DESIGN D14): a request with ``messages`` is canonical and translated here, once;
-anything else is taken as a native Responses request and left alone. The rules:
+anything else is taken as a native Responses request, whose input and Responses fields are left
+alone (only canonical parameters beside them, such as a model's default ``max_tokens``, are
+renamed). The rules:
 
 - leading ``system`` / ``developer`` messages become ``instructions`` (unless the request
   has its own); later ones stay in place as message items of their role;
@@ -68,6 +70,10 @@ _UNSUPPORTED = {
 def chat_to_responses(request: dict[str, Any]) -> dict[str, Any]:
     """Translate a canonical request (with ``messages``) to a Responses request.
 
+    A native request (``input``, no ``messages``) keeps its input and its Responses fields;
+    canonical parameters beside them (``max_tokens`` among a model's defaults) still take
+    their Responses names.
+
     Raises:
         ValidationError: A parameter or content part with no Responses equivalent (named).
     """
@@ -106,6 +112,8 @@ def chat_to_responses(request: dict[str, Any]) -> dict[str, Any]:
                 out["include"] = [*include, "message.output_text.logprobs"]
         else:
             out[key] = value  # unknown names are refused by the schema, with the valid ones
+    if "messages" not in request:
+        return out
     instructions, items = _input(request["messages"])
     if instructions is not None and "instructions" not in request:
         out["instructions"] = instructions

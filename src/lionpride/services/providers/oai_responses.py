@@ -105,12 +105,13 @@ class OAIResponsesEndpoint(Endpoint):
     config_factory = staticmethod(create_oai_responses)
 
     def translate_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The Responses request for a canonical one (it has ``messages``); native unchanged.
+        """The Responses request for a canonical one (it has ``messages``) or a native one
+        (its canonical parameters, such as a default ``max_tokens``, renamed).
 
         Raises:
             ValidationError: A canonical parameter with no Responses equivalent (named).
         """
-        return chat_to_responses(request) if "messages" in request else request
+        return chat_to_responses(request)
 
     def output_budget(self, payload: dict[str, Any]) -> int:
         """``max_output_tokens``, or the configured default."""

@@ -9,6 +9,7 @@ request as it is) only ever sees JSON values. Runs once per call.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -59,10 +60,15 @@ def response_format_of(model: type) -> dict[str, Any]:
             f"response_format must be a dict or a pydantic model class, got {model.__name__}"
         )
     schema = model.model_json_schema()
+    # The API takes a name of letters, digits, _ and - only (a generic's is "Page[int]").
+    name = _NOT_IN_NAME.sub("_", model.__name__)[:64]
     return {
         "type": "json_schema",
-        "json_schema": {"name": model.__name__, "schema": schema},
+        "json_schema": {"name": name, "schema": schema},
     }
+
+
+_NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 def _plain_tools(tools: list[Any] | tuple[Any, ...]) -> list[dict[str, Any]] | None:

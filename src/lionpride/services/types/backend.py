@@ -351,17 +351,21 @@ class Calling(Event, Generic[OutputT]):
                 on_retry=self._on_retry,
             )
             return call if self.output_type is None else self._parsed(call)
-        return self._parsed(self._invoke_with_hooks(hooks))
+        return self._invoke_with_hooks(hooks)
 
     async def _invoke_with_hooks(self, hooks: HookRegistry) -> NormalizedResponse:
+        """The call with its hooks: an answer that does not validate is a failure the
+        ErrorHandling hooks see too (as in a stream), and what they answer is validated."""
         if hooks.handles(HookPhase.PreInvocation):
             await self._run_pre_hooks(hooks)
         try:
-            return await self.backend.call(
-                self.payload,
-                extra_headers=self.extra_headers,
-                timeout=self.timeout,
-                on_retry=self._on_retry,
+            return self.parse_output(
+                await self.backend.call(
+                    self.payload,
+                    extra_headers=self.extra_headers,
+                    timeout=self.timeout,
+                    on_retry=self._on_retry,
+                )
             )
         except Exception as exc:
             if not hooks.handles(HookPhase.ErrorHandling):
@@ -369,7 +373,7 @@ class Calling(Event, Generic[OutputT]):
             recovered = await self._run_error_hooks(hooks, exc)
             if recovered is None:
                 raise
-            return recovered
+            return self.parse_output(recovered)
 
     async def _run_pre_hooks(self, hooks: HookRegistry) -> None:
         try:

@@ -6,8 +6,9 @@ A hook is ``fn(event, **kwargs)``, sync or async. Where each phase fires (SPEC �
   *class* as ``event``.
 * ``PreInvocation`` — first inside the call, after rate-limit capacity was granted; a
   raising or slow hook fails the call and the backend is not called.
-* ``ErrorHandling`` — when the backend raised, with ``error=``; returning a
-  ``NormalizedResponse`` recovers the call.
+* ``ErrorHandling`` — when the backend raised, or its answer did not validate as the
+  ``response_format`` model, with ``error=``; returning a ``NormalizedResponse`` recovers the
+  call (validated in its turn).
 * ``PostInvocation`` — after the outcome is recorded on ``calling.execution``, with
   ``response=`` and ``error=``; failures are logged unless the caller opted in to exit.
 * ``StreamChunk`` — once per streamed chunk, with ``chunk=``.

@@ -106,8 +106,10 @@ class NormalizedResponse(BaseModel, Generic[OutputT]):
         """The answer as a canonical (OpenAI Chat Completions) assistant message.
 
         Append it to ``messages``, then the ``tool`` results, and call again, on any
-        provider. ``content`` is the text (``None`` when there is none); ``tool_calls`` carry
-        their ids and JSON-string arguments. State the provider needs on the next turn
+        provider. ``content`` is the text: ``None`` beside tool calls when there is none, an
+        empty string without them (the Chat Completions API refuses an assistant message
+        whose content is null and that calls no tool). ``tool_calls`` carry their ids and
+        JSON-string arguments. State the provider needs on the next turn
         (thinking or thought signatures) rides under ``"provider_state"``: it is sent back to
         the provider that wrote it and dropped for any other.
 
@@ -115,8 +117,10 @@ class NormalizedResponse(BaseModel, Generic[OutputT]):
             >>> NormalizedResponse(data="Hi.").to_message()
             {'role': 'assistant', 'content': 'Hi.'}
         """
-        text = self.data if isinstance(self.data, str) else None
+        text = self.data if isinstance(self.data, str) else ""
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if not self.tool_calls:
+            message["content"] = text
         if self.tool_calls:
             message["tool_calls"] = [
                 {
