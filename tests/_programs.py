@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
+import signal
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -126,9 +128,30 @@ class RequestLog(list[Any]):
 def process_group_of_child(name: str) -> list[int]:
     """The pids in the process group of this process's child whose command is ``name``."""
     table = _processes()
+    leader = _child(name, table)
+    return [pid for pid, (_, pgid, _) in table.items() if pgid == leader]
+
+
+def process_tree_of_child(name: str) -> list[int]:
+    """The pids of this process's child ``name``, its descendants, and their groups' members
+    (a shell the CLI runs for a tool leads a group of its own)."""
+    table = _processes()
+    leader = _child(name, table)
+    tree, todo = {leader}, [leader]
+    while todo:
+        parent = todo.pop()
+        children = [pid for pid, (ppid, _, _) in table.items() if ppid == parent]
+        tree.update(children)
+        todo += children
+    groups = {table[pid][1] for pid in tree}
+    return [pid for pid, (_, pgid, _) in table.items() if pid in tree or pgid in groups]
+
+
+def _child(name: str, table: dict[int, tuple[int, int, str]]) -> int:
+    """The pid of this process's one child whose command is ``name``."""
     leaders = [p for p, (ppid, _, cmd) in table.items() if ppid == os.getpid() and name in cmd]
     assert len(leaders) == 1, f"expected one {name} child, found {leaders}"
-    return [pid for pid, (_, pgid, _) in table.items() if pgid == leaders[0]]
+    return leaders[0]
 
 
 def _processes() -> dict[int, tuple[int, int, str]]:
@@ -186,6 +209,67 @@ async def assert_cancel_stops_the_cli(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert group and all([await ends_soon(pid) for pid in group])
+
+
+class Fifo:
+    """A FIFO read line by line as it is written: a program says where it got to.
+
+    Opened read-write, so that a writer closing it never ends the reading.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        os.mkfifo(path)
+        self.reader = asyncio.StreamReader()
+        self.transport: asyncio.ReadTransport | None = None
+
+    async def open(self) -> None:
+        """Start reading."""
+        pipe = os.fdopen(os.open(self.path, os.O_RDWR | os.O_NONBLOCK), "rb", buffering=0)
+        protocol = asyncio.StreamReaderProtocol(self.reader)
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.connect_read_pipe(lambda: protocol, pipe)
+
+    async def wait_for(self, text: str) -> None:
+        """Return once a line containing ``text`` was written (fail after 20 s)."""
+        async with asyncio.timeout(20):
+            while line := await self.reader.readline():
+                if text in line.decode():
+                    return
+
+    def close(self) -> None:
+        """Stop reading."""
+        if self.transport is not None:
+            self.transport.close()
+
+
+def lingering_command(fifo: Fifo) -> str:
+    """A shell command for a scripted tool call: it starts a sleep that outlives any test,
+    says so, and waits for it."""
+    return f"sleep 600 & echo started > {shlex.quote(str(fifo.path))}; wait"
+
+
+async def assert_cancel_during_a_tool_stops_it(
+    fifo: Fifo, name: str, start: Callable[[], Awaitable[Any]]
+) -> None:
+    """Start a call whose CLI ``name`` runs :func:`lingering_command` of ``fifo``,
+    cancel it while that command runs, and check that the CLI and the command both end."""
+    await fifo.open()
+    try:
+        task = asyncio.create_task(start())
+        await fifo.wait_for("started")
+        tree = process_tree_of_child(name)
+        table = _processes()
+        assert any("echo started" in table[pid][2] for pid in tree if pid in table)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        left = [pid for pid in tree if not await ends_soon(pid)]
+        for pid in left:  # so that a failing run leaves nothing behind either
+            os.kill(pid, signal.SIGKILL)
+        assert left == []
+    finally:
+        fifo.close()
 
 
 async def assert_leaving_early_stops_the_cli(stream: AsyncGenerator[Any, None], name: str) -> None:

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 from tests._programs import (
+    Fifo,
+    assert_cancel_during_a_tool_stops_it,
     assert_cancel_stops_the_cli,
     assert_leaving_early_stops_the_cli,
     claude_env,
+    lingering_command,
     program,
 )
 
@@ -321,6 +324,18 @@ async def test_cancelled_call_leaves_no_process(
     await assert_cancel_stops_the_cli(
         fake_provider, MESSAGES, "claude", lambda: backend.call(payload)
     )
+
+
+async def test_cancel_during_a_tool_run_stops_the_tool(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """Cancelling a call while the CLI runs a Bash command stops the command's own group too."""
+    fifo = Fifo(tmp_path / "started.fifo")
+    call = {"name": "Bash", "arguments": {"command": lingering_command(fifo)}}
+    fake_provider.script(Reply(tool_calls=[call]), path=MESSAGES)
+    backend = endpoint(claude, tmp_path, fake_provider, allowed_tools=["Bash"])
+    payload = backend.create_payload({"prompt": "run it"})
+    await assert_cancel_during_a_tool_stops_it(fifo, "claude", lambda: backend.call(payload))
 
 
 async def test_imodel_stream_hooks_see_the_cli_retry_then_the_answer(

@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 from tests._programs import (
+    Fifo,
+    assert_cancel_during_a_tool_stops_it,
     assert_cancel_stops_the_cli,
     assert_leaving_early_stops_the_cli,
     gemini_env,
+    lingering_command,
     program,
 )
 
@@ -218,3 +221,15 @@ async def test_cancelled_call_leaves_no_process(
     await assert_cancel_stops_the_cli(
         fake_provider, STREAM, "gemini", lambda: backend.call(payload)
     )
+
+
+async def test_cancel_during_a_tool_run_stops_the_tool(
+    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """Cancelling a call while the CLI runs a shell command stops the command's own group too."""
+    fifo = Fifo(tmp_path / "started.fifo")
+    call = {"name": "run_shell_command", "arguments": {"command": lingering_command(fifo)}}
+    fake_provider.script(Reply(tool_calls=[call]), path=STREAM)
+    backend = endpoint(gemini, tmp_path, fake_provider, yolo=True)
+    payload = backend.create_payload({"prompt": "run it"})
+    await assert_cancel_during_a_tool_stops_it(fifo, "gemini", lambda: backend.call(payload))

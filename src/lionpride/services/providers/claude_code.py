@@ -28,10 +28,11 @@ Failures:
     * the call's deadline or ``idle_timeout`` passes → :class:`~lionpride.errors.TimeoutError`.
 
 On every exit (success, error, timeout, cancellation, a consumer leaving the stream early)
-the process group is terminated, then killed after a grace period, in a shielded cleanup
-(the subprocess machinery, shared with the Gemini CLI, lives in ``_cli_process``). The
-request model and the messages → prompt conversion live in ``_claude_code_request``, the
-events → response fold in ``_claude_code_events``.
+the process group, and those of the shell commands the CLI runs for its tools, are
+terminated, then killed after a grace period, in a shielded cleanup (the subprocess
+machinery, shared with the Gemini CLI, lives in ``_cli_process``). The request model and the
+messages → prompt conversion live in ``_claude_code_request``, the events → response fold in
+``_claude_code_events``.
 """
 
 from __future__ import annotations
