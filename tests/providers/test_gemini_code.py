@@ -355,13 +355,13 @@ async def test_recorded_429_without_a_code_is_typed_by_the_exit_status(
     assert caught.value.retry_after == 1.0
 
 
-async def test_recorded_unknown_model_is_an_api_error(cli: FakeCLI, tmp_path: Path) -> None:
-    """The unknown-model failure exits 1 and quotes no status: an untyped APIError, raised."""
+async def test_recorded_unknown_model_is_not_found(cli: FakeCLI, tmp_path: Path) -> None:
+    """The unknown-model failure exits 1 and quotes no status: its words make it a 404."""
     cli.play(lines=recording("gemini-error-404-badmodel.stream-json.jsonl"), exit=1)
     backend = GeminiCodeEndpoint(cli_path=cli.path, repo=str(tmp_path))
-    with pytest.raises(errors.APIError, match="is not found") as caught:
+    with pytest.raises(errors.NotFoundError, match="is not found") as caught:
         await backend.call(backend.create_payload({"prompt": "hello"}))
-    assert caught.value.status_code is None
+    assert caught.value.status_code == 404 and caught.value.provider == "gemini_code"
 
 
 async def test_recorded_empty_response_keeps_its_message(cli: FakeCLI, tmp_path: Path) -> None:

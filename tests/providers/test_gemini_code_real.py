@@ -154,6 +154,19 @@ async def test_api_failure_raises_the_typed_error(
     assert caught.value.status_code == status and caught.value.provider == "gemini_code"
 
 
+async def test_unknown_model_raises_not_found(
+    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """A 404 for the model, which the CLI reports without its status, raises NotFoundError."""
+    message = "models/gemini-nonexistent is not found for API version v1beta"
+    body = {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}
+    fake_provider.script(Reply(status=404, body=body), path=STREAM)
+    backend = endpoint(gemini, tmp_path, fake_provider, model="gemini-nonexistent")
+    with pytest.raises(errors.NotFoundError, match=message) as caught:
+        await backend.call(backend.create_payload({"prompt": "hello"}))
+    assert caught.value.status_code == 404 and caught.value.provider == "gemini_code"
+
+
 async def test_api_failure_in_a_stream_is_raised(
     gemini: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
