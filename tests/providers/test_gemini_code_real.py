@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,19 @@ async def test_unknown_model_raises_not_found(
     with pytest.raises(errors.NotFoundError, match=message) as caught:
         await backend.call(backend.create_payload({"prompt": "hello"}))
     assert caught.value.status_code == 404 and caught.value.provider == "gemini_code"
+
+
+async def test_unreachable_api_raises_connection_error(gemini: Path, tmp_path: Path) -> None:
+    """An API the CLI cannot reach (a closed port) raises ConnectionError with its message."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    (tmp_path / "repo").mkdir()
+    backend = GeminiCodeEndpoint(
+        cli_path=gemini, env=gemini_env(tmp_path / "home", closed), repo=str(tmp_path / "repo")
+    )
+    with pytest.raises(errors.ConnectionError, match="fetch failed"):
+        await backend.call(backend.create_payload({"prompt": "hello"}))
 
 
 async def test_api_failure_in_a_stream_is_raised(

@@ -19,7 +19,8 @@ Failures:
       :class:`~lionpride.errors.RateLimitError`, :class:`~lionpride.errors.ServerError`...),
       read from the quoted error body, else the exit status (the HTTP status mod 256), else
       the words of a 404 (which the CLI reports as an unknown model, exiting 1), with the
-      CLI's message, raised by ``call`` and at the end of ``stream``;
+      CLI's message (:class:`~lionpride.errors.ConnectionError` when it could not reach the
+      API), raised by ``call`` and at the end of ``stream``;
     * any other ``result`` with ``status="error"`` → a response with ``status="error"``
       whose ``error`` is the CLI's message (or that of the ``error`` event before it, as for
       an empty model response);
