@@ -19,6 +19,7 @@ from tests._programs import (
 )
 
 from lionpride import errors
+from lionpride.services import iModel
 from lionpride.services.providers import GeminiCodeEndpoint
 from lionpride.services.providers.gemini_code import GeminiCodeError
 from lionpride.testing import FakeProvider, Reply
@@ -105,6 +106,24 @@ async def test_resumed_call_carries_the_earlier_turn(
     sent = json.dumps(contents)
     assert sent.count("first turn") == 1 and sent.count("second turn") == 1
     assert [c["role"] for c in contents][-3:] == ["user", "model", "user"]
+
+
+async def test_imodel_chat_goes_on_in_the_session_without_repeating_it(
+    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """A second chat call on an iModel resumes its session and sends only the new message."""
+    model = iModel(backend=endpoint(gemini, tmp_path, fake_provider))
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "first turn"}]
+    first = await model.invoke(messages=chat)
+    chat += [
+        {"role": "assistant", "content": first.response.data},
+        {"role": "user", "content": "second turn"},
+    ]
+    second = await model.invoke(messages=chat)
+    assert second.response.metadata["session_id"] == first.response.metadata["session_id"]
+    sent = json.dumps(posts(fake_provider)[-1].body["contents"])
+    assert sent.count("first turn") == 1 and sent.count("second turn") == 1
+    assert sent.count("Be brief.") == 1
 
 
 async def test_tool_use_and_a_failed_tool_keep_their_messages(

@@ -186,11 +186,14 @@ def request_from_messages(messages: Any, request: dict[str, Any]) -> dict[str, A
     """The ``prompt`` (and ``system_prompt``) for chat ``messages``.
 
     Non-system contents are joined with newlines; a leading system message becomes
-    ``system_prompt`` unless one is given.
+    ``system_prompt`` unless one is given. With ``resume`` only the last message is sent:
+    the session already holds the rest, the system message with it.
     """
     if not isinstance(messages, list) or not messages:
         raise errors.ValidationError("messages must be a non-empty list")
     items = [m if isinstance(m, dict) else {"role": "user", "content": m} for m in messages]
+    if request.get("resume"):
+        return {"prompt": _content_text(items[-1].get("content"))}
     out: dict[str, Any] = {
         "prompt": "\n".join(
             _content_text(m.get("content")) for m in items if m.get("role") != "system"
