@@ -140,6 +140,20 @@ async def test_everything_server_discovery_calls_and_roots(
         await call(registry, "ev_get-sum", a=2)
 
 
+async def test_roots_with_spaces_and_unicode_keep_their_names(tmp_path: Path) -> None:
+    """A root whose path holds a space, an accent, '#' and '%' is listed by URI and by name."""
+    odd = tmp_path / "my dir é#%x"
+    odd.mkdir()
+    reg = ServiceRegistry(workspace=odd)
+    try:
+        await reg.register_mcp_server(server("ev"))
+        listed = await call(reg, "ev_get-roots-list")
+    finally:
+        await reg.aclose()
+    assert f"URI: {odd.as_uri()}" in listed and "%20dir%20%C3%A9%23%25x" in odd.as_uri()
+    assert "1. my dir é#%x\n" in listed
+
+
 async def test_everything_server_without_roots_hides_the_roots_tool() -> None:
     """Without declared roots the server offers no roots tool (the capability is off)."""
     reg = ServiceRegistry()
