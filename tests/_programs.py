@@ -192,11 +192,11 @@ async def ends_soon(pid: int, within: float = 5.0) -> bool:
         os.close(fd)
 
 
-async def assert_cancel_stops_the_cli(
-    fp: FakeProvider, path: str, name: str, start: Callable[[], Awaitable[Any]]
-) -> None:
-    """Start a call, cancel it once the CLI ``name`` has sent its request to ``path`` (left
-    unanswered), and check that the cancellation comes out and the CLI's processes end."""
+async def start_until_request(
+    fp: FakeProvider, path: str, start: Callable[[], Awaitable[Any]]
+) -> asyncio.Task[Any]:
+    """Start a call and return its task once its request to ``path`` arrived (left
+    unanswered: FakeProvider stalls it)."""
     log = RequestLog()
     fp.requests = log
     fp.script(Reply(stall_after=0), path=path)
@@ -204,6 +204,21 @@ async def assert_cancel_stops_the_cli(
     while not any(path in r.path for r in log):  # woken by each request, never a timed poll
         log.arrived.clear()
         await log.arrived.wait()
+    return task
+
+
+def command_lines_of_child(name: str) -> list[str]:
+    """The command lines of this process's child ``name`` and all it started."""
+    table = _processes()
+    return [table[pid][2] for pid in process_tree_of_child(name) if pid in table]
+
+
+async def assert_cancel_stops_the_cli(
+    fp: FakeProvider, path: str, name: str, start: Callable[[], Awaitable[Any]]
+) -> None:
+    """Start a call, cancel it once the CLI ``name`` has sent its request to ``path`` (left
+    unanswered), and check that the cancellation comes out and the CLI's processes end."""
+    task = await start_until_request(fp, path, start)
     group = process_group_of_child(name)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -15,8 +16,10 @@ from tests._programs import (
     assert_cancel_stops_the_cli,
     assert_leaving_early_stops_the_cli,
     claude_env,
+    command_lines_of_child,
     lingering_command,
     program,
+    start_until_request,
 )
 
 from lionpride import errors
@@ -336,6 +339,27 @@ async def test_cancel_during_a_tool_run_stops_the_tool(
     backend = endpoint(claude, tmp_path, fake_provider, allowed_tools=["Bash"])
     payload = backend.create_payload({"prompt": "run it"})
     await assert_cancel_during_a_tool_stops_it(fifo, "claude", lambda: backend.call(payload))
+
+
+async def test_mcp_servers_reach_the_cli_but_not_its_command_line(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """The CLI offers the tools of mcp_servers; their env never shows in a process listing,
+    and the file that holds them is gone once the call is."""
+    secret = "sk-never-on-a-command-line"
+    everything = {"command": str(program("mcp-server-everything")), "env": {"TOKEN": secret}}
+    backend = endpoint(claude, tmp_path, fake_provider, mcp_servers={"ev": everything})
+    payload = backend.create_payload({"prompt": "hi"})
+    task = await start_until_request(fake_provider, MESSAGES, lambda: backend.call(payload))
+    lines = command_lines_of_child("claude")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "mcp__ev__echo" in [tool["name"] for tool in posts(fake_provider)[0].body["tools"]]
+    assert lines and not [line for line in lines if secret in line]
+    (argv,) = [line.split() for line in lines if "--mcp-config" in line]
+    config = Path(argv[argv.index("--mcp-config") + 1])
+    assert config.name.startswith("lionpride-mcp-") and not config.exists()
 
 
 async def test_imodel_stream_hooks_see_the_cli_retry_then_the_answer(

@@ -120,11 +120,13 @@ class CLIEndpoint(Endpoint):
         limit: float,
         idle: float | None,
         env: Mapping[str, str] | None = None,
+        cli_args: tuple[list[str], str | None] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Spawn one CLI run of ``req`` (its arguments, stdin and workspace, ``env`` added to
-        :meth:`child_env`) and yield its JSON events; the process never outlives this."""
+        """Spawn one CLI run of ``req`` (its arguments and stdin, or ``cli_args``; its
+        workspace; ``env`` added to :meth:`child_env`) and yield its JSON events; the process
+        never outlives this."""
         exe = self.executable()
-        args, stdin_text = req.cli_args()
+        args, stdin_text = cli_args or req.cli_args()
         events = run_cli(
             run,
             exe,
