@@ -23,9 +23,11 @@ from tests._programs import (
 )
 
 from lionpride import errors
+from lionpride.core.clock import FakeClock
 from lionpride.services import iModel
 from lionpride.services.providers import ClaudeCodeEndpoint
 from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
 from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = "/v1/messages"
@@ -212,6 +214,24 @@ async def test_imodel_raises_the_typed_error_and_reports_the_cli_retries(
         await model.invoke(prompt="hello")
     assert raised.value.calling is not None  # type: ignore[attr-defined]
     assert caught.value.status_code == 429
+
+
+async def test_a_429_the_cli_retries_pauses_the_models_limits(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """The CLI's wait before retrying a 429 (its retry-after) pauses the model's rate limiter."""
+    fake_provider.script(
+        *[Reply(status=429, headers={"retry-after": "1"}) for _ in range(2)], path=MESSAGES
+    )
+    clock = FakeClock(100.0)
+    bucket = TokenBucket(RateLimitConfig(capacity=100, refill_rate=100.0), clock=clock)
+    backend = endpoint(claude, tmp_path, fake_provider, max_retries=1)
+    model = iModel(backend=backend, rate_limiter=bucket)
+    with pytest.raises(errors.RateLimitError):
+        await model.invoke(prompt="hello")
+    assert not bucket.try_acquire(1)  # paused for the CLI's 1 s
+    await clock.advance(1.5)
+    assert bucket.try_acquire(1)
 
 
 async def test_max_turns_keeps_the_clis_message(
