@@ -14,6 +14,8 @@ import os
 import shlex
 import shutil
 import signal
+import socket
+import tempfile
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -258,17 +260,22 @@ class Fifo:
             self.transport.close()
 
 
-def lingering_command(fifo: Fifo) -> str:
-    """A shell command for a scripted tool call: it starts a sleep that outlives any test,
-    says so, and waits for it."""
-    return f"sleep 600 & echo started > {shlex.quote(str(fifo.path))}; wait"
+def closed_port_url() -> str:
+    """The URL of a loopback port that nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 async def assert_cancel_during_a_tool_stops_it(
-    fifo: Fifo, name: str, start: Callable[[], Awaitable[Any]]
+    fp: FakeProvider, path: str, tool: str, name: str, start: Callable[[], Awaitable[Any]]
 ) -> None:
-    """Start a call whose CLI ``name`` runs :func:`lingering_command` of ``fifo``,
-    cancel it while that command runs, and check that the CLI and the command both end."""
+    """Script the provider at ``path`` to have the shell ``tool`` run a command that starts a
+    sleep outliving any test, start a call, cancel it once the command runs, and check that
+    the CLI ``name`` and the command both end."""
+    fifo = Fifo(Path(tempfile.mkdtemp()) / "started.fifo")
+    command = f"sleep 600 & echo started > {shlex.quote(str(fifo.path))}; wait"
+    fp.script(Reply(tool_calls=[{"name": tool, "arguments": {"command": command}}]), path=path)
     await fifo.open()
     try:
         task = asyncio.create_task(start())
@@ -285,6 +292,7 @@ async def assert_cancel_during_a_tool_stops_it(
         assert left == []
     finally:
         fifo.close()
+        shutil.rmtree(fifo.path.parent)
 
 
 async def assert_leaving_early_stops_the_cli(stream: AsyncGenerator[Any, None], name: str) -> None:

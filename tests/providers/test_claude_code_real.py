@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests._programs import (
-    Fifo,
     assert_cancel_during_a_tool_stops_it,
     assert_cancel_stops_the_cli,
     assert_leaving_early_stops_the_cli,
     claude_env,
+    closed_port_url,
     command_lines_of_child,
-    lingering_command,
     program,
     start_until_request,
 )
@@ -165,9 +163,7 @@ async def test_api_failure_raises_the_typed_error(
 
 async def test_unreachable_api_raises_connection_error(claude: Path, tmp_path: Path) -> None:
     """An API the CLI cannot reach (a closed port) raises ConnectionError with its message."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    closed = closed_port_url()
     (tmp_path / "repo").mkdir()
     backend = ClaudeCodeEndpoint(
         cli_path=claude, env=claude_env(tmp_path / "home", closed), repo=str(tmp_path / "repo")
@@ -353,12 +349,11 @@ async def test_cancel_during_a_tool_run_stops_the_tool(
     claude: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
     """Cancelling a call while the CLI runs a Bash command stops the command's own group too."""
-    fifo = Fifo(tmp_path / "started.fifo")
-    call = {"name": "Bash", "arguments": {"command": lingering_command(fifo)}}
-    fake_provider.script(Reply(tool_calls=[call]), path=MESSAGES)
     backend = endpoint(claude, tmp_path, fake_provider, allowed_tools=["Bash"])
     payload = backend.create_payload({"prompt": "run it"})
-    await assert_cancel_during_a_tool_stops_it(fifo, "claude", lambda: backend.call(payload))
+    await assert_cancel_during_a_tool_stops_it(
+        fake_provider, MESSAGES, "Bash", "claude", lambda: backend.call(payload)
+    )
 
 
 async def test_mcp_servers_reach_the_cli_but_not_its_command_line(

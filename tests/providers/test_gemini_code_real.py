@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests._programs import (
-    Fifo,
     assert_cancel_during_a_tool_stops_it,
     assert_cancel_stops_the_cli,
     assert_leaving_early_stops_the_cli,
+    closed_port_url,
     gemini_env,
-    lingering_command,
     program,
 )
 
@@ -189,13 +187,8 @@ async def test_unknown_model_raises_not_found(
 
 async def test_unreachable_api_raises_connection_error(gemini: Path, tmp_path: Path) -> None:
     """An API the CLI cannot reach (a closed port) raises ConnectionError with its message."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    (tmp_path / "repo").mkdir()
-    backend = GeminiCodeEndpoint(
-        cli_path=gemini, env=gemini_env(tmp_path / "home", closed), repo=str(tmp_path / "repo")
-    )
+    env = gemini_env(tmp_path / "home", closed_port_url())
+    backend = GeminiCodeEndpoint(cli_path=gemini, env=env, repo=str(tmp_path))
     with pytest.raises(errors.ConnectionError, match="fetch failed"):
         await backend.call(backend.create_payload({"prompt": "hello"}))
 
@@ -273,9 +266,8 @@ async def test_cancel_during_a_tool_run_stops_the_tool(
     gemini: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
     """Cancelling a call while the CLI runs a shell command stops the command's own group too."""
-    fifo = Fifo(tmp_path / "started.fifo")
-    call = {"name": "run_shell_command", "arguments": {"command": lingering_command(fifo)}}
-    fake_provider.script(Reply(tool_calls=[call]), path=STREAM)
     backend = endpoint(gemini, tmp_path, fake_provider, yolo=True)
     payload = backend.create_payload({"prompt": "run it"})
-    await assert_cancel_during_a_tool_stops_it(fifo, "gemini", lambda: backend.call(payload))
+    await assert_cancel_during_a_tool_stops_it(
+        fake_provider, STREAM, "run_shell_command", "gemini", lambda: backend.call(payload)
+    )
