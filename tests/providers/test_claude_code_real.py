@@ -26,6 +26,7 @@ from lionpride.services import iModel
 from lionpride.services.providers import ClaudeCodeEndpoint
 from lionpride.services.types.hook import HookPhase, HookRegistry
 from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
+from lionpride.services.utilities.resilience import CircuitBreaker
 from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = "/v1/messages"
@@ -228,6 +229,22 @@ async def test_a_429_the_cli_retries_pauses_the_models_limits(
     assert not bucket.try_acquire(1)  # paused for the CLI's 1 s
     await clock.advance(1.5)
     assert bucket.try_acquire(1)
+
+
+async def test_an_open_breaker_refuses_a_stream_before_the_cli_starts(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """A breaker opened by a failed call refuses a stream too, and no CLI run starts."""
+    fake_provider.script(Reply(status=500), path=MESSAGES)
+    breaker = CircuitBreaker(failure_threshold=1)
+    backend = endpoint(claude, tmp_path, fake_provider, circuit_breaker=breaker)
+    payload = backend.create_payload({"prompt": "hello"})
+    with pytest.raises(errors.ServerError):
+        await backend.call(payload)
+    with pytest.raises(errors.CircuitBreakerOpenError):
+        async for _ in backend.stream(payload):
+            pass
+    assert len(posts(fake_provider)) == 1 and breaker.metrics["rejected_count"] == 1
 
 
 async def test_max_turns_keeps_the_clis_message(
