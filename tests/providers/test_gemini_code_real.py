@@ -124,6 +124,20 @@ async def test_imodel_chat_goes_on_in_the_session_without_repeating_it(
     assert sent.count("Be brief.") == 1
 
 
+async def test_imodel_with_a_session_id_goes_on_in_that_session(
+    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """A model whose calls name a session_id starts it, then resumes it (not both flags)."""
+    session = "2f0e9d8c-7b6a-4c5d-9e4f-3a2b1c0d9e8f"
+    model = iModel(backend=endpoint(gemini, tmp_path, fake_provider, session_id=session))
+    await model.invoke(prompt="first turn")
+    second = await model.invoke(prompt="second turn")
+    assert second.response.metadata["session_id"] == session
+    assert json.dumps(posts(fake_provider)[-1].body["contents"]).count("first turn") == 1
+    with pytest.raises(errors.ValidationError, match="give one of them"):
+        await model.invoke(prompt="third turn", resume="another-session")
+
+
 async def test_tool_use_and_a_failed_tool_keep_their_messages(
     gemini: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:

@@ -75,7 +75,9 @@ class GeminiCodeRequest(BaseModel):
     in a directory it does not trust (exit 55): ``skip_trust`` (default on) passes
     ``--skip-trust``, trusting the workspace the caller chose for this run only; turn it off
     to leave the decision to the CLI's trusted-folders settings. ``session_id`` starts a new
-    session with that UUID (``--session-id``); ``allowed_mcp_server_names``, ``policy``
+    session with that UUID (``--session-id``); resuming that same session (as an iModel does
+    after its first call) sends ``--resume`` alone, and resuming another one is refused, as
+    the CLI takes only one of the two. ``allowed_mcp_server_names``, ``policy``
     (policy files or directories) and ``extensions`` (``-e``) pass the CLI's options of the
     same names.
     """
@@ -135,6 +137,12 @@ class GeminiCodeRequest(BaseModel):
         if self.yolo and self.approval_mode not in (None, "yolo"):
             # The CLI itself refuses --yolo together with another approval mode.
             raise ValueError(f"yolo=True conflicts with approval_mode={self.approval_mode!r}")
+        if self.resume and self.session_id and self.resume != self.session_id:
+            # The CLI takes one of them: a new session with that id, or an old one to go on.
+            raise ValueError(
+                f"session_id={self.session_id!r} starts a new session, resume={self.resume!r} "
+                "goes on with another: give one of them"
+            )
         return self
 
     @property
@@ -168,7 +176,7 @@ class GeminiCodeRequest(BaseModel):
             args += ["--include-directories", directory]
         if self.resume:
             args += ["--resume", self.resume]
-        if self.session_id:
+        if self.session_id and not self.resume:
             args += ["--session-id", self.session_id]
         if self.skip_trust:
             args.append("--skip-trust")
