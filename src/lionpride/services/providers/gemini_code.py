@@ -240,6 +240,8 @@ class GeminiCodeEndpoint(CLIEndpoint):
             :func:`create_gemini_code_config` from ``kwargs`` when omitted.
         cli_path: The ``gemini`` executable (a path, or a name looked up on ``PATH``);
             default ``gemini`` on ``PATH``, resolved when a call is made.
+        env: Environment variables for the CLI process on top of this process's own
+            (``GEMINI_API_KEY``, ``GOOGLE_GEMINI_BASE_URL``...); never serialized.
         **kwargs: Config fields or default request parameters.
 
     Requests take ``prompt`` or ``messages`` (see :func:`request_from_messages`). The
