@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
+import signal
+import socket
+import tempfile
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -126,9 +130,30 @@ class RequestLog(list[Any]):
 def process_group_of_child(name: str) -> list[int]:
     """The pids in the process group of this process's child whose command is ``name``."""
     table = _processes()
+    leader = _child(name, table)
+    return [pid for pid, (_, pgid, _) in table.items() if pgid == leader]
+
+
+def process_tree_of_child(name: str) -> list[int]:
+    """The pids of this process's child ``name``, its descendants, and their groups' members
+    (a shell the CLI runs for a tool leads a group of its own)."""
+    table = _processes()
+    leader = _child(name, table)
+    tree, todo = {leader}, [leader]
+    while todo:
+        parent = todo.pop()
+        children = [pid for pid, (ppid, _, _) in table.items() if ppid == parent]
+        tree.update(children)
+        todo += children
+    groups = {table[pid][1] for pid in tree}
+    return [pid for pid, (_, pgid, _) in table.items() if pid in tree or pgid in groups]
+
+
+def _child(name: str, table: dict[int, tuple[int, int, str]]) -> int:
+    """The pid of this process's one child whose command is ``name``."""
     leaders = [p for p, (ppid, _, cmd) in table.items() if ppid == os.getpid() and name in cmd]
     assert len(leaders) == 1, f"expected one {name} child, found {leaders}"
-    return [pid for pid, (_, pgid, _) in table.items() if pgid == leaders[0]]
+    return leaders[0]
 
 
 def _processes() -> dict[int, tuple[int, int, str]]:
@@ -169,11 +194,11 @@ async def ends_soon(pid: int, within: float = 5.0) -> bool:
         os.close(fd)
 
 
-async def assert_cancel_stops_the_cli(
-    fp: FakeProvider, path: str, name: str, start: Callable[[], Awaitable[Any]]
-) -> None:
-    """Start a call, cancel it once the CLI ``name`` has sent its request to ``path`` (left
-    unanswered), and check that the cancellation comes out and the CLI's processes end."""
+async def start_until_request(
+    fp: FakeProvider, path: str, start: Callable[[], Awaitable[Any]]
+) -> asyncio.Task[Any]:
+    """Start a call and return its task once its request to ``path`` arrived (left
+    unanswered: FakeProvider stalls it)."""
     log = RequestLog()
     fp.requests = log
     fp.script(Reply(stall_after=0), path=path)
@@ -181,11 +206,93 @@ async def assert_cancel_stops_the_cli(
     while not any(path in r.path for r in log):  # woken by each request, never a timed poll
         log.arrived.clear()
         await log.arrived.wait()
+    return task
+
+
+def command_lines_of_child(name: str) -> list[str]:
+    """The command lines of this process's child ``name`` and all it started."""
+    table = _processes()
+    return [table[pid][2] for pid in process_tree_of_child(name) if pid in table]
+
+
+async def assert_cancel_stops_the_cli(
+    fp: FakeProvider, path: str, name: str, start: Callable[[], Awaitable[Any]]
+) -> None:
+    """Start a call, cancel it once the CLI ``name`` has sent its request to ``path`` (left
+    unanswered), and check that the cancellation comes out and the CLI's processes end."""
+    task = await start_until_request(fp, path, start)
     group = process_group_of_child(name)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert group and all([await ends_soon(pid) for pid in group])
+
+
+class Fifo:
+    """A FIFO read line by line as it is written: a program says where it got to.
+
+    Opened read-write, so that a writer closing it never ends the reading.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        os.mkfifo(path)
+        self.reader = asyncio.StreamReader()
+        self.transport: asyncio.ReadTransport | None = None
+
+    async def open(self) -> None:
+        """Start reading."""
+        pipe = os.fdopen(os.open(self.path, os.O_RDWR | os.O_NONBLOCK), "rb", buffering=0)
+        protocol = asyncio.StreamReaderProtocol(self.reader)
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.connect_read_pipe(lambda: protocol, pipe)
+
+    async def wait_for(self, text: str) -> None:
+        """Return once a line containing ``text`` was written (fail after 20 s)."""
+        async with asyncio.timeout(20):
+            while line := await self.reader.readline():
+                if text in line.decode():
+                    return
+
+    def close(self) -> None:
+        """Stop reading."""
+        if self.transport is not None:
+            self.transport.close()
+
+
+def closed_port_url() -> str:
+    """The URL of a loopback port that nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def assert_cancel_during_a_tool_stops_it(
+    fp: FakeProvider, path: str, tool: str, name: str, start: Callable[[], Awaitable[Any]]
+) -> None:
+    """Script the provider at ``path`` to have the shell ``tool`` run a command that starts a
+    sleep outliving any test, start a call, cancel it once the command runs, and check that
+    the CLI ``name`` and the command both end."""
+    fifo = Fifo(Path(tempfile.mkdtemp()) / "started.fifo")
+    command = f"sleep 600 & echo started > {shlex.quote(str(fifo.path))}; wait"
+    fp.script(Reply(tool_calls=[{"name": tool, "arguments": {"command": command}}]), path=path)
+    await fifo.open()
+    try:
+        task = asyncio.create_task(start())
+        await fifo.wait_for("started")
+        tree = process_tree_of_child(name)
+        table = _processes()
+        assert any("echo started" in table[pid][2] for pid in tree if pid in table)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        left = [pid for pid in tree if not await ends_soon(pid)]
+        for pid in left:  # so that a failing run leaves nothing behind either
+            os.kill(pid, signal.SIGKILL)
+        assert left == []
+    finally:
+        fifo.close()
+        shutil.rmtree(fifo.path.parent)
 
 
 async def assert_leaving_early_stops_the_cli(stream: AsyncGenerator[Any, None], name: str) -> None:

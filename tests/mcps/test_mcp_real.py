@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import shlex
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +11,7 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from tests._programs import ends_soon, process_group_of_child, program
+from tests._programs import Fifo, ends_soon, process_group_of_child, program
 
 from lionpride import errors
 from lionpride.services import ServiceRegistry
@@ -26,7 +24,7 @@ def server(name: str, *args: str) -> dict[str, Any]:
     return {"name": name, "command": str(program(binary)), "args": list(args)}
 
 
-class ServerLog:
+class ServerLog(Fifo):
     """A server's stderr through a FIFO, read line by line as the server writes it.
 
     The filesystem server applies the roots it listed in the background and says so on
@@ -34,35 +32,13 @@ class ServerLog:
     """
 
     def __init__(self, directory: Path) -> None:
-        self.path = directory / "stderr.fifo"
-        os.mkfifo(self.path)
-        self.reader = asyncio.StreamReader()
-        self.transport: asyncio.ReadTransport | None = None
+        super().__init__(directory / "stderr.fifo")
 
     def config(self, name: str) -> dict[str, Any]:
         """``server(name)`` run through ``sh`` with its stderr sent to the FIFO."""
         binary = server(name)["command"]
         script = f'exec "$0" 2>{shlex.quote(str(self.path))}'
         return {"name": name, "command": "/bin/sh", "args": ["-c", script, binary]}
-
-    async def open(self) -> None:
-        """Start reading (read-write, so that the FIFO never reports an end of file)."""
-        pipe = os.fdopen(os.open(self.path, os.O_RDWR | os.O_NONBLOCK), "rb", buffering=0)
-        protocol = asyncio.StreamReaderProtocol(self.reader)
-        loop = asyncio.get_running_loop()
-        self.transport, _ = await loop.connect_read_pipe(lambda: protocol, pipe)
-
-    async def wait_for(self, text: str) -> None:
-        """Return once the server wrote a line containing ``text`` (fail after 20 s)."""
-        async with asyncio.timeout(20):
-            while line := await self.reader.readline():
-                if text in line.decode():
-                    return
-
-    def close(self) -> None:
-        """Stop reading."""
-        if self.transport is not None:
-            self.transport.close()
 
 
 @pytest.fixture
@@ -162,6 +138,20 @@ async def test_everything_server_discovery_calls_and_roots(
     assert workspace.as_uri() in listed
     with pytest.raises(errors.ValidationError, match="'b'"):
         await call(registry, "ev_get-sum", a=2)
+
+
+async def test_roots_with_spaces_and_unicode_keep_their_names(tmp_path: Path) -> None:
+    """A root whose path holds a space, an accent, '#' and '%' is listed by URI and by name."""
+    odd = tmp_path / "my dir é#%x"
+    odd.mkdir()
+    reg = ServiceRegistry(workspace=odd)
+    try:
+        await reg.register_mcp_server(server("ev"))
+        listed = await call(reg, "ev_get-roots-list")
+    finally:
+        await reg.aclose()
+    assert f"URI: {odd.as_uri()}" in listed and "%20dir%20%C3%A9%23%25x" in odd.as_uri()
+    assert "1. my dir é#%x\n" in listed
 
 
 async def test_everything_server_without_roots_hides_the_roots_tool() -> None:

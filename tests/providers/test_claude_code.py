@@ -32,6 +32,7 @@ run = scenario["runs"][min(runs, len(scenario["runs"]) - 1)]
 record = {
     "argv": sys.argv[1:], "cwd": os.getcwd(), "stdin": sys.stdin.read(), "pid": os.getpid(),
     "thinking": os.environ.get("MAX_THINKING_TOKENS"),
+    "json_files": {a: open(a).read() for a in sys.argv if a[-5:] == ".json" and os.path.isfile(a)},
 }
 with open(record_path, "a") as f:
     f.write(json.dumps(record) + "\\n")
@@ -274,9 +275,12 @@ async def test_every_option_reaches_the_cli_unquoted(cli: FakeCLI, tmp_path: Pat
         "--dangerously-skip-permissions",
         "--permission-prompt-tool", "mcp__auth__ask",
         "--add-dir", "../other", "/abs",
-        "--mcp-config", str(tmp_path / "mcp.json"),
-        json.dumps({"mcpServers": {"echo": {"command": "echo-server"}}}),
+        "--mcp-config", str(tmp_path / "mcp.json"), record["argv"][-1],
     ]  # fmt: skip
+    # mcp_servers come in a file of their own (their env may hold keys), gone after the run.
+    servers = json.loads(record["json_files"][record["argv"][-1]])
+    assert servers == {"mcpServers": {"echo": {"command": "echo-server"}}}
+    assert not Path(record["argv"][-1]).exists()
     assert Path(record["cwd"]) == (tmp_path / "sub" / "dir").resolve()
     assert record["thinking"] == "2048"
 

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests._programs import (
+    assert_cancel_during_a_tool_stops_it,
     assert_cancel_stops_the_cli,
     assert_leaving_early_stops_the_cli,
     claude_env,
+    closed_port_url,
+    command_lines_of_child,
     program,
+    start_until_request,
 )
 
 from lionpride import errors
+from lionpride.core.clock import FakeClock
 from lionpride.services import iModel
 from lionpride.services.providers import ClaudeCodeEndpoint
 from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
+from lionpride.services.utilities.resilience import CircuitBreaker
 from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = "/v1/messages"
@@ -157,9 +164,7 @@ async def test_api_failure_raises_the_typed_error(
 
 async def test_unreachable_api_raises_connection_error(claude: Path, tmp_path: Path) -> None:
     """An API the CLI cannot reach (a closed port) raises ConnectionError with its message."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    closed = closed_port_url()
     (tmp_path / "repo").mkdir()
     backend = ClaudeCodeEndpoint(
         cli_path=claude, env=claude_env(tmp_path / "home", closed), repo=str(tmp_path / "repo")
@@ -206,6 +211,40 @@ async def test_imodel_raises_the_typed_error_and_reports_the_cli_retries(
         await model.invoke(prompt="hello")
     assert raised.value.calling is not None  # type: ignore[attr-defined]
     assert caught.value.status_code == 429
+
+
+async def test_a_429_the_cli_retries_pauses_the_models_limits(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """The CLI's wait before retrying a 429 (its retry-after) pauses the model's rate limiter."""
+    fake_provider.script(
+        *[Reply(status=429, headers={"retry-after": "1"}) for _ in range(2)], path=MESSAGES
+    )
+    clock = FakeClock(100.0)
+    bucket = TokenBucket(RateLimitConfig(capacity=100, refill_rate=100.0), clock=clock)
+    backend = endpoint(claude, tmp_path, fake_provider, max_retries=1)
+    model = iModel(backend=backend, rate_limiter=bucket)
+    with pytest.raises(errors.RateLimitError):
+        await model.invoke(prompt="hello")
+    assert not bucket.try_acquire(1)  # paused for the CLI's 1 s
+    await clock.advance(1.5)
+    assert bucket.try_acquire(1)
+
+
+async def test_an_open_breaker_refuses_a_stream_before_the_cli_starts(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """A breaker opened by a failed call refuses a stream too, and no CLI run starts."""
+    fake_provider.script(Reply(status=500), path=MESSAGES)
+    breaker = CircuitBreaker(failure_threshold=1)
+    backend = endpoint(claude, tmp_path, fake_provider, circuit_breaker=breaker)
+    payload = backend.create_payload({"prompt": "hello"})
+    with pytest.raises(errors.ServerError):
+        await backend.call(payload)
+    with pytest.raises(errors.CircuitBreakerOpenError):
+        async for _ in backend.stream(payload):
+            pass
+    assert len(posts(fake_provider)) == 1 and breaker.metrics["rejected_count"] == 1
 
 
 async def test_max_turns_keeps_the_clis_message(
@@ -321,6 +360,38 @@ async def test_cancelled_call_leaves_no_process(
     await assert_cancel_stops_the_cli(
         fake_provider, MESSAGES, "claude", lambda: backend.call(payload)
     )
+
+
+async def test_cancel_during_a_tool_run_stops_the_tool(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """Cancelling a call while the CLI runs a Bash command stops the command's own group too."""
+    backend = endpoint(claude, tmp_path, fake_provider, allowed_tools=["Bash"])
+    payload = backend.create_payload({"prompt": "run it"})
+    await assert_cancel_during_a_tool_stops_it(
+        fake_provider, MESSAGES, "Bash", "claude", lambda: backend.call(payload)
+    )
+
+
+async def test_mcp_servers_reach_the_cli_but_not_its_command_line(
+    claude: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """The CLI offers the tools of mcp_servers; their env never shows in a process listing,
+    and the file that holds them is gone once the call is."""
+    secret = "sk-never-on-a-command-line"
+    everything = {"command": str(program("mcp-server-everything")), "env": {"TOKEN": secret}}
+    backend = endpoint(claude, tmp_path, fake_provider, mcp_servers={"ev": everything})
+    payload = backend.create_payload({"prompt": "hi"})
+    task = await start_until_request(fake_provider, MESSAGES, lambda: backend.call(payload))
+    lines = command_lines_of_child("claude")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "mcp__ev__echo" in [tool["name"] for tool in posts(fake_provider)[0].body["tools"]]
+    assert lines and not [line for line in lines if secret in line]
+    (argv,) = [line.split() for line in lines if "--mcp-config" in line]
+    config = Path(argv[argv.index("--mcp-config") + 1])
+    assert config.name.startswith("lionpride-mcp-") and not config.exists()
 
 
 async def test_imodel_stream_hooks_see_the_cli_retry_then_the_answer(

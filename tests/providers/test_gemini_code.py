@@ -16,7 +16,7 @@ from tests._programs import recording
 from lionpride import errors
 from lionpride.services import iModel
 from lionpride.services.providers import GeminiCodeEndpoint, match_endpoint
-from lionpride.services.providers.gemini_code import GeminiCodeError
+from lionpride.services.providers.gemini_code import GeminiCodeError, GeminiCodeRequest
 
 SESSION = "6c1d2e3f-0a1b-4c5d-8e9f-001122334455"
 MODEL = "gemini-2.5-pro"
@@ -124,6 +124,9 @@ async def test_invoke_normalizes_a_run(cli: FakeCLI, tmp_path: Path) -> None:
     assert Path(record["cwd"]) == tmp_path.resolve()
 
 
+NEW = "0b9e7f2c-3d1a-4e5f-8a6b-7c8d9e0f1a2b"
+
+
 async def test_options_reach_the_cli(cli: FakeCLI, tmp_path: Path) -> None:
     """Model, approval mode, sandbox, debug, include dirs, resume and the rest become flags."""
     backend = GeminiCodeEndpoint(cli_path=cli.path, repo=str(tmp_path))
@@ -137,7 +140,6 @@ async def test_options_reach_the_cli(cli: FakeCLI, tmp_path: Path) -> None:
             "debug": True,
             "include_directories": ["../shared", "/abs/docs"],
             "resume": SESSION,
-            "session_id": "0b9e7f2c-3d1a-4e5f-8a6b-7c8d9e0f1a2b",
             "allowed_mcp_server_names": ["fs", "everything"],
             "policy": tmp_path / "policy.toml",
             "extensions": ["none"],
@@ -145,7 +147,7 @@ async def test_options_reach_the_cli(cli: FakeCLI, tmp_path: Path) -> None:
     )
     await backend.call(payload)
     yolo = backend.create_payload(
-        {"prompt": "-h", "yolo": True, "sandbox": True, "skip_trust": False}
+        {"prompt": "-h", "yolo": True, "sandbox": True, "skip_trust": False, "session_id": NEW}
     )
     await backend.call(yolo)
     first, second = cli.records()
@@ -158,7 +160,6 @@ async def test_options_reach_the_cli(cli: FakeCLI, tmp_path: Path) -> None:
         "--include-directories", "../shared",
         "--include-directories", "/abs/docs",
         "--resume", SESSION,
-        "--session-id", "0b9e7f2c-3d1a-4e5f-8a6b-7c8d9e0f1a2b",
         "--skip-trust",
         "--allowed-mcp-server-names", "fs",
         "--allowed-mcp-server-names", "everything",
@@ -167,7 +168,13 @@ async def test_options_reach_the_cli(cli: FakeCLI, tmp_path: Path) -> None:
     ]  # fmt: skip
     assert Path(first["cwd"]) == (tmp_path / "sub").resolve()
     assert second["argv"][:2] == ["-p", " -h"]
-    assert second["argv"][4:] == ["--model", MODEL, "--approval-mode", "yolo", "--sandbox"]
+    assert second["argv"][4:] == [
+        "--model", MODEL, "--approval-mode", "yolo", "--sandbox", "--session-id", NEW
+    ]  # fmt: skip
+    # The CLI refuses --session-id with --resume: resuming that session sends --resume alone.
+    again = backend.create_payload({"prompt": "go on", "session_id": NEW, "resume": NEW})
+    args = GeminiCodeRequest.model_validate(again).cli_args()[0]
+    assert "--session-id" not in args and args[args.index("--resume") + 1] == NEW
 
 
 async def test_huge_prompt_goes_on_stdin(cli: FakeCLI, tmp_path: Path) -> None:
@@ -355,13 +362,13 @@ async def test_recorded_429_without_a_code_is_typed_by_the_exit_status(
     assert caught.value.retry_after == 1.0
 
 
-async def test_recorded_unknown_model_is_an_api_error(cli: FakeCLI, tmp_path: Path) -> None:
-    """The unknown-model failure exits 1 and quotes no status: an untyped APIError, raised."""
+async def test_recorded_unknown_model_is_not_found(cli: FakeCLI, tmp_path: Path) -> None:
+    """The unknown-model failure exits 1 and quotes no status: its words make it a 404."""
     cli.play(lines=recording("gemini-error-404-badmodel.stream-json.jsonl"), exit=1)
     backend = GeminiCodeEndpoint(cli_path=cli.path, repo=str(tmp_path))
-    with pytest.raises(errors.APIError, match="is not found") as caught:
+    with pytest.raises(errors.NotFoundError, match="is not found") as caught:
         await backend.call(backend.create_payload({"prompt": "hello"}))
-    assert caught.value.status_code is None
+    assert caught.value.status_code == 404 and caught.value.provider == "gemini_code"
 
 
 async def test_recorded_empty_response_keeps_its_message(cli: FakeCLI, tmp_path: Path) -> None:

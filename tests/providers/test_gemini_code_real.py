@@ -8,13 +8,16 @@ from typing import Any
 
 import pytest
 from tests._programs import (
+    assert_cancel_during_a_tool_stops_it,
     assert_cancel_stops_the_cli,
     assert_leaving_early_stops_the_cli,
+    closed_port_url,
     gemini_env,
     program,
 )
 
 from lionpride import errors
+from lionpride.services import iModel
 from lionpride.services.providers import GeminiCodeEndpoint
 from lionpride.services.providers.gemini_code import GeminiCodeError
 from lionpride.testing import FakeProvider, Reply
@@ -103,6 +106,38 @@ async def test_resumed_call_carries_the_earlier_turn(
     assert [c["role"] for c in contents][-3:] == ["user", "model", "user"]
 
 
+async def test_imodel_chat_goes_on_in_the_session_without_repeating_it(
+    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """A second chat call on an iModel resumes its session and sends only the new message."""
+    model = iModel(backend=endpoint(gemini, tmp_path, fake_provider))
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "first turn"}]
+    first = await model.invoke(messages=chat)
+    chat += [
+        {"role": "assistant", "content": first.response.data},
+        {"role": "user", "content": "second turn"},
+    ]
+    second = await model.invoke(messages=chat)
+    assert second.response.metadata["session_id"] == first.response.metadata["session_id"]
+    sent = json.dumps(posts(fake_provider)[-1].body["contents"])
+    assert sent.count("first turn") == 1 and sent.count("second turn") == 1
+    assert sent.count("Be brief.") == 1
+
+
+async def test_imodel_with_a_session_id_goes_on_in_that_session(
+    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """A model whose calls name a session_id starts it, then resumes it (not both flags)."""
+    session = "2f0e9d8c-7b6a-4c5d-9e4f-3a2b1c0d9e8f"
+    model = iModel(backend=endpoint(gemini, tmp_path, fake_provider, session_id=session))
+    await model.invoke(prompt="first turn")
+    second = await model.invoke(prompt="second turn")
+    assert second.response.metadata["session_id"] == session
+    assert json.dumps(posts(fake_provider)[-1].body["contents"]).count("first turn") == 1
+    with pytest.raises(errors.ValidationError, match="give one of them"):
+        await model.invoke(prompt="third turn", resume="another-session")
+
+
 async def test_tool_use_and_a_failed_tool_keep_their_messages(
     gemini: Path, tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
@@ -149,6 +184,27 @@ async def test_api_failure_raises_the_typed_error(
     with pytest.raises(kind, match=r"^\[API Error") as caught:
         await backend.call(backend.create_payload({"prompt": "hello"}))
     assert caught.value.status_code == status and caught.value.provider == "gemini_code"
+
+
+async def test_unknown_model_raises_not_found(
+    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """A 404 for the model, which the CLI reports without its status, raises NotFoundError."""
+    message = "models/gemini-nonexistent is not found for API version v1beta"
+    body = {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}
+    fake_provider.script(Reply(status=404, body=body), path=STREAM)
+    backend = endpoint(gemini, tmp_path, fake_provider, model="gemini-nonexistent")
+    with pytest.raises(errors.NotFoundError, match=message) as caught:
+        await backend.call(backend.create_payload({"prompt": "hello"}))
+    assert caught.value.status_code == 404 and caught.value.provider == "gemini_code"
+
+
+async def test_unreachable_api_raises_connection_error(gemini: Path, tmp_path: Path) -> None:
+    """An API the CLI cannot reach (a closed port) raises ConnectionError with its message."""
+    env = gemini_env(tmp_path / "home", closed_port_url())
+    backend = GeminiCodeEndpoint(cli_path=gemini, env=env, repo=str(tmp_path))
+    with pytest.raises(errors.ConnectionError, match="fetch failed"):
+        await backend.call(backend.create_payload({"prompt": "hello"}))
 
 
 async def test_api_failure_in_a_stream_is_raised(
@@ -217,4 +273,15 @@ async def test_cancelled_call_leaves_no_process(
     payload = backend.create_payload({"prompt": "hi"})
     await assert_cancel_stops_the_cli(
         fake_provider, STREAM, "gemini", lambda: backend.call(payload)
+    )
+
+
+async def test_cancel_during_a_tool_run_stops_the_tool(
+    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """Cancelling a call while the CLI runs a shell command stops the command's own group too."""
+    backend = endpoint(gemini, tmp_path, fake_provider, yolo=True)
+    payload = backend.create_payload({"prompt": "run it"})
+    await assert_cancel_during_a_tool_stops_it(
+        fake_provider, STREAM, "run_shell_command", "gemini", lambda: backend.call(payload)
     )

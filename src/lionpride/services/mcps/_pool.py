@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO, cast
+from urllib.parse import unquote, urlsplit
 
 from lionpride import errors
 from lionpride.errors import MCPConnectionError, MCPToolError
@@ -146,7 +147,9 @@ class _Connection:
         from mcp_types import ListRootsResult, Root
 
         uris = root_uris(self.config.get("roots") or ())
-        return ListRootsResult(roots=[Root(uri=uri, name=Path(uri).name) for uri in uris])
+        # The name is for people: the directory's own name, not its percent-encoded form.
+        roots = [Root(uri=uri, name=Path(unquote(urlsplit(uri).path)).name) for uri in uris]
+        return ListRootsResult(roots=roots)
 
     def _transport(self, stack: contextlib.AsyncExitStack) -> Any:
         cfg = self.config

@@ -126,14 +126,15 @@ class ClaudeCodeRun:
             }
             self.retries.append(retry)
             if self.on_retry is not None:
-                status = event.get("error_status")
-                error = _api_error(status, f"{event.get('error')}", event)
                 delay = event.get("retry_delay_ms")
+                seconds = delay / 1000 if isinstance(delay, int | float) else 0.0
+                # The CLI's wait (a 429's retry-after) is the error's: a model's limits
+                # pause for it, so that the calls queued behind this run back off too.
+                status = event.get("error_status")
+                error = _api_error(status, f"{event.get('error')}", event, seconds or None)
                 attempt = event.get("attempt")
                 self.on_retry(
-                    attempt if isinstance(attempt, int) else len(self.retries),
-                    error,
-                    delay / 1000 if isinstance(delay, int | float) else 0.0,
+                    attempt if isinstance(attempt, int) else len(self.retries), error, seconds
                 )
             return [StreamChunk(metadata={"event": "api_retry", **retry})]
         return []
@@ -312,12 +313,14 @@ _UNREACHABLE = "Unable to connect to API"
 
 
 def _api_error(
-    status: Any, message: str, event: dict[str, Any]
+    status: Any, message: str, event: dict[str, Any], retry_after: float | None = None
 ) -> errors.APIError | errors.ConnectionError:
     """The typed error of an API failure the CLI reported: by status; without one, a
     ``ConnectionError`` when the API could not be reached, else a plain ``APIError``."""
     if isinstance(status, int) and status >= 400:
-        return errors.error_for_status(status, message, body=event, provider="claude_code")
+        return errors.error_for_status(
+            status, message, body=event, provider="claude_code", retry_after=retry_after
+        )
     if _UNREACHABLE in message:
         return errors.ConnectionError(message)
     return errors.APIError(message, body=event, provider="claude_code", retryable=True)

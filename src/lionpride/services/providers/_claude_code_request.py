@@ -84,16 +84,22 @@ class ClaudeCodeRequest(BaseModel):
         resolve_workspace(self.repo, self.ws)
         return self
 
+    def mcp_servers_config(self) -> dict[str, Any]:
+        """``mcp_servers`` as the CLI's ``--mcp-config`` reads them."""
+        return {"mcpServers": self.mcp_servers or {}}
+
     @property
     def workspace(self) -> Path:
         """The directory the CLI runs in: ``repo/ws`` resolved, or ``repo``."""
         return resolve_workspace(self.repo, self.ws)
 
-    def cli_args(self) -> tuple[list[str], str | None]:
+    def cli_args(self, mcp_servers_file: str | None = None) -> tuple[list[str], str | None]:
         """The CLI arguments (without the executable) and the prompt to send on stdin, if any.
 
         Values are passed as separate arguments, unquoted: there is no shell. The prompt comes
         right after ``-p`` so that no variadic option (``--allowedTools a b``) can swallow it.
+        ``mcp_servers`` is named by ``mcp_servers_file`` when given (a file holding them),
+        else passed as JSON, where anyone who can list processes reads its ``env``.
         """
         args = ["-p"]
         stdin: str | None = None
@@ -134,7 +140,7 @@ class ClaudeCodeRequest(BaseModel):
             args += ["--add-dir", *self.add_dir]
         configs = [self.mcp_config] if self.mcp_config else []
         if self.mcp_servers:
-            configs.append(json.dumps({"mcpServers": self.mcp_servers}))
+            configs.append(mcp_servers_file or json.dumps(self.mcp_servers_config()))
         if configs:
             args += ["--mcp-config", *configs]
         return args, stdin

@@ -120,11 +120,13 @@ class CLIEndpoint(Endpoint):
         limit: float,
         idle: float | None,
         env: Mapping[str, str] | None = None,
+        cli_args: tuple[list[str], str | None] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Spawn one CLI run of ``req`` (its arguments, stdin and workspace, ``env`` added to
-        :meth:`child_env`) and yield its JSON events; the process never outlives this."""
+        """Spawn one CLI run of ``req`` (its arguments and stdin, or ``cli_args``; its
+        workspace; ``env`` added to :meth:`child_env`) and yield its JSON events; the process
+        never outlives this."""
         exe = self.executable()
-        args, stdin_text = req.cli_args()
+        args, stdin_text = cli_args or req.cli_args()
         events = run_cli(
             run,
             exe,
@@ -190,21 +192,37 @@ class CLIEndpoint(Endpoint):
     ) -> AsyncIterator[StreamChunk]:
         """Yield a chunk per reported event; the last is final with the assembled response.
 
-        ``metadata["event"]`` names each chunk's kind. Leaving the loop early stops the
-        process.
+        ``metadata["event"]`` names each chunk's kind. The run starts under the breaker and
+        the retries, as a call's runs do and an HTTP stream's request does: a refused or
+        failed start yields nothing. Leaving the loop early stops the process.
         """
         req = self.request_model.model_validate(request)
         limit = timeout or self.config.timeout
         deadline = asyncio.get_running_loop().time() + limit
         run = self._new_run(req, on_retry)
+        event, events = await self._resilient(
+            self._start, (req, deadline, limit, idle_timeout), self._deadline(timeout), on_retry
+        )
         index = 0
-        async with aclosing(self._events(req, deadline, limit, idle_timeout)) as events:
-            async for event in events:
+        async with aclosing(events):
+            while event is not None:
                 for chunk in run.feed(event):
                     chunk.index = index
                     index += 1
                     yield chunk
+                event = await anext(events, None)
         yield StreamChunk(index=index, is_final=True, response=run.finish())
+
+    async def _start(
+        self, req: Any, deadline: float, limit: float, idle: float | None
+    ) -> tuple[dict[str, Any] | None, AsyncGenerator[dict[str, Any], None]]:
+        """Start one run: its first event (``None`` when there is none) and the rest."""
+        events = self._events(req, deadline, limit, idle)
+        try:
+            return await anext(events, None), events
+        except BaseException:
+            await events.aclose()
+            raise
 
     def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
         """Request fields (``prompt``, ``system_prompt``...) from chat ``messages``."""

@@ -6,8 +6,9 @@ never fills, and yields each stdout line's JSON object under the call deadline a
 timeout. Once a final event arrived the CLI gets a short grace to exit, and the final event
 is yielded with its exit status under :data:`EXIT_STATUS`. On every exit path
 (success, error, timeout, cancellation, a consumer leaving early) the whole process group is
-terminated, then killed, in a shielded cleanup. The provider modules own the arguments and
-the meaning of the events; nothing here knows either.
+terminated, then killed, in a shielded cleanup, and with it the process groups of the CLI's
+descendants: both CLIs run a shell command in a session of its own. The provider modules
+own the arguments and the meaning of the events; nothing here knows either.
 """
 
 from __future__ import annotations
@@ -253,27 +254,60 @@ def _tail(buffer: bytearray) -> str:
 
 
 async def _stop(proc: asyncio.subprocess.Process, drain: asyncio.Task[None]) -> None:
-    """Terminate the run's process group, kill it after a grace period, and reap it."""
+    """Terminate the run's process groups, kill them after a grace period, and reap the CLI.
+
+    The groups are the CLI's and those of its descendants that left it: a shell command
+    the CLI runs for a tool leads a group (and session) of its own, which a signal to the
+    CLI's group misses and which the CLI, stopped, leaves running.
+    """
+    groups = [proc.pid]
     if proc.returncode is None:
-        _signal(proc, signal.SIGTERM)
+        # Read while the CLI lives: once it exits, its children belong to init.
+        groups += sorted(_groups_below(proc.pid) - {proc.pid, os.getpgrp()})
+        _signal(proc, groups, signal.SIGTERM)
         try:
             async with asyncio.timeout(_KILL_GRACE):
                 await proc.wait()
         except TimeoutError:
-            _signal(proc, signal.SIGKILL)
+            _signal(proc, groups, signal.SIGKILL)
             await proc.wait()
-    # Whatever is left in the group (a tool the CLI started and left running) would be
-    # orphaned: kill it. The group id stays reserved while any member lives, so this cannot
+    # Whatever is left in the groups (a tool the CLI started and left running) would be
+    # orphaned: kill it. A group id stays reserved while any member lives, so this cannot
     # reach an unrelated process; an empty group is ignored.
-    _signal(proc, signal.SIGKILL)
+    _signal(proc, groups, signal.SIGKILL)
     drain.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await drain
 
 
-def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, sig)
-        else:  # pragma: no cover - Windows has no process groups of this kind
-            proc.send_signal(sig)
+def _groups_below(pid: int) -> set[int]:
+    """The process groups of ``pid``'s descendants, from ``/proc`` (none without it)."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as file:
+                    stat = file.read()
+            except OSError:
+                continue  # it ended meanwhile
+            # The fields after the command name, which may itself hold spaces and ")".
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            children.setdefault(int(fields[1]), []).append((int(entry.name), int(fields[2])))
+    groups: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child, group in children.get(todo.pop(), ()):
+            groups.add(group)
+            todo.append(child)
+    return groups
+
+
+def _signal(proc: asyncio.subprocess.Process, groups: list[int], sig: signal.Signals) -> None:
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if hasattr(os, "killpg"):
+                os.killpg(group, sig)
+            else:  # pragma: no cover - Windows has no process groups of this kind
+                proc.send_signal(sig)

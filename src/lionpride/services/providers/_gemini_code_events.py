@@ -28,6 +28,11 @@ __all__ = ["GeminiCodeError", "GeminiCodeRun"]
 #: ``"code": 429`` inside the message (the API's JSON error body, quoted by the CLI).
 _STATUS_IN_MESSAGE = re.compile(r'"code"\s*:\s*([45]\d\d)\b')
 _RETRY_AFTER = re.compile(r"retry after (\d+(?:\.\d+)?)s\b", re.IGNORECASE)
+#: The CLI takes every 404 for an unknown model: it exits 1 and keeps only the API's message
+#: ("models/x is not found for API version v1beta", or its own "Model not found").
+_NOT_FOUND = re.compile(r"\bnot found\b", re.IGNORECASE)
+#: How the CLI words an API it could not reach (0.61.0, Node's fetch failing).
+_UNREACHABLE = "fetch failed"
 
 
 class GeminiCodeRun:
@@ -158,6 +163,7 @@ class GeminiCodeRun:
             APIStatusError: The run failed on an API error: the typed error of its status
                 (from the quoted error body, else from the exit status), with the CLI's
                 message.
+            ConnectionError: The CLI could not reach the API.
             APIError: An API error whose status neither says.
             GeminiCodeError: The run reported no result.
         """
@@ -201,8 +207,11 @@ class GeminiCodeRun:
         )
 
 
-def _api_error(message: str, event: dict[str, Any]) -> errors.APIError:
-    """The typed error of an API failure the CLI reported."""
+def _api_error(message: str, event: dict[str, Any]) -> errors.APIError | errors.ConnectionError:
+    """The typed error of an API failure the CLI reported: the status quoted in the message,
+    else the one the exit status gives, else a 404 for a message saying "not found"; without
+    a status, a ``ConnectionError`` when the API could not be reached, else a plain
+    ``APIError``."""
     found = _STATUS_IN_MESSAGE.search(message)
     code = event.get(EXIT_STATUS)
     status: int | None = None
@@ -210,6 +219,10 @@ def _api_error(message: str, event: dict[str, Any]) -> errors.APIError:
         status = int(found.group(1))
     elif isinstance(code, int) and 144 <= code <= 255:
         status = code + 256  # the CLI exits with the HTTP status mod 256: 400..511
+    elif _UNREACHABLE in message:
+        return errors.ConnectionError(message)
+    elif _NOT_FOUND.search(message):
+        status = 404
     wait = _RETRY_AFTER.search(message)
     retry_after = float(wait.group(1)) if wait else None
     if status is None:

@@ -28,17 +28,20 @@ Failures:
     * the call's deadline or ``idle_timeout`` passes → :class:`~lionpride.errors.TimeoutError`.
 
 On every exit (success, error, timeout, cancellation, a consumer leaving the stream early)
-the process group is terminated, then killed after a grace period, in a shielded cleanup
-(the subprocess machinery, shared with the Gemini CLI, lives in ``_cli_process``). The
-request model and the messages → prompt conversion live in ``_claude_code_request``, the
-events → response fold in ``_claude_code_events``.
+the process group, and those of the shell commands the CLI runs for its tools, are
+terminated, then killed after a grace period, in a shielded cleanup (the subprocess
+machinery, shared with the Gemini CLI, lives in ``_cli_process``). The request model and the
+messages → prompt conversion live in ``_claude_code_request``, the events → response fold in
+``_claude_code_events``.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+import tempfile
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing, contextmanager, suppress
 from typing import Any
 
 from lionpride import errors
@@ -154,10 +157,12 @@ class ClaudeCodeEndpoint(CLIEndpoint):
                 async for event in events:
                     yield event
 
-    def _run_cli(
+    async def _run_cli(
         self, req: ClaudeCodeRequest, deadline: float, limit: float, idle: float | None
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """One CLI run's JSON events (the process starts on first iteration).
+        """One CLI run's JSON events. ``mcp_servers`` reach the CLI in a file only this user
+        can read, removed after the run: on its command line, their ``env`` (keys, often)
+        would show to anyone who can list processes.
 
         Raises:
             ConfigurationError: ``bypassPermissions`` as root without ``IS_SANDBOX=1`` for
@@ -183,4 +188,25 @@ class ClaudeCodeEndpoint(CLIEndpoint):
             final_types=("result",),
             exit_grace=_EXIT_GRACE,  # read per run, so that tests can shorten it
         )
-        return self._spawn(run, req, deadline, limit, idle, env)
+        with _private_json(req.mcp_servers_config() if req.mcp_servers else None) as path:
+            events = self._spawn(run, req, deadline, limit, idle, env, req.cli_args(path))
+            async with aclosing(events):
+                async for event in events:
+                    yield event
+
+
+@contextmanager
+def _private_json(data: Any) -> Iterator[str | None]:
+    """A file holding ``data`` as JSON, readable by this user only, removed on exit; ``None``
+    (and no file) when ``data`` is."""
+    if data is None:
+        yield None
+        return
+    fd, path = tempfile.mkstemp(prefix="lionpride-mcp-", suffix=".json")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(data, file)
+        yield path
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(path)

@@ -17,8 +17,10 @@ Failures:
     * the provider's API failed (``[API Error: ...]`` in the result) → the typed error of
       its status (:class:`~lionpride.errors.AuthenticationError`,
       :class:`~lionpride.errors.RateLimitError`, :class:`~lionpride.errors.ServerError`...),
-      read from the quoted error body or else the exit status (the HTTP status mod 256),
-      with the CLI's message, raised by ``call`` and at the end of ``stream``;
+      read from the quoted error body, else the exit status (the HTTP status mod 256), else
+      the words of a 404 (which the CLI reports as an unknown model, exiting 1), with the
+      CLI's message (:class:`~lionpride.errors.ConnectionError` when it could not reach the
+      API), raised by ``call`` and at the end of ``stream``;
     * any other ``result`` with ``status="error"`` → a response with ``status="error"``
       whose ``error`` is the CLI's message (or that of the ``error`` event before it, as for
       an empty model response);
@@ -73,7 +75,9 @@ class GeminiCodeRequest(BaseModel):
     in a directory it does not trust (exit 55): ``skip_trust`` (default on) passes
     ``--skip-trust``, trusting the workspace the caller chose for this run only; turn it off
     to leave the decision to the CLI's trusted-folders settings. ``session_id`` starts a new
-    session with that UUID (``--session-id``); ``allowed_mcp_server_names``, ``policy``
+    session with that UUID (``--session-id``); resuming that same session (as an iModel does
+    after its first call) sends ``--resume`` alone, and resuming another one is refused, as
+    the CLI takes only one of the two. ``allowed_mcp_server_names``, ``policy``
     (policy files or directories) and ``extensions`` (``-e``) pass the CLI's options of the
     same names.
     """
@@ -133,6 +137,12 @@ class GeminiCodeRequest(BaseModel):
         if self.yolo and self.approval_mode not in (None, "yolo"):
             # The CLI itself refuses --yolo together with another approval mode.
             raise ValueError(f"yolo=True conflicts with approval_mode={self.approval_mode!r}")
+        if self.resume and self.session_id and self.resume != self.session_id:
+            # The CLI takes one of them: a new session with that id, or an old one to go on.
+            raise ValueError(
+                f"session_id={self.session_id!r} starts a new session, resume={self.resume!r} "
+                "goes on with another: give one of them"
+            )
         return self
 
     @property
@@ -166,7 +176,7 @@ class GeminiCodeRequest(BaseModel):
             args += ["--include-directories", directory]
         if self.resume:
             args += ["--resume", self.resume]
-        if self.session_id:
+        if self.session_id and not self.resume:
             args += ["--session-id", self.session_id]
         if self.skip_trust:
             args.append("--skip-trust")
@@ -184,11 +194,14 @@ def request_from_messages(messages: Any, request: dict[str, Any]) -> dict[str, A
     """The ``prompt`` (and ``system_prompt``) for chat ``messages``.
 
     Non-system contents are joined with newlines; a leading system message becomes
-    ``system_prompt`` unless one is given.
+    ``system_prompt`` unless one is given. With ``resume`` only the last message is sent:
+    the session already holds the rest, the system message with it.
     """
     if not isinstance(messages, list) or not messages:
         raise errors.ValidationError("messages must be a non-empty list")
     items = [m if isinstance(m, dict) else {"role": "user", "content": m} for m in messages]
+    if request.get("resume"):
+        return {"prompt": _content_text(items[-1].get("content"))}
     out: dict[str, Any] = {
         "prompt": "\n".join(
             _content_text(m.get("content")) for m in items if m.get("role") != "system"
@@ -227,6 +240,8 @@ class GeminiCodeEndpoint(CLIEndpoint):
             :func:`create_gemini_code_config` from ``kwargs`` when omitted.
         cli_path: The ``gemini`` executable (a path, or a name looked up on ``PATH``);
             default ``gemini`` on ``PATH``, resolved when a call is made.
+        env: Environment variables for the CLI process on top of this process's own
+            (``GEMINI_API_KEY``, ``GOOGLE_GEMINI_BASE_URL``...); never serialized.
         **kwargs: Config fields or default request parameters.
 
     Requests take ``prompt`` or ``messages`` (see :func:`request_from_messages`). The
