@@ -53,33 +53,20 @@ def _stdin_text() -> str:
 
 
 def _request(args: argparse.Namespace, provider: str, prompt: str) -> dict[str, Any]:
-    """The chat request the flags describe, in the shape the provider's endpoint takes."""
+    """The chat request the flags describe, in the canonical (OpenAI chat) form that every
+    built-in provider translates into its own."""
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
-    request: dict[str, Any] = {"messages": messages}
-    sampling: dict[str, Any] = {}
-    if args.temperature is not None:
-        sampling["temperature"] = args.temperature
-    if provider == "anthropic":
-        if args.system:
-            request["system"] = args.system
-        if args.max_tokens is not None:
-            sampling["max_tokens"] = args.max_tokens
-        return request | sampling
     if args.system:
-        # Gemini's endpoint turns a system message into its systemInstruction.
         messages.insert(0, {"role": "system", "content": args.system})
-    if provider == "gemini":
-        if args.max_tokens is not None:
-            sampling["maxOutputTokens"] = args.max_tokens
-        if sampling:
-            request["generationConfig"] = sampling
-        return request
+    request: dict[str, Any] = {"messages": messages}
+    if args.temperature is not None:
+        request["temperature"] = args.temperature
     if args.max_tokens is not None:
-        # OpenAI's own API refuses max_tokens for its reasoning models (gpt-5 and later);
-        # other OpenAI-compatible servers take it.
+        # OpenAI's own API refuses max_tokens for its reasoning models (gpt-5 and later); other
+        # OpenAI-compatible servers may know only max_tokens, which Anthropic and Gemini take too.
         key = "max_completion_tokens" if provider == "openai" else "max_tokens"
-        sampling[key] = args.max_tokens
-    return request | sampling
+        request[key] = args.max_tokens
+    return request
 
 
 async def _chat(model: iModel, request: dict[str, Any]) -> int:
