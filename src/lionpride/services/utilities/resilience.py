@@ -20,7 +20,7 @@ after at most :data:`HALF_OPEN_RETRY_AFTER` (1 s), when the probe has likely dec
 ``TimeoutError``) with full-jitter exponential backoff, waits exactly the server's
 ``retry_after`` when the error carries one, and never waits past ``deadline``: a wait that does
 not fit re-raises the error at once. Without a deadline, a ``retry_after`` above
-:data:`MAX_SERVER_WAIT` (60 s, the official SDKs' cap) is not waited for either. The last error
+:data:`MAX_SERVER_WAIT` (60 s) is not waited for either. The last error
 is re-raised unchanged.
 
 :func:`parse_retry_after`, :func:`should_retry_header` and :func:`rate_limit_is_permanent` read
@@ -110,8 +110,10 @@ T = TypeVar("T")
 HALF_OPEN_RETRY_AFTER = 1.0
 
 #: The longest ``retry_after`` waited for when a call has no deadline. Servers send hours-long
-#: hints when a quota is spent; like the official SDKs we do not sleep that long inside a call,
-#: the error (carrying ``retry_after``) is raised at once instead. A deadline bounds it otherwise.
+#: hints when a quota is spent; we do not sleep that long inside a call, the error (carrying
+#: ``retry_after``) is raised at once instead. A deadline bounds it otherwise. The value is our
+#: own: the openai SDK obeys hints up to 120 s (a longer one is not retried), the anthropic SDK
+#: has no cap.
 MAX_SERVER_WAIT = 60.0
 
 #: How many state changes ``CircuitBreaker.metrics`` keeps.
@@ -385,8 +387,10 @@ class CircuitBreaker:
 class RetryConfig:
     """How often and how patiently :func:`retry_with_backoff` tries again.
 
-    The defaults match the official OpenAI and Anthropic SDKs: two retries, 0.5 s doubling to
-    8 s, with full jitter.
+    The retries and delays are those of the official OpenAI and Anthropic SDKs: two retries,
+    0.5 s doubling to 8 s. The jitter is not theirs: they take at most a quarter off each wait,
+    while ours (full jitter) draws it from ``[0, cap]``, which spreads the retries of many
+    callers hitting one limit further apart.
 
     Args:
         max_retries: Retries after the first attempt (0 means one attempt).
