@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import threading
@@ -24,12 +25,12 @@ MESSAGES = [{"role": "user", "content": "Capital of France?"}]
 
 
 @contextlib.contextmanager
-def provider_in_thread() -> Iterator[FakeProvider]:
+def provider_in_thread(**limits: Any) -> Iterator[FakeProvider]:
     """A FakeProvider serving from its own thread's loop, so this thread may block."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    fp = FakeProvider(reply_text="Paris.")
+    fp = FakeProvider(reply_text="Paris.", **limits)
     asyncio.run_coroutine_threadsafe(fp.__aenter__(), loop).result(10)
     try:
         yield fp
@@ -143,3 +144,52 @@ def test_aclose_closes_the_idle_private_loops() -> None:
         asyncio.run(main())
     assert (connections.created, connections.reused) == (1, 1)
     assert loops[0].is_closed()
+
+
+def test_sync_calls_from_many_threads_share_the_limits() -> None:
+    """Blocking calls from six threads at once, two per half second allowed, all complete
+    (none left waiting for a wake-up from another thread's loop) and none is refused by a
+    provider enforcing the same limit."""
+    with provider_in_thread(limit_requests=2, window=0.5) as fp:
+        model = openai_model(
+            fp, Connections(), limit_requests=2, capacity_refresh_time=0.5, retry_config=None
+        )
+        answers: list[str] = []
+
+        def call() -> None:
+            calling = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+            answers.append(calling.response.data)
+
+        threads = [threading.Thread(target=call, daemon=True) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in threads)
+        model.close()
+    assert answers == ["Paris."] * 6
+    assert fp.count_429 == 0
+
+
+def test_ctrl_c_cancels_the_blocking_call_before_raising() -> None:
+    """A KeyboardInterrupt while the main thread waits on a slow call cancels the call,
+    which has ended and left its concurrency slot by the time the interrupt is raised."""
+    started = threading.Event()
+
+    async def note_start(event: object, **kwargs: Any) -> None:
+        started.set()
+
+    hooks = HookRegistry()
+    hooks.register(HookPhase.PreInvocation, note_start)
+    with provider_in_thread(latency=30) as fp:
+        model = openai_model(fp, Connections(), limit_requests=10, hook_registry=hooks)
+        interrupter = threading.Thread(
+            target=lambda: started.wait(30) and _thread.interrupt_main(), daemon=True
+        )
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt):
+            model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+        assert model.executor is not None
+        stats = model.executor.stats()
+        assert stats["in_flight"] == 0
+        model.close()

@@ -6,7 +6,7 @@ import logging
 from typing import Any, Literal
 
 from lionpride import errors
-from lionpride.services._sync import SyncLoops
+from lionpride.services._sync import SyncLoop
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.streaming.channel import StreamChunk
@@ -91,13 +91,13 @@ class ModelRuntime:
         self.own_prices = False
         #: Whether the backend splits requests over its per-request cap (embeddings).
         self.splits = False
-        #: The private event loops of ``invoke_sync``, made on its first use.
-        self.sync: SyncLoops | None = None
+        #: The private event loop of ``invoke_sync``, made on its first use.
+        self.sync: SyncLoop | None = None
 
-    def loops(self) -> SyncLoops:
-        """The private event loops of ``invoke_sync`` (made on first use)."""
+    def loop(self) -> SyncLoop:
+        """The private event loop of ``invoke_sync`` (made on first use)."""
         if self.sync is None:
-            self.sync = SyncLoops()
+            self.sync = SyncLoop()
         return self.sync
 
 
