@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import contextlib
+import os
 import threading
 import warnings
 from collections.abc import Iterator
@@ -192,4 +193,27 @@ def test_ctrl_c_cancels_the_blocking_call_before_raising() -> None:
         assert model.executor is not None
         stats = model.executor.stats()
         assert stats["in_flight"] == 0
+        model.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_the_parents_connections_working() -> None:
+    """A child forked after a blocking call makes its own calls, and the parent's next call
+    on its pooled connection still gets its answer (the child never closes the parent's
+    sockets, which would unregister them from the epoll the two share)."""
+    with provider_in_thread() as fp:
+        model = openai_model(fp, Connections(), limit_requests=100)
+        model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            code = 1
+            try:
+                calling = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+                code = 0 if calling.response.data == "Paris." else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        again = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES, poll_timeout=10)
+        assert again.response.data == "Paris."
         model.close()
