@@ -509,6 +509,8 @@ class iModel(Element):
         call, so that connections are pooled and the limits hold across threads;
         :meth:`close` (or ``with iModel(...) as model:``) stops it. On the main thread Ctrl-C
         cancels the call and raises ``KeyboardInterrupt`` once its capacity is given back.
+        A model with limits is used either from async code or with ``invoke_sync``, not
+        from both at once: the queue that waits for the limits serves one event loop.
 
         Raises:
             lionpride.errors.ExecutionError: An event loop runs in this thread (async code,
