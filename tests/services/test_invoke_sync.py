@@ -217,3 +217,23 @@ def test_a_forked_child_leaves_the_parents_connections_working() -> None:
         again = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES, poll_timeout=10)
         assert again.response.data == "Paris."
         model.close()
+
+
+async def test_blocking_calls_from_worker_threads_share_the_limits_with_awaited_ones() -> None:
+    """In an async program that has used the model, blocking calls from worker threads and
+    awaited calls, six of each at once under two per half second, all complete and none is
+    refused by a provider enforcing the same limit: one queue serves them all."""
+    async with FakeProvider(reply_text="Paris.", limit_requests=2, window=0.5) as fp:
+        model = openai_model(
+            fp, Connections(), limit_requests=2, capacity_refresh_time=0.5, retry_config=None
+        )
+        await model.invoke(model="gpt-4o-mini", messages=MESSAGES)
+        blocking = [
+            asyncio.to_thread(model.invoke_sync, model="gpt-4o-mini", messages=MESSAGES)
+            for _ in range(6)
+        ]
+        awaited = [model.invoke(model="gpt-4o-mini", messages=MESSAGES) for _ in range(6)]
+        callings = await asyncio.gather(*blocking, *awaited)
+        await model.aclose()
+    assert [c.response.data for c in callings] == ["Paris."] * 12
+    assert fp.count_429 == 0

@@ -1,5 +1,8 @@
 """Blocking calls for scripts and notebooks: one private event loop per model, in its thread.
 
+Threads of an async program call on the program's loop instead, once the model was used there
+(while that loop runs), so the model's limits keep one queue for both kinds of call.
+
 A model's ``invoke_sync`` runs ``invoke`` on an event loop that belongs to the model and runs
 in a daemon thread of its own, made on the first blocking call and kept for the next ones, so
 the endpoint's session (one per loop) keeps its pooled connections. Every thread's blocking
@@ -22,7 +25,7 @@ from typing import Any, TypeVar
 
 from lionpride import errors
 
-__all__ = ["SyncLoop", "refuse_in_loop"]
+__all__ = ["PrivateThread", "SyncLoop", "refuse_in_loop"]
 
 T = TypeVar("T")
 
@@ -44,6 +47,10 @@ def refuse_in_loop(method: str, instead: str) -> None:
     )
 
 
+class PrivateThread(threading.Thread):
+    """The thread that runs a model's private loop (its calls are not the model's async use)."""
+
+
 class _LoopThread:
     """One event loop running forever in a daemon thread, until :meth:`stop`."""
 
@@ -54,9 +61,7 @@ class _LoopThread:
         self.pid = os.getpid()
         #: Done once the loop has stopped and closed.
         self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.thread = threading.Thread(
-            target=self._serve, name="lionpride-invoke-sync", daemon=True
-        )
+        self.thread = PrivateThread(target=self._serve, name="lionpride-invoke-sync", daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
@@ -90,8 +95,14 @@ class SyncLoop:
         self._lock = threading.Lock()
         self._current: _LoopThread | None = None
 
-    def run(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run ``work()`` on the model's loop (started on first use) and wait for its result.
+    def run(
+        self,
+        work: Callable[[], Coroutine[Any, Any, T]],
+        home: asyncio.AbstractEventLoop | None = None,
+    ) -> T:
+        """Run ``work()`` and wait for its result: on ``home``, the loop of the model's async
+        use, while it runs (in another thread), so that the model's limits keep one queue;
+        else on the model's private loop (started on first use).
 
         The caller has checked that no loop runs in this thread (:func:`refuse_in_loop`).
         """
@@ -104,11 +115,7 @@ class SyncLoop:
             task.add_done_callback(partial(_settle, outcome))
 
         with self._lock:
-            current = self._current
-            if current is None or current.pid != os.getpid():
-                # First use, or a forked child: the parent's loop thread does not exist here.
-                current = self._current = _LoopThread()
-            loop = current.loop
+            loop = home if home is not None and home.is_running() else self._started().loop
             loop.call_soon_threadsafe(start)
         try:
             return outcome.result()
@@ -119,6 +126,13 @@ class SyncLoop:
                 loop.call_soon_threadsafe(lambda: started[0].cancel())
                 concurrent.futures.wait([outcome])
             raise
+
+    def _started(self) -> _LoopThread:
+        current = self._current
+        if current is None or current.pid != os.getpid():
+            # First use, or a forked child: the parent's loop thread does not exist here.
+            current = self._current = _LoopThread()
+        return current
 
     def _detach(self) -> _LoopThread | None:
         with self._lock:
@@ -132,16 +146,23 @@ class SyncLoop:
         current = self._current
         return current is not None and current.thread is threading.current_thread()
 
-    def close(self, closing: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def close(
+        self,
+        closing: Callable[[], Coroutine[Any, Any, None]],
+        home: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         """Run ``closing()`` on the loop, stop the loop once the calls on it have ended, and
         wait until it has closed (blocking: from sync code only).
 
-        With no loop, ``closing()`` runs on a loop of its own. The next blocking call
-        starts a new loop.
+        With no private loop, ``closing()`` runs on ``home`` while it runs, else on a loop
+        of its own. The next blocking call starts a new loop.
         """
         current = self._detach()
         if current is None:
-            asyncio.run(closing())
+            if home is not None and home.is_running():
+                asyncio.run_coroutine_threadsafe(closing(), home).result()
+            else:
+                asyncio.run(closing())
             return
         asyncio.run_coroutine_threadsafe(closing(), current.loop).result()
         current.stop().result()

@@ -370,6 +370,7 @@ class iModel(Element):
             calling = await self.create_calling(**arguments)
         elif calling.execution.status is not EventStatus.PENDING:
             raise _ran_already(calling)
+        self._rt.note_home()
         observer = self._rt.observer
         if observer.tracer is not None:
             calling.trace = observer.start(self.backend.provider, model_of(calling))
@@ -507,10 +508,10 @@ class iModel(Element):
         retries and breaker. The call runs on an event loop private to the model, in a thread
         of its own, which every thread's blocking calls share and which is kept for the next
         call, so that connections are pooled and the limits hold across threads;
-        :meth:`close` (or ``with iModel(...) as model:``) stops it. On the main thread Ctrl-C
-        cancels the call and raises ``KeyboardInterrupt`` once its capacity is given back.
-        A model with limits is used either from async code or with ``invoke_sync``, not
-        from both at once: the queue that waits for the limits serves one event loop.
+        :meth:`close` (or ``with iModel(...) as model:``) stops it. In a thread of an async
+        program whose loop has used the model, the call runs on that loop instead, so that
+        the limits hold across both kinds of call. On the main thread Ctrl-C cancels the call
+        and raises ``KeyboardInterrupt`` once its capacity is given back.
 
         Raises:
             lionpride.errors.ExecutionError: An event loop runs in this thread (async code,
@@ -518,7 +519,8 @@ class iModel(Element):
         """
         refuse_in_loop("invoke_sync", "`await model.invoke(...)`")
         return self._rt.loop().run(
-            lambda: self.invoke(calling, poll_timeout, priority, raise_on_error, **arguments)
+            lambda: self.invoke(calling, poll_timeout, priority, raise_on_error, **arguments),
+            self._rt.home,
         )
 
     async def _acquire_simple(self, timeout: float | None = None) -> None:
@@ -597,6 +599,7 @@ class iModel(Element):
             calling = await self.create_calling(streaming=True, **arguments)
         elif calling.execution.status is not EventStatus.PENDING:
             raise _ran_already(calling)
+        self._rt.note_home()
         ex = calling.execution
         observer = self._rt.observer
         provider, model = self.backend.provider, model_of(calling)
@@ -831,7 +834,7 @@ class iModel(Element):
                 ``await model.aclose()`` there.
         """
         refuse_in_loop("close", "`await model.aclose()`")
-        self._rt.loop().close(self._close_here)
+        self._rt.loop().close(self._close_here, self._rt.home)
 
     def __enter__(self) -> iModel:
         return self
