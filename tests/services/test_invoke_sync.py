@@ -237,3 +237,25 @@ async def test_blocking_calls_from_worker_threads_share_the_limits_with_awaited_
         await model.aclose()
     assert [c.response.data for c in callings] == ["Paris."] * 12
     assert fp.count_429 == 0
+
+
+async def test_blocking_calls_never_wait_for_a_loop_blocked_on_them() -> None:
+    """Worker threads that a notebook cell waits for, the cell blocking the loop that used
+    the model, get their answers (their calls go to the model's own loop once the blocked
+    one has not started them) instead of waiting for it for ever."""
+    with provider_in_thread() as fp:
+        model = openai_model(fp, Connections(), limit_requests=10)
+        await model.invoke(model="gpt-4o-mini", messages=MESSAGES)
+        answers: list[str] = []
+
+        def call() -> None:
+            calling = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+            answers.append(calling.response.data)
+
+        workers = [threading.Thread(target=call, daemon=True) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)  # blocks this loop, as a cell waiting for its threads does
+        assert answers == ["Paris."] * 2
+        await model.aclose()

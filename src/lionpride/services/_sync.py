@@ -21,13 +21,17 @@ import os
 import threading
 from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from lionpride import errors
 
 __all__ = ["PrivateThread", "SyncLoop", "refuse_in_loop"]
 
 T = TypeVar("T")
+
+#: Seconds a call sent to the async program's loop may take to start before it goes to the
+#: model's private loop instead (that loop may be blocked waiting for this very call).
+HOME_START_WAIT = 1.0
 
 
 def refuse_in_loop(method: str, instead: str) -> None:
@@ -104,28 +108,17 @@ class SyncLoop:
         use, while it runs (in another thread), so that the model's limits keep one queue;
         else on the model's private loop (started on first use).
 
+        A call sent to ``home`` that has not started within :data:`HOME_START_WAIT` goes to
+        the private loop instead: ``home`` may be blocked by the very code that waits for
+        this call (a notebook cell waiting for its worker threads), which would never end.
+
         The caller has checked that no loop runs in this thread (:func:`refuse_in_loop`).
         """
-        outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
-        started: list[asyncio.Task[T]] = []
-
-        def start() -> None:
-            task = asyncio.get_running_loop().create_task(work())
-            started.append(task)
-            task.add_done_callback(partial(_settle, outcome))
-
-        with self._lock:
-            loop = home if home is not None and home.is_running() else self._started().loop
-            loop.call_soon_threadsafe(start)
-        try:
-            return outcome.result()
-        except BaseException:
-            if not outcome.done():  # interrupted while waiting (KeyboardInterrupt)
-                # ``start`` ran first (callbacks run in order); the call gives its capacity
-                # back as it ends, before this re-raises.
-                loop.call_soon_threadsafe(lambda: started[0].cancel())
-                concurrent.futures.wait([outcome])
-            raise
+        call = _at_home(work, home)
+        if call is None:
+            with self._lock:
+                call = _Call(work, self._started().loop)
+        return call.result()
 
     def _started(self) -> _LoopThread:
         current = self._current
@@ -159,8 +152,9 @@ class SyncLoop:
         """
         current = self._detach()
         if current is None:
-            if home is not None and home.is_running():
-                asyncio.run_coroutine_threadsafe(closing(), home).result()
+            at_home = _at_home(closing, home)
+            if at_home is not None:
+                at_home.result()
             else:
                 asyncio.run(closing())
             return
@@ -175,6 +169,77 @@ class SyncLoop:
             return
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(closing(), current.loop))
         await asyncio.wrap_future(current.stop())
+
+
+class _Call(Generic[T]):
+    """One blocking call handed to an event loop, for the thread that waits for it."""
+
+    __slots__ = ("_lock", "_loop", "_revoked", "_started", "_task", "_work", "outcome")
+
+    def __init__(
+        self, work: Callable[[], Coroutine[Any, Any, T]], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._work = work
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._revoked = False
+        self._started = threading.Event()
+        self._task: asyncio.Task[T] | None = None
+        self.outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+        loop.call_soon_threadsafe(self.start)
+
+    def start(self) -> None:
+        """On the loop: start the call, unless the waiting thread gave up on this loop."""
+        with self._lock:
+            if self._revoked:
+                return
+            task = self._task = asyncio.get_running_loop().create_task(self._work())
+        task.add_done_callback(partial(_settle, self.outcome))
+        self._started.set()
+
+    def starts_within(self, seconds: float) -> bool:
+        """Whether the call started within ``seconds``; if not, it never will."""
+        try:
+            if self._started.wait(seconds):
+                return True
+        except BaseException:  # interrupted (KeyboardInterrupt): end the call either way
+            if not self._revoke():
+                self._cancel()
+            raise
+        return not self._revoke()
+
+    def _revoke(self) -> bool:
+        """Keep the call from starting; ``False`` when it has started already."""
+        with self._lock:
+            self._revoked = self._task is None
+            return self._revoked
+
+    def result(self) -> T:
+        """Wait for the call's outcome; interrupted, cancel the call first."""
+        try:
+            return self.outcome.result()
+        except BaseException:
+            if not self.outcome.done():  # interrupted while waiting (KeyboardInterrupt)
+                self._cancel()
+            raise
+
+    def _cancel(self) -> None:
+        """Cancel the started call and wait until it has given its capacity back."""
+        task = self._task
+        if task is not None:
+            self._loop.call_soon_threadsafe(task.cancel)
+            concurrent.futures.wait([self.outcome])
+
+
+def _at_home(
+    work: Callable[[], Coroutine[Any, Any, T]], home: asyncio.AbstractEventLoop | None
+) -> _Call[T] | None:
+    """``work`` started on ``home``; ``None`` when ``home`` is not running or did not start
+    it within :data:`HOME_START_WAIT` (and never will)."""
+    if home is None or not home.is_running():
+        return None
+    call = _Call(work, home)
+    return call if call.starts_within(HOME_START_WAIT) else None
 
 
 def _settle(outcome: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None:
