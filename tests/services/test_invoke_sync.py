@@ -59,6 +59,23 @@ class Connections:
         self.reused += 1
 
 
+def answers_from_threads(model: iModel, threads: int, wait: float) -> list[str]:
+    """The answers of one blocking call from each of ``threads`` threads started at once,
+    joined for up to ``wait`` seconds each (a thread still waiting then adds nothing)."""
+    answers: list[str] = []
+
+    def call() -> None:
+        calling = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+        answers.append(calling.response.data)
+
+    workers = [threading.Thread(target=call, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(wait)
+    return answers
+
+
 def openai_model(fp: FakeProvider, connections: Connections, **kw: Any) -> iModel:
     """An OpenAI-format model on ``fp`` whose connections are counted."""
     return iModel(
@@ -155,18 +172,7 @@ def test_sync_calls_from_many_threads_share_the_limits() -> None:
         model = openai_model(
             fp, Connections(), limit_requests=2, capacity_refresh_time=0.5, retry_config=None
         )
-        answers: list[str] = []
-
-        def call() -> None:
-            calling = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
-            answers.append(calling.response.data)
-
-        threads = [threading.Thread(target=call, daemon=True) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert not any(thread.is_alive() for thread in threads)
+        answers = answers_from_threads(model, 6, wait=30)
         model.close()
     assert answers == ["Paris."] * 6
     assert fp.count_429 == 0
@@ -184,10 +190,12 @@ def test_ctrl_c_cancels_the_blocking_call_before_raising() -> None:
     hooks.register(HookPhase.PreInvocation, note_start)
     with provider_in_thread(latency=30) as fp:
         model = openai_model(fp, Connections(), limit_requests=10, hook_registry=hooks)
-        interrupter = threading.Thread(
-            target=lambda: started.wait(30) and _thread.interrupt_main(), daemon=True
-        )
-        interrupter.start()
+
+        def interrupt() -> None:
+            if started.wait(30):
+                _thread.interrupt_main()
+
+        threading.Thread(target=interrupt, daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
             model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
         assert model.executor is not None
@@ -246,16 +254,6 @@ async def test_blocking_calls_never_wait_for_a_loop_blocked_on_them() -> None:
     with provider_in_thread() as fp:
         model = openai_model(fp, Connections(), limit_requests=10)
         await model.invoke(model="gpt-4o-mini", messages=MESSAGES)
-        answers: list[str] = []
-
-        def call() -> None:
-            calling = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
-            answers.append(calling.response.data)
-
-        workers = [threading.Thread(target=call, daemon=True) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(10)  # blocks this loop, as a cell waiting for its threads does
-        assert answers == ["Paris."] * 2
+        # Joining the threads blocks this loop, as a cell waiting for its threads does.
+        assert answers_from_threads(model, 2, wait=10) == ["Paris."] * 2
         await model.aclose()
