@@ -95,3 +95,23 @@ def test_a_hosted_provider_still_needs_its_key(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("GROQ_API_KEY", raising=False)
     with pytest.raises(errors.ConfigurationError, match="GROQ_API_KEY is not set"):
         iModel(provider="groq")
+
+
+async def test_a_self_hosted_model_rebuilt_reads_its_variable_again(
+    monkeypatch: pytest.MonkeyPatch, fake_provider: FakeProvider
+) -> None:
+    """Whether a self-hosted server gets a key is decided when the model is rebuilt from
+    to_dict, as the variable is read then: a key exported since is sent, and a key gone
+    since leaves the model keyless instead of unbuildable."""
+    base_url = fake_provider.base_url("openai")
+    monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
+    keyless = iModel(provider="ollama", base_url=base_url).to_dict()
+    monkeypatch.setenv("OLLAMA_API_KEY", "exported-later")
+    keyed = iModel(provider="ollama", base_url=base_url).to_dict()
+    async with iModel.from_dict(keyless) as model:
+        await model.invoke(model="llama3.2", messages=MESSAGES)
+    assert fake_provider.requests[-1].headers["authorization"] == "Bearer exported-later"
+    monkeypatch.delenv("OLLAMA_API_KEY")
+    async with iModel.from_dict(keyed) as model:
+        await model.invoke(model="llama3.2", messages=MESSAGES)
+    assert "authorization" not in fake_provider.requests[-1].headers

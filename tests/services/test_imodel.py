@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -127,3 +128,25 @@ async def test_response_of_a_failed_or_unrun_calling_raises() -> None:
     with pytest.raises(errors.ExecutionError, match="has no response"):
         pending.response  # noqa: B018
     assert failed.execution.response is None and pending.execution.response is None
+
+
+async def test_response_of_a_cancelled_calling_says_it_was_cancelled() -> None:
+    """A Calling whose call was cancelled mid-way raises an ExecutionError that says so, not
+    one that asks for the call to be invoked first."""
+    entered = asyncio.Event()
+
+    async def slow(x: int) -> int:
+        entered.set()
+        await asyncio.sleep(3600)
+        return x
+
+    model = iModel(backend=Tool(func_callable=slow))
+    calling = await model.create_calling(x=1)
+    task = asyncio.create_task(model.invoke(calling=calling))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(errors.ExecutionError, match="was cancelled") as caught:
+        calling.response  # noqa: B018
+    assert "invoke it first" not in str(caught.value)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
+import os
 import threading
 import warnings
 from collections.abc import Iterator
@@ -24,12 +26,12 @@ MESSAGES = [{"role": "user", "content": "Capital of France?"}]
 
 
 @contextlib.contextmanager
-def provider_in_thread() -> Iterator[FakeProvider]:
+def provider_in_thread(**limits: Any) -> Iterator[FakeProvider]:
     """A FakeProvider serving from its own thread's loop, so this thread may block."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    fp = FakeProvider(reply_text="Paris.")
+    fp = FakeProvider(reply_text="Paris.", **limits)
     asyncio.run_coroutine_threadsafe(fp.__aenter__(), loop).result(10)
     try:
         yield fp
@@ -55,6 +57,23 @@ class Connections:
 
     async def _reused(self, *_: Any) -> None:
         self.reused += 1
+
+
+def answers_from_threads(model: iModel, threads: int, wait: float) -> list[str]:
+    """The answers of one blocking call from each of ``threads`` threads started at once,
+    joined for up to ``wait`` seconds each (a thread still waiting then adds nothing)."""
+    answers: list[str] = []
+
+    def call() -> None:
+        calling = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+        answers.append(calling.response.data)
+
+    workers = [threading.Thread(target=call, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(wait)
+    return answers
 
 
 def openai_model(fp: FakeProvider, connections: Connections, **kw: Any) -> iModel:
@@ -143,3 +162,98 @@ def test_aclose_closes_the_idle_private_loops() -> None:
         asyncio.run(main())
     assert (connections.created, connections.reused) == (1, 1)
     assert loops[0].is_closed()
+
+
+def test_sync_calls_from_many_threads_share_the_limits() -> None:
+    """Blocking calls from six threads at once, two per half second allowed, all complete
+    (none left waiting for a wake-up from another thread's loop) and none is refused by a
+    provider enforcing the same limit."""
+    with provider_in_thread(limit_requests=2, window=0.5) as fp:
+        model = openai_model(
+            fp, Connections(), limit_requests=2, capacity_refresh_time=0.5, retry_config=None
+        )
+        answers = answers_from_threads(model, 6, wait=30)
+        model.close()
+    assert answers == ["Paris."] * 6
+    assert fp.count_429 == 0
+
+
+def test_ctrl_c_cancels_the_blocking_call_before_raising() -> None:
+    """A KeyboardInterrupt while the main thread waits on a slow call cancels the call,
+    which has ended and left its concurrency slot by the time the interrupt is raised."""
+    started = threading.Event()
+
+    async def note_start(event: object, **kwargs: Any) -> None:
+        started.set()
+
+    hooks = HookRegistry()
+    hooks.register(HookPhase.PreInvocation, note_start)
+    with provider_in_thread(latency=30) as fp:
+        model = openai_model(fp, Connections(), limit_requests=10, hook_registry=hooks)
+
+        def interrupt() -> None:
+            if started.wait(30):
+                _thread.interrupt_main()
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+        assert model.executor is not None
+        stats = model.executor.stats()
+        assert stats["in_flight"] == 0
+        model.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_the_parents_connections_working() -> None:
+    """A child forked after a blocking call makes its own calls, and the parent's next call
+    on its pooled connection still gets its answer (the child never closes the parent's
+    sockets, which would unregister them from the epoll the two share)."""
+    with provider_in_thread() as fp:
+        model = openai_model(fp, Connections(), limit_requests=100)
+        model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            code = 1
+            try:
+                calling = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
+                code = 0 if calling.response.data == "Paris." else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        again = model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES, poll_timeout=10)
+        assert again.response.data == "Paris."
+        model.close()
+
+
+async def test_blocking_calls_from_worker_threads_share_the_limits_with_awaited_ones() -> None:
+    """In an async program that has used the model, blocking calls from worker threads and
+    awaited calls, six of each at once under two per half second, all complete and none is
+    refused by a provider enforcing the same limit: one queue serves them all."""
+    async with FakeProvider(reply_text="Paris.", limit_requests=2, window=0.5) as fp:
+        model = openai_model(
+            fp, Connections(), limit_requests=2, capacity_refresh_time=0.5, retry_config=None
+        )
+        await model.invoke(model="gpt-4o-mini", messages=MESSAGES)
+        blocking = [
+            asyncio.to_thread(model.invoke_sync, model="gpt-4o-mini", messages=MESSAGES)
+            for _ in range(6)
+        ]
+        awaited = [model.invoke(model="gpt-4o-mini", messages=MESSAGES) for _ in range(6)]
+        callings = await asyncio.gather(*blocking, *awaited)
+        await model.aclose()
+    assert [c.response.data for c in callings] == ["Paris."] * 12
+    assert fp.count_429 == 0
+
+
+async def test_blocking_calls_never_wait_for_a_loop_blocked_on_them() -> None:
+    """Worker threads that a notebook cell waits for, the cell blocking the loop that used
+    the model, get their answers (their calls go to the model's own loop once the blocked
+    one has not started them) instead of waiting for it for ever."""
+    with provider_in_thread() as fp:
+        model = openai_model(fp, Connections(), limit_requests=10)
+        await model.invoke(model="gpt-4o-mini", messages=MESSAGES)
+        # Joining the threads blocks this loop, as a cell waiting for its threads does.
+        assert answers_from_threads(model, 2, wait=10) == ["Paris."] * 2
+        await model.aclose()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from typing import Any, Literal
 
 from lionpride import errors
-from lionpride.services._sync import SyncLoops
+from lionpride.services._sync import PrivateThread, SyncLoop
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.streaming.channel import StreamChunk
@@ -67,6 +69,7 @@ class ModelRuntime:
     __slots__ = (
         "capacity",
         "closers",
+        "home",
         "keeps_session",
         "observer",
         "own_prices",
@@ -99,13 +102,27 @@ class ModelRuntime:
         self.reopens = False
         #: Whether the backend splits requests over its per-request cap (embeddings).
         self.splits = False
-        #: The private event loops of ``invoke_sync``, made on its first use.
-        self.sync: SyncLoops | None = None
+        #: The private event loop of ``invoke_sync``, made on its first use.
+        self.sync: SyncLoop | None = None
+        #: The event loop of the model's last async call (``invoke_sync``'s own excepted).
+        self.home: asyncio.AbstractEventLoop | None = None
 
-    def loops(self) -> SyncLoops:
-        """The private event loops of ``invoke_sync`` (made on first use)."""
+    def note_home(self) -> None:
+        """Remember the loop running this call as the model's async home, unless it is the
+        private loop of ``invoke_sync`` (blocking calls from other threads go to the home).
+
+        Runs once per call: the usual case (the home again) costs a thread-id comparison.
+        """
+        home = self.home
+        if getattr(home, "_thread_id", None) == threading.get_ident():
+            return
+        if not isinstance(threading.current_thread(), PrivateThread):
+            self.home = asyncio.get_running_loop()
+
+    def loop(self) -> SyncLoop:
+        """The private event loop of ``invoke_sync`` (made on first use)."""
         if self.sync is None:
-            self.sync = SyncLoops()
+            self.sync = SyncLoop()
         return self.sync
 
 

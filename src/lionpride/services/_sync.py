@@ -1,25 +1,37 @@
-"""Blocking calls for scripts and notebooks: one private event loop per thread, reused.
+"""Blocking calls for scripts and notebooks: one private event loop per model, in its thread.
 
-A model's ``invoke_sync`` runs ``invoke`` on an :class:`asyncio.Runner` that belongs to the
-model and to the calling thread. The runner (and its loop) stays for the thread's next sync
-call, so the endpoint's session, which is per loop, keeps its pooled connections from one
-call to the next; limits, retries and the breaker are the model's own, as for ``invoke``.
-On the main thread, Ctrl-C cancels the running call (its capacity is given back) and raises
-``KeyboardInterrupt``, as ``asyncio.run`` does.
+Threads of an async program call on the program's loop instead, once the model was used there
+(while that loop runs), so the model's limits keep one queue for both kinds of call.
+
+A model's ``invoke_sync`` runs ``invoke`` on an event loop that belongs to the model and runs
+in a daemon thread of its own, made on the first blocking call and kept for the next ones, so
+the endpoint's session (one per loop) keeps its pooled connections. Every thread's blocking
+calls go to that one loop: the model's limits queue their waiters on one loop, which is what
+their FIFO queue and timer need (waiters of several loops in one queue would be woken from the
+wrong thread, some never). A caller blocked on its call that is interrupted (Ctrl-C on the
+main thread) cancels the call, waits until its capacity is given back, and re-raises, as
+``asyncio.run`` does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import os
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 from lionpride import errors
 
-__all__ = ["SyncLoops", "refuse_in_loop"]
+__all__ = ["PrivateThread", "SyncLoop", "refuse_in_loop"]
 
 T = TypeVar("T")
+
+#: Seconds a call sent to the async program's loop may take to start before it goes to the
+#: model's private loop instead (that loop may be blocked waiting for this very call).
+HOME_START_WAIT = 1.0
 
 
 def refuse_in_loop(method: str, instead: str) -> None:
@@ -39,55 +51,202 @@ def refuse_in_loop(method: str, instead: str) -> None:
     )
 
 
-class SyncLoops:
-    """A model's private event loops, one per thread that made a blocking call."""
+class PrivateThread(threading.Thread):
+    """The thread that runs a model's private loop (its calls are not the model's async use)."""
 
-    __slots__ = ("_lock", "_runners")
+
+class _LoopThread:
+    """One event loop running forever in a daemon thread, until :meth:`stop`."""
+
+    __slots__ = ("closed", "loop", "pid", "thread")
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()
+        #: Done once the loop has stopped and closed.
+        self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.thread = PrivateThread(target=self._serve, name="lionpride-invoke-sync", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+            self.closed.set_result(None)
+
+    def stop(self) -> concurrent.futures.Future[None]:
+        """Let every task on the loop end, then stop and close it; return :attr:`closed`."""
+        asyncio.run_coroutine_threadsafe(self._drain(), self.loop)
+        return self.closed
+
+    async def _drain(self) -> None:
+        me = asyncio.current_task()
+        while others := [task for task in asyncio.all_tasks() if task is not me]:
+            await asyncio.wait(others)
+        asyncio.get_running_loop().stop()
+
+
+class SyncLoop:
+    """A model's private event loop for blocking calls, shared by every calling thread."""
+
+    __slots__ = ("_current", "_lock")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        #: thread id → its runner; a closed one is replaced on the thread's next call.
-        self._runners: dict[int, asyncio.Runner] = {}
+        self._current: _LoopThread | None = None
 
-    def run(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run ``work()`` to completion on this thread's loop (made on first use).
+    def run(
+        self,
+        work: Callable[[], Coroutine[Any, Any, T]],
+        home: asyncio.AbstractEventLoop | None = None,
+    ) -> T:
+        """Run ``work()`` and wait for its result: on ``home``, the loop of the model's async
+        use, while it runs (in another thread), so that the model's limits keep one queue;
+        else on the model's private loop (started on first use).
+
+        A call sent to ``home`` that has not started within :data:`HOME_START_WAIT` goes to
+        the private loop instead: ``home`` may be blocked by the very code that waits for
+        this call (a notebook cell waiting for its worker threads), which would never end.
 
         The caller has checked that no loop runs in this thread (:func:`refuse_in_loop`).
         """
-        thread = threading.get_ident()
+        call = _at_home(work, home)
+        if call is None:
+            with self._lock:
+                call = _Call(work, self._started().loop)
+        return call.result()
+
+    def _started(self) -> _LoopThread:
+        current = self._current
+        if current is None or current.pid != os.getpid():
+            # First use, or a forked child: the parent's loop thread does not exist here.
+            current = self._current = _LoopThread()
+        return current
+
+    def _detach(self) -> _LoopThread | None:
         with self._lock:
-            runner = self._runners.get(thread)
-            if runner is None:
-                runner = self._runners[thread] = asyncio.Runner()
-        return runner.run(work())
+            current, self._current = self._current, None
+        if current is None or current.pid != os.getpid():
+            return None
+        return current
 
-    def close(self) -> None:
-        """Close every loop not running a call now (blocking: from sync code only).
+    def runs_here(self) -> bool:
+        """Whether this code runs on the model's private loop."""
+        current = self._current
+        return current is not None and current.thread is threading.current_thread()
 
-        A loop running a call in another thread is left to that thread's next ``close``.
+    def close(
+        self,
+        closing: Callable[[], Coroutine[Any, Any, None]],
+        home: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """Run ``closing()`` on the loop, stop the loop once the calls on it have ended, and
+        wait until it has closed (blocking: from sync code only).
+
+        With no private loop, ``closing()`` runs on ``home`` while it runs, else on a loop
+        of its own. The next blocking call starts a new loop.
         """
-        with self._lock:
-            idle = {t: r for t, r in self._runners.items() if not r.get_loop().is_running()}
-            for thread in idle:
-                del self._runners[thread]
-        for runner in idle.values():
-            runner.close()
+        current = self._detach()
+        if current is None:
+            at_home = _at_home(closing, home)
+            if at_home is not None:
+                at_home.result()
+            else:
+                asyncio.run(closing())
+            return
+        asyncio.run_coroutine_threadsafe(closing(), current.loop).result()
+        current.stop().result()
 
-    def close_quiet(self) -> None:
-        """Close the loops with nothing left on them, from async code (``aclose``).
+    async def aclose(self, closing: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """:meth:`close` for async code on another loop: awaits, blocks nothing."""
+        current = self._detach()
+        if current is None:
+            await closing()
+            return
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(closing(), current.loop))
+        await asyncio.wrap_future(current.stop())
 
-        A running loop cannot run another, so ``Runner.close`` (which runs the loop to end
-        its tasks) is out of reach here; a loop that is idle and holds no task is closed
-        directly, which is all ``Runner.close`` would do. The others wait for
-        :meth:`close`.
-        """
+
+class _Call(Generic[T]):
+    """One blocking call handed to an event loop, for the thread that waits for it."""
+
+    __slots__ = ("_lock", "_loop", "_revoked", "_started", "_task", "_work", "outcome")
+
+    def __init__(
+        self, work: Callable[[], Coroutine[Any, Any, T]], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._work = work
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._revoked = False
+        self._started = threading.Event()
+        self._task: asyncio.Task[T] | None = None
+        self.outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+        loop.call_soon_threadsafe(self.start)
+
+    def start(self) -> None:
+        """On the loop: start the call, unless the waiting thread gave up on this loop."""
         with self._lock:
-            quiet = {}
-            for thread, runner in self._runners.items():
-                loop = runner.get_loop()
-                if not loop.is_running() and not asyncio.all_tasks(loop):
-                    quiet[thread] = loop
-            for thread in quiet:
-                del self._runners[thread]
-        for loop in quiet.values():
-            loop.close()
+            if self._revoked:
+                return
+            task = self._task = asyncio.get_running_loop().create_task(self._work())
+        task.add_done_callback(partial(_settle, self.outcome))
+        self._started.set()
+
+    def starts_within(self, seconds: float) -> bool:
+        """Whether the call started within ``seconds``; if not, it never will."""
+        try:
+            if self._started.wait(seconds):
+                return True
+        except BaseException:  # interrupted (KeyboardInterrupt): end the call either way
+            if not self._revoke():
+                self._cancel()
+            raise
+        return not self._revoke()
+
+    def _revoke(self) -> bool:
+        """Keep the call from starting; ``False`` when it has started already."""
+        with self._lock:
+            self._revoked = self._task is None
+            return self._revoked
+
+    def result(self) -> T:
+        """Wait for the call's outcome; interrupted, cancel the call first."""
+        try:
+            return self.outcome.result()
+        except BaseException:
+            if not self.outcome.done():  # interrupted while waiting (KeyboardInterrupt)
+                self._cancel()
+            raise
+
+    def _cancel(self) -> None:
+        """Cancel the started call and wait until it has given its capacity back."""
+        task = self._task
+        if task is not None:
+            self._loop.call_soon_threadsafe(task.cancel)
+            concurrent.futures.wait([self.outcome])
+
+
+def _at_home(
+    work: Callable[[], Coroutine[Any, Any, T]], home: asyncio.AbstractEventLoop | None
+) -> _Call[T] | None:
+    """``work`` started on ``home``; ``None`` when ``home`` is not running or did not start
+    it within :data:`HOME_START_WAIT` (and never will)."""
+    if home is None or not home.is_running():
+        return None
+    call = _Call(work, home)
+    return call if call.starts_within(HOME_START_WAIT) else None
+
+
+def _settle(outcome: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None:
+    """Hand a finished task's outcome to the thread waiting for it."""
+    if task.cancelled():
+        outcome.cancel()
+    elif (exc := task.exception()) is not None:
+        outcome.set_exception(exc)
+    else:
+        outcome.set_result(task.result())

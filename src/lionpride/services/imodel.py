@@ -395,6 +395,7 @@ class iModel(Element):
             calling = await self.create_calling(**arguments)
         elif calling.execution.status is not EventStatus.PENDING:
             raise _ran_already(calling)
+        self._rt.note_home()
         observer = self._rt.observer
         if observer.tracer is not None:
             calling.trace = observer.start(self.backend.provider, model_of(calling))
@@ -529,18 +530,22 @@ class iModel(Element):
         """:meth:`invoke` for code that is not async: a script, a plain function.
 
         Same arguments, result and errors as :meth:`invoke`, with the model's limits,
-        retries and breaker. The call runs on an event loop private to the model and the
-        calling thread, kept for the thread's next sync call so that connections are pooled
-        from one call to the next; :meth:`close` (or ``with iModel(...) as model:``) closes
-        them. On the main thread Ctrl-C cancels the call and raises ``KeyboardInterrupt``.
+        retries and breaker. The call runs on an event loop private to the model, in a thread
+        of its own, which every thread's blocking calls share and which is kept for the next
+        call, so that connections are pooled and the limits hold across threads;
+        :meth:`close` (or ``with iModel(...) as model:``) stops it. In a thread of an async
+        program whose loop has used the model, the call runs on that loop instead, so that
+        the limits hold across both kinds of call. On the main thread Ctrl-C cancels the call
+        and raises ``KeyboardInterrupt`` once its capacity is given back.
 
         Raises:
             lionpride.errors.ExecutionError: An event loop runs in this thread (async code,
                 a notebook cell): ``await model.invoke(...)`` there.
         """
         refuse_in_loop("invoke_sync", "`await model.invoke(...)`")
-        return self._rt.loops().run(
-            lambda: self.invoke(calling, poll_timeout, priority, raise_on_error, **arguments)
+        return self._rt.loop().run(
+            lambda: self.invoke(calling, poll_timeout, priority, raise_on_error, **arguments),
+            self._rt.home,
         )
 
     async def _acquire_simple(self, timeout: float | None = None) -> None:
@@ -633,6 +638,7 @@ class iModel(Element):
             calling = await self.create_calling(streaming=True, **arguments)
         elif calling.execution.status is not EventStatus.PENDING:
             raise _ran_already(calling)
+        self._rt.note_home()
         ex = calling.execution
         observer = self._rt.observer
         provider, model = self.backend.provider, model_of(calling)
@@ -857,12 +863,16 @@ class iModel(Element):
         """Close the backend's connections and stop the executor's background work.
 
         An executor passed in as ``executor=`` is left open: it may be shared by other
-        models, and is closed by whoever made it.
+        models, and is closed by whoever made it. The event loop of :meth:`invoke_sync`,
+        if any, does the closing (its waiters and its session are its own), then stops.
         """
-        if self._rt.sync is not None:
-            # First, so that the sessions of the loops it closes have their sockets closed
-            # directly below (a closed loop can no longer close them).
-            self._rt.sync.close_quiet()
+        sync = self._rt.sync
+        if sync is None or sync.runs_here():
+            await self._close_here()
+        else:
+            await sync.aclose(self._close_here)
+
+    async def _close_here(self) -> None:
         if self.executor is not None and self._rt.owns_executor:
             await self.executor.aclose()
             if self._rt.reopens:
@@ -881,17 +891,15 @@ class iModel(Element):
         await self.aclose()
 
     def close(self) -> None:
-        """:meth:`aclose` for code that is not async, which also closes the event loops of
-        :meth:`invoke_sync` (those not running a call in another thread at the time).
+        """:meth:`aclose` for code that is not async, which also stops the event loop of
+        :meth:`invoke_sync` once the calls on it (from other threads) have ended.
 
         Raises:
             lionpride.errors.ExecutionError: An event loop runs in this thread: use
                 ``await model.aclose()`` there.
         """
         refuse_in_loop("close", "`await model.aclose()`")
-        loops = self._rt.loops()
-        loops.run(self.aclose)
-        loops.close()
+        self._rt.loop().close(self._close_here, self._rt.home)
 
     def __enter__(self) -> iModel:
         return self

@@ -3,7 +3,6 @@ Ollama, vLLM, Together, DeepSeek, Mistral, xAI, ...)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -127,11 +126,11 @@ def create_oai_chat(
             f"unknown OpenAI-compatible provider {provider!r} needs base_url=... "
             f"(built in: {', '.join(sorted(OAI_PROVIDERS))})"
         )
-    auth = "bearer"
     if default_url is None and api_key is None and "api_key_env" not in kwargs:
         # A self-hosted server (Ollama, vLLM, LM Studio...) often takes no key: with none
-        # given and none in its variable, requests go without one instead of failing.
-        auth = "bearer" if os.environ.get(env, "").strip() else "none"
+        # given and none in its variable when the config is made (or rebuilt), requests go
+        # without one instead of failing.
+        kwargs.setdefault("api_key_optional", True)
     return provider_config(
         provider=provider,
         name=name or f"{provider}_chat",
@@ -140,7 +139,7 @@ def create_oai_chat(
         endpoint=endpoint,
         api_key=api_key,
         default_key_env=env,
-        auth_type=auth,
+        auth_type="bearer",
         request_options=OpenAIChatCompletionsRequest,
         **kwargs,
     )

@@ -51,7 +51,9 @@ class EndpointConfig(ServiceConfig):
     privately and serialized as ``None``. When no key is given, ``api_key_env`` names the
     variable (``OPENAI_API_KEY``, ...). A named variable is read when the config is made, and
     one that is unset raises :class:`~lionpride.errors.ConfigurationError` then, given or
-    defaulted alike (for ``auth_type="none"`` nothing is read).
+    defaulted alike (for ``auth_type="none"`` nothing is read; with ``api_key_optional``, a
+    self-hosted server given no key, requests go without one). A config rebuilt from
+    ``to_dict`` reads the environment again, so a key exported since is sent.
 
     ``stream_usage`` (OpenAI-compatible endpoints only, default ``True``) asks for token usage
     at the end of every stream by sending ``stream_options: {"include_usage": true}``, unless
@@ -72,6 +74,8 @@ class EndpointConfig(ServiceConfig):
     api_key: str | None = None
     api_key_is_env: bool = False
     api_key_env: str | None = None
+    #: No key given to a self-hosted server: ``api_key_env`` is read if set, else none is sent.
+    api_key_optional: bool = False
     connect_timeout: float = 10.0
     client_kwargs: dict[str, Any] = Field(default_factory=dict)
     drop_unknown: bool = False
@@ -104,8 +108,12 @@ class EndpointConfig(ServiceConfig):
             return
         key = self.api_key
         if key is None:
-            if self.auth_type != "none" and self.api_key_env:
-                self._secret = _read_key_variable(self.api_key_env, "api_key_env")
+            env = self.api_key_env
+            if self.auth_type == "none" or not env:
+                return
+            if self.api_key_optional and not os.environ.get(env, "").strip():
+                return  # decided now, as the variable is read now: keyless
+            self._secret = _read_key_variable(env, "api_key_env")
             return
         key = key.strip()
         if not key:
@@ -153,6 +161,12 @@ class EndpointConfig(ServiceConfig):
     def secret(self) -> SecretStr | None:
         """The credential, resolved when the config was made (``None``: no auth)."""
         return self._secret
+
+    @property
+    def sends_key(self) -> bool:
+        """Whether requests carry a credential (an optional key unset when the config was
+        made sends none)."""
+        return self.auth_type != "none" and not (self.api_key_optional and self._secret is None)
 
     @property
     def full_url(self) -> str:

@@ -114,6 +114,10 @@ class Runtime:
             current = self.current
             if current is not None and current.pid != Process.pid:
                 # A forked child: the parent's sessions and sockets are the parent's to close.
+                # Kept from the garbage collector too: closing them here (their finalizers
+                # do) would take the parent's sockets out of the epoll the two processes
+                # share, and the parent would wait for their answers for ever.
+                _FORKED_AWAY.append((current.session, self.others))
                 current, self.others = None, {}
             session = None
             if current is not None:
@@ -170,6 +174,10 @@ def runs_here(loop: asyncio.AbstractEventLoop | None) -> bool:
     does not run, which the caller tells by the pid the session was made in.
     """
     return loop is not None and getattr(loop, "_thread_id", None) == threading.get_ident()
+
+
+#: In a forked child, the parent's sessions, never to be closed or collected here.
+_FORKED_AWAY: list[Any] = []
 
 
 class Process:

@@ -217,9 +217,10 @@ class Calling(Event, Generic[OutputT]):
         this raises, as ``Future.result()`` does.
 
         Raises:
-            Exception: The call's own error, for a failed or cancelled call (the one
+            Exception: The call's own error, for a failed or timed-out call (the one
                 ``invoke`` raises, or records with ``raise_on_error=False``).
-            lionpride.errors.ExecutionError: The call has not run yet.
+            lionpride.errors.ExecutionError: The call has not run yet, or was cancelled
+                (Ctrl-C, a task cancelled) before it answered.
         """
         resp = self.execution.response
         if isinstance(resp, NormalizedResponse):
@@ -227,8 +228,14 @@ class Calling(Event, Generic[OutputT]):
         error = self.execution.error
         if error is not None:
             raise error
+        status = self.execution.status
+        if status is EventStatus.CANCELLED:
+            raise errors.ExecutionError(
+                f"Calling {self.id} has no response: it was cancelled before it answered",
+                retryable=False,
+            )
         raise errors.ExecutionError(
-            f"Calling {self.id} has no response (status {self.execution.status}): invoke it first",
+            f"Calling {self.id} has no response (status {status}): invoke it first",
             retryable=False,
         )
 

@@ -286,14 +286,15 @@ class Endpoint(ServiceBackend):
         rt = self._rt
         if rt.headers is None or rt.headers_of is not self.config:
             cfg = self.config
-            secret = cfg.secret() if cfg.auth_type != "none" else None
-            if cfg.auth_type != "none" and secret is None:
+            auth = cfg.auth_type if cfg.sends_key else "none"
+            secret = cfg.secret() if auth != "none" else None
+            if auth != "none" and secret is None:
                 hint = cfg.api_key_env or env_name(cfg.provider, "API_KEY")
                 raise errors.ConfigurationError(
                     f"no API key for {cfg.name}: set {hint} or pass api_key=..."
                 )
             rt.headers = HeaderFactory.get_header(
-                cfg.auth_type, cfg.content_type, secret, cfg.default_headers
+                auth, cfg.content_type, secret, cfg.default_headers
             )
             rt.headers_of = cfg
         return rt.headers
