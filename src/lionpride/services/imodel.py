@@ -553,8 +553,8 @@ class iModel(Element):
         """The executor for a call on the running loop.
 
         Learned limits serve one event loop at a time (their queue, timer and state belong
-        to it; a loop that ended hands them on): a call from another thread's running loop
-        goes without them, as it would on a model without limits.
+        to it; a loop that is no longer running hands them on): a call from a loop another
+        thread runs at the same time goes without them, and the first such call warns.
         """
         capacity = self._rt.capacity
         if capacity is not None and not capacity.serves_here():
