@@ -399,9 +399,30 @@ class RedisCapacity:
                 self._levels.pop(name, None)
             else:
                 self._levels[name] = min(self._levels.get(name, config.capacity), config.capacity)
-        self._local = self._fresh_local()
+        self._relearn_local(levels)
         wanted = tuple("" if level is None else repr(level) for level in levels)
         self._spawn(self._run_quietly(LEARN_SCRIPT, (*self._shape, *wanted, _SHAPE_TTL_MS)))
+
+    def _relearn_local(self, levels: tuple[float | None, float | None]) -> None:
+        """Give the local fallback buckets the new shapes and lower them to ``levels``.
+
+        A bucket whose capacity stays keeps what it holds, if less than Redis last reported:
+        while Redis is down the local buckets have granted since that report.
+        """
+        old = self._local
+        self._local = self._fresh_local()
+        for before, after, wanted in (
+            (old.request_bucket, self._local.request_bucket, levels[0]),
+            (old.token_bucket, self._local.token_bucket, levels[1]),
+        ):
+            if after is None:
+                continue
+            level = after.level
+            if before is not None and before.capacity == after.capacity:
+                level = min(level, before.level)
+            if wanted is not None:
+                level = min(level, wanted)
+            after.reshape(after.capacity, after.refill_rate, level)
 
     async def _run_quietly(self, source: str, args: tuple[Any, ...]) -> None:
         await self._run(source, self._keys, args)
