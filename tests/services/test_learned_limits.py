@@ -79,6 +79,18 @@ async def test_token_limits_are_learned_and_met() -> None:
     assert learned["tokens"]["limit"] == 2_000
 
 
+async def test_calls_made_before_the_first_answer_reserve_their_tokens() -> None:
+    """Calls queued at the first-answer gate reserve their tokens, so once the answer names
+    a token limit they are let through within it: no 429."""
+    async with (
+        FakeProvider(limit_tokens=1_000, window=1.0, latency=0.05, reply_text="word " * 60) as fp,
+        model_for(fp) as model,
+    ):
+        done = await run(model, 24, 24, max_tokens=80)
+    assert all(c.execution.error is None for c in done)
+    assert fp.count_429 == 0
+
+
 async def test_a_tightened_limit_is_followed_within_one_window() -> None:
     """The provider cuts its limit mid-run; after one window no request is refused."""
     async with (
