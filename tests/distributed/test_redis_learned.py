@@ -107,3 +107,29 @@ async def test_a_lesson_while_redis_is_down_keeps_what_the_fallback_granted() ->
         assert await learner.take(1, 0) > 0
     finally:
         await learner.aclose()
+
+
+async def test_a_newcomer_never_raises_the_token_level_another_process_learned(
+    redis_server: RedisServer,
+) -> None:
+    """A process's first answer, read family by family, lowers the shared token bucket that
+    another process learned and never sets it to what that answer says was left."""
+    tokens = {
+        "x-ratelimit-limit-tokens": "1000",
+        "x-ratelimit-remaining-tokens": "100",
+        "x-ratelimit-reset-tokens": "54s",
+    }
+    first = SharedAdaptiveCapacity(redis_server.url, "tokens")
+    newcomer = SharedAdaptiveCapacity(redis_server.url, "tokens")
+    try:
+        await first.take(1, 0)
+        first.answered({**openai(10, 9, "6s"), **tokens}, first.sent(), False)
+        await first.flush()
+        await newcomer.take(1, 0)
+        newer = {**tokens, "x-ratelimit-remaining-tokens": "900"}  # admitted before `first`
+        newcomer.answered({**openai(10, 8, "12s"), **newer}, newcomer.sent(), False)
+        await newcomer.flush()
+        assert await first.take(1, 500) > 0
+    finally:
+        await first.aclose()
+        await newcomer.aclose()

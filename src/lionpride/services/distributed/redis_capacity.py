@@ -151,17 +151,22 @@ return 0
 
 #: KEYS: as for the take script, the learned shapes' hash required. ARGV: the shapes learned,
 #: then a level for each bucket ("" = none), then how long the shapes are kept (ms). A bucket
-#: whose capacity stays is lowered to its level, never raised (another process may have taken
-#: since the provider answered); a bucket of a new capacity takes the level.
+#: this process has not learned (capacity 0) keeps the shape another process learned. A
+#: bucket whose capacity stays is lowered to its level, never raised (another process may
+#: have taken since the provider answered); a bucket of a new capacity takes the level.
 LEARN_SCRIPT = (
     _BUCKET_LUA
     + """
-local old = redis.call('HMGET', KEYS[4], 'rcap', 'tcap')
-redis.call('HSET', KEYS[4], 'rcap', ARGV[1], 'rrate', ARGV[2], 'tcap', ARGV[3],
-  'trate', ARGV[4])
+local old = redis.call('HMGET', KEYS[4], 'rcap', 'rrate', 'tcap', 'trate')
+local shape = {ARGV[1], ARGV[2], ARGV[3], ARGV[4]}
+for i = 1, 3, 2 do
+  if tonumber(shape[i]) == 0 and old[i] then shape[i], shape[i + 1] = old[i], old[i + 1] end
+end
+redis.call('HSET', KEYS[4], 'rcap', shape[1], 'rrate', shape[2], 'tcap', shape[3],
+  'trate', shape[4])
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[7]))
-local specs = {{KEYS[1], ARGV[1], ARGV[2], ARGV[5], old[1]},
-  {KEYS[2], ARGV[3], ARGV[4], ARGV[6], old[2]}}
+local specs = {{KEYS[1], shape[1], shape[2], ARGV[5], old[1]},
+  {KEYS[2], shape[3], shape[4], ARGV[6], old[3]}}
 for _, s in ipairs(specs) do
   local cap, rate, wanted = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
   if cap > 0 and wanted then
