@@ -212,11 +212,13 @@ def test_a_call_from_a_loop_running_beside_the_limits_one_warns() -> None:
     caught: list[warnings.WarningMessage] = []
 
     def beside() -> None:
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            model.invoke_sync(model="m", messages=MESSAGES, max_tokens=8)
-        caught.extend(seen)
-        release.set()
+        try:
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                model.invoke_sync(model="m", messages=MESSAGES, max_tokens=8)
+            caught.extend(seen)
+        finally:
+            release.set()
 
     with provider_in_thread() as fp:
         model = model_for(fp, hook_registry=hooks)
