@@ -104,6 +104,8 @@ def test_anthropic_resets_count_from_the_providers_date_when_the_client_runs_ahe
     assert readings["requests"] == LimitReading(50, 47, 2.0)
     late = read_limit_headers({**headers, "date": "not a date"}, wall_now=served + 1.5)
     assert late["requests"].reset == 0.5  # without a Date, the client's clock is all there is
+    # Within the Date's second the client's clock may be right: it is kept.
+    assert read_limit_headers(headers, wall_now=served + 0.5)["requests"].reset == 1.5
 
 
 def test_no_limit_headers_read_as_nothing() -> None:

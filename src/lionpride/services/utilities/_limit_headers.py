@@ -108,7 +108,7 @@ def read_limit_headers(
     Args:
         headers: Response headers.
         wall_now: Wall-clock time (``time.time()``) for Anthropic's reset times (the
-            answer's ``Date`` instead, when it is earlier).
+            answer's ``Date`` instead, when ``wall_now`` is more than a second past it).
     """
     readings: dict[str, LimitReading] = {}
     get = headers.get
@@ -127,10 +127,11 @@ def read_limit_headers(
         return readings
     now = time.time() if wall_now is None else wall_now
     # The resets are times on the provider's clock: a client clock running ahead of it would
-    # shorten every wait and raise the rate. The answer's ``Date`` (the provider's clock,
-    # rounded down to the second) counts as now when it is earlier.
+    # shorten every wait and raise the rate. The answer's ``Date`` is the provider's clock
+    # when it answered, rounded down to the second: a client more than that second past it
+    # runs ahead, and the Date counts as now instead.
     served = _http_date(get("date"))
-    if served is not None and served < now:
+    if served is not None and now > served + 1:
         now = served
     for family in FAMILIES:
         prefix = f"anthropic-ratelimit-{family.replace('_', '-')}"
