@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import TYPE_CHECKING
 
 import pytest
 from pydantic import SecretStr
 
+from lionpride.core.clock import FakeClock
 from lionpride.services import iModel
 from lionpride.services.distributed.redis_learned import SharedAdaptiveCapacity
 from lionpride.testing import FakeProvider
@@ -84,3 +86,50 @@ async def test_two_models_on_one_key_share_the_learned_limits(
     restored = iModel.from_dict(models[0].to_dict(), redis_url=redis_server.url)
     assert isinstance(restored.executor.limiter.backend, SharedAdaptiveCapacity)  # type: ignore[union-attr]
     await restored.aclose()
+
+
+@pytest.mark.filterwarnings("ignore:Redis at .* is unreachable")
+async def test_a_lesson_while_redis_is_down_keeps_what_the_fallback_granted() -> None:
+    """With Redis unreachable, a reading that lowers the buckets never refills the local
+    fallback to the last level Redis reported."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    clock = FakeClock()
+    learner = SharedAdaptiveCapacity(
+        f"redis://127.0.0.1:{port}/0", "down", limit_requests=10, clock=clock
+    )
+    try:
+        assert [await learner.take(1, 0) for _ in range(10)] == [0.0] * 10
+        assert not learner.shared.shared
+        learner.answered(openai(10, 0, "60s"), learner.sent(), False)
+        await learner.flush()
+        assert await learner.take(1, 0) > 0
+    finally:
+        await learner.aclose()
+
+
+async def test_a_newcomer_never_raises_the_token_level_another_process_learned(
+    redis_server: RedisServer,
+) -> None:
+    """A process's first answer, read family by family, lowers the shared token bucket that
+    another process learned and never sets it to what that answer says was left."""
+    tokens = {
+        "x-ratelimit-limit-tokens": "1000",
+        "x-ratelimit-remaining-tokens": "100",
+        "x-ratelimit-reset-tokens": "54s",
+    }
+    first = SharedAdaptiveCapacity(redis_server.url, "tokens")
+    newcomer = SharedAdaptiveCapacity(redis_server.url, "tokens")
+    try:
+        await first.take(1, 0)
+        first.answered({**openai(10, 9, "6s"), **tokens}, first.sent(), False)
+        await first.flush()
+        await newcomer.take(1, 0)
+        newer = {**tokens, "x-ratelimit-remaining-tokens": "900"}  # admitted before `first`
+        newcomer.answered({**openai(10, 8, "12s"), **newer}, newcomer.sent(), False)
+        await newcomer.flush()
+        assert await first.take(1, 500) > 0
+    finally:
+        await first.aclose()
+        await newcomer.aclose()

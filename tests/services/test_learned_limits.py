@@ -4,13 +4,17 @@ client is not told."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import warnings
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from tests.services.test_invoke_sync import provider_in_thread
 
 from lionpride import errors
 from lionpride.services import iModel
+from lionpride.services.types.hook import HookPhase, HookRegistry
 from lionpride.testing import FakeProvider, Reply
 
 MESSAGES = [{"role": "user", "content": "Say something short."}]
@@ -73,6 +77,18 @@ async def test_token_limits_are_learned_and_met() -> None:
     assert all(c.execution.error is None for c in done)
     assert fp.count_429 == 0
     assert learned["tokens"]["limit"] == 2_000
+
+
+async def test_calls_made_before_the_first_answer_reserve_their_tokens() -> None:
+    """Calls queued at the first-answer gate reserve their tokens, so once the answer names
+    a token limit they are let through within it: no 429."""
+    async with (
+        FakeProvider(limit_tokens=1_000, window=1.0, latency=0.05, reply_text="word " * 60) as fp,
+        model_for(fp) as model,
+    ):
+        done = await run(model, 24, 24, max_tokens=80)
+    assert all(c.execution.error is None for c in done)
+    assert fp.count_429 == 0
 
 
 async def test_a_tightened_limit_is_followed_within_one_window() -> None:
@@ -156,3 +172,58 @@ async def test_errors_carry_the_providers_request_id(provider: str, header: str)
     assert caught.value.request_id is not None
     assert caught.value.request_id == caught.value.headers[header]
     assert caught.value.request_id.startswith("req_")
+
+
+def test_a_configured_limit_holds_for_blocking_calls_from_a_second_thread() -> None:
+    """Blocking calls from one thread, then from another, share the configured limit: the
+    second thread's calls wait for it instead of going without it."""
+    with provider_in_thread() as fp:
+        model = model_for(fp, limit_requests=2, capacity_refresh_time=60)
+        for _ in range(2):
+            model.invoke_sync(model="m", messages=MESSAGES, max_tokens=8)
+        refused: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                model.invoke_sync(model="m", messages=MESSAGES, max_tokens=8, poll_timeout=0.3)
+            except errors.TimeoutError as exc:
+                refused.append(exc)
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        worker.join()
+        model.close()
+    assert len(refused) == 1
+    assert len(fp.requests) == 2
+
+
+def test_a_call_from_a_loop_running_beside_the_limits_one_warns() -> None:
+    """A call from a second thread's loop while the first one runs goes without the limits,
+    and says so with a warning."""
+    release = threading.Event()
+
+    async def hold(event: object, **kwargs: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            worker.start()  # while this loop runs the call
+            await asyncio.to_thread(release.wait, 10)
+
+    hooks = HookRegistry()
+    hooks.register(HookPhase.PreInvocation, hold)
+    caught: list[warnings.WarningMessage] = []
+
+    def beside() -> None:
+        try:
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                model.invoke_sync(model="m", messages=MESSAGES, max_tokens=8)
+            caught.extend(seen)
+        finally:
+            release.set()
+
+    with provider_in_thread() as fp:
+        model = model_for(fp, hook_registry=hooks)
+        worker = threading.Thread(target=beside)
+        model.invoke_sync(model="m", messages=MESSAGES, max_tokens=8)
+        worker.join()
+        model.close()
+    assert any("two event loops" in str(w.message) for w in caught)

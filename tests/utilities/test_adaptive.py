@@ -85,6 +85,29 @@ def test_anthropic_headers_read_every_family_with_rfc3339_resets() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "date", ["Thu, 01 Jan 2026 12:00:00 GMT", "Thu, 01 Jan 2026 12:00:00 -0000"]
+)
+def test_anthropic_resets_count_from_the_providers_date_when_the_client_runs_ahead(
+    date: str,
+) -> None:
+    """A client clock 1.5 s ahead of the provider's does not shorten a reset: the answer's
+    Date header is the provider's now."""
+    served = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+    headers = {
+        "date": date,
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "47",
+        "anthropic-ratelimit-requests-reset": "2026-01-01T12:00:02Z",
+    }
+    readings = read_limit_headers(headers, wall_now=served + 1.5)
+    assert readings["requests"] == LimitReading(50, 47, 2.0)
+    late = read_limit_headers({**headers, "date": "not a date"}, wall_now=served + 1.5)
+    assert late["requests"].reset == 0.5  # without a Date, the client's clock is all there is
+    # Within the Date's second the client's clock may be right: it is kept.
+    assert read_limit_headers(headers, wall_now=served + 0.5)["requests"].reset == 1.5
+
+
 def test_no_limit_headers_read_as_nothing() -> None:
     """An answer without rate-limit headers gives no readings."""
     assert read_limit_headers({"content-type": "application/json", "retry-after": "3"}) == {}

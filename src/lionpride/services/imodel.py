@@ -298,11 +298,17 @@ class iModel(Element):
             fields["streaming"] = True
         executor = self.executor
         # Local or shared in Redis alike: whatever limits tokens says how many it holds.
-        if executor is not None and executor.token_capacity is not None:
-            tokens = backend.estimate_tokens(payload)
-            if tokens > executor.token_capacity:
-                raise _too_many_tokens(tokens, executor.token_capacity)
-            fields["reserved_tokens"] = tokens
+        if executor is not None:
+            capacity = executor.token_capacity
+            if capacity is not None:
+                tokens = backend.estimate_tokens(payload)
+                if tokens > capacity:
+                    raise _too_many_tokens(tokens, capacity)
+                fields["reserved_tokens"] = tokens
+            elif self._rt.capacity is not None and self._rt.capacity.mode == "first":
+                # Before the first answer the token limit is not known yet, and this call
+                # may be granted after it is: it reserves as if it were.
+                fields["reserved_tokens"] = backend.estimate_tokens(payload)
         if timeout is None and not extra_headers and hooks is None:
             # Only the model's own, already valid values: no validation needed.
             return build_trusted(backend.event_type, fields)
@@ -404,8 +410,11 @@ class iModel(Element):
             if executor is not None:
                 tokens = calling.reserved_tokens
                 # Usage is charged wherever tokens are limited, also after a call that
-                # reserved none (a backend that cannot estimate in advance).
-                used = calling._tokens_used if executor.token_capacity is not None else None
+                # reserved none (a backend that cannot estimate in advance), and a
+                # reservation is always settled (made before a learned limit was known).
+                used = (
+                    calling._tokens_used if tokens or executor.token_capacity is not None else None
+                )
                 if poll_timeout is None and priority is None and executor._admit(tokens):
                     # Granted at once, the common case: awaited here, without the wrapper
                     # frame ``execute`` would add, and booked as ``execute`` books it.
@@ -558,8 +567,8 @@ class iModel(Element):
         """The executor for a call on the running loop.
 
         Learned limits serve one event loop at a time (their queue, timer and state belong
-        to it; a loop that ended hands them on): a call from another thread's running loop
-        goes without them, as it would on a model without limits.
+        to it; a loop that is no longer running hands them on): a call from a loop another
+        thread runs at the same time goes without them, and the first such call warns.
         """
         capacity = self._rt.capacity
         if capacity is not None and not capacity.serves_here():

@@ -151,17 +151,22 @@ return 0
 
 #: KEYS: as for the take script, the learned shapes' hash required. ARGV: the shapes learned,
 #: then a level for each bucket ("" = none), then how long the shapes are kept (ms). A bucket
-#: whose capacity stays is lowered to its level, never raised (another process may have taken
-#: since the provider answered); a bucket of a new capacity takes the level.
+#: this process has not learned (capacity 0) keeps the shape another process learned. A
+#: bucket whose capacity stays is lowered to its level, never raised (another process may
+#: have taken since the provider answered); a bucket of a new capacity takes the level.
 LEARN_SCRIPT = (
     _BUCKET_LUA
     + """
-local old = redis.call('HMGET', KEYS[4], 'rcap', 'tcap')
-redis.call('HSET', KEYS[4], 'rcap', ARGV[1], 'rrate', ARGV[2], 'tcap', ARGV[3],
-  'trate', ARGV[4])
+local old = redis.call('HMGET', KEYS[4], 'rcap', 'rrate', 'tcap', 'trate')
+local shape = {ARGV[1], ARGV[2], ARGV[3], ARGV[4]}
+for i = 1, 3, 2 do
+  if tonumber(shape[i]) == 0 and old[i] then shape[i], shape[i + 1] = old[i], old[i + 1] end
+end
+redis.call('HSET', KEYS[4], 'rcap', shape[1], 'rrate', shape[2], 'tcap', shape[3],
+  'trate', shape[4])
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[7]))
-local specs = {{KEYS[1], ARGV[1], ARGV[2], ARGV[5], old[1]},
-  {KEYS[2], ARGV[3], ARGV[4], ARGV[6], old[2]}}
+local specs = {{KEYS[1], shape[1], shape[2], ARGV[5], old[1]},
+  {KEYS[2], shape[3], shape[4], ARGV[6], old[3]}}
 for _, s in ipairs(specs) do
   local cap, rate, wanted = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
   if cap > 0 and wanted then
@@ -399,9 +404,30 @@ class RedisCapacity:
                 self._levels.pop(name, None)
             else:
                 self._levels[name] = min(self._levels.get(name, config.capacity), config.capacity)
-        self._local = self._fresh_local()
+        self._relearn_local(levels)
         wanted = tuple("" if level is None else repr(level) for level in levels)
         self._spawn(self._run_quietly(LEARN_SCRIPT, (*self._shape, *wanted, _SHAPE_TTL_MS)))
+
+    def _relearn_local(self, levels: tuple[float | None, float | None]) -> None:
+        """Give the local fallback buckets the new shapes and lower them to ``levels``.
+
+        A bucket whose capacity stays keeps what it holds, if less than Redis last reported:
+        while Redis is down the local buckets have granted since that report.
+        """
+        old = self._local
+        self._local = self._fresh_local()
+        for before, after, wanted in (
+            (old.request_bucket, self._local.request_bucket, levels[0]),
+            (old.token_bucket, self._local.token_bucket, levels[1]),
+        ):
+            if after is None:
+                continue
+            level = after.level
+            if before is not None and before.capacity == after.capacity:
+                level = min(level, before.level)
+            if wanted is not None:
+                level = min(level, wanted)
+            after.reshape(after.capacity, after.refill_rate, level)
 
     async def _run_quietly(self, source: str, args: tuple[Any, ...]) -> None:
         await self._run(source, self._keys, args)

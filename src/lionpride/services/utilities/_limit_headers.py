@@ -17,7 +17,8 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 __all__ = ["LimitReading", "parse_duration", "read_limit_headers"]
 
@@ -73,6 +74,18 @@ def _rfc3339_wait(text: str, wall_now: float) -> float | None:
     return max(0.0, when.timestamp() - wall_now)
 
 
+def _http_date(text: str | None) -> float | None:
+    """The wall-clock time of an HTTP ``Date`` header; ``None`` if absent or malformed."""
+    if not text:
+        return None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    # "-0000" (UTC, zone unknown) parses without a zone: HTTP dates are UTC.
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
 def _count(text: str | None) -> int | None:
     if text is None:
         return None
@@ -94,7 +107,8 @@ def read_limit_headers(
 
     Args:
         headers: Response headers.
-        wall_now: Wall-clock time (``time.time()``) for Anthropic's reset times.
+        wall_now: Wall-clock time (``time.time()``) for Anthropic's reset times (the
+            answer's ``Date`` instead, when ``wall_now`` is more than a second past it).
     """
     readings: dict[str, LimitReading] = {}
     get = headers.get
@@ -112,6 +126,13 @@ def read_limit_headers(
     ):
         return readings
     now = time.time() if wall_now is None else wall_now
+    # The resets are times on the provider's clock: a client clock running ahead of it would
+    # shorten every wait and raise the rate. The answer's ``Date`` is the provider's clock
+    # when it answered, rounded down to the second: a client more than that second past it
+    # runs ahead, and the Date counts as now instead.
+    served = _http_date(get("date"))
+    if served is not None and now > served + 1:
+        now = served
     for family in FAMILIES:
         prefix = f"anthropic-ratelimit-{family.replace('_', '-')}"
         limit = _count(get(f"{prefix}-limit"))

@@ -26,7 +26,9 @@ more per second, until an answer says how to go on.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ __all__ = [
 ]
 
 Source = Literal["configured", "first answer", "headers", "429s", "unlimited"]
+
+_log = logging.getLogger("lionpride.services.limits")
 
 #: Capacity and rate of a dimension nothing limits (yet).
 _OPEN = 2**50
@@ -203,6 +207,7 @@ class LimitLearner(ABC):
         self._successes = 0
         self._cut_successes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned = False  # of calls from a second loop that go without the limits
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(mode={self._mode!r}, learned={self.learned()})"
@@ -252,17 +257,27 @@ class LimitLearner(ABC):
     def serves_here(self) -> bool:
         """Whether these limits serve the running event loop.
 
-        They serve one loop at a time, the first to use them, until it is closed (the next
-        ``asyncio.run`` takes them over); a loop another thread runs meanwhile does not
-        touch them.
+        They serve one loop at a time: the first to use them, until it stops running (an
+        ``asyncio.run`` that ended, another thread's ``invoke_sync`` between calls), when the
+        next loop takes them over. A loop another thread runs at the same time does not touch
+        them: its calls go without the limits, and the first of them warns.
         """
         loop = asyncio.get_running_loop()
         home = self._loop
         if home is loop:
             return True
-        if home is None or home.is_closed():
+        if home is None or not home.is_running():
             self._loop = loop
             return True
+        if not self._warned:
+            self._warned = True
+            message = (
+                "a model with limits is called from two event loops running at once (two "
+                "threads): the calls of the second loop go without the model's limits; give "
+                "each thread its own model, or call from one loop"
+            )
+            _log.warning(message)
+            warnings.warn(message, stacklevel=3)
         return False
 
     def check(self, requests: int, tokens: int) -> None:
