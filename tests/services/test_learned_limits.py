@@ -215,7 +215,7 @@ def test_a_call_from_a_loop_running_beside_the_limits_one_warns() -> None:
         try:
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always")
-                model.invoke_sync(model="m", messages=MESSAGES, max_tokens=8)
+                asyncio.run(model.invoke(model="m", messages=MESSAGES, max_tokens=8))
             caught.extend(seen)
         finally:
             release.set()
@@ -223,7 +223,8 @@ def test_a_call_from_a_loop_running_beside_the_limits_one_warns() -> None:
     with provider_in_thread() as fp:
         model = model_for(fp, hook_registry=hooks)
         worker = threading.Thread(target=beside)
-        model.invoke_sync(model="m", messages=MESSAGES, max_tokens=8)
+        # Each thread runs its own loop (invoke_sync would put both calls on the model's one).
+        asyncio.run(model.invoke(model="m", messages=MESSAGES, max_tokens=8))
         worker.join()
         model.close()
     assert any("two event loops" in str(w.message) for w in caught)
