@@ -174,7 +174,16 @@ class SyncLoop:
 class _Call(Generic[T]):
     """One blocking call handed to an event loop, for the thread that waits for it."""
 
-    __slots__ = ("_lock", "_loop", "_revoked", "_started", "_task", "_work", "outcome")
+    __slots__ = (
+        "_lock",
+        "_loop",
+        "_revoked",
+        "_started",
+        "_submitted",
+        "_task",
+        "_work",
+        "outcome",
+    )
 
     def __init__(
         self, work: Callable[[], Coroutine[Any, Any, T]], loop: asyncio.AbstractEventLoop
@@ -186,7 +195,15 @@ class _Call(Generic[T]):
         self._started = threading.Event()
         self._task: asyncio.Task[T] | None = None
         self.outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
-        loop.call_soon_threadsafe(self.start)
+        self._submitted = False
+
+    def _submit(self) -> None:
+        """Hand the call to its loop, once. Called inside the waits' ``try``: an interrupt
+        that lands just after the hand-over (the loop may start the call at once) still ends
+        the call before it is raised."""
+        if not self._submitted:
+            self._submitted = True
+            self._loop.call_soon_threadsafe(self.start)
 
     def start(self) -> None:
         """On the loop: start the call, unless the waiting thread gave up on this loop."""
@@ -200,11 +217,11 @@ class _Call(Generic[T]):
     def starts_within(self, seconds: float) -> bool:
         """Whether the call started within ``seconds``; if not, it never will."""
         try:
+            self._submit()
             if self._started.wait(seconds):
                 return True
         except BaseException:  # interrupted (KeyboardInterrupt): end the call either way
-            if not self._revoke():
-                self._cancel()
+            self._end()
             raise
         return not self._revoke()
 
@@ -217,11 +234,17 @@ class _Call(Generic[T]):
     def result(self) -> T:
         """Wait for the call's outcome; interrupted, cancel the call first."""
         try:
+            self._submit()
             return self.outcome.result()
         except BaseException:
             if not self.outcome.done():  # interrupted while waiting (KeyboardInterrupt)
-                self._cancel()
+                self._end()
             raise
+
+    def _end(self) -> None:
+        """Keep the call from starting, or cancel it if it has (and wait for it)."""
+        if not self._revoke():
+            self._cancel()
 
     def _cancel(self) -> None:
         """Cancel the started call and wait until it has given its capacity back."""
