@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import contextlib
 import os
@@ -176,32 +175,6 @@ def test_sync_calls_from_many_threads_share_the_limits() -> None:
         model.close()
     assert answers == ["Paris."] * 6
     assert fp.count_429 == 0
-
-
-def test_ctrl_c_cancels_the_blocking_call_before_raising() -> None:
-    """A KeyboardInterrupt while the main thread waits on a slow call cancels the call,
-    which has ended and left its concurrency slot by the time the interrupt is raised."""
-    started = threading.Event()
-
-    async def note_start(event: object, **kwargs: Any) -> None:
-        started.set()
-
-    hooks = HookRegistry()
-    hooks.register(HookPhase.PreInvocation, note_start)
-    with provider_in_thread(latency=30) as fp:
-        model = openai_model(fp, Connections(), limit_requests=10, hook_registry=hooks)
-
-        def interrupt() -> None:
-            if started.wait(30):
-                _thread.interrupt_main()
-
-        threading.Thread(target=interrupt, daemon=True).start()
-        with pytest.raises(KeyboardInterrupt):
-            model.invoke_sync(model="gpt-4o-mini", messages=MESSAGES)
-        assert model.executor is not None
-        stats = model.executor.stats()
-        assert stats["in_flight"] == 0
-        model.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
