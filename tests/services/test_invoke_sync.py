@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -230,3 +236,32 @@ async def test_blocking_calls_never_wait_for_a_loop_blocked_on_them() -> None:
         # Joining the threads blocks this loop, as a cell waiting for its threads does.
         assert answers_from_threads(model, 2, wait=10) == ["Paris."] * 2
         await model.aclose()
+
+
+def test_ctrl_c_ends_a_slow_blocking_call_at_once() -> None:
+    """A real SIGINT to a process blocked in invoke_sync on a call the provider answers after
+    60 s cancels the call, returns its concurrency slot, and ends the process with
+    KeyboardInterrupt long before the answer would come."""
+    script = Path(__file__).with_name("_interrupted_invoke_sync.py")
+    with subprocess.Popen(
+        [sys.executable, str(script), "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        assert first == "in flight\n", process.stderr.read()
+        interrupted = time.monotonic()
+        os.kill(process.pid, signal.SIGINT)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("invoke_sync still blocked 30 s after SIGINT (the answer comes at 60 s)")
+        ended = time.monotonic() - interrupted
+    assert process.returncode == -signal.SIGINT, err
+    assert "KeyboardInterrupt" in err.splitlines(), err
+    stats = json.loads(out)
+    assert (stats["in_flight"], stats["cancelled"]) == (0, 1), stats
+    assert ended < 10, f"the process ended {ended:.1f} s after SIGINT"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Coroutine
@@ -251,7 +252,11 @@ class _Call(Generic[T]):
         task = self._task
         if task is not None:
             self._loop.call_soon_threadsafe(task.cancel)
-            concurrent.futures.wait([self.outcome])
+            # Not ``concurrent.futures.wait``: it never sees a future cancelled by ``cancel()``
+            # (only executors' ``set_running_or_notify_cancel`` wakes it), so it waited forever
+            # for the call this very interrupt cancelled.
+            with contextlib.suppress(concurrent.futures.CancelledError):
+                self.outcome.exception()
 
 
 def _at_home(

@@ -217,6 +217,7 @@ class FakeProvider:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._stopping: asyncio.Event | None = None
+        self._arrived: asyncio.Condition | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -224,6 +225,8 @@ class FakeProvider:
         """Bind the port and start serving."""
         if self._runner is not None:
             raise RuntimeError("FakeProvider is already running")
+        self._stopping = asyncio.Event()
+        self._arrived = asyncio.Condition()
         app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # handler_cancellation: a client that hangs up cancels its handler, which is how a
@@ -240,7 +243,6 @@ class FakeProvider:
             raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
-        self._stopping = asyncio.Event()
 
     async def stop(self) -> None:
         """Stop serving; waiting and stalled handlers are released first."""
@@ -301,6 +303,16 @@ class FakeProvider:
         """Scripted replies not yet served."""
         return len(self._scripts)
 
+    async def wait_for_requests(self, count: int = 1) -> None:
+        """Wait until ``count`` requests have arrived since the start (or the last
+        :meth:`reset`): a test acts on a call in flight (cancels or interrupts it) then,
+        without polling :attr:`requests`. Bound the wait with the test's own timeout."""
+        arrived = self._arrived
+        if self._runner is None or arrived is None:
+            raise RuntimeError("FakeProvider is not running; use `async with` or start()")
+        async with arrived:
+            await arrived.wait_for(lambda: len(self.requests) >= count)
+
     def reset(self) -> None:
         """Forget scripts, received requests, 429 counts and limit state."""
         self._scripts.clear()
@@ -342,6 +354,9 @@ class FakeProvider:
         headers = {name.lower(): value for name, value in request.headers.items()}
         self.requests.append(ReceivedRequest(request.method, path, headers, body, now))
         self.arrivals.append(now)
+        assert self._arrived is not None
+        async with self._arrived:
+            self._arrived.notify_all()
         fmt = detect_format(request.path)
         route = route_of(request.path)
         # Whose request id the answer carries: the chat formats', else the route's provider's.
