@@ -33,12 +33,6 @@ def _run_args(fp: FakeProvider, src: Path, out: str | Path, *extra: str) -> list
     return [*base, "--base-url", fp.base_url("openai"), *extra]
 
 
-async def _arrivals(fp: FakeProvider, count: int) -> None:
-    """Wait until ``count`` requests reached the provider (the test's own deadline applies)."""
-    while len(fp.requests) < count:
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
 @pytest.mark.parametrize("to_pipe", [False, True], ids=["file", "stdout-pipe"])
 async def test_interrupted_run_counts_queued_calls_as_not_sent(
@@ -53,7 +47,7 @@ async def test_interrupted_run_counts_queued_calls_as_not_sent(
     async with FakeProvider(latency=60) as fp:
         proc = await start_cli(*_run_args(fp, src, out, *limits), env=ENV)
         async with asyncio.timeout(30):
-            await _arrivals(fp, 4)
+            await fp.wait_for_requests(4)
             proc.send_signal(signal.SIGTERM)
             _, raw = await proc.communicate()
         sent = len(fp.requests)
@@ -83,7 +77,7 @@ async def test_interrupted_resume_counts_the_done_lines_it_had_not_reached(
     async with FakeProvider(latency=60) as fp:
         proc = await start_cli(*_run_args(fp, src, out, "--concurrency", "1"), env=ENV)
         async with asyncio.timeout(30):
-            await _arrivals(fp, 1)
+            await fp.wait_for_requests(1)
             proc.send_signal(signal.SIGTERM)
             _, raw = await proc.communicate()
     err = raw.decode()

@@ -196,8 +196,7 @@ async def test_call_cancelled_in_flight_ends_its_span_as_cancelled() -> None:
                 model.invoke(model="m", messages=[{"role": "user", "content": "Hi"}])
             )
             async with asyncio.timeout(10):
-                while not fp.requests:
-                    await asyncio.sleep(0.01)
+                await fp.wait_for_requests(1)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     provider.shutdown()

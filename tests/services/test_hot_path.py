@@ -180,8 +180,7 @@ async def test_a_call_cut_by_aclose_fails_and_opens_no_session(fake_provider: Fa
         provider="openai", base_url=fake_provider.base_url("openai"), api_key=SecretStr("k")
     )
     call = asyncio.create_task(model.invoke(model="m", messages=MESSAGES))
-    while not fake_provider.requests:  # the call is on the wire
-        await asyncio.sleep(0.01)
+    await fake_provider.wait_for_requests(1)  # the call is on the wire
     await model.aclose()
     with pytest.raises(errors.ExecutionError, match="closed"):
         await call

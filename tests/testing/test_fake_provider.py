@@ -607,3 +607,20 @@ async def test_unknown_path_is_404(fp: FakeProvider, session: aiohttp.ClientSess
     """A path that names no known API gets an OpenAI-style 404."""
     status, _, raw = await post(session, fp.url + "/v1/audio/speech", {})
     assert status == 404 and json.loads(raw)["error"]["code"] == "model_not_found"
+
+
+async def test_wait_for_requests_wakes_when_the_request_arrives(
+    session: aiohttp.ClientSession,
+) -> None:
+    """wait_for_requests returns once the request reached the provider, while its answer
+    is still held back by the latency, and refuses to wait on a stopped provider."""
+    async with FakeProvider(latency=30.0) as provider:
+        url = provider.base_url("openai") + "/chat/completions"
+        call = asyncio.create_task(session.post(url, json=OPENAI_BODY))
+        await asyncio.wait_for(provider.wait_for_requests(1), 10)
+        assert len(provider.requests) == 1 and not call.done()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    with pytest.raises(RuntimeError, match="not running"):
+        await provider.wait_for_requests(1)

@@ -18,8 +18,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, Self, TextIO
+
+from lionpride.core.resource import AsyncResource
 
 __all__ = ["Gauges", "Pace", "Progress", "eta_seconds", "format_seconds"]
 
@@ -102,7 +103,7 @@ def describe_limits(learned: dict[str, dict[str, Any]]) -> str:
     return f"limits {', '.join(shown)} ({', '.join(sources)})"
 
 
-class Progress:
+class Progress(AsyncResource):
     """Counts finished items and shows done, failed, rate, ETA and tokens.
 
     Args:
@@ -248,16 +249,12 @@ class Progress:
             await asyncio.sleep(interval)
             self.draw()
 
-    async def __aenter__(self) -> Progress:
+    async def __aenter__(self) -> Self:
         self._ticker = asyncio.create_task(self._tick())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Stop the live redraws (leaving ``async with`` does it)."""
         ticker, self._ticker = self._ticker, None
         if ticker is not None:
             ticker.cancel()

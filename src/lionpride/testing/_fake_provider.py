@@ -10,18 +10,15 @@ subject to the provider-side limits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
+from lionpride.core.resource import AsyncResource
+from lionpride.testing._delivery import Outgoing, error, render, send
 from lionpride.testing._forced import forced_tool_call, structured_text
 from lionpride.testing._limits import ProviderLimits
 from lionpride.testing._plan import (
@@ -31,121 +28,23 @@ from lionpride.testing._plan import (
     content_type,
     detect_format,
     make_plan,
-    split_sse_events,
 )
+from lionpride.testing._replies import ReceivedRequest, Reply
 from lionpride.testing._request_checks import check_request
 from lionpride.testing._responses_wire import ReplyOptions
 from lionpride.testing._routes import Route, error_format, generate, route_format, route_of
-from lionpride.testing._wire_formats import (
-    error_body,
-    rate_limit_body,
-    render_plain,
-    render_stream,
-)
+from lionpride.testing._wire_formats import rate_limit_body
 
 __all__ = ["FakeProvider", "ReceivedRequest", "Reply"]
 
 # Base paths under which each client posts; every name not listed is OpenAI-compatible at /v1.
 _BASE_PATHS = {"groq": "/openai/v1", "openrouter": "/api/v1", "gemini": "/v1beta"}
 _MAX_REQUEST_BYTES = 64 * 1024 * 1024
+#: How a refusal or a generated reply is sent: as it is, after the provider's latency.
+_AS_IS = Reply()
 
 
-@dataclass
-class Reply:
-    """One scripted answer.
-
-    Attributes:
-        status: HTTP status.
-        headers: Response headers (a ``content-type`` here wins over the default one).
-        body: A dict is sent as JSON, ``str``/``bytes`` verbatim; ``None`` means the generated
-            reply for the request's format and stream mode (an error body for 4xx/5xx).
-        delay: Seconds to wait before sending headers.
-        drop: Close the connection without any response.
-        truncate: Send only the first N bytes of the body, then close the connection, while
-            ``Content-Length`` announces the full size.
-        chunks: Pieces of a streamed body, written one at a time with ``chunk_delay`` between.
-        chunk_delay: Seconds between pieces; ``None`` uses the provider's ``chunk_delay``.
-        text: The text of a generated reply, instead of the provider's default.
-        tool_calls: ``[{"name": ..., "arguments": {...}}]`` for a generated reply to call.
-        usage: Provider-native usage numbers that replace the computed ones.
-        stall_after: Send this many pieces, then go silent with the connection open until the
-            client disconnects (or the provider stops).
-        limited: Pass the provider-side limits first, as a generated reply does: a refused
-            request gets the 429 instead, an admitted one this reply plus the rate-limit headers.
-    """
-
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: Any = None
-    delay: float = 0.0
-    drop: bool = False
-    truncate: int | None = None
-    chunks: list[str | bytes] | None = None
-    chunk_delay: float | None = None
-    text: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    usage: dict[str, Any] | None = None
-    stall_after: int | None = None
-    limited: bool = False
-
-    @classmethod
-    def from_wire(cls, record: Mapping[str, Any] | str | os.PathLike[str]) -> Reply:
-        """Replay a recorded exchange from ``wire/`` (the parsed record or its file path,
-        as a ``str`` or a path object).
-
-        Status, headers (less ``content-length``, which belonged to the original encoding)
-        and the body text are kept byte for byte; an SSE body is split into its events so
-        they arrive one write at a time.
-        """
-        if isinstance(record, str | os.PathLike):
-            with open(record, encoding="utf-8") as file:
-                response = json.load(file)["response"]
-        else:
-            response = record["response"]
-        headers = {
-            name: value
-            for name, value in response["headers"].items()
-            if name.lower() != "content-length"
-        }
-        body = response["body_text"]
-        kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-        streamed = kind.startswith("text/event-stream")
-        chunks: list[str | bytes] | None = list(split_sse_events(body)) if streamed else None
-        return cls(status=int(response["status"]), headers=headers, body=body, chunks=chunks)
-
-
-@dataclass(slots=True)
-class ReceivedRequest:
-    """One request as the provider received it.
-
-    Attributes:
-        method: HTTP method.
-        path: Path plus query string.
-        headers: Request headers with lower-cased names.
-        body: The parsed JSON body, the raw text if it is not JSON, ``None`` if empty.
-        time: Monotonic arrival time (the provider's clock).
-    """
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-    time: float
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    """A response about to be written: status, headers, the body in pieces, and the tokens
-    the provider-side limits charge for it."""
-
-    status: int
-    headers: dict[str, str]
-    pieces: list[bytes]
-    streamed: bool
-    tokens: int = 0
-
-
-class FakeProvider:
+class FakeProvider(AsyncResource):
     """A local HTTP server speaking the OpenAI, Anthropic and Gemini wire formats.
 
     Args:
@@ -244,7 +143,11 @@ class FakeProvider:
         self._runner = runner
         self._port = int(runner.addresses[0][1])
 
-    async def stop(self) -> None:
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def aclose(self) -> None:
         """Stop serving; waiting and stalled handlers are released first."""
         runner, self._runner = self._runner, None
         if runner is None:
@@ -254,17 +157,8 @@ class FakeProvider:
             self._stopping.set()
         await runner.cleanup()
 
-    async def __aenter__(self) -> FakeProvider:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    #: :meth:`start`'s counterpart.
+    stop = aclose
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -347,50 +241,49 @@ class FakeProvider:
     # -- serving -----------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Record the request, settle its answer and send it."""
         now = self._clock.now()
-        raw = await request.read()
-        body = _parse_body(raw)
-        path = request.path_qs
+        body = _parse_body(await request.read())
         headers = {name.lower(): value for name, value in request.headers.items()}
-        self.requests.append(ReceivedRequest(request.method, path, headers, body, now))
+        self.requests.append(ReceivedRequest(request.method, request.path_qs, headers, body, now))
         self.arrivals.append(now)
-        assert self._arrived is not None
+        assert self._arrived is not None and self._stopping is not None
         async with self._arrived:
             self._arrived.notify_all()
+        outgoing, how = self._answer(request, body, headers, now)
+        return await send(
+            request,
+            outgoing,
+            how,
+            latency=self.latency,
+            chunk_delay=self.chunk_delay,
+            stopping=self._stopping,
+        )
+
+    def _answer(
+        self, request: web.Request, body: Any, headers: dict[str, str], now: float
+    ) -> tuple[Outgoing, Reply]:
+        """The answer to a request and the reply whose misbehaviour it is sent with: the
+        provider's 400 for a request the live API refuses, else the next matching script,
+        else the generated reply (each behind the limits where they apply)."""
         fmt = detect_format(request.path)
         route = route_of(request.path)
         # Whose request id the answer carries: the chat formats', else the route's provider's.
         shape = fmt if fmt is not None or route is None else route_format(route)
         rejected = None if fmt is None else check_request(fmt, body, request.path, headers)
         if fmt is not None and rejected is not None:
-            refusal = _error(fmt, 400, rejected.message, param=rejected.param, code=rejected.code)
-            self._add_request_id(fmt, refusal)
-            return await self._send(request, refusal, delay=self.latency)
-        reply = self._next_script(path)
-        if reply is None:
-            outgoing = self._generated(request, fmt, body, now)
-            self._add_request_id(shape, outgoing)
-            return await self._send(
-                request, outgoing, delay=self.latency, chunk_delay=self.chunk_delay
-            )
-        refused = self._refusal(request, fmt, body, now) if reply.limited else None
-        if refused is not None:
-            self._add_request_id(shape, refused)
-            return await self._send(request, refused, delay=self.latency)
-        outgoing = self._scripted(request, fmt or "openai", body, reply)
-        if reply.limited:
-            outgoing.headers.update(self._limit_headers(fmt or "openai"))
+            outgoing = error(fmt, 400, rejected.message, param=rejected.param, code=rejected.code)
+            how = _AS_IS
+        elif (reply := self._next_script(request.path_qs)) is None:
+            outgoing, how = self._generated(request, fmt, body, now), _AS_IS
+        elif reply.limited and (refused := self._refusal(request, fmt, body, now)) is not None:
+            outgoing, how = refused, _AS_IS
+        else:
+            outgoing, how = self._scripted(request, fmt or "openai", body, reply), reply
+            if reply.limited:
+                outgoing.headers.update(self._limit_headers(fmt or "openai"))
         self._add_request_id(shape, outgoing)
-        chunk_delay = self.chunk_delay if reply.chunk_delay is None else reply.chunk_delay
-        return await self._send(
-            request,
-            outgoing,
-            delay=self.latency + reply.delay,
-            drop=reply.drop,
-            truncate=reply.truncate,
-            stall_after=reply.stall_after,
-            chunk_delay=chunk_delay,
-        )
+        return outgoing, how
 
     def _next_script(self, path: str) -> Reply | None:
         for i, (needle, reply) in enumerate(self._scripts):
@@ -401,7 +294,7 @@ class FakeProvider:
 
     def _generated(
         self, request: web.Request, fmt: Format | None, body: Any, now: float
-    ) -> _Outgoing:
+    ) -> Outgoing:
         """The default reply, or a 429 if the provider-side limits refuse it."""
         route = route_of(request.path)
         if route is not None:
@@ -415,20 +308,20 @@ class FakeProvider:
             message = f"Unknown path {request.path!r}: FakeProvider serves */chat/completions, "
             message += "*/responses, */embeddings, */messages, */messages/count_tokens and "
             message += "*/models/{model}:generateContent, :embedContent, :countTokens"
-            return _error(
+            return error(
                 error_format(request.path, {k.lower(): v for k, v in request.headers.items()}),
                 404,
                 message,
             )
         plan = self._plan(request, fmt, body, Reply())
         if not self._limits.active:
-            return _render(plan)
+            return render(plan)
         tokens = plan.input_tokens + plan.output_tokens
-        return self._limited(fmt, plan.model, tokens, plan.output_tokens, now, _render(plan))
+        return self._limited(fmt, plan.model, tokens, plan.output_tokens, now, render(plan))
 
     def _limited(
-        self, fmt: Format, model: str, tokens: int, output: int, now: float, outgoing: _Outgoing
-    ) -> _Outgoing:
+        self, fmt: Format, model: str, tokens: int, output: int, now: float, outgoing: Outgoing
+    ) -> Outgoing:
         """``outgoing`` with the limits' headers if they admit ``tokens`` (``output`` of them
         output tokens) now, else a 429."""
         if not self._limits.active:
@@ -441,7 +334,7 @@ class FakeProvider:
 
     def _refusal(
         self, request: web.Request, fmt: Format | None, body: Any, now: float
-    ) -> _Outgoing | None:
+    ) -> Outgoing | None:
         """For a scripted reply that opted into the limits: the 429, or ``None`` (admitted,
         charged as the generated reply would be)."""
         if fmt is None or not self._limits.active:
@@ -452,7 +345,7 @@ class FakeProvider:
 
     def _admit(
         self, fmt: Format, model: str, tokens: int, output: int, now: float
-    ) -> _Outgoing | None:
+    ) -> Outgoing | None:
         """Charge a reply to the limits; the 429 if they refuse it, else ``None``."""
         limits = self._limits
         admission = limits.admit(tokens, now, output=output)
@@ -470,9 +363,9 @@ class FakeProvider:
         headers = self._limit_headers(fmt)
         headers["retry-after"] = str(retry_after)
         headers["content-type"] = content_type(fmt, stream=False, error=True)
-        return _Outgoing(429, headers, [error], streamed=False)
+        return Outgoing(429, headers, [error], streamed=False)
 
-    def _routed(self, route: Route, request: web.Request, body: Any, reply: Reply) -> _Outgoing:
+    def _routed(self, route: Route, request: web.Request, body: Any, reply: Reply) -> Outgoing:
         """A generated answer on one of the routes of :mod:`lionpride.testing._routes`."""
         self._seq += 1
         options = ReplyOptions(
@@ -484,7 +377,7 @@ class FakeProvider:
             seq=self._seq,
         )
         answer = generate(route, request.path, body, options)
-        outgoing = _Outgoing(
+        outgoing = Outgoing(
             answer.status, {"content-type": answer.content_type}, answer.pieces, answer.streamed
         )
         outgoing.tokens = answer.tokens
@@ -493,7 +386,7 @@ class FakeProvider:
     def _limit_headers(self, fmt: Format) -> dict[str, str]:
         return self._limits.headers(fmt) if self.limit_headers else {}
 
-    def _add_request_id(self, fmt: Format | None, outgoing: _Outgoing) -> None:
+    def _add_request_id(self, fmt: Format | None, outgoing: Outgoing) -> None:
         """Give the answer its request id, unless a scripted reply brought its own (Gemini
         sends none)."""
         if fmt == "gemini":
@@ -502,7 +395,7 @@ class FakeProvider:
         if not any(key.lower() == name for key in outgoing.headers):
             outgoing.headers[name] = f"req_{uuid.uuid4().hex[:24]}"
 
-    def _scripted(self, request: web.Request, fmt: Format, body: Any, reply: Reply) -> _Outgoing:
+    def _scripted(self, request: web.Request, fmt: Format, body: Any, reply: Reply) -> Outgoing:
         """Turn a scripted reply into bytes; a ``None`` body is generated for ``fmt``."""
         headers = dict(reply.headers)
         has_type = any(name.lower() == "content-type" for name in headers)
@@ -510,17 +403,17 @@ class FakeProvider:
             pieces = [c.encode() if isinstance(c, str) else c for c in reply.chunks]
             if not has_type:
                 headers["content-type"] = "text/event-stream"
-            return _Outgoing(reply.status, headers, pieces, streamed=True)
+            return Outgoing(reply.status, headers, pieces, streamed=True)
         if reply.body is None:
             route = route_of(request.path)
             if reply.status >= 400:
-                outgoing = _error(route_format(route) if route else fmt, reply.status)
+                outgoing = error(route_format(route) if route else fmt, reply.status)
             elif 200 <= reply.status < 300 and route is not None:
                 outgoing = self._routed(route, request, body, reply)
             elif 200 <= reply.status < 300:
-                outgoing = _render(self._plan(request, fmt, body, reply))
+                outgoing = render(self._plan(request, fmt, body, reply))
             else:
-                outgoing = _Outgoing(reply.status, {}, [], streamed=False)
+                outgoing = Outgoing(reply.status, {}, [], streamed=False)
             outgoing.status = reply.status
             if has_type:
                 outgoing.headers.pop("content-type", None)
@@ -534,7 +427,7 @@ class FakeProvider:
             kind = "application/json"
         if not has_type:
             headers["content-type"] = kind
-        return _Outgoing(reply.status, headers, [data], streamed=False)
+        return Outgoing(reply.status, headers, [data], streamed=False)
 
     def _plan(self, request: web.Request, fmt: Format, body: Any, reply: Reply) -> Plan:
         """Settle a generated reply, with the text, tool calls and usage ``reply`` overrides.
@@ -572,85 +465,6 @@ class FakeProvider:
         repeats = -(-self.stream_chunks // len(words))
         return " ".join([DEFAULT_SENTENCE] * repeats)
 
-    async def _send(
-        self,
-        request: web.Request,
-        outgoing: _Outgoing,
-        *,
-        delay: float,
-        drop: bool = False,
-        truncate: int | None = None,
-        stall_after: int | None = None,
-        chunk_delay: float = 0.0,
-    ) -> web.StreamResponse:
-        """Write ``outgoing`` with the scripted misbehaviour, if any."""
-        if delay > 0:
-            await self._pause(delay)
-        if drop:
-            _hang_up(request)
-            # Writing this to the closed transport fails quietly inside aiohttp.
-            return web.Response(status=204)
-        simple = truncate is None and stall_after is None
-        if simple and not outgoing.streamed:
-            return web.Response(
-                status=outgoing.status, headers=outgoing.headers, body=b"".join(outgoing.pieces)
-            )
-        response = web.StreamResponse(status=outgoing.status, headers=outgoing.headers)
-        pieces = outgoing.pieces
-        if truncate is not None:
-            response.content_length = sum(map(len, pieces))
-            pieces = _cut(pieces, truncate)
-        await response.prepare(request)
-        for i, piece in enumerate(pieces):
-            if i == stall_after:
-                break
-            if i and chunk_delay > 0:
-                await self._pause(chunk_delay)
-            await response.write(piece)
-        if stall_after is not None:
-            await self._stall()
-        if truncate is not None or stall_after is not None:
-            _hang_up(request)
-            return response
-        await response.write_eof()
-        return response
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep for real, but end early when the provider stops."""
-        assert self._stopping is not None
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-
-    async def _stall(self) -> None:
-        """Wait until the client hangs up (which cancels us) or the provider stops."""
-        assert self._stopping is not None
-        await self._stopping.wait()
-
-
-def _render(plan: Plan) -> _Outgoing:
-    """A generated reply as plain JSON or SSE events."""
-    if plan.sse:
-        pieces = render_stream(plan)
-        kind = content_type(plan.fmt, stream=True)
-        return _Outgoing(200, {"content-type": kind}, pieces, streamed=True)
-    kind = content_type(plan.fmt, stream=False)
-    return _Outgoing(200, {"content-type": kind}, [render_plain(plan)], streamed=False)
-
-
-def _error(
-    fmt: Format,
-    status: int,
-    message: str | None = None,
-    *,
-    param: str | None = None,
-    code: str | None = None,
-) -> _Outgoing:
-    """An error in the provider's shape (``param`` and ``code`` go in OpenAI's fields)."""
-    headers = {"content-type": content_type(fmt, stream=False, error=True)}
-    body = error_body(fmt, status, message, param=param, code=code)
-    return _Outgoing(status, headers, [body], streamed=False)
-
 
 def _parse_body(raw: bytes) -> Any:
     if not raw:
@@ -666,20 +480,3 @@ def _wants_stream(request: web.Request, body: Any) -> bool:
     if request.path.endswith(":streamGenerateContent"):
         return request.query.get("alt") == "sse"
     return isinstance(body, dict) and body.get("stream") is True
-
-
-def _cut(pieces: list[bytes], limit: int) -> list[bytes]:
-    """The first ``limit`` bytes of the concatenated pieces, keeping piece boundaries."""
-    kept: list[bytes] = []
-    left = max(0, limit)
-    for piece in pieces:
-        if left <= 0:
-            break
-        kept.append(piece[:left])
-        left -= len(piece)
-    return kept
-
-
-def _hang_up(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.close()

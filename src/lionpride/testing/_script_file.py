@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from lionpride.testing._fake_provider import Reply
+from lionpride.testing._replies import Reply
 
 __all__ = ["ScriptError", "load_script"]
 

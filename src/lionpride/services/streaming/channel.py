@@ -20,8 +20,9 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from lionpride.core.resource import AsyncResource
 
 if TYPE_CHECKING:
     # Only for annotations: importing ``services.types`` at run time would be circular, since
@@ -63,7 +64,7 @@ class StreamChunk:
         return self.content
 
 
-class StreamChannel:
+class StreamChannel(AsyncResource):
     """Fan a stream of :class:`StreamChunk` objects out to consumers while recording it.
 
     Consumers are sync or async callables taking a chunk. They run in registration order
@@ -76,9 +77,9 @@ class StreamChannel:
     after :meth:`drain`) yields nothing new; the recorded chunks stay available through
     :meth:`get_buffer`.
 
-    Leaving early closes the source (and with it the HTTP response): ``async with channel``
-    and :meth:`aclose` do it at once; a bare ``break`` out of ``async for`` does it when the
-    event loop finalizes the abandoned iterator, which asyncio schedules right away.
+    Leaving early closes the source (and with it the HTTP response): leaving ``async with
+    channel`` and :meth:`aclose` do it at once; a bare ``break`` out of ``async for`` does it
+    when the event loop finalizes the abandoned iterator, which asyncio schedules right away.
     """
 
     __slots__ = (
@@ -163,19 +164,6 @@ class StreamChannel:
         close = getattr(self._source, "aclose", None)
         if close is not None:
             await close()
-
-    async def __aenter__(self) -> StreamChannel:
-        """Return the channel; leaving the block closes the source."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the source."""
-        await self.aclose()
 
     async def _iterate(self) -> AsyncGenerator[StreamChunk, None]:
         """Pull, record, fan out and yield each chunk; close the source however it ends."""
