@@ -17,16 +17,28 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_calls_waiting_for_a_concurrency_slot_do_not_start_in_a_burst() -> None:
-    """Grants made while every slot is busy must not let more than L calls start at once."""
-    clock = FakeClock()
-    ex = RateLimitedExecutor.from_limits(
-        limit_requests=2,
+def one_slot(clock: FakeClock, limit_requests: int, refresh: float) -> RateLimitedExecutor:
+    """An executor with ``limit_requests`` per ``refresh`` seconds and one concurrency slot."""
+    return RateLimitedExecutor.from_limits(
+        limit_requests=limit_requests,
         limit_tokens=None,
-        capacity_refresh_time=2.0,
+        capacity_refresh_time=refresh,
         clock=clock,
         concurrency_limit=1,
     )
+
+
+async def occupy(ex: RateLimitedExecutor, gate: asyncio.Event) -> asyncio.Task[None]:
+    """A call started on ``ex`` that holds its slot until ``gate`` is set."""
+    task = asyncio.create_task(ex.execute(gate.wait))
+    await settle()
+    return task
+
+
+async def test_calls_waiting_for_a_concurrency_slot_do_not_start_in_a_burst() -> None:
+    """Grants made while every slot is busy must not let more than L calls start at once."""
+    clock = FakeClock()
+    ex = one_slot(clock, 2, 2.0)
     starts: list[float] = []
 
     async def slow() -> None:
@@ -51,18 +63,9 @@ async def test_calls_waiting_for_a_concurrency_slot_do_not_start_in_a_burst() ->
 async def test_priority_still_orders_calls_blocked_by_concurrency() -> None:
     """A high-priority call queued behind a busy slot runs before earlier low-priority ones."""
     clock = FakeClock()
-    ex = RateLimitedExecutor.from_limits(
-        limit_requests=100,
-        limit_tokens=None,
-        capacity_refresh_time=1.0,
-        clock=clock,
-        concurrency_limit=1,
-    )
+    ex = one_slot(clock, 100, 1.0)
     order: list[str] = []
     gate = asyncio.Event()
-
-    async def hold() -> None:
-        await gate.wait()
 
     def named(name: str) -> Callable[[], Awaitable[None]]:
         async def fn() -> None:
@@ -70,8 +73,7 @@ async def test_priority_still_orders_calls_blocked_by_concurrency() -> None:
 
         return fn
 
-    first = asyncio.create_task(ex.execute(hold))
-    await settle()
+    first = await occupy(ex, gate)
     low = [asyncio.create_task(ex.execute(named(f"low{i}"), priority=5)) for i in range(3)]
     await settle()
     high = asyncio.create_task(ex.execute(named("high"), priority=1))
@@ -84,23 +86,13 @@ async def test_priority_still_orders_calls_blocked_by_concurrency() -> None:
 async def test_cancelled_while_waiting_for_a_slot_gives_everything_back() -> None:
     """A call cancelled before it ran returns its request and leaves no slot taken."""
     clock = FakeClock()
-    ex = RateLimitedExecutor.from_limits(
-        limit_requests=2,
-        limit_tokens=None,
-        capacity_refresh_time=1000.0,
-        clock=clock,
-        concurrency_limit=1,
-    )
+    ex = one_slot(clock, 2, 1000.0)
     gate = asyncio.Event()
-
-    async def hold() -> None:
-        await gate.wait()
 
     async def quick() -> str:
         return "ok"
 
-    first = asyncio.create_task(ex.execute(hold))
-    await settle()
+    first = await occupy(ex, gate)
     waiting = asyncio.create_task(ex.execute(quick))
     await settle()
     waiting.cancel()

@@ -99,6 +99,35 @@ async def trip(breaker: CircuitBreaker, times: int) -> None:
             await breaker.execute(boom)
 
 
+async def half_open(recovery_time: float = 1.0, **config: Any) -> tuple[FakeClock, CircuitBreaker]:
+    """A breaker (threshold 1, ``config`` besides) tripped once and at the end of its
+    recovery time, so that the next call is a probe; with its clock."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        failure_threshold=1, recovery_time=recovery_time, clock=clock, **config
+    )
+    await trip(breaker, 1)
+    await clock.advance(recovery_time)
+    return clock, breaker
+
+
+async def held(breaker: CircuitBreaker, *gates: Gate) -> list[asyncio.Task[Any]]:
+    """One call per gate through ``breaker``, each let in and held at its gate."""
+    calls = [asyncio.create_task(breaker.execute(gate)) for gate in gates]
+    await settle()
+    return calls
+
+
+def rate_rule() -> tuple[FakeClock, CircuitBreaker]:
+    """A breaker that opens on a failure rate of one half over 60 s (from 4 calls), with its
+    clock; its consecutive-failure rule is out of reach."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        failure_threshold=100, failure_rate_threshold=0.5, window=60.0, min_calls=4, clock=clock
+    )
+    return clock, breaker
+
+
 async def run_advancing(clock: FakeClock, coro: Awaitable[Any], seconds: float = 100.0) -> Any:
     """Run ``coro`` while moving ``clock`` forward ``seconds``, then return its result."""
     task = asyncio.ensure_future(coro)
@@ -174,13 +203,9 @@ async def test_probe_failure_reopens_for_a_new_recovery_period() -> None:
 
 async def test_cancelled_probe_releases_its_slot() -> None:
     """A cancelled probe is neither success nor failure and frees its slot for the next probe."""
-    clock = FakeClock()
-    breaker = CircuitBreaker(failure_threshold=1, recovery_time=1.0, clock=clock)
-    await trip(breaker, 1)
-    await clock.advance(1.0)
+    _, breaker = await half_open()
     gate = Gate()
-    probe = asyncio.create_task(breaker.execute(gate))
-    await settle()
+    [probe] = await held(breaker, gate)
     assert gate.entered == 1
     with pytest.raises(CircuitBreakerOpenError):
         await breaker.execute(ok)
@@ -196,15 +221,7 @@ async def test_cancelled_probe_releases_its_slot() -> None:
 
 async def test_excluded_exception_in_probe_releases_slot() -> None:
     """A probe ending in an excluded exception passes it through uncounted and frees the slot."""
-    clock = FakeClock()
-    breaker = CircuitBreaker(
-        failure_threshold=1,
-        recovery_time=1.0,
-        excluded_exceptions=[errors.BadRequestError],
-        clock=clock,
-    )
-    await trip(breaker, 1)
-    await clock.advance(1.0)
+    clock, breaker = await half_open(excluded_exceptions=[errors.BadRequestError])
     bad = errors.BadRequestError("no", status_code=400)
     with pytest.raises(errors.BadRequestError) as info:
         await breaker.execute(Script(clock, [bad]))
@@ -227,15 +244,9 @@ async def test_excluded_exception_in_closed_is_not_counted() -> None:
 
 async def test_half_open_admits_exactly_max_concurrent_probes() -> None:
     """With half_open_max_calls=2 two probes run at once and a third is rejected unrun."""
-    clock = FakeClock()
-    breaker = CircuitBreaker(
-        failure_threshold=1, recovery_time=10.0, half_open_max_calls=2, clock=clock
-    )
-    await trip(breaker, 1)
-    await clock.advance(10.0)
+    clock, breaker = await half_open(10.0, half_open_max_calls=2)
     gate = Gate()
-    probes = [asyncio.create_task(breaker.execute(gate)) for _ in range(2)]
-    await settle()
+    probes = await held(breaker, gate, gate)
     third = Script(clock, ["never"])
     with pytest.raises(CircuitBreakerOpenError) as info:
         await breaker.execute(third)
@@ -249,13 +260,9 @@ async def test_half_open_admits_exactly_max_concurrent_probes() -> None:
 
 async def test_half_open_busy_retry_after_never_exceeds_recovery_time() -> None:
     """The busy-probe hint is capped by a short recovery_time."""
-    clock = FakeClock()
-    breaker = CircuitBreaker(failure_threshold=1, recovery_time=0.25, clock=clock)
-    await trip(breaker, 1)
-    await clock.advance(0.25)
+    _, breaker = await half_open(0.25)
     gate = Gate()
-    probe = asyncio.create_task(breaker.execute(gate))
-    await settle()
+    [probe] = await held(breaker, gate)
     with pytest.raises(CircuitBreakerOpenError) as info:
         await breaker.execute(ok)
     assert info.value.retry_after == 0.25
@@ -265,21 +272,14 @@ async def test_half_open_busy_retry_after_never_exceeds_recovery_time() -> None:
 
 async def test_late_failure_of_second_probe_does_not_touch_new_period() -> None:
     """A probe that finishes after another probe reopened the breaker cannot free a new slot."""
-    clock = FakeClock()
-    breaker = CircuitBreaker(
-        failure_threshold=1, recovery_time=1.0, half_open_max_calls=2, clock=clock
-    )
-    await trip(breaker, 1)
-    await clock.advance(1.0)
+    clock, breaker = await half_open(half_open_max_calls=2)
     slow = Gate()
-    slow_probe = asyncio.create_task(breaker.execute(slow))
-    await settle()
+    [slow_probe] = await held(breaker, slow)
     await trip(breaker, 1)
     assert breaker.state is CircuitState.OPEN
     await clock.advance(1.0)
     gates = [Gate(), Gate()]
-    probes = [asyncio.create_task(breaker.execute(g)) for g in gates]
-    await settle()
+    probes = await held(breaker, *gates)
     slow.release(asyncio.CancelledError())
     with pytest.raises(asyncio.CancelledError):
         await slow_probe
@@ -296,8 +296,7 @@ async def test_stale_attempts_cannot_move_a_newer_half_open_period() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=1, recovery_time=1.0, clock=clock)
     failing, succeeding = Gate(), Gate()
-    stale = [asyncio.create_task(breaker.execute(g)) for g in (failing, succeeding)]
-    await settle()
+    stale = await held(breaker, failing, succeeding)
     await trip(breaker, 1)
     await clock.advance(1.0)
     assert breaker.state is CircuitState.HALF_OPEN
@@ -329,10 +328,7 @@ async def test_closing_forgets_the_failure_rate_window() -> None:
 
 async def test_failure_rate_window_opens_breaker() -> None:
     """With a rate rule the breaker opens once min_calls calls show the failure rate."""
-    clock = FakeClock()
-    breaker = CircuitBreaker(
-        failure_threshold=100, failure_rate_threshold=0.5, window=60.0, min_calls=4, clock=clock
-    )
+    _, breaker = rate_rule()
     await breaker.execute(ok)
     await trip(breaker, 1)
     await breaker.execute(ok)
@@ -343,10 +339,7 @@ async def test_failure_rate_window_opens_breaker() -> None:
 
 async def test_failure_rate_window_forgets_old_calls() -> None:
     """Failures older than the window no longer count toward the failure rate."""
-    clock = FakeClock()
-    breaker = CircuitBreaker(
-        failure_threshold=100, failure_rate_threshold=0.5, window=60.0, min_calls=4, clock=clock
-    )
+    clock, breaker = rate_rule()
     await trip(breaker, 2)
     await clock.advance(61.0)
     for _ in range(3):
