@@ -8,6 +8,7 @@ import socket
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.distributed._shared import one_strike_breaker
 
 from lionpride import errors
 from lionpride.core.clock import FakeClock
@@ -135,13 +136,7 @@ async def test_an_open_breaker_reads_half_open_once_its_recovery_time_passed(
 ) -> None:
     """Like CircuitBreaker.state, the shared state reads HALF_OPEN after recovery_time."""
     clock = FakeClock()
-    breaker = RedisCircuitBreaker(
-        failure_threshold=1,
-        recovery_time=30.0,
-        redis_url=redis_server.url,
-        breaker_key="svc",
-        clock=clock,
-    )
+    breaker = one_strike_breaker(redis_server.url, "svc", clock)
     with pytest.raises(errors.ServerError):
         await breaker.execute(fail)
     assert breaker.state is CircuitState.OPEN

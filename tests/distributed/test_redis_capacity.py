@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+from tests.distributed._shared import reconnecting_bucket
 
 from lionpride import errors
 from lionpride.services.distributed import RedisCapacity, default_limit_key, make_limiter
@@ -219,14 +220,7 @@ async def test_a_killed_redis_falls_back_to_local_limits_then_back(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Killed mid-run, calls go on under local limits with one warning, then shared again."""
-    backend = RedisCapacity(
-        redis_server.url,
-        "outage",
-        requests=RateLimitConfig(5, 25.0),
-        tokens=None,
-        reconnect_min=0.2,
-        reconnect_max=0.2,
-    )
+    backend = reconnecting_bucket(redis_server.url, "outage", 5, 25.0, retry_every=0.2)
     limiter = RateLimiter(backend=backend)
 
     async def run(n: int) -> list[float]:

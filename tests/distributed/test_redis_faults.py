@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 import redis.asyncio as aioredis
+from tests.distributed._shared import bucket_and_breaker, reconnecting_bucket
 
 from lionpride import errors
-from lionpride.core.clock import FakeClock
 from lionpride.services.distributed import RedisCapacity, RedisCircuitBreaker
 from lionpride.services.utilities.rate_limiter import RateLimitConfig, RateLimiter
 from lionpride.services.utilities.resilience import CircuitBreakerOpenError, CircuitState
@@ -235,17 +235,7 @@ async def test_a_paused_redis_costs_a_deadline_or_one_socket_timeout(
 async def test_redis_down_at_start_is_used_once_it_comes_up(redis_server: RedisServer) -> None:
     """Started without Redis, limits and breaker run locally, then share once Redis is up (F12)."""
     redis_server.kill()
-    clock = FakeClock()
-    backend = RedisCapacity(
-        redis_server.url, "late", requests=RateLimitConfig(5, 0.01), tokens=None, clock=clock
-    )
-    breaker = RedisCircuitBreaker(
-        failure_threshold=1,
-        recovery_time=30.0,
-        redis_url=redis_server.url,
-        breaker_key="late",
-        clock=clock,
-    )
+    clock, backend, breaker = bucket_and_breaker(redis_server.url, "late", 5)
     assert await backend.take(2, 0) == 0
     with pytest.raises(errors.ServerError):
         await breaker.execute(fail)  # opens the local breaker
@@ -265,14 +255,7 @@ async def test_flapping_redis_never_hands_out_a_fresh_local_bucket(
 ) -> None:
     """Each outage starts local buckets from the last shared levels; one log line per switch."""
     caplog.set_level(logging.WARNING, logger="lionpride.distributed")
-    backend = RedisCapacity(
-        redis_server.url,
-        "flap",
-        requests=RateLimitConfig(3, 1.0),
-        tokens=None,
-        reconnect_min=0.1,
-        reconnect_max=0.1,
-    )
+    backend = reconnecting_bucket(redis_server.url, "flap", 3, 1.0, retry_every=0.1)
     for _ in range(3):
         assert await backend.take(3, 0) == 0  # a full shared bucket (a restart lost its key)
         assert backend.shared
@@ -295,14 +278,7 @@ async def test_a_demoted_redis_applies_the_unreachable_policy(
     redis_server: RedisServer, serve_stale_data: str
 ) -> None:
     """After a failover the old primary answers READONLY or MASTERDOWN: fall back, or raise."""
-    backend = RedisCapacity(
-        redis_server.url,
-        "demoted",
-        requests=RateLimitConfig(5, 0.01),
-        tokens=None,
-        reconnect_min=0.1,
-        reconnect_max=0.1,
-    )
+    backend = reconnecting_bucket(redis_server.url, "demoted", 5, 0.01, retry_every=0.1)
     strict = RedisCapacity(
         redis_server.url,
         "demoted",
@@ -446,17 +422,7 @@ async def test_half_open_probes_are_bounded_across_many_clients(
 
 async def test_client_clock_jumps_do_not_move_shared_state(redis_server: RedisServer) -> None:
     """An hour of client-clock jump refills no shared bucket and ends no shared open state (F15)."""
-    clock = FakeClock()
-    backend = RedisCapacity(
-        redis_server.url, "clock", requests=RateLimitConfig(2, 0.01), tokens=None, clock=clock
-    )
-    breaker = RedisCircuitBreaker(
-        failure_threshold=1,
-        recovery_time=30.0,
-        redis_url=redis_server.url,
-        breaker_key="clock",
-        clock=clock,
-    )
+    clock, backend, breaker = bucket_and_breaker(redis_server.url, "clock", 2)
     assert await backend.take(2, 0) == 0
     with pytest.raises(errors.ServerError):
         await breaker.execute(fail)
