@@ -15,6 +15,18 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from tests.conftest import model_on
+from tests.services._streams import (
+    BLOCK_START,
+    HEL,
+    MESSAGE_START,
+    MESSAGES,
+    anthropic_event,
+    endpoint,
+    payload,
+    read_stream,
+    read_with_retries,
+)
 from tests.services.test_fault_matrix import Retries
 
 from lionpride import errors
@@ -22,9 +34,6 @@ from lionpride.core.clock import FakeClock
 from lionpride.core.event import EventStatus
 from lionpride.services import iModel
 from lionpride.services.execution import RateLimitedExecutor
-from lionpride.services.providers.match import match_endpoint
-from lionpride.services.streaming.channel import StreamChunk
-from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.utilities.rate_limiter import RateLimitConfig, TokenBucket
 from lionpride.services.utilities.resilience import (
     CircuitBreaker,
@@ -35,36 +44,6 @@ from lionpride.services.utilities.resilience import (
     rate_limit_is_permanent,
 )
 from lionpride.testing import FakeProvider, Reply
-
-MESSAGES = [{"role": "user", "content": "Hello there"}]
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.0-flash"}
-
-
-def endpoint(fp: FakeProvider, provider: str = "openai", **kwargs: Any) -> Endpoint:
-    """An endpoint for ``provider`` on ``fp``, with the default retries unless overridden."""
-    return match_endpoint(
-        provider, base_url=fp.base_url(provider), api_key=SecretStr("k"), **kwargs
-    )
-
-
-def payload(ep: Endpoint, provider: str = "openai") -> dict[str, Any]:
-    """A validated request for ``provider``."""
-    return ep.create_payload({"model": MODELS[provider], "messages": MESSAGES})
-
-
-async def read_stream(
-    ep: Endpoint, provider: str = "openai", **kwargs: Any
-) -> tuple[list[StreamChunk], BaseException | None]:
-    """Read a whole stream; return the chunks that came out and the error that ended it."""
-    chunks: list[StreamChunk] = []
-    try:
-        async with asyncio.timeout(20):  # a hang fails the test, never the run
-            async for chunk in ep.stream(payload(ep, provider), **kwargs):
-                chunks.append(chunk)
-    except Exception as exc:
-        return chunks, exc
-    return chunks, None
-
 
 # --- 429s that no wait cures (F7) ----------------------------------------------------------------
 
@@ -159,12 +138,7 @@ async def test_a_429_no_wait_cures_does_not_pause_the_model(fake_provider: FakeP
     fake_provider.script(
         Reply(status=429, body={"error": _TOO_LARGE}, headers={"retry-after": "60"})
     )
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        limit_requests=100,
-    )
+    model = model_on(fake_provider, "openai", limit_requests=100)
     async with model:
         with pytest.raises(errors.RateLimitError) as info:
             await model.invoke(model="m", messages=MESSAGES)
@@ -222,10 +196,8 @@ async def test_stream_that_fails_to_open_is_retried(
     """A stream refused or dropped before its headers is retried like a call, and the
     retry's events come out whole."""
     fake_provider.script(reply)
-    observer = Retries()
     async with endpoint(fake_provider) as ep:
-        with no_backoff():
-            chunks, error = await read_stream(ep, on_retry=observer)
+        chunks, error, observer = await read_with_retries(ep)
     assert error is None
     assert [type(e) for _, e, _ in observer.seen] == [retried]
     assert len(fake_provider.requests) == 2
@@ -245,23 +217,7 @@ def _oai_event(text: str) -> str:
     return f"data: {json.dumps(chunk)}\n\n"
 
 
-def _anthropic_event(kind: str, **data: Any) -> str:
-    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
-
-
-_ANTHROPIC_HEAD = [
-    _anthropic_event(
-        "message_start",
-        message={
-            "id": "msg_1",
-            "model": "claude-x",
-            "content": [],
-            "usage": {"input_tokens": 5, "output_tokens": 1},
-        },
-    ),
-    _anthropic_event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
-    _anthropic_event("content_block_delta", index=0, delta={"type": "text_delta", "text": "Hel"}),
-]
+_ANTHROPIC_HEAD = [MESSAGE_START, BLOCK_START, HEL]
 
 
 @pytest.mark.parametrize(
@@ -285,7 +241,7 @@ _ANTHROPIC_HEAD = [
             Reply(
                 chunks=[
                     *_ANTHROPIC_HEAD,
-                    _anthropic_event(
+                    anthropic_event(
                         "error", error={"type": "overloaded_error", "message": "Overloaded"}
                     ),
                 ]
@@ -301,10 +257,8 @@ async def test_stream_failing_after_its_first_event_is_raised_not_retried(
     """Once content reached the caller, a reset, a cut body or an error event ends the
     stream with its typed error after one request, with retries on and the error retryable."""
     fake_provider.script(reply)
-    observer = Retries()
     async with endpoint(fake_provider, provider) as ep:
-        with no_backoff():
-            chunks, error = await read_stream(ep, provider, on_retry=observer)
+        chunks, error, observer = await read_with_retries(ep, provider)
     assert type(error) is raised
     assert isinstance(error, errors.LionprideError) and error.retryable
     assert [c.content for c in chunks] == ["Hel"]
@@ -332,10 +286,8 @@ async def test_stream_answered_with_a_plain_body_is_an_invalid_response(
     InvalidResponseError with the body, after one request: not a retryable ConnectionError
     claiming the stream was cut."""
     fake_provider.script(reply)
-    observer = Retries()
     async with endpoint(fake_provider) as ep:
-        with no_backoff():
-            chunks, error = await read_stream(ep, on_retry=observer)
+        chunks, error, observer = await read_with_retries(ep)
     assert type(error) is errors.InvalidResponseError
     assert not error.retryable
     assert "expected an event stream" in str(error)
@@ -401,13 +353,7 @@ async def test_stream_reset_mid_way_fails_the_calling_and_frees_its_slot(
     ``e.calling``), books one failure, and gives the only concurrency slot back."""
     first = _oai_event("Hel")
     fake_provider.script(Reply(chunks=[first, _oai_event("lo")], truncate=len(first) + 10))
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        limit_requests=100,
-        concurrency_limit=1,
-    )
+    model = model_on(fake_provider, "openai", limit_requests=100, concurrency_limit=1)
     executor = model.executor
     assert executor is not None
     async with model:
@@ -504,10 +450,9 @@ async def test_a_stream_failing_after_content_keeps_its_token_reservation(
     processed) gives all of it back."""
     clock = FakeClock(0)
     bucket = TokenBucket(RateLimitConfig(capacity=100_000, refill_rate=0), clock=clock)
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
+    model = model_on(
+        fake_provider,
+        "openai",
         executor=RateLimitedExecutor(token_bucket=bucket, clock=clock),
         retry_config=None,
     )

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from pydantic import SecretStr
+from tests.conftest import model_on
 
 from lionpride import errors
 from lionpride.core.clock import FakeClock
@@ -32,13 +33,7 @@ def max_in_window(times: list[float], window: float) -> int:
 async def test_saturated_requests_use_the_budget_without_429s() -> None:
     """100 calls under 20 per 2 s finish in about 8 s, within L + L·t/T, with zero 429s."""
     async with FakeProvider(limit_requests=20, window=2.0) as fp:
-        model = iModel(
-            provider="openai",
-            base_url=fp.base_url("openai"),
-            api_key=SecretStr("k"),
-            limit_requests=20,
-            capacity_refresh_time=2.0,
-        )
+        model = model_on(fp, "openai", limit_requests=20, capacity_refresh_time=2.0)
         start = time.monotonic()
         async with model:
             await asyncio.gather(*(model.invoke(model="m", messages=MESSAGES) for _ in range(100)))
@@ -53,13 +48,7 @@ async def test_saturated_requests_use_the_budget_without_429s() -> None:
 async def test_token_limit_reserves_and_reconciles() -> None:
     """Token reservations (prompt + max_tokens) keep FakeProvider's token limit unbroken."""
     async with FakeProvider(limit_tokens=400, window=1.0) as fp:
-        model = iModel(
-            provider="openai",
-            base_url=fp.base_url("openai"),
-            api_key=SecretStr("k"),
-            limit_tokens=400,
-            capacity_refresh_time=1.0,
-        )
+        model = model_on(fp, "openai", limit_tokens=400, capacity_refresh_time=1.0)
         async with model:
             callings = await asyncio.gather(
                 *(model.invoke(model="m", messages=MESSAGES, max_tokens=40) for _ in range(30))
@@ -120,13 +109,7 @@ async def test_poll_timeout_cancels_waiting_call_and_returns_capacity(
     fake_provider: FakeProvider,
 ) -> None:
     """A call still waiting for capacity at poll_timeout raises TimeoutError near it."""
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        limit_requests=1,
-        capacity_refresh_time=30.0,
-    )
+    model = model_on(fake_provider, "openai", limit_requests=1, capacity_refresh_time=30.0)
     async with model:
         await model.invoke(model="m", messages=MESSAGES)
         start = time.monotonic()
@@ -142,13 +125,7 @@ async def test_poll_timeout_cancels_waiting_call_and_returns_capacity(
 async def test_poll_timeout_cancels_running_call(fake_provider: FakeProvider) -> None:
     """A slow call past poll_timeout is cancelled and raises TimeoutError."""
     fake_provider.script(Reply(delay=3.0))
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        limit_requests=10,
-        limit_tokens=10_000,
-    )
+    model = model_on(fake_provider, "openai", limit_requests=10, limit_tokens=10_000)
     async with model:
         tokens_before = model.executor.limiter.levels["tokens"]
         start = time.monotonic()
@@ -161,13 +138,7 @@ async def test_poll_timeout_cancels_running_call(fake_provider: FakeProvider) ->
 async def test_429_pauses_the_models_limiter(fake_provider: FakeProvider) -> None:
     """A 429 with retry-after pauses the buckets, so the next call waits it out."""
     fake_provider.script(Reply(status=429, headers={"retry-after": "1"}))
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        retry_config=None,
-        limit_requests=100,
-    )
+    model = model_on(fake_provider, "openai", retry_config=None, limit_requests=100)
     async with model:
         with pytest.raises(errors.RateLimitError) as info:
             await model.invoke(model="m", messages=MESSAGES)
@@ -178,13 +149,7 @@ async def test_429_pauses_the_models_limiter(fake_provider: FakeProvider) -> Non
 
 async def test_many_queued_calls_all_complete(fake_provider: FakeProvider) -> None:
     """2,000 calls queued at once under a binding limit all complete exactly once."""
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        limit_requests=1000,
-        capacity_refresh_time=1.0,
-    )
+    model = model_on(fake_provider, "openai", limit_requests=1000, capacity_refresh_time=1.0)
     async with model:
         callings = await asyncio.gather(
             *(model.invoke(model="m", messages=MESSAGES) for _ in range(2000))
@@ -199,12 +164,7 @@ async def test_simple_rate_limiter_times_out_instead_of_overrunning(
 ) -> None:
     """With rate_limiter= and no capacity, invoke and streams time out and send nothing."""
     bucket = TokenBucket(RateLimitConfig(capacity=1, refill_rate=0.01))
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        rate_limiter=bucket,
-    )
+    model = model_on(fake_provider, "openai", rate_limiter=bucket)
     async with model:
         await model.invoke(model="m", messages=MESSAGES)
         with pytest.raises(errors.TimeoutError):
@@ -220,13 +180,7 @@ async def test_simple_rate_limiter_times_out_instead_of_overrunning(
 async def test_streams_follow_the_executors_rules(fake_provider: FakeProvider) -> None:
     """A stream holds a concurrency slot while it runs, counts in stats, and is refused
     after the executor closed."""
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        limit_requests=100,
-        concurrency_limit=1,
-    )
+    model = model_on(fake_provider, "openai", limit_requests=100, concurrency_limit=1)
     executor = model.executor
     first = model.invoke_stream(model="m", messages=MESSAGES)
     await first.__anext__()  # the first stream is open and holds the only slot

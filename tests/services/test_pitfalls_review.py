@@ -11,6 +11,7 @@ import weakref
 
 import pytest
 from pydantic import SecretStr
+from tests.conftest import model_on
 
 from lionpride import errors
 from lionpride.core.clock import FakeClock
@@ -54,12 +55,7 @@ async def test_a_lowered_calling_timeout_bounds_the_call(
 ) -> None:
     """§11.20: a Calling made once and given a shorter timeout is cut at that timeout."""
     fake_provider.script(Reply(delay=10.0))
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        limit_requests=limit_requests,
-    )
+    model = model_on(fake_provider, "openai", limit_requests=limit_requests)
     async with model:
         calling = await model.create_calling(model="m", messages=MESSAGES)
         calling.timeout = 0.5
@@ -159,13 +155,7 @@ async def test_finished_callings_are_not_retained(fake_provider: FakeProvider) -
     """W9: neither the model nor its executor keeps a Calling (payload, response) once done."""
     fake_provider.script(Reply(), Reply(), Reply(), Reply(status=400))
     refs: list[weakref.ref[Calling]] = []
-    model = iModel(
-        provider="openai",
-        base_url=fake_provider.base_url("openai"),
-        api_key=SecretStr("k"),
-        limit_requests=100,
-        limit_tokens=100_000,
-    )
+    model = model_on(fake_provider, "openai", limit_requests=100, limit_tokens=100_000)
     async with model:
         for options in ({}, {"priority": 0.0}, {"poll_timeout": 60.0}):  # every executor path
             calling = await model.invoke(model="m", messages=MESSAGES, **options)

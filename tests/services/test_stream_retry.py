@@ -11,20 +11,26 @@ open. Once a chunk came out, nothing is retried (those cases live in
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from tests.services._streams import (
+    BLOCK_START,
+    HEL,
+    MESSAGE_START,
+    MESSAGES,
+    anthropic_event,
+    endpoint,
+    read_stream,
+    read_with_retries,
+)
 from tests.services.test_fault_matrix import Retries
 
 from lionpride import errors
 from lionpride.core.clock import FakeClock
 from lionpride.core.event import EventStatus
 from lionpride.services import iModel
-from lionpride.services.providers.match import match_endpoint
 from lionpride.services.streaming.channel import StreamChunk
-from lionpride.services.types.endpoint import Endpoint
 from lionpride.services.utilities.resilience import (
     CircuitBreaker,
     CircuitBreakerOpenError,
@@ -33,31 +39,6 @@ from lionpride.services.utilities.resilience import (
     no_backoff,
 )
 from lionpride.testing import FakeProvider, Reply
-
-MESSAGES = [{"role": "user", "content": "Hello there"}]
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.0-flash"}
-
-
-def endpoint(fp: FakeProvider, provider: str = "openai", **kwargs: Any) -> Endpoint:
-    """An endpoint for ``provider`` on ``fp``, with the default retries unless overridden."""
-    return match_endpoint(
-        provider, base_url=fp.base_url(provider), api_key=SecretStr("k"), **kwargs
-    )
-
-
-async def read_stream(
-    ep: Endpoint, provider: str = "openai", **kwargs: Any
-) -> tuple[list[StreamChunk], BaseException | None]:
-    """Read a whole stream; return the chunks that came out and the error that ended it."""
-    chunks: list[StreamChunk] = []
-    request = ep.create_payload({"model": MODELS[provider], "messages": MESSAGES})
-    try:
-        async with asyncio.timeout(20):  # a hang fails the test, never the run
-            async for chunk in ep.stream(request, **kwargs):
-                chunks.append(chunk)
-    except Exception as exc:
-        return chunks, exc
-    return chunks, None
 
 
 def assert_whole(chunks: list[StreamChunk]) -> None:
@@ -71,32 +52,27 @@ def assert_whole(chunks: list[StreamChunk]) -> None:
     assert final.response.finish_reason == "stop"
 
 
-def _anthropic_event(kind: str, **data: Any) -> str:
-    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+async def read_retried_once(fp: FakeProvider, provider: str, reply: Reply) -> list[StreamChunk]:
+    """Script ``reply`` and read one ``provider`` stream, which must come out whole after one
+    retry of a ConnectionError, from two requests; return its chunks."""
+    fp.script(reply)
+    async with endpoint(fp, provider) as ep:
+        chunks, error, observer = await read_with_retries(ep, provider)
+    assert error is None
+    assert_whole(chunks)
+    assert observer.errors == [errors.ConnectionError]
+    assert len(fp.requests) == 2
+    return chunks
 
 
-_MESSAGE_START = _anthropic_event(
-    "message_start",
-    message={
-        "id": "msg_1",
-        "model": "claude-x",
-        "content": [],
-        "usage": {"input_tokens": 5, "output_tokens": 1},
-    },
-)
-_PING = _anthropic_event("ping")
-_BLOCK_START = _anthropic_event(
-    "content_block_start", index=0, content_block={"type": "text", "text": ""}
-)
-_HEL = _anthropic_event("content_block_delta", index=0, delta={"type": "text_delta", "text": "Hel"})
-
+_PING = anthropic_event("ping")
 
 #: Events that reach the client but give the caller no chunk.
-_ANTHROPIC_HEAD = [_MESSAGE_START, _PING, _BLOCK_START, _PING]
+_ANTHROPIC_HEAD = [MESSAGE_START, _PING, BLOCK_START, _PING]
 
 
 def _anthropic_error(kind: str, message: str) -> str:
-    return _anthropic_event("error", error={"type": kind, "message": message})
+    return anthropic_event("error", error={"type": kind, "message": message})
 
 
 # --- failures before the first chunk are retried -------------------------------------------------
@@ -108,15 +84,7 @@ async def test_reset_before_the_first_event_is_retried(
 ) -> None:
     """200 and event-stream headers, then the connection drops before any event: the retry's
     stream comes out whole, once, and the server saw two requests."""
-    fake_provider.script(Reply(truncate=0))
-    observer = Retries()
-    async with endpoint(fake_provider, provider) as ep:
-        with no_backoff():
-            chunks, error = await read_stream(ep, provider, on_retry=observer)
-    assert error is None
-    assert_whole(chunks)
-    assert observer.errors == [errors.ConnectionError]
-    assert len(fake_provider.requests) == 2
+    await read_retried_once(fake_provider, provider, Reply(truncate=0))
 
 
 @pytest.mark.parametrize(
@@ -135,16 +103,8 @@ async def test_reset_after_events_without_content_is_retried(
     """Comments, pings and a message head reach the client but no chunk reaches the caller:
     a reset after them is retried, and the retry's stream is assembled on its own (nothing of
     the failed attempt's head leaks into it)."""
-    fake_provider.script(reply)
-    observer = Retries()
-    async with endpoint(fake_provider, provider) as ep:
-        with no_backoff():
-            chunks, error = await read_stream(ep, provider, on_retry=observer)
-    assert error is None
-    assert_whole(chunks)
+    chunks = await read_retried_once(fake_provider, provider, reply)
     assert chunks[-1].response is not None and chunks[-1].response.metadata.get("id") != "msg_1"
-    assert observer.errors == [errors.ConnectionError]
-    assert len(fake_provider.requests) == 2
 
 
 @pytest.mark.parametrize(
@@ -152,7 +112,7 @@ async def test_reset_after_events_without_content_is_retried(
     [
         ("openai", Reply(chunks=[])),
         ("openai", Reply(chunks=[": keep-alive\n\n"])),
-        ("anthropic", Reply(chunks=[_MESSAGE_START, _BLOCK_START])),
+        ("anthropic", Reply(chunks=[MESSAGE_START, BLOCK_START])),
     ],
     ids=["openai-empty-body", "openai-only-a-comment", "anthropic-head-only"],
 )
@@ -161,15 +121,7 @@ async def test_clean_end_before_any_content_is_retried(
 ) -> None:
     """A body that ends cleanly before any content (F10 before the first chunk) is a cut
     stream, and retried."""
-    fake_provider.script(reply)
-    observer = Retries()
-    async with endpoint(fake_provider, provider) as ep:
-        with no_backoff():
-            chunks, error = await read_stream(ep, provider, on_retry=observer)
-    assert error is None
-    assert_whole(chunks)
-    assert observer.errors == [errors.ConnectionError]
-    assert len(fake_provider.requests) == 2
+    await read_retried_once(fake_provider, provider, reply)
 
 
 @pytest.mark.parametrize(
@@ -188,10 +140,8 @@ async def test_silence_before_the_first_event_is_retried(
     TimeoutError and is retried. The pool holds one connection, so the retry only gets
     through because the failed attempt's response was closed at once."""
     fake_provider.script(reply)
-    observer = Retries()
     async with endpoint(fake_provider, client_kwargs={"limit": 1}) as ep:
-        with no_backoff():
-            chunks, error = await read_stream(ep, on_retry=observer, idle_timeout=0.3, timeout=15)
+        chunks, error, observer = await read_with_retries(ep, idle_timeout=0.3, timeout=15)
     assert error is None
     assert_whole(chunks)
     assert observer.errors == [errors.TimeoutError]
@@ -205,7 +155,7 @@ async def test_retryable_error_event_before_content_is_retried(
     """Anthropic's overloaded_error inside the 200 stream, before any content, is retried
     like a 529; an invalid-request error event is not retryable and raised at once."""
     fake_provider.script(
-        Reply(chunks=[_MESSAGE_START, _anthropic_error("overloaded_error", "Overloaded")])
+        Reply(chunks=[MESSAGE_START, _anthropic_error("overloaded_error", "Overloaded")])
     )
     observer = Retries()
     async with endpoint(fake_provider, "anthropic") as ep:
@@ -217,7 +167,7 @@ async def test_retryable_error_event_before_content_is_retried(
             assert len(fake_provider.requests) == 2
 
             fake_provider.script(
-                Reply(chunks=[_MESSAGE_START, _anthropic_error("invalid_request_error", "bad")])
+                Reply(chunks=[MESSAGE_START, _anthropic_error("invalid_request_error", "bad")])
             )
             chunks, error = await read_stream(ep, "anthropic", on_retry=observer)
     assert type(error) is errors.BadRequestError and chunks == []
@@ -230,12 +180,10 @@ async def test_content_and_an_error_in_one_piece_delivers_the_content_then_fails
 ) -> None:
     """A chunk and an error event read in the same piece: the chunk reaches the caller
     first, so the error that follows is raised, not retried."""
-    piece = _MESSAGE_START + _BLOCK_START + _HEL + _anthropic_error("overloaded_error", "Over")
+    piece = MESSAGE_START + BLOCK_START + HEL + _anthropic_error("overloaded_error", "Over")
     fake_provider.script(Reply(chunks=[piece]))
-    observer = Retries()
     async with endpoint(fake_provider, "anthropic") as ep:
-        with no_backoff():
-            chunks, error = await read_stream(ep, "anthropic", on_retry=observer)
+        chunks, error, observer = await read_with_retries(ep, "anthropic")
     assert type(error) is errors.OverloadedError
     assert [c.content for c in chunks] == ["Hel"]
     assert observer.seen == []
@@ -262,10 +210,8 @@ async def test_retries_stop_at_max_retries(fake_provider: FakeProvider) -> None:
     """Three resets before content with the default two retries: three requests, the last
     error raised."""
     fake_provider.script(Reply(truncate=0), Reply(truncate=0), Reply(truncate=0))
-    observer = Retries()
     async with endpoint(fake_provider) as ep:
-        with no_backoff():
-            chunks, error = await read_stream(ep, on_retry=observer)
+        chunks, error, observer = await read_with_retries(ep)
     assert type(error) is errors.ConnectionError and chunks == []
     assert observer.errors == [errors.ConnectionError] * 2
     assert len(fake_provider.requests) == 3
@@ -295,10 +241,8 @@ async def test_every_attempt_counts_against_the_breaker(fake_provider: FakeProvi
     opens, the next attempt is refused without a request and its error raised."""
     breaker = CircuitBreaker(failure_threshold=2, recovery_time=30.0, clock=FakeClock())
     fake_provider.script(Reply(truncate=0), Reply(chunks=[]))
-    observer = Retries()
     async with endpoint(fake_provider, circuit_breaker=breaker) as ep:
-        with no_backoff():
-            chunks, error = await read_stream(ep, on_retry=observer)
+        chunks, error, observer = await read_with_retries(ep)
     assert type(error) is CircuitBreakerOpenError and chunks == []
     assert observer.errors == [errors.ConnectionError, errors.ConnectionError]
     assert breaker.state is CircuitState.OPEN
