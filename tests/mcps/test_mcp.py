@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._processes import gone
 
 pytest.importorskip("mcp")
 
@@ -33,15 +34,6 @@ def stdio_config(name: str | None = "echo", *extra: str, **env: str) -> dict[str
     if name:
         config["name"] = name
     return config
-
-
-def gone(pid: int) -> bool:
-    """Whether no process with this id exists any more."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.fixture

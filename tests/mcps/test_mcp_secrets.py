@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests._processes import gone
 
 pytest.importorskip("mcp")
 
@@ -59,11 +60,7 @@ async def test_silent_server_fails_within_the_connect_timeout(tmp_path: Path) ->
     await pool.aclose()
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("lionpride-mcp")] == []
     pid = int(pid_file.read_text())
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        pass
-    else:
+    if not gone(pid):
         os.kill(pid, 9)
         pytest.fail("the silent server outlived its pool")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._processes import gone
 from tests._programs import recording
 
 from lionpride import errors
@@ -171,15 +172,6 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCLI:
     monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(fake.record))
     fake.play({"lines": FULL_RUN})
     return fake
-
-
-def gone(pid: int) -> bool:
-    """Whether no process with this id exists any more (it was reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 # -- invoke ------------------------------------------------------------------------------------
