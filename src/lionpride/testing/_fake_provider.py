@@ -5,6 +5,10 @@ provider's 400, see :mod:`~lionpride.testing._request_checks`). A request is ans
 next scripted :class:`Reply` whose path filter matches, or else by a generated reply in the
 format its path names (OpenAI chat completions, Anthropic messages, Gemini generateContent),
 subject to the provider-side limits.
+
+This module holds the server and the choice of answer; what a test scripts and reads back is
+in :mod:`~lionpride.testing._replies`, and how an answer is written (misbehaviour included)
+in :mod:`~lionpride.testing._delivery`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from lionpride.testing._responses_wire import ReplyOptions
 from lionpride.testing._routes import Route, error_format, generate, route_format, route_of
 from lionpride.testing._wire_formats import rate_limit_body
 
-__all__ = ["FakeProvider", "ReceivedRequest", "Reply"]
+__all__ = ["FakeProvider"]
 
 # Base paths under which each client posts; every name not listed is OpenAI-compatible at /v1.
 _BASE_PATHS = {"groq": "/openai/v1", "openrouter": "/api/v1", "gemini": "/v1beta"}
