@@ -15,13 +15,15 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 MAX_PRIVATE_NAMES = 10
-#: Modules that nothing outside their own package may import, and what may import them anyway:
-#: the CLI is the top layer, and it serves the FakeProvider (its demo, ``fake-provider``).
+#: Packages that no module outside them may import, with the packages that may anyway: the
+#: CLI is the top layer, and it serves the FakeProvider (its demo, ``fake-provider``).
 TOP_LAYERS = {"lionpride.cli": (), "lionpride.testing": ("lionpride.cli",)}
 #: What ``testing`` may not import: it writes the wire formats on its own (DESIGN D11).
 PROVIDER_CODE = "lionpride.services.providers"
@@ -29,10 +31,10 @@ PROVIDER_CODE = "lionpride.services.providers"
 
 @dataclass(frozen=True, slots=True)
 class Module:
-    """One source file: its dotted name, whether it is a package's ``__init__``, its tree."""
+    """One source file: its dotted name, whether it is a package's ``__init__``, its length
+    and its syntax tree."""
 
     name: str
-    path: Path
     is_package: bool
     lines: int
     tree: ast.Module
@@ -69,7 +71,7 @@ def load_tree(src: Path) -> dict[str, Module]:
         text = path.read_text(encoding="utf-8")
         name = ".".join(parts)
         tree = ast.parse(text, filename=str(path))
-        modules[name] = Module(name, path, is_package, len(text.splitlines()), tree)
+        modules[name] = Module(name, is_package, len(text.splitlines()), tree)
     return modules
 
 
@@ -278,10 +280,16 @@ def _listing(items: list[str]) -> str:
 # -- the library --------------------------------------------------------------------------------
 
 
-def test_no_import_cycle() -> None:
+@pytest.fixture(scope="module")
+def library() -> dict[str, Module]:
+    """The library's modules, read once for all the checks."""
+    return load_tree(SRC)
+
+
+def test_no_import_cycle(library: dict[str, Module]) -> None:
     """No module of the library imports itself through others (function-level imports
     count, TYPE_CHECKING blocks do not)."""
-    cycles = import_cycles(load_tree(SRC))
+    cycles = import_cycles(library)
     shown = [
         f"{len(group)} modules {group}, e.g. "
         + " -> ".join(f"{i.importer}:{i.line}" for i in cycle)
@@ -291,9 +299,9 @@ def test_no_import_cycle() -> None:
     assert not cycles, f"{len(cycles)} import cycle group(s):" + _listing(shown)
 
 
-def test_few_private_names_cross_packages() -> None:
+def test_few_private_names_cross_packages(library: dict[str, Module]) -> None:
     """At most 10 private names are imported from another package."""
-    found = private_imports(load_tree(SRC))
+    found = private_imports(library)
     shown = [
         f"{name or '(module)'} of {target}: {', '.join(str(i) for i in places)}"
         for (target, name), places in sorted(found.items(), key=str)
@@ -304,22 +312,22 @@ def test_few_private_names_cross_packages() -> None:
     )
 
 
-def test_no_module_over_600_lines() -> None:
+def test_no_module_over_600_lines(library: dict[str, Module]) -> None:
     """Every module of the library has at most 600 lines."""
-    found = long_modules(load_tree(SRC), MAX_MODULE_LINES)
+    found = long_modules(library, MAX_MODULE_LINES)
     assert not found, f"modules over {MAX_MODULE_LINES} lines:" + _listing(found)
 
 
-def test_no_function_over_80_lines() -> None:
+def test_no_function_over_80_lines(library: dict[str, Module]) -> None:
     """Every function and method of the library has at most 80 lines."""
-    found = long_functions(load_tree(SRC), MAX_FUNCTION_LINES)
+    found = long_functions(library, MAX_FUNCTION_LINES)
     assert not found, f"functions over {MAX_FUNCTION_LINES} lines:" + _listing(found)
 
 
-def test_imports_follow_the_layers() -> None:
+def test_imports_follow_the_layers(library: dict[str, Module]) -> None:
     """Nothing in the library imports the CLI or testing (the CLI may use testing), and
     testing imports none of the client's provider code."""
-    found = upward_imports(load_tree(SRC))
+    found = upward_imports(library)
     assert not found, "imports against DESIGN.md's direction:" + _listing([str(i) for i in found])
 
 
