@@ -74,3 +74,5 @@ BLOCK_START = anthropic_event(
 )
 #: The first text delta of an Anthropic stream: the caller's first chunk.
 HEL = anthropic_event("content_block_delta", index=0, delta={"type": "text_delta", "text": "Hel"})
+#: The events of an Anthropic stream up to and including its first text chunk.
+TO_FIRST_CHUNK = [MESSAGE_START, BLOCK_START, HEL]

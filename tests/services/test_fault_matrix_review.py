@@ -17,10 +17,8 @@ import pytest
 from pydantic import SecretStr
 from tests.conftest import model_on
 from tests.services._streams import (
-    BLOCK_START,
-    HEL,
-    MESSAGE_START,
     MESSAGES,
+    TO_FIRST_CHUNK,
     anthropic_event,
     endpoint,
     payload,
@@ -217,9 +215,6 @@ def _oai_event(text: str) -> str:
     return f"data: {json.dumps(chunk)}\n\n"
 
 
-_ANTHROPIC_HEAD = [MESSAGE_START, BLOCK_START, HEL]
-
-
 @pytest.mark.parametrize(
     ("provider", "reply", "raised"),
     [
@@ -234,13 +229,13 @@ _ANTHROPIC_HEAD = [MESSAGE_START, BLOCK_START, HEL]
         ),
         # A clean end of the body without [DONE] or message_stop.
         ("openai", Reply(chunks=[_oai_event("Hel")]), errors.ConnectionError),
-        ("anthropic", Reply(chunks=_ANTHROPIC_HEAD), errors.ConnectionError),
+        ("anthropic", Reply(chunks=TO_FIRST_CHUNK), errors.ConnectionError),
         # Anthropic's overload error inside the 200 stream.
         (
             "anthropic",
             Reply(
                 chunks=[
-                    *_ANTHROPIC_HEAD,
+                    *TO_FIRST_CHUNK,
                     anthropic_event(
                         "error", error={"type": "overloaded_error", "message": "Overloaded"}
                     ),

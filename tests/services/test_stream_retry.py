@@ -16,9 +16,9 @@ import pytest
 from pydantic import SecretStr
 from tests.services._streams import (
     BLOCK_START,
-    HEL,
     MESSAGE_START,
     MESSAGES,
+    TO_FIRST_CHUNK,
     anthropic_event,
     endpoint,
     read_stream,
@@ -180,7 +180,7 @@ async def test_content_and_an_error_in_one_piece_delivers_the_content_then_fails
 ) -> None:
     """A chunk and an error event read in the same piece: the chunk reaches the caller
     first, so the error that follows is raised, not retried."""
-    piece = MESSAGE_START + BLOCK_START + HEL + _anthropic_error("overloaded_error", "Over")
+    piece = "".join(TO_FIRST_CHUNK) + _anthropic_error("overloaded_error", "Over")
     fake_provider.script(Reply(chunks=[piece]))
     async with endpoint(fake_provider, "anthropic") as ep:
         chunks, error, observer = await read_with_retries(ep, "anthropic")
