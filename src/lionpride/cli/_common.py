@@ -1,7 +1,7 @@
 """What the commands share: connection flags, the API key, building the iModel.
 
 Bad setup (unknown provider, missing key, a flag the library cannot honour) raises
-:class:`UsageError`, which ``main`` turns into a message on stderr and exit code 2.
+:class:`lionpride.errors.UsageError`, which ``main`` turns into a message on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
+from lionpride.errors import UsageError
+
 if TYPE_CHECKING:
     from lionpride.services import Limits, iModel
 
 __all__ = [
     "DEFAULT_MODELS",
-    "UsageError",
     "add_connection_args",
     "add_limit_args",
     "build_model",
@@ -37,10 +38,6 @@ DEFAULT_MODELS = {
     "anthropic": "claude-sonnet-4-5",
     "gemini": "gemini-2.5-flash",
 }
-
-
-class UsageError(Exception):
-    """The command line or the environment is wrong; the message says what to fix."""
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:

@@ -48,16 +48,16 @@ from lionpride.cli._batch_io import (
     BadLine,
     BatchItem,
     ResultWriter,
-    WriteError,
     count_lines,
     load_done,
     read_requests,
 )
-from lionpride.cli._common import UsageError, build_model
+from lionpride.cli._common import build_model
 from lionpride.cli._live import RunGauges
 from lionpride.cli._progress import Progress, format_seconds
 from lionpride.cli._stats import Stopwatch, Summary, secs
 from lionpride.core.event import EventStatus
+from lionpride.errors import UsageError, WriteError
 
 if TYPE_CHECKING:
     from lionpride.services.execution import RateLimitedExecutor
