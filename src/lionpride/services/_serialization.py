@@ -59,6 +59,9 @@ def _request_schemas() -> dict[str, type[BaseModel]]:
 
 _BACKEND_KEYS = ("config", "circuit_breaker", "retry_config")
 
+#: The name an executor has unless its maker named it (``RateLimitedExecutor``'s default).
+_EXECUTOR_NAME = "rate_limited_executor"
+
 
 def request_schema_name(options: type[BaseModel] | None) -> str | None:
     """The registered name of a request schema (``module.Class``), or ``None``.
@@ -226,8 +229,12 @@ def model_from_dict(data: Any, **kw: Any) -> tuple[dict[str, Any], bool]:
         )
     except (KeyError, TypeError) as exc:
         raise errors.ValidationError(f"iModel.from_dict: malformed limits: {exc!r}") from exc
-    if rebuilt is not None and stored["adaptive_limits"] and learns_limits(backend):
-        # The executor's buckets are the configured bounds of limits learned anew.
+    if rebuilt is not None and (
+        (stored["adaptive_limits"] and learns_limits(backend))
+        or (shared is None and _built_from_limits(cast(dict[str, Any], executor)))
+    ):
+        # The buckets are the configured bounds of limits learned anew, or the model's own
+        # local limits: they come back as limits. Else an executor passed in comes back.
         stored.update(_limits_of(cast(dict[str, Any], executor)))
         rebuilt = None
     if "limits" not in kw:  # the caller's limits= replace the stored ones
@@ -275,9 +282,20 @@ def _executor_dict(
     return settings
 
 
+def _built_from_limits(settings: dict[str, Any]) -> bool:
+    """Whether executor ``settings`` (``to_dict`` output) are what a :class:`Limits` builds:
+    the default name, and one or two buckets of one window."""
+    windows = {
+        _window(bucket)
+        for bucket in (settings.get("request_bucket"), settings.get("token_bucket"))
+        if bucket is not None
+    }
+    return settings.get("name") == _EXECUTOR_NAME and len(windows) == 1
+
+
 def _limits_of(settings: dict[str, Any]) -> dict[str, Any]:
-    """The limit keywords that build the limits of executor ``settings`` (``to_dict``
-    output, already checked; both buckets share one window)."""
+    """The limit keywords of executor ``settings`` (already checked), taking one window
+    for both buckets."""
     limits: dict[str, Any] = {
         key: settings[key] for key in ("queue_capacity", "concurrency_limit") if key in settings
     }
@@ -287,5 +305,11 @@ def _limits_of(settings: dict[str, Any]) -> dict[str, Any]:
     ):
         if bucket is not None:
             limits[name] = bucket["capacity"]
-            limits["capacity_refresh_time"] = bucket["capacity"] / bucket["refill_rate"]
+            limits["capacity_refresh_time"] = _window(bucket)
     return limits
+
+
+def _window(bucket: dict[str, Any]) -> float:
+    """A bucket's window in seconds (capacity over refill rate), to the nanosecond: the
+    division need not give back the window the rate was made from to the last bit."""
+    return round(float(bucket["capacity"]) / float(bucket["refill_rate"]), 9)
