@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     )
     from lionpride.services.registry import ServiceRegistry
     from lionpride.services.streaming.channel import StreamChannel, StreamChunk
-    from lionpride.services.types.backend import Calling, ServiceBackend
+    from lionpride.services.types.backend import Calling, ServiceBackend, ServiceConfig
     from lionpride.services.types.endpoint import Endpoint, EndpointConfig
     from lionpride.services.types.hook import HookPhase, HookRegistry
     from lionpride.services.types.response import NormalizedResponse, ToolCall, Usage
@@ -57,6 +57,7 @@ __all__ = [
     "RateLimitedExecutor",
     "RetryConfig",
     "ServiceBackend",
+    "ServiceConfig",
     "ServiceRegistry",
     "StreamChannel",
     "StreamChunk",
@@ -89,6 +90,7 @@ _HOMES = {
     "RateLimitedExecutor": "lionpride.services.execution",
     "RetryConfig": "lionpride.services.utilities.resilience",
     "ServiceBackend": "lionpride.services.types.backend",
+    "ServiceConfig": "lionpride.services.types.backend",
     "ServiceRegistry": "lionpride.services.registry",
     "StreamChannel": "lionpride.services.streaming.channel",
     "StreamChunk": "lionpride.services.streaming.channel",
