@@ -199,12 +199,12 @@ class BuiltLimits:
 
 def learns_limits(backend: ServiceBackend) -> bool:
     """Whether ``backend`` is a built-in HTTP provider, whose answers carry its limits."""
-    from lionpride.services.providers._cli_endpoint import CLIEndpoint
+    from lionpride.services.providers import ClaudeCodeEndpoint, GeminiCodeEndpoint
     from lionpride.services.types.endpoint import Endpoint
 
     return (
         isinstance(backend, Endpoint)
-        and not isinstance(backend, CLIEndpoint)
+        and not isinstance(backend, ClaudeCodeEndpoint | GeminiCodeEndpoint)  # CLIs: no headers
         and type(backend).__module__.startswith("lionpride.services.providers.")
     )
 
