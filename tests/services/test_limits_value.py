@@ -106,8 +106,9 @@ def test_limits_and_flat_keywords_together_raise() -> None:
         )
 
 
-def test_a_model_round_trips_its_limits() -> None:
-    """to_dict / from_dict keep the model's limits: the restored model has the same value."""
+async def test_a_model_round_trips_its_limits() -> None:
+    """to_dict / from_dict keep the model's limits: the restored model has the same value,
+    and closes the executor it built from them."""
     limits = Limits(
         limit_requests=5,
         limit_tokens=1_000,
@@ -121,6 +122,9 @@ def test_a_model_round_trips_its_limits() -> None:
     assert restored.limits == limits
     assert restored.executor is not None and model.executor is not None
     assert restored.executor.to_dict() == model.executor.to_dict()
+    await restored.aclose()
+    with pytest.raises(errors.ExecutionError):
+        await restored.executor.execute(_nothing)
 
 
 async def test_an_executor_passed_in_comes_back_as_one() -> None:

@@ -764,8 +764,10 @@ class iModel(Element):
     ) -> dict[str, Any]:
         """Dump the configuration (JSON-safe by default); ``from_dict`` rebuilds it.
 
-        Kept: the endpoint (config, breaker and retry settings, class), the limits
-        (shapes only: restored buckets start full), ``provider_metadata`` and ``metadata``.
+        Kept: the endpoint (config, breaker and retry settings, class), the limits (their
+        :class:`Limits` settings, or an executor's bucket shapes: restored buckets start
+        full; never the Redis URL, given again to ``from_dict``), a price table of one's
+        own, ``provider_metadata`` and ``metadata``.
         Never kept: ``id``/``created_at`` (a restored model is a new one), runtime state,
         raw credentials (only environment-variable names), and ``hook_registry`` (functions
         are code, not configuration: attach hooks again after loading).
@@ -783,7 +785,9 @@ class iModel(Element):
 
         The endpoint class must be a defined :class:`Endpoint` subclass and the request
         schema a registered one; nothing is imported by name. An ``api_key`` stored as an
-        environment-variable name is read again now.
+        environment-variable name is read again now. ``kw`` are ``iModel`` keywords that win
+        over the stored ones (``redis_url=``, ``prices=``; ``limits=`` replaces the stored
+        limits).
 
         Raises:
             ValueError: A malformed dict (the problem is named), an unknown endpoint class
@@ -791,10 +795,10 @@ class iModel(Element):
         """
         from lionpride.services._serialization import model_from_dict
 
-        arguments, owns_executor = model_from_dict(data, **kw)
+        arguments, rebuilt_executor = model_from_dict(data, **kw)
         model = cls(**arguments)
-        # An executor rebuilt from the dict is this model's alone: its aclose closes it.
-        model._rt.owns_executor = owns_executor
+        if rebuilt_executor:  # made from the dict for this model alone: its aclose closes it
+            model._rt.owns_executor = True
         return model
 
     # -- lifetime ------------------------------------------------------------------------
