@@ -8,7 +8,21 @@ import sys
 
 import pytest
 
-DOORS = ["lionpride.services", "lionpride.errors", "lionpride.testing", "lionpride.core"]
+#: The user's doors first, then the packages' own.
+DOORS = [
+    "lionpride.services",
+    "lionpride.errors",
+    "lionpride.testing",
+    "lionpride.core",
+    "lionpride.services.distributed",
+    "lionpride.services.execution",
+    "lionpride.services.mcps",
+    "lionpride.services.observability",
+    "lionpride.services.providers",
+    "lionpride.services.streaming",
+    "lionpride.services.types",
+    "lionpride.services.utilities",
+]
 
 
 def _ruff_order(name: str) -> tuple[int, str]:
