@@ -76,10 +76,12 @@ class Limits:
         _count("concurrency_limit", self.concurrency_limit)
         _count("queue_capacity", self.queue_capacity)
         window = self.capacity_refresh_time
-        if isinstance(window, bool) or not isinstance(window, int | float):
-            _bad("capacity_refresh_time", window, "a number of seconds > 0")
-        if not (math.isfinite(window) and window > 0):
-            _bad("capacity_refresh_time", window, "a number of seconds > 0")
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, int | float)
+            or not (math.isfinite(window) and window > 0)
+        ):
+            _bad("capacity_refresh_time", window, "a finite number of seconds > 0")
         if not isinstance(self.adaptive_limits, bool):
             _bad("adaptive_limits", self.adaptive_limits, "True or False")
         if self.on_redis_error not in ("fallback", "raise"):
