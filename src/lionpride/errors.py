@@ -6,8 +6,11 @@ once, at the HTTP boundary, and chained to the original exception (``raise ... f
     LionprideError
     ├── ValidationError          (also ValueError) bad input, never retried: a request
     │                            parameter, an argument, a value out of range
-    ├── ConfigurationError       (also ValueError) bad setup: missing key, unknown provider
-    │   └── TokenCalculationError    tiktoken or its encoding not available offline
+    ├── ConfigurationError       (also ValueError) bad setup: missing key, unknown provider,
+    │   │                        limits out of range
+    │   ├── TokenCalculationError    tiktoken or its encoding not available offline
+    │   ├── ScriptError          a FakeProvider script that cannot be read or served
+    │   └── UsageError           the ``lionpride`` command's flags or environment are wrong
     ├── ExistsError              duplicate registration
     │   └── MCPToolExistsError   (also ValueError) an MCP tool's registry name is taken
     ├── QueueFullError           executor queue at capacity (retryable)
@@ -20,6 +23,7 @@ once, at the HTTP boundary, and chained to the original exception (``raise ... f
     │   ├── CircuitBreakerOpenError  the breaker is failing fast (``retry_after``)
     │   └── MCPConnectionError   an MCP server would not start or died
     ├── TimeoutError             (also builtins.TimeoutError) connect, idle or total deadline
+    ├── WriteError               ``lionpride run`` could not write a result line
     └── APIError                 the provider answered, but not with a result
         ├── InvalidResponseError body empty, not JSON, or not the documented shape
         │   └── OutputValidationError  the answer does not fit the response_format model
@@ -39,7 +43,8 @@ An error delivered inside an HTTP 200 stream (Groq's ``event: error``, OpenRoute
 becomes the ``APIStatusError`` subclass of the status it carries.
 
 Every class is defined here; the modules that raise some of them (``resilience``, the CLI
-providers, ``mcps``, ``token_calculator``) re-export them under their old import paths.
+providers, ``mcps``, ``token_calculator``, ``lionpride.testing``) re-export them under their
+old import paths.
 
 HTTP errors carry ``status_code``, ``headers``, ``body`` and the provider's own message as
 ``str(e)``; none ever contains the API key. ``e.calling`` holds the failed ``Calling`` when the
@@ -77,10 +82,13 @@ __all__ = [
     "QueueFullError",
     "RateLimitError",
     "RequestTooLargeError",
+    "ScriptError",
     "ServerError",
     "TimeoutError",
     "TokenCalculationError",
+    "UsageError",
     "ValidationError",
+    "WriteError",
     "error_for_status",
 ]
 
@@ -145,6 +153,19 @@ class TokenCalculationError(ConfigurationError):
     """tiktoken is missing, or the encoding is not available without a download."""
 
     default_message = "token calculator unavailable"
+
+
+class ScriptError(ConfigurationError):
+    """A script file cannot be read or says something the FakeProvider cannot do."""
+
+    default_message = "invalid FakeProvider script"
+
+
+class UsageError(ConfigurationError):
+    """The ``lionpride`` command line or environment is wrong; the message says what to fix
+    (the command prints it and exits with code 2)."""
+
+    default_message = "invalid command line"
 
 
 class ExistsError(LionprideError):
@@ -273,6 +294,12 @@ class TimeoutError(LionprideError, builtins.TimeoutError):
 
     default_message = "timed out"
     default_retryable = True
+
+
+class WriteError(LionprideError):
+    """A result line could not be written; the message names the file and the reason."""
+
+    default_message = "cannot write the result"
 
 
 class APIError(LionprideError):

@@ -59,7 +59,7 @@ async def test_live_line_shows_in_flight_waiting_and_the_limit_eta() -> None:
     request limit with its next slot, and an ETA set by the refill, not by the calls."""
     async with FakeProvider(latency=60) as fp:
         model = _limited(fp, limit_requests=2, capacity_refresh_time=3600)
-        gauges = RunGauges(model, limit_requests=2, window=3600)
+        gauges = RunGauges(model, limits=model.limits)
         stream = io.StringIO()
         progress = Progress(10, label="run", stream=stream, tty=False, gauges=gauges)
         calls = [asyncio.create_task(model.invoke(model="m", messages=MESSAGES)) for _ in range(3)]

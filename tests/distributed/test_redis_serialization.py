@@ -35,6 +35,6 @@ async def test_shared_limits_survive_serialization_without_the_url(
         iModel.from_dict(config)
     restored = iModel.from_dict(config, redis_url=url)
     assert restored.executor is not None
-    assert restored._rt.shared == model._rt.shared
+    assert restored.limits == model.limits
     await model.aclose()
     await restored.aclose()

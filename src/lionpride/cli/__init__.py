@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 
 from lionpride.cli._common import (
     DEFAULT_MODELS,
-    UsageError,
     add_connection_args,
     add_limit_args,
     non_negative_float,
@@ -30,6 +29,7 @@ from lionpride.cli._common import (
     positive_int,
 )
 from lionpride.cli._script_format import SCRIPT_FORMAT
+from lionpride.errors import UsageError
 
 __all__ = ["main"]
 

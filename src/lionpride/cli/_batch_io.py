@@ -25,12 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from lionpride.errors import WriteError
+
 __all__ = [
     "BATCH_URLS",
     "BadLine",
     "BatchItem",
     "ResultWriter",
-    "WriteError",
     "count_lines",
     "load_done",
     "names_a_stream",
@@ -266,10 +267,6 @@ def _encode(record: dict[str, Any]) -> bytes:
         # is valid JSON that reads back to the same string.
         line = json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str)
         return (line + "\n").encode("ascii")
-
-
-class WriteError(Exception):
-    """A result line could not be written; the message names the file and the reason."""
 
 
 class ResultWriter:

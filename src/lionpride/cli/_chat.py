@@ -7,7 +7,8 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from lionpride.cli._common import DEFAULT_MODELS, UsageError, build_model
+from lionpride.cli._common import DEFAULT_MODELS, build_model
+from lionpride.errors import UsageError
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel

@@ -1,27 +1,28 @@
 """What the commands share: connection flags, the API key, building the iModel.
 
 Bad setup (unknown provider, missing key, a flag the library cannot honour) raises
-:class:`UsageError`, which ``main`` turns into a message on stderr and exit code 2.
+:class:`lionpride.errors.UsageError`, which ``main`` turns into a message on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import os
 from typing import TYPE_CHECKING, Any
 
+from lionpride.errors import UsageError
+
 if TYPE_CHECKING:
-    from lionpride.services.imodel import iModel
+    from lionpride.services import Limits, iModel
 
 __all__ = [
     "DEFAULT_MODELS",
-    "UsageError",
     "add_connection_args",
     "add_limit_args",
     "build_model",
     "key_env",
+    "limits_of",
     "non_negative_float",
     "port_number",
     "positive_float",
@@ -37,10 +38,6 @@ DEFAULT_MODELS = {
     "anthropic": "claude-sonnet-4-5",
     "gemini": "gemini-2.5-flash",
 }
-
-
-class UsageError(Exception):
-    """The command line or the environment is wrong; the message says what to fix."""
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +147,34 @@ def key_env(provider: str, api_key_env: str | None) -> str:
     return api_key_env or env_name(provider, "API_KEY")
 
 
+def limits_of(args: argparse.Namespace) -> Limits:
+    """The limits the flags of :func:`add_limit_args` describe (the library's defaults for
+    a command without them).
+
+    Raises:
+        UsageError: A bad value, such as a ``--redis-url`` that is no Redis URL.
+    """
+    from lionpride import errors
+    from lionpride.services import Limits
+
+    redis_url = getattr(args, "redis_url", None)
+    try:
+        return Limits(
+            limit_requests=getattr(args, "limit_requests", None),
+            limit_tokens=getattr(args, "limit_tokens", None),
+            capacity_refresh_time=getattr(args, "capacity_refresh_time", 60.0),
+            concurrency_limit=getattr(args, "concurrency", 100),
+            redis_url=redis_url or None,
+        )
+    except errors.ConfigurationError as exc:
+        if "redis_url" in str(exc):
+            # Caught here, not by every request of the run failing with the same error.
+            raise UsageError(
+                f"--redis-url {redis_url!r}: expected redis://, rediss:// or unix:// URL"
+            ) from exc
+        raise UsageError(str(exc)) from exc
+
+
 def build_model(args: argparse.Namespace, **extra: Any) -> iModel:
     """Build the iModel the flags describe.
 
@@ -158,7 +183,7 @@ def build_model(args: argparse.Namespace, **extra: Any) -> iModel:
         **extra: More iModel or endpoint arguments (``circuit_breaker``, ...).
 
     Raises:
-        UsageError: Unknown provider, missing API key, or ``--redis-url`` unsupported.
+        UsageError: Unknown provider, missing API key, or a bad ``--redis-url``.
     """
     from pydantic import SecretStr
 
@@ -177,32 +202,12 @@ def build_model(args: argparse.Namespace, **extra: Any) -> iModel:
             kwargs[flag] = value
     if key:
         kwargs["api_key"] = SecretStr(key)
-    limits: dict[str, Any] = {
-        "limit_requests": getattr(args, "limit_requests", None),
-        "limit_tokens": getattr(args, "limit_tokens", None),
-        "capacity_refresh_time": getattr(args, "capacity_refresh_time", 60.0),
-        "concurrency_limit": getattr(args, "concurrency", 100),
-    }
-    redis_url = getattr(args, "redis_url", None)
-    if redis_url:
-        # Any unknown keyword would silently become a request default, so ask the signature.
-        if "redis_url" not in inspect.signature(iModel.__init__).parameters:
-            raise UsageError(
-                "--redis-url is not supported by this version of lionpride; drop the flag "
-                "to use local limits"
-            )
-        scheme = redis_url.partition("://")[0].lower() if "://" in redis_url else ""
-        if scheme not in ("redis", "rediss", "unix"):
-            # Caught here, not by every request of the run failing with the same error.
-            raise UsageError(
-                f"--redis-url {redis_url!r}: expected redis://, rediss:// or unix:// URL"
-            )
-        kwargs["redis_url"] = redis_url
+    limits = limits_of(args)
     if not key:  # before the model, which would name the provider's default variable
         hint = "" if args.api_key_env else " (or --api-key-env NAME)"
         raise UsageError(f"no API key: set {env_name}{hint}")
     try:
-        model = iModel(provider=provider, **limits, **kwargs)
+        model = iModel(provider=provider, limits=limits, **kwargs)
     except errors.ConfigurationError as exc:
         raise UsageError(str(exc)) from exc
     except ValueError as exc:

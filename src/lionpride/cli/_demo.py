@@ -28,11 +28,16 @@ from pydantic import SecretStr
 from lionpride import errors
 from lionpride.cli._progress import Progress
 from lionpride.cli._stats import Stopwatch, Summary, ms
-from lionpride.services.imodel import iModel
-from lionpride.services.registry import ServiceRegistry
-from lionpride.services.types.hook import HookPhase, HookRegistry
-from lionpride.services.types.tool import Tool
-from lionpride.services.utilities.resilience import CircuitBreaker, RetryConfig
+from lionpride.services import (
+    CircuitBreaker,
+    HookPhase,
+    HookRegistry,
+    Limits,
+    RetryConfig,
+    ServiceRegistry,
+    Tool,
+    iModel,
+)
 from lionpride.testing import FakeProvider, Reply
 
 __all__ = ["demo"]
@@ -100,8 +105,9 @@ async def _demo() -> int:
 
 
 def _model(provider: str, server: FakeProvider, **kwargs: Any) -> iModel:
-    kwargs.setdefault("limit_requests", LIMIT)
-    kwargs.setdefault("capacity_refresh_time", WINDOW)
+    kwargs.setdefault(
+        "limits", Limits(limit_requests=LIMIT, capacity_refresh_time=WINDOW, concurrency_limit=16)
+    )
     kwargs.setdefault("retry_config", _RETRY)
     kwargs.setdefault("circuit_breaker", CircuitBreaker(failure_threshold=5, recovery_time=2.0))
     return iModel(
@@ -109,7 +115,6 @@ def _model(provider: str, server: FakeProvider, **kwargs: Any) -> iModel:
         base_url=server.base_url(provider),
         api_key=SecretStr("demo"),
         model=_MODELS[provider],
-        concurrency_limit=16,
         **kwargs,
     )
 
@@ -200,7 +205,11 @@ async def _breaker(server: FakeProvider) -> None:
     breaker = CircuitBreaker(failure_threshold=3, recovery_time=0.5, name="outage")
     # One call at a time and no retries, so every failure reaches the breaker directly.
     model = _model(
-        "anthropic", server, limit_requests=None, retry_config=None, circuit_breaker=breaker
+        "anthropic",
+        server,
+        limits=Limits(concurrency_limit=16),
+        retry_config=None,
+        circuit_breaker=breaker,
     )
     server.script(*[Reply(status=503)] * 3)
     messages = [{"role": "user", "content": "ping"}]

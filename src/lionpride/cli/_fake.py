@@ -8,7 +8,7 @@ import asyncio
 import signal
 import sys
 
-from lionpride.cli._common import UsageError
+from lionpride.errors import UsageError
 
 __all__ = ["serve"]
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lionpride.cli._progress import Pace, format_seconds
 
 if TYPE_CHECKING:
+    from lionpride.services import Limits
     from lionpride.services.execution import RateLimitedExecutor
 
 __all__ = ["Metered", "RunGauges"]
@@ -37,24 +38,16 @@ class RunGauges:
     Args:
         model: The run's models (their shared executor holds the limits, their metrics
             the counters: a run's 429s and retries are every endpoint's).
-        limit_requests: ``--limit-requests`` per ``window``, used when the limits are kept
-            elsewhere (Redis) and no local bucket says its own rate.
-        limit_tokens: ``--limit-tokens`` per ``window``, likewise.
-        window: The limits' window in seconds.
+        limits: The run's limits (``--limit-requests``/``--limit-tokens`` per window),
+            whose rates stand in when the limits are kept elsewhere (Redis) and no local
+            bucket says its own rate.
     """
 
-    def __init__(
-        self,
-        model: Metered,
-        *,
-        limit_requests: int | None = None,
-        limit_tokens: int | None = None,
-        window: float = 60.0,
-    ) -> None:
+    def __init__(self, model: Metered, *, limits: Limits | None = None) -> None:
         self._model = model
         self._configured = {
-            "requests": None if limit_requests is None else limit_requests / window,
-            "tokens": None if limit_tokens is None else limit_tokens / window,
+            "requests": None if limits is None else limits.request_rate,
+            "tokens": None if limits is None else limits.token_rate,
         }
         #: Calls handed to the model and not finished (waiting for capacity or in flight).
         self.calling = 0

@@ -48,16 +48,16 @@ from lionpride.cli._batch_io import (
     BadLine,
     BatchItem,
     ResultWriter,
-    WriteError,
     count_lines,
     load_done,
     read_requests,
 )
-from lionpride.cli._common import UsageError, build_model
+from lionpride.cli._common import build_model
 from lionpride.cli._live import RunGauges
 from lionpride.cli._progress import Progress, format_seconds
 from lionpride.cli._stats import Stopwatch, Summary, secs
 from lionpride.core.event import EventStatus
+from lionpride.errors import UsageError, WriteError
 
 if TYPE_CHECKING:
     from lionpride.services.execution import RateLimitedExecutor
@@ -219,12 +219,7 @@ async def _run(
     # interrupted run would otherwise take the done lines still ahead for requests to send.
     already = _already_done(args.input, done)
     clock = Stopwatch()
-    gauges = RunGauges(
-        model,
-        limit_requests=getattr(args, "limit_requests", None),
-        limit_tokens=getattr(args, "limit_tokens", None),
-        window=getattr(args, "capacity_refresh_time", 60.0),
-    )
+    gauges = RunGauges(model, limits=model.chat.limits)
     progress = Progress(total, label="run", gauges=gauges, limits=model.chat.learned_limits)
     progress.skip(already)
     state = _RunState(model, args.model, writer, progress, gauges)
@@ -260,7 +255,7 @@ async def _run(
             summary,
             state,
             bad,
-            _configured_rate(args),
+            model.chat.limits.request_rate,
             not_sent=not_sent,
             interrupted=interrupted,
         )
@@ -307,14 +302,6 @@ def _same_file(output: str, input_path: str) -> bool:
         return os.path.samefile(output, input_path)
     except OSError:  # the output does not exist yet
         return os.path.realpath(output) == os.path.realpath(input_path)
-
-
-def _configured_rate(args: argparse.Namespace) -> float | None:
-    """Requests per second that ``--limit-requests`` allows in the long run, if set."""
-    limit = getattr(args, "limit_requests", None)
-    if limit is None:
-        return None
-    return float(limit) / float(getattr(args, "capacity_refresh_time", 60.0))
 
 
 def _already_done(path: str, done: set[str]) -> int:

@@ -12,7 +12,8 @@ from pydantic import ValidationError as PydanticValidationError
 # (iModel loads the providers on first use, which may not have happened yet).
 import lionpride.services.providers  # noqa: F401
 from lionpride import errors
-from lionpride.services._imodel_support import learns_limits
+from lionpride.services._limits import learns_limits
+from lionpride.services.distributed import RedisCircuitBreaker
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.pricing import PriceTable
 from lionpride.services.types.endpoint import Endpoint
@@ -57,6 +58,9 @@ def _request_schemas() -> dict[str, type[BaseModel]]:
 
 
 _BACKEND_KEYS = ("config", "circuit_breaker", "retry_config")
+
+#: The name an executor has unless its maker named it (``RateLimitedExecutor``'s default).
+_EXECUTOR_NAME = "rate_limited_executor"
 
 
 def request_schema_name(options: type[BaseModel] | None) -> str | None:
@@ -123,7 +127,7 @@ def _json_default(value: Any) -> Any:
 
 
 def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json") -> dict[str, Any]:
-    """The body of :meth:`iModel.to_dict`."""
+    """The body of :meth:`iModel.to_dict`: read through the model's public properties."""
     backend = model.backend
     if not isinstance(backend, Endpoint):
         # Tool.to_dict raises its own explanation; other backends get a generic one.
@@ -133,7 +137,8 @@ def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json")
         )
     json_mode: Literal["python", "json"] = "python" if mode == "python" else "json"
     data = backend.to_dict(mode=json_mode, exclude={"id", "created_at"})
-    shared = model._rt.shared
+    shared = _shared_settings(model)
+    prices = model.prices
     out: dict[str, Any] = {
         "backend": data,
         # Limits shared through Redis are kept as their settings (the URL is given again on
@@ -141,11 +146,11 @@ def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json")
         "executor": _executor_dict(model.executor, shared),
         # Whether the limits are learned: then the executor's buckets are their configured
         # bounds (an executor passed in is kept as it is, and learns nothing).
-        "adaptive_limits": model._rt.capacity is not None,
-        "shared_limits": dict(shared) if shared is not None else None,
+        "adaptive_limits": model.learned_limits() is not None,
+        "shared_limits": shared,
         "rate_limiter": model.rate_limiter.to_dict() if model.rate_limiter is not None else None,
         # A price table the caller gave (the shipped one is the library's, not the model's).
-        "prices": model._rt.observer.prices.to_dict() if model._rt.own_prices else None,
+        "prices": prices.to_dict() if prices is not None else None,
         "provider_metadata": dict(model.provider_metadata),
         "metadata": {**model.metadata, "lion_class": model.class_name(full=True)},
     }
@@ -154,24 +159,37 @@ def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json")
     return out
 
 
-def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
-    """The body of :meth:`iModel.from_dict`."""
+def _shared_settings(model: iModel) -> dict[str, Any] | None:
+    """What the model keeps in Redis, as settings (``None`` when nothing is): the Redis
+    error policy and shared breaker's name, and the limits when they are shared."""
+    limits = model.limits
+    if limits.redis_url is None:
+        return None
+    breaker = getattr(model.backend, "circuit_breaker", None)
+    settings: dict[str, Any] = {
+        "on_redis_error": limits.on_redis_error,
+        "breaker_key": breaker.breaker_key if isinstance(breaker, RedisCircuitBreaker) else None,
+    }
+    if limits.limit_key is not None:  # set (or made) when the limits are kept in Redis
+        settings.update(limits.to_dict())
+    return settings
+
+
+def model_from_dict(data: Any, **kw: Any) -> tuple[dict[str, Any], bool]:
+    """The body of :meth:`iModel.from_dict`: the arguments that rebuild the model, and
+    whether its executor is rebuilt for it alone (then the model closes it).
+
+    The limits come back as the keywords that build them (``kw`` win over the stored ones);
+    an executor passed in to the saved model comes back as an executor.
+    """
     if not isinstance(data, dict):
         raise errors.ValidationError(f"iModel.from_dict needs a dict, got {type(data).__name__}")
     unknown = set(data) - _DICT_KEYS
     if unknown:
         raise errors.ValidationError(f"iModel.from_dict: unknown key(s) {sorted(unknown)}")
     backend = load_backend(data.get("backend"))
-    executor = data.get("executor")
-    if executor is not None and not isinstance(executor, dict):
-        raise errors.ValidationError(
-            f"iModel.from_dict: 'executor' must be a dict or None, got {executor!r}"
-        )
-    limiter = data.get("rate_limiter")
-    if limiter is not None and not isinstance(limiter, dict):
-        raise errors.ValidationError(
-            f"iModel.from_dict: 'rate_limiter' must be a dict or None, got {limiter!r}"
-        )
+    executor = _optional_dict(data, "executor")
+    limiter = _optional_dict(data, "rate_limiter")
     meta = data.get("provider_metadata") or {}
     if not isinstance(meta, dict):
         raise errors.ValidationError("iModel.from_dict: 'provider_metadata' must be a dict")
@@ -180,32 +198,30 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
         raise errors.ValidationError("iModel.from_dict: 'metadata' must be a dict")
     metadata = dict(metadata)
     metadata.pop("lion_class", None)
-    shared = data.get("shared_limits")
+    # The stored limits, as the keywords that build them.
+    stored: dict[str, Any] = {"adaptive_limits": data.get("adaptive_limits", True)}
+    if not isinstance(stored["adaptive_limits"], bool):
+        raise errors.ValidationError(
+            f"iModel.from_dict: 'adaptive_limits' must be a bool, got {stored['adaptive_limits']!r}"
+        )
+    shared = _optional_dict(data, "shared_limits")
     if shared is not None:
-        if not isinstance(shared, dict):
-            raise errors.ValidationError("iModel.from_dict: 'shared_limits' must be a dict or None")
-        if not kw.get("redis_url"):
+        if not kw.get("redis_url") and not getattr(kw.get("limits"), "redis_url", None):
             # Restoring without it would silently drop a limit other processes rely on.
             raise errors.ValidationError(
                 "iModel.from_dict: this model shared its limits through Redis "
                 f"(limit_key={shared.get('limit_key')!r}); pass redis_url=... to restore it"
             )
-        kw = {**{k: v for k, v in shared.items() if v is not None}, **kw}
-    learned = data.get("adaptive_limits", True)
-    if not isinstance(learned, bool):
-        raise ValueError(f"iModel.from_dict: 'adaptive_limits' must be a bool, got {learned!r}")
-    kw = {"adaptive_limits": learned, **kw}
-    prices = data.get("prices")
+        stored.update((k, v) for k, v in shared.items() if v is not None)
+        if "breaker_key" in stored:  # the breaker's, not the limits'
+            kw = {"breaker_key": stored.pop("breaker_key"), **kw}
+    prices = _optional_dict(data, "prices")
     if prices is not None and "prices" not in kw:
-        if not isinstance(prices, dict):
-            raise errors.ValidationError(
-                f"iModel.from_dict: 'prices' must be a dict or None, got {prices!r}"
-            )
         table = PriceTable()
         table.update_from_dict(prices)  # ValueError naming a bad price
         kw = {**kw, "prices": table}
     try:
-        rebuilt_executor = RateLimitedExecutor.from_dict(executor) if executor is not None else None
+        rebuilt = RateLimitedExecutor.from_dict(executor) if executor is not None else None
         bucket = (
             TokenBucket(RateLimitConfig(limiter["capacity"], limiter["refill_rate"]))
             if limiter is not None
@@ -213,21 +229,34 @@ def model_from_dict(cls: type[iModel], data: Any, **kw: Any) -> iModel:
         )
     except (KeyError, TypeError) as exc:
         raise errors.ValidationError(f"iModel.from_dict: malformed limits: {exc!r}") from exc
-    if rebuilt_executor is not None and kw["adaptive_limits"] and learns_limits(backend):
-        # The executor's buckets are the configured bounds of limits learned anew.
-        kw = {**_limits_of(cast(dict[str, Any], executor)), **kw}
-        rebuilt_executor = None
-    model = cls(
-        backend=backend,
-        executor=rebuilt_executor,
-        rate_limiter=bucket,
-        provider_metadata=dict(meta),
-        metadata=metadata,
+    if rebuilt is not None and (
+        (stored["adaptive_limits"] and learns_limits(backend))
+        or (shared is None and _built_from_limits(cast(dict[str, Any], executor)))
+    ):
+        # The buckets are the configured bounds of limits learned anew, or the model's own
+        # local limits: they come back as limits. Else an executor passed in comes back.
+        stored.update(_limits_of(cast(dict[str, Any], executor)))
+        rebuilt = None
+    if "limits" not in kw:  # the caller's limits= replace the stored ones
+        kw = {**stored, **kw}
+    arguments = {
+        "backend": backend,
+        "executor": rebuilt,
+        "rate_limiter": bucket,
+        "provider_metadata": dict(meta),
+        "metadata": metadata,
         **kw,
-    )
-    if rebuilt_executor is not None:
-        model._rt.owns_executor = True  # made here, for this model alone
-    return model
+    }
+    return arguments, rebuilt is not None
+
+
+def _optional_dict(data: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise errors.ValidationError(
+            f"iModel.from_dict: {key!r} must be a dict or None, got {value!r}"
+        )
+    return value
 
 
 def _executor_dict(
@@ -253,9 +282,20 @@ def _executor_dict(
     return settings
 
 
+def _built_from_limits(settings: dict[str, Any]) -> bool:
+    """Whether executor ``settings`` (``to_dict`` output) are what a :class:`Limits` builds:
+    the default name, and one or two buckets of one window."""
+    windows = {
+        _window(bucket)
+        for bucket in (settings.get("request_bucket"), settings.get("token_bucket"))
+        if bucket is not None
+    }
+    return settings.get("name") == _EXECUTOR_NAME and len(windows) == 1
+
+
 def _limits_of(settings: dict[str, Any]) -> dict[str, Any]:
-    """The iModel arguments that build the limits of executor ``settings`` (``to_dict``
-    output, already checked; both buckets share one window)."""
+    """The limit keywords of executor ``settings`` (already checked), taking one window
+    for both buckets."""
     limits: dict[str, Any] = {
         key: settings[key] for key in ("queue_capacity", "concurrency_limit") if key in settings
     }
@@ -265,5 +305,11 @@ def _limits_of(settings: dict[str, Any]) -> dict[str, Any]:
     ):
         if bucket is not None:
             limits[name] = bucket["capacity"]
-            limits["capacity_refresh_time"] = bucket["capacity"] / bucket["refill_rate"]
+            limits["capacity_refresh_time"] = _window(bucket)
     return limits
+
+
+def _window(bucket: dict[str, Any]) -> float:
+    """A bucket's window in seconds (capacity over refill rate), to the nanosecond: the
+    division need not give back the window the rate was made from to the last bit."""
+    return round(float(bucket["capacity"]) / float(bucket["refill_rate"]), 9)

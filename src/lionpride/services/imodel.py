@@ -21,15 +21,9 @@ from lionpride import errors
 from lionpride.core._trusted import build_trusted
 from lionpride.core.element import Element
 from lionpride.core.event import EventStatus, retryable
-from lionpride.services._imodel_support import (
-    ModelRuntime,
-    learned_limits,
-    learns_limits,
-    model_of,
-    run_chunk_hooks,
-    run_create_hooks,
-    shared_limits,
-)
+from lionpride.services._imodel_support import model_of, run_chunk_hooks, run_create_hooks
+from lionpride.services._limits import Limits, build_limits
+from lionpride.services._runtime import ModelRuntime
 from lionpride.services._sync import refuse_in_loop
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
@@ -38,7 +32,6 @@ from lionpride.services.streaming.channel import StreamChannel, StreamChunk
 from lionpride.services.types._canonical import output_type_of
 from lionpride.services.types.backend import Calling, ServiceBackend
 from lionpride.services.types.hook import HookPhase, HookRegistry
-from lionpride.services.utilities.adaptive import LimitLearner
 from lionpride.services.utilities.rate_limiter import Reservation, TokenBucket
 from lionpride.services.utilities.resilience import backoff_disabled
 
@@ -57,6 +50,8 @@ _FAILED = (EventStatus.FAILED, EventStatus.CANCELLED, EventStatus.ABORTED)
 class iModel(Element):
     """A backend plus everything around a call: limits, executor, hooks.
 
+    Configured by keyword only: ``iModel(provider="openai", limit_requests=50)``.
+
     Args:
         backend: The backend to call; or give ``provider`` to build one.
         provider: ``openai``, ``anthropic``, ``gemini``, ``groq``, ... (see ``match_endpoint``).
@@ -64,26 +59,23 @@ class iModel(Element):
         rate_limiter: A simple request bucket used when no executor is set.
         executor: A (possibly shared) :class:`RateLimitedExecutor`; wins over the limits.
         hook_registry: Lifecycle hooks.
-        queue_capacity: Most calls that may wait for capacity at once.
-        capacity_refresh_time: The window ``T`` of the limits, in seconds.
-        limit_requests: At most ``L`` requests per ``T`` (a bucket of ``L`` refilling ``L/T``/s).
-        limit_tokens: At most this many tokens per ``T``, reserved before and reconciled after.
-        concurrency_limit: Most calls in flight at once under the executor.
-        redis_url: Keep the limits (and, with ``breaker_key``, the breaker state) in Redis,
-            shared by every process that uses the same ``limit_key`` (``lionpride[redis]``).
-        limit_key: The shared limits' name; defaults to the model's name plus a hash of
-            its API key, so two keys never share by accident.
-        on_redis_error: ``"fallback"`` (local limits, one warning, back to Redis when it
-            returns) or ``"raise"``.
-        breaker_key: Share the endpoint's circuit-breaker state under this name in Redis.
-        adaptive_limits: Learn the limits from the provider's answers (rate-limit headers,
-            or 429s where it sends none), with ``limit_requests``/``limit_tokens`` as upper
-            bounds; on by default for the built-in HTTP providers, ``False`` turns it off.
+        limits: The rate limits, queue and concurrency (:class:`Limits`). Its fields
+            (``limit_requests``, ``limit_tokens``, ``capacity_refresh_time``,
+            ``concurrency_limit``, ``queue_capacity``, ``adaptive_limits``, ``redis_url``,
+            ``limit_key``, ``on_redis_error``) are also accepted as keywords, a shorthand
+            for ``limits=Limits(...)``; giving both raises.
+        provider_metadata: Provider state kept with the model (a CLI's ``session_id``).
+        breaker_key: Share the endpoint's circuit-breaker state under this name in the
+            Redis of ``redis_url``.
         prices: The price table for ``cost`` (the shipped, dated table when omitted).
         otel: ``True`` (or an OpenTelemetry tracer) to make a GenAI span per call
             (``lionpride[otel]``).
         **kwargs: Endpoint configuration and default request parameters, consumed by the
             endpoint and never stored on the iModel (``api_key``, ``base_url``, ``model``...).
+
+    Raises:
+        lionpride.errors.ConfigurationError: Neither backend nor provider, an unknown
+            provider, endpoint arguments beside ``backend``, or bad limits (named).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -100,23 +92,16 @@ class iModel(Element):
 
     def __init__(
         self,
+        *,
         backend: ServiceBackend | None = None,
         provider: str | None = None,
         endpoint: str = "chat/completions",
         rate_limiter: TokenBucket | None = None,
         executor: RateLimitedExecutor | None = None,
         hook_registry: HookRegistry | None = None,
-        queue_capacity: int = 10_000,
-        capacity_refresh_time: float = 60.0,
-        limit_requests: int | None = None,
-        limit_tokens: int | None = None,
-        concurrency_limit: int = 100,
+        limits: Limits | None = None,
         provider_metadata: dict[str, Any] | None = None,
-        redis_url: str | None = None,
-        limit_key: str | None = None,
-        on_redis_error: Literal["fallback", "raise"] = "fallback",
         breaker_key: str | None = None,
-        adaptive_limits: bool = True,
         prices: PriceTable | None = None,
         otel: Any = False,
         **kwargs: Any,
@@ -124,64 +109,25 @@ class iModel(Element):
         element: dict[str, Any] = {
             k: kwargs.pop(k) for k in ("id", "created_at", "metadata") if k in kwargs
         }
+        limits = Limits.of(limits, kwargs)
         if backend is None:
-            if provider is None:
-                raise errors.ConfigurationError("Either backend or provider must be given")
-            # The providers (and aiohttp with them) load on first use, not on import (D9).
-            from lionpride.services.providers.match import match_endpoint
-
-            try:
-                backend = match_endpoint(provider, endpoint, **kwargs)
-            except ValueError as exc:  # a pydantic error on a config value, say
-                if isinstance(exc, errors.LionprideError):
-                    raise
-                raise errors.ConfigurationError(str(exc), cause=exc) from exc
+            backend = _match_backend(provider, endpoint, kwargs)
         elif kwargs:
             raise errors.ConfigurationError(
                 f"unexpected argument(s) with backend=: {', '.join(sorted(kwargs))} "
                 "(configure the backend itself)"
             )
-        given_executor = executor
-        closers: list[Any] = []
-        shared: dict[str, Any] | None = None
-        if redis_url is not None:
-            executor, closers, shared = shared_limits(
-                backend,
-                executor,
-                adaptive=adaptive_limits and rate_limiter is None,
-                redis_url=redis_url,
-                limit_key=limit_key,
-                on_redis_error=on_redis_error,
-                breaker_key=breaker_key,
-                limit_requests=limit_requests,
-                limit_tokens=limit_tokens,
-                capacity_refresh_time=capacity_refresh_time,
-                queue_capacity=queue_capacity,
-                concurrency_limit=concurrency_limit,
-            )
-        elif breaker_key is not None or limit_key is not None:
-            raise errors.ConfigurationError("limit_key and breaker_key need redis_url=...")
-        if executor is None and rate_limiter is None and adaptive_limits and learns_limits(backend):
-            executor = learned_limits(
-                backend,
-                limit_requests=limit_requests,
-                limit_tokens=limit_tokens,
-                capacity_refresh_time=capacity_refresh_time,
-                queue_capacity=queue_capacity,
-                concurrency_limit=concurrency_limit,
-            )
-        if executor is None and (limit_requests is not None or limit_tokens is not None):
-            executor = RateLimitedExecutor.from_limits(
-                limit_requests=limit_requests,
-                limit_tokens=limit_tokens,
-                capacity_refresh_time=capacity_refresh_time,
-                queue_capacity=queue_capacity,
-                concurrency_limit=concurrency_limit,
-            )
+        built = build_limits(
+            limits,
+            backend,
+            executor=executor,
+            simple=rate_limiter is not None,
+            breaker_key=breaker_key,
+        )
         fields: dict[str, Any] = {
             "backend": backend,
             "rate_limiter": rate_limiter,
-            "executor": executor,
+            "executor": built.executor,
             "hook_registry": hook_registry,
             "provider_metadata": provider_metadata or {},
             **element,
@@ -193,19 +139,15 @@ class iModel(Element):
 
             tracer = OtelTracer(None if otel is True else otel)
         runtime = ModelRuntime(
-            ModelObserver(prices, tracer), closers, backend.provider in _CLI_SESSIONS, shared
+            ModelObserver(prices, tracer),
+            built,
+            keeps_session=backend.provider in _CLI_SESSIONS,
+            own_prices=prices is not None,
         )
-        # An executor the caller passed in may be shared with other models: theirs to close.
-        runtime.owns_executor = executor is not None and executor is not given_executor
-        runtime.own_prices = prices is not None
         # Loaded here, not at import: it loads the HTTP endpoint and aiohttp with it (D9).
         from lionpride.services._calls_beyond_one import SplitsRequests
 
         runtime.splits = isinstance(backend, SplitsRequests)
-        capacity = executor.limiter.backend if executor is not None else None
-        if isinstance(capacity, LimitLearner) and executor is not given_executor:
-            runtime.capacity = capacity
-            runtime.reopens = limit_requests is None and limit_tokens is None
         object.__setattr__(self, "_rt", runtime)
 
     @field_serializer("executor")
@@ -228,6 +170,17 @@ class iModel(Element):
     def tags(self) -> set[str]:
         """The backend's tags (``{"llm", "<provider>"}`` for built-in providers)."""
         return self.backend.tags
+
+    @property
+    def limits(self) -> Limits:
+        """The limits the model's executor was built from (``limit_key`` filled in when
+        they are shared in Redis); an ``executor=`` passed in wins over them."""
+        return self._rt.limits
+
+    @property
+    def prices(self) -> PriceTable | None:
+        """The price table given as ``prices=``; ``None`` when the shipped one is used."""
+        return self._rt.observer.prices if self._rt.own_prices else None
 
     def __repr__(self) -> str:
         return f"iModel(backend={self.name}, version={self.version})"
@@ -811,8 +764,10 @@ class iModel(Element):
     ) -> dict[str, Any]:
         """Dump the configuration (JSON-safe by default); ``from_dict`` rebuilds it.
 
-        Kept: the endpoint (config, breaker and retry settings, class), the limits
-        (shapes only: restored buckets start full), ``provider_metadata`` and ``metadata``.
+        Kept: the endpoint (config, breaker and retry settings, class), the limits (their
+        :class:`Limits` settings, or an executor's bucket shapes: restored buckets start
+        full; never the Redis URL, given again to ``from_dict``), a price table of one's
+        own, ``provider_metadata`` and ``metadata``.
         Never kept: ``id``/``created_at`` (a restored model is a new one), runtime state,
         raw credentials (only environment-variable names), and ``hook_registry`` (functions
         are code, not configuration: attach hooks again after loading).
@@ -830,7 +785,9 @@ class iModel(Element):
 
         The endpoint class must be a defined :class:`Endpoint` subclass and the request
         schema a registered one; nothing is imported by name. An ``api_key`` stored as an
-        environment-variable name is read again now.
+        environment-variable name is read again now. ``kw`` are ``iModel`` keywords that win
+        over the stored ones (``redis_url=``, ``prices=``; ``limits=`` replaces the stored
+        limits).
 
         Raises:
             ValueError: A malformed dict (the problem is named), an unknown endpoint class
@@ -838,7 +795,11 @@ class iModel(Element):
         """
         from lionpride.services._serialization import model_from_dict
 
-        return model_from_dict(cls, data, **kw)
+        arguments, rebuilt_executor = model_from_dict(data, **kw)
+        model = cls(**arguments)
+        if rebuilt_executor:  # made from the dict for this model alone: its aclose closes it
+            model._rt.owns_executor = True
+        return model
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -915,6 +876,21 @@ class iModel(Element):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _match_backend(provider: str | None, endpoint: str, kwargs: dict[str, Any]) -> ServiceBackend:
+    """The built-in endpoint for ``provider`` and ``endpoint``, configured by ``kwargs``."""
+    if provider is None:
+        raise errors.ConfigurationError("Either backend or provider must be given")
+    # The providers (and aiohttp with them) load on first use, not on import (D9).
+    from lionpride.services.providers.match import match_endpoint
+
+    try:
+        return match_endpoint(provider, endpoint, **kwargs)
+    except ValueError as exc:  # a pydantic error on a config value, say
+        if isinstance(exc, errors.LionprideError):
+            raise
+        raise errors.ConfigurationError(str(exc), cause=exc) from exc
 
 
 def _too_many_tokens(tokens: int, capacity: int) -> errors.ValidationError:

@@ -49,8 +49,9 @@ for tests written in other languages.
 from __future__ import annotations
 
 from lionpride.core.clock import FakeClock
+from lionpride.errors import ScriptError
 from lionpride.testing._fake_provider import FakeProvider
 from lionpride.testing._replies import ReceivedRequest, Reply
-from lionpride.testing._script_file import ScriptError, load_script
+from lionpride.testing._script_file import load_script
 
 __all__ = ["FakeClock", "FakeProvider", "ReceivedRequest", "Reply", "ScriptError", "load_script"]

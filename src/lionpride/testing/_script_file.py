@@ -21,15 +21,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from lionpride.errors import ScriptError
 from lionpride.testing._replies import Reply
 
-__all__ = ["ScriptError", "load_script"]
+__all__ = ["load_script"]
 
 _MAX_REPEAT = 100_000
-
-
-class ScriptError(ValueError):
-    """A script file cannot be read or says something the FakeProvider cannot do."""
 
 
 def _non_negative(value: Any) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lionpride._lazy import lazy_names
+from lionpride.lazy import lazy_names
 
 if TYPE_CHECKING:
     from lionpride.services.types.backend import Calling, ServiceBackend, ServiceConfig

@@ -1,4 +1,9 @@
-"""Names of a package that load on first use (D9), for the packages' ``__init__`` modules."""
+"""Names of a package that load on first use (D9), for lionpride's package doors.
+
+``lionpride.services`` and ``lionpride.services.types`` export names whose modules load
+aiohttp and the providers; :func:`lazy_names` lets ``import lionpride.services`` stay cheap
+and imports each name's module when the name is first read.
+"""
 
 from __future__ import annotations
 
