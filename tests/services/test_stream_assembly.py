@@ -10,13 +10,13 @@ import pytest
 from pydantic import SecretStr
 
 from lionpride import errors
-from lionpride.services.providers._anthropic_stream import MessageStreamAssembler
-from lionpride.services.providers._gemini_stream import GeminiStreamAssembler
-from lionpride.services.providers._oai_stream import ChatStreamAssembler
 from lionpride.services.providers.anthropic_messages import normalize_message
+from lionpride.services.providers.anthropic_messages._stream import MessageStreamAssembler
 from lionpride.services.providers.gemini import messages_to_contents, normalize_generate_content
+from lionpride.services.providers.gemini._stream import GeminiStreamAssembler
 from lionpride.services.providers.match import match_endpoint
 from lionpride.services.providers.oai_chat import normalize_chat_completion
+from lionpride.services.providers.oai_chat._stream import ChatStreamAssembler
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler

@@ -24,10 +24,10 @@ from urllib.parse import quote
 from pydantic import Field
 
 from lionpride import errors
-from lionpride.services.providers._common import RequestModel
 from lionpride.services.providers.gemini import create_gemini_config
 from lionpride.services.providers.oai_chat import oai_config_factory
 from lionpride.services.types.endpoint import Endpoint
+from lionpride.services.types.request import RequestModel
 from lionpride.services.types.response import NormalizedResponse, Usage, normalized, usage_of
 from lionpride.services.utilities.tokens import estimate_text_tokens
 

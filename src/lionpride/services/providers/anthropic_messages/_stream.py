@@ -19,9 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._anthropic_request import STRUCTURED_OUTPUT_TOOL
-from lionpride.services.providers._common import decode_event, incomplete_stream, parse_arguments
-from lionpride.services.providers.anthropic_messages import ERROR_STATUS, normalize_message
+from lionpride.services.providers.anthropic_messages._normalize import (
+    ERROR_STATUS,
+    normalize_message,
+)
+from lionpride.services.providers.anthropic_messages._request import STRUCTURED_OUTPUT_TOOL
+from lionpride.services.providers.common import decode_event, incomplete_stream, parse_arguments
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler

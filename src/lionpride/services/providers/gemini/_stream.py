@@ -20,8 +20,11 @@ import json
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._common import decode_event, incomplete_stream
-from lionpride.services.providers.gemini import made_up_call_id, normalize_generate_content
+from lionpride.services.providers.common import decode_event, incomplete_stream
+from lionpride.services.providers.gemini._normalize import (
+    made_up_call_id,
+    normalize_generate_content,
+)
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler

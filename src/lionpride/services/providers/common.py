@@ -1,4 +1,9 @@
-"""Helpers the provider modules share: config defaults from the environment, parsing."""
+"""What the HTTP provider packages share: config defaults from the environment, and the
+reading of tool-call arguments and stream events.
+
+Public so that each provider package (and the CLI, for ``env_name``) imports it by a public
+path; it imports only ``types`` and ``errors``.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,8 @@ from pydantic import BaseModel
 
 from lionpride import errors
 from lionpride.services.types._endpoint_config import env_name
-from lionpride.services.types.request import RequestModel
 
 __all__ = [
-    "RequestModel",
     "decode_event",
     "env_base_url",
     "env_name",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._common import parse_arguments
+from lionpride.services.providers.common import parse_arguments
 
 __all__ = [
     "OPENAI_ONLY",

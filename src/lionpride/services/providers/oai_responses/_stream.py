@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._common import decode_event, incomplete_stream
-from lionpride.services.providers.oai_responses import normalize_responses
+from lionpride.services.providers.common import decode_event, incomplete_stream
+from lionpride.services.providers.oai_responses._normalize import normalize_responses
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._canonical import (
+from lionpride.services.providers.canonical import (
     OPENAI_ONLY,
     call_arguments,
     choice_of,

@@ -18,8 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._common import decode_event, incomplete_stream
-from lionpride.services.providers.oai_chat import normalize_chat_completion, raise_body_error
+from lionpride.services.providers.common import decode_event, incomplete_stream
+from lionpride.services.providers.oai_chat._normalize import (
+    normalize_chat_completion,
+    raise_body_error,
+)
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler
