@@ -1,8 +1,21 @@
 """The OpenAI Responses API (``POST /v1/responses``), and servers that serve it.
 
 Takes the native Responses request, or the canonical chat request (``messages``), translated
-once by :func:`~lionpride.services.providers.oai_responses._request.chat_to_responses`; the
-answer is normalized from its ``output`` items (see ``_normalize``).
+once by :func:`~lionpride.services.providers.oai_responses._request.chat_to_responses`. The
+answer is normalized from its ``output`` items:
+
+- ``message`` items give ``data`` (every ``output_text`` joined; a ``commentary`` message
+  before a call counts too); ``function_call`` items give ``tool_calls`` with ``id`` = the
+  ``call_id`` (what a ``function_call_output`` refers to), not the ``fc_`` item id;
+- ``reasoning`` items give ``metadata["reasoning"]`` (their summaries, joined by a blank
+  line) and ``metadata["provider_state"]`` (the items themselves, with ``encrypted_content``
+  when it was included), which the next turn replays;
+- built-in tool items (``web_search_call``, ``mcp_call``, ...) are summarised in
+  ``metadata["server_tool_calls"]``;
+- ``status: incomplete`` gives ``finish_reason="length"`` (``max_output_tokens``) or
+  ``"content_filter"``; a completed answer with a function call gives ``"tool_calls"``;
+- usage counts cached input (``cached_tokens``), prompt-cache writes
+  (``cache_write_tokens``) and reasoning output (``reasoning_tokens``).
 
 An unknown model is a 400 with code ``model_not_found`` here (a 404 on chat completions): it
 is raised as :class:`~lionpride.errors.NotFoundError`, its status kept at 400.

@@ -1,17 +1,5 @@
-"""A Responses body as a :class:`NormalizedResponse`, read from its ``output`` items.
-
-- ``message`` items give ``data`` (every ``output_text`` joined; a ``commentary`` message
-  before a call counts too); ``function_call`` items give ``tool_calls`` with ``id`` = the
-  ``call_id`` (what a ``function_call_output`` refers to), not the ``fc_`` item id;
-- ``reasoning`` items give ``metadata["reasoning"]`` (their summaries, joined by a blank
-  line) and ``metadata["provider_state"]`` (the items themselves, with ``encrypted_content``
-  when it was included), which the next turn replays;
-- built-in tool items (``web_search_call``, ``mcp_call``, ...) are summarised in
-  ``metadata["server_tool_calls"]``;
-- ``status: incomplete`` gives ``finish_reason="length"`` (``max_output_tokens``) or
-  ``"content_filter"``; a completed answer with a function call gives ``"tool_calls"``;
-- usage counts cached input (``cached_tokens``), prompt-cache writes
-  (``cache_write_tokens``) and reasoning output (``reasoning_tokens``).
+"""A Responses body as a :class:`NormalizedResponse`, read from its ``output`` items (the
+package docstring lists what each item gives).
 
 The stream assembler hands the final response object to :func:`normalize_responses`, so a
 streamed and a whole answer normalize alike.
