@@ -1,13 +1,16 @@
 """Reading the canonical request (OpenAI Chat Completions) for the translating providers.
 
-The Anthropic and Gemini translators share these readers: what a content part, a tool, a
-``tool_choice`` or a ``response_format`` says, whatever the spelling; the provider state a
-message carries back to its own provider (see :func:`own_state`); and the error for a
-parameter a provider has no equivalent for.
+The Anthropic and Gemini translators share these readers: the walk over the messages
+(:func:`read_messages`); what a content part, a tool, a ``tool_choice`` or a
+``response_format`` says, whatever the spelling; the provider state a message carries back to
+its own provider (see :func:`own_state`); and the error for a parameter a provider has no
+equivalent for. Public so that each provider package imports it by a public path; it imports
+only :mod:`~lionpride.services.providers.common` and ``errors``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from lionpride import errors
@@ -25,6 +28,7 @@ __all__ = [
     "json_schema_of",
     "no_equivalent",
     "own_state",
+    "read_messages",
     "speaker_name",
     "stop_list",
     "text_of",
@@ -68,6 +72,23 @@ def speaker_name(message: dict[str, Any], index: int, provider: str) -> None:
             provider,
             "it has no participant names; say who speaks in the content",
         )
+
+
+def read_messages(messages: list[Any], provider: str) -> Iterator[tuple[Any, Any, Any]]:
+    """Each entry of canonical ``messages`` as ``(role, content, entry)``, in order.
+
+    An entry that is not a message has the role and content ``None``: a translator passes it
+    on as it is, and the API says what is wrong with it.
+
+    Raises:
+        ValidationError: A message with a speaker ``name`` (see :func:`speaker_name`).
+    """
+    for index, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            yield None, None, msg
+            continue
+        speaker_name(msg, index, provider)
+        yield msg.get("role"), msg.get("content"), msg
 
 
 def unknown_effort(effort: str, choices: Any, provider: str, model: str) -> errors.ValidationError:

@@ -29,7 +29,7 @@ from lionpride.services.providers.canonical import (
     json_schema_of,
     no_equivalent,
     own_state,
-    speaker_name,
+    read_messages,
     stop_list,
     text_of,
     tool_calls_of,
@@ -158,13 +158,7 @@ def _turns(
     system: list[Any] = []  # the leading system messages' contents
     turns: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []  # later system messages, placed behind a user turn
-    for index, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            turns.append(msg)  # not a message: the API says what is wrong with it
-            continue
-        speaker_name(msg, index, PROVIDER)
-        role = msg.get("role")
-        content = msg.get("content")
+    for role, content, msg in read_messages(messages, PROVIDER):
         if role in ("system", "developer"):
             if turns:
                 waiting.append({"role": "system", "content": content})
@@ -189,7 +183,7 @@ def _turns(
             }
             _add(turns, "user", [result])
         else:
-            turns.append(msg)  # a role the API may know: it answers for it
+            turns.append(msg)  # not a message, or a role the API may know: it answers for it
     if waiting:
         _place(turns, waiting, inline)
     return _system_prompt(system), turns

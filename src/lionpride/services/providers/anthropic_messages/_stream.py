@@ -24,7 +24,7 @@ from lionpride.services.providers.anthropic_messages._normalize import (
     normalize_message,
 )
 from lionpride.services.providers.anthropic_messages._request import STRUCTURED_OUTPUT_TOOL
-from lionpride.services.providers.common import decode_event, incomplete_stream, parse_arguments
+from lionpride.services.providers.common import decode_object, incomplete_stream, parse_arguments
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler
@@ -95,13 +95,7 @@ class MessageStreamAssembler(StreamAssembler):
         if kind == "ping" or self._done:
             # Anything after message_stop (read in the same piece) is not part of the reply.
             return []
-        obj = decode_event(event.data, "anthropic")
-        if not isinstance(obj, dict):
-            raise errors.InvalidResponseError(
-                f"anthropic: stream event is not a JSON object: {event.data[:200]!r}",
-                status_code=200,
-                provider="anthropic",
-            )
+        obj = decode_object(event.data, "anthropic")
         kind = obj.get("type", kind)
         if kind == "content_block_delta":
             return self._on_delta(obj)

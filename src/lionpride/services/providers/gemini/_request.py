@@ -33,7 +33,7 @@ from lionpride.services.providers.canonical import (
     json_schema_of,
     no_equivalent,
     own_state,
-    speaker_name,
+    read_messages,
     stop_list,
     text_of,
     tool_calls_of,
@@ -133,13 +133,7 @@ def messages_to_contents(messages: list[Any], model: str = "") -> tuple[list[Any
     made_up: set[str] = set()  # call ids the library made up: the API never sees them
     answers: dict[str, Any] | None = None  # the turn of the tool results just read
     attached: dict[str, Any] | None = None  # the user turn behind it with their media
-    for index, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            contents.append(msg)  # not a message: the API says what is wrong with it
-            continue
-        speaker_name(msg, index, PROVIDER)
-        role = msg.get("role")
-        content = msg.get("content")
+    for role, content, msg in read_messages(messages, PROVIDER):
         if role in ("system", "developer"):
             system.append(text_of(content))
             continue
@@ -163,7 +157,8 @@ def messages_to_contents(messages: list[Any], model: str = "") -> tuple[list[Any
         elif role == "user":
             contents.append({"role": "user", "parts": _parts(content)})
         else:
-            contents.append(msg)  # native content ({"role": "model", "parts": ...}) or new
+            # Native content ({"role": "model", "parts": ...}), a new role, or not a message.
+            contents.append(msg)
     return contents, "\n\n".join(system) or None
 
 

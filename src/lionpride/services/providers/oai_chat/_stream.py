@@ -9,16 +9,14 @@ error``, OpenRouter's ``error`` field) raise the typed error from :meth:`feed`.
 
 The finished stream is turned into the equivalent non-streamed body and handed to
 :func:`~lionpride.services.providers.oai_chat.normalize_chat_completion`, so a streamed and a
-plain reply normalize identically. The helpers :func:`decode_event` and
-:func:`incomplete_stream` are shared with the Anthropic and Gemini assemblers.
+plain reply normalize identically.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lionpride import errors
-from lionpride.services.providers.common import decode_event, incomplete_stream
+from lionpride.services.providers.common import decode_object, incomplete_stream
 from lionpride.services.providers.oai_chat._normalize import (
     normalize_chat_completion,
     raise_body_error,
@@ -28,7 +26,7 @@ from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler
 from lionpride.services.types.response import NormalizedResponse
 
-__all__ = ["ChatStreamAssembler", "decode_event", "incomplete_stream"]
+__all__ = ["ChatStreamAssembler"]
 
 #: Top-level chunk keys a plain chat completion also has (copied into the assembled body).
 _HEAD_KEYS = ("id", "created", "model", "system_fingerprint", "service_tier")
@@ -95,13 +93,7 @@ class ChatStreamAssembler(StreamAssembler):
             # Anything after [DONE] (read in the same piece) is not part of the reply.
             self._done = True
             return []
-        obj = decode_event(data, self.provider)
-        if obj.__class__ is not dict:
-            raise errors.InvalidResponseError(
-                f"{self.provider}: stream event is not a JSON object: {data[:200]!r}",
-                status_code=200,
-                provider=self.provider,
-            )
+        obj = decode_object(data, self.provider)
         if event.event == "error" or ("error" in obj and obj["error"] is not None):
             self._raise(obj)
         if self._first is None:
