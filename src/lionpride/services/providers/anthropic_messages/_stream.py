@@ -69,7 +69,10 @@ class _Block:
 class MessageStreamAssembler(StreamAssembler):
     """Turns Messages API stream events into :class:`StreamChunk` objects and one response."""
 
-    __slots__ = ("_blocks", "_calls", "_delta", "_done", "_message", "_usage")
+    __slots__ = ("_blocks", "_calls", "_delta", "_message", "_usage", "done")
+
+    #: True once ``message_stop`` arrived.
+    done: bool
 
     def __init__(self) -> None:
         self._message: dict[str, Any] = {}
@@ -77,12 +80,7 @@ class MessageStreamAssembler(StreamAssembler):
         self._calls = 0
         self._delta: dict[str, Any] = {}
         self._usage: dict[str, Any] | None = None
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        """True once ``message_stop`` arrived."""
-        return self._done
+        self.done = False
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
         """Consume one event; return the text, thinking or tool-input chunk it carries.
@@ -92,7 +90,7 @@ class MessageStreamAssembler(StreamAssembler):
             InvalidResponseError: An event whose data is not JSON.
         """
         kind = event.event
-        if kind == "ping" or self._done:
+        if kind == "ping" or self.done:
             # Anything after message_stop (read in the same piece) is not part of the reply.
             return []
         obj = decode_object(event.data, "anthropic")
@@ -110,7 +108,7 @@ class MessageStreamAssembler(StreamAssembler):
             if obj.get("usage"):
                 self._usage = obj["usage"]
         elif kind == "message_stop":
-            self._done = True
+            self.done = True
         elif kind == "error":
             _raise(obj)
         return []
@@ -196,7 +194,7 @@ class MessageStreamAssembler(StreamAssembler):
         Raises:
             ConnectionError: The body ended with neither ``message_stop`` nor a stop reason.
         """
-        if not self._done and not self._delta.get("stop_reason"):
+        if not self.done and not self._delta.get("stop_reason"):
             raise incomplete_stream("anthropic", "message_stop")
         return normalize_message(self.body())
 

@@ -13,7 +13,6 @@ request) → :mod:`~lionpride.services.providers.canonical` and ``common`` → `
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import Field
 
@@ -24,8 +23,10 @@ from lionpride.services.providers.gemini._normalize import (
     normalize_generate_content,
 )
 from lionpride.services.providers.gemini._request import (
+    gemini_body,
     generate_content_request,
     messages_to_contents,
+    model_path,
 )
 from lionpride.services.providers.gemini._stream import GeminiStreamAssembler
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
@@ -36,9 +37,11 @@ __all__ = [
     "GeminiEndpoint",
     "GenerateContentRequest",
     "create_gemini_config",
+    "gemini_body",
     "gemini_usage",
     "made_up_call_id",
     "messages_to_contents",
+    "model_path",
     "normalize_generate_content",
 ]
 
@@ -100,16 +103,14 @@ class GeminiEndpoint(Endpoint):
 
     def request_url(self, payload: dict[str, Any], *, stream: bool = False) -> str:
         """``{base}/models/{model}:generateContent`` (``:streamGenerateContent?alt=sse``)."""
-        base = self.config.full_url.replace("{model}", quote(payload["model"], safe=""))
+        base = model_path(self.config.full_url, payload["model"])
         if stream:
             return base.replace(":generateContent", ":streamGenerateContent") + "?alt=sse"
         return base
 
     def request_body(self, payload: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
         """The body without ``model`` (it is in the path); no ``stream`` flag."""
-        body = {k: v for k, v in payload.items() if k not in ("model", "extra_body")}
-        body.update(payload.get("extra_body") or {})
-        return body
+        return gemini_body(payload)
 
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """Normalize a GenerateContentResponse."""
@@ -123,7 +124,7 @@ class GeminiEndpoint(Endpoint):
         """``models/{model}:countTokens``: ``contents`` alone, or the whole request (system
         instruction, tools) as ``generateContentRequest``."""
         model = payload["model"]
-        path = self.config.endpoint.replace("{model}", quote(model, safe=""))
+        path = model_path(self.config.endpoint, model)
         path = path.replace(":generateContent", ":countTokens")
         body = self.request_body(payload)
         if body.keys() <= {"contents"}:

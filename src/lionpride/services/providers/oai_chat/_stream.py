@@ -52,7 +52,6 @@ class ChatStreamAssembler(StreamAssembler):
 
     __slots__ = (
         "_calls",
-        "_done",
         "_finish",
         "_first",
         "_last",
@@ -60,8 +59,12 @@ class ChatStreamAssembler(StreamAssembler):
         "_refusal",
         "_text",
         "_usage",
+        "done",
         "provider",
     )
+
+    #: True once ``[DONE]`` arrived.
+    done: bool
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
@@ -74,12 +77,7 @@ class ChatStreamAssembler(StreamAssembler):
         # The first and latest chunk objects: their ids and model fill the assembled body.
         self._first: dict[str, Any] | None = None
         self._last: dict[str, Any] | None = None
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        """True once ``[DONE]`` arrived."""
-        return self._done
+        self.done = False
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
         """Consume one event; return the text, reasoning or tool-call chunk it carries.
@@ -89,9 +87,9 @@ class ChatStreamAssembler(StreamAssembler):
             InvalidResponseError: An event whose data is not a JSON object.
         """
         data = event.data
-        if data == "[DONE]" or self._done:
+        if data == "[DONE]" or self.done:
             # Anything after [DONE] (read in the same piece) is not part of the reply.
-            self._done = True
+            self.done = True
             return []
         obj = decode_object(data, self.provider)
         if event.event == "error" or ("error" in obj and obj["error"] is not None):
@@ -214,6 +212,6 @@ class ChatStreamAssembler(StreamAssembler):
         Raises:
             ConnectionError: The body ended with neither ``[DONE]`` nor a finish reason.
         """
-        if not self._done and self._finish is None:
+        if not self.done and self._finish is None:
             raise incomplete_stream(self.provider, "[DONE] or a finish_reason")
         return normalize_chat_completion(self.body(), self.provider)
