@@ -21,6 +21,7 @@ __all__ = [
     "call_arguments",
     "choice_of",
     "data_url",
+    "drop_unsupported",
     "file_of",
     "function_name_and_description",
     "function_of",
@@ -58,6 +59,27 @@ def no_equivalent(name: str, provider: str, hint: str = "") -> errors.Validation
     """The error for a canonical parameter ``provider`` cannot express."""
     extra = f"; {hint}" if hint else ""
     return errors.ValidationError(f"{name!r} has no equivalent in the {provider} API{extra}")
+
+
+def drop_unsupported(
+    out: dict[str, Any],
+    names: frozenset[str],
+    provider: str,
+    as_if_absent: dict[str, Any] | None = None,
+) -> None:
+    """Remove the parameters ``provider`` has nothing for from the request ``out``.
+
+    A ``None`` value, or one in ``as_if_absent`` (a value that asks for the API's own
+    behaviour, such as a penalty of 0), goes quietly.
+
+    Raises:
+        ValidationError: Any other value of such a parameter (see :func:`no_equivalent`).
+    """
+    quiet = as_if_absent or {}
+    for key in names.intersection(out):
+        value = out.pop(key)
+        if value is not None and (key not in quiet or quiet[key] != value):
+            raise no_equivalent(key, provider)
 
 
 def speaker_name(message: dict[str, Any], index: int, provider: str) -> None:

@@ -89,10 +89,7 @@ def messages_request(request: dict[str, Any]) -> dict[str, Any]:
         if system:
             native = out.get("system")
             out["system"] = [*_blocks(native), *_blocks(system)] if native else system
-    for key in _NO_EQUIVALENT.intersection(out):
-        value = out.pop(key)
-        if value is not None and (key not in _AS_IF_ABSENT or value != _AS_IF_ABSENT[key]):
-            raise canonical.no_equivalent(key, PROVIDER)
+    canonical.drop_unsupported(out, _NO_EQUIVALENT, PROVIDER, _AS_IF_ABSENT)
     if (budget := out.pop("max_completion_tokens", None)) is not None:
         out.setdefault("max_tokens", budget)
     if (stop := out.pop("stop", None)) is not None:

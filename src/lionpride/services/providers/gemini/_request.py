@@ -80,10 +80,7 @@ def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
         out["contents"], system = messages_to_contents(messages, str(out.get("model") or ""))
         if system and out.get("systemInstruction") is None:
             out["systemInstruction"] = {"parts": [{"text": system}]}
-    for key in _NO_EQUIVALENT.intersection(out):
-        if out[key] is not None:
-            raise canonical.no_equivalent(key, PROVIDER)
-        del out[key]
+    canonical.drop_unsupported(out, _NO_EQUIVALENT, PROVIDER)
     config: dict[str, Any] = {}
     for name, native in _CONFIG_NAMES.items():
         if (value := out.pop(name, None)) is not None:
