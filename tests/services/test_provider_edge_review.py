@@ -9,17 +9,17 @@ import pytest
 from pydantic import SecretStr
 
 from lionpride import errors
-from lionpride.services.providers._anthropic_stream import MessageStreamAssembler
-from lionpride.services.providers._gemini_request import generate_content_request
-from lionpride.services.providers._gemini_stream import GeminiStreamAssembler
-from lionpride.services.providers._oai_stream import ChatStreamAssembler
 from lionpride.services.providers.anthropic_messages import (
     AnthropicMessagesEndpoint,
     CreateMessageRequest,
     normalize_message,
 )
+from lionpride.services.providers.anthropic_messages._stream import MessageStreamAssembler
 from lionpride.services.providers.gemini import messages_to_contents, normalize_generate_content
+from lionpride.services.providers.gemini._request import generate_content_request
+from lionpride.services.providers.gemini._stream import GeminiStreamAssembler
 from lionpride.services.providers.oai_chat import normalize_chat_completion
+from lionpride.services.providers.oai_chat._stream import ChatStreamAssembler
 from lionpride.services.streaming.sse import SSEEvent
 
 BLOCKED = {

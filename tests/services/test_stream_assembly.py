@@ -10,13 +10,14 @@ import pytest
 from pydantic import SecretStr
 
 from lionpride import errors
-from lionpride.services.providers._anthropic_stream import MessageStreamAssembler
-from lionpride.services.providers._gemini_stream import GeminiStreamAssembler
-from lionpride.services.providers._oai_stream import ChatStreamAssembler
 from lionpride.services.providers.anthropic_messages import normalize_message
+from lionpride.services.providers.anthropic_messages._stream import MessageStreamAssembler
 from lionpride.services.providers.gemini import messages_to_contents, normalize_generate_content
+from lionpride.services.providers.gemini._stream import GeminiStreamAssembler
 from lionpride.services.providers.match import match_endpoint
 from lionpride.services.providers.oai_chat import normalize_chat_completion
+from lionpride.services.providers.oai_chat._stream import ChatStreamAssembler
+from lionpride.services.providers.oai_responses._stream import ResponsesStreamAssembler
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
@@ -218,6 +219,26 @@ def test_oai_non_json_event_is_invalid_response() -> None:
     """An event whose data is not JSON raises InvalidResponseError."""
     with pytest.raises(errors.InvalidResponseError, match="not JSON"):
         ChatStreamAssembler("openai").feed(ev("{oops"))
+
+
+@pytest.mark.parametrize(
+    ("make", "provider"),
+    [
+        (lambda: ChatStreamAssembler("groq"), "groq"),
+        (MessageStreamAssembler, "anthropic"),
+        (GeminiStreamAssembler, "gemini"),
+        (lambda: ResponsesStreamAssembler("openai"), "openai"),
+    ],
+    ids=["chat", "messages", "gemini", "responses"],
+)
+@pytest.mark.parametrize("data", ["{oops", "[1, 2]", '"text"'])
+def test_every_assembler_refuses_event_data_that_is_not_a_json_object(
+    make: Any, provider: str, data: str
+) -> None:
+    """Each provider's assembler raises InvalidResponseError, naming its provider, for event
+    data that is not JSON or is JSON but not an object."""
+    with pytest.raises(errors.InvalidResponseError, match=rf"^{provider}: stream event is not"):
+        make().feed(SSEEvent("message", data))
 
 
 # -- Anthropic ------------------------------------------------------------------------------

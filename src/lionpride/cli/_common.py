@@ -142,7 +142,7 @@ def port_number(text: str) -> int:
 
 def key_env(provider: str, api_key_env: str | None) -> str:
     """The name of the variable that holds the key: the flag, else ``<PROVIDER>_API_KEY``."""
-    from lionpride.services.providers._common import env_name
+    from lionpride.services.providers.common import env_name
 
     return api_key_env or env_name(provider, "API_KEY")
 

@@ -76,7 +76,7 @@ def request_schema_name(options: type[BaseModel] | None) -> str | None:
     if _request_schemas().get(name) is not options:
         raise NotImplementedError(
             f"request_options {name} is not a RequestModel subclass and cannot be "
-            "serialized; subclass lionpride.services.providers._common.RequestModel"
+            "serialized; subclass lionpride.services.types.request.RequestModel"
         )
     return name
 

@@ -19,15 +19,14 @@ from __future__ import annotations
 import base64
 import struct
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 from pydantic import Field
 
 from lionpride import errors
-from lionpride.services.providers._common import RequestModel
-from lionpride.services.providers.gemini import create_gemini_config
+from lionpride.services.providers.gemini import create_gemini_config, gemini_body, model_path
 from lionpride.services.providers.oai_chat import oai_config_factory
 from lionpride.services.types.endpoint import Endpoint
+from lionpride.services.types.request import RequestModel
 from lionpride.services.types.response import NormalizedResponse, Usage, normalized, usage_of
 from lionpride.services.utilities.tokens import estimate_text_tokens
 
@@ -280,16 +279,14 @@ class GeminiEmbeddingsEndpoint(EmbeddingsEndpoint):
 
     def request_url(self, payload: dict[str, Any], *, stream: bool = False) -> str:
         """``{base}/models/{model}:batchEmbedContents`` (``:embedContent`` for ``content``)."""
-        url = self.config.full_url.replace("{model}", quote(payload["model"], safe=""))
+        url = model_path(self.config.full_url, payload["model"])
         if "content" in payload:
             return url.replace(":batchEmbedContents", ":embedContent")
         return url
 
     def request_body(self, payload: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
         """The body without ``model`` (it is in the path)."""
-        body = {k: v for k, v in payload.items() if k not in ("model", "extra_body")}
-        body.update(payload.get("extra_body") or {})
-        return body
+        return gemini_body(payload)
 
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """``embeddings[].values`` (or ``embedding.values``); usage when reported."""

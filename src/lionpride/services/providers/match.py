@@ -6,9 +6,9 @@ import warnings
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._common import env_base_url, env_name
 from lionpride.services.providers.anthropic_messages import AnthropicMessagesEndpoint
 from lionpride.services.providers.claude_code import ClaudeCodeEndpoint
+from lionpride.services.providers.common import env_base_url, env_name
 from lionpride.services.providers.embeddings import (
     GeminiEmbeddingsEndpoint,
     OAIEmbeddingsEndpoint,

@@ -19,9 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._anthropic_request import STRUCTURED_OUTPUT_TOOL
-from lionpride.services.providers._common import decode_event, incomplete_stream, parse_arguments
-from lionpride.services.providers.anthropic_messages import ERROR_STATUS, normalize_message
+from lionpride.services.providers.anthropic_messages._normalize import (
+    ERROR_STATUS,
+    normalize_message,
+)
+from lionpride.services.providers.anthropic_messages._request import STRUCTURED_OUTPUT_TOOL
+from lionpride.services.providers.common import decode_object, incomplete_stream, parse_arguments
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler
@@ -66,7 +69,10 @@ class _Block:
 class MessageStreamAssembler(StreamAssembler):
     """Turns Messages API stream events into :class:`StreamChunk` objects and one response."""
 
-    __slots__ = ("_blocks", "_calls", "_delta", "_done", "_message", "_usage")
+    __slots__ = ("_blocks", "_calls", "_delta", "_message", "_usage", "done")
+
+    #: True once ``message_stop`` arrived.
+    done: bool
 
     def __init__(self) -> None:
         self._message: dict[str, Any] = {}
@@ -74,12 +80,7 @@ class MessageStreamAssembler(StreamAssembler):
         self._calls = 0
         self._delta: dict[str, Any] = {}
         self._usage: dict[str, Any] | None = None
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        """True once ``message_stop`` arrived."""
-        return self._done
+        self.done = False
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
         """Consume one event; return the text, thinking or tool-input chunk it carries.
@@ -89,16 +90,10 @@ class MessageStreamAssembler(StreamAssembler):
             InvalidResponseError: An event whose data is not JSON.
         """
         kind = event.event
-        if kind == "ping" or self._done:
+        if kind == "ping" or self.done:
             # Anything after message_stop (read in the same piece) is not part of the reply.
             return []
-        obj = decode_event(event.data, "anthropic")
-        if not isinstance(obj, dict):
-            raise errors.InvalidResponseError(
-                f"anthropic: stream event is not a JSON object: {event.data[:200]!r}",
-                status_code=200,
-                provider="anthropic",
-            )
+        obj = decode_object(event.data, "anthropic")
         kind = obj.get("type", kind)
         if kind == "content_block_delta":
             return self._on_delta(obj)
@@ -113,7 +108,7 @@ class MessageStreamAssembler(StreamAssembler):
             if obj.get("usage"):
                 self._usage = obj["usage"]
         elif kind == "message_stop":
-            self._done = True
+            self.done = True
         elif kind == "error":
             _raise(obj)
         return []
@@ -199,7 +194,7 @@ class MessageStreamAssembler(StreamAssembler):
         Raises:
             ConnectionError: The body ended with neither ``message_stop`` nor a stop reason.
         """
-        if not self._done and not self._delta.get("stop_reason"):
+        if not self.done and not self._delta.get("stop_reason"):
             raise incomplete_stream("anthropic", "message_stop")
         return normalize_message(self.body())
 

@@ -9,23 +9,24 @@ error``, OpenRouter's ``error`` field) raise the typed error from :meth:`feed`.
 
 The finished stream is turned into the equivalent non-streamed body and handed to
 :func:`~lionpride.services.providers.oai_chat.normalize_chat_completion`, so a streamed and a
-plain reply normalize identically. The helpers :func:`decode_event` and
-:func:`incomplete_stream` are shared with the Anthropic and Gemini assemblers.
+plain reply normalize identically.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lionpride import errors
-from lionpride.services.providers._common import decode_event, incomplete_stream
-from lionpride.services.providers.oai_chat import normalize_chat_completion, raise_body_error
+from lionpride.services.providers.common import decode_object, incomplete_stream
+from lionpride.services.providers.oai_chat._normalize import (
+    normalize_chat_completion,
+    raise_body_error,
+)
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler
 from lionpride.services.types.response import NormalizedResponse
 
-__all__ = ["ChatStreamAssembler", "decode_event", "incomplete_stream"]
+__all__ = ["ChatStreamAssembler"]
 
 #: Top-level chunk keys a plain chat completion also has (copied into the assembled body).
 _HEAD_KEYS = ("id", "created", "model", "system_fingerprint", "service_tier")
@@ -51,7 +52,6 @@ class ChatStreamAssembler(StreamAssembler):
 
     __slots__ = (
         "_calls",
-        "_done",
         "_finish",
         "_first",
         "_last",
@@ -59,8 +59,12 @@ class ChatStreamAssembler(StreamAssembler):
         "_refusal",
         "_text",
         "_usage",
+        "done",
         "provider",
     )
+
+    #: True once ``[DONE]`` arrived.
+    done: bool
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
@@ -73,12 +77,7 @@ class ChatStreamAssembler(StreamAssembler):
         # The first and latest chunk objects: their ids and model fill the assembled body.
         self._first: dict[str, Any] | None = None
         self._last: dict[str, Any] | None = None
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        """True once ``[DONE]`` arrived."""
-        return self._done
+        self.done = False
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
         """Consume one event; return the text, reasoning or tool-call chunk it carries.
@@ -88,17 +87,11 @@ class ChatStreamAssembler(StreamAssembler):
             InvalidResponseError: An event whose data is not a JSON object.
         """
         data = event.data
-        if data == "[DONE]" or self._done:
+        if data == "[DONE]" or self.done:
             # Anything after [DONE] (read in the same piece) is not part of the reply.
-            self._done = True
+            self.done = True
             return []
-        obj = decode_event(data, self.provider)
-        if obj.__class__ is not dict:
-            raise errors.InvalidResponseError(
-                f"{self.provider}: stream event is not a JSON object: {data[:200]!r}",
-                status_code=200,
-                provider=self.provider,
-            )
+        obj = decode_object(data, self.provider)
         if event.event == "error" or ("error" in obj and obj["error"] is not None):
             self._raise(obj)
         if self._first is None:
@@ -219,6 +212,6 @@ class ChatStreamAssembler(StreamAssembler):
         Raises:
             ConnectionError: The body ended with neither ``[DONE]`` nor a finish reason.
         """
-        if not self._done and self._finish is None:
+        if not self.done and self._finish is None:
             raise incomplete_stream(self.provider, "[DONE] or a finish_reason")
         return normalize_chat_completion(self.body(), self.provider)

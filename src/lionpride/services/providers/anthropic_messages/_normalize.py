@@ -1,20 +1,16 @@
-"""Anthropic Messages API (``POST /v1/messages``)."""
+"""A Messages API body as a :class:`NormalizedResponse`: text, thinking, tool calls, usage.
+
+The stream assembler builds the same body from the events and hands it to
+:func:`normalize_message`, so a streamed and a whole answer normalize alike.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Literal
 
-from pydantic import Field
-
 from lionpride import errors
-from lionpride.services.providers._anthropic_request import (
-    DEFAULT_MAX_TOKENS,
-    STRUCTURED_OUTPUT_TOOL,
-    messages_request,
-)
-from lionpride.services.providers._common import RequestModel, provider_config
-from lionpride.services.types.endpoint import Endpoint, StreamAssembler
+from lionpride.services.providers.anthropic_messages._request import STRUCTURED_OUTPUT_TOOL
 from lionpride.services.types.response import (
     NormalizedResponse,
     ToolCall,
@@ -23,106 +19,7 @@ from lionpride.services.types.response import (
     usage_of,
 )
 
-__all__ = [
-    "ERROR_STATUS",
-    "AnthropicMessagesEndpoint",
-    "CreateMessageRequest",
-    "anthropic_usage",
-    "create_anthropic_config",
-    "normalize_message",
-]
-
-
-class CreateMessageRequest(RequestModel):
-    """The body of ``POST /v1/messages``.
-
-    Roles, block types and fields inside messages are the API's to check: a request is
-    refused here only for its parameter names and types.
-    """
-
-    model: str = Field(min_length=1, max_length=256)
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1)
-    system: str | list[dict[str, Any]] | None = None
-    temperature: float | None = Field(default=None, ge=0, le=1)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
-    stop_sequences: list[str] | None = None
-    stream: bool | None = None
-    metadata: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: dict[str, Any] | None = None
-    thinking: dict[str, Any] | None = None
-    service_tier: str | None = None
-    output_config: dict[str, Any] | None = None
-    container: str | dict[str, Any] | None = None
-    context_management: dict[str, Any] | None = None
-    mcp_servers: list[dict[str, Any]] | None = None
-    cache_control: dict[str, Any] | None = None
-    extra_body: dict[str, Any] | None = None
-
-
-def create_anthropic_config(
-    name: str = "anthropic_messages",
-    api_key: Any = None,
-    base_url: str | None = None,
-    endpoint: str = "messages",
-    anthropic_version: str = "2023-06-01",
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """Config dict for the Messages API (``x-api-key`` auth, ``anthropic-version`` header)."""
-    headers = {"anthropic-version": anthropic_version, **kwargs.pop("default_headers", {})}
-    return provider_config(
-        provider="anthropic",
-        name=name,
-        base_url=base_url,
-        default_base_url="https://api.anthropic.com/v1",
-        endpoint=endpoint,
-        api_key=api_key,
-        default_key_env="ANTHROPIC_API_KEY",
-        auth_type="x-api-key",
-        request_options=CreateMessageRequest,
-        default_headers=headers,
-        **kwargs,
-    )
-
-
-class AnthropicMessagesEndpoint(Endpoint):
-    """Claude models through the Messages API. ``max_tokens`` defaults to 4096.
-
-    Takes the canonical request (OpenAI Chat Completions) or a native one; see
-    :mod:`~lionpride.services.providers._anthropic_request` for the translation.
-    """
-
-    config_factory = staticmethod(create_anthropic_config)
-
-    def translate_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The Messages API request for a canonical or native one."""
-        return messages_request(request)
-
-    def normalize_response(self, raw: Any) -> NormalizedResponse:
-        """Normalize a Messages API body."""
-        return normalize_message(raw)
-
-    def stream_assembler(self, payload: dict[str, Any]) -> StreamAssembler:
-        """Assembles Messages API stream events."""
-        from lionpride.services.providers._anthropic_stream import MessageStreamAssembler
-
-        return MessageStreamAssembler()
-
-    def count_tokens_route(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """``messages/count_tokens`` and the prompt's fields (no ``max_tokens`` and other
-        generation settings, which that route refuses)."""
-        body = self.request_body(payload)
-        counted = {k: v for k, v in body.items() if k in _COUNTED}
-        return f"{self.config.endpoint}/count_tokens", counted
-
-
-#: The fields ``/v1/messages/count_tokens`` reads: what makes up the prompt.
-_COUNTED = frozenset(
-    {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
-     "cache_control", "context_management"}
-)  # fmt: skip
+__all__ = ["ERROR_STATUS", "STOP_REASONS", "anthropic_usage", "normalize_message"]
 
 #: Anthropic error types and the HTTP status each stands for.
 ERROR_STATUS: dict[str, int] = {

@@ -20,8 +20,11 @@ import json
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._common import decode_event, incomplete_stream
-from lionpride.services.providers.gemini import made_up_call_id, normalize_generate_content
+from lionpride.services.providers.common import decode_object, incomplete_stream
+from lionpride.services.providers.gemini._normalize import (
+    made_up_call_id,
+    normalize_generate_content,
+)
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler
@@ -57,13 +60,7 @@ class GeminiStreamAssembler(StreamAssembler):
             APIStatusError: The typed error of a chunk holding an ``error`` object.
             InvalidResponseError: An event whose data is not a JSON object.
         """
-        obj = decode_event(event.data, "gemini")
-        if not isinstance(obj, dict):
-            raise errors.InvalidResponseError(
-                f"gemini: stream event is not a JSON object: {event.data[:200]!r}",
-                status_code=200,
-                provider="gemini",
-            )
+        obj = decode_object(event.data, "gemini")
         if obj.get("error") is not None:
             _raise(obj)
         self._last = obj

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lionpride import errors
-from lionpride.services.providers._common import decode_event, incomplete_stream
-from lionpride.services.providers.oai_responses import normalize_responses
+from lionpride.services.providers.common import decode_object, incomplete_stream
+from lionpride.services.providers.oai_responses._normalize import normalize_responses
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types.endpoint import StreamAssembler
@@ -61,13 +60,7 @@ class ResponsesStreamAssembler(StreamAssembler):
         """
         if self._final is not None:
             return []
-        obj = decode_event(event.data, self.provider)
-        if obj.__class__ is not dict:
-            raise errors.InvalidResponseError(
-                f"{self.provider}: stream event is not a JSON object: {event.data[:200]!r}",
-                status_code=200,
-                provider=self.provider,
-            )
+        obj = decode_object(event.data, self.provider)
         kind = obj.get("type")
         if kind == _TEXT:
             delta = obj.get("delta")

@@ -17,24 +17,7 @@ import re
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._canonical import (
-    OPENAI_ONLY,
-    call_arguments,
-    choice_of,
-    data_url,
-    file_of,
-    function_name_and_description,
-    function_of,
-    image_url_of,
-    json_schema_of,
-    no_equivalent,
-    own_state,
-    speaker_name,
-    stop_list,
-    text_of,
-    tool_calls_of,
-    unknown_effort,
-)
+from lionpride.services.providers import canonical
 
 __all__ = ["STRUCTURED_OUTPUT_TOOL", "messages_request"]
 
@@ -106,22 +89,19 @@ def messages_request(request: dict[str, Any]) -> dict[str, Any]:
         if system:
             native = out.get("system")
             out["system"] = [*_blocks(native), *_blocks(system)] if native else system
-    for key in _NO_EQUIVALENT.intersection(out):
-        value = out.pop(key)
-        if value is not None and (key not in _AS_IF_ABSENT or value != _AS_IF_ABSENT[key]):
-            raise no_equivalent(key, PROVIDER)
+    canonical.drop_unsupported(out, _NO_EQUIVALENT, PROVIDER, _AS_IF_ABSENT)
     if (budget := out.pop("max_completion_tokens", None)) is not None:
         out.setdefault("max_tokens", budget)
     if (stop := out.pop("stop", None)) is not None:
-        out["stop_sequences"] = stop_list(stop)
+        out["stop_sequences"] = canonical.stop_list(stop)
     if (user := out.pop("user", None)) is not None:
         out["metadata"] = {**(out.get("metadata") or {}), "user_id": user}
     if (n := out.pop("n", None)) not in (None, 1):
-        raise no_equivalent("n", PROVIDER, f"it answers once per request, got n={n!r}")
+        raise canonical.no_equivalent("n", PROVIDER, f"it answers once per request, got n={n!r}")
     if isinstance(tools := out.get("tools"), list):
         strict = _native_structured(model)
         out["tools"] = [_tool(tool, strict) for tool in tools]
-    if (choice := choice_of(out.get("tool_choice"))) is not None:
+    if (choice := canonical.choice_of(out.get("tool_choice"))) is not None:
         out["tool_choice"] = _tool_choice(*choice)
     if out.pop("parallel_tool_calls", None) is False:
         out["tool_choice"] = {**(out.get("tool_choice") or {"type": "auto"})}
@@ -134,7 +114,7 @@ def messages_request(request: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Canonical parameters the Messages API has nothing for.
-_NO_EQUIVALENT = OPENAI_ONLY | {
+_NO_EQUIVALENT = canonical.OPENAI_ONLY | {
     "seed",
     "presence_penalty",
     "frequency_penalty",
@@ -158,13 +138,7 @@ def _turns(
     system: list[Any] = []  # the leading system messages' contents
     turns: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []  # later system messages, placed behind a user turn
-    for index, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            turns.append(msg)  # not a message: the API says what is wrong with it
-            continue
-        speaker_name(msg, index, PROVIDER)
-        role = msg.get("role")
-        content = msg.get("content")
+    for role, content, msg in canonical.read_messages(messages, PROVIDER):
         if role in ("system", "developer"):
             if turns:
                 waiting.append({"role": "system", "content": content})
@@ -189,7 +163,7 @@ def _turns(
             }
             _add(turns, "user", [result])
         else:
-            turns.append(msg)  # a role the API may know: it answers for it
+            turns.append(msg)  # not a message, or a role the API may know: it answers for it
     if waiting:
         _place(turns, waiting, inline)
     return _system_prompt(system), turns
@@ -206,7 +180,7 @@ def _system_prompt(contents: list[Any]) -> str | list[dict[str, Any]]:
     ]
     if any(block.keys() - {"type", "text"} for block in blocks):
         return blocks
-    return "\n\n".join(text_of(content) for content in contents)
+    return "\n\n".join(canonical.text_of(content) for content in contents)
 
 
 def _place(turns: list[dict[str, Any]], waiting: list[dict[str, Any]], inline: bool) -> None:
@@ -237,8 +211,8 @@ def _blocks(content: Any) -> list[Any]:
 def _assistant(msg: dict[str, Any]) -> Any:
     """An assistant message's content: replayed thinking, text, then ``tool_use`` blocks."""
     content = msg.get("content")
-    calls = tool_calls_of(msg)
-    state = own_state(msg, PROVIDER)
+    calls = canonical.tool_calls_of(msg)
+    state = canonical.own_state(msg, PROVIDER)
     if not calls and state is None and isinstance(content, str):
         return content
     blocks: list[Any] = list(state.get("thinking") or ()) if state is not None else []
@@ -253,7 +227,7 @@ def _assistant(msg: dict[str, Any]) -> Any:
                 "type": "tool_use",
                 "id": call.get("id"),
                 "name": call["function"].get("name"),
-                "input": call_arguments(call),
+                "input": canonical.call_arguments(call),
             }
         )
     return blocks
@@ -269,12 +243,12 @@ def _parts(content: Any) -> Any:
 def _part(part: Any) -> Any:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind == "image_url":
-        return {"type": "image", "source": _source(image_url_of(part), "image_url")}
+        return {"type": "image", "source": _source(canonical.image_url_of(part), "image_url")}
     if kind == "file":
-        file = file_of(part)
+        file = canonical.file_of(part)
         data = file.get("file_data")
         if not isinstance(data, str):
-            raise no_equivalent(
+            raise canonical.no_equivalent(
                 "file.file_id", PROVIDER, "give the document's bytes as file.file_data"
             )
         if not data.startswith("data:"):
@@ -284,14 +258,14 @@ def _part(part: Any) -> Any:
             document["title"] = file["filename"]
         return document
     if kind == "input_audio":
-        raise no_equivalent("input_audio content", PROVIDER)
+        raise canonical.no_equivalent("input_audio content", PROVIDER)
     return part
 
 
 def _source(url: str, part: str) -> dict[str, Any]:
     if not url:
         raise errors.ValidationError(f"an {part} part needs a URL")
-    inline = data_url(url)
+    inline = canonical.data_url(url)
     if inline is None:
         return {"type": "url", "url": url}
     return {"type": "base64", "media_type": inline[0], "data": inline[1]}
@@ -300,10 +274,10 @@ def _source(url: str, part: str) -> dict[str, Any]:
 def _tool(tool: Any, strict: bool) -> Any:
     """An OpenAI function tool as a Messages API tool (with the ``cache_control`` the tool
     carries beside its function, a cache breakpoint); a native tool unchanged."""
-    function = function_of(tool)
+    function = canonical.function_of(tool)
     if function is None:
         return tool
-    out = function_name_and_description(function)
+    out = canonical.function_name_and_description(function)
     out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
     if tool.get("cache_control") is not None:
         out["cache_control"] = tool["cache_control"]
@@ -321,11 +295,11 @@ def _tool_choice(mode: str, name: str | None) -> dict[str, Any]:
 
 def _structured(out: dict[str, Any], fmt: Any, model: str) -> None:
     """``response_format`` as native structured output, or as a tool the model must call."""
-    spec = json_schema_of(fmt, PROVIDER)
+    spec = canonical.json_schema_of(fmt, PROVIDER)
     if spec is None:
         return
     if not spec:
-        raise no_equivalent(
+        raise canonical.no_equivalent(
             "response_format json_object", PROVIDER, "give a json_schema response_format"
         )
     if _native_structured(model):
@@ -414,7 +388,7 @@ def _thinking(out: dict[str, Any], effort: str, model: str) -> None:
         return
     budget = _BUDGETS.get(effort)
     if budget is None:
-        raise unknown_effort(effort, ["none", *_BUDGETS], PROVIDER, model)
+        raise canonical.unknown_effort(effort, ["none", *_BUDGETS], PROVIDER, model)
     limit = out.get("max_tokens") or DEFAULT_MAX_TOKENS
     if limit <= _MIN_BUDGET:
         raise errors.ValidationError(

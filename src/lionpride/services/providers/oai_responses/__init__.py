@@ -1,8 +1,8 @@
 """The OpenAI Responses API (``POST /v1/responses``), and servers that serve it.
 
 Takes the native Responses request, or the canonical chat request (``messages``), translated
-once by :func:`~lionpride.services.providers._responses_request.chat_to_responses`. The answer
-is normalized from its ``output`` items:
+once by :func:`~lionpride.services.providers.oai_responses._request.chat_to_responses`. The
+answer is normalized from its ``output`` items:
 
 - ``message`` items give ``data`` (every ``output_text`` joined; a ``commentary`` message
   before a call counts too); ``function_call`` items give ``tool_calls`` with ``id`` = the
@@ -19,31 +19,33 @@ is normalized from its ``output`` items:
 
 An unknown model is a 400 with code ``model_not_found`` here (a 404 on chat completions): it
 is raised as :class:`~lionpride.errors.NotFoundError`, its status kept at 400.
+
+The package holds one concern per module, and imports only point down: ``__init__`` (the
+endpoint, :class:`ResponsesRequest`, :func:`create_oai_responses`) → ``_stream`` (events into
+stream chunks and one body) → ``_normalize`` (a body into a :class:`NormalizedResponse`) →
+``_request`` (the canonical request as a Responses request) →
+:mod:`~lionpride.services.providers.canonical` and ``common`` → ``types``; the config factory
+comes from :mod:`~lionpride.services.providers.oai_chat`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
 from lionpride import errors
-from lionpride.services.providers._common import RequestModel, parse_arguments
-from lionpride.services.providers._responses_request import (
-    PROVIDER_STATE_KEY,
-    STATE_PROVIDER,
-    chat_to_responses,
-)
 from lionpride.services.providers.oai_chat import oai_config_factory
-from lionpride.services.types.endpoint import Endpoint, StreamAssembler
-from lionpride.services.types.response import (
-    NormalizedResponse,
-    ToolCall,
-    Usage,
-    normalized,
-    usage_of,
+from lionpride.services.providers.oai_responses._normalize import (
+    normalize_responses,
+    responses_usage,
 )
+from lionpride.services.providers.oai_responses._request import chat_to_responses
+from lionpride.services.providers.oai_responses._stream import ResponsesStreamAssembler
+from lionpride.services.types.endpoint import Endpoint, StreamAssembler
+from lionpride.services.types.request import RequestModel
+from lionpride.services.types.response import NormalizedResponse
 from lionpride.services.utilities.adaptive import NO_MARK, LimitWatch, Mark
 
 __all__ = [
@@ -124,8 +126,6 @@ class OAIResponsesEndpoint(Endpoint):
 
     def stream_assembler(self, payload: dict[str, Any]) -> StreamAssembler:
         """Assembles the typed Responses events."""
-        from lionpride.services.providers._responses_stream import ResponsesStreamAssembler
-
         return ResponsesStreamAssembler(self.provider)
 
     def count_tokens_route(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -176,135 +176,3 @@ _COUNTED = frozenset(
         "previous_response_id", "conversation", "reasoning", "text", "truncation",
     }
 )  # fmt: skip
-
-_INCOMPLETE: dict[str, Literal["length", "content_filter"]] = {
-    "max_output_tokens": "length",
-    "content_filter": "content_filter",
-}
-
-#: Error codes of a failed response that are the service's fault, not the request's.
-_SERVER_CODES = frozenset({"server_error", "vector_store_timeout"})
-
-#: Keys of a built-in tool item kept in its summary (ids, outputs and tool lists are not).
-_SUMMARY_KEYS = ("type", "name", "server_label", "status", "action", "arguments")
-
-
-def responses_usage(raw: Any) -> Usage | None:
-    """Normalize Responses usage: cached and cache-write input, reasoning output."""
-    if not isinstance(raw, dict):
-        return None
-    inp = raw.get("input_tokens") or 0
-    out = raw.get("output_tokens") or 0
-    in_details = raw.get("input_tokens_details") or {}
-    out_details = raw.get("output_tokens_details") or {}
-    return usage_of(
-        {
-            "input_tokens": inp,
-            "output_tokens": out,
-            "total_tokens": raw.get("total_tokens") or inp + out,
-            "cached_tokens": in_details.get("cached_tokens") or 0,
-            "cache_write_tokens": in_details.get("cache_write_tokens") or 0,
-            "reasoning_tokens": out_details.get("reasoning_tokens") or 0,
-        }
-    )
-
-
-def _raise_failed(raw: dict[str, Any], provider: str) -> None:
-    """Raise the typed error of a ``failed`` response (or an ``error`` body).
-
-    The service's own failures (``server_error``, ``vector_store_timeout``, or no code and
-    no ``invalid_request_error`` type) are a retryable 500 and ``rate_limit_exceeded`` a 429;
-    any other code names a fault in the request (``invalid_prompt``, ``image_too_large``,
-    ``failed_to_download_image``, ...) that a retry would only repeat and pay for: a 400.
-    """
-    err = raw.get("error")
-    info = err if isinstance(err, dict) else {"message": str(err or "response failed")}
-    code = str(info.get("code") or "")
-    faulty = code not in _SERVER_CODES if code else info.get("type") == "invalid_request_error"
-    status = 429 if "rate_limit" in code else 400 if faulty else 500
-    raise errors.error_for_status(
-        status, str(info.get("message") or code or "response failed"), body=raw, provider=provider
-    )
-
-
-def _summary(item: dict[str, Any]) -> dict[str, Any]:
-    """A built-in tool item in brief: what ran and on what (its lists of sources, queries
-    and tools are left to ``raw_response``)."""
-    out = {k: item[k] for k in _SUMMARY_KEYS if k in item}
-    if isinstance(out.get("action"), dict):
-        out["action"] = {k: v for k, v in out["action"].items() if not isinstance(v, list)}
-    if isinstance(out.get("arguments"), str):
-        out["arguments"] = parse_arguments(out["arguments"])
-    return out
-
-
-def normalize_responses(raw: Any, provider: str = "openai") -> NormalizedResponse:
-    """Turn a Responses body into a :class:`NormalizedResponse` (see the module docstring).
-
-    Raises:
-        InvalidResponseError: A body that is not a JSON object.
-        APIStatusError: A ``failed`` response, as the typed error its ``error`` names.
-    """
-    if not isinstance(raw, dict):
-        raise errors.InvalidResponseError(
-            f"{provider}: expected a JSON object, got {type(raw).__name__}", status_code=200
-        )
-    status = raw.get("status")
-    if status == "failed" or (raw.get("error") and "output" not in raw):
-        _raise_failed(raw, provider)
-    text: list[str] = []
-    calls: list[ToolCall] = []
-    summaries: list[str] = []
-    reasoning_items: list[dict[str, Any]] = []
-    server: list[dict[str, Any]] = []
-    refusals: list[str] = []
-    for item in raw.get("output") or ():
-        kind = item.get("type")
-        if kind == "message":
-            for part in item.get("content") or ():
-                if part.get("type") == "output_text":
-                    text.append(part.get("text") or "")
-                elif part.get("type") == "refusal":
-                    refusals.append(part.get("refusal") or "")
-        elif kind == "function_call":
-            calls.append(
-                ToolCall(
-                    id=item.get("call_id"),
-                    name=item.get("name") or "",
-                    arguments=parse_arguments(item.get("arguments")),
-                )
-            )
-        elif kind == "reasoning":
-            reasoning_items.append(item)
-            summaries += [s.get("text") or "" for s in item.get("summary") or ()]
-        elif kind is not None:
-            server.append(_summary(item))
-    incomplete = raw.get("incomplete_details") or {}
-    metadata: dict[str, Any] = {
-        "native_finish_reason": incomplete.get("reason") or status,
-        "status": status,
-    }
-    for key in ("model", "id", "usage", "incomplete_details", "service_tier"):
-        if raw.get(key) is not None:
-            metadata[key] = raw[key]
-    if summaries:
-        metadata["reasoning"] = "\n\n".join(summaries)
-    if reasoning_items:
-        metadata[PROVIDER_STATE_KEY] = {"provider": STATE_PROVIDER, "items": reasoning_items}
-    if server:
-        metadata["server_tool_calls"] = server
-    if refusals:
-        metadata["refusal"] = "".join(refusals)
-    finish: Literal["stop", "length", "tool_calls", "content_filter"] | None = None
-    if status == "completed":
-        finish = "tool_calls" if calls else "stop"
-    elif status == "incomplete":
-        finish = _INCOMPLETE.get(incomplete.get("reason") or "")
-    return normalized(
-        data="".join(text),
-        tool_calls=calls,
-        usage=responses_usage(raw.get("usage")),
-        finish_reason=finish,
-        metadata=metadata,
-        raw_response=raw,
-    )

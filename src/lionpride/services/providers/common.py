@@ -1,4 +1,9 @@
-"""Helpers the provider modules share: config defaults from the environment, parsing."""
+"""What the HTTP provider packages share: config defaults from the environment, and the
+reading of tool-call arguments and stream events.
+
+Public so that each provider package (and the CLI, for ``env_name``) imports it by a public
+path; it imports only ``types`` and ``errors``.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,9 @@ from pydantic import BaseModel
 
 from lionpride import errors
 from lionpride.services.types._endpoint_config import env_name
-from lionpride.services.types.request import RequestModel
 
 __all__ = [
-    "RequestModel",
-    "decode_event",
+    "decode_object",
     "env_base_url",
     "env_name",
     "incomplete_stream",
@@ -76,10 +79,14 @@ def parse_arguments(raw: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_value": value}
 
 
-def decode_event(data: str, provider: str) -> Any:
-    """Parse one event's JSON data, or raise :class:`~lionpride.errors.InvalidResponseError`."""
+def decode_object(data: str, provider: str) -> dict[str, Any]:
+    """Parse one stream event's data, which must be a JSON object.
+
+    Raises:
+        InvalidResponseError: Data that is not JSON, or JSON that is not an object.
+    """
     try:
-        return json.loads(data)
+        obj = json.loads(data)
     except ValueError as exc:
         raise errors.InvalidResponseError(
             f"{provider}: stream event is not JSON: {data[:200]!r}",
@@ -87,6 +94,13 @@ def decode_event(data: str, provider: str) -> Any:
             body=data[:2000],
             provider=provider,
         ) from exc
+    if obj.__class__ is not dict:
+        raise errors.InvalidResponseError(
+            f"{provider}: stream event is not a JSON object: {data[:200]!r}",
+            status_code=200,
+            provider=provider,
+        )
+    return obj
 
 
 def incomplete_stream(provider: str, missing: str) -> errors.ConnectionError:

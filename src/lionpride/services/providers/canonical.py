@@ -1,23 +1,27 @@
 """Reading the canonical request (OpenAI Chat Completions) for the translating providers.
 
-The Anthropic and Gemini translators share these readers: what a content part, a tool, a
-``tool_choice`` or a ``response_format`` says, whatever the spelling; the provider state a
-message carries back to its own provider (see :func:`own_state`); and the error for a
-parameter a provider has no equivalent for.
+The Anthropic and Gemini translators share these readers: the walk over the messages
+(:func:`read_messages`); what a content part, a tool, a ``tool_choice`` or a
+``response_format`` says, whatever the spelling; the provider state a message carries back to
+its own provider (see :func:`own_state`); and the error for a parameter a provider has no
+equivalent for. Public so that each provider package imports it by a public path; it imports
+only :mod:`~lionpride.services.providers.common` and ``errors``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from lionpride import errors
-from lionpride.services.providers._common import parse_arguments
+from lionpride.services.providers.common import parse_arguments
 
 __all__ = [
     "OPENAI_ONLY",
     "call_arguments",
     "choice_of",
     "data_url",
+    "drop_unsupported",
     "file_of",
     "function_name_and_description",
     "function_of",
@@ -25,6 +29,7 @@ __all__ = [
     "json_schema_of",
     "no_equivalent",
     "own_state",
+    "read_messages",
     "speaker_name",
     "stop_list",
     "text_of",
@@ -56,6 +61,27 @@ def no_equivalent(name: str, provider: str, hint: str = "") -> errors.Validation
     return errors.ValidationError(f"{name!r} has no equivalent in the {provider} API{extra}")
 
 
+def drop_unsupported(
+    out: dict[str, Any],
+    names: frozenset[str],
+    provider: str,
+    as_if_absent: dict[str, Any] | None = None,
+) -> None:
+    """Remove the parameters ``provider`` has nothing for from the request ``out``.
+
+    A ``None`` value, or one in ``as_if_absent`` (a value that asks for the API's own
+    behaviour, such as a penalty of 0), goes quietly.
+
+    Raises:
+        ValidationError: Any other value of such a parameter (see :func:`no_equivalent`).
+    """
+    quiet = as_if_absent or {}
+    for key in names.intersection(out):
+        value = out.pop(key)
+        if value is not None and (key not in quiet or quiet[key] != value):
+            raise no_equivalent(key, provider)
+
+
 def speaker_name(message: dict[str, Any], index: int, provider: str) -> None:
     """Refuse a message's ``name`` (who speaks), which ``provider`` has no field for.
 
@@ -68,6 +94,23 @@ def speaker_name(message: dict[str, Any], index: int, provider: str) -> None:
             provider,
             "it has no participant names; say who speaks in the content",
         )
+
+
+def read_messages(messages: list[Any], provider: str) -> Iterator[tuple[Any, Any, Any]]:
+    """Each entry of canonical ``messages`` as ``(role, content, entry)``, in order.
+
+    An entry that is not a message has the role and content ``None``: a translator passes it
+    on as it is, and the API says what is wrong with it.
+
+    Raises:
+        ValidationError: A message with a speaker ``name`` (see :func:`speaker_name`).
+    """
+    for index, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            yield None, None, msg
+            continue
+        speaker_name(msg, index, provider)
+        yield msg.get("role"), msg.get("content"), msg
 
 
 def unknown_effort(effort: str, choices: Any, provider: str, model: str) -> errors.ValidationError:

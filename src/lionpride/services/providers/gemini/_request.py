@@ -19,28 +19,12 @@ from __future__ import annotations
 import mimetypes
 import re
 from typing import Any
+from urllib.parse import quote
 
 from lionpride import errors
-from lionpride.services.providers._canonical import (
-    OPENAI_ONLY,
-    call_arguments,
-    choice_of,
-    data_url,
-    file_of,
-    function_name_and_description,
-    function_of,
-    image_url_of,
-    json_schema_of,
-    no_equivalent,
-    own_state,
-    speaker_name,
-    stop_list,
-    text_of,
-    tool_calls_of,
-    unknown_effort,
-)
+from lionpride.services.providers import canonical
 
-__all__ = ["generate_content_request", "messages_to_contents"]
+__all__ = ["gemini_body", "generate_content_request", "messages_to_contents", "model_path"]
 
 PROVIDER = "gemini"
 
@@ -57,7 +41,7 @@ _CONFIG_NAMES = {
 }
 
 #: Canonical parameters the Gemini API has nothing for.
-_NO_EQUIVALENT = OPENAI_ONLY | {"user", "service_tier", "metadata"}
+_NO_EQUIVALENT = canonical.OPENAI_ONLY | {"user", "service_tier", "metadata"}
 
 #: Thinking budgets for ``reasoning_effort`` on models that take a budget (Gemini 2.x).
 _BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
@@ -66,6 +50,19 @@ _GENERATION = re.compile(r"gemini-(\d+)(?:\.(\d+))?")
 
 #: The thought signature the Gemini docs give for a function call Gemini did not make.
 _NO_SIGNATURE = "skip_thought_signature_validator"
+
+
+def model_path(template: str, model: str) -> str:
+    """``template`` (a URL or an endpoint path) with the model in its ``{model}`` place."""
+    return template.replace("{model}", quote(model, safe=""))
+
+
+def gemini_body(payload: dict[str, Any]) -> dict[str, Any]:
+    """The body of a Gemini request: the payload without ``model`` (it is in the path) and
+    with ``extra_body`` merged; no ``stream`` flag (a stream has its own URL)."""
+    body = {k: v for k, v in payload.items() if k not in ("model", "extra_body")}
+    body.update(payload.get("extra_body") or {})
+    return body
 
 
 def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
@@ -83,10 +80,7 @@ def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
         out["contents"], system = messages_to_contents(messages, str(out.get("model") or ""))
         if system and out.get("systemInstruction") is None:
             out["systemInstruction"] = {"parts": [{"text": system}]}
-    for key in _NO_EQUIVALENT.intersection(out):
-        if out[key] is not None:
-            raise no_equivalent(key, PROVIDER)
-        del out[key]
+    canonical.drop_unsupported(out, _NO_EQUIVALENT, PROVIDER)
     config: dict[str, Any] = {}
     for name, native in _CONFIG_NAMES.items():
         if (value := out.pop(name, None)) is not None:
@@ -96,9 +90,9 @@ def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
     if budget is not None:
         config["maxOutputTokens"] = budget
     if (stop := out.pop("stop", None)) is not None:
-        config["stopSequences"] = stop_list(stop)
+        config["stopSequences"] = canonical.stop_list(stop)
     if (fmt := out.pop("response_format", None)) is not None:
-        spec = json_schema_of(fmt, PROVIDER)
+        spec = canonical.json_schema_of(fmt, PROVIDER)
         if spec is not None:
             config["responseMimeType"] = "application/json"
             if spec:
@@ -110,16 +104,16 @@ def generate_content_request(request: dict[str, Any]) -> dict[str, Any]:
     if isinstance(tools := out.get("tools"), list):
         out["tools"] = _tools(tools)
     if "tool_choice" in out and (native := out.pop("tool_choice")) is not None:
-        choice = choice_of(native)
+        choice = canonical.choice_of(native)
         if choice is None:
             hint = f"got {native!r:.80}; give a canonical tool_choice or a native toolConfig"
-            raise no_equivalent("tool_choice", PROVIDER, hint)
+            raise canonical.no_equivalent("tool_choice", PROVIDER, hint)
         out["toolConfig"] = {
             **(out.get("toolConfig") or {}),
             "functionCallingConfig": _mode(*choice),
         }
     if out.pop("parallel_tool_calls", None) is False:
-        raise no_equivalent("parallel_tool_calls=False", PROVIDER)
+        raise canonical.no_equivalent("parallel_tool_calls=False", PROVIDER)
     return out
 
 
@@ -133,15 +127,9 @@ def messages_to_contents(messages: list[Any], model: str = "") -> tuple[list[Any
     made_up: set[str] = set()  # call ids the library made up: the API never sees them
     answers: dict[str, Any] | None = None  # the turn of the tool results just read
     attached: dict[str, Any] | None = None  # the user turn behind it with their media
-    for index, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            contents.append(msg)  # not a message: the API says what is wrong with it
-            continue
-        speaker_name(msg, index, PROVIDER)
-        role = msg.get("role")
-        content = msg.get("content")
+    for role, content, msg in canonical.read_messages(messages, PROVIDER):
         if role in ("system", "developer"):
-            system.append(text_of(content))
+            system.append(canonical.text_of(content))
             continue
         if role == "tool":
             part, media = _function_response(msg, names, made_up)
@@ -163,7 +151,8 @@ def messages_to_contents(messages: list[Any], model: str = "") -> tuple[list[Any
         elif role == "user":
             contents.append({"role": "user", "parts": _parts(content)})
         else:
-            contents.append(msg)  # native content ({"role": "model", "parts": ...}) or new
+            # Native content ({"role": "model", "parts": ...}), a new role, or not a message.
+            contents.append(msg)
     return contents, "\n\n".join(system) or None
 
 
@@ -180,7 +169,7 @@ def _function_response(
     media: list[Any] = []
     if isinstance(content, list):
         media = [_part(item) for item in content if not _is_text(item)]
-        content = text_of(content)
+        content = canonical.text_of(content)
     result: dict[str, Any] = {
         "name": names.get(call_id) or msg.get("name") or "",
         "response": {"content": content},
@@ -203,18 +192,18 @@ def _model_parts(
     call has none of Gemini's (another provider made it, or the application did), it gets
     the stand-in the Gemini docs give for such calls.
     """
-    state = own_state(msg, PROVIDER)
+    state = canonical.own_state(msg, PROVIDER)
     calls_state: dict[str, Any] = (state.get("calls") or {}) if state is not None else {}
     content = msg.get("content")
     parts = _parts(content) if content else []
     if state is not None and state.get("text_signature") and parts:
         parts[-1] = {**parts[-1], "thoughtSignature": state["text_signature"]}
-    for call in tool_calls_of(msg):
+    for call in canonical.tool_calls_of(msg):
         call_id = call.get("id") or ""
         name = call["function"].get("name")
         names[call_id] = str(name or "")
         known = calls_state.get(call_id) or {}
-        function_call: dict[str, Any] = {"name": name, "args": call_arguments(call)}
+        function_call: dict[str, Any] = {"name": name, "args": canonical.call_arguments(call)}
         if known.get("issued"):
             function_call["id"] = call_id
         else:
@@ -251,9 +240,9 @@ def _part(item: Any) -> Any:
     if kind == "refusal":  # an assistant's refusal is its text
         return {"text": item.get("refusal", "")}
     if kind == "image_url":
-        return _media(image_url_of(item), "image/jpeg")
+        return _media(canonical.image_url_of(item), "image/jpeg")
     if kind == "file":
-        file = file_of(item)
+        file = canonical.file_of(item)
         data = file.get("file_data")
         if isinstance(data, str):
             if not data.startswith("data:"):
@@ -261,7 +250,7 @@ def _part(item: Any) -> Any:
             return _media(data, "application/pdf")
         file_id = str(file.get("file_id") or "")
         if not file_id.startswith("https://"):
-            raise no_equivalent(
+            raise canonical.no_equivalent(
                 "file.file_id", PROVIDER, "give file_data, or a Gemini File API URI as file_id"
             )
         guess = mimetypes.guess_type(str(file.get("filename") or file_id))[0]
@@ -277,7 +266,7 @@ def _media(url: str, default: str) -> dict[str, Any]:
     """A URL as a part: ``data:`` URLs inline, others as files Gemini fetches itself."""
     if not url:
         raise errors.ValidationError("gemini: an image_url part needs a URL")
-    inline = data_url(url)
+    inline = canonical.data_url(url)
     if inline is not None:
         return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
     media = mimetypes.guess_type(url.split("?", 1)[0])[0] or default
@@ -289,11 +278,11 @@ def _tools(tools: list[Any]) -> list[Any]:
     declarations: list[dict[str, Any]] = []
     native: list[Any] = []
     for tool in tools:
-        function = function_of(tool)
+        function = canonical.function_of(tool)
         if function is None:
             native.append(tool)
             continue
-        declaration = function_name_and_description(function)
+        declaration = canonical.function_name_and_description(function)
         if function.get("parameters") is not None:
             declaration["parametersJsonSchema"] = function["parameters"]
         declarations.append(declaration)
@@ -319,8 +308,10 @@ def _thinking(effort: str, model: str) -> dict[str, Any]:
     if match is not None and int(match.group(1)) < 3:
         budget = _BUDGETS.get(effort)
         if budget is None:
-            raise unknown_effort(effort, _BUDGETS, PROVIDER, model)
+            raise canonical.unknown_effort(effort, _BUDGETS, PROVIDER, model)
         if budget == 0 and "-pro" in model:
-            raise unknown_effort(effort, [e for e in _BUDGETS if _BUDGETS[e]], PROVIDER, model)
+            raise canonical.unknown_effort(
+                effort, [e for e in _BUDGETS if _BUDGETS[e]], PROVIDER, model
+            )
         return {"thinkingBudget": budget}
     return {"thinkingLevel": "minimal" if effort == "none" else effort}
