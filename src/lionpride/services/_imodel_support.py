@@ -128,13 +128,10 @@ class ModelRuntime:
 
 def learns_limits(backend: ServiceBackend) -> bool:
     """Whether ``backend`` is a built-in HTTP provider, whose answers carry its limits."""
-    from lionpride.services.providers._cli_endpoint import CLIEndpoint
     from lionpride.services.types.endpoint import Endpoint
 
-    return (
-        isinstance(backend, Endpoint)
-        and not isinstance(backend, CLIEndpoint)
-        and type(backend).__module__.startswith("lionpride.services.providers.")
+    return isinstance(backend, Endpoint) and type(backend).__module__.startswith(
+        "lionpride.services.providers."
     )
 
 

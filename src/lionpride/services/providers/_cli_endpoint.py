@@ -1,9 +1,12 @@
 """CLIEndpoint: the shape both agent CLIs (Claude Code, Gemini) share as backends.
 
-A request takes ``prompt`` or chat ``messages``; a call runs the CLI once per attempt and folds
-its JSON events into one response; a stream yields a chunk per event and ends with the
-response. Subclasses say which request model validates, how messages become a prompt, which
-executable runs, and how one run's events are produced and folded (``_events``/``_new_run``).
+A :class:`~lionpride.services.types.resilient.ResilientBackend` (config, retry, breaker,
+serialization, as the HTTP endpoints), not an HTTP endpoint. A request takes ``prompt`` or
+chat ``messages``; ``call`` and ``stream`` run once per call, and the CLI runs once per
+attempt (under the retry loop and the breaker): a call folds the run's JSON events into one
+response, a stream yields a chunk per event and ends with the response. Subclasses say which
+request model validates, how messages become a prompt, which executable runs, and how one
+run's events are produced and folded (``_events``/``_new_run``).
 """
 
 from __future__ import annotations
@@ -14,16 +17,39 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, PrivateAttr
+from pydantic import PrivateAttr
 
 from lionpride import errors
 from lionpride.services.providers._cli_process import CLIRun, find_executable, run_cli
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.types.backend import RetryObserver
-from lionpride.services.types.endpoint import Endpoint
+from lionpride.services.types.request import RequestSchema
+from lionpride.services.types.resilient import ResilientBackend
 from lionpride.services.types.response import NormalizedResponse
 
-__all__ = ["CLIEndpoint", "RunFold"]
+__all__ = ["CLIEndpoint", "RunFold", "cli_config"]
+
+
+def cli_config(
+    provider: str, name: str, schema: type[RequestSchema], **kwargs: Any
+) -> dict[str, Any]:
+    """Config dict for an agent CLI: no URL, no API key, no retries, 1 h timeout.
+
+    Other keyword arguments are config fields (``timeout``, ``tags``) or default request
+    parameters (``model``, ``repo``...); the tags default to ``("llm", provider, "cli")``.
+    """
+    return {
+        "provider": provider,
+        "name": name,
+        "endpoint": "query_cli",
+        "auth_type": "none",
+        "content_type": None,
+        "request_options": schema,
+        "timeout": 3600.0,
+        "max_retries": 0,
+        **kwargs,
+        "tags": kwargs.get("tags") or ("llm", provider, "cli"),
+    }
 
 
 class RunFold(Protocol):
@@ -42,7 +68,7 @@ class RunFold(Protocol):
         ...
 
 
-class CLIEndpoint(Endpoint):
+class CLIEndpoint(ResilientBackend):
     """An agent CLI run as a backend; see the module docstring.
 
     Args:
@@ -56,7 +82,7 @@ class CLIEndpoint(Endpoint):
     """
 
     #: The request model a payload is validated into before a run.
-    request_model: ClassVar[type[BaseModel]]
+    request_model: ClassVar[type[RequestSchema]]
     #: The executable's name, how errors name the CLI, and how to install it.
     executable_name: ClassVar[str]
     cli_label: ClassVar[str]
@@ -67,15 +93,12 @@ class CLIEndpoint(Endpoint):
 
     def __init__(
         self,
-        config: dict[str, Any] | Any = None,
-        circuit_breaker: Any = None,
-        retry_config: Any = Endpoint.DEFAULT_RETRY,
         *,
         cli_path: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(config, circuit_breaker, retry_config, **kwargs)
+        super().__init__(**kwargs)
         if cli_path is not None:
             self.cli_path = os.fspath(cli_path)
         self._env = dict(env or {})
@@ -101,16 +124,12 @@ class CLIEndpoint(Endpoint):
             if messages is None:
                 raise errors.ValidationError(f"{self.name}: give prompt=... or messages=[...]")
             merged.update(self._from_messages(messages, merged))
-        payload = super().create_payload(merged)
+        payload = self._validated(merged)
         if "model" in merged and merged["model"] is None:
             # The dump leaves out None values, which would bring the default model back:
             # model=None means "no --model", the CLI's own default.
             payload["model"] = None
         return payload
-
-    def estimate_tokens(self, payload: dict[str, Any]) -> int:
-        """Not metered: an agent run's token use cannot be bounded in advance."""
-        return 0
 
     async def _spawn(
         self,

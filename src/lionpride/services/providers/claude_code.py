@@ -54,7 +54,7 @@ from lionpride.services.providers._claude_code_request import (
 from lionpride.services.providers._claude_code_request import (
     PermissionMode as PermissionMode,  # re-exported: it was defined here
 )
-from lionpride.services.providers._cli_endpoint import CLIEndpoint
+from lionpride.services.providers._cli_endpoint import CLIEndpoint, cli_config
 from lionpride.services.providers._cli_process import CLIRun
 from lionpride.services.types.backend import RetryObserver
 
@@ -83,18 +83,7 @@ def create_claude_code_config(name: str = "claude_code_cli", **kwargs: Any) -> d
     Other keyword arguments are config fields (``timeout``, ``tags``) or default request
     parameters (``model``, ``allowed_tools``, ``repo``...).
     """
-    return {
-        "provider": "claude_code",
-        "name": name,
-        "endpoint": "query_cli",
-        "auth_type": "none",
-        "content_type": None,
-        "request_options": ClaudeCodeRequest,
-        "timeout": 3600.0,
-        "max_retries": 0,
-        **kwargs,
-        "tags": kwargs.get("tags") or ("llm", "claude_code", "cli"),
-    }
+    return cli_config("claude_code", name, ClaudeCodeRequest, **kwargs)
 
 
 class ClaudeCodeEndpoint(CLIEndpoint):

@@ -34,15 +34,16 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from lionpride import errors
 from lionpride.errors import GeminiCodeError
 from lionpride.services.providers._claude_code_request import _content_text
-from lionpride.services.providers._cli_endpoint import CLIEndpoint
+from lionpride.services.providers._cli_endpoint import CLIEndpoint, cli_config
 from lionpride.services.providers._cli_process import MAX_ARG_BYTES, CLIRun, resolve_workspace
 from lionpride.services.providers._gemini_code_events import GeminiCodeRun
 from lionpride.services.types.backend import RetryObserver
+from lionpride.services.types.request import RequestSchema
 
 __all__ = [
     "ApprovalMode",
@@ -64,7 +65,7 @@ _APPROVAL_ALIASES = {"suggest": "default", "full_auto": "yolo"}
 ApprovalMode = Literal["default", "auto_edit", "yolo", "plan"]
 
 
-class GeminiCodeRequest(BaseModel):
+class GeminiCodeRequest(RequestSchema):
     """One ``gemini -p`` run: the prompt and the CLI options of SPEC §5.4.
 
     ``repo`` is the repository the run is confined to (default: the current directory at
@@ -218,18 +219,7 @@ def create_gemini_code_config(name: str = "gemini_code_cli", **kwargs: Any) -> d
     Other keyword arguments are config fields (``timeout``, ``tags``) or default request
     parameters (``model``, ``approval_mode``, ``repo``...).
     """
-    return {
-        "provider": "gemini_code",
-        "name": name,
-        "endpoint": "query_cli",
-        "auth_type": "none",
-        "content_type": None,
-        "request_options": GeminiCodeRequest,
-        "timeout": 3600.0,
-        "max_retries": 0,
-        **kwargs,
-        "tags": kwargs.get("tags") or ("llm", "gemini_code", "cli"),
-    }
+    return cli_config("gemini_code", name, GeminiCodeRequest, **kwargs)
 
 
 class GeminiCodeEndpoint(CLIEndpoint):
