@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Unpack
 
 from pydantic import PrivateAttr
 
 from lionpride import errors
 from lionpride.services.providers._cli_process import CLIRun, find_executable, run_cli
 from lionpride.services.streaming.channel import StreamChunk
-from lionpride.services.types.backend import RetryObserver
+from lionpride.services.types.backend import CallOptions, RetryObserver, StreamOptions
 from lionpride.services.types.request import RequestSchema
 from lionpride.services.types.resilient import ResilientBackend
 from lionpride.services.types.response import NormalizedResponse
@@ -72,17 +72,20 @@ class CLIEndpoint(ResilientBackend):
     """An agent CLI run as a backend; see the module docstring.
 
     Args:
-        config: A config dict or ``EndpointConfig``; built by the subclass's
-            ``config_factory`` from ``kwargs`` when omitted.
         cli_path: The executable (a path, or a name looked up on ``PATH``); default the
             CLI's own name on ``PATH``, resolved when a call is made.
         env: Environment variables set for the CLI process on top of this process's own
             (a base URL, a key, ``IS_SANDBOX``...). Never serialized: it may hold keys.
-        **kwargs: Config fields or default request parameters.
+        **kwargs: As for :class:`~lionpride.services.types.resilient.ResilientBackend`:
+            ``config`` (else built by the subclass's ``config_factory``), ``circuit_breaker``,
+            ``retry_config``, config fields or default request parameters.
     """
 
     #: The request model a payload is validated into before a run.
     request_model: ClassVar[type[RequestSchema]]
+    #: Request fields (``prompt``, ``system_prompt``...) from chat ``messages`` and the
+    #: request's other fields.
+    from_messages: ClassVar[Callable[..., dict[str, Any]]]
     #: The executable's name, how errors name the CLI, and how to install it.
     executable_name: ClassVar[str]
     cli_label: ClassVar[str]
@@ -123,7 +126,7 @@ class CLIEndpoint(ResilientBackend):
         if not merged.get("prompt"):
             if messages is None:
                 raise errors.ValidationError(f"{self.name}: give prompt=... or messages=[...]")
-            merged.update(self._from_messages(messages, merged))
+            merged.update(type(self).from_messages(messages, merged))
         payload = self._validated(merged)
         if "model" in merged and merged["model"] is None:
             # The dump leaves out None values, which would bring the default model back:
@@ -172,14 +175,10 @@ class CLIEndpoint(ResilientBackend):
         )
 
     async def call(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
+        self, request: dict[str, Any], **options: Unpack[CallOptions]
     ) -> NormalizedResponse:
         """Run the CLI to completion and normalize its events. Runs once per call."""
+        timeout, on_retry = options.get("timeout"), options.get("on_retry")
         limit = timeout or self.config.timeout
         deadline = asyncio.get_running_loop().time() + limit
         return await self._resilient(
@@ -201,13 +200,7 @@ class CLIEndpoint(ResilientBackend):
         return run.finish()
 
     async def stream(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
-        idle_timeout: float | None = None,
+        self, request: dict[str, Any], **options: Unpack[StreamOptions]
     ) -> AsyncIterator[StreamChunk]:
         """Yield a chunk per reported event; the last is final with the assembled response.
 
@@ -215,12 +208,14 @@ class CLIEndpoint(ResilientBackend):
         the retries, as a call's runs do and an HTTP stream's request does: a refused or
         failed start yields nothing. Leaving the loop early stops the process.
         """
+        timeout, on_retry = options.get("timeout"), options.get("on_retry")
         req = self.request_model.model_validate(request)
         limit = timeout or self.config.timeout
         deadline = asyncio.get_running_loop().time() + limit
         run = self._new_run(req, on_retry)
+        idle = options.get("idle_timeout")
         event, events = await self._resilient(
-            self._start, (req, deadline, limit, idle_timeout), self._deadline(timeout), on_retry
+            self._start, (req, deadline, limit, idle), self._deadline(timeout), on_retry
         )
         index = 0
         async with aclosing(events):
@@ -242,10 +237,6 @@ class CLIEndpoint(ResilientBackend):
         except BaseException:
             await events.aclose()
             raise
-
-    def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
-        """Request fields (``prompt``, ``system_prompt``...) from chat ``messages``."""
-        raise NotImplementedError
 
     def _new_run(self, req: Any, on_retry: RetryObserver | None) -> RunFold:
         """A fresh fold for one run of ``req``; ``on_retry`` hears of the retries the CLI

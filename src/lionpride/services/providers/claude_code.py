@@ -89,14 +89,9 @@ def create_claude_code_config(name: str = "claude_code_cli", **kwargs: Any) -> d
 class ClaudeCodeEndpoint(CLIEndpoint):
     """Claude Code agent runs as a backend (``provider="claude_code"``).
 
-    Args:
-        config: A config dict or :class:`EndpointConfig`; built by
-            :func:`create_claude_code_config` from ``kwargs`` when omitted.
-        cli_path: The ``claude`` executable (a path, or a name looked up on ``PATH``);
-            default ``claude`` on ``PATH``, resolved when a call is made.
-        env: Environment variables for the CLI process on top of this process's own
-            (``ANTHROPIC_BASE_URL``, ``IS_SANDBOX``...); never serialized.
-        **kwargs: Config fields or default request parameters.
+    Takes the arguments of :class:`CLIEndpoint`: the config is built by
+    :func:`create_claude_code_config`, ``cli_path`` defaults to ``claude`` on ``PATH``, and
+    ``env`` holds what the CLI reads (``ANTHROPIC_BASE_URL``, ``IS_SANDBOX``...).
 
     Requests take ``prompt`` or ``messages``: with ``resume`` or ``continue_conversation``
     only the last message is sent (the session already holds the rest); otherwise every
@@ -109,13 +104,11 @@ class ClaudeCodeEndpoint(CLIEndpoint):
     """
 
     config_factory = staticmethod(create_claude_code_config)
+    from_messages = staticmethod(request_from_messages)
     request_model = ClaudeCodeRequest
     executable_name = "claude"
     cli_label = "Claude Code CLI `claude`"
     install_hint = _INSTALL_HINT
-
-    def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
-        return request_from_messages(messages, request)
 
     def _new_run(self, req: ClaudeCodeRequest, on_retry: RetryObserver | None) -> ClaudeCodeRun:
         return ClaudeCodeRun(req, on_retry)

@@ -225,14 +225,9 @@ def create_gemini_code_config(name: str = "gemini_code_cli", **kwargs: Any) -> d
 class GeminiCodeEndpoint(CLIEndpoint):
     """Gemini CLI agent runs as a backend (``provider="gemini_code"``).
 
-    Args:
-        config: A config dict or :class:`EndpointConfig`; built by
-            :func:`create_gemini_code_config` from ``kwargs`` when omitted.
-        cli_path: The ``gemini`` executable (a path, or a name looked up on ``PATH``);
-            default ``gemini`` on ``PATH``, resolved when a call is made.
-        env: Environment variables for the CLI process on top of this process's own
-            (``GEMINI_API_KEY``, ``GOOGLE_GEMINI_BASE_URL``...); never serialized.
-        **kwargs: Config fields or default request parameters.
+    Takes the arguments of :class:`CLIEndpoint`: the config is built by
+    :func:`create_gemini_code_config`, ``cli_path`` defaults to ``gemini`` on ``PATH``, and
+    ``env`` holds what the CLI reads (``GEMINI_API_KEY``, ``GOOGLE_GEMINI_BASE_URL``...).
 
     Requests take ``prompt`` or ``messages`` (see :func:`request_from_messages`). The
     response's ``metadata["session_id"]`` names the CLI session (``resume=`` takes it). Stream
@@ -241,13 +236,11 @@ class GeminiCodeEndpoint(CLIEndpoint):
     """
 
     config_factory = staticmethod(create_gemini_code_config)
+    from_messages = staticmethod(request_from_messages)
     request_model = GeminiCodeRequest
     executable_name = "gemini"
     cli_label = "Gemini CLI `gemini`"
     install_hint = _INSTALL_HINT
-
-    def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
-        return request_from_messages(messages, request)
 
     def _new_run(self, req: GeminiCodeRequest, on_retry: RetryObserver | None) -> GeminiCodeRun:
         return GeminiCodeRun(req.model)

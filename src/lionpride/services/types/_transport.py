@@ -24,6 +24,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
@@ -98,15 +99,28 @@ class HTTPTransport:
     # -- one attempt -----------------------------------------------------------------------
 
     async def send(
-        self, ep: Endpoint, url: str, body: bytes, headers: Mapping[str, str], deadline: float
+        self,
+        ep: Endpoint,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        deadline: float,
+        opened: int,
     ) -> bytes:
         """One HTTP attempt of a call: send ``body``, read the whole answer. Once per attempt.
+
+        ``opened`` is the count of ``aclose`` calls when the call began: a call whose
+        endpoint was closed under it is not retried (a retry would open a new session that
+        nothing closes) and fails with ``ExecutionError``.
 
         Raises:
             lionpride.errors.APIStatusError: An error status, typed by ``ep.status_error``.
             lionpride.errors.TimeoutError: No complete answer by ``deadline``.
             lionpride.errors.ConnectionError: The request or its answer failed on the way.
+            lionpride.errors.ExecutionError: The endpoint was closed during the call.
         """
+        if self.closes != opened:
+            raise closed_during(ep.name, None)
         cfg = ep.config
         timeout = self._timeout(ep.name, deadline, cfg.connect_timeout)
         watch = self.watch
@@ -121,26 +135,30 @@ class HTTPTransport:
                 data = await resp.read()
                 if not ok:
                     raise self._status_error(ep, resp, data, mark)
-        except errors.LionprideError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            if watch is not None:
-                watch.answered(_NO_HEADERS, mark, None)  # the first call may not hold the rest
-            if not isinstance(exc, TimeoutError):
-                raise connection_error(ep.name, exc) from exc
-            raise errors.TimeoutError(
-                f"{ep.name}: no complete response within {timeout.total:.3g}s"
-            ) from exc
+        except Exception as exc:
+            error = self._failure(ep.name, exc, mark, opened, timeout)
+            if error is exc:
+                raise
+            raise error from exc
         return data
 
     async def open(
-        self, ep: Endpoint, url: str, body: bytes, headers: Mapping[str, str], deadline: float
+        self,
+        ep: Endpoint,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        deadline: float,
+        opened: int,
     ) -> aiohttp.ClientResponse:
         """Connect a stream and check its status and content type. Once per attempt.
 
         An error status, or a body that is not an event stream, is read (within the same
         deadline: a server may send the headers and stall) and raised as a typed error.
+        ``opened``: as for :meth:`send`.
         """
+        if self.closes != opened:
+            raise closed_during(ep.name, None)
         cfg = ep.config
         remaining = self._timeout(ep.name, deadline, cfg.connect_timeout)
         timeout = aiohttp.ClientTimeout(
@@ -155,12 +173,11 @@ class HTTPTransport:
                 resp = await self._session(cfg.client_kwargs).request(
                     cfg.method, url, data=body, headers=headers, timeout=timeout
                 )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            if watch is not None:
-                watch.answered(_NO_HEADERS, mark, None)
-            if not isinstance(exc, TimeoutError):
-                raise connection_error(ep.name, exc) from exc
-            raise errors.TimeoutError(f"{ep.name}: stream did not start in time") from exc
+        except Exception as exc:
+            error = self._failure(ep.name, exc, mark, opened, None)
+            if error is exc:
+                raise
+            raise error from exc
         ok = 200 <= resp.status < 300
         if ok and resp.content_type not in _NOT_EVENT_STREAMS:
             if watch is not None:
@@ -198,7 +215,37 @@ class HTTPTransport:
             watch.answered(resp.headers, mark, True if throttled else None)
         return error
 
+    def _failure(
+        self,
+        name: str,
+        exc: Exception,
+        mark: Mark,
+        opened: int,
+        timeout: aiohttp.ClientTimeout | None,
+    ) -> Exception:
+        """A failed attempt's error: a transport failure translated (and reported to the
+        limit watch as an attempt with no answer), an ``aclose`` during the call said so;
+        any other error unchanged. ``timeout`` is a call's (``None`` for a stream's start).
+        """
+        known = isinstance(exc, TimeoutError | aiohttp.ClientError | OSError)
+        if known and self.watch is not None:
+            self.watch.answered(_NO_HEADERS, mark, None)  # the first call may not hold the rest
+        if self.closes != opened:
+            return closed_during(name, exc)
+        if not known or isinstance(exc, errors.LionprideError):
+            return exc
+        if not isinstance(exc, TimeoutError):
+            return connection_error(name, exc)
+        if timeout is None:
+            return errors.TimeoutError(f"{name}: stream did not start in time")
+        return errors.TimeoutError(f"{name}: no complete response within {timeout.total:.3g}s")
+
     def _timeout(self, name: str, deadline: float, connect: float) -> aiohttp.ClientTimeout:
+        """The attempt's ``ClientTimeout``: what is left of the call's deadline.
+
+        Raises:
+            lionpride.errors.TimeoutError: The deadline has passed.
+        """
         remaining = deadline - float(self.clock.now())
         if remaining <= 0:
             raise errors.TimeoutError(f"{name}: deadline passed before the request was sent")
@@ -285,6 +332,7 @@ class HTTPTransport:
                 abandon(session, loop)
 
 
+@dataclass(slots=True, eq=False)
 class LiveStream:
     """One streaming response being read, and the one loop that reads its body.
 
@@ -292,60 +340,42 @@ class LiveStream:
     retried) and for every later chunk after it, the same way: the bytes of each read go
     through the SSE decoder and the provider's assembler. Registered with the transport while
     it is read, so that ``aclose`` cuts it; :meth:`close` ends it.
+
+    Attributes:
+        transport: The transport that opened it.
+        resp: The response.
+        assembler: The provider's assembler, fresh for this attempt.
+        shaped: Runs a parser of provider data, typing data of the wrong shape (the
+            endpoint's ``_shaped``).
+        name: The endpoint's name, for errors.
+        opened: ``aclose`` calls when the call began: a read cut by a later one says so.
+        idle: Seconds the stream may go without content once a chunk went out.
+        waited: Seconds the current read may wait: first ``wait`` (the idle time or what is
+            left of the call's deadline), then ``idle``.
     """
 
-    __slots__ = (
-        "assembler",
-        "decoder",
-        "ended",
-        "error",
-        "first",
-        "idle",
-        "loop",
-        "name",
-        "opened",
-        "resp",
-        "response",
-        "restart",
-        "shaped",
-        "transport",
-        "until",
-        "waited",
-    )
+    transport: HTTPTransport
+    resp: aiohttp.ClientResponse
+    assembler: StreamAssembler
+    shaped: Callable[..., Any]
+    name: str
+    opened: int
+    idle: float
+    waited: float
+    decoder: SSEDecoder = field(default_factory=SSEDecoder)
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    until: float = 0.0
+    restart: bool = False
+    ended: bool = False
+    #: An error that followed chunks of the same read: raised by the next read.
+    error: BaseException | None = None
+    #: The first chunks, and the response of a stream that ended without any.
+    first: list[StreamChunk] = field(default_factory=list)
+    response: NormalizedResponse | None = None
 
-    def __init__(
-        self,
-        transport: HTTPTransport,
-        resp: aiohttp.ClientResponse,
-        assembler: StreamAssembler,
-        shaped: Callable[..., Any],
-        name: str,
-        opened: int,
-        idle: float,
-        wait: float,
-    ) -> None:
-        self.transport = transport
-        self.resp = resp
-        self.assembler = assembler
-        #: Runs a parser of provider data, typing data of the wrong shape (the endpoint's).
-        self.shaped = shaped
-        self.name = name
-        #: ``aclose`` calls when the attempt began: a read cut by a later one says so.
-        self.opened = opened
-        self.idle = idle
-        self.decoder = SSEDecoder()
-        self.loop = asyncio.get_running_loop()
-        transport.streams[resp] = self.loop  # aclose cuts it
-        #: The first chunk must come within ``wait`` (the idle time or the call's deadline).
-        self.until = self.loop.time() + wait
-        self.waited = wait
-        self.restart = False
-        self.ended = False
-        #: An error that followed chunks of the same read: raised by the next read.
-        self.error: BaseException | None = None
-        #: The first chunks, and the response of a stream that ended without any.
-        self.first: list[StreamChunk] = []
-        self.response: NormalizedResponse | None = None
+    def __post_init__(self) -> None:
+        self.transport.streams[self.resp] = self.loop  # aclose cuts it
+        self.until = self.loop.time() + self.waited
 
     async def next_chunks(self) -> list[StreamChunk]:
         """The chunks of the next read that brings any; ``[]`` once the stream has ended.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 from lionpride import errors
 from lionpride.core.clock import Clock
@@ -33,9 +33,13 @@ from lionpride.services.types._transport import (
     SHOWN_BODY,
     HTTPTransport,
     LiveStream,
-    closed_during,
 )
-from lionpride.services.types.backend import Calling, NormalizedResponse, RetryObserver
+from lionpride.services.types.backend import (
+    Calling,
+    CallOptions,
+    NormalizedResponse,
+    StreamOptions,
+)
 from lionpride.services.types.resilient import ResilientBackend
 from lionpride.services.utilities.adaptive import LimitWatch
 from lionpride.services.utilities.header_factory import HeaderFactory
@@ -256,20 +260,15 @@ class Endpoint(ResilientBackend):
     # -- calls and streams ---------------------------------------------------------------
 
     async def call(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
+        self, request: dict[str, Any], **options: Unpack[CallOptions]
     ) -> NormalizedResponse:
         """Send an already-validated payload and normalize the answer. Runs once per call."""
-        deadline = self._deadline(timeout)
+        deadline = self._deadline(options.get("timeout"))
         raw = await self._resilient(
             self._attempt,
-            (request, extra_headers, deadline, self._transport.closes),
+            (request, options.get("extra_headers"), deadline, self._transport.closes),
             deadline,
-            on_retry,
+            options.get("on_retry"),
         )
         # A body of the wrong shape is raised as a typed error.
         return self._shaped(self.normalize_response, raw)
@@ -283,33 +282,22 @@ class Endpoint(ResilientBackend):
     ) -> Any:
         """One attempt of a call: the request sent, its answer decoded. Once per attempt.
 
-        ``opened`` is the count of ``aclose`` calls when the call began: a call whose
-        endpoint was closed under it is not retried (a retry would open a new session that
-        nothing closes) and fails with ``ExecutionError``.
+        ``opened``: the count of ``aclose`` calls when the call began (see
+        :meth:`HTTPTransport.send <lionpride.services.types._transport.HTTPTransport.send>`).
         """
-        transport = self._transport
-        if transport.closes != opened:
-            raise closed_during(self.name, None)
-        headers = self.auth_headers()
-        if extra_headers:
-            headers = {**headers, **extra_headers}
         body = json_dumps(self.request_body(payload))
-        try:
-            data = await transport.send(self, self.request_url(payload), body, headers, deadline)
-        except Exception as exc:
-            if transport.closes != opened:
-                raise closed_during(self.name, exc) from exc
-            raise
+        data = await self._transport.send(
+            self, self.request_url(payload), body, self._headers(extra_headers), deadline, opened
+        )
         return self._decode(data)
 
+    def _headers(self, extra_headers: dict[str, str] | None) -> dict[str, str]:
+        """An attempt's headers: :meth:`auth_headers` and the call's own."""
+        headers = self.auth_headers()
+        return {**headers, **extra_headers} if extra_headers else headers
+
     async def stream(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
-        idle_timeout: float | None = None,
+        self, request: dict[str, Any], **options: Unpack[StreamOptions]
     ) -> AsyncIterator[StreamChunk]:
         """Yield decoded chunks; the last is final and carries the assembled response.
 
@@ -323,13 +311,14 @@ class Endpoint(ResilientBackend):
         either. The first chunk must also come within the call's timeout. Leaving the loop
         early closes the response.
         """
+        timeout = options.get("timeout")
         deadline = self._deadline(timeout)
-        idle = idle_timeout or timeout or self.config.timeout
+        idle = options.get("idle_timeout") or timeout or self.config.timeout
         live = await self._resilient(
             self._start_stream,
-            (request, extra_headers, deadline, idle, self._transport.closes),
+            (request, options.get("extra_headers"), deadline, idle, self._transport.closes),
             deadline,
-            on_retry,
+            options.get("on_retry"),
         )
         index = 0
         try:
@@ -363,22 +352,11 @@ class Endpoint(ResilientBackend):
         failed attempt's response is closed before its error leaves. ``opened``: as for
         :meth:`_attempt`.
         """
-        transport = self._transport
-        if transport.closes != opened:
-            raise closed_during(self.name, None)
         assembler = self.stream_assembler(payload)  # fresh: a failed attempt fed its own
-        headers = self.auth_headers()
-        if extra_headers:
-            headers = {**headers, **extra_headers}
         body = json_dumps(self.request_body(payload, stream=True))
-        try:
-            resp = await transport.open(
-                self, self.request_url(payload, stream=True), body, headers, deadline
-            )
-        except Exception as exc:
-            if transport.closes != opened:
-                raise closed_during(self.name, exc) from exc
-            raise
+        url = self.request_url(payload, stream=True)
+        transport = self._transport
+        resp = await transport.open(self, url, body, self._headers(extra_headers), deadline, opened)
         wait = max(0.0, min(idle, deadline - float(transport.clock.now())))
         live = LiveStream(transport, resp, assembler, self._shaped, self.name, opened, idle, wait)
         try:
