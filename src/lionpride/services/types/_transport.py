@@ -134,7 +134,7 @@ class HTTPTransport:
                     watch.answered(resp.headers, mark, False)
                 data = await resp.read()
                 if not ok:
-                    raise self._status_error(ep, resp, data, mark)
+                    raise self._error_answer(ep, resp, data, mark)
         except Exception as exc:
             error = self._failure(ep.name, exc, mark, opened, timeout)
             if error is exc:
@@ -191,7 +191,7 @@ class HTTPTransport:
         finally:
             resp.release()
         if not ok:
-            raise self._status_error(ep, resp, data, mark)
+            raise self._error_answer(ep, resp, data, mark)
         # A page or a whole JSON body where events were asked for (a proxy's login page, a
         # server that ignores ``stream``): read as events, it would end empty and pass for a
         # stream cut short.
@@ -202,7 +202,7 @@ class HTTPTransport:
             provider=ep.provider,
         )
 
-    def _status_error(
+    def _error_answer(
         self, ep: Endpoint, resp: aiohttp.ClientResponse, data: bytes, mark: Mark
     ) -> errors.APIStatusError:
         """The endpoint's typed error of an error status, reported to the limit watch (with
