@@ -31,12 +31,12 @@ async def test_attempts_with_the_same_time_left_share_timeouts_and_later_ones_ge
     endpoint = model.backend
     clock = FakeClock(100.0)
     endpoint._transport.clock = clock
-    first = endpoint._transport._timeout(endpoint.name, endpoint._deadline(None), 10.0)
+    first = endpoint._transport._timeout(endpoint, endpoint._deadline(None))
     assert first.total == pytest.approx(30.0)
-    assert endpoint._transport._timeout(endpoint.name, endpoint._deadline(None), 10.0) is first
+    assert endpoint._transport._timeout(endpoint, endpoint._deadline(None)) is first
     deadline = endpoint._deadline(None)
     await clock.advance(12.0)  # a retry, 12 s later: only what is left of the deadline
-    later = endpoint._transport._timeout(endpoint.name, deadline, 10.0)
+    later = endpoint._transport._timeout(endpoint, deadline)
     assert later is not first and later.total == pytest.approx(18.0)
     assert later.connect is not None and later.connect <= 18.0
 
@@ -116,9 +116,9 @@ def test_bodies_decode_as_utf8_and_in_the_encodings_json_allows() -> None:
         '\ufeff{"text":"héllo ✓"}'.encode(),  # a UTF-8 byte-order mark
         '{"text":"héllo ✓"}'.encode("utf-16"),
     ):
-        assert endpoint._decode(body) == value
+        assert endpoint._transport._json(endpoint, body) == value
     with pytest.raises(errors.InvalidResponseError, match="not JSON"):
-        endpoint._decode(b"\xff\xfe\x00garbage")
+        endpoint._transport._json(endpoint, b"\xff\xfe\x00garbage")
 
 
 async def test_a_retry_never_gets_more_time_than_is_left(fake_provider: FakeProvider) -> None:

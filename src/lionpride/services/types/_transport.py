@@ -32,6 +32,7 @@ import aiohttp
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
 from lionpride.services.streaming.sse import SSEDecoder
+from lionpride.services.types._json_wire import json_loads
 from lionpride.services.utilities.adaptive import NO_MARK, LimitWatch, Mark
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from lionpride.services.types.response import NormalizedResponse
 
 __all__ = [
-    "SHOWN_BODY",
     "Current",
     "HTTPTransport",
     "LiveStream",
@@ -106,8 +106,9 @@ class HTTPTransport:
         headers: Mapping[str, str],
         deadline: float,
         opened: int,
-    ) -> bytes:
-        """One HTTP attempt of a call: send ``body``, read the whole answer. Once per attempt.
+    ) -> Any:
+        """One HTTP attempt of a call: send ``body``, read the whole answer as JSON. Once per
+        attempt.
 
         ``opened`` is the count of ``aclose`` calls when the call began: a call whose
         endpoint was closed under it is not retried (a retry would open a new session that
@@ -115,6 +116,7 @@ class HTTPTransport:
 
         Raises:
             lionpride.errors.APIStatusError: An error status, typed by ``ep.status_error``.
+            lionpride.errors.InvalidResponseError: A success whose body is empty or not JSON.
             lionpride.errors.TimeoutError: No complete answer by ``deadline``.
             lionpride.errors.ConnectionError: The request or its answer failed on the way.
             lionpride.errors.ExecutionError: The endpoint was closed during the call.
@@ -122,7 +124,7 @@ class HTTPTransport:
         if self.closes != opened:
             raise closed_during(ep.name, None)
         cfg = ep.config
-        timeout = self._timeout(ep.name, deadline, cfg.connect_timeout)
+        timeout = self._timeout(ep, deadline)
         watch = self.watch
         mark = watch.sent() if watch is not None else NO_MARK
         try:
@@ -140,7 +142,24 @@ class HTTPTransport:
             if error is exc:
                 raise
             raise error from exc
-        return data
+        return self._json(ep, data)
+
+    @staticmethod
+    def _json(ep: Endpoint, data: bytes) -> Any:
+        """A success's body decoded; an empty body or one that is not JSON is an error."""
+        if not data:
+            raise errors.InvalidResponseError(
+                f"{ep.name}: empty response body", status_code=200, provider=ep.provider
+            )
+        try:
+            return json_loads(data)
+        except ValueError as exc:
+            raise errors.InvalidResponseError(
+                f"{ep.name}: response body is not JSON: {data[:200]!r}",
+                status_code=200,
+                body=data[:_SHOWN_BODY].decode("utf-8", "replace"),
+                provider=ep.provider,
+            ) from exc
 
     async def open(
         self,
@@ -160,7 +179,7 @@ class HTTPTransport:
         if self.closes != opened:
             raise closed_during(ep.name, None)
         cfg = ep.config
-        remaining = self._timeout(ep.name, deadline, cfg.connect_timeout)
+        remaining = self._timeout(ep, deadline)
         timeout = aiohttp.ClientTimeout(
             total=None, connect=remaining.connect, sock_connect=remaining.connect
         )
@@ -198,7 +217,7 @@ class HTTPTransport:
         raise errors.InvalidResponseError(
             f"{ep.name}: expected an event stream, got {resp.content_type}: {data[:200]!r}",
             status_code=resp.status,
-            body=data[:SHOWN_BODY].decode("utf-8", "replace"),
+            body=data[:_SHOWN_BODY].decode("utf-8", "replace"),
             provider=ep.provider,
         )
 
@@ -240,7 +259,7 @@ class HTTPTransport:
             return errors.TimeoutError(f"{name}: stream did not start in time")
         return errors.TimeoutError(f"{name}: no complete response within {timeout.total:.3g}s")
 
-    def _timeout(self, name: str, deadline: float, connect: float) -> aiohttp.ClientTimeout:
+    def _timeout(self, ep: Endpoint, deadline: float) -> aiohttp.ClientTimeout:
         """The attempt's ``ClientTimeout``: what is left of the call's deadline.
 
         Raises:
@@ -248,13 +267,15 @@ class HTTPTransport:
         """
         remaining = deadline - float(self.clock.now())
         if remaining <= 0:
-            raise errors.TimeoutError(f"{name}: deadline passed before the request was sent")
+            raise errors.TimeoutError(f"{ep.name}: deadline passed before the request was sent")
         last = self.timeout
         if last is not None and 0.0 <= remaining - last.total < _SAME_TIMEOUT:  # type: ignore[operator]
             # Calls with as much time left share one object (first attempts, mostly); a
             # shared total is never more than the time left, at most 1 ms less.
             return last
-        self.timeout = aiohttp.ClientTimeout(total=remaining, connect=min(connect, remaining))
+        self.timeout = aiohttp.ClientTimeout(
+            total=remaining, connect=min(ep.config.connect_timeout, remaining)
+        )
         return self.timeout
 
     # -- sessions --------------------------------------------------------------------------
@@ -457,7 +478,7 @@ _NOT_EVENT_STREAMS = frozenset({"application/json", "text/html"})
 _NO_HEADERS: Mapping[str, str] = {}
 
 #: Bytes of a body that could not be read as a response (not JSON, not events) kept on the error.
-SHOWN_BODY = 2000
+_SHOWN_BODY = 2000
 
 
 def runs_here(loop: asyncio.AbstractEventLoop | None) -> bool:

@@ -19,7 +19,7 @@ by :meth:`Endpoint._shaped`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Self, TypeVar, Unpack
 
 from lionpride import errors
@@ -28,9 +28,8 @@ from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types._canonical import plain_request
 from lionpride.services.types._endpoint_config import SYSTEM_ENV_VARS, EndpointConfig, env_name
-from lionpride.services.types._json_wire import json_dumps, json_loads
+from lionpride.services.types._json_wire import json_dumps
 from lionpride.services.types._transport import (
-    SHOWN_BODY,
     HTTPTransport,
     LiveStream,
 )
@@ -273,23 +272,24 @@ class Endpoint(ResilientBackend):
         # A body of the wrong shape is raised as a typed error.
         return self._shaped(self.normalize_response, raw)
 
-    async def _attempt(
+    def _attempt(
         self,
         payload: dict[str, Any],
         extra_headers: dict[str, str] | None,
         deadline: float,
         opened: int,
-    ) -> Any:
-        """One attempt of a call: the request sent, its answer decoded. Once per attempt.
+    ) -> Awaitable[Any]:
+        """One attempt of a call: the request sent, its JSON answer. Once per attempt.
 
         ``opened``: the count of ``aclose`` calls when the call began (see
         :meth:`HTTPTransport.send <lionpride.services.types._transport.HTTPTransport.send>`).
+        Not a coroutine: the retry loop awaits the transport itself, one frame fewer on every
+        resume of the request.
         """
         body = json_dumps(self.request_body(payload))
-        data = await self._transport.send(
+        return self._transport.send(
             self, self.request_url(payload), body, self._headers(extra_headers), deadline, opened
         )
-        return self._decode(data)
 
     def _headers(self, extra_headers: dict[str, str] | None) -> dict[str, str]:
         """An attempt's headers: :meth:`auth_headers` and the call's own."""
@@ -382,21 +382,6 @@ class Endpoint(ResilientBackend):
                 f"{self.name}: response is not in the documented shape ({exc!r})",
                 status_code=200,
                 body=args[0] if args else None,
-                provider=self.provider,
-            ) from exc
-
-    def _decode(self, data: bytes) -> Any:
-        if not data:
-            raise errors.InvalidResponseError(
-                f"{self.name}: empty response body", status_code=200, provider=self.provider
-            )
-        try:
-            return json_loads(data)
-        except ValueError as exc:
-            raise errors.InvalidResponseError(
-                f"{self.name}: response body is not JSON: {data[:200]!r}",
-                status_code=200,
-                body=data[:SHOWN_BODY].decode("utf-8", "replace"),
                 provider=self.provider,
             ) from exc
 

@@ -305,11 +305,10 @@ async def retry_with_backoff(
         Exception: The last attempt's error, unchanged (same object).
     """
     config = config or RetryConfig()
-    call_kwargs = kwargs or {}
     attempt = 0
     while True:
         try:
-            return await func(*args, **call_kwargs)
+            return await (func(*args, **kwargs) if kwargs else func(*args))
         except Exception as exc:
             wait = _plan_wait(exc, attempt, config, deadline, clock)
             if wait is None:
