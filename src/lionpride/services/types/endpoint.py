@@ -29,10 +29,7 @@ from lionpride.services.streaming.sse import SSEEvent
 from lionpride.services.types._canonical import plain_request
 from lionpride.services.types._endpoint_config import SYSTEM_ENV_VARS, EndpointConfig, env_name
 from lionpride.services.types._json_wire import json_dumps
-from lionpride.services.types._transport import (
-    HTTPTransport,
-    LiveStream,
-)
+from lionpride.services.types._transport import HTTPTransport, LiveStream
 from lionpride.services.types.backend import (
     Calling,
     CallOptions,
