@@ -246,12 +246,15 @@ class HTTPTransport:
         limit watch as an attempt with no answer), an ``aclose`` during the call said so;
         any other error unchanged. ``timeout`` is a call's (``None`` for a stream's start).
         """
-        known = isinstance(exc, TimeoutError | aiohttp.ClientError | OSError)
+        # A typed error (an error status) was translated and reported already.
+        known = not isinstance(exc, errors.LionprideError) and isinstance(
+            exc, TimeoutError | aiohttp.ClientError | OSError
+        )
         if known and self.watch is not None:
             self.watch.answered(_NO_HEADERS, mark, None)  # the first call may not hold the rest
         if self.closes != opened:
             return closed_during(name, exc)
-        if not known or isinstance(exc, errors.LionprideError):
+        if not known:
             return exc
         if not isinstance(exc, TimeoutError):
             return connection_error(name, exc)
