@@ -32,8 +32,8 @@ from lionpride.services.types._json_wire import json_dumps
 from lionpride.services.types._transport import HTTPTransport, LiveStream
 from lionpride.services.types.backend import (
     Calling,
-    CallOptions,
     NormalizedResponse,
+    RetryObserver,
     StreamOptions,
 )
 from lionpride.services.types.resilient import ResilientBackend
@@ -256,15 +256,24 @@ class Endpoint(ResilientBackend):
     # -- calls and streams ---------------------------------------------------------------
 
     async def call(
-        self, request: dict[str, Any], **options: Unpack[CallOptions]
+        self,
+        request: dict[str, Any],
+        *,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_retry: RetryObserver | None = None,
     ) -> NormalizedResponse:
-        """Send an already-validated payload and normalize the answer. Runs once per call."""
-        deadline = self._deadline(options.get("timeout"))
+        """Send an already-validated payload and normalize the answer. Runs once per call.
+
+        The :class:`~lionpride.services.types.backend.CallOptions` are spelled out here, not
+        taken as ``**options``: a dict per call costs ~0.2 µs on the hot path.
+        """
+        deadline = self._deadline(timeout)
         raw = await self._resilient(
             self._attempt,
-            (request, options.get("extra_headers"), deadline, self._transport.closes),
+            (request, extra_headers, deadline, self._transport.closes),
             deadline,
-            options.get("on_retry"),
+            on_retry,
         )
         # A body of the wrong shape is raised as a typed error.
         return self._shaped(self.normalize_response, raw)
