@@ -118,5 +118,5 @@ def _choices() -> list[str]:
 
 
 def _build(cls: type[B], **kwargs: Any) -> B:
-    """Construct through ``Endpoint.__init__``, whose factory routes the keyword arguments."""
+    """Construct through the class's ``__init__``, whose factory routes the keyword arguments."""
     return cls(**kwargs)

@@ -138,10 +138,9 @@ class ResilientBackend(ServiceBackend):
             raise errors.ValidationError("backend: metadata.lion_class is missing")
         klass = Element.resolve_class(meta["lion_class"])
         if not issubclass(klass, cls):
+            kinds = "Endpoint or CLIEndpoint" if cls is ResilientBackend else cls.class_name()
             raise errors.ValidationError(
-                f"backend: lion_class {meta['lion_class']!r} is not a subclass of "
-                f"{'Endpoint nor of another ' if cls is ResilientBackend else ''}"
-                f"{cls.class_name()}"
+                f"backend: lion_class {meta['lion_class']!r} is not a subclass of {kinds}"
             )
         config = data.get("config")
         if not isinstance(config, dict):
