@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import stat
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests._processes import gone
 from tests._programs import recording
+from tests.providers._fake_cli import FakeCLI, install_fake_cli
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -22,29 +20,6 @@ from lionpride.services.providers.claude_code import ClaudeCodeError, ClaudeCode
 
 SESSION = "5b8c1e7a-0d1f-4a52-9a57-3c2d1f0e9b11"
 MODEL = "claude-sonnet-4-5-20250929"
-
-# The stand-in CLI: records its argv, cwd, stdin and pid, then plays one scripted run.
-FAKE_CLI = """\
-import json, os, sys, time
-scenario = json.load(open(os.environ["FAKE_CLAUDE_SCENARIO"]))
-record_path = os.environ["FAKE_CLAUDE_RECORD"]
-runs = open(record_path).read().count("\\n") if os.path.exists(record_path) else 0
-run = scenario["runs"][min(runs, len(scenario["runs"]) - 1)]
-record = {
-    "argv": sys.argv[1:], "cwd": os.getcwd(), "stdin": sys.stdin.read(), "pid": os.getpid(),
-    "thinking": os.environ.get("MAX_THINKING_TOKENS"),
-    "json_files": {a: open(a).read() for a in sys.argv if a[-5:] == ".json" and os.path.isfile(a)},
-}
-with open(record_path, "a") as f:
-    f.write(json.dumps(record) + "\\n")
-sys.stderr.write(run.get("stderr", ""))
-sys.stderr.flush()
-for line in run.get("lines", []):
-    print(line if isinstance(line, str) else json.dumps(line), flush=True)
-if run.get("hang"):
-    time.sleep(60)
-sys.exit(run.get("exit", 0))
-"""
 
 
 def init_event() -> dict[str, Any]:
@@ -138,21 +113,8 @@ FULL_RUN = [
 ]
 
 
-@dataclass
-class FakeCLI:
-    """The stand-in executable and what it recorded."""
-
-    path: Path
-    scenario: Path
-    record: Path
-
-    def play(self, *runs: dict[str, Any]) -> None:
-        """Script the next runs (the last one repeats)."""
-        self.scenario.write_text(json.dumps({"runs": list(runs)}))
-
-    def records(self) -> list[dict[str, Any]]:
-        """One record per run: argv, cwd, stdin, pid."""
-        return [json.loads(line) for line in self.record.read_text().splitlines()]
+class ClaudeCLI(FakeCLI):
+    """The stand-in ``claude``."""
 
     def endpoint(self, **kwargs: Any) -> ClaudeCodeEndpoint:
         """An endpoint running the stand-in."""
@@ -160,16 +122,9 @@ class FakeCLI:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCLI:
-    """A stand-in ``claude`` in its own directory, scripted through environment variables."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    path = bindir / "claude"
-    path.write_text(f"#!{sys.executable}\n{FAKE_CLI}")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    fake = FakeCLI(path, tmp_path / "scenario.json", tmp_path / "record.jsonl")
-    monkeypatch.setenv("FAKE_CLAUDE_SCENARIO", str(fake.scenario))
-    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(fake.record))
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ClaudeCLI:
+    """A stand-in ``claude`` playing a full run."""
+    fake: ClaudeCLI = install_fake_cli("claude", tmp_path, monkeypatch, ClaudeCLI)
     fake.play({"lines": FULL_RUN})
     return fake
 
@@ -177,7 +132,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCLI:
 # -- invoke ------------------------------------------------------------------------------------
 
 
-async def test_invoke_normalizes_a_run(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_invoke_normalizes_a_run(cli: ClaudeCLI, tmp_path: Path) -> None:
     """invoke returns the result text, usage, cost and the tool traffic of the run."""
     model = iModel(backend=cli.endpoint(repo=str(tmp_path)))
     calling = await model.invoke(prompt="What is x?")
@@ -213,7 +168,7 @@ async def test_invoke_normalizes_a_run(cli: FakeCLI, tmp_path: Path) -> None:
     assert Path(record["cwd"]) == tmp_path.resolve()
 
 
-async def test_match_endpoint_builds_the_cli_backend(cli: FakeCLI) -> None:
+async def test_match_endpoint_builds_the_cli_backend(cli: ClaudeCLI) -> None:
     """provider="claude_code" gives a ClaudeCodeEndpoint with CLI tags and no retries."""
     backend = match_endpoint("claude_code", cli_path=str(cli.path), model="opus")
     assert isinstance(backend, ClaudeCodeEndpoint)
@@ -223,7 +178,7 @@ async def test_match_endpoint_builds_the_cli_backend(cli: FakeCLI) -> None:
     assert backend.create_payload({"prompt": "hi"})["model"] == "opus"
 
 
-async def test_every_option_reaches_the_cli_unquoted(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_every_option_reaches_the_cli_unquoted(cli: ClaudeCLI, tmp_path: Path) -> None:
     """Each request option becomes its CLI flag, each value one argument without quotes."""
     backend = cli.endpoint(env={"IS_SANDBOX": "1"})
     payload = backend.create_payload(
@@ -277,7 +232,7 @@ async def test_every_option_reaches_the_cli_unquoted(cli: FakeCLI, tmp_path: Pat
     assert record["thinking"] == "2048"
 
 
-async def test_continue_and_permission_mode_flags(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_continue_and_permission_mode_flags(cli: ClaudeCLI, tmp_path: Path) -> None:
     """continue_conversation without resume sends --continue; other modes --permission-mode."""
     backend = cli.endpoint(repo=str(tmp_path), model="opus")
     payload = backend.create_payload(
@@ -288,7 +243,7 @@ async def test_continue_and_permission_mode_flags(cli: FakeCLI, tmp_path: Path) 
     assert argv[6:] == ["--model", "opus", "--continue", "--permission-mode", "acceptEdits"]
 
 
-async def test_prompt_edge_cases(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_prompt_edge_cases(cli: ClaudeCLI, tmp_path: Path) -> None:
     """A prompt that looks like an option is not parsed as one; a huge one goes on stdin."""
     backend = cli.endpoint(repo=str(tmp_path))
     await backend.call(backend.create_payload({"prompt": "-h"}))
@@ -355,7 +310,7 @@ def test_bad_requests_are_refused(tmp_path: Path) -> None:
 # -- streaming -------------------------------------------------------------------------------
 
 
-async def test_stream_yields_each_kind_of_chunk(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_stream_yields_each_kind_of_chunk(cli: ClaudeCLI, tmp_path: Path) -> None:
     """invoke_stream yields system, thinking, text and tool chunks, then the response."""
     model = iModel(backend=cli.endpoint(repo=str(tmp_path)))
     chunks = [c async for c in model.invoke_stream(prompt="What is x?")]
@@ -375,7 +330,7 @@ async def test_stream_yields_each_kind_of_chunk(cli: FakeCLI, tmp_path: Path) ->
     assert final.response.metadata["session_id"] == SESSION
 
 
-async def test_leaving_a_stream_early_stops_the_process(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_leaving_a_stream_early_stops_the_process(cli: ClaudeCLI, tmp_path: Path) -> None:
     """Breaking out of the stream terminates the CLI instead of leaving it running."""
     cli.play({"lines": [init_event()], "hang": True})
     stream = cli.endpoint(repo=str(tmp_path)).stream({"prompt": "x", "repo": str(tmp_path)})
@@ -385,7 +340,7 @@ async def test_leaving_a_stream_early_stops_the_process(cli: FakeCLI, tmp_path: 
     assert gone(cli.records()[0]["pid"])
 
 
-async def test_idle_timeout_ends_a_silent_stream(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_idle_timeout_ends_a_silent_stream(cli: ClaudeCLI, tmp_path: Path) -> None:
     """A CLI that stops printing is stopped with TimeoutError after idle_timeout."""
     cli.play({"lines": [init_event()], "hang": True})
     backend = cli.endpoint(repo=str(tmp_path))
@@ -398,7 +353,7 @@ async def test_idle_timeout_ends_a_silent_stream(cli: FakeCLI, tmp_path: Path) -
 # -- errors and process hygiene ----------------------------------------------------------------
 
 
-async def test_error_result_is_a_response_with_error_status(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_error_result_is_a_response_with_error_status(cli: ClaudeCLI, tmp_path: Path) -> None:
     """An error result (the CLI then exits 1) is returned with status="error", not raised."""
     cli.play(
         {
@@ -429,7 +384,7 @@ async def test_missing_cli_names_claude_and_how_to_install(
 
 
 async def test_cli_found_on_path_at_call_time(
-    cli: FakeCLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: ClaudeCLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The executable is looked up when the call is made, not when the model is built."""
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -439,7 +394,7 @@ async def test_cli_found_on_path_at_call_time(
     assert calling.response is not None and calling.response.data == "The answer is 42."
 
 
-async def test_nonzero_exit_without_result_raises(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_nonzero_exit_without_result_raises(cli: ClaudeCLI, tmp_path: Path) -> None:
     """A crash is a ClaudeCodeError with the exit status and the stderr tail."""
     noise = "x" * 300_000  # more than a pipe holds: stderr must be drained as it comes
     cli.play({"lines": [init_event()], "stderr": noise + "\nError: Invalid API key", "exit": 2})
@@ -450,7 +405,7 @@ async def test_nonzero_exit_without_result_raises(cli: FakeCLI, tmp_path: Path) 
     assert isinstance(info.value, errors.ExecutionError)
 
 
-async def test_malformed_line_raises_and_stops_the_process(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_malformed_line_raises_and_stops_the_process(cli: ClaudeCLI, tmp_path: Path) -> None:
     """A stdout line that is not a JSON object is a ClaudeCodeError; the CLI is stopped."""
     cli.play({"lines": [init_event(), "not json {", result_event()], "hang": True})
     backend = cli.endpoint(repo=str(tmp_path))
@@ -459,7 +414,7 @@ async def test_malformed_line_raises_and_stops_the_process(cli: FakeCLI, tmp_pat
     assert gone(cli.records()[0]["pid"])
 
 
-async def test_run_without_result_event_raises(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_run_without_result_event_raises(cli: ClaudeCLI, tmp_path: Path) -> None:
     """A run that exits 0 without a result event is a ClaudeCodeError, not an empty answer."""
     cli.play({"lines": [init_event(), assistant({"type": "text", "text": "partial"})]})
     backend = cli.endpoint(repo=str(tmp_path))
@@ -467,7 +422,7 @@ async def test_run_without_result_event_raises(cli: FakeCLI, tmp_path: Path) -> 
         await backend.call(backend.create_payload({"prompt": "x"}))
 
 
-async def test_cancelling_a_call_terminates_the_process(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_cancelling_a_call_terminates_the_process(cli: ClaudeCLI, tmp_path: Path) -> None:
     """Cancelling the task that runs a call kills the CLI process before the task ends."""
     cli.play({"lines": [init_event()], "hang": True})
     backend = cli.endpoint(repo=str(tmp_path))
@@ -485,7 +440,7 @@ async def test_cancelling_a_call_terminates_the_process(cli: FakeCLI, tmp_path: 
     assert gone(cli.records()[0]["pid"])
 
 
-async def test_call_timeout_stops_the_process(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_call_timeout_stops_the_process(cli: ClaudeCLI, tmp_path: Path) -> None:
     """A call past its timeout raises TimeoutError and leaves no process behind."""
     cli.play({"lines": [init_event()], "hang": True})
     backend = cli.endpoint(repo=str(tmp_path))
@@ -497,7 +452,7 @@ async def test_call_timeout_stops_the_process(cli: FakeCLI, tmp_path: Path) -> N
 # -- sessions --------------------------------------------------------------------------------
 
 
-async def test_resume_reaches_the_cli(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_resume_reaches_the_cli(cli: ClaudeCLI, tmp_path: Path) -> None:
     """A payload with resume runs ``--resume <id>``, continuing the earlier session."""
     backend = cli.endpoint(repo=str(tmp_path))
     first = await backend.call(backend.create_payload({"prompt": "one"}))
@@ -508,7 +463,7 @@ async def test_resume_reaches_the_cli(cli: FakeCLI, tmp_path: Path) -> None:
     assert second_argv[second_argv.index("--resume") + 1] == SESSION
 
 
-async def test_auto_finish_asks_for_the_final_answer(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_auto_finish_asks_for_the_final_answer(cli: ClaudeCLI, tmp_path: Path) -> None:
     """Out of turns with auto_finish, a one-turn resumed run gets the answer; costs add up."""
     cli.play(
         {"lines": [init_event(), result_event("", subtype="error_max_turns", num_turns=3)]},
@@ -530,7 +485,7 @@ async def test_auto_finish_asks_for_the_final_answer(cli: FakeCLI, tmp_path: Pat
     assert follow[follow.index("--max-turns") + 1] == "1"
 
 
-async def test_imodel_keeps_and_resumes_the_session(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_imodel_keeps_and_resumes_the_session(cli: ClaudeCLI, tmp_path: Path) -> None:
     """iModel stores the run's session id and resumes it on the next call; resume= wins."""
     model = iModel(backend=cli.endpoint(repo=str(tmp_path)))
     first = await model.invoke(prompt="Start.")
@@ -543,7 +498,7 @@ async def test_imodel_keeps_and_resumes_the_session(cli: FakeCLI, tmp_path: Path
     assert argvs[2][argvs[2].index("--resume") + 1] == "other-session"
 
 
-async def test_calling_cost_is_claude_codes_own_total(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_calling_cost_is_claude_codes_own_total(cli: ClaudeCLI, tmp_path: Path) -> None:
     """``calling.cost`` is the run's ``total_cost_usd`` as Claude Code reports it (the model
     alias has no price in the table, and the CLI knows its own bill best)."""
     async with iModel(backend=cli.endpoint(repo=str(tmp_path))) as model:
@@ -552,7 +507,7 @@ async def test_calling_cost_is_claude_codes_own_total(cli: FakeCLI, tmp_path: Pa
     assert model.metrics()["cost_usd"] == pytest.approx(0.0123)
 
 
-async def test_imodel_streams_and_keeps_the_session(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_imodel_streams_and_keeps_the_session(cli: ClaudeCLI, tmp_path: Path) -> None:
     """invoke_stream ends with the assembled response and also keeps the session id."""
     model = iModel(backend=cli.endpoint(repo=str(tmp_path)))
     chunks = [chunk async for chunk in model.invoke_stream(prompt="Start.")]
@@ -562,7 +517,7 @@ async def test_imodel_streams_and_keeps_the_session(cli: FakeCLI, tmp_path: Path
 
 
 async def test_cli_lingering_after_its_result_is_stopped(
-    cli: FakeCLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: ClaudeCLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A CLI that prints its result and then hangs is stopped after a short grace; the
     result is returned and the process is gone."""
@@ -580,7 +535,7 @@ async def test_cli_lingering_after_its_result_is_stopped(
 # -- the real CLI's recorded output, replayed by the stand-in --------------------------------------
 
 
-async def test_recorded_401_raises_after_its_two_retries(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_recorded_401_raises_after_its_two_retries(cli: ClaudeCLI, tmp_path: Path) -> None:
     """The recorded 401 run raises AuthenticationError; its two api_retry events are reported."""
     cli.play({"lines": recording("claude-error-401.stream-json.jsonl"), "exit": 1})
     backend = cli.endpoint(repo=str(tmp_path))
@@ -594,7 +549,7 @@ async def test_recorded_401_raises_after_its_two_retries(cli: FakeCLI, tmp_path:
 
 
 async def test_recorded_partial_messages_stream_eight_text_chunks(
-    cli: FakeCLI, tmp_path: Path
+    cli: ClaudeCLI, tmp_path: Path
 ) -> None:
     """The recorded --include-partial-messages run streams its 8 deltas, not the whole block."""
     cli.play({"lines": recording("claude-partial-messages.stream-json.jsonl")})
@@ -605,7 +560,7 @@ async def test_recorded_partial_messages_stream_eight_text_chunks(
     assert final is not None and len(texts) == 8 and "".join(texts) == final.data
 
 
-async def test_recorded_tool_use_keeps_the_tool_use_result(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_recorded_tool_use_keeps_the_tool_use_result(cli: ClaudeCLI, tmp_path: Path) -> None:
     """The recorded Read run keeps the CLI's structured tool_use_result beside the tool result."""
     cli.play({"lines": recording("claude-tool-read.stream-json.jsonl")})
     backend = cli.endpoint(repo=str(tmp_path))
@@ -615,7 +570,7 @@ async def test_recorded_tool_use_keeps_the_tool_use_result(cli: FakeCLI, tmp_pat
     assert [u["name"] for u in response.metadata["tool_uses"]] == ["Read"]
 
 
-async def test_recorded_max_turns_reports_the_clis_message(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_recorded_max_turns_reports_the_clis_message(cli: ClaudeCLI, tmp_path: Path) -> None:
     """The recorded error_max_turns run's error is the CLI's message, not the assistant's text."""
     cli.play({"lines": recording("claude-max-turns.stream-json.jsonl"), "exit": 1})
     backend = cli.endpoint(repo=str(tmp_path))
@@ -623,7 +578,7 @@ async def test_recorded_max_turns_reports_the_clis_message(cli: FakeCLI, tmp_pat
     assert response.error == "Reached maximum number of turns (1)"
 
 
-async def test_env_reaches_the_cli_and_is_never_serialized(cli: FakeCLI, tmp_path: Path) -> None:
+async def test_env_reaches_the_cli_and_is_never_serialized(cli: ClaudeCLI, tmp_path: Path) -> None:
     """env= is set for the CLI process, and neither to_dict nor repr shows its values."""
     model = iModel(
         provider="claude_code",

@@ -10,9 +10,6 @@ from typing import Any
 
 import pytest
 from tests._programs import (
-    assert_cancel_during_a_tool_stops_it,
-    assert_cancel_stops_the_cli,
-    assert_leaving_early_stops_the_cli,
     claude_env,
     closed_port_url,
     command_lines_of_child,
@@ -338,39 +335,6 @@ async def test_tool_use_runs_the_tool_and_streams_its_input(
     assert "x = 42" in json.dumps(result["content"]) and not result["is_error"]
     assert result["tool_use_result"]["file"]["filePath"] == path
     assert len(posts(fake_provider)) == 2
-
-
-async def test_early_stream_exit_leaves_no_process(
-    claude: Path, tmp_path: Path, fake_provider: FakeProvider
-) -> None:
-    """Leaving a stream after its first text chunk stops the CLI and everything it started."""
-    # message_start, the block's start, a ping, then the first text delta
-    fake_provider.script(Reply(stall_after=4), path=MESSAGES)
-    backend = endpoint(claude, tmp_path, fake_provider)
-    stream = backend.stream(backend.create_payload({"prompt": "hi"}))
-    await assert_leaving_early_stops_the_cli(stream, "claude")
-
-
-async def test_cancelled_call_leaves_no_process(
-    claude: Path, tmp_path: Path, fake_provider: FakeProvider
-) -> None:
-    """Cancelling a call while the CLI waits on the provider stops the CLI and re-raises."""
-    backend = endpoint(claude, tmp_path, fake_provider)
-    payload = backend.create_payload({"prompt": "hi"})
-    await assert_cancel_stops_the_cli(
-        fake_provider, MESSAGES, "claude", lambda: backend.call(payload)
-    )
-
-
-async def test_cancel_during_a_tool_run_stops_the_tool(
-    claude: Path, tmp_path: Path, fake_provider: FakeProvider
-) -> None:
-    """Cancelling a call while the CLI runs a Bash command stops the command's own group too."""
-    backend = endpoint(claude, tmp_path, fake_provider, allowed_tools=["Bash"])
-    payload = backend.create_payload({"prompt": "run it"})
-    await assert_cancel_during_a_tool_stops_it(
-        fake_provider, MESSAGES, "Bash", "claude", lambda: backend.call(payload)
-    )
 
 
 async def test_mcp_servers_reach_the_cli_but_not_its_command_line(

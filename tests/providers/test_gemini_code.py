@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import stat
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests._programs import recording
+from tests.providers._fake_cli import FakeCLI, install_fake_cli
 
 from lionpride import errors
 from lionpride.services import iModel
@@ -21,20 +18,6 @@ from lionpride.services.providers.gemini_code import GeminiCodeError, GeminiCode
 SESSION = "6c1d2e3f-0a1b-4c5d-8e9f-001122334455"
 MODEL = "gemini-2.5-pro"
 TS = "2025-11-25T03:27:51.000Z"
-
-# The stand-in CLI: records its argv, cwd, stdin and pid, then plays one scripted run.
-FAKE_CLI = """\
-import json, os, sys
-scenario = json.load(open(os.environ["FAKE_GEMINI_SCENARIO"]))
-record = {"argv": sys.argv[1:], "cwd": os.getcwd(), "stdin": sys.stdin.read(), "pid": os.getpid()}
-with open(os.environ["FAKE_GEMINI_RECORD"], "a") as f:
-    f.write(json.dumps(record) + "\\n")
-sys.stderr.write(scenario.get("stderr", ""))
-sys.stderr.flush()
-for line in scenario.get("lines", []):
-    print(line if isinstance(line, str) else json.dumps(line), flush=True)
-sys.exit(scenario.get("exit", 0))
-"""
 
 
 def ev(kind: str, **fields: Any) -> dict[str, Any]:
@@ -65,34 +48,10 @@ FULL_RUN: list[Any] = [
 ]
 
 
-@dataclass
-class FakeCLI:
-    """The stand-in executable and what it recorded."""
-
-    path: Path
-    scenario: Path
-    record: Path
-
-    def play(self, **run: Any) -> None:
-        """Script the next runs."""
-        self.scenario.write_text(json.dumps(run))
-
-    def records(self) -> list[dict[str, Any]]:
-        """One record per run: argv, cwd, stdin, pid."""
-        return [json.loads(line) for line in self.record.read_text().splitlines()]
-
-
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCLI:
-    """A stand-in ``gemini`` in its own directory, scripted through environment variables."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    path = bindir / "gemini"
-    path.write_text(f"#!{sys.executable}\n{FAKE_CLI}")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    fake = FakeCLI(path, tmp_path / "scenario.json", tmp_path / "record.jsonl")
-    monkeypatch.setenv("FAKE_GEMINI_SCENARIO", str(fake.scenario))
-    monkeypatch.setenv("FAKE_GEMINI_RECORD", str(fake.record))
+    """A stand-in ``gemini`` playing a full run."""
+    fake: FakeCLI = install_fake_cli("gemini", tmp_path, monkeypatch)
     fake.play(lines=FULL_RUN)
     return fake
 

@@ -8,9 +8,6 @@ from typing import Any
 
 import pytest
 from tests._programs import (
-    assert_cancel_during_a_tool_stops_it,
-    assert_cancel_stops_the_cli,
-    assert_leaving_early_stops_the_cli,
     closed_port_url,
     gemini_env,
     program,
@@ -253,35 +250,3 @@ async def test_cli_options_are_accepted_by_the_cli(
     )
     response = await backend.call(payload)
     assert response.status == "success" and len(posts(fake_provider)) == 1
-
-
-async def test_early_stream_exit_leaves_no_process(
-    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
-) -> None:
-    """Leaving a stream after its first text chunk stops the CLI and everything it started."""
-    fake_provider.script(Reply(stall_after=1), path=STREAM)
-    backend = endpoint(gemini, tmp_path, fake_provider)
-    stream = backend.stream(backend.create_payload({"prompt": "hi"}))
-    await assert_leaving_early_stops_the_cli(stream, "gemini")
-
-
-async def test_cancelled_call_leaves_no_process(
-    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
-) -> None:
-    """Cancelling a call while the CLI waits on the provider stops the CLI and re-raises."""
-    backend = endpoint(gemini, tmp_path, fake_provider)
-    payload = backend.create_payload({"prompt": "hi"})
-    await assert_cancel_stops_the_cli(
-        fake_provider, STREAM, "gemini", lambda: backend.call(payload)
-    )
-
-
-async def test_cancel_during_a_tool_run_stops_the_tool(
-    gemini: Path, tmp_path: Path, fake_provider: FakeProvider
-) -> None:
-    """Cancelling a call while the CLI runs a shell command stops the command's own group too."""
-    backend = endpoint(gemini, tmp_path, fake_provider, yolo=True)
-    payload = backend.create_payload({"prompt": "run it"})
-    await assert_cancel_during_a_tool_stops_it(
-        fake_provider, STREAM, "run_shell_command", "gemini", lambda: backend.call(payload)
-    )

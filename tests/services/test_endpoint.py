@@ -169,13 +169,13 @@ async def test_one_pooled_session_reused(fake_provider: FakeProvider) -> None:
     ep = OAIChatEndpoint(base_url=fake_provider.base_url("openai"), api_key=SecretStr("k"))
     payload = ep.create_payload({"model": "m", "messages": MESSAGES})
     await ep.call(payload)
-    first = ep._rt.session
+    first = ep._transport.session
     await ep.call(payload)
-    assert ep._rt.session is first
+    assert ep._transport.session is first
     await ep.aclose()
     assert first is not None and first.closed
     await ep.call(payload)
-    assert ep._rt.session is not first
+    assert ep._transport.session is not first
     await ep.aclose()
 
 

@@ -54,9 +54,9 @@ def test_moving_to_a_new_loop_drops_the_old_session(server_in_thread: FakeProvid
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
         asyncio.run(model.invoke(model="m", messages=MESSAGES))
-        first = model.backend._rt.session
+        first = model.backend._transport.session
         asyncio.run(model.invoke(model="m", messages=MESSAGES))
-        second = model.backend._rt.session
+        second = model.backend._transport.session
         assert first is not None and first is not second and first.closed
         asyncio.run(model.aclose())
         # The first loop's pooled socket was closed, not left for the collector to find.

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from lionpride import errors
 from lionpride.core.clock import FakeClock
 from lionpride.services import iModel
-from lionpride.services.types import _http_runtime
+from lionpride.services.types import _transport
 from lionpride.services.types._json_wire import json_dumps
 from lionpride.testing import FakeProvider, Reply
 
@@ -30,13 +30,13 @@ async def test_attempts_with_the_same_time_left_share_timeouts_and_later_ones_ge
     )
     endpoint = model.backend
     clock = FakeClock(100.0)
-    endpoint._rt.clock = clock
-    first = endpoint._timeout(endpoint._deadline(None))
+    endpoint._transport.clock = clock
+    first = endpoint._transport._timeout(endpoint, endpoint._deadline(None))
     assert first.total == pytest.approx(30.0)
-    assert endpoint._timeout(endpoint._deadline(None)) is first
+    assert endpoint._transport._timeout(endpoint, endpoint._deadline(None)) is first
     deadline = endpoint._deadline(None)
     await clock.advance(12.0)  # a retry, 12 s later: only what is left of the deadline
-    later = endpoint._timeout(deadline)
+    later = endpoint._transport._timeout(endpoint, deadline)
     assert later is not first and later.total == pytest.approx(18.0)
     assert later.connect is not None and later.connect <= 18.0
 
@@ -74,13 +74,13 @@ async def test_the_session_is_reused_on_its_loop_and_left_to_a_forking_parent(
         provider="openai", base_url=fake_provider.base_url("openai"), api_key=SecretStr("k")
     )
     await model.invoke(model="m", messages=MESSAGES)
-    session = model.backend._rt.session
+    session = model.backend._transport.session
     await model.invoke(model="m", messages=MESSAGES)
-    assert model.backend._rt.session is session
+    assert model.backend._transport.session is session
     # As in a forked child: the parent's session (and its sockets) are not used or closed.
-    monkeypatch.setattr(_http_runtime.Process, "pid", _http_runtime.Process.pid + 1)
+    monkeypatch.setattr(_transport.Process, "pid", _transport.Process.pid + 1)
     await model.invoke(model="m", messages=MESSAGES)
-    replacement = model.backend._rt.session
+    replacement = model.backend._transport.session
     assert replacement is not session and session is not None and not session.closed
     await model.aclose()
     await session.close()
@@ -91,11 +91,11 @@ async def test_a_session_is_not_shared_with_a_loop_in_another_thread(
 ) -> None:
     """The loop check must tell two running loops apart, not only a closed one."""
     model = iModel(provider="openai", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("k"))
-    here = model.backend._get_session()
+    here = model.backend._transport._session({})
 
     def elsewhere() -> bool:
         async def run() -> bool:
-            other = model.backend._get_session()
+            other = model.backend._transport._session({})
             await other.close()
             return other is not here
 
@@ -116,9 +116,9 @@ def test_bodies_decode_as_utf8_and_in_the_encodings_json_allows() -> None:
         '\ufeff{"text":"héllo ✓"}'.encode(),  # a UTF-8 byte-order mark
         '{"text":"héllo ✓"}'.encode("utf-16"),
     ):
-        assert endpoint._decode(body) == value
+        assert endpoint._transport._json(endpoint, body) == value
     with pytest.raises(errors.InvalidResponseError, match="not JSON"):
-        endpoint._decode(b"\xff\xfe\x00garbage")
+        endpoint._transport._json(endpoint, b"\xff\xfe\x00garbage")
 
 
 async def test_a_retry_never_gets_more_time_than_is_left(fake_provider: FakeProvider) -> None:
@@ -129,7 +129,7 @@ async def test_a_retry_never_gets_more_time_than_is_left(fake_provider: FakeProv
     )
     endpoint = model.backend
     clock = FakeClock(1000.0)
-    endpoint._rt.clock = clock
+    endpoint._transport.clock = clock
 
     async def on_retry(attempt: int, error: BaseException, delay: float) -> None:
         await clock.advance(0.0009)  # the failed attempt took 0.9 ms
@@ -138,7 +138,7 @@ async def test_a_retry_never_gets_more_time_than_is_left(fake_provider: FakeProv
     await endpoint.call(payload, timeout=5.0, on_retry=on_retry)
     await model.aclose()
     assert len(fake_provider.requests) == 2
-    given = endpoint._rt.timeout
+    given = endpoint._transport.timeout
     assert given is not None and given.total is not None
     assert given.total <= 1005.0 - clock.now()
 
@@ -163,7 +163,7 @@ async def test_a_copied_endpoint_has_its_own_key_and_sessions(fake_provider: Fak
     other = iModel(provider="openai", base_url=url, api_key=SecretStr("key-b")).backend
     second = first.model_copy(update={"config": other.config})
     deep = first.model_copy(deep=True)
-    assert second._rt is not first._rt and deep._rt is not first._rt
+    assert second._transport is not first._transport and deep._transport is not first._transport
     await second.call(second.create_payload({"model": "m", "messages": MESSAGES}))
     await second.aclose()  # closes the copy's session only
     await first.call(first.create_payload({"model": "m", "messages": MESSAGES}))
@@ -184,7 +184,7 @@ async def test_a_call_cut_by_aclose_fails_and_opens_no_session(fake_provider: Fa
     await model.aclose()
     with pytest.raises(errors.ExecutionError, match="closed"):
         await call
-    assert model.backend._rt.session is None and len(fake_provider.requests) == 1
+    assert model.backend._transport.session is None and len(fake_provider.requests) == 1
     calling = await model.invoke(model="m", messages=MESSAGES)  # a new call opens a session
     assert calling.response is not None
     await model.aclose()

@@ -108,7 +108,7 @@ async def test_aclose_closes_session(fake_provider: FakeProvider) -> None:
         provider="gemini", base_url=fake_provider.base_url("gemini"), api_key=SecretStr("k")
     )
     await model.invoke(model="gemini-2.5-flash", messages=MESSAGES)
-    session = model.backend._rt.session
+    session = model.backend._transport.session
     await model.aclose()
     assert session is not None and session.closed
 

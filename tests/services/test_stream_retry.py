@@ -312,12 +312,12 @@ async def test_cancelling_while_waiting_for_the_first_chunk_propagates_and_frees
 
         task = asyncio.create_task(consume())
         async with asyncio.timeout(10):
-            while not ep._rt.streams:  # headers in, waiting for the first chunk
+            while not ep._transport.streams:  # headers in, waiting for the first chunk
                 await asyncio.sleep(0.01)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        assert ep._rt.streams == {}
+        assert ep._transport.streams == {}
         assert breaker.metrics["failure_count"] == 1  # the 400 only
         assert breaker.metrics["success_count"] == 0
         assert breaker.state is CircuitState.HALF_OPEN
@@ -338,7 +338,7 @@ async def test_aclose_while_waiting_for_the_first_chunk_is_not_retried(
     ep = endpoint(fake_provider)
     task = asyncio.create_task(read_stream(ep, idle_timeout=60))
     async with asyncio.timeout(10):
-        while not ep._rt.streams:
+        while not ep._transport.streams:
             await asyncio.sleep(0.01)
         await ep.aclose()
         chunks, error = await task

@@ -351,11 +351,11 @@ async def test_failure_rate_window_forgets_old_calls() -> None:
 async def test_serialization_roundtrips_through_json() -> None:
     """to_dict is JSON-safe and from_dict rebuilds the same config as a fresh CLOSED breaker."""
     breaker = CircuitBreaker(
-        3,
-        7.5,
-        2,
-        [ValueError, errors.BadRequestError, CircuitBreakerOpenError],
-        "api",
+        failure_threshold=3,
+        recovery_time=7.5,
+        half_open_max_calls=2,
+        excluded_exceptions=[ValueError, errors.BadRequestError, CircuitBreakerOpenError],
+        name="api",
         failure_rate_threshold=0.4,
         window=30.0,
         min_calls=5,

@@ -25,7 +25,6 @@ from lionpride.core.event import EventStatus, retryable
 from lionpride.services.types.backend import Calling
 from lionpride.services.types.endpoint import APICalling, Endpoint
 from lionpride.services.types.response import NormalizedResponse, normalized
-from lionpride.services.utilities.adaptive import NO_MARK, LimitWatch, Mark
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
@@ -112,24 +111,19 @@ async def invoke_parts(
 class TokenCountEndpoint(Endpoint):
     """Posts a request to a provider's token-counting route for another endpoint.
 
-    Made by :func:`count_tokens`; it shares the endpoint's session and runtime, so counting
+    Made by :func:`count_tokens`; it shares the endpoint's transport, so counting
     opens no connection pool of its own and ``aclose`` of the model closes it too.
     """
 
     #: The endpoint whose requests are counted.
     _counted: Endpoint
 
-    def _status_error(
-        self,
-        status: int,
-        raw_headers: Mapping[str, str],
-        data: bytes,
-        watch: LimitWatch | None = None,
-        mark: Mark = NO_MARK,
+    def status_error(
+        self, status: int, raw_headers: Mapping[str, str], data: bytes
     ) -> errors.APIStatusError:
         """An error status typed as the counted endpoint types it (the Responses API's 400
         ``model_not_found`` is a ``NotFoundError`` there, and so here)."""
-        return self._counted._status_error(status, raw_headers, data, watch, mark)
+        return self._counted.status_error(status, raw_headers, data)
 
     def normalize_response(self, raw: Any) -> NormalizedResponse:
         """``data`` is the count: ``input_tokens`` (Anthropic, OpenAI) or ``totalTokens``."""
@@ -171,7 +165,7 @@ async def count_tokens(model: iModel, request: dict[str, Any]) -> int:
         circuit_breaker=backend.circuit_breaker,
         retry_config=backend.retry_config,
     )
-    object.__setattr__(counter, "_rt", backend._rt)
+    object.__setattr__(counter, "_transport", backend._transport)
     object.__setattr__(counter, "_counted", backend)
     calling = APICalling(
         backend=counter,

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
-
 # The built-in endpoints and request schemas, defined so that the allow-lists hold them
 # (iModel loads the providers on first use, which may not have happened yet).
 import lionpride.services.providers  # noqa: F401
@@ -16,15 +13,14 @@ from lionpride.services._limits import learns_limits
 from lionpride.services.distributed import RedisCircuitBreaker
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.pricing import PriceTable
-from lionpride.services.types.endpoint import Endpoint
-from lionpride.services.types.request import RequestModel
+from lionpride.services.types.resilient import ResilientBackend
 from lionpride.services.utilities.adaptive import LimitLearner
 from lionpride.services.utilities.rate_limiter import LocalCapacity, RateLimitConfig, TokenBucket
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
 
-__all__ = ["load_backend", "model_from_dict", "model_to_dict", "request_schema_name"]
+__all__ = ["model_from_dict", "model_to_dict"]
 
 
 _DICT_KEYS = frozenset(
@@ -42,84 +38,8 @@ _DICT_KEYS = frozenset(
 )
 
 
-def _request_schemas() -> dict[str, type[BaseModel]]:
-    """The allow-list of request schemas: every defined provider request model."""
-    from lionpride.services.providers._claude_code_request import ClaudeCodeRequest
-    from lionpride.services.providers.gemini_code import GeminiCodeRequest
-
-    out: dict[str, type[BaseModel]] = {}
-    # The CLI backends' schemas are plain models (their options are not flat JSON).
-    todo: list[type[BaseModel]] = [RequestModel, ClaudeCodeRequest, GeminiCodeRequest]
-    while todo:
-        klass = todo.pop()
-        out[f"{klass.__module__}.{klass.__qualname__}"] = klass
-        todo.extend(klass.__subclasses__())
-    return out
-
-
-_BACKEND_KEYS = ("config", "circuit_breaker", "retry_config")
-
 #: The name an executor has unless its maker named it (``RateLimitedExecutor``'s default).
 _EXECUTOR_NAME = "rate_limited_executor"
-
-
-def request_schema_name(options: type[BaseModel] | None) -> str | None:
-    """The registered name of a request schema (``module.Class``), or ``None``.
-
-    Raises:
-        NotImplementedError: A schema that is not a provider request model (it could not
-            be found again on load).
-    """
-    if options is None:
-        return None
-    name = f"{options.__module__}.{options.__qualname__}"
-    if _request_schemas().get(name) is not options:
-        raise NotImplementedError(
-            f"request_options {name} is not a RequestModel subclass and cannot be "
-            "serialized; subclass lionpride.services.types.request.RequestModel"
-        )
-    return name
-
-
-def load_backend(data: Any) -> Endpoint:
-    """An endpoint from its dict (the ``backend`` part of an iModel's)."""
-    if not isinstance(data, dict):
-        raise errors.ValidationError(f"iModel.from_dict: 'backend' must be a dict, got {data!r}")
-    meta = data.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("lion_class"), str):
-        raise errors.ValidationError("iModel.from_dict: backend.metadata.lion_class is missing")
-    klass = cast("type[Endpoint]", Endpoint.resolve_class(meta["lion_class"]))
-    config = data.get("config")
-    if not isinstance(config, dict):
-        raise errors.ValidationError("iModel.from_dict: backend.config must be a dict")
-    config = dict(config)
-    schema = config.pop("request_options", None)
-    if schema is not None:
-        resolved = _request_schemas().get(schema) if isinstance(schema, str) else None
-        if resolved is None:
-            raise errors.ValidationError(
-                f"iModel.from_dict: unknown request_options {schema!r} (not a registered "
-                "request schema)"
-            )
-        config["request_options"] = resolved
-    backend_meta = {k: v for k, v in meta.items() if k != "lion_class"}
-    # Besides the three every endpoint has: identity, and a class's own fields (a CLI's
-    # ``cli_path``).
-    own = set(klass.model_fields) - {"metadata"} - set(_BACKEND_KEYS)
-    unknown = set(data) - set(_BACKEND_KEYS) - {"metadata"} - own
-    if unknown:
-        raise errors.ValidationError(f"iModel.from_dict: unknown backend key(s) {sorted(unknown)}")
-    extra = {key: data[key] for key in own if data.get(key) is not None}
-    try:
-        return klass(
-            config=config,
-            circuit_breaker=data.get("circuit_breaker"),
-            retry_config=data.get("retry_config"),
-            metadata=backend_meta,
-            **extra,
-        )
-    except PydanticValidationError as exc:
-        raise errors.ValidationError(f"iModel.from_dict: invalid backend config: {exc}") from exc
 
 
 def _json_default(value: Any) -> Any:
@@ -129,7 +49,7 @@ def _json_default(value: Any) -> Any:
 def model_to_dict(model: iModel, mode: Literal["python", "json", "db"] = "json") -> dict[str, Any]:
     """The body of :meth:`iModel.to_dict`: read through the model's public properties."""
     backend = model.backend
-    if not isinstance(backend, Endpoint):
+    if not isinstance(backend, ResilientBackend):
         # Tool.to_dict raises its own explanation; other backends get a generic one.
         backend.to_dict()
         raise NotImplementedError(
@@ -187,7 +107,7 @@ def model_from_dict(data: Any, **kw: Any) -> tuple[dict[str, Any], bool]:
     unknown = set(data) - _DICT_KEYS
     if unknown:
         raise errors.ValidationError(f"iModel.from_dict: unknown key(s) {sorted(unknown)}")
-    backend = load_backend(data.get("backend"))
+    backend = ResilientBackend.from_dict(data.get("backend"))
     executor = _optional_dict(data, "executor")
     limiter = _optional_dict(data, "rate_limiter")
     meta = data.get("provider_metadata") or {}

@@ -162,11 +162,11 @@ class RedisCircuitBreaker(CircuitBreaker):
         socket_timeout: float = 0.5,
     ) -> None:
         super().__init__(
-            failure_threshold,
-            recovery_time,
-            half_open_max_calls,
-            excluded_exceptions,
-            name,
+            failure_threshold=failure_threshold,
+            recovery_time=recovery_time,
+            half_open_max_calls=half_open_max_calls,
+            excluded_exceptions=excluded_exceptions,
+            name=name,
             clock=clock,
         )
         if not breaker_key:

@@ -13,10 +13,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from lionpride import errors
 from lionpride.services.providers._cli_process import MAX_ARG_BYTES, resolve_workspace
+from lionpride.services.types.request import RequestSchema
 
 __all__ = ["ClaudeCodeRequest", "Effort", "PermissionMode", "ThinkingMode", "request_from_messages"]
 
@@ -28,7 +29,7 @@ ThinkingMode = Literal["enabled", "adaptive", "disabled"]
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
 
 
-class ClaudeCodeRequest(BaseModel):
+class ClaudeCodeRequest(RequestSchema):
     """One ``claude -p`` run: the prompt and the CLI options of SPEC §5.3.
 
     ``repo`` is the repository the run is confined to (default: the current directory at

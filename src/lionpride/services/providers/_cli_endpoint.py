@@ -1,29 +1,55 @@
 """CLIEndpoint: the shape both agent CLIs (Claude Code, Gemini) share as backends.
 
-A request takes ``prompt`` or chat ``messages``; a call runs the CLI once per attempt and folds
-its JSON events into one response; a stream yields a chunk per event and ends with the
-response. Subclasses say which request model validates, how messages become a prompt, which
-executable runs, and how one run's events are produced and folded (``_events``/``_new_run``).
+A :class:`~lionpride.services.types.resilient.ResilientBackend` (config, retry, breaker,
+serialization, as the HTTP endpoints), not an HTTP endpoint. A request takes ``prompt`` or
+chat ``messages``; ``call`` and ``stream`` run once per call, and the CLI runs once per
+attempt (under the retry loop and the breaker): a call folds the run's JSON events into one
+response, a stream yields a chunk per event and ends with the response. Subclasses say which
+request model validates, how messages become a prompt, which executable runs, and how one
+run's events are produced and folded (``_events``/``_new_run``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Unpack
 
-from pydantic import BaseModel, PrivateAttr
+from pydantic import PrivateAttr
 
 from lionpride import errors
 from lionpride.services.providers._cli_process import CLIRun, find_executable, run_cli
 from lionpride.services.streaming.channel import StreamChunk
-from lionpride.services.types.backend import RetryObserver
-from lionpride.services.types.endpoint import Endpoint
+from lionpride.services.types.backend import CallOptions, RetryObserver, StreamOptions
+from lionpride.services.types.request import RequestSchema
+from lionpride.services.types.resilient import ResilientBackend
 from lionpride.services.types.response import NormalizedResponse
 
-__all__ = ["CLIEndpoint", "RunFold"]
+__all__ = ["CLIEndpoint", "RunFold", "cli_config"]
+
+
+def cli_config(
+    provider: str, name: str, schema: type[RequestSchema], **kwargs: Any
+) -> dict[str, Any]:
+    """Config dict for an agent CLI: no URL, no API key, no retries, 1 h timeout.
+
+    Other keyword arguments are config fields (``timeout``, ``tags``) or default request
+    parameters (``model``, ``repo``...); the tags default to ``("llm", provider, "cli")``.
+    """
+    return {
+        "provider": provider,
+        "name": name,
+        "endpoint": "query_cli",
+        "auth_type": "none",
+        "content_type": None,
+        "request_options": schema,
+        "timeout": 3600.0,
+        "max_retries": 0,
+        **kwargs,
+        "tags": kwargs.get("tags") or ("llm", provider, "cli"),
+    }
 
 
 class RunFold(Protocol):
@@ -42,21 +68,24 @@ class RunFold(Protocol):
         ...
 
 
-class CLIEndpoint(Endpoint):
+class CLIEndpoint(ResilientBackend):
     """An agent CLI run as a backend; see the module docstring.
 
     Args:
-        config: A config dict or ``EndpointConfig``; built by the subclass's
-            ``config_factory`` from ``kwargs`` when omitted.
         cli_path: The executable (a path, or a name looked up on ``PATH``); default the
             CLI's own name on ``PATH``, resolved when a call is made.
         env: Environment variables set for the CLI process on top of this process's own
             (a base URL, a key, ``IS_SANDBOX``...). Never serialized: it may hold keys.
-        **kwargs: Config fields or default request parameters.
+        **kwargs: As for :class:`~lionpride.services.types.resilient.ResilientBackend`:
+            ``config`` (else built by the subclass's ``config_factory``), ``circuit_breaker``,
+            ``retry_config``, config fields or default request parameters.
     """
 
     #: The request model a payload is validated into before a run.
-    request_model: ClassVar[type[BaseModel]]
+    request_model: ClassVar[type[RequestSchema]]
+    #: Request fields (``prompt``, ``system_prompt``...) from chat ``messages`` and the
+    #: request's other fields.
+    from_messages: ClassVar[Callable[..., dict[str, Any]]]
     #: The executable's name, how errors name the CLI, and how to install it.
     executable_name: ClassVar[str]
     cli_label: ClassVar[str]
@@ -67,15 +96,12 @@ class CLIEndpoint(Endpoint):
 
     def __init__(
         self,
-        config: dict[str, Any] | Any = None,
-        circuit_breaker: Any = None,
-        retry_config: Any = Endpoint.DEFAULT_RETRY,
         *,
         cli_path: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(config, circuit_breaker, retry_config, **kwargs)
+        super().__init__(**kwargs)
         if cli_path is not None:
             self.cli_path = os.fspath(cli_path)
         self._env = dict(env or {})
@@ -100,17 +126,13 @@ class CLIEndpoint(Endpoint):
         if not merged.get("prompt"):
             if messages is None:
                 raise errors.ValidationError(f"{self.name}: give prompt=... or messages=[...]")
-            merged.update(self._from_messages(messages, merged))
-        payload = super().create_payload(merged)
+            merged.update(type(self).from_messages(messages, merged))
+        payload = self._validated(merged)
         if "model" in merged and merged["model"] is None:
             # The dump leaves out None values, which would bring the default model back:
             # model=None means "no --model", the CLI's own default.
             payload["model"] = None
         return payload
-
-    def estimate_tokens(self, payload: dict[str, Any]) -> int:
-        """Not metered: an agent run's token use cannot be bounded in advance."""
-        return 0
 
     async def _spawn(
         self,
@@ -153,14 +175,10 @@ class CLIEndpoint(Endpoint):
         )
 
     async def call(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
+        self, request: dict[str, Any], **options: Unpack[CallOptions]
     ) -> NormalizedResponse:
         """Run the CLI to completion and normalize its events. Runs once per call."""
+        timeout, on_retry = options.get("timeout"), options.get("on_retry")
         limit = timeout or self.config.timeout
         deadline = asyncio.get_running_loop().time() + limit
         return await self._resilient(
@@ -182,13 +200,7 @@ class CLIEndpoint(Endpoint):
         return run.finish()
 
     async def stream(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
-        idle_timeout: float | None = None,
+        self, request: dict[str, Any], **options: Unpack[StreamOptions]
     ) -> AsyncIterator[StreamChunk]:
         """Yield a chunk per reported event; the last is final with the assembled response.
 
@@ -196,12 +208,14 @@ class CLIEndpoint(Endpoint):
         the retries, as a call's runs do and an HTTP stream's request does: a refused or
         failed start yields nothing. Leaving the loop early stops the process.
         """
+        timeout, on_retry = options.get("timeout"), options.get("on_retry")
         req = self.request_model.model_validate(request)
         limit = timeout or self.config.timeout
         deadline = asyncio.get_running_loop().time() + limit
         run = self._new_run(req, on_retry)
+        idle = options.get("idle_timeout")
         event, events = await self._resilient(
-            self._start, (req, deadline, limit, idle_timeout), self._deadline(timeout), on_retry
+            self._start, (req, deadline, limit, idle), self._deadline(timeout), on_retry
         )
         index = 0
         async with aclosing(events):
@@ -223,10 +237,6 @@ class CLIEndpoint(Endpoint):
         except BaseException:
             await events.aclose()
             raise
-
-    def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
-        """Request fields (``prompt``, ``system_prompt``...) from chat ``messages``."""
-        raise NotImplementedError
 
     def _new_run(self, req: Any, on_retry: RetryObserver | None) -> RunFold:
         """A fresh fold for one run of ``req``; ``on_retry`` hears of the retries the CLI

@@ -127,24 +127,7 @@ async def run_cli(
             JSON object (unless ``run.skip_noise``), or an end without a final event.
         TimeoutError: The call's deadline or the idle timeout passed.
     """
-    os.makedirs(cwd, exist_ok=True)  # a local mkdir: not worth a thread
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            exe,
-            *args,
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=asyncio.subprocess.PIPE if stdin_text else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=LINE_LIMIT,
-            # Its own process group, so that stopping it also stops the tools it started.
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise errors.ConfigurationError(
-            f"cannot run {run.label} {exe!r}: {exc}; {run.install_hint}", cause=exc
-        ) from exc
+    proc = await _spawn(run, exe, args, cwd, stdin_text, env)
     stderr = bytearray()
     assert proc.stdout is not None and proc.stderr is not None
     drain = asyncio.create_task(_drain(proc.stderr, stderr))
@@ -152,25 +135,10 @@ async def run_cli(
     try:
         if stdin_text is not None and proc.stdin is not None:
             await _send_prompt(proc.stdin, stdin_text, deadline)
-        while True:
-            line = await _read_line(proc.stdout, loop, deadline, limit, idle, run)
-            if not line:
-                break
-            text = line.strip()
-            if not text:
+        while line := await _read_line(proc.stdout, loop, deadline, limit, idle, run):
+            event = _event(run, line, stderr)
+            if event is None:
                 continue
-            try:
-                event = json.loads(text)
-            except ValueError:
-                event = None
-            if not isinstance(event, dict):
-                if run.skip_noise:
-                    continue  # a banner or log line the CLI printed among its events
-                raise run.error(
-                    f"{run.name}: the CLI printed a line that is not a JSON event: "
-                    f"{text[:200].decode('utf-8', 'replace')!r}",
-                    stderr=_tail(stderr),
-                )
             if event.get("type") in run.final_types:
                 # The result is the answer. The CLI exits right after it; one that lingers,
                 # or a tool left holding its pipes, gets a short grace and is then stopped
@@ -186,14 +154,7 @@ async def run_cli(
         async with asyncio.timeout_at(deadline):
             code = await proc.wait()
             await drain
-        tail = _tail(stderr)
-        if code != 0:
-            raise run.error(
-                f"{run.name}: the CLI exited with status {code}: {tail or '(no stderr)'}",
-                returncode=code,
-                stderr=tail,
-            )
-        raise run.error(f"{run.name}: the CLI ended without a result event", stderr=tail)
+        raise _no_result(run, code, _tail(stderr))
     except TimeoutError as exc:
         if isinstance(exc, errors.TimeoutError):
             raise
@@ -202,6 +163,75 @@ async def run_cli(
         ) from exc
     finally:
         await asyncio.shield(_stop(proc, drain))
+
+
+async def _spawn(
+    run: CLIRun,
+    exe: str,
+    args: list[str],
+    cwd: Path,
+    stdin_text: str | None,
+    env: Mapping[str, str] | None,
+) -> asyncio.subprocess.Process:
+    """Start the CLI in ``cwd`` (made if missing), in a process group of its own.
+
+    Raises:
+        ConfigurationError: The executable cannot be started.
+    """
+    os.makedirs(cwd, exist_ok=True)  # a local mkdir: not worth a thread
+    try:
+        return await asyncio.create_subprocess_exec(
+            exe,
+            *args,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=asyncio.subprocess.PIPE if stdin_text else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=LINE_LIMIT,
+            # Its own process group, so that stopping it also stops the tools it started.
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise errors.ConfigurationError(
+            f"cannot run {run.label} {exe!r}: {exc}; {run.install_hint}", cause=exc
+        ) from exc
+
+
+def _event(run: CLIRun, line: bytes, stderr: bytearray) -> dict[str, Any] | None:
+    """The JSON event on one line of the CLI's output; ``None`` for a blank line or, with
+    ``run.skip_noise``, a banner or log line the CLI printed among its events.
+
+    Raises:
+        CLIError: (``run.error``) a line that is not a JSON object.
+    """
+    text = line.strip()
+    if not text:
+        return None
+    try:
+        event = json.loads(text)
+    except ValueError:
+        event = None
+    if isinstance(event, dict):
+        return event
+    if run.skip_noise:
+        return None
+    raise run.error(
+        f"{run.name}: the CLI printed a line that is not a JSON event: "
+        f"{text[:200].decode('utf-8', 'replace')!r}",
+        stderr=_tail(stderr),
+    )
+
+
+def _no_result(run: CLIRun, code: int, tail: str) -> CLIError:
+    """The error of a CLI that ended without a final event (``code``: its exit status)."""
+    if code != 0:
+        return run.error(
+            f"{run.name}: the CLI exited with status {code}: {tail or '(no stderr)'}",
+            returncode=code,
+            stderr=tail,
+        )
+    return run.error(f"{run.name}: the CLI ended without a result event", stderr=tail)
 
 
 async def _send_prompt(stdin: asyncio.StreamWriter, prompt: str, deadline: float) -> None:

@@ -54,7 +54,7 @@ from lionpride.services.providers._claude_code_request import (
 from lionpride.services.providers._claude_code_request import (
     PermissionMode as PermissionMode,  # re-exported: it was defined here
 )
-from lionpride.services.providers._cli_endpoint import CLIEndpoint
+from lionpride.services.providers._cli_endpoint import CLIEndpoint, cli_config
 from lionpride.services.providers._cli_process import CLIRun
 from lionpride.services.types.backend import RetryObserver
 
@@ -83,31 +83,15 @@ def create_claude_code_config(name: str = "claude_code_cli", **kwargs: Any) -> d
     Other keyword arguments are config fields (``timeout``, ``tags``) or default request
     parameters (``model``, ``allowed_tools``, ``repo``...).
     """
-    return {
-        "provider": "claude_code",
-        "name": name,
-        "endpoint": "query_cli",
-        "auth_type": "none",
-        "content_type": None,
-        "request_options": ClaudeCodeRequest,
-        "timeout": 3600.0,
-        "max_retries": 0,
-        **kwargs,
-        "tags": kwargs.get("tags") or ("llm", "claude_code", "cli"),
-    }
+    return cli_config("claude_code", name, ClaudeCodeRequest, **kwargs)
 
 
 class ClaudeCodeEndpoint(CLIEndpoint):
     """Claude Code agent runs as a backend (``provider="claude_code"``).
 
-    Args:
-        config: A config dict or :class:`EndpointConfig`; built by
-            :func:`create_claude_code_config` from ``kwargs`` when omitted.
-        cli_path: The ``claude`` executable (a path, or a name looked up on ``PATH``);
-            default ``claude`` on ``PATH``, resolved when a call is made.
-        env: Environment variables for the CLI process on top of this process's own
-            (``ANTHROPIC_BASE_URL``, ``IS_SANDBOX``...); never serialized.
-        **kwargs: Config fields or default request parameters.
+    Takes the arguments of :class:`CLIEndpoint`: the config is built by
+    :func:`create_claude_code_config`, ``cli_path`` defaults to ``claude`` on ``PATH``, and
+    ``env`` holds what the CLI reads (``ANTHROPIC_BASE_URL``, ``IS_SANDBOX``...).
 
     Requests take ``prompt`` or ``messages``: with ``resume`` or ``continue_conversation``
     only the last message is sent (the session already holds the rest); otherwise every
@@ -120,13 +104,11 @@ class ClaudeCodeEndpoint(CLIEndpoint):
     """
 
     config_factory = staticmethod(create_claude_code_config)
+    from_messages = staticmethod(request_from_messages)
     request_model = ClaudeCodeRequest
     executable_name = "claude"
     cli_label = "Claude Code CLI `claude`"
     install_hint = _INSTALL_HINT
-
-    def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
-        return request_from_messages(messages, request)
 
     def _new_run(self, req: ClaudeCodeRequest, on_retry: RetryObserver | None) -> ClaudeCodeRun:
         return ClaudeCodeRun(req, on_retry)

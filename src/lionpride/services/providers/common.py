@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from lionpride import errors
-from lionpride.services.types._endpoint_config import env_name
+from lionpride.services.types.endpoint import env_name
 
 __all__ = [
     "decode_object",

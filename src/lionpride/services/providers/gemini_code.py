@@ -34,15 +34,16 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from lionpride import errors
 from lionpride.errors import GeminiCodeError
 from lionpride.services.providers._claude_code_request import _content_text
-from lionpride.services.providers._cli_endpoint import CLIEndpoint
+from lionpride.services.providers._cli_endpoint import CLIEndpoint, cli_config
 from lionpride.services.providers._cli_process import MAX_ARG_BYTES, CLIRun, resolve_workspace
 from lionpride.services.providers._gemini_code_events import GeminiCodeRun
 from lionpride.services.types.backend import RetryObserver
+from lionpride.services.types.request import RequestSchema
 
 __all__ = [
     "ApprovalMode",
@@ -64,7 +65,7 @@ _APPROVAL_ALIASES = {"suggest": "default", "full_auto": "yolo"}
 ApprovalMode = Literal["default", "auto_edit", "yolo", "plan"]
 
 
-class GeminiCodeRequest(BaseModel):
+class GeminiCodeRequest(RequestSchema):
     """One ``gemini -p`` run: the prompt and the CLI options of SPEC §5.4.
 
     ``repo`` is the repository the run is confined to (default: the current directory at
@@ -218,31 +219,15 @@ def create_gemini_code_config(name: str = "gemini_code_cli", **kwargs: Any) -> d
     Other keyword arguments are config fields (``timeout``, ``tags``) or default request
     parameters (``model``, ``approval_mode``, ``repo``...).
     """
-    return {
-        "provider": "gemini_code",
-        "name": name,
-        "endpoint": "query_cli",
-        "auth_type": "none",
-        "content_type": None,
-        "request_options": GeminiCodeRequest,
-        "timeout": 3600.0,
-        "max_retries": 0,
-        **kwargs,
-        "tags": kwargs.get("tags") or ("llm", "gemini_code", "cli"),
-    }
+    return cli_config("gemini_code", name, GeminiCodeRequest, **kwargs)
 
 
 class GeminiCodeEndpoint(CLIEndpoint):
     """Gemini CLI agent runs as a backend (``provider="gemini_code"``).
 
-    Args:
-        config: A config dict or :class:`EndpointConfig`; built by
-            :func:`create_gemini_code_config` from ``kwargs`` when omitted.
-        cli_path: The ``gemini`` executable (a path, or a name looked up on ``PATH``);
-            default ``gemini`` on ``PATH``, resolved when a call is made.
-        env: Environment variables for the CLI process on top of this process's own
-            (``GEMINI_API_KEY``, ``GOOGLE_GEMINI_BASE_URL``...); never serialized.
-        **kwargs: Config fields or default request parameters.
+    Takes the arguments of :class:`CLIEndpoint`: the config is built by
+    :func:`create_gemini_code_config`, ``cli_path`` defaults to ``gemini`` on ``PATH``, and
+    ``env`` holds what the CLI reads (``GEMINI_API_KEY``, ``GOOGLE_GEMINI_BASE_URL``...).
 
     Requests take ``prompt`` or ``messages`` (see :func:`request_from_messages`). The
     response's ``metadata["session_id"]`` names the CLI session (``resume=`` takes it). Stream
@@ -251,13 +236,11 @@ class GeminiCodeEndpoint(CLIEndpoint):
     """
 
     config_factory = staticmethod(create_gemini_code_config)
+    from_messages = staticmethod(request_from_messages)
     request_model = GeminiCodeRequest
     executable_name = "gemini"
     cli_label = "Gemini CLI `gemini`"
     install_hint = _INSTALL_HINT
-
-    def _from_messages(self, messages: Any, request: dict[str, Any]) -> dict[str, Any]:
-        return request_from_messages(messages, request)
 
     def _new_run(self, req: GeminiCodeRequest, on_retry: RetryObserver | None) -> GeminiCodeRun:
         return GeminiCodeRun(req.model)

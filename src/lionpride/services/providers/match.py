@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, TypeVar
 
 from lionpride import errors
 from lionpride.services.providers.anthropic_messages import AnthropicMessagesEndpoint
@@ -18,6 +18,7 @@ from lionpride.services.providers.gemini_code import GeminiCodeEndpoint
 from lionpride.services.providers.oai_chat import OAI_PROVIDERS, OAIChatEndpoint
 from lionpride.services.providers.oai_responses import OAIResponsesEndpoint
 from lionpride.services.types.endpoint import Endpoint
+from lionpride.services.types.resilient import ResilientBackend
 
 __all__ = ["KNOWN_PROVIDERS", "OPENAI_COMPATIBLE", "match_endpoint"]
 
@@ -36,7 +37,12 @@ OPENAI_COMPATIBLE = frozenset(
 )
 
 
-def match_endpoint(provider: str, endpoint: str = "chat/completions", **kwargs: Any) -> Endpoint:
+B = TypeVar("B", bound=ResilientBackend)
+
+
+def match_endpoint(
+    provider: str, endpoint: str = "chat/completions", **kwargs: Any
+) -> ResilientBackend:
     """Build the endpoint for a provider.
 
     Args:
@@ -111,6 +117,6 @@ def _choices() -> list[str]:
     return sorted(KNOWN_PROVIDERS, key=lambda p: ("query_cli" in KNOWN_PROVIDERS[p], p))
 
 
-def _build(cls: type[Endpoint], **kwargs: Any) -> Endpoint:
-    """Construct through ``Endpoint.__init__``, whose factory routes the keyword arguments."""
+def _build(cls: type[B], **kwargs: Any) -> B:
+    """Construct through the class's ``__init__``, whose factory routes the keyword arguments."""
     return cls(**kwargs)

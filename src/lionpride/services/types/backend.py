@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypedDict, Unpack
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -26,12 +26,44 @@ from lionpride.services.types.response import NormalizedResponse, OutputT, Usage
 if TYPE_CHECKING:
     from lionpride.services.streaming.channel import StreamChunk
 
-__all__ = ["Calling", "NormalizedResponse", "RetryObserver", "ServiceBackend", "ServiceConfig"]
+__all__ = [
+    "CallOptions",
+    "Calling",
+    "NormalizedResponse",
+    "RetryObserver",
+    "ServiceBackend",
+    "ServiceConfig",
+    "StreamOptions",
+]
 
 _log = logging.getLogger(__name__)
 
 #: Called before each retry with (attempt number, error, seconds until the next attempt).
 RetryObserver = Callable[[int, BaseException, float], Any]
+
+
+class CallOptions(TypedDict, total=False):
+    """How one call runs, apart from its request: given to ``call`` by keyword, never sent.
+
+    Attributes:
+        extra_headers: Headers added to this call's requests (HTTP backends).
+        timeout: Seconds for the whole call, retries included (``None``: the config's).
+        on_retry: Told before each retry (attempt number, error, seconds until the next).
+    """
+
+    extra_headers: dict[str, str] | None
+    timeout: float | None
+    on_retry: RetryObserver | None
+
+
+class StreamOptions(CallOptions, total=False):
+    """:class:`CallOptions` of a stream.
+
+    Attributes:
+        idle_timeout: Seconds a stream may go without content (``None``: the timeout).
+    """
+
+    idle_timeout: float | None
 
 
 class ServiceConfig(BaseModel):
@@ -147,24 +179,13 @@ class ServiceBackend(Element):
         return 0
 
     async def call(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
+        self, request: dict[str, Any], **options: Unpack[CallOptions]
     ) -> NormalizedResponse:
         """Run one request to completion. Runs once per call; retries (if any) happen inside."""
         raise NotImplementedError
 
     def stream(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
-        idle_timeout: float | None = None,
+        self, request: dict[str, Any], **options: Unpack[StreamOptions]
     ) -> AsyncIterator[StreamChunk]:
         """Yield decoded chunks, the last one final with the assembled response."""
         raise NotImplementedError(f"{type(self).__name__} does not support streaming")

@@ -17,7 +17,7 @@ import copy
 import inspect
 import json
 from collections import abc
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import pydantic
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
@@ -37,8 +37,8 @@ from lionpride.services.types._tool_schema import (
 )
 from lionpride.services.types.backend import (
     Calling,
+    CallOptions,
     NormalizedResponse,
-    RetryObserver,
     ServiceBackend,
     ServiceConfig,
 )
@@ -273,12 +273,7 @@ class Tool(ServiceBackend):
             )
 
     async def call(
-        self,
-        request: dict[str, Any],
-        *,
-        extra_headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_retry: RetryObserver | None = None,
+        self, request: dict[str, Any], **options: Unpack[CallOptions]
     ) -> NormalizedResponse:
         """Run the function once with ``request`` as keyword arguments.
 
@@ -288,6 +283,7 @@ class Tool(ServiceBackend):
             Exception: Whatever the function raised, unchanged.
         """
         args = dict(request)
+        timeout = options.get("timeout")
         limit = timeout if timeout is not None else self.config.timeout
         try:
             async with asyncio.timeout(limit) as scope:

@@ -24,7 +24,7 @@ from lionpride.services.types.request import RequestModel
 from lionpride.services.types.response import NormalizedResponse
 
 if TYPE_CHECKING:
-    import aiohttp
+    from lionpride.services.types.endpoint import LiveStream
 
 __all__ = [
     "OAI_PROVIDERS",
@@ -207,13 +207,11 @@ class OAIChatEndpoint(Endpoint):
             and "stream_options" not in (payload.get("extra_body") or {})
         )
 
-    async def _open_stream(
-        self, payload: dict[str, Any], extra_headers: dict[str, str] | None, deadline: float
-    ) -> aiohttp.ClientResponse:
-        """Open the stream; a 400 or 422 that names the ``stream_options`` this endpoint added
+    async def _start_stream(self, payload: dict[str, Any], *rest: Any) -> LiveStream:
+        """Start the stream; a 400 or 422 that names the ``stream_options`` this endpoint added
         gets a note (shown with the traceback) saying how to stop sending it."""
         try:
-            return await super()._open_stream(payload, extra_headers, deadline)
+            return await super()._start_stream(payload, *rest)
         except errors.BadRequestError as exc:
             if self._asks_for_usage(payload) and "stream_options" in f"{exc} {exc.body!r}":
                 exc.add_note(

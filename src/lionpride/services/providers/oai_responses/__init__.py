@@ -46,7 +46,6 @@ from lionpride.services.providers.oai_responses._stream import ResponsesStreamAs
 from lionpride.services.types.endpoint import Endpoint, StreamAssembler
 from lionpride.services.types.request import RequestModel
 from lionpride.services.types.response import NormalizedResponse
-from lionpride.services.utilities.adaptive import NO_MARK, LimitWatch, Mark
 
 __all__ = [
     "OAIResponsesEndpoint",
@@ -145,16 +144,11 @@ class OAIResponsesEndpoint(Endpoint):
             k: v for k, v in body.items() if k in _COUNTED
         }
 
-    def _status_error(
-        self,
-        status: int,
-        raw_headers: Mapping[str, str],
-        data: bytes,
-        watch: LimitWatch | None = None,
-        mark: Mark = NO_MARK,
+    def status_error(
+        self, status: int, raw_headers: Mapping[str, str], data: bytes
     ) -> errors.APIStatusError:
         """As for any endpoint; a 400 ``model_not_found`` is a ``NotFoundError``."""
-        error = super()._status_error(status, raw_headers, data, watch, mark)
+        error = super().status_error(status, raw_headers, data)
         body = error.body
         if status == 400 and isinstance(body, dict):
             detail = body.get("error")

@@ -1,30 +1,25 @@
-"""Private building blocks of :mod:`lionpride.services.utilities.resilience`.
+"""Exception classes in saved configs: the names behind ``to_dict``/``from_dict``.
 
-Argument checks, the exception-name (de)serialization behind ``to_dict``/``from_dict`` (an
-allow-list, so a saved config cannot reach arbitrary code), and the bucketed window that the
-breaker's failure-rate rule counts in. Public names stay in ``resilience``; nothing here is
-imported from outside the utilities package.
+The breaker's ``excluded_exceptions`` and the retry policy's ``retry_on`` are saved as dotted
+names and read back through an allow-list (builtins and :mod:`lionpride.errors`), so a saved
+config cannot reach arbitrary code. Nothing here is imported from outside the utilities
+package.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lionpride import errors
 
 __all__ = [
-    "_OutcomeWindow",
     "_check_keys",
     "_exception_name",
     "_exception_types",
     "_resolve_exceptions",
 ]
-
-#: Number of time buckets in the failure-rate window; memory stays bounded by this.
-_RATE_BUCKETS = 10
 
 
 def _exception_types(name: str, values: Iterable[object]) -> tuple[type[BaseException], ...]:
@@ -90,42 +85,3 @@ def _check_keys(kind: str, data: Mapping[str, Any], known: Iterable[str]) -> Non
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise errors.ValidationError(f"unknown {kind} keys: {', '.join(unknown)}")
-
-
-class _OutcomeWindow:
-    """Calls and failures over the last ``window`` seconds, in a fixed number of buckets.
-
-    Each bucket covers ``window / _RATE_BUCKETS`` seconds, so the counted span is between 90 %
-    and 100 % of ``window`` and memory never grows with traffic.
-    """
-
-    __slots__ = ("_buckets", "_width")
-
-    def __init__(self, window: float) -> None:
-        self._width = window / _RATE_BUCKETS
-        self._buckets: deque[list[int]] = deque()  # [bucket index, calls, failures]
-
-    def record(self, now: float, failed: bool) -> None:
-        """Count one finished call at ``now``."""
-        index = self._expire(now)
-        if self._buckets and self._buckets[-1][0] == index:
-            bucket = self._buckets[-1]
-            bucket[1] += 1
-            bucket[2] += failed
-        else:
-            self._buckets.append([index, 1, int(failed)])
-
-    def totals(self, now: float) -> tuple[int, int]:
-        """Return ``(calls, failures)`` inside the window ending at ``now``."""
-        self._expire(now)
-        return sum(b[1] for b in self._buckets), sum(b[2] for b in self._buckets)
-
-    def clear(self) -> None:
-        """Forget every recorded call."""
-        self._buckets.clear()
-
-    def _expire(self, now: float) -> int:
-        index = int(now // self._width)
-        while self._buckets and self._buckets[0][0] <= index - _RATE_BUCKETS:
-            self._buckets.popleft()
-        return index
