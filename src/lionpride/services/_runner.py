@@ -35,58 +35,38 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager, aclosing
 from typing import TYPE_CHECKING, Any
 
 from lionpride import errors
-from lionpride.core._trusted import build_trusted
 from lionpride.core.event import EventStatus, retryable
+from lionpride.services._calling import make_calling
+from lionpride.services._hook_phases import (
+    run_chunk_hooks,
+    run_error_hooks,
+    run_post_hooks,
+    run_pre_hooks,
+)
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.streaming.channel import StreamChunk
-from lionpride.services.types._canonical import output_type_of
-from lionpride.services.types.backend import Calling, RetryObserver, ServiceBackend
-from lionpride.services.types.hook import (
-    DEFAULT_HOOK_OPTIONS,
-    HookOptions,
-    HookPhase,
-    HookRegistry,
-)
+from lionpride.services.types.backend import Calling, RetryObserver
+from lionpride.services.types.hook import HookOptions, HookPhase, HookRegistry
 from lionpride.services.types.response import NormalizedResponse
-from lionpride.services.types.tool import Tool
 from lionpride.services.utilities.rate_limiter import Reservation, TokenBucket
 from lionpride.services.utilities.resilience import backoff_disabled
 
 if TYPE_CHECKING:
     from lionpride.services.imodel import iModel
 
-__all__ = ["CALL_OPTIONS", "make_calling", "run_call", "run_stream"]
-
-_log = logging.getLogger("lionpride.services.imodel")
+__all__ = ["run_call", "run_stream"]
 
 _PENDING, _PROCESSING, _COMPLETED = (
     EventStatus.PENDING,
     EventStatus.PROCESSING,
     EventStatus.COMPLETED,
 )
-
-#: The keyword arguments of ``iModel.invoke``, ``invoke_stream`` and ``create_calling`` that
-#: configure the call rather than fill the request; a request field of one of these names
-#: cannot be passed beside them (see :func:`make_calling`).
-CALL_OPTIONS = (
-    "calling",
-    "extra_headers",
-    "hooks",
-    "idle_timeout",
-    "poll_timeout",
-    "priority",
-    "raise_on_error",
-    "streaming",
-    "timeout",
-)
-
 
 # -- the call, the stream ----------------------------------------------------------------------
 
@@ -272,7 +252,7 @@ async def _ended(model: iModel, calling: Calling, ran: bool, raise_on_error: boo
     metrics; the Calling returned, or its error raised."""
     hooks = calling.hook_registry
     if ran and hooks is not None and hooks.handles(HookPhase.PostInvocation):
-        await _post_hooks(calling, hooks)
+        await run_post_hooks(calling, hooks)
     _finish(model, calling)
     error = calling.execution.error
     if error is not None and raise_on_error:
@@ -513,7 +493,7 @@ async def _attempts_with_hooks(
     """The call with its hooks: an answer that does not validate is a failure the
     ErrorHandling hooks see too (as in a stream), and what they answer is validated."""
     if hooks.handles(HookPhase.PreInvocation):
-        await _pre_hooks(calling, hooks)
+        await run_pre_hooks(calling, hooks)
     try:
         return calling.parse_output(
             await calling.backend.call(
@@ -524,7 +504,7 @@ async def _attempts_with_hooks(
             )
         )
     except Exception as exc:
-        recovered = await _recover(calling, hooks, exc)
+        recovered = await run_error_hooks(calling, hooks, exc)
         if recovered is None:
             raise
         return recovered
@@ -538,7 +518,7 @@ async def _stream_attempts(
     ErrorHandling hooks, whose answer comes out as the final chunk."""
     hooks = calling.hook_registry
     if hooks is not None and hooks.handles(HookPhase.PreInvocation):
-        await _pre_hooks(calling, hooks)
+        await run_pre_hooks(calling, hooks)
     chunk_hooks = hooks if hooks is not None and hooks.handles(HookPhase.StreamChunk) else None
     next_index = 0
     try:
@@ -556,266 +536,13 @@ async def _stream_attempts(
                 if chunk.is_final and calling.output_type and chunk.response is not None:
                     chunk.response = calling.parse_output(chunk.response)
                 if chunk_hooks is not None:
-                    await _chunk_hooks(calling, chunk_hooks, chunk)
+                    await run_chunk_hooks(calling, chunk_hooks, chunk)
                 yield chunk
                 if chunk.is_final:
                     return
                 next_index = chunk.index + 1
     except Exception as exc:
-        recovered = None if hooks is None else await _recover(calling, hooks, exc)
+        recovered = None if hooks is None else await run_error_hooks(calling, hooks, exc)
         if recovered is None:
             raise
         yield StreamChunk(index=next_index, is_final=True, response=recovered)
-
-
-# -- the hooks ---------------------------------------------------------------------------------
-
-
-async def _create_hooks(
-    hooks: HookRegistry, calling_type: type[Calling], options: HookOptions
-) -> None:
-    """PreEventCreate hooks (once per call); their failure aborts creation only with
-    ``create_exit``."""
-    try:
-        await hooks.run(
-            HookPhase.PreEventCreate,
-            calling_type,
-            timeout=options.create_timeout,
-            exit=options.create_exit,
-            **options.create_params,
-        )
-    except Exception as exc:
-        if not options.create_exit:
-            _log.warning("PreEventCreate hook failed (ignored): %r", exc)
-            return
-        if isinstance(exc, TimeoutError) and not isinstance(exc, errors.TimeoutError):
-            raise errors.TimeoutError(
-                f"PreEventCreate hooks exceeded {options.create_timeout}s", cause=exc
-            ) from exc
-        raise
-
-
-async def _pre_hooks(calling: Calling, hooks: HookRegistry) -> None:
-    """PreInvocation hooks (once per call): a failure or a timeout fails the call."""
-    options = calling.hook_options or DEFAULT_HOOK_OPTIONS
-    try:
-        await hooks.run(
-            HookPhase.PreInvocation,
-            calling,
-            timeout=options.pre_timeout,
-            exit=options.pre_exit,
-            **options.pre_params,
-        )
-    except TimeoutError as exc:
-        calling.execution.failed_in = HookPhase.PreInvocation
-        raise errors.TimeoutError(
-            f"PreInvocation hooks exceeded {options.pre_timeout}s", cause=exc
-        ) from exc
-    except Exception:
-        calling.execution.failed_in = HookPhase.PreInvocation
-        raise
-
-
-async def _recover(
-    calling: Calling, hooks: HookRegistry, error: Exception
-) -> NormalizedResponse | None:
-    """ErrorHandling hooks (once per failed call): the first response one returns answers
-    for the backend, validated as the backend's would be; ``None`` when none does."""
-    if not hooks.handles(HookPhase.ErrorHandling):
-        return None
-    options = calling.hook_options or DEFAULT_HOOK_OPTIONS
-    try:
-        results = await hooks.run(
-            HookPhase.ErrorHandling,
-            calling,
-            timeout=options.post_timeout,
-            error=error,
-            **options.post_params,
-        )
-    except Exception as exc:
-        _log.warning("ErrorHandling hook failed for %s: %r", calling.id, exc)
-        return None
-    for result in results:
-        if isinstance(result, NormalizedResponse):
-            return calling.parse_output(result)
-    return None
-
-
-async def _chunk_hooks(calling: Calling, hooks: HookRegistry, chunk: StreamChunk) -> None:
-    """StreamChunk hooks for one chunk; a failing hook is logged, the stream goes on."""
-    options = calling.hook_options or DEFAULT_HOOK_OPTIONS
-    try:
-        await hooks.run(HookPhase.StreamChunk, calling, timeout=options.post_timeout, chunk=chunk)
-    except Exception as exc:
-        _log.warning("StreamChunk hook failed for %s: %r", calling.id, exc)
-
-
-async def _post_hooks(calling: Calling, hooks: HookRegistry) -> None:
-    """PostInvocation hooks, once the outcome is recorded (once per call), outside the
-    call's own timeout; their failure fails the call only with ``post_exit``."""
-    options = calling.hook_options or DEFAULT_HOOK_OPTIONS
-    ex = calling.execution
-    try:
-        await hooks.run(
-            HookPhase.PostInvocation,
-            calling,
-            timeout=options.post_timeout,
-            exit=options.post_exit,
-            response=ex.response,
-            error=ex.error,
-            **options.post_params,
-        )
-    except Exception as exc:
-        if not options.post_exit:
-            _log.warning("PostInvocation hook failed for %s: %r", calling.id, exc)
-            return
-        if isinstance(exc, TimeoutError) and not isinstance(exc, errors.TimeoutError):
-            exc = errors.TimeoutError(
-                f"PostInvocation hooks exceeded {options.post_timeout}s", cause=exc
-            )
-        ex.error, ex.status, ex.retryable = exc, EventStatus.FAILED, False
-        ex.failed_in = HookPhase.PostInvocation
-
-
-# -- the Calling -------------------------------------------------------------------------------
-
-
-async def make_calling(
-    model: iModel,
-    request: dict[str, Any],
-    *,
-    timeout: float | None = None,
-    streaming: bool = False,
-    extra_headers: dict[str, str] | None = None,
-    hooks: HookOptions | None = None,
-    poll_timeout: float | None = None,
-    priority: float | None = None,
-    idle_timeout: float | None = None,
-    raise_on_error: bool = True,
-) -> Calling:
-    """Validate ``request`` into a Calling of ``model``, ready to run (once per call).
-
-    The options after ``request`` are the call's (:data:`CALL_OPTIONS`): those given are
-    held against the fields the backend's request declares, so that a field of the same
-    name is never silently taken for the option.
-
-    Raises:
-        lionpride.errors.ValidationError: Invalid or unknown request parameters, a request
-            field named like a call option given beside it, or a token reservation larger
-            than the token bucket.
-        Exception: A PreEventCreate hook's error with ``HookOptions(create_exit=True)``.
-    """
-    backend = model.backend
-    if not (
-        timeout is None
-        and extra_headers is None
-        and hooks is None
-        and poll_timeout is None
-        and priority is None
-        and idle_timeout is None
-        and raise_on_error
-    ):
-        given = {
-            "timeout": timeout,
-            "extra_headers": extra_headers,
-            "hooks": hooks,
-            "poll_timeout": poll_timeout,
-            "priority": priority,
-            "idle_timeout": idle_timeout,
-            "raise_on_error": None if raise_on_error else False,
-        }
-        _refuse_shadowed(backend, [name for name, value in given.items() if value is not None])
-    session_id = model.provider_metadata.get("session_id")
-    if session_id and "resume" not in request and model._rt.keeps_session:
-        # A CLI backend resumes the model's last session unless told otherwise.
-        request["resume"] = session_id
-    registry = model.hook_registry
-    if registry is not None and registry.handles(HookPhase.PreEventCreate):
-        await _create_hooks(registry, backend.event_type, hooks or DEFAULT_HOOK_OPTIONS)
-    try:
-        payload = backend.create_payload(request)
-    except ValueError as exc:
-        # Translated once, here: whatever a backend's own checks raise, a bad request is a
-        # ValidationError (still a ValueError) for the caller.
-        if isinstance(exc, errors.LionprideError):
-            raise
-        raise errors.ValidationError(str(exc), cause=exc) from exc
-    fields: dict[str, Any] = {"backend": backend, "payload": payload}
-    if "response_format" in request or "response_format" in backend.config.kwargs:
-        output_type = output_type_of({**backend.config.kwargs, **request})
-        if output_type is not None:
-            fields["output_type"] = output_type
-    if streaming:
-        fields["streaming"] = True
-    reserved = _reservation(model, payload)
-    if reserved is not None:
-        fields["reserved_tokens"] = reserved
-    if timeout is None and not extra_headers and registry is None:
-        # Only the model's own, already valid values: no validation needed.
-        return build_trusted(backend.event_type, fields)
-    # The caller's values are validated (only those that differ from the defaults).
-    if timeout is not None:
-        fields["timeout"] = timeout
-    if extra_headers:
-        fields["extra_headers"] = extra_headers
-    if registry is not None:
-        fields["hook_registry"] = registry
-        if hooks is not None:
-            fields["hook_options"] = hooks
-    return backend.event_type(**fields)
-
-
-def _reservation(model: iModel, payload: dict[str, Any]) -> int | None:
-    """The tokens the call reserves, when the model's limits count tokens.
-
-    Raises:
-        lionpride.errors.ValidationError: More than the token bucket holds.
-    """
-    executor = model.executor
-    if executor is None:
-        return None
-    # Local or shared in Redis alike: whatever limits tokens says how many it holds.
-    capacity = executor.token_capacity
-    if capacity is not None:
-        tokens = model.backend.estimate_tokens(payload)
-        if tokens > capacity:
-            raise errors.ValidationError(
-                f"request needs {tokens} tokens (prompt estimate plus output budget) but the "
-                f"token bucket holds at most {capacity}: lower max_tokens or raise limit_tokens"
-            )
-        return tokens
-    learner = model._rt.capacity
-    if learner is not None and learner.mode == "first":
-        # Before the first answer the token limit is not known yet, and this call may be
-        # granted after it is: it reserves as if it were.
-        return model.backend.estimate_tokens(payload)
-    return None
-
-
-def _refuse_shadowed(backend: ServiceBackend, given: list[str]) -> None:
-    """Refuse call options given under a name the backend's request has as a field too.
-
-    Raises:
-        lionpride.errors.ValidationError: Such an option was given: the option would take
-            the value meant for the field, and the request would go without it.
-    """
-    fields = _request_fields(backend)
-    shadowed = [name for name in given if name in fields]
-    if shadowed:
-        names = ", ".join(f"`{name}`" for name in shadowed)
-        raise errors.ValidationError(
-            f"{backend.name}: {names} is both a call option and a field of the request, "
-            "and a call option takes the value: rename the field (the call options: "
-            f"{', '.join(CALL_OPTIONS)})"
-        )
-
-
-def _request_fields(backend: ServiceBackend) -> Collection[str]:
-    """The names of the fields the backend's request declares (none when it is open)."""
-    options = backend.request_options
-    if options is not None:
-        return options.model_fields.keys()
-    if isinstance(backend, Tool):
-        properties: dict[str, Any] = backend.schema.get("properties") or {}
-        return properties.keys()
-    return ()

@@ -17,13 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from lionpride import errors
 from lionpride.core.element import Element
+from lionpride.services._calling import make_calling
 from lionpride.services._imodel_support import (
     ModelRuntime,
     learned_limits,
     learns_limits,
     shared_limits,
 )
-from lionpride.services._runner import make_calling, run_call, run_stream
+from lionpride.services._runner import run_call, run_stream
 from lionpride.services._sync import refuse_in_loop
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
