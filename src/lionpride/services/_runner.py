@@ -136,12 +136,16 @@ async def run_call(
     except asyncio.CancelledError as exc:
         if ex.status is _PENDING:  # cancelled while waiting for the grant
             _record_failure(calling, exc, None)
-        _finish(model, calling)
+        _finish(model, calling, raise_on_error=False)
         raise
     except Exception as exc:
         if ex.status is _PENDING:  # refused before the grant: the call's own failure
             _record_failure(calling, exc, poll_timeout)
-    return await _ended(model, calling, ran, raise_on_error)
+    registry = calling.hook_registry
+    if ran and registry is not None and registry.handles(HookPhase.PostInvocation):
+        await run_post_hooks(calling, registry)
+    _finish(model, calling, raise_on_error)
+    return calling
 
 
 async def run_stream(
@@ -214,12 +218,15 @@ async def run_stream(
     except (asyncio.CancelledError, GeneratorExit) as exc:
         if ex.status is _PENDING:
             _record_failure(calling, exc, None)
-        _finish(model, calling)
+        _finish(model, calling, raise_on_error=False)
         raise
     except Exception as exc:
         if ex.status is _PENDING:
             _record_failure(calling, exc, None)
-    await _ended(model, calling, ran, raise_on_error=True)
+    registry = calling.hook_registry
+    if ran and registry is not None and registry.handles(HookPhase.PostInvocation):
+        await run_post_hooks(calling, registry)
+    _finish(model, calling, raise_on_error=True)
     if final is not None:
         yield final
 
@@ -247,33 +254,30 @@ def _started(calling: Calling, reservation: Reservation | None) -> None:
     ex.status, ex.attempts = _PROCESSING, 1
 
 
-async def _ended(model: iModel, calling: Calling, ran: bool, raise_on_error: bool) -> Calling:
-    """After the grant (once per call): PostInvocation hooks for a call that ran, then the
-    metrics; the Calling returned, or its error raised."""
-    hooks = calling.hook_registry
-    if ran and hooks is not None and hooks.handles(HookPhase.PostInvocation):
-        await run_post_hooks(calling, hooks)
-    _finish(model, calling)
-    error = calling.execution.error
-    if error is not None and raise_on_error:
-        error.calling = calling  # type: ignore[attr-defined]
-        raise error
-    return calling
-
-
-def _finish(model: iModel, calling: Calling) -> None:
+def _finish(model: iModel, calling: Calling, raise_on_error: bool) -> None:
     """Metrics, cost, span and log (once per call); the CLI session kept; a final 429
-    pauses the limits."""
+    pauses the limits; the call's error raised, when asked.
+
+    Raises:
+        Exception: The call's recorded error, with the Calling on ``e.calling``, when
+            ``raise_on_error``.
+    """
+    ex = calling.execution
     rt = model._rt
-    rt.observer.finish(calling.execution, model.backend.provider, _model_of(calling), calling.trace)
+    rt.observer.finish(ex, model.backend.provider, _model_of(calling), calling.trace)
     if rt.keeps_session:
         # A CLI backend whose runs are sessions: the next call on the model resumes this one.
-        response = calling.execution.response
+        response = ex.response
         if response is not None and response.metadata.get("session_id"):
             model.provider_metadata["session_id"] = response.metadata["session_id"]
-    error = calling.execution.error
+    error = ex.error
+    if error is None:
+        return
     if isinstance(error, errors.RateLimitError):
         _pause(model, error)
+    if raise_on_error:
+        error.calling = calling  # type: ignore[attr-defined]
+        raise error
 
 
 def _record_failure(calling: Calling, exc: BaseException, poll_timeout: float | None) -> None:
