@@ -120,3 +120,19 @@ async def test_calls_and_streams_are_booked_alike_by_the_executor(
     stats = executor.stats()
     assert (stats["completed"], stats["failed"], stats["in_flight"]) == (2, 2, 0)
     assert model.metrics()["calls"] == 4
+
+
+async def test_a_calling_given_with_request_fields_is_refused(fake_provider: FakeProvider) -> None:
+    """Request fields or options beside ``calling=`` would be dropped: refused, nothing sent."""
+    model = iModel(
+        provider="openai", base_url=fake_provider.base_url("openai"), api_key=SecretStr("k")
+    )
+    async with model:
+        calling = await model.create_calling(model="m", messages=MESSAGES)
+        with pytest.raises(errors.ValidationError, match="carries its request"):
+            await model.invoke(calling, model="other")  # type: ignore[call-overload]
+        with pytest.raises(errors.ValidationError, match="carries its request"):
+            async for _ in model.invoke_stream(calling, timeout=5.0):
+                pass
+        assert calling.execution.status is EventStatus.PENDING
+    assert fake_provider.requests == []

@@ -2,7 +2,7 @@
 
 One call (:func:`run_call`), in order:
 
-1. :func:`make_calling` (once per call): the request validated into a Calling,
+1. ``make_calling`` (``_calling``; once per call): the request validated into a Calling,
    PreEventCreate hooks, the token reservation estimated, a CLI session resumed.
 2. The grant (once per call; one path for calls and streams): the executor's ``lease``, one
    request from the simple ``rate_limiter`` bucket, or nothing. ``poll_timeout`` bounds the
@@ -13,7 +13,8 @@ One call (:func:`run_call`), in order:
    retry): the attempt counted, its request charged to the limits when the failed attempt
    reached the provider, a 429 pausing the limits, the retry recorded.
 5. The answer validated into ``response_format`` (``parse_output``); on a failure, the
-   ErrorHandling hooks, which may answer for the backend (once per call).
+   ErrorHandling hooks, which may answer for the backend (once per call). The Calling's own
+   ``timeout`` bounds 3 to 5 together.
 6. The outcome recorded on ``calling.execution`` (once), the tokens settled with the real
    usage (once), the grant returned.
 7. PostInvocation hooks, then ``observer.finish`` (metrics, cost, span, log; once), the CLI
@@ -26,9 +27,11 @@ caller who stops at it leaves a recorded call and a returned grant behind. Leavi
 cancelling refunds the token reservation; a failure after content keeps it (the provider has
 counted those tokens).
 
-A cancellation is recorded (CANCELLED), counted once and re-raised, without PostInvocation
-hooks. A refusal before the grant (executor closed, queue full, the wait timed out) is the
-call's outcome too, recorded and counted once, without hooks.
+A timeout (the Calling's, ``poll_timeout``, the backend's deadline) is recorded as CANCELLED
+with a ``TimeoutError``. A cancellation is recorded (CANCELLED), counted once and re-raised,
+without PostInvocation hooks. A refusal before the grant (executor closed, queue full, the
+wait timed out) is the call's outcome too, recorded and counted once, without hooks. Every
+hook phase runs from ``_hook_phases``.
 """
 
 from __future__ import annotations
@@ -86,11 +89,11 @@ async def run_call(
     """Run one call through its whole route (once per call); see the module docstring.
 
     ``calling`` is made from ``request`` (and ``timeout``, ``extra_headers``, ``hooks``)
-    when not given.
+    when not given; given, it carries them.
 
     Raises:
-        lionpride.errors.ValidationError: ``calling`` already ran (a Calling runs once), or
-            an invalid request.
+        lionpride.errors.ValidationError: ``calling`` already ran (a Calling runs once), was
+            given with request fields or options of its own, or an invalid request.
         Exception: The call's recorded error (with the Calling on ``e.calling``), when
             ``raise_on_error``.
     """
@@ -105,6 +108,8 @@ async def run_call(
             priority=priority,
             raise_on_error=raise_on_error,
         )
+    elif request or timeout is not None or extra_headers is not None or hooks is not None:
+        raise _carried(calling)
     _begin(model, calling)
     ex = calling.execution
     executor = _executor_for(model)
@@ -163,11 +168,11 @@ async def run_stream(
     """Run one stream through the route of a call, yielding its chunks (once per call).
 
     ``calling`` is made from ``request`` (and ``timeout``, ``extra_headers``, ``hooks``)
-    when not given.
+    when not given; given, it carries them.
 
     Raises:
-        lionpride.errors.ValidationError: ``calling`` already ran (a Calling runs once), or
-            an invalid request.
+        lionpride.errors.ValidationError: ``calling`` already ran (a Calling runs once), was
+            given with request fields or options of its own, or an invalid request.
         Exception: The stream's recorded error, with the Calling on ``e.calling``.
     """
     if calling is None:
@@ -182,6 +187,8 @@ async def run_stream(
             priority=priority,
             idle_timeout=idle_timeout,
         )
+    elif request or timeout is not None or extra_headers is not None or hooks is not None:
+        raise _carried(calling)
     _begin(model, calling)
     ex = calling.execution
     executor = _executor_for(model)
@@ -244,6 +251,14 @@ def _begin(model: iModel, calling: Calling) -> None:
     observer = rt.observer
     if observer.tracer is not None:
         calling.trace = observer.start(model.backend.provider, _model_of(calling))
+
+
+def _carried(calling: Calling) -> errors.ValidationError:
+    # Taken beside a Calling they would be dropped: it carries its request and options.
+    return errors.ValidationError(
+        f"Calling {calling.id} carries its request, timeout, headers and hook options; "
+        "give them to create_calling(), or pass the request without calling="
+    )
 
 
 def _started(calling: Calling, reservation: Reservation | None) -> None:

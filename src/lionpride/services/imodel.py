@@ -225,8 +225,8 @@ class iModel(Element):
     # -- calls ---------------------------------------------------------------------------
     #
     # The route of a call and of a stream lives in ``_runner``; these are its doors. Their
-    # call options are keyword-only and named in ``CALL_OPTIONS``: every other keyword is a
-    # field of the request.
+    # call options are keyword-only and named in ``_calling.CALL_OPTIONS``: every other
+    # keyword is a field of the request.
 
     async def create_calling(
         self,
