@@ -1,4 +1,4 @@
-"""Lifecycle hooks: ``HookPhase`` and ``HookRegistry``.
+"""Lifecycle hooks: ``HookPhase``, ``HookRegistry`` and ``HookOptions``.
 
 A hook is ``fn(event, **kwargs)``, sync or async. Where each phase fires (SPEC ยง8.4):
 
@@ -16,8 +16,8 @@ A hook is ``fn(event, **kwargs)``, sync or async. Where each phase fires (SPEC ย
 
 How they run for one call (timeouts, exit flags, extra keyword arguments) is a
 :class:`HookOptions`, given as ``hooks=`` to ``iModel.invoke``, ``invoke_stream`` or
-``create_calling``. Every phase runs from one place, the call's runner
-(``lionpride.services._runner``).
+``create_calling``. Every phase runs from one place (``lionpride.services._hook_phases``),
+where the call's runner calls it.
 """
 
 from __future__ import annotations
