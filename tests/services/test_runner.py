@@ -136,3 +136,34 @@ async def test_a_calling_given_with_request_fields_is_refused(fake_provider: Fak
                 pass
         assert calling.execution.status is EventStatus.PENDING
     assert fake_provider.requests == []
+
+
+async def test_post_hooks_run_after_the_grant_is_returned(fake_provider: FakeProvider) -> None:
+    """PostInvocation hooks of a call and of a stream see the outcome recorded and the
+    concurrency slot free; a call refused before its grant runs no hooks, counted once."""
+    seen: list[tuple[Any, int]] = []
+    hooks = HookRegistry()
+    model = iModel(
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        limit_requests=100,
+        concurrency_limit=1,
+        hook_registry=hooks,
+    )
+    executor = model.executor
+    assert executor is not None
+
+    def post(event: Any, **kw: Any) -> None:
+        seen.append((event.status, executor.stats()["in_flight"]))
+
+    hooks.register(HookPhase.PostInvocation, post)
+    hooks.register(HookPhase.PreInvocation, lambda e, **kw: seen.append(("pre", 1)))
+    async with model:
+        await model.invoke(model="m", messages=MESSAGES)
+        chunks = [c async for c in model.invoke_stream(model="m", messages=MESSAGES)]
+    assert chunks[-1].is_final
+    assert seen == [("pre", 1), (EventStatus.COMPLETED, 0)] * 2
+    refused = await model.invoke(model="m", messages=MESSAGES, raise_on_error=False)
+    assert isinstance(refused.execution.error, errors.ExecutionError)
+    assert len(seen) == 4 and model.metrics()["calls"] == 3

@@ -114,11 +114,9 @@ async def run_call(
     ex = calling.execution
     executor = _executor_for(model)
     deadline = None if poll_timeout is None else asyncio.get_running_loop().time() + poll_timeout
-    ran = False
     try:
         async with _grant(model, executor, calling, priority, poll_timeout) as reservation:
             _started(calling, reservation)
-            ran = True
             start = time.perf_counter()
             scope = None
             try:
@@ -147,7 +145,8 @@ async def run_call(
         if ex.status is _PENDING:  # refused before the grant: the call's own failure
             _record_failure(calling, exc, poll_timeout)
     registry = calling.hook_registry
-    if ran and registry is not None and registry.handles(HookPhase.PostInvocation):
+    # A call that started (an attempt counted) has PostInvocation hooks; a refused one not.
+    if ex.attempts and registry is not None and registry.handles(HookPhase.PostInvocation):
         await run_post_hooks(calling, registry)
     _finish(model, calling, raise_on_error)
     return calling
@@ -167,8 +166,7 @@ async def run_stream(
 ) -> AsyncIterator[StreamChunk]:
     """Run one stream through the route of a call, yielding its chunks (once per call).
 
-    ``calling`` is made from ``request`` (and ``timeout``, ``extra_headers``, ``hooks``)
-    when not given; given, it carries them.
+    ``calling`` and ``request`` are taken as :func:`run_call` takes them.
 
     Raises:
         lionpride.errors.ValidationError: ``calling`` already ran (a Calling runs once), was
@@ -192,12 +190,10 @@ async def run_stream(
     _begin(model, calling)
     ex = calling.execution
     executor = _executor_for(model)
-    ran = False
     final: StreamChunk | None = None
     try:
         async with _grant(model, executor, calling, priority, poll_timeout) as reservation:
             _started(calling, reservation)
-            ran = True
             start = time.perf_counter()
             content = False
             on_retry = functools.partial(_retried, model, calling)
@@ -213,9 +209,8 @@ async def run_stream(
                 ex.duration = time.perf_counter() - start
                 _record_failure(calling, exc, None)
                 if content and reservation is not None and isinstance(exc, Exception):
-                    # Failed after content came: the provider has read the prompt and
-                    # written part of an answer, and counted them; with no usage reported,
-                    # the reservation stays spent rather than letting the client run ahead.
+                    # Failed after content: the provider counted the tokens; none reported,
+                    # the reservation stays spent rather than let the client run ahead.
                     reservation.settle(None)
                 raise
             ex.duration = time.perf_counter() - start
@@ -231,7 +226,8 @@ async def run_stream(
         if ex.status is _PENDING:
             _record_failure(calling, exc, None)
     registry = calling.hook_registry
-    if ran and registry is not None and registry.handles(HookPhase.PostInvocation):
+    # A call that started (an attempt counted) has PostInvocation hooks; a refused one not.
+    if ex.attempts and registry is not None and registry.handles(HookPhase.PostInvocation):
         await run_post_hooks(calling, registry)
     _finish(model, calling, raise_on_error=True)
     if final is not None:
