@@ -141,30 +141,30 @@ def test_call_that_never_ran_has_no_attempt_span(otel: Any) -> None:
 
 
 @needs_sdk
-async def test_spans_of_a_real_call_with_a_retry(otel: Any, fake_provider: FakeProvider) -> None:
+async def test_spans_of_a_real_call_with_a_retry(fake_provider: FakeProvider) -> None:
     """A real call answered 429 then 200 produces a call span and two attempt spans."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     fake_provider.script(Reply(status=429), Reply())
-    tracer, exporter = otel
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
     model = iModel(
-        provider="openai", base_url=fake_provider.base_url("openai"), api_key=SecretStr("k")
+        provider="openai",
+        base_url=fake_provider.base_url("openai"),
+        api_key=SecretStr("k"),
+        otel=provider.get_tracer("test"),
     )
     async with model:
-        calling = await model.create_calling(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
-        )
-        call = tracer.start_call("openai", "gpt-4o-mini")
-        calling.retry_listener = lambda _c, n, e, d: tracer.record_retry(call, n, e, d)
-        with no_backoff(), tracer.activate(call):
-            await model.invoke(calling)
+        with no_backoff():
+            calling = await model.invoke(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+            )
         response = calling.response
         assert response is not None
-        tracer.end_call(
-            call,
-            usage=response.usage,
-            finish_reason=response.finish_reason,
-            response_model=response.metadata.get("model"),
-            attempts=calling.execution.attempts,
-        )
+    provider.shutdown()
     span, attempts = _split(exporter.get_finished_spans())
     assert len(attempts) == 2 == calling.execution.attempts
     assert response.usage is not None

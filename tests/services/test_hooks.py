@@ -12,7 +12,7 @@ from lionpride import errors
 from lionpride.core.event import EventStatus
 from lionpride.services import iModel
 from lionpride.services.types.backend import Calling
-from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.types.hook import HookOptions, HookPhase, HookRegistry
 from lionpride.services.types.response import NormalizedResponse
 from lionpride.testing import FakeProvider, Reply
 
@@ -67,7 +67,7 @@ async def test_pre_and_post_hooks_see_payload_and_outcome(fake_provider: FakePro
 
     hooks = HookRegistry({HookPhase.PreInvocation: pre, HookPhase.PostInvocation: post})
     async with _model(fake_provider, hooks) as model:
-        calling = await model.invoke(**REQUEST, post_invoke_hook_params={"tag": "t"})
+        calling = await model.invoke(**REQUEST, hooks=HookOptions(post_params={"tag": "t"}))
     assert calling.status is EventStatus.COMPLETED
     assert seen == [
         ("pre", "gpt-4o-mini", EventStatus.PROCESSING, False),
@@ -98,7 +98,9 @@ async def test_slow_pre_hook_times_out_as_failure(fake_provider: FakeProvider) -
 
     hooks = HookRegistry({HookPhase.PreInvocation: pre})
     async with _model(fake_provider, hooks) as model:
-        calling = await model.invoke(**REQUEST, pre_invoke_hook_timeout=0.01, raise_on_error=False)
+        calling = await model.invoke(
+            **REQUEST, hooks=HookOptions(pre_timeout=0.01), raise_on_error=False
+        )
     assert calling.status is EventStatus.FAILED
     assert isinstance(calling.execution.error, errors.TimeoutError)
     assert fake_provider.requests == []
@@ -142,7 +144,7 @@ async def test_post_hook_sees_error_and_failure_is_only_logged(
 
 
 async def test_post_exit_hook_error_becomes_call_error(fake_provider: FakeProvider) -> None:
-    """With post_invoke_exit_hook=True a raising post hook's error becomes the call's."""
+    """With post_exit=True a raising post hook's error becomes the call's."""
 
     def post(event: Calling, **kw: Any) -> None:
         raise RuntimeError("reject")
@@ -150,7 +152,7 @@ async def test_post_exit_hook_error_becomes_call_error(fake_provider: FakeProvid
     hooks = HookRegistry({HookPhase.PostInvocation: post})
     async with _model(fake_provider, hooks) as model:
         with pytest.raises(RuntimeError, match="reject"):
-            await model.invoke(**REQUEST, post_invoke_exit_hook=True)
+            await model.invoke(**REQUEST, hooks=HookOptions(post_exit=True))
 
 
 async def test_slow_post_hook_does_not_fail_call(fake_provider: FakeProvider) -> None:
@@ -161,7 +163,7 @@ async def test_slow_post_hook_does_not_fail_call(fake_provider: FakeProvider) ->
 
     hooks = HookRegistry({HookPhase.PostInvocation: post})
     async with _model(fake_provider, hooks) as model:
-        calling = await model.invoke(**REQUEST, timeout=0.2, post_invoke_hook_timeout=0.25)
+        calling = await model.invoke(**REQUEST, timeout=0.2, hooks=HookOptions(post_timeout=0.25))
     assert calling.status is EventStatus.COMPLETED
 
 
@@ -175,9 +177,9 @@ async def test_pre_event_create_hook_exit_flag(fake_provider: FakeProvider) -> N
 
     hooks = HookRegistry({HookPhase.PreEventCreate: create})
     async with _model(fake_provider, hooks) as model:
-        calling = await model.create_calling(**REQUEST, create_event_hook_params={"x": 1})
+        calling = await model.create_calling(**REQUEST, hooks=HookOptions(create_params={"x": 1}))
         with pytest.raises(LookupError):
-            await model.create_calling(**REQUEST, create_event_exit_hook=True)
+            await model.create_calling(**REQUEST, hooks=HookOptions(create_exit=True))
     assert isinstance(calling, Calling)
     assert isinstance(got[0][0], type) and issubclass(got[0][0], Calling)
     assert got[0][1] == {"exit": False, "x": 1}

@@ -14,7 +14,7 @@ from lionpride.core.element import Element
 from lionpride.services import iModel
 from lionpride.services.observability import PriceTable
 from lionpride.services.providers.oai_chat import OAIChatEndpoint
-from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.types.hook import HookOptions, HookPhase, HookRegistry
 from lionpride.services.types.response import Usage
 from lionpride.testing import FakeProvider
 
@@ -65,9 +65,7 @@ async def test_a_pre_event_create_timeout_is_the_typed_timeout(
         hook_registry=hooks,
     ) as model:
         with pytest.raises(errors.TimeoutError, match="PreEventCreate"):
-            await model.invoke(
-                **REQUEST, create_event_exit_hook=True, create_event_hook_timeout=0.05
-            )
+            await model.invoke(**REQUEST, hooks=HookOptions(create_exit=True, create_timeout=0.05))
 
 
 def test_element_from_dict_restores_endpoints_and_models() -> None:

@@ -168,17 +168,6 @@ class Event(Element):
             ex.status = _COMPLETED
         finally:
             ex.duration = time.perf_counter() - start
-        follow_up = self._after_outcome()
-        if follow_up is not None:
-            await follow_up
-
-    def _after_outcome(self) -> Awaitable[None] | None:
-        """Work to run once the outcome is recorded, outside ``timeout`` (default: none).
-
-        Returning ``None`` (rather than awaiting a no-op) keeps the common path one
-        coroutine shorter.
-        """
-        return None
 
 
 def retryable(exc: BaseException) -> bool:

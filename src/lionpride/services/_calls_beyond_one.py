@@ -56,13 +56,12 @@ class CountsTokens(Protocol):
 
 async def invoke_parts(
     model: iModel,
-    parts: list[dict[str, Any]],
-    *,
+    callings: list[Calling],
     poll_timeout: float | None,
     priority: float | None,
     raise_on_error: bool,
 ) -> Calling:
-    """Run each part as its own call, concurrently, and merge the answers in order.
+    """Run the Callings of a request's parts, concurrently, and merge the answers in order.
 
     The returned Calling's ``payload`` is ``{"model": ..., "parts": [each part's payload]}``;
     its ``cost`` is the parts' total. Each part is recorded in the model's metrics as the call
@@ -74,7 +73,6 @@ async def invoke_parts(
     """
     backend = model.backend
     assert isinstance(backend, SplitsRequests)
-    callings = [await model.create_calling(**part) for part in parts]
     whole = backend.event_type(
         backend=backend,
         payload={"model": callings[0].payload.get("model"), "parts": [c.payload for c in callings]},
@@ -85,7 +83,7 @@ async def invoke_parts(
         async with asyncio.TaskGroup() as group:
             for calling in callings:
                 group.create_task(
-                    model.invoke(calling=calling, poll_timeout=poll_timeout, priority=priority)
+                    model.invoke(calling, poll_timeout=poll_timeout, priority=priority)
                 )
     except ExceptionGroup as failed:
         error = failed.exceptions[0]
@@ -167,13 +165,8 @@ async def count_tokens(model: iModel, request: dict[str, Any]) -> int:
     )
     object.__setattr__(counter, "_transport", backend._transport)
     object.__setattr__(counter, "_counted", backend)
-    calling = APICalling(
-        backend=counter,
-        payload=body,
-        retry_listener=model._on_retry,
-        hook_registry=model.hook_registry,
-    )
-    await model.invoke(calling=calling)
+    calling = APICalling(backend=counter, payload=body, hook_registry=model.hook_registry)
+    await model.invoke(calling)
     response = calling.response
     assert response is not None
     count: int = response.data

@@ -1,39 +1,34 @@
 """iModel: one face over any backend, with limits, hooks, resilience and streaming.
 
-One call, in order: ``create_calling`` (validate; PreEventCreate hook) → the executor grants
-capacity (requests plus a token reservation) → ``Calling.invoke`` (PreInvocation hook →
-retry[ breaker[ attempt ] ] → normalize → ErrorHandling / PostInvocation hooks) → tokens
-reconciled with the real usage → the Calling is returned, or its typed error raised.
+One call, in order: ``create_calling`` (validate; PreEventCreate hook) → the limits grant
+capacity (requests plus a token reservation) → PreInvocation hook → retry[ breaker[ attempt ] ]
+→ normalize → ErrorHandling hook on a failure → outcome recorded → tokens reconciled with the
+real usage → PostInvocation hook → metrics → the Calling is returned, or its typed error
+raised. A stream is the same route iterating. The route lives in ``_runner`` (its module
+docstring says which steps run once per call and which once per attempt).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from lionpride import errors
-from lionpride.core._trusted import build_trusted
 from lionpride.core.element import Element
-from lionpride.core.event import EventStatus, retryable
-from lionpride.services._imodel_support import model_of, run_chunk_hooks, run_create_hooks
+from lionpride.services._calling import make_calling
 from lionpride.services._limits import Limits, build_limits
+from lionpride.services._runner import run_call, run_stream
 from lionpride.services._runtime import ModelRuntime
 from lionpride.services._sync import refuse_in_loop
 from lionpride.services.execution import RateLimitedExecutor
 from lionpride.services.observability.observer import ModelObserver
 from lionpride.services.observability.pricing import PriceTable
 from lionpride.services.streaming.channel import StreamChannel, StreamChunk
-from lionpride.services.types._canonical import output_type_of
 from lionpride.services.types.backend import Calling, ServiceBackend
-from lionpride.services.types.hook import HookPhase, HookRegistry
-from lionpride.services.utilities.rate_limiter import Reservation, TokenBucket
-from lionpride.services.utilities.resilience import backoff_disabled
+from lionpride.services.types.hook import HookOptions, HookRegistry
+from lionpride.services.utilities.rate_limiter import TokenBucket
 
 __all__ = ["iModel"]
 
@@ -42,9 +37,6 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: CLI providers whose runs are sessions: the next call on the model resumes the last one.
 _CLI_SESSIONS = frozenset({"claude_code", "gemini_code"})
-
-
-_FAILED = (EventStatus.FAILED, EventStatus.CANCELLED, EventStatus.ABORTED)
 
 
 class iModel(Element):
@@ -186,118 +178,69 @@ class iModel(Element):
         return f"iModel(backend={self.name}, version={self.version})"
 
     # -- calls ---------------------------------------------------------------------------
+    #
+    # The route of a call and of a stream lives in ``_runner``; these are its doors. Their
+    # call options are keyword-only and named in ``_calling.CALL_OPTIONS``: every other
+    # keyword is a field of the request.
 
     async def create_calling(
         self,
+        *,
         timeout: float | None = None,
         streaming: bool = False,
         extra_headers: dict[str, str] | None = None,
-        create_event_exit_hook: bool | None = None,
-        create_event_hook_timeout: float | None = 10.0,
-        create_event_hook_params: dict[str, Any] | None = None,
-        pre_invoke_exit_hook: bool | None = None,
-        pre_invoke_hook_timeout: float | None = 30.0,
-        pre_invoke_hook_params: dict[str, Any] | None = None,
-        post_invoke_exit_hook: bool | None = None,
-        post_invoke_hook_timeout: float | None = 30.0,
-        post_invoke_hook_params: dict[str, Any] | None = None,
-        **arguments: Any,
+        hooks: HookOptions | None = None,
+        **request: Any,
     ) -> Calling:
         """Validate a request and wrap it in a Calling, ready to invoke.
 
-        The ``*_hook_*`` arguments configure the hooks of :attr:`hook_registry` for this
-        call: ``*_exit_hook=True`` lets a failing hook abort (PreEventCreate) or fail
-        (PostInvocation) the call, ``*_timeout`` bounds each phase, ``*_params`` are passed
-        to the hooks as keyword arguments.
+        Args:
+            timeout: Seconds for the call, hooks included (else the endpoint's own).
+            streaming: Mark the Calling as one for :meth:`invoke_stream`.
+            extra_headers: HTTP headers to send besides the endpoint's.
+            hooks: How the hooks of :attr:`hook_registry` run for this call (exit flags,
+                timeouts, extra arguments); see :class:`HookOptions`.
+            **request: The request's fields (``model``, ``messages``, ...). A field named
+                like a call option (``calling``, ``extra_headers``, ``hooks``,
+                ``idle_timeout``, ``poll_timeout``, ``priority``, ``raise_on_error``,
+                ``streaming``, ``timeout``) cannot be given here: the option takes it, and
+                giving one a backend's request also declares is refused.
 
         Raises:
             lionpride.errors.ValidationError: Invalid or unknown request parameters, or a
                 request whose token reservation is larger than the token bucket (also a
                 ``ValueError``).
-            Exception: A PreEventCreate hook's error when ``create_event_exit_hook=True``.
+            Exception: A PreEventCreate hook's error with ``HookOptions(create_exit=True)``.
         """
-        backend = self.backend
-        session_id = self.provider_metadata.get("session_id")
-        if session_id and "resume" not in arguments and self._rt.keeps_session:
-            # A CLI backend resumes the model's last session unless told otherwise.
-            arguments["resume"] = session_id
-        hooks = self.hook_registry
-        if hooks is not None and hooks.handles(HookPhase.PreEventCreate):
-            await run_create_hooks(
-                hooks,
-                backend.event_type,
-                bool(create_event_exit_hook),
-                create_event_hook_timeout,
-                create_event_hook_params or {},
-            )
-        try:
-            payload = backend.create_payload(arguments)
-        except ValueError as exc:
-            # Translated once, here: whatever a backend's own checks raise, a bad request
-            # is a ValidationError (still a ValueError) for the caller.
-            if isinstance(exc, errors.LionprideError):
-                raise
-            raise errors.ValidationError(str(exc), cause=exc) from exc
-        fields: dict[str, Any] = {
-            "backend": backend,
-            "payload": payload,
-            "retry_listener": self._on_retry,
-        }
-        if "response_format" in arguments or "response_format" in backend.config.kwargs:
-            output_type = output_type_of({**backend.config.kwargs, **arguments})
-            if output_type is not None:
-                fields["output_type"] = output_type
-        if streaming:
-            fields["streaming"] = True
-        executor = self.executor
-        # Local or shared in Redis alike: whatever limits tokens says how many it holds.
-        if executor is not None:
-            capacity = executor.token_capacity
-            if capacity is not None:
-                tokens = backend.estimate_tokens(payload)
-                if tokens > capacity:
-                    raise _too_many_tokens(tokens, capacity)
-                fields["reserved_tokens"] = tokens
-            elif self._rt.capacity is not None and self._rt.capacity.mode == "first":
-                # Before the first answer the token limit is not known yet, and this call
-                # may be granted after it is: it reserves as if it were.
-                fields["reserved_tokens"] = backend.estimate_tokens(payload)
-        if timeout is None and not extra_headers and hooks is None:
-            # Only the model's own, already valid values: no validation needed.
-            return build_trusted(backend.event_type, fields)
-        # The caller's values are validated (only those that differ from the defaults).
-        if timeout is not None:
-            fields["timeout"] = timeout
-        if extra_headers:
-            fields["extra_headers"] = extra_headers
-        if hooks is not None:
-            fields.update(
-                hook_registry=hooks,
-                pre_invoke_exit_hook=bool(pre_invoke_exit_hook),
-                pre_invoke_hook_timeout=pre_invoke_hook_timeout,
-                pre_invoke_hook_params=pre_invoke_hook_params or {},
-                post_invoke_exit_hook=bool(post_invoke_exit_hook),
-                post_invoke_hook_timeout=post_invoke_hook_timeout,
-                post_invoke_hook_params=post_invoke_hook_params or {},
-            )
-        return backend.event_type(**fields)
+        return await make_calling(
+            self,
+            request,
+            timeout=timeout,
+            streaming=streaming,
+            extra_headers=extra_headers,
+            hooks=hooks,
+        )
 
     @overload
     async def invoke(
         self,
         calling: None = None,
+        *,
         poll_timeout: float | None = None,
         priority: float | None = None,
         raise_on_error: bool = True,
-        *,
+        timeout: float | None = None,
+        extra_headers: dict[str, str] | None = None,
+        hooks: HookOptions | None = None,
         response_format: type[ModelT],
-        **arguments: Any,
+        **request: Any,
     ) -> Calling[ModelT]: ...
 
     @overload
     async def invoke(
         self,
         calling: Calling[ModelT],
+        *,
         poll_timeout: float | None = None,
         priority: float | None = None,
         raise_on_error: bool = True,
@@ -307,130 +250,71 @@ class iModel(Element):
     async def invoke(
         self,
         calling: Calling | None = None,
+        *,
         poll_timeout: float | None = None,
         priority: float | None = None,
         raise_on_error: bool = True,
-        **arguments: Any,
+        timeout: float | None = None,
+        extra_headers: dict[str, str] | None = None,
+        hooks: HookOptions | None = None,
+        **request: Any,
     ) -> Calling: ...
 
     async def invoke(
         self,
         calling: Calling | None = None,
+        *,
         poll_timeout: float | None = None,
         priority: float | None = None,
         raise_on_error: bool = True,
-        **arguments: Any,
+        timeout: float | None = None,
+        extra_headers: dict[str, str] | None = None,
+        hooks: HookOptions | None = None,
+        **request: Any,
     ) -> Calling:
         """Run one call and return its Calling (``calling.response`` holds the result).
 
         Args:
             calling: A Calling made by :meth:`create_calling`; otherwise one is made from
-                ``arguments``.
+                ``request`` and the options ``timeout``, ``extra_headers`` and ``hooks``
+                (as :meth:`create_calling` takes them).
             poll_timeout: Bounds the whole wait, queue plus call; past it the call is
                 cancelled, its capacity returned and ``TimeoutError`` raised.
             priority: Lower runs first among calls waiting for capacity.
             raise_on_error: Raise the typed error of a failed call (with the Calling on
                 ``e.calling``); ``False`` returns the failed Calling instead.
-            **arguments: The request (``model``, ``messages``, ...) and ``timeout``.
+            **request: The request's fields (``model``, ``messages``, ...); none may be
+                named like a call option (see :meth:`create_calling`).
 
         Raises:
             lionpride.errors.ValidationError: ``calling`` already ran (a Calling runs once),
                 or invalid arguments (also a ``ValueError``).
             lionpride.errors.LionprideError: The call failed (with ``raise_on_error=True``).
         """
-        if calling is None:
-            if self._rt.splits:
-                parts = self.backend.split_request(arguments)  # type: ignore[attr-defined]
-                if parts is not None:
-                    from lionpride.services._calls_beyond_one import invoke_parts
+        if calling is None and self._rt.splits:
+            parts = self.backend.split_request(request)  # type: ignore[attr-defined]
+            if parts is not None:
+                # Loaded here, not at import: it loads the HTTP endpoint (D9).
+                from lionpride.services._calls_beyond_one import invoke_parts
 
-                    return await invoke_parts(
-                        self,
-                        parts,
-                        poll_timeout=poll_timeout,
-                        priority=priority,
-                        raise_on_error=raise_on_error,
+                callings = [
+                    await make_calling(
+                        self, part, timeout=timeout, extra_headers=extra_headers, hooks=hooks
                     )
-            calling = await self.create_calling(**arguments)
-        elif calling.execution.status is not EventStatus.PENDING:
-            raise _ran_already(calling)
-        self._rt.note_home()
-        observer = self._rt.observer
-        if observer.tracer is not None:
-            calling.trace = observer.start(self.backend.provider, model_of(calling))
-        try:
-            executor = self._limits()
-            if executor is not None:
-                tokens = calling.reserved_tokens
-                # Usage is charged wherever tokens are limited, also after a call that
-                # reserved none (a backend that cannot estimate in advance), and a
-                # reservation is always settled (made before a learned limit was known).
-                used = (
-                    calling._tokens_used if tokens or executor.token_capacity is not None else None
-                )
-                if poll_timeout is None and priority is None and executor._admit(tokens):
-                    # Granted at once, the common case: awaited here, without the wrapper
-                    # frame ``execute`` would add, and booked as ``execute`` books it.
-                    try:
-                        await calling.invoke()
-                    except BaseException as exc:
-                        executor._ended(tokens, 0, exc)
-                        raise
-                    executor._ended(tokens, None if used is None else used())
-                else:
-                    await executor.execute(
-                        calling.invoke,
-                        tokens=tokens,
-                        priority=priority,
-                        timeout=poll_timeout,
-                        settle=used,
-                        on_granted=calling._on_granted,
-                    )
-            elif poll_timeout is None:
-                if self.rate_limiter is not None:
-                    await self._acquire_simple()
-                await calling.invoke()
-            else:
-                # One deadline for the wait and the call together.
-                async with asyncio.timeout(poll_timeout):
-                    if self.rate_limiter is not None:
-                        await self._acquire_simple()
-                    await calling.invoke()
-        except TimeoutError as exc:
-            err = exc if isinstance(exc, errors.TimeoutError) else _timeout(poll_timeout, exc)
-            if calling.execution.status is EventStatus.PENDING:
-                calling.execution.status = EventStatus.CANCELLED
-            calling.execution.error = err
-            calling.execution.retryable = True
-        except asyncio.CancelledError:
-            # Calling.invoke recorded a cancellation while running; one still queued is too.
-            if calling.execution.status is EventStatus.PENDING:
-                calling.execution.status = EventStatus.CANCELLED
-            observer.finish(
-                calling.execution, self.backend.provider, model_of(calling), calling.trace
-            )
-            raise
-        except Exception as exc:
-            # Calling.invoke never raises, so this is a refusal before the call ran (executor
-            # closed, queue full, shared limits unreachable): the call's own failure.
-            ex = calling.execution
-            ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
-        return self._finish(calling, raise_on_error)
-
-    def _finish(self, calling: Calling, raise_on_error: bool) -> Calling:
-        ex = calling.execution
-        rt = self._rt
-        rt.observer.finish(ex, self.backend.provider, model_of(calling), calling.trace)
-        if rt.keeps_session:
-            self._keep_session(calling)
-        if ex.status in _FAILED and ex.error is not None:
-            err = ex.error
-            if isinstance(err, errors.RateLimitError):
-                self._pause(err)
-            if raise_on_error:
-                err.calling = calling  # type: ignore[attr-defined]
-                raise err
-        return calling
+                    for part in parts
+                ]
+                return await invoke_parts(self, callings, poll_timeout, priority, raise_on_error)
+        return await run_call(
+            self,
+            calling,
+            request,
+            poll_timeout=poll_timeout,
+            priority=priority,
+            raise_on_error=raise_on_error,
+            timeout=timeout,
+            extra_headers=extra_headers,
+            hooks=hooks,
+        )
 
     async def count_tokens(self, **request: Any) -> int:
         """The input tokens of a request (canonical or native), as the provider counts them.
@@ -454,18 +338,22 @@ class iModel(Element):
     def invoke_sync(
         self,
         calling: None = None,
+        *,
         poll_timeout: float | None = None,
         priority: float | None = None,
         raise_on_error: bool = True,
-        *,
+        timeout: float | None = None,
+        extra_headers: dict[str, str] | None = None,
+        hooks: HookOptions | None = None,
         response_format: type[ModelT],
-        **arguments: Any,
+        **request: Any,
     ) -> Calling[ModelT]: ...
 
     @overload
     def invoke_sync(
         self,
         calling: Calling[ModelT],
+        *,
         poll_timeout: float | None = None,
         priority: float | None = None,
         raise_on_error: bool = True,
@@ -475,20 +363,17 @@ class iModel(Element):
     def invoke_sync(
         self,
         calling: Calling | None = None,
+        *,
         poll_timeout: float | None = None,
         priority: float | None = None,
         raise_on_error: bool = True,
-        **arguments: Any,
+        timeout: float | None = None,
+        extra_headers: dict[str, str] | None = None,
+        hooks: HookOptions | None = None,
+        **request: Any,
     ) -> Calling: ...
 
-    def invoke_sync(
-        self,
-        calling: Calling | None = None,
-        poll_timeout: float | None = None,
-        priority: float | None = None,
-        raise_on_error: bool = True,
-        **arguments: Any,
-    ) -> Calling:
+    def invoke_sync(self, calling: Calling | None = None, **options_and_request: Any) -> Calling:
         """:meth:`invoke` for code that is not async: a script, a plain function.
 
         Same arguments, result and errors as :meth:`invoke`, with the model's limits,
@@ -506,252 +391,47 @@ class iModel(Element):
         """
         refuse_in_loop("invoke_sync", "`await model.invoke(...)`")
         return self._rt.loop().run(
-            lambda: self.invoke(calling, poll_timeout, priority, raise_on_error, **arguments),
-            self._rt.home,
+            lambda: self.invoke(calling, **options_and_request), self._rt.home
         )
 
-    async def _acquire_simple(self, timeout: float | None = None) -> None:
-        """Take one request from the simple ``rate_limiter`` bucket, or time out."""
-        assert self.rate_limiter is not None
-        if not await self.rate_limiter.acquire(1, timeout=timeout):
-            raise errors.TimeoutError(f"rate_limiter granted no capacity within {timeout}s")
-
-    def _limits(self) -> RateLimitedExecutor | None:
-        """The executor for a call on the running loop.
-
-        Learned limits serve one event loop at a time (their queue, timer and state belong
-        to it; a loop that is no longer running hands them on): a call from a loop another
-        thread runs at the same time goes without them, and the first such call warns.
-        """
-        capacity = self._rt.capacity
-        if capacity is not None and not capacity.serves_here():
-            return None
-        return self.executor
-
-    def _keep_session(self, calling: Calling) -> None:
-        """Remember a CLI session id so the next call on this model resumes it (for
-        backends whose runs are sessions: ``ModelRuntime.keeps_session``)."""
-        response = calling.execution.response
-        if response is not None:
-            session_id = response.metadata.get("session_id")
-            if session_id:
-                self.provider_metadata["session_id"] = session_id
-
-    def _on_retry(self, calling: Calling, attempt: int, error: BaseException, delay: float) -> None:
-        """Before a retry: a 429 pauses the limits, and the retry's request is counted.
-
-        The call's grant paid for one request. When the failed attempt reached the provider
-        (it answered with a status, or took too long to answer), the retry is one more: left
-        uncounted, it would let the next grant reach a provider with no room left for it (a
-        429, whose retry is one more uncounted request, and so on). An attempt that never
-        connected spent nothing, so its retry uses the grant.
-        """
-        if isinstance(error, errors.RateLimitError):
-            self._pause(error)
-        if isinstance(error, errors.APIStatusError | errors.TimeoutError):
-            executor = self._limits()
-            if executor is not None:
-                executor.charge(1)
-            elif self.rate_limiter is not None:
-                self.rate_limiter._charge(1)
-        self._rt.observer.retry(
-            self.backend.provider, model_of(calling), attempt, error, delay, calling.trace
-        )
-
-    def _pause(self, error: errors.RateLimitError) -> None:
-        """A 429 pauses the model's buckets so queued calls back off together.
-
-        A 429 that no wait cures (``retryable`` false: a spent quota, a request larger than
-        the provider's limit) pauses nothing: the calls behind it fail or pass on their own
-        instead of queueing for a hint that does not apply to them. Under ``no_backoff()``
-        (test mode) nothing pauses, as no retry sleeps either.
-        """
-        if not error.retry_after or not error.retryable or backoff_disabled():
-            return
-        executor = self._limits()
-        if executor is not None:
-            executor.pause(error.retry_after)
-        if self.rate_limiter is not None:
-            self.rate_limiter.pause(error.retry_after)
-
-    async def invoke_stream(
+    def invoke_stream(
         self,
         calling: Calling | None = None,
         *,
-        priority: float | None = None,
         poll_timeout: float | None = None,
+        priority: float | None = None,
         idle_timeout: float | None = None,
-        **arguments: Any,
+        timeout: float | None = None,
+        extra_headers: dict[str, str] | None = None,
+        hooks: HookOptions | None = None,
+        **request: Any,
     ) -> AsyncIterator[StreamChunk]:
         """Yield decoded chunks; the last is final and carries the assembled response.
 
         Takes the same capacity as :meth:`invoke` (one request plus the token reservation,
-        reconciled with the real usage at the end) and records status, duration and response
-        on the Calling. ``poll_timeout`` bounds the wait for capacity; ``idle_timeout`` ends
-        a stream that stays silent that long with ``TimeoutError``. Breaking out of the loop
-        or cancelling closes the HTTP response and refunds the token reservation (the
-        request slot stays spent: the provider counted it). A stream that fails after its
-        first chunk keeps its token reservation: the provider has already counted tokens.
+        reconciled with the real usage at the end), runs the same hooks (and StreamChunk
+        hooks for each chunk) and records status, duration and response on the Calling.
+        ``poll_timeout`` bounds the wait for capacity; ``idle_timeout`` ends a stream that
+        stays silent that long with ``TimeoutError``; the other options are those of
+        :meth:`invoke`. Breaking out of the loop or cancelling closes the HTTP response and
+        refunds the token reservation (the request slot stays spent: the provider counted
+        it). A stream that fails after its first chunk keeps its token reservation: the
+        provider has already counted tokens.
 
         Raises:
             The typed error of a failed stream, with the Calling on ``e.calling``.
         """
-        if calling is None:
-            calling = await self.create_calling(streaming=True, **arguments)
-        elif calling.execution.status is not EventStatus.PENDING:
-            raise _ran_already(calling)
-        self._rt.note_home()
-        ex = calling.execution
-        observer = self._rt.observer
-        provider, model = self.backend.provider, model_of(calling)
-        if observer.tracer is not None:
-            calling.trace = observer.start(provider, model)
-        async with contextlib.AsyncExitStack() as stack:
-            reservation = None
-            try:
-                executor = self._limits()
-                if executor is not None:
-                    # A lease: the executor's queue order, queue bound, concurrency limit
-                    # and stats apply to streams as to calls, for as long as the stream runs.
-                    reservation = await stack.enter_async_context(
-                        executor.lease(
-                            tokens=calling.reserved_tokens, priority=priority, timeout=poll_timeout
-                        )
-                    )
-                    ex.queue_wait = reservation.waited
-                elif self.rate_limiter is not None:
-                    await self._acquire_simple(poll_timeout)
-            except asyncio.CancelledError:
-                ex.status = EventStatus.CANCELLED
-                observer.finish(ex, provider, model, calling.trace)
-                raise
-            except Exception as exc:
-                if isinstance(exc, TimeoutError):
-                    ex.status, ex.error, ex.retryable = EventStatus.CANCELLED, exc, True
-                else:
-                    ex.status, ex.error, ex.retryable = EventStatus.FAILED, exc, retryable(exc)
-                observer.finish(ex, provider, model, calling.trace)
-                exc.calling = calling  # type: ignore[attr-defined]
-                raise
-            granted = self._stream_granted(calling, reservation, idle_timeout)
-            final: StreamChunk | None = None
-            async with aclosing(granted) as chunks:  # type: ignore[type-var]
-                async for chunk in chunks:
-                    if chunk.is_final:  # the outcome is recorded before it comes out
-                        final = chunk
-                        break
-                    yield chunk
-        # The capacity lease is given back first: a caller who stops at the final chunk (and
-        # never resumes this generator) holds no concurrency slot.
-        if final is not None:
-            yield final
-
-    async def _stream_granted(
-        self, calling: Calling, reservation: Reservation | None, idle_timeout: float | None
-    ) -> AsyncIterator[StreamChunk]:
-        """The stream once capacity is held: hooks, chunks, outcome, reconciliation."""
-        ex = calling.execution
-        observer = self._rt.observer
-        provider, model = self.backend.provider, model_of(calling)
-        ex.status = EventStatus.PROCESSING
-        ex.attempts = 1
-        start = time.perf_counter()
-        used = 0
-        final: StreamChunk | None = None
-        hooks = calling.hook_registry
-        chunk_hooks = hooks is not None and hooks.handles(HookPhase.StreamChunk)
-        sent = False  # past the PreInvocation hooks: a failure is the backend's
-        next_index = 0
-        try:
-            if hooks is not None and hooks.handles(HookPhase.PreInvocation):
-                await calling._run_pre_hooks(hooks)
-            sent = True
-            backend_stream = self.backend.stream(
-                calling.payload,
-                extra_headers=calling.extra_headers,
-                timeout=calling.timeout,
-                on_retry=calling._on_retry,
-                idle_timeout=idle_timeout,
-            )
-            # aclosing: leaving early closes the backend's stream (its HTTP response) now,
-            # not whenever the garbage collector finalizes the generator.
-            async with aclosing(backend_stream) as chunks:  # type: ignore[type-var]
-                async for chunk in chunks:
-                    if chunk.is_final:
-                        if calling.output_type is not None and chunk.response is not None:
-                            chunk.response = calling.parse_output(chunk.response)
-                        ex.response = chunk.response
-                        used = calling._tokens_used()
-                        if self._rt.keeps_session:
-                            self._keep_session(calling)
-                    if chunk_hooks:
-                        await run_chunk_hooks(calling, chunk)
-                    if chunk.is_final:
-                        final = chunk
-                        break
-                    next_index = chunk.index + 1
-                    yield chunk
-        except (asyncio.CancelledError, GeneratorExit):
-            ex.status = EventStatus.CANCELLED
-            ex.duration = time.perf_counter() - start
-            if reservation is not None:
-                reservation.settle(used)
-            observer.finish(ex, provider, model, calling.trace)
-            raise
-        except Exception as exc:
-            if isinstance(exc, errors.RateLimitError):
-                self._pause(exc)
-            recovered = None
-            if sent and hooks is not None and hooks.handles(HookPhase.ErrorHandling):
-                # As for invoke: a hook may answer for the failed backend (the stream then
-                # ends with a final chunk carrying its response).
-                recovered = await calling._run_error_hooks(hooks, exc)
-            failure: Exception = exc
-            if recovered is not None:
-                try:  # what a hook answers is validated, as invoke does
-                    recovered = calling.parse_output(recovered)
-                except errors.OutputValidationError as invalid:
-                    failure, recovered = invalid, None
-            if recovered is None:
-                ex.status, ex.error = EventStatus.FAILED, failure
-                ex.retryable = retryable(failure)
-                if next_index:
-                    # Failed after content came: the provider has read the prompt and
-                    # written part of an answer, and counted them; with no usage reported,
-                    # the reservation stays spent rather than letting the client run ahead.
-                    used = calling.reserved_tokens
-                await self._stream_ended(calling, reservation, used, start)
-                failure.calling = calling  # type: ignore[attr-defined]
-                if failure is exc:
-                    raise
-                raise failure from exc  # the hook's answer to exc did not validate
-            ex.response = recovered
-            used = calling._tokens_used()
-            final = StreamChunk(index=next_index, is_final=True, response=recovered)
-        ex.status, ex.retryable = EventStatus.COMPLETED, False
-        await self._stream_ended(calling, reservation, used, start)
-        if ex.error is not None:
-            err = ex.error
-            err.calling = calling  # type: ignore[attr-defined]
-            raise err
-        if final is not None:
-            # Yielded once the outcome is recorded: a caller who stops at the final chunk
-            # (and never resumes the generator) still leaves a completed call behind.
-            yield final
-
-    async def _stream_ended(
-        self, calling: Calling, reservation: Reservation | None, used: int, start: float
-    ) -> None:
-        """Record a stream's outcome (its status already set): duration, tokens settled,
-        PostInvocation hooks, metrics."""
-        ex = calling.execution
-        ex.duration = time.perf_counter() - start
-        if reservation is not None:
-            reservation.settle(used)
-        hooks = calling.hook_registry
-        if hooks is not None and hooks.handles(HookPhase.PostInvocation):
-            await calling._run_post_hooks(hooks)
-        self._rt.observer.finish(ex, self.backend.provider, model_of(calling), calling.trace)
+        return run_stream(
+            self,
+            calling,
+            request,
+            poll_timeout=poll_timeout,
+            priority=priority,
+            idle_timeout=idle_timeout,
+            timeout=timeout,
+            extra_headers=extra_headers,
+            hooks=hooks,
+        )
 
     async def invoke_stream_with_channel(self, **arguments: Any) -> StreamChannel:
         """Wrap :meth:`invoke_stream` in a :class:`StreamChannel` for fan-out."""
@@ -891,22 +571,3 @@ def _match_backend(provider: str | None, endpoint: str, kwargs: dict[str, Any]) 
         if isinstance(exc, errors.LionprideError):
             raise
         raise errors.ConfigurationError(str(exc), cause=exc) from exc
-
-
-def _too_many_tokens(tokens: int, capacity: int) -> errors.ValidationError:
-    return errors.ValidationError(
-        f"request needs {tokens} tokens (prompt estimate plus output budget) but "
-        f"the token bucket holds at most {capacity}: lower max_tokens or raise limit_tokens"
-    )
-
-
-def _ran_already(calling: Calling) -> errors.ValidationError:
-    # Running it again would take capacity for a call that sends nothing.
-    return errors.ValidationError(
-        f"Calling {calling.id} already ran (status {calling.execution.status}); "
-        "make a new one with create_calling() to call again"
-    )
-
-
-def _timeout(limit: float | None, exc: BaseException) -> errors.TimeoutError:
-    return errors.TimeoutError(f"call did not finish within poll_timeout={limit}s", cause=exc)

@@ -8,10 +8,8 @@ user's own subclass gets all of it for free (DESIGN D12).
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypedDict, Unpack
 
 import pydantic
@@ -20,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from lionpride import errors
 from lionpride.core.element import Element
 from lionpride.core.event import Event, EventStatus
-from lionpride.services.types.hook import HookPhase, HookRegistry
+from lionpride.services.types.hook import HookOptions, HookRegistry
 from lionpride.services.types.response import NormalizedResponse, OutputT, Usage
 
 if TYPE_CHECKING:
@@ -35,8 +33,6 @@ __all__ = [
     "ServiceConfig",
     "StreamOptions",
 ]
-
-_log = logging.getLogger(__name__)
 
 #: Called before each retry with (attempt number, error, seconds until the next attempt).
 RetryObserver = Callable[[int, BaseException, float], Any]
@@ -195,12 +191,12 @@ class ServiceBackend(Element):
 
 
 class Calling(Event, Generic[OutputT]):
-    """One call of a backend: the validated payload and, once run, its outcome.
+    """One call of a backend: the validated request and, once run, its outcome.
 
-    Runs once per call (retries happen inside the backend). ``invoke`` records the outcome
-    on ``execution`` and never raises, except for cancellation. With a pydantic model class
-    as ``output_type`` (the request's ``response_format``), the answer is validated into it
-    (``response.parsed``); an answer that does not validate fails the call with
+    A record, not a runner: ``iModel.invoke`` (or ``invoke_stream``) runs it once, through
+    the model's runner, which records the outcome on ``execution``. With a pydantic model
+    class as ``output_type`` (the request's ``response_format``), the answer is validated
+    into it (``response.parsed``); an answer that does not validate fails the call with
     :class:`~lionpride.errors.OutputValidationError`.
     """
 
@@ -211,23 +207,14 @@ class Calling(Event, Generic[OutputT]):
     extra_headers: dict[str, str] | None = Field(default=None, exclude=True)
     #: Tokens reserved for this call in the model's token bucket (0 = none).
     reserved_tokens: int = Field(default=0, exclude=True)
-    #: Told about every retry as ``(calling, attempt, error, delay)``: the iModel pauses
-    #: its limiter on a 429 and records the retry.
-    retry_listener: Callable[[Calling, int, BaseException, float], Any] | None = Field(
-        default=None, exclude=True, repr=False
-    )
     #: The pydantic model class the answer is validated into (``response.parsed``).
     output_type: type[BaseModel] | None = Field(default=None, exclude=True, repr=False)
     #: The call's tracing span, when the iModel traces (OpenTelemetry).
     trace: Any = Field(default=None, exclude=True, repr=False)
     #: Lifecycle hooks (``None`` = the fast path: no hook checks at all).
     hook_registry: HookRegistry | None = Field(default=None, exclude=True, repr=False)
-    pre_invoke_exit_hook: bool = Field(default=False, exclude=True, repr=False)
-    pre_invoke_hook_timeout: float | None = Field(default=30.0, exclude=True, repr=False)
-    pre_invoke_hook_params: dict[str, Any] | None = Field(default=None, exclude=True, repr=False)
-    post_invoke_exit_hook: bool = Field(default=False, exclude=True, repr=False)
-    post_invoke_hook_timeout: float | None = Field(default=30.0, exclude=True, repr=False)
-    post_invoke_hook_params: dict[str, Any] | None = Field(default=None, exclude=True, repr=False)
+    #: How those hooks run for this call (``None``: the defaults of :class:`HookOptions`).
+    hook_options: HookOptions | None = Field(default=None, exclude=True, repr=False)
 
     @property
     def response(self) -> NormalizedResponse[OutputT]:
@@ -289,9 +276,6 @@ class Calling(Event, Generic[OutputT]):
             ) from exc
         return response.model_copy(update={"parsed": value})
 
-    async def _parsed(self, call: Awaitable[NormalizedResponse]) -> NormalizedResponse:
-        return self.parse_output(await call)
-
     @property
     def usage(self) -> Usage | None:
         """The call's normalized token counts, when the backend reported them."""
@@ -308,136 +292,19 @@ class Calling(Event, Generic[OutputT]):
         """Wall seconds of the call (not counting the wait for capacity)."""
         return self.execution.duration
 
-    def _tokens_used(self, _result: object = None) -> int:
-        """The tokens to settle the reservation with: the reported usage; the reservation
-        when none was reported; nothing when the call failed."""
-        response = self.execution.response
-        if not isinstance(response, NormalizedResponse):
-            return 0
-        usage = response.usage
-        if usage is None:
-            return self.reserved_tokens
-        return usage.total_tokens or usage.input_tokens + usage.output_tokens
+    async def invoke(self) -> None:
+        """Nothing to do: a Calling runs once, through the model that made it.
 
-    def _on_granted(self, waited: float) -> None:
-        self.execution.queue_wait = waited
+        ``await model.invoke(calling=calling)`` (or ``model.invoke_stream(calling)``) grants
+        it capacity, runs its hooks and records its outcome; a Calling that already ran is
+        left as it is.
 
-    def _on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
-        self.execution.attempts += 1
-        if self.retry_listener is not None:
-            self.retry_listener(self, attempt, error, delay)
-
-    def _after_outcome(self) -> Awaitable[None] | None:
-        """The PostInvocation hooks, run once the outcome is on ``execution``.
-
-        They run outside the call's own timeout, bounded by ``post_invoke_hook_timeout``.
+        Raises:
+            lionpride.errors.ExecutionError: The Calling has not run: run it through its
+                model.
         """
-        hooks = self.hook_registry
-        if hooks is None:
-            return None
-        ex = self.execution
-        if ex.failed_in == HookPhase.PreInvocation:
-            # A failed pre hook is the call's failure, not a timeout of the call itself.
-            ex.status, ex.retryable = EventStatus.FAILED, False
-        if hooks.handles(HookPhase.PostInvocation):
-            return self._run_post_hooks(hooks)
-        return None
-
-    async def _run_post_hooks(self, hooks: HookRegistry) -> None:
-        ex = self.execution
-        try:
-            await hooks.run(
-                HookPhase.PostInvocation,
-                self,
-                timeout=self.post_invoke_hook_timeout,
-                exit=self.post_invoke_exit_hook,
-                response=ex.response,
-                error=ex.error,
-                **(self.post_invoke_hook_params or {}),
+        if self.execution.status is EventStatus.PENDING:
+            raise errors.ExecutionError(
+                f"Calling {self.id} runs through its model: `await model.invoke(calling=calling)`",
+                retryable=False,
             )
-        except Exception as exc:
-            if not self.post_invoke_exit_hook:
-                _log.warning("PostInvocation hook failed for %s: %r", self.id, exc)
-                return
-            if isinstance(exc, TimeoutError) and not isinstance(exc, errors.TimeoutError):
-                exc = errors.TimeoutError(
-                    f"PostInvocation hooks exceeded {self.post_invoke_hook_timeout}s", cause=exc
-                )
-            ex.error, ex.status, ex.retryable = exc, EventStatus.FAILED, False
-            ex.failed_in = HookPhase.PostInvocation
-
-    def _invoke(self) -> Awaitable[NormalizedResponse]:
-        # Without hooks the backend's call is returned, not awaited here: one coroutine
-        # frame fewer on every resume of the call.
-        self.execution.attempts = 1
-        hooks = self.hook_registry
-        if hooks is None:
-            call = self.backend.call(
-                self.payload,
-                extra_headers=self.extra_headers,
-                timeout=self.timeout,
-                on_retry=self._on_retry,
-            )
-            return call if self.output_type is None else self._parsed(call)
-        return self._invoke_with_hooks(hooks)
-
-    async def _invoke_with_hooks(self, hooks: HookRegistry) -> NormalizedResponse:
-        """The call with its hooks: an answer that does not validate is a failure the
-        ErrorHandling hooks see too (as in a stream), and what they answer is validated."""
-        if hooks.handles(HookPhase.PreInvocation):
-            await self._run_pre_hooks(hooks)
-        try:
-            return self.parse_output(
-                await self.backend.call(
-                    self.payload,
-                    extra_headers=self.extra_headers,
-                    timeout=self.timeout,
-                    on_retry=self._on_retry,
-                )
-            )
-        except Exception as exc:
-            if not hooks.handles(HookPhase.ErrorHandling):
-                raise
-            recovered = await self._run_error_hooks(hooks, exc)
-            if recovered is None:
-                raise
-            return self.parse_output(recovered)
-
-    async def _run_pre_hooks(self, hooks: HookRegistry) -> None:
-        try:
-            await hooks.run(
-                HookPhase.PreInvocation,
-                self,
-                timeout=self.pre_invoke_hook_timeout,
-                exit=self.pre_invoke_exit_hook,
-                **(self.pre_invoke_hook_params or {}),
-            )
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError as exc:
-            self.execution.failed_in = HookPhase.PreInvocation
-            raise errors.TimeoutError(
-                f"PreInvocation hooks exceeded {self.pre_invoke_hook_timeout}s", cause=exc
-            ) from exc
-        except Exception:
-            self.execution.failed_in = HookPhase.PreInvocation
-            raise
-
-    async def _run_error_hooks(
-        self, hooks: HookRegistry, error: Exception
-    ) -> NormalizedResponse | None:
-        try:
-            results = await hooks.run(
-                HookPhase.ErrorHandling,
-                self,
-                timeout=self.post_invoke_hook_timeout,
-                error=error,
-                **(self.post_invoke_hook_params or {}),
-            )
-        except Exception as exc:
-            _log.warning("ErrorHandling hook failed for %s: %r", self.id, exc)
-            return None
-        for result in results:
-            if isinstance(result, NormalizedResponse):
-                return result
-        return None

@@ -1,30 +1,38 @@
-"""Lifecycle hooks: ``HookPhase`` and ``HookRegistry``.
+"""Lifecycle hooks: ``HookPhase``, ``HookRegistry`` and ``HookOptions``.
 
 A hook is ``fn(event, **kwargs)``, sync or async. Where each phase fires (SPEC §8.4):
 
 * ``PreEventCreate`` — in ``iModel.create_calling`` before validation, with the Calling
-  *class* as ``event``.
+  *class* as ``event``; a failing hook aborts creation only with ``create_exit=True``.
 * ``PreInvocation`` — first inside the call, after rate-limit capacity was granted; a
   raising or slow hook fails the call and the backend is not called.
 * ``ErrorHandling`` — when the backend raised, or its answer did not validate as the
   ``response_format`` model, with ``error=``; returning a ``NormalizedResponse`` recovers the
   call (validated in its turn).
 * ``PostInvocation`` — after the outcome is recorded on ``calling.execution``, with
-  ``response=`` and ``error=``; failures are logged unless the caller opted in to exit.
+  ``response=`` and ``error=``; failures are logged unless the caller opted in to exit
+  (``post_exit=True``).
 * ``StreamChunk`` — once per streamed chunk, with ``chunk=``.
+
+How they run for one call (timeouts, exit flags, extra keyword arguments) is a
+:class:`HookOptions`, given as ``hooks=`` to ``iModel.invoke``, ``invoke_stream`` or
+``create_calling``. Every phase runs from one place (``lionpride.services._hook_phases``),
+where the call's runner calls it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from lionpride import errors
 
-__all__ = ["Hook", "HookPhase", "HookRegistry"]
+__all__ = ["Hook", "HookOptions", "HookPhase", "HookRegistry"]
 
 #: A lifecycle hook: ``fn(event, **kwargs)``, returning a value or an awaitable.
 Hook = Callable[..., Any]
@@ -38,6 +46,57 @@ class HookPhase(StrEnum):
     PostInvocation = "post_invocation"
     ErrorHandling = "error_handling"
     StreamChunk = "stream_chunk"
+
+
+@dataclass(frozen=True, slots=True)
+class HookOptions:
+    """How the hooks of a model's :class:`HookRegistry` run for one call.
+
+    Attributes:
+        create_exit: A failing PreEventCreate hook aborts creation (its error is raised);
+            otherwise it is logged.
+        create_timeout: Seconds for the PreEventCreate hooks together.
+        create_params: Extra keyword arguments for the PreEventCreate hooks.
+        pre_exit: Passed to the PreInvocation hooks as ``exit=`` (a failing PreInvocation
+            hook fails the call either way).
+        pre_timeout: Seconds for the PreInvocation hooks together; past it the call fails.
+        pre_params: Extra keyword arguments for the PreInvocation hooks.
+        post_exit: A failing PostInvocation hook fails the call with its error; otherwise
+            it is logged and the outcome stands.
+        post_timeout: Seconds for the PostInvocation hooks together; also bounds the
+            ErrorHandling hooks and each chunk's StreamChunk hooks.
+        post_params: Extra keyword arguments for the PostInvocation and ErrorHandling hooks.
+
+    Raises:
+        lionpride.errors.ValidationError: A timeout that is not a finite number > 0.
+    """
+
+    create_exit: bool = False
+    create_timeout: float | None = 10.0
+    create_params: Mapping[str, Any] = field(default_factory=dict)
+    pre_exit: bool = False
+    pre_timeout: float | None = 30.0
+    pre_params: Mapping[str, Any] = field(default_factory=dict)
+    post_exit: bool = False
+    post_timeout: float | None = 30.0
+    post_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("create_timeout", "pre_timeout", "post_timeout"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise errors.ValidationError(
+                    f"HookOptions.{name} must be a finite number of seconds > 0, got {value!r}"
+                )
+
+
+#: The options of a call that gave none.
+DEFAULT_HOOK_OPTIONS = HookOptions()
 
 
 def _phase(value: Any) -> HookPhase:

@@ -275,6 +275,10 @@ class TokenBucket:
         self._tokens = level if level < self._full else self._full
         self._notify()
 
+    def charge(self, tokens: float = 1) -> None:
+        """Take ``tokens`` now even when they are not there (the bucket goes into debt)."""
+        self._charge(tokens)
+
     def _charge(self, amount: float) -> None:
         self._refill(self._clock.now())
         self._tokens -= amount
