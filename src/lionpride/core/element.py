@@ -112,7 +112,9 @@ class Element(BaseModel):
         target = Element._registry.get(name)
         if target is None:
             raise errors.ValidationError(
-                f"unknown lion_class {name!r}: not a defined Element subclass"
+                f"unknown lion_class {name!r}: no Element subclass of that name is defined in "
+                "this process (import its module first; iModel.from_dict loads the built-in "
+                "providers itself)"
             )
         if not issubclass(target, cls):
             raise errors.ValidationError(
