@@ -415,15 +415,14 @@ class iModel(Element):
                 used = (
                     calling._tokens_used if tokens or executor.token_capacity is not None else None
                 )
-                if poll_timeout is None and priority is None and executor._admit(tokens):
-                    # Granted at once, the common case: awaited here, without the wrapper
-                    # frame ``execute`` would add, and booked as ``execute`` books it.
-                    try:
+                if poll_timeout is None:
+                    # A lease: the call is awaited here, without the wrapper frame ``execute``
+                    # would add (granted at once, the common case, it never suspends).
+                    async with executor.lease(tokens=tokens, priority=priority) as grant:
+                        if grant.waited:
+                            calling._on_granted(grant.waited)
                         await calling.invoke()
-                    except BaseException as exc:
-                        executor._ended(tokens, 0, exc)
-                        raise
-                    executor._ended(tokens, None if used is None else used())
+                        grant.settle(None if used is None else used())
                 else:
                     await executor.execute(
                         calling.invoke,
@@ -600,7 +599,7 @@ class iModel(Element):
             if executor is not None:
                 executor.charge(1)
             elif self.rate_limiter is not None:
-                self.rate_limiter._charge(1)
+                self.rate_limiter.charge(1)
         self._rt.observer.retry(
             self.backend.provider, model_of(calling), attempt, error, delay, calling.trace
         )

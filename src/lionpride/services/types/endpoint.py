@@ -37,7 +37,7 @@ from lionpride.services.types._endpoint_stream import (
     read_error,
     start_stream,
 )
-from lionpride.services.types._http_runtime import UNRESOLVED, Process, Runtime, runs_here
+from lionpride.services.types._http_runtime import UNRESOLVED, Process, Runtime
 from lionpride.services.types._json_wire import json_dumps, json_loads
 from lionpride.services.types.backend import (
     Calling,
@@ -48,6 +48,7 @@ from lionpride.services.types.backend import (
 from lionpride.services.types.request import RequestModel
 from lionpride.services.utilities.adaptive import NO_MARK, LimitWatch, Mark
 from lionpride.services.utilities.header_factory import HeaderFactory
+from lionpride.services.utilities.loops import runs_here
 from lionpride.services.utilities.resilience import (
     CircuitBreaker,
     RetryConfig,

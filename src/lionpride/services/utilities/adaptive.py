@@ -35,13 +35,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
-from lionpride.services.utilities._checks import _require_count, _require_positive
 from lionpride.services.utilities._limit_headers import (
     LimitReading,
     parse_duration,
     read_limit_headers,
 )
 from lionpride.services.utilities._token_bucket import LocalCapacity, RateLimitConfig, TokenBucket
+from lionpride.services.utilities.checks import require_count, require_positive
+from lionpride.services.utilities.loops import runs_here
 
 __all__ = [
     "NO_MARK",
@@ -174,7 +175,7 @@ class LimitLearner(ABC):
         capacity_refresh_time: float = 60.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        period = _require_positive("capacity_refresh_time", capacity_refresh_time)
+        period = require_positive("capacity_refresh_time", capacity_refresh_time)
         self._clock = clock
         self._bounds: dict[str, tuple[int, float] | None] = {}
         self._learned: dict[str, LearnedLimit] = {}
@@ -182,7 +183,7 @@ class LimitLearner(ABC):
             if limit is None:
                 self._bounds[family] = None
             else:
-                _require_count(f"limit_{family}", limit, 1)
+                require_count(f"limit_{family}", limit, 1)
                 self._bounds[family] = (limit, limit / period)
                 self._learned[family] = LearnedLimit(limit, limit / period, "configured", None)
         requests = self._bounds["requests"]
@@ -262,10 +263,10 @@ class LimitLearner(ABC):
         next loop takes them over. A loop another thread runs at the same time does not touch
         them: its calls go without the limits, and the first of them warns.
         """
-        loop = asyncio.get_running_loop()
         home = self._loop
-        if home is loop:
+        if runs_here(home):  # the common case, told without a system call
             return True
+        loop = asyncio.get_running_loop()
         if home is None or not home.is_running():
             self._loop = loop
             return True

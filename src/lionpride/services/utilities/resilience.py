@@ -72,7 +72,6 @@ from typing import Any, ParamSpec, TypeVar
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
 from lionpride.errors import CircuitBreakerOpenError
-from lionpride.services.utilities._checks import _require_count, _require_positive
 from lionpride.services.utilities._resilience_parts import (
     _check_keys,
     _exception_name,
@@ -85,6 +84,8 @@ from lionpride.services.utilities._retry_after import (
     rate_limit_is_permanent,
     should_retry_header,
 )
+from lionpride.services.utilities.checks import require_count as _require_count
+from lionpride.services.utilities.checks import require_positive as _require_positive
 
 __all__ = [
     "CircuitBreaker",

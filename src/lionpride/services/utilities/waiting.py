@@ -1,10 +1,17 @@
-"""Waiting without polling: the FIFO wait queue and the deadline scope the limiters share.
+"""Waiting without polling: the wait queue and the deadline scope the limiters share.
 
-:class:`_WaitQueue` queues callers in order of ``(priority, arrival)`` and serves them strictly
-head first from one timer task that sleeps exactly until the head can be served.
-:class:`_DeadlineScope` turns a deadline on an injected clock into ``TimeoutError``. Both are
-private to the services package: :mod:`lionpride.services.utilities.rate_limiter` builds the
-public buckets and limiter on them, and the executor bounds whole calls with the scope.
+:class:`WaitQueue` owns the waiters of one set of buckets (a :class:`~lionpride.services.
+utilities.rate_limiter.RateLimiter`'s, or a :class:`~lionpride.services.utilities.rate_limiter.
+TokenBucket` used alone): it queues callers in order of ``(priority, arrival)`` and serves them
+strictly head first from one timer task that sleeps exactly until the head can be served. Its
+owner gives it two functions at construction (take capacity for a waiter, give it back) and
+calls its public methods: ``wait``, ``kick`` (capacity came back), ``free_slot``, ``fail`` and
+``stop_if_idle``. A cancelled waiter takes nothing: its entry is dropped, or, if the grant
+raced the cancellation, what it was granted is given back.
+
+:class:`WaitGroup` is the state one executor keeps in a queue (its waiter count and free
+concurrency slots); the executor reads it, the queue updates it. :class:`DeadlineScope` turns
+a deadline on an injected clock into ``TimeoutError``.
 """
 
 from __future__ import annotations
@@ -19,15 +26,10 @@ from types import TracebackType
 from lionpride import errors
 from lionpride.core.clock import Clock, SystemClock
 
-__all__ = [
-    "_DeadlineScope",
-    "_WaitGroup",
-    "_WaitQueue",
-    "_Waiter",
-]
+__all__ = ["DeadlineScope", "WaitGroup", "WaitQueue"]
 
 
-class _WaitGroup:
+class WaitGroup:
     """The waiters one owner (an executor) has in a queue, optionally bounded.
 
     ``slots`` counts the owner's free concurrency slots (``None``: unlimited). A grant takes
@@ -52,7 +54,7 @@ class _Waiter:
         self,
         amount: float,
         tokens: int,
-        group: _WaitGroup | None,
+        group: WaitGroup | None,
         future: asyncio.Future[float],
         arrival: float,
     ) -> None:
@@ -64,13 +66,17 @@ class _Waiter:
         self.arrival = arrival
 
 
-class _WaitQueue:
+class WaitQueue:
     """Callers waiting for capacity, served strictly head first by one timer task.
 
     The timer ("waker") asks the capacity source how long the head must wait, sleeps exactly
     that long on the clock, and grants the head. It exists only while someone waits. Anything
     that may serve the head sooner (capacity returned, a new head, the head cancelled)
     ``kick()``s it: a sleeping waker is replaced, a busy one re-checks before sleeping.
+
+    Attributes:
+        depth: Callers still waiting (others read it; only the queue changes it).
+        queued_amount: The sum of their first amounts (requests, or a lone bucket's tokens).
     """
 
     __slots__ = (
@@ -79,12 +85,12 @@ class _WaitQueue:
         "_give_back",
         "_heap",
         "_kicked",
-        "_live",
         "_seq",
         "_sleeping",
         "_take",
         "_take_now",
         "_waker",
+        "depth",
         "queued_amount",
     )
 
@@ -104,19 +110,14 @@ class _WaitQueue:
         self._take = take
         self._heap: list[tuple[float, int, _Waiter]] = []
         self._seq = itertools.count()
-        self._live = 0
+        self.depth = 0
         self._waker: asyncio.Task[None] | None = None
         self._sleeping: asyncio.Task[None] | None = None
         self._kicked = False
         self.queued_amount = 0.0
 
-    @property
-    def depth(self) -> int:
-        """Number of callers still waiting."""
-        return self._live
-
     async def wait(
-        self, amount: float, tokens: int, priority: float, group: _WaitGroup | None
+        self, amount: float, tokens: int, priority: float, group: WaitGroup | None
     ) -> float:
         """Queue until granted; return the seconds spent waiting.
 
@@ -130,7 +131,7 @@ class _WaitQueue:
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(amount, tokens, group, future, self._clock.now())
         heapq.heappush(self._heap, (priority, next(self._seq), waiter))
-        self._live += 1
+        self.depth += 1
         self.queued_amount += amount
         if self._heap[0][2] is waiter or self._waker is None:
             self.kick()
@@ -155,7 +156,7 @@ class _WaitQueue:
         """Make the waker re-examine the head now."""
         waker = self._waker
         if waker is None:
-            if self._live:
+            if self.depth:
                 self._waker = asyncio.get_running_loop().create_task(self._run())
         elif self._sleeping is waker:
             waker.cancel()
@@ -164,14 +165,14 @@ class _WaitQueue:
         else:
             self._kicked = True
 
-    def free_slot(self, group: _WaitGroup) -> None:
+    def free_slot(self, group: WaitGroup) -> None:
         """Give back the concurrency slot a grant took from ``group``."""
         if group.slots is not None:
             group.slots += 1
             if group.slots == 1:  # a head of this group may be held back for want of a slot
                 self.kick()
 
-    def fail(self, group: _WaitGroup, make_error: Callable[[], BaseException]) -> int:
+    def fail(self, group: WaitGroup, make_error: Callable[[], BaseException]) -> int:
         """Fail every waiter of ``group`` with a fresh ``make_error()``; return how many."""
         failed = 0
         for _, _, waiter in list(self._heap):
@@ -186,7 +187,7 @@ class _WaitQueue:
     async def stop_if_idle(self) -> None:
         """End the waker task when nobody waits (a busy backend call is let finish)."""
         waker = self._waker
-        if self._live == 0 and waker is not None:
+        if self.depth == 0 and waker is not None:
             if self._sleeping is waker:
                 waker.cancel()
             await asyncio.wait((waker,))
@@ -194,12 +195,12 @@ class _WaitQueue:
     def _finish(self, waiter: _Waiter) -> None:
         """Take ``waiter`` out of the counts (its heap entry is dropped lazily)."""
         waiter.active = False
-        self._live -= 1
+        self.depth -= 1
         self.queued_amount -= waiter.amount
         if waiter.group is not None:
             waiter.group.waiting -= 1
         heap = self._heap
-        if len(heap) > 2 * self._live + 64:
+        if len(heap) > 2 * self.depth + 64:
             # Cancelled entries far from the head would otherwise pile up.
             heap[:] = [entry for entry in heap if entry[2].active]
             heapq.heapify(heap)
@@ -254,7 +255,7 @@ class _WaitQueue:
                 self._waker = None
 
 
-class _DeadlineScope:
+class DeadlineScope:
     """Cancel the enclosed block when ``clock`` reaches ``deadline`` and raise TimeoutError.
 
     On the system clock this is one loop timer; on any other clock a watchdog task sleeps on
