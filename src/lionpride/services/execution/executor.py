@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
 from lionpride import errors
@@ -190,9 +189,7 @@ class Lease:
         reservation = self._reservation = Reservation(1, tokens, waited, admission.limiter.backend)
         return reservation
 
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> None:
         reservation = self._reservation
         assert reservation is not None
         # Left by an error or a cancellation: the tokens come back, the request stays spent.
@@ -439,12 +436,7 @@ class RateLimitedExecutor:
     async def __aenter__(self) -> RateLimitedExecutor:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def stats(self) -> dict[str, int]:

@@ -23,22 +23,18 @@ no state of its own besides the two buckets. All three names are public through
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
 from lionpride.services.utilities.checks import require_count, require_positive
-from lionpride.services.utilities.waiting import DeadlineScope, WaitQueue
+from lionpride.services.utilities.waiting import DeadlineScope, Listeners, WaitQueue
 
 __all__ = ["LocalCapacity", "RateLimitConfig", "TokenBucket"]
 
 #: Waits shorter than this count as "now": float rounding must not cause zero-length sleeps.
 _MIN_WAIT = 1e-9
-
-#: A listener: a bound method held weakly, or any other callable held as it is.
-_Listener = weakref.WeakMethod[Callable[[], None]] | Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +108,7 @@ class TokenBucket:
         self._tokens = float(config.capacity if initial is None else initial)
         self._last: float | None = None
         self._paused_until = -math.inf
-        self._listeners: list[_Listener] = []
+        self._listeners = Listeners()
         #: The queue of callers of :meth:`acquire`, made at the first wait.
         self._queue: WaitQueue | None = None
 
@@ -201,11 +197,7 @@ class TokenBucket:
         A bound method is held weakly (a limiter gone is not kept alive by its buckets); any
         other callable is kept as it is.
         """
-        self._listeners = [ref for ref in self._listeners if _alive(ref)]
-        if hasattr(listener, "__self__") and hasattr(listener, "__func__"):
-            self._listeners.append(weakref.WeakMethod(listener))
-        else:
-            self._listeners.append(listener)
+        self._listeners.add(listener)
 
     # -- the bucket used alone --------------------------------------------------------------
 
@@ -321,13 +313,7 @@ class TokenBucket:
         queue = self._queue
         if queue is not None and queue.depth:
             queue.kick()
-        for ref in self._listeners:
-            if isinstance(ref, weakref.WeakMethod):
-                listener = ref()
-                if listener is not None:
-                    listener()
-            else:
-                ref()
+        self._listeners.tell()
 
     def _take(self, amount: float, _tokens: int) -> float:
         """Take for the head of this bucket's own queue, or say how long it must wait."""
@@ -339,10 +325,6 @@ class TokenBucket:
     def _give_back(self, amount: float, _tokens: int) -> None:
         """Take back a grant its waiter, cancelled, could not use."""
         self.refund(amount)
-
-
-def _alive(ref: _Listener) -> bool:
-    return not isinstance(ref, weakref.WeakMethod) or ref() is not None
 
 
 class LocalCapacity:

@@ -21,6 +21,15 @@ over a request bucket and a token bucket whose shapes follow what the provider s
 
 Before the first answer, a model with no configured request limit sends one call, then one
 more per second, until an answer says how to go on.
+
+Who owns what: a :class:`LimitLearner` owns its two buckets, what it learned and its ledger
+of what was sent; it shapes the buckets only through their public methods (``reshape``,
+``level``). Others call: the endpoint, ``sent``/``answered`` (:class:`LimitWatch`); the model,
+``serves_here``, ``check``, ``mode``, ``token_capacity``, ``learned``, ``configured``; the
+:class:`~lionpride.services.utilities.rate_limiter.RateLimiter` over it, the capacity
+methods (``try_take``/``take``, ``give_back``, ``pause``, ``levels``, ``subscribe``). A
+subclass that keeps its capacity elsewhere (Redis) overrides ``_reshape`` and the capacity
+methods.
 """
 
 from __future__ import annotations

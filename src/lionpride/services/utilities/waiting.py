@@ -20,13 +20,46 @@ import asyncio
 import heapq
 import itertools
 import math
+import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from lionpride import errors
 from lionpride.core.clock import Clock, SystemClock
 
-__all__ = ["DeadlineScope", "WaitGroup", "WaitQueue"]
+__all__ = ["DeadlineScope", "Listeners", "WaitGroup", "WaitQueue"]
+
+
+class Listeners:
+    """Whom to tell that capacity came back (a wait queue's ``kick``, a wrapping backend).
+
+    A bound method is held weakly, so a limiter that is gone is not kept alive by the
+    buckets it waited on; any other callable is held as it is.
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: list[weakref.WeakMethod[Callable[[], None]] | Callable[[], None]] = []
+
+    def add(self, listener: Callable[[], None]) -> None:
+        """Tell ``listener`` from now on (the dead weak ones are dropped here)."""
+        held = [ref for ref in self._held if not isinstance(ref, weakref.WeakMethod) or ref()]
+        if hasattr(listener, "__self__") and hasattr(listener, "__func__"):
+            held.append(weakref.WeakMethod(listener))
+        else:
+            held.append(listener)
+        self._held = held
+
+    def tell(self) -> None:
+        """Call every listener still alive."""
+        for ref in self._held:
+            if isinstance(ref, weakref.WeakMethod):
+                listener = ref()
+                if listener is not None:
+                    listener()
+            else:
+                ref()
 
 
 class WaitGroup:
