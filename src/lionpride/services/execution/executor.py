@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
 from lionpride.services.utilities.checks import require_count, require_positive
 from lionpride.services.utilities.rate_limiter import (
+    CapacityBackend,
     Limiter,
     RateLimitConfig,
     RateLimiter,
@@ -40,6 +42,7 @@ __all__ = ["Lease", "RateLimitedExecutor"]
 T = TypeVar("T")
 
 
+@dataclass(slots=True, eq=False)
 class _Admission:
     """The grant path of one executor: its slots and queue bound, counters and closed flag.
 
@@ -48,28 +51,20 @@ class _Admission:
     read by ``stats()`` and counted only here.
     """
 
-    __slots__ = (
-        "cancelled",
-        "clock",
-        "closed",
-        "completed",
-        "failed",
-        "group",
-        "limiter",
-        "rejected",
-        "timed_out",
-    )
+    limiter: Limiter
+    clock: Clock
+    group: WaitGroup
+    closed: bool = False
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    timed_out: int = 0
+    rejected: int = 0
+    #: Where a lease's reservation settles (a limiter's backend never changes).
+    backend: CapacityBackend = field(init=False)
 
-    def __init__(self, limiter: Limiter, clock: Clock, group: WaitGroup) -> None:
-        self.limiter = limiter
-        self.clock = clock
-        self.group = group
-        self.closed = False
-        self.completed = 0
-        self.failed = 0
-        self.cancelled = 0
-        self.timed_out = 0
-        self.rejected = 0
+    def __post_init__(self) -> None:
+        self.backend = self.limiter.backend
 
     def admit(self, tokens: int) -> bool:
         """Take one request, ``tokens`` and a slot now, if they are there and nobody waits.
@@ -186,7 +181,7 @@ class Lease:
                 "rate limit not granted",
                 admission.wait(tokens, self._priority, True),
             )
-        reservation = self._reservation = Reservation(1, tokens, waited, admission.limiter.backend)
+        reservation = self._reservation = Reservation(1, tokens, waited, admission.backend)
         return reservation
 
     async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> None:

@@ -83,27 +83,33 @@ class TokenBucket:
     Args:
         config: Capacity, refill rate and initial level.
         clock: Time source; tests pass a ``FakeClock``.
+
+    Attributes:
+        config: The shape the bucket has now (``reshape`` replaces it). Read only.
+        capacity: Most tokens the bucket holds. Read only.
+        refill_rate: Tokens added per second. Read only.
+        clock: The clock the bucket reads. Read only.
     """
 
     __slots__ = (
-        "_capacity",
-        "_clock",
-        "_config",
         "_full",
         "_last",
         "_listeners",
         "_paused_until",
         "_queue",
-        "_rate",
         "_tokens",
+        "capacity",
+        "clock",
+        "config",
+        "refill_rate",
     )
 
     def __init__(self, config: RateLimitConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._config = config
-        self._clock = clock
-        self._capacity = config.capacity
+        self.config = config
+        self.clock = clock
+        self.capacity = config.capacity
         self._full = float(config.capacity)
-        self._rate = float(config.refill_rate)
+        self.refill_rate = float(config.refill_rate)
         initial = config.initial_tokens
         self._tokens = float(config.capacity if initial is None else initial)
         self._last: float | None = None
@@ -111,26 +117,6 @@ class TokenBucket:
         self._listeners = Listeners()
         #: The queue of callers of :meth:`acquire`, made at the first wait.
         self._queue: WaitQueue | None = None
-
-    @property
-    def capacity(self) -> int:
-        """Most tokens the bucket holds."""
-        return self._capacity
-
-    @property
-    def refill_rate(self) -> float:
-        """Tokens added per second."""
-        return self._rate
-
-    @property
-    def config(self) -> RateLimitConfig:
-        """The configuration this bucket was built from."""
-        return self._config
-
-    @property
-    def clock(self) -> Clock:
-        """The clock this bucket reads."""
-        return self._clock
 
     @property
     def level(self) -> float:
@@ -142,12 +128,12 @@ class TokenBucket:
     def refill(self, now: float | None = None) -> float:
         """Add what refilled up to ``now`` (the clock's, by default); return the level."""
         if now is None:
-            now = self._clock.now()
+            now = self.clock.now()
         last = self._last
         if last is None:
             self._last = now
         elif now > last:
-            level = self._tokens + (now - last) * self._rate
+            level = self._tokens + (now - last) * self.refill_rate
             self._tokens = level if level < self._full else self._full
             self._last = now
         return self._tokens
@@ -156,19 +142,19 @@ class TokenBucket:
         """Seconds from ``now`` until ``amount`` can be taken (0.0: now; ``inf``: only a
         refund can serve it); refills first. A pause counts."""
         if now is None:
-            now = self._clock.now()
+            now = self.clock.now()
         # The refill is inlined: this runs on every grant.
         last = self._last
         if last is None:
             self._last = now
         elif now > last:
-            level = self._tokens + (now - last) * self._rate
+            level = self._tokens + (now - last) * self.refill_rate
             self._tokens = level if level < self._full else self._full
             self._last = now
         wait = self._paused_until - now
         deficit = amount - self._tokens
         if amount and deficit > 0:
-            deficit_wait = deficit / self._rate if self._rate else math.inf
+            deficit_wait = deficit / self.refill_rate if self.refill_rate else math.inf
             if deficit_wait > wait:
                 wait = deficit_wait
         return wait if wait > _MIN_WAIT else 0.0
@@ -213,32 +199,32 @@ class TokenBucket:
             ValueError: ``tokens`` is not > 0 or exceeds ``capacity``; ``timeout`` not > 0.
         """
         amount = require_positive("tokens", tokens)
-        if amount > self._capacity:
+        if amount > self.capacity:
             raise ValueError(
-                f"Cannot acquire {tokens} tokens: exceeds bucket capacity {self._capacity}"
+                f"Cannot acquire {tokens} tokens: exceeds bucket capacity {self.capacity}"
             )
         if timeout is not None:
             require_positive("timeout", timeout)
         queue = self._queue
-        now = self._clock.now()
+        now = self.clock.now()
         if (queue is None or queue.depth == 0) and self.delay(amount, now) == 0:
             self._tokens -= amount
             return True
         if queue is None:
-            queue = self._queue = WaitQueue(self._clock, self._give_back, take_now=self._take)
+            queue = self._queue = WaitQueue(self.clock, self._give_back, take_now=self._take)
         if timeout is None:
             await queue.wait(amount, 0, 0.0, None)
             return True
-        if self._rate > 0:
+        if self.refill_rate > 0:
             self.refill(now)  # skipped above when someone waits; the level may be stale
             earliest = max(
                 self._paused_until - now,
-                (queue.queued_amount + amount - self._tokens) / self._rate,
+                (queue.queued_amount + amount - self._tokens) / self.refill_rate,
             )
             if earliest > timeout + _MIN_WAIT:
                 return False
         try:
-            async with DeadlineScope(self._clock, timeout, "tokens not granted"):
+            async with DeadlineScope(self.clock, timeout, "tokens not granted"):
                 await queue.wait(amount, 0, 0.0, None)
         except errors.TimeoutError:
             return False
@@ -267,7 +253,7 @@ class TokenBucket:
 
     def reset(self) -> None:
         """Fill the bucket to capacity (a pause, if any, still holds)."""
-        self._last = self._clock.now()
+        self._last = self.clock.now()
         self._tokens = self._full
         self._notify()
 
@@ -277,7 +263,7 @@ class TokenBucket:
         Raises:
             ValueError: ``seconds`` is not finite and > 0.
         """
-        until = self._clock.now() + require_positive("seconds", seconds)
+        until = self.clock.now() + require_positive("seconds", seconds)
         if until > self._paused_until:
             self._paused_until = until
 
@@ -293,20 +279,20 @@ class TokenBucket:
         require_count("capacity", capacity, 1)
         rate = require_positive("refill_rate", refill_rate)
         self.refill()
-        self._config = RateLimitConfig(capacity, rate)
-        self._capacity = capacity
+        self.config = RateLimitConfig(capacity, rate)
+        self.capacity = capacity
         self._full = float(capacity)
-        self._rate = rate
+        self.refill_rate = rate
         tokens = self._tokens if level is None else level
         self._tokens = tokens if tokens < self._full else self._full
         self._notify()
 
     def to_dict(self) -> dict[str, float]:
         """Return the configuration (never the current level)."""
-        return {"capacity": self._capacity, "refill_rate": self._rate}
+        return {"capacity": self.capacity, "refill_rate": self.refill_rate}
 
     def __repr__(self) -> str:
-        return f"TokenBucket(capacity={self._capacity}, refill_rate={self._rate})"
+        return f"TokenBucket(capacity={self.capacity}, refill_rate={self.refill_rate})"
 
     def _notify(self) -> None:
         """Capacity came back: wake this bucket's own waiters and tell the listeners."""

@@ -22,7 +22,7 @@ import itertools
 import math
 import weakref
 from collections.abc import Awaitable, Callable
-from types import TracebackType
+from dataclasses import dataclass
 
 from lionpride import errors
 from lionpride.core.clock import Clock, SystemClock
@@ -78,25 +78,16 @@ class WaitGroup:
         self.waiting = 0
 
 
+@dataclass(slots=True, eq=False)
 class _Waiter:
     """One queued caller: what it asks for and the future that wakes it."""
 
-    __slots__ = ("active", "amount", "arrival", "future", "group", "tokens")
-
-    def __init__(
-        self,
-        amount: float,
-        tokens: int,
-        group: WaitGroup | None,
-        future: asyncio.Future[float],
-        arrival: float,
-    ) -> None:
-        self.active = True
-        self.amount = amount
-        self.tokens = tokens
-        self.group = group
-        self.future = future
-        self.arrival = arrival
+    amount: float
+    tokens: int
+    group: WaitGroup | None
+    future: asyncio.Future[float]
+    arrival: float
+    active: bool = True
 
 
 class WaitQueue:
@@ -341,12 +332,7 @@ class DeadlineScope:
         await self._clock.sleep(remaining)
         self._expire()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if self._handle is not None:
             self._handle.cancel()
         if self._watchdog is not None:
@@ -354,7 +340,7 @@ class DeadlineScope:
         if (
             self._expiring
             and self._task.uncancel() <= self._cancelling
-            and exc_type is asyncio.CancelledError
+            and kind is asyncio.CancelledError
         ):
             self.fired = True
             raise errors.TimeoutError(f"{self._what} within {self._timeout} s") from exc
