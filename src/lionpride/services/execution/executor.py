@@ -142,7 +142,7 @@ class _Admission:
             self.completed += 1
         elif isinstance(error, Exception):
             self.failed += 1
-        elif count_cancel and isinstance(error, asyncio.CancelledError | GeneratorExit):
+        elif count_cancel and isinstance(error, (asyncio.CancelledError, GeneratorExit)):
             self.cancelled += 1
         if used is not None:
             if type(used) is not int or used < 0:
@@ -151,45 +151,43 @@ class _Admission:
                 limiter.adjust_tokens(used - tokens)
 
 
-class Lease:
-    """Capacity and a concurrency slot held for the ``async with`` block (see
-    :meth:`RateLimitedExecutor.lease`); enters as the :class:`Reservation`.
+class Lease(Reservation):
+    """A :class:`Reservation` held for an ``async with`` block (see
+    :meth:`RateLimitedExecutor.lease`): capacity and a concurrency slot, granted on entry.
 
-    Granted at once when capacity is free (no suspension); otherwise waits in line.
+    Granted at once when capacity is free (no suspension); otherwise waits in line. The
+    block enters as the lease itself: ``waited``, ``settle(used)`` and the amounts are the
+    reservation's.
     """
 
-    __slots__ = ("_admission", "_priority", "_reservation", "_timeout", "_tokens")
+    __slots__ = ("_admission", "_priority", "_timeout")
 
     def __init__(
         self, admission: _Admission, tokens: int, priority: float, timeout: float | None
     ) -> None:
+        Reservation.__init__(self, 1, tokens, 0.0, admission.backend)
         self._admission = admission
-        self._tokens = tokens
         self._priority = priority
         self._timeout = timeout
-        self._reservation: Reservation | None = None
 
-    async def __aenter__(self) -> Reservation:
-        admission, tokens = self._admission, self._tokens
+    async def __aenter__(self) -> Lease:
+        admission, tokens = self._admission, self.tokens
         if admission.admit(tokens):
-            waited = 0.0
-        elif self._timeout is None:
-            waited = await admission.wait(tokens, self._priority, False)
+            return self
+        if self._timeout is None:
+            self.waited = await admission.wait(tokens, self._priority, False)
         else:
-            waited = await admission.within(
+            self.waited = await admission.within(
                 self._timeout,
                 "rate limit not granted",
                 admission.wait(tokens, self._priority, True),
             )
-        reservation = self._reservation = Reservation(1, tokens, waited, admission.backend)
-        return reservation
+        return self
 
     async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> None:
-        reservation = self._reservation
-        assert reservation is not None
         # Left by an error or a cancellation: the tokens come back, the request stays spent.
-        reservation.settle(None if error is None else 0)
-        self._admission.ended(self._tokens, None, error)
+        self.settle(None if error is None else 0)
+        self._admission.ended(self.tokens, None, error)  # reconciled above: used=None
 
 
 class RateLimitedExecutor:
@@ -323,7 +321,10 @@ class RateLimitedExecutor:
             ValueError: Bad arguments, or ``tokens`` above the token bucket's capacity.
             Exception: Whatever ``fn`` raised, unchanged.
         """
-        prio = self._checked(tokens, priority)
+        if self._admission.closed:
+            raise errors.ExecutionError("executor closed")
+        prio = 0.0 if priority is None else priority
+        self._limiter.check(1, tokens, prio)
         if timeout is None:
             return self._run(fn, tokens, prio, settle, on_granted)
         require_positive("timeout", timeout)
@@ -348,18 +349,14 @@ class RateLimitedExecutor:
             lionpride.errors.ExecutionError: The executor is closed.
             ValueError: Bad arguments, or ``tokens`` above the token bucket's capacity.
         """
-        prio = self._checked(tokens, priority)
-        if timeout is not None:
-            require_positive("timeout", timeout)
-        return Lease(self._admission, tokens, prio, timeout)
-
-    def _checked(self, tokens: int, priority: float | None) -> float:
-        """Refuse a closed executor or bad arguments; return the priority to queue with."""
-        if self._admission.closed:
+        admission = self._admission
+        if admission.closed:
             raise errors.ExecutionError("executor closed")
         prio = 0.0 if priority is None else priority
         self._limiter.check(1, tokens, prio)
-        return prio
+        if timeout is not None:
+            require_positive("timeout", timeout)
+        return Lease(admission, tokens, prio, timeout)
 
     async def _run(
         self,

@@ -4,8 +4,9 @@ A :class:`TokenBucket` of capacity L refilling L/T per second is the exact form 
 per T seconds. It owns its level, its last refill time, its pause and its listeners; others
 change them only through its public methods:
 
-* ``refill(now)``, ``delay(amount, now)``, ``take(amount)``: read and take, for a set of buckets
-  that grants from several at once (:class:`LocalCapacity`);
+* ``take(amount, now)``, ``untake(amount)``, ``delay(amount, now)``, ``refill(now)``: take if
+  there (else say how long until), undo a take of the same instant, look without taking, bring
+  the level up to date; a set of buckets (:class:`LocalCapacity`) grants from both with them;
 * ``refund(amount)``, ``charge(amount)``, ``pause(seconds)``, ``reset()``, ``reshape(...)``:
   give back, take into debt, hold, refill, reshape (the executor, the learned limits, the
   Redis fallback);
@@ -125,25 +126,13 @@ class TokenBucket:
 
     # -- the primitives a set of buckets grants with ----------------------------------------
 
-    def refill(self, now: float | None = None) -> float:
-        """Add what refilled up to ``now`` (the clock's, by default); return the level."""
+    def take(self, amount: float, now: float | None = None) -> float:
+        """Take ``amount`` if it is there at ``now`` (the clock's, by default) and return 0.0;
+        else take nothing and return the seconds until it is (``inf``: only a refund can serve
+        it). Refills first; a pause counts."""
         if now is None:
             now = self.clock.now()
-        last = self._last
-        if last is None:
-            self._last = now
-        elif now > last:
-            level = self._tokens + (now - last) * self.refill_rate
-            self._tokens = level if level < self._full else self._full
-            self._last = now
-        return self._tokens
-
-    def delay(self, amount: float, now: float | None = None) -> float:
-        """Seconds from ``now`` until ``amount`` can be taken (0.0: now; ``inf``: only a
-        refund can serve it); refills first. A pause counts."""
-        if now is None:
-            now = self.clock.now()
-        # The refill is inlined: this runs on every grant.
+        # The refill is written out here, not called: this runs on every grant.
         last = self._last
         if last is None:
             self._last = now
@@ -152,16 +141,32 @@ class TokenBucket:
             self._tokens = level if level < self._full else self._full
             self._last = now
         wait = self._paused_until - now
-        deficit = amount - self._tokens
-        if amount and deficit > 0:
-            deficit_wait = deficit / self.refill_rate if self.refill_rate else math.inf
+        if amount and amount > self._tokens:
+            rate = self.refill_rate
+            deficit_wait = (amount - self._tokens) / rate if rate else math.inf
             if deficit_wait > wait:
                 wait = deficit_wait
-        return wait if wait > _MIN_WAIT else 0.0
-
-    def take(self, amount: float) -> None:
-        """Take ``amount`` that :meth:`delay` has just found there (no clock read)."""
+        if wait > _MIN_WAIT:
+            return wait
         self._tokens -= amount
+        return 0.0
+
+    def untake(self, amount: float) -> None:
+        """Put back what :meth:`take` took at this same instant, telling nobody (a set of
+        buckets takes from each and undoes it when another falls short)."""
+        self._tokens += amount
+
+    def delay(self, amount: float, now: float | None = None) -> float:
+        """Seconds from ``now`` until ``amount`` can be taken (0.0: now); takes nothing."""
+        wait = self.take(amount, now)
+        if not wait:
+            self.untake(amount)
+        return wait
+
+    def refill(self, now: float | None = None) -> float:
+        """Add what refilled up to ``now`` (the clock's, by default); return the level."""
+        self.take(0.0, now)
+        return self._tokens
 
     def refund(self, amount: float) -> None:
         """Give back ``amount`` (capped at capacity) and tell the listeners."""
@@ -207,8 +212,7 @@ class TokenBucket:
             require_positive("timeout", timeout)
         queue = self._queue
         now = self.clock.now()
-        if (queue is None or queue.depth == 0) and self.delay(amount, now) == 0:
-            self._tokens -= amount
+        if (queue is None or queue.depth == 0) and self.take(amount, now) == 0:
             return True
         if queue is None:
             queue = self._queue = WaitQueue(self.clock, self._give_back, take_now=self._take)
@@ -238,10 +242,7 @@ class TokenBucket:
         """
         amount = require_positive("tokens", tokens)
         queue = self._queue
-        if (queue is not None and queue.depth) or self.delay(amount) > 0:
-            return False
-        self._tokens -= amount
-        return True
+        return (queue is None or queue.depth == 0) and self.take(amount) == 0
 
     def release(self, tokens: float = 1) -> None:
         """:meth:`refund` with the amount checked (and waiters that can now be served woken).
@@ -303,10 +304,7 @@ class TokenBucket:
 
     def _take(self, amount: float, _tokens: int) -> float:
         """Take for the head of this bucket's own queue, or say how long it must wait."""
-        delay = self.delay(amount)
-        if delay == 0:
-            self._tokens -= amount
-        return delay
+        return self.take(amount)
 
     def _give_back(self, amount: float, _tokens: int) -> None:
         """Take back a grant its waiter, cancelled, could not use."""
@@ -366,23 +364,19 @@ class LocalCapacity:
     def try_take(self, requests: int, tokens: int) -> float:
         """Take both amounts now (0.0), or nothing and return the seconds to wait."""
         rb, tb = self._rb, self._tb
-        wait = 0.0
-        now = None
-        if rb is not None:
-            if self._same_clock:
-                now = rb.clock.now()
-            wait = rb.delay(requests, now)
-        if tb is not None:
-            tb_wait = tb.delay(tokens, now)
-            if tb_wait > wait:
-                wait = tb_wait
-        if wait:
+        if rb is None:
+            return tb.take(tokens) if tb is not None else 0.0
+        now = rb.clock.now() if self._same_clock else None
+        wait = rb.take(requests, now)
+        if tb is None:
             return wait
-        if rb is not None:
-            rb.take(requests)
-        if tb is not None:
-            tb.take(tokens)
-        return 0.0
+        if wait:
+            tb_wait = tb.delay(tokens, now)
+            return tb_wait if tb_wait > wait else wait
+        wait = tb.take(tokens, now)
+        if wait:
+            rb.untake(requests)
+        return wait
 
     async def take(self, requests: int, tokens: int) -> float:
         """Same as :meth:`try_take` (local buckets never block)."""
@@ -390,13 +384,11 @@ class LocalCapacity:
 
     def give_back(self, requests: int, tokens: int) -> None:
         """Refund ``requests`` and ``tokens``; a negative amount charges instead."""
-        for bucket, amount in ((self._rb, requests), (self._tb, tokens)):
-            if bucket is None or not amount:
-                continue
-            if amount > 0:
-                bucket.refund(amount)
-            else:
-                bucket.charge(-amount)
+        rb, tb = self._rb, self._tb
+        if requests and rb is not None:
+            rb.refund(requests) if requests > 0 else rb.charge(-requests)
+        if tokens and tb is not None:
+            tb.refund(tokens) if tokens > 0 else tb.charge(-tokens)
 
     def pause(self, seconds: float) -> None:
         """Pause both buckets."""

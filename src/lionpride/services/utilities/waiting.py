@@ -33,33 +33,36 @@ __all__ = ["DeadlineScope", "Listeners", "WaitGroup", "WaitQueue"]
 class Listeners:
     """Whom to tell that capacity came back (a wait queue's ``kick``, a wrapping backend).
 
-    A bound method is held weakly, so a limiter that is gone is not kept alive by the
-    buckets it waited on; any other callable is held as it is.
+    A bound method is held as a weak reference to its object plus its function, so a
+    limiter that is gone is not kept alive by the buckets it waited on; any other callable is
+    held as it is. Told on every refund, so the telling is kept to a dereference and a call.
     """
 
     __slots__ = ("_held",)
 
     def __init__(self) -> None:
-        self._held: list[weakref.WeakMethod[Callable[[], None]] | Callable[[], None]] = []
+        self._held: list[tuple[weakref.ref[object] | None, Callable[..., None]]] = []
 
     def add(self, listener: Callable[[], None]) -> None:
         """Tell ``listener`` from now on (the dead weak ones are dropped here)."""
-        held = [ref for ref in self._held if not isinstance(ref, weakref.WeakMethod) or ref()]
-        if hasattr(listener, "__self__") and hasattr(listener, "__func__"):
-            held.append(weakref.WeakMethod(listener))
+        held = [(ref, f) for ref, f in self._held if ref is None or ref() is not None]
+        owner = getattr(listener, "__self__", None)
+        function = getattr(listener, "__func__", None)
+        if owner is not None and function is not None:
+            held.append((weakref.ref(owner), function))
         else:
-            held.append(listener)
+            held.append((None, listener))
         self._held = held
 
     def tell(self) -> None:
         """Call every listener still alive."""
-        for ref in self._held:
-            if isinstance(ref, weakref.WeakMethod):
-                listener = ref()
-                if listener is not None:
-                    listener()
+        for ref, function in self._held:
+            if ref is None:
+                function()
             else:
-                ref()
+                owner = ref()
+                if owner is not None:
+                    function(owner)
 
 
 class WaitGroup:
