@@ -37,7 +37,7 @@ async def test_refill_returns_the_level_at_the_given_time() -> None:
     """refill(now) adds rate·elapsed, capped at capacity, and never moves time backwards."""
     clock = FakeClock()
     b = bucket(clock, 10, 2.0)
-    b.take(10)
+    assert b.take(10, 0.0) == 0.0
     assert b.refill(0.0) == 0
     assert b.refill(1.5) == pytest.approx(3.0)
     assert b.refill(1.0) == pytest.approx(3.0)  # an earlier time changes nothing
@@ -49,7 +49,8 @@ async def test_delay_is_the_exact_wait_for_an_amount() -> None:
     clock = FakeClock()
     b = bucket(clock, 10, 2.0)
     assert b.delay(10, 0.0) == 0.0
-    b.take(10)
+    assert b.level == 10  # delay takes nothing
+    b.take(10, 0.0)
     assert b.delay(4, 0.0) == pytest.approx(2.0)
     assert b.delay(4, 1.0) == pytest.approx(1.0)
     assert b.delay(0, 1.0) == 0.0
@@ -66,12 +67,24 @@ async def test_delay_counts_a_pause_and_is_infinite_without_refill() -> None:
     assert still.delay(1) == math.inf
 
 
+async def test_take_takes_all_or_nothing_and_untake_undoes_it() -> None:
+    """take answers 0.0 and takes, or the wait and takes nothing; untake puts a take back."""
+    clock = FakeClock()
+    b = bucket(clock, 10, 2.0)
+    assert b.take(6) == 0.0
+    assert b.take(6) == pytest.approx(1.0)
+    assert b.level == 4
+    b.untake(6)
+    assert b.level == 10
+    b.pause(0.5)
+    assert b.take(1) == pytest.approx(0.5) and b.level == 10
+
+
 async def test_take_refund_and_charge_move_the_level() -> None:
     """take subtracts, refund adds back capped at capacity, charge goes into debt."""
     clock = FakeClock()
     b = bucket(clock, 10, 1.0)
-    b.delay(4)  # the grant's check, which take follows
-    b.take(4)
+    assert b.take(4) == 0.0
     assert b.level == 6
     b.refund(100)
     assert b.level == 10
