@@ -276,6 +276,8 @@ class LimitLearner(ABC):
         if runs_here(home):  # the common case, told without a system call
             return True
         loop = asyncio.get_running_loop()
+        if home is loop:  # a loop that does not record its thread (uvloop)
+            return True
         if home is None or not home.is_running():
             self._loop = loop
             return True
