@@ -115,6 +115,13 @@ class _Admission:
                 self.timed_out += 1
             raise
 
+    def close(self) -> None:
+        """Refuse new grants and fail the waiters (counted as cancelled)."""
+        self.closed = True
+        self.cancelled += self.limiter.fail_waiters(
+            self.group, lambda: errors.ExecutionError("executor closed")
+        )
+
     def unstarted(self, tokens: int) -> None:
         """Give back a grant whose call never started: the request, the tokens, the slot."""
         self.limiter.release(1, tokens)
@@ -413,11 +420,7 @@ class RateLimitedExecutor:
 
         Calls already running finish in their callers' tasks; new calls are refused.
         """
-        admission = self._admission
-        admission.closed = True
-        admission.cancelled += self._limiter.fail_waiters(
-            admission.group, lambda: errors.ExecutionError("executor closed")
-        )
+        self._admission.close()
         await self._limiter.stop_timer()
 
     def reopen(self) -> None:

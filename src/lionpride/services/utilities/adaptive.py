@@ -195,6 +195,8 @@ class LimitLearner(ABC):
                 require_count(f"limit_{family}", limit, 1)
                 self._bounds[family] = (limit, limit / period)
                 self._learned[family] = LearnedLimit(limit, limit / period, "configured", None)
+        #: (family, limit) of each configured limit: what ``check`` runs through per call.
+        self._caps = tuple((f, bound[0]) for f, bound in self._bounds.items() if bound is not None)
         requests = self._bounds["requests"]
         first = requests or (_FIRST_WAVE, _GATE_RATE)
         self._rb = TokenBucket(RateLimitConfig(first[0], first[1]), clock=clock)
@@ -294,12 +296,10 @@ class LimitLearner(ABC):
 
     def check(self, requests: int, tokens: int) -> None:
         """Raise ``ValueError`` for amounts above a configured limit (learned ones wait)."""
-        for family, amount in (("requests", requests), ("tokens", tokens)):
-            bound = self._bounds[family]
-            if bound is not None and amount > bound[0]:
-                raise ValueError(
-                    f"{family}={amount} exceeds the configured limit_{family} {bound[0]}"
-                )
+        for family, cap in self._caps:
+            amount = requests if family == "requests" else tokens
+            if amount > cap:
+                raise ValueError(f"{family}={amount} exceeds the configured limit_{family} {cap}")
 
     # -- what the endpoint reports ----------------------------------------------------------
 
