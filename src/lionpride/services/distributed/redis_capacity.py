@@ -28,6 +28,13 @@ Guarantees and limits of the guarantee:
 Keys are ``lionpride:limit:{<limit_key>}:requests`` / ``:tokens`` / ``:pause`` (one hash tag,
 so a Redis Cluster keeps them in one slot). Bucket hashes expire once they would be full
 anyway, so abandoned keys disappear. Processes sharing a key must configure the same limits.
+
+Who owns what: a :class:`RedisCapacity` owns its :class:`~lionpride.services.distributed.
+_link.RedisLink`, the levels Redis last reported, its local fallback
+:class:`~lionpride.services.utilities.rate_limiter.LocalCapacity` and the tasks that carry
+give-backs and pauses to Redis. The limiter over it calls the capacity methods (``check``,
+``take``, ``give_back``, ``pause``, ``levels``, ``subscribe``); the learned variant also calls
+``reshape``; whoever closes it calls ``flush`` and ``aclose``.
 """
 
 from __future__ import annotations
@@ -35,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -47,6 +53,7 @@ from lionpride.services.utilities.rate_limiter import (
     RateLimiter,
     TokenBucket,
 )
+from lionpride.services.utilities.waiting import Listeners
 
 __all__ = [
     "GIVE_BACK_SCRIPT",
@@ -281,7 +288,7 @@ class RedisCapacity:
         self._local_for = 0  # the link's fallback count when _local was made
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._kicks: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self._kicks = Listeners()
 
     def __repr__(self) -> str:
         return f"RedisCapacity({self.limit_key!r}, shared={self.shared})"
@@ -365,9 +372,8 @@ class RedisCapacity:
         self._spawn(self._give_back_shared(requests, tokens))
 
     def subscribe(self, kick: Callable[[], None]) -> None:
-        """Call ``kick`` (a bound method, held weakly) once a refund has reached the buckets."""
-        self._kicks = [ref for ref in self._kicks if ref() is not None]
-        self._kicks.append(weakref.WeakMethod(kick))
+        """Call ``kick`` (a bound method is held weakly) once a refund has reached the buckets."""
+        self._kicks.add(kick)
 
     async def _give_back_shared(self, requests: int, tokens: int) -> None:
         keys = self._keys
@@ -375,10 +381,7 @@ class RedisCapacity:
             self._local.give_back(requests, tokens)
         if requests > 0 or tokens > 0:
             # Only now can the limiter's next ask see the refund; a charge frees nothing.
-            for ref in self._kicks:
-                kick = ref()
-                if kick is not None:
-                    kick()
+            self._kicks.tell()
 
     def reshape(
         self,

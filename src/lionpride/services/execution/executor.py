@@ -1,35 +1,200 @@
 """Run calls under exact rate limits, in the caller's own task.
 
 ``execute(fn)`` waits in order of (priority, arrival) for one request plus ``tokens`` and a
-free concurrency slot together, then awaits ``fn()`` and returns its result. Taking the slot
-with the capacity means a granted call starts at once, so calls never start in a burst above
-the rate after waiting for a slot. There is no
-dispatcher task and no polling: the only background task is the limiter's single timer, which
-exists while someone waits for capacity. Runs once per call (not per retry attempt).
+free concurrency slot together, then awaits ``fn()`` and returns its result; ``lease()`` holds
+the same grant for work the caller runs itself (a call awaited in its own frame, a stream).
+Taking the slot with the capacity means a granted call starts at once, so calls never start
+in a burst above the rate after waiting for a slot. There is no dispatcher task and no
+polling: the only background task is the limiter's single timer, which exists while someone
+waits for capacity. Runs once per call (not per retry attempt).
+
+Who owns what: :class:`RateLimitedExecutor` owns an :class:`_Admission`, which owns the
+executor's :class:`~lionpride.services.utilities.waiting.WaitGroup` (queue bound, free slots),
+its counters and its closed flag, and is the one grant path: ``admit`` (at once), ``wait``
+(in line, optionally within a deadline) and ``ended`` (the booking of a call that started).
+:class:`Lease` and ``execute`` both go through it. The limiter is reached only through the
+:class:`~lionpride.services.utilities.rate_limiter.Limiter` interface, for local buckets,
+learned limits and Redis alike.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
-from lionpride.services.utilities._checks import _require_count, _require_positive
-from lionpride.services.utilities._waiting import _DeadlineScope, _WaitGroup
+from lionpride.services.utilities.checks import require_count, require_positive
 from lionpride.services.utilities.rate_limiter import (
+    CapacityBackend,
+    Limiter,
     RateLimitConfig,
     RateLimiter,
     Reservation,
     TokenBucket,
 )
+from lionpride.services.utilities.waiting import DeadlineScope, WaitGroup
 
-__all__ = ["RateLimitedExecutor"]
+__all__ = ["Lease", "RateLimitedExecutor"]
 
 T = TypeVar("T")
+
+
+@dataclass(slots=True, eq=False)
+class _Admission:
+    """The grant path of one executor: its slots and queue bound, counters and closed flag.
+
+    Every grant is one request, ``tokens`` and one concurrency slot, taken together. Runs
+    once per call. The executor and its leases call the public methods; the counters are
+    read by ``stats()`` and counted only here.
+    """
+
+    limiter: Limiter
+    clock: Clock
+    group: WaitGroup
+    closed: bool = False
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    timed_out: int = 0
+    rejected: int = 0
+    #: Where a lease's reservation settles (a limiter's backend never changes).
+    backend: CapacityBackend = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backend = self.limiter.backend
+
+    def admit(self, tokens: int) -> bool:
+        """Take one request, ``tokens`` and a slot now, if they are there and nobody waits.
+
+        ``False`` (also when closed) means: :meth:`wait`. ``tokens`` must be checked. "Nobody
+        waits" means nobody in the limiter's queue, which executors sharing it share too.
+        """
+        group = self.group
+        if self.closed or not group.slots or not self.limiter.take_now(1, tokens):
+            return False
+        group.slots -= 1
+        return True
+
+    async def wait(self, tokens: int, priority: float, scoped: bool) -> float:
+        """Queue for one request, ``tokens`` and a slot; return the seconds waited.
+
+        ``scoped``: inside a deadline, whose owner counts a cancellation (a deadline turns
+        it into a timeout, not counted as a cancellation).
+
+        Raises:
+            lionpride.errors.ExecutionError: Closed (also while waiting).
+            lionpride.errors.QueueFullError: ``queue_capacity`` callers already wait.
+        """
+        if self.closed:  # closed after the call was handed out
+            raise errors.ExecutionError("executor closed")
+        try:
+            return await self.limiter.wait_in_line(1, tokens, priority, self.group)
+        except errors.QueueFullError:
+            self.rejected += 1
+            raise
+        except asyncio.CancelledError:
+            if not scoped:
+                self.cancelled += 1
+            raise
+
+    async def within(self, timeout: float, what: str, work: Awaitable[T]) -> T:
+        """Await ``work`` within ``timeout`` s (``TimeoutError`` naming ``what``), counting
+        a timeout or a cancellation."""
+        scope = DeadlineScope(self.clock, timeout, what)
+        try:
+            async with scope:
+                return await work
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        except errors.TimeoutError:
+            if scope.fired:
+                self.timed_out += 1
+            raise
+
+    def close(self) -> None:
+        """Refuse new grants and fail the waiters (counted as cancelled)."""
+        self.closed = True
+        self.cancelled += self.limiter.fail_waiters(
+            self.group, lambda: errors.ExecutionError("executor closed")
+        )
+
+    def unstarted(self, tokens: int) -> None:
+        """Give back a grant whose call never started: the request, the tokens, the slot."""
+        self.limiter.release(1, tokens)
+        self.limiter.free_slot(self.group)
+
+    def ended(
+        self,
+        tokens: int,
+        used: int | None,
+        error: BaseException | None = None,
+        count_cancel: bool = True,
+    ) -> None:
+        """Book a call that started: its slot back, the outcome counted, and its ``tokens``
+        reconciled with ``used`` (the refund or the charge; ``None`` keeps them).
+
+        A failed or cancelled call is ended with ``used=0``: the request stays spent, the
+        tokens come back.
+
+        Raises:
+            ValueError: ``used`` is not a non-negative integer (after the booking).
+        """
+        limiter = self.limiter
+        limiter.free_slot(self.group)  # which also wakes a head held back for want of one
+        if error is None:
+            self.completed += 1
+        elif isinstance(error, Exception):
+            self.failed += 1
+        elif count_cancel and isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+            self.cancelled += 1
+        if used is not None:
+            if type(used) is not int or used < 0:
+                require_count("tokens used (settle's result)", used)
+            if used != tokens:
+                limiter.adjust_tokens(used - tokens)
+
+
+class Lease(Reservation):
+    """A :class:`Reservation` held for an ``async with`` block (see
+    :meth:`RateLimitedExecutor.lease`): capacity and a concurrency slot, granted on entry.
+
+    Granted at once when capacity is free (no suspension); otherwise waits in line. The
+    block enters as the lease itself: ``waited``, ``settle(used)`` and the amounts are the
+    reservation's.
+    """
+
+    __slots__ = ("_admission", "_priority", "_timeout")
+
+    def __init__(
+        self, admission: _Admission, tokens: int, priority: float, timeout: float | None
+    ) -> None:
+        Reservation.__init__(self, 1, tokens, 0.0, admission.backend)
+        self._admission = admission
+        self._priority = priority
+        self._timeout = timeout
+
+    async def __aenter__(self) -> Lease:
+        admission, tokens = self._admission, self.tokens
+        if admission.admit(tokens):
+            return self
+        if self._timeout is None:
+            self.waited = await admission.wait(tokens, self._priority, False)
+        else:
+            self.waited = await admission.within(
+                self._timeout,
+                "rate limit not granted",
+                admission.wait(tokens, self._priority, True),
+            )
+        return self
+
+    async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        # Left by an error or a cancellation: the tokens come back, the request stays spent.
+        self.settle(None if error is None else 0)
+        self._admission.ended(self.tokens, None, error)  # reconciled above: used=None
 
 
 class RateLimitedExecutor:
@@ -66,14 +231,14 @@ class RateLimitedExecutor:
         *,
         request_bucket: TokenBucket | None = None,
         token_bucket: TokenBucket | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         queue_capacity: int = 10_000,
         concurrency_limit: int = 100,
         clock: Clock = SYSTEM_CLOCK,
         name: str = "rate_limited_executor",
     ) -> None:
-        _require_count("queue_capacity", queue_capacity, 1)
-        _require_count("concurrency_limit", concurrency_limit, 1)
+        require_count("queue_capacity", queue_capacity, 1)
+        require_count("concurrency_limit", concurrency_limit, 1)
         if limiter is None:
             limiter = RateLimiter(request_bucket, token_bucket, clock=clock)
         elif request_bucket is not None or token_bucket is not None:
@@ -85,13 +250,7 @@ class RateLimitedExecutor:
         self._clock = clock
         self._queue_capacity = queue_capacity
         self._concurrency_limit = concurrency_limit
-        self._group = _WaitGroup(queue_capacity, concurrency_limit)
-        self._closed = False
-        self._completed = 0
-        self._failed = 0
-        self._cancelled = 0
-        self._timed_out = 0
-        self._rejected = 0
+        self._admission = _Admission(limiter, clock, WaitGroup(queue_capacity, concurrency_limit))
 
     @classmethod
     def from_limits(
@@ -107,13 +266,13 @@ class RateLimitedExecutor:
         Each limit L becomes a bucket of capacity L refilling L/``capacity_refresh_time``
         per second; ``None`` leaves that dimension unlimited. Other keywords go to ``__init__``.
         """
-        period = _require_positive("capacity_refresh_time", capacity_refresh_time)
+        period = require_positive("capacity_refresh_time", capacity_refresh_time)
         clock: Clock = kw.get("clock", SYSTEM_CLOCK)
 
         def bucket(name: str, limit: int | None) -> TokenBucket | None:
             if limit is None:
                 return None
-            _require_count(name, limit, 1)
+            require_count(name, limit, 1)
             return TokenBucket(RateLimitConfig(limit, limit / period), clock=clock)
 
         return cls(
@@ -129,7 +288,7 @@ class RateLimitedExecutor:
         return self._limiter.token_capacity
 
     @property
-    def limiter(self) -> RateLimiter:
+    def limiter(self) -> Limiter:
         """The limiter calls wait on."""
         return self._limiter
 
@@ -169,35 +328,42 @@ class RateLimitedExecutor:
             ValueError: Bad arguments, or ``tokens`` above the token bucket's capacity.
             Exception: Whatever ``fn`` raised, unchanged.
         """
-        if self._closed:
+        if self._admission.closed:
             raise errors.ExecutionError("executor closed")
         prio = 0.0 if priority is None else priority
-        self._limiter._check(1, tokens, prio)
+        self._limiter.check(1, tokens, prio)
         if timeout is None:
             return self._run(fn, tokens, prio, settle, on_granted)
-        _require_positive("timeout", timeout)
-        return self._run_within(timeout, fn, tokens, prio, settle, on_granted)
+        require_positive("timeout", timeout)
+        run = self._run(fn, tokens, prio, settle, on_granted, scoped=True)
+        return self._admission.within(timeout, "call did not finish", run)
 
-    async def _run_within(
-        self,
-        timeout: float,
-        fn: Callable[[], Awaitable[T]],
-        tokens: int,
-        priority: float,
-        settle: Callable[[T], int | None] | None,
-        on_granted: Callable[[float], None] | None,
-    ) -> T:
-        scope = _DeadlineScope(self._clock, timeout, "call did not finish")
-        try:
-            async with scope:
-                return await self._run(fn, tokens, priority, settle, on_granted, scoped=True)
-        except asyncio.CancelledError:
-            self._cancelled += 1
-            raise
-        except errors.TimeoutError:
-            if scope.fired:
-                self._timed_out += 1
-            raise
+    def lease(
+        self, *, tokens: int = 0, priority: float | None = None, timeout: float | None = None
+    ) -> Lease:
+        """Hold capacity and a concurrency slot for work the caller runs itself.
+
+        Use as ``async with executor.lease(tokens=...) as reservation:``. The same rules and
+        stats as :meth:`execute`: queue order, ``queue_capacity``, the concurrency limit,
+        closing. Granted without suspending when capacity is free. ``timeout`` bounds only
+        the wait. Settle the reservation with the tokens really used before leaving the
+        block; leaving it by an error or cancellation refunds the tokens (the request stays
+        spent).
+
+        Raises:
+            lionpride.errors.TimeoutError: No grant within ``timeout``; nothing was taken.
+            lionpride.errors.QueueFullError: ``queue_capacity`` callers already wait.
+            lionpride.errors.ExecutionError: The executor is closed.
+            ValueError: Bad arguments, or ``tokens`` above the token bucket's capacity.
+        """
+        admission = self._admission
+        if admission.closed:
+            raise errors.ExecutionError("executor closed")
+        prio = 0.0 if priority is None else priority
+        self._limiter.check(1, tokens, prio)
+        if timeout is not None:
+            require_positive("timeout", timeout)
+        return Lease(admission, tokens, prio, timeout)
 
     async def _run(
         self,
@@ -208,151 +374,32 @@ class RateLimitedExecutor:
         on_granted: Callable[[float], None] | None,
         scoped: bool = False,
     ) -> T:
-        """The run itself; ``scoped`` runs inside a deadline, whose caller counts a
-        cancellation (a deadline turns the cancellation into a timeout, not counted as one)."""
-        if self._closed:  # closed after execute() handed out this run
-            raise errors.ExecutionError("executor closed")
+        """The run itself; ``scoped`` runs inside a deadline (see :meth:`_Admission.wait`)."""
+        admission = self._admission
         waited = 0.0
-        if not self._admit(tokens):
-            waited = await self._wait_for_grant(tokens, priority, scoped)
+        if not admission.admit(tokens):
+            waited = await admission.wait(tokens, priority, scoped)
         if on_granted is not None:
             try:
                 on_granted(waited)
             except BaseException:
-                self._limiter.backend.give_back(1, tokens)  # nothing started: all of it back
-                self._limiter._free_slot(self._group)
+                admission.unstarted(tokens)
                 raise
         try:
             result = await fn()
         except BaseException as exc:
-            self._ended(tokens, 0, exc, count_cancel=not scoped)
+            admission.ended(tokens, 0, exc, count_cancel=not scoped)
             raise
         if settle is None:
-            self._ended(tokens, None)
+            admission.ended(tokens, None)
             return result
         try:
             used = settle(result)
         except BaseException:
-            self._ended(tokens, None)  # the usage is unknown: the reservation stands
+            admission.ended(tokens, None)  # the usage is unknown: the reservation stands
             raise
-        self._ended(tokens, used)
+        admission.ended(tokens, used)
         return result
-
-    def _admit(self, tokens: int) -> bool:
-        """Take one request, ``tokens`` and a concurrency slot now, if they are there and
-        nobody waits; ``False`` (also when closed) means: queue, or refuse, through
-        :meth:`execute`.
-
-        Every grant that needs no wait goes through here: :meth:`execute` and
-        :meth:`lease`, and ``iModel``, which then awaits its call in its own frame (no
-        wrapper coroutine on the common path where limits do not bind) and books it with
-        :meth:`_ended`. ``tokens`` must be valid (checked by the caller). "Nobody waits"
-        means nobody in the limiter's queue, which executors sharing the limiter share too.
-        """
-        group = self._group
-        if self._closed or not group.slots or not self._limiter._take_at_once(1, tokens):
-            return False
-        group.slots -= 1
-        return True
-
-    def _ended(
-        self,
-        tokens: int,
-        used: int | None,
-        error: BaseException | None = None,
-        *,
-        count_cancel: bool = True,
-    ) -> None:
-        """Book a call that started: its slot back, the outcome counted, and its ``tokens``
-        reconciled with ``used`` (the refund or the charge; ``None`` keeps them).
-
-        A failed or cancelled call is ended with ``used=0``: the request stays spent, the
-        tokens come back.
-
-        Raises:
-            ValueError: ``used`` is not a non-negative integer (after the booking).
-        """
-        limiter = self._limiter
-        limiter._free_slot(self._group)  # which also wakes a head held back for want of one
-        if error is None:
-            self._completed += 1
-        elif isinstance(error, Exception):
-            self._failed += 1
-        elif count_cancel and isinstance(error, asyncio.CancelledError):
-            self._cancelled += 1
-        if used is not None:
-            if type(used) is not int or used < 0:
-                _require_count("tokens used (settle's result)", used)
-            if used != tokens:
-                limiter._backend.give_back(0, tokens - used)
-
-    async def _wait_for_grant(self, tokens: int, priority: float, scoped: bool) -> float:
-        """Queue for one request, ``tokens`` and a concurrency slot (the slow path); return
-        the seconds waited."""
-        try:
-            return await self._limiter._wait_in_line(1, tokens, priority, self._group)
-        except errors.QueueFullError:
-            self._rejected += 1
-            raise
-        except asyncio.CancelledError:
-            if not scoped:
-                self._cancelled += 1
-            raise
-
-    @contextlib.asynccontextmanager
-    async def lease(
-        self, *, tokens: int = 0, priority: float | None = None, timeout: float | None = None
-    ) -> AsyncIterator[Reservation]:
-        """Hold capacity and a concurrency slot for work the caller runs itself (a stream).
-
-        The same rules as :meth:`execute`: queue order, ``queue_capacity``, the concurrency
-        limit, closing, stats. ``timeout`` bounds only the wait. Settle the reservation with
-        the tokens really used before leaving the block; leaving it by an error or
-        cancellation refunds the tokens (the request stays spent).
-
-        Raises:
-            lionpride.errors.TimeoutError: No grant within ``timeout``; nothing was taken.
-            lionpride.errors.QueueFullError: ``queue_capacity`` callers already wait.
-            lionpride.errors.ExecutionError: The executor is closed.
-        """
-        if self._closed:
-            raise errors.ExecutionError("executor closed")
-        prio = 0.0 if priority is None else priority
-        self._limiter._check(1, tokens, prio)
-        if timeout is not None:
-            _require_positive("timeout", timeout)
-        limiter = self._limiter
-        waited = 0.0
-        if not self._admit(tokens):
-            if timeout is None:
-                waited = await self._wait_for_grant(tokens, prio, False)
-            else:
-                scope = _DeadlineScope(self._clock, timeout, "rate limit not granted")
-                try:
-                    async with scope:
-                        waited = await self._wait_for_grant(tokens, prio, True)
-                except asyncio.CancelledError:
-                    self._cancelled += 1
-                    raise
-                except errors.TimeoutError:
-                    if scope.fired:
-                        self._timed_out += 1
-                    raise
-        reservation = Reservation(1, tokens, waited, limiter.backend)
-        try:
-            yield reservation
-        except BaseException as exc:
-            reservation.settle(0)
-            if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-                self._cancelled += 1
-            else:
-                self._failed += 1
-            raise
-        else:
-            self._completed += 1
-            reservation.settle(None)
-        finally:
-            self._limiter._free_slot(self._group)
 
     def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds`` (a 429's ``retry_after``): queued calls wait too."""
@@ -373,39 +420,33 @@ class RateLimitedExecutor:
 
         Calls already running finish in their callers' tasks; new calls are refused.
         """
-        self._closed = True
-        self._cancelled += self._limiter._fail_waiters(
-            self._group, lambda: errors.ExecutionError("executor closed")
-        )
-        await self._limiter._stop_timer()
+        self._admission.close()
+        await self._limiter.stop_timer()
 
     def reopen(self) -> None:
         """Take calls again after :meth:`aclose` (a model that made this executor for
         itself and is used again after closing, as its endpoint may be)."""
-        self._closed = False
+        self._admission.closed = False
 
     async def __aenter__(self) -> RateLimitedExecutor:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def stats(self) -> dict[str, int]:
         """Counters: queued, in_flight, completed, failed, cancelled, timed_out, rejected."""
+        admission = self._admission
+        group = admission.group
         return {
-            "queued": self._group.waiting,
+            "queued": group.waiting,
             # Every started call holds one slot (taken with its grant, back at its end).
-            "in_flight": self._concurrency_limit - (self._group.slots or 0),
-            "completed": self._completed,
-            "failed": self._failed,
-            "cancelled": self._cancelled,
-            "timed_out": self._timed_out,
-            "rejected": self._rejected,
+            "in_flight": self._concurrency_limit - (group.slots or 0),
+            "completed": admission.completed,
+            "failed": admission.failed,
+            "cancelled": admission.cancelled,
+            "timed_out": admission.timed_out,
+            "rejected": admission.rejected,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from lionpride.core.clock import SYSTEM_CLOCK, Clock
 from lionpride.services.streaming.sse import SSEDecoder
 from lionpride.services.types._json_wire import json_loads
 from lionpride.services.utilities.adaptive import NO_MARK, LimitWatch, Mark
+from lionpride.services.utilities.loops import runs_here
 
 if TYPE_CHECKING:
     from lionpride.services.streaming.channel import StreamChunk
@@ -482,17 +483,6 @@ _NO_HEADERS: Mapping[str, str] = {}
 
 #: Bytes of a body that could not be read as a response (not JSON, not events) kept on the error.
 _SHOWN_BODY = 2000
-
-
-def runs_here(loop: asyncio.AbstractEventLoop | None) -> bool:
-    """Whether ``loop`` is the event loop running this code.
-
-    ``asyncio.get_running_loop()`` answers the same, but on Python 3.11 it makes a
-    ``getpid()`` system call each time, which costs as much as the rest of the session
-    lookup. A loop records the thread that runs it; a forked child's copy of a running loop
-    does not run, which the caller tells by the pid the session was made in.
-    """
-    return loop is not None and getattr(loop, "_thread_id", None) == threading.get_ident()
 
 
 #: In a forked child, the parent's sessions, never to be closed or collected here.

@@ -18,13 +18,13 @@ from typing import Any, ParamSpec, TypeVar
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
 from lionpride.errors import CircuitBreakerOpenError
-from lionpride.services.utilities._checks import _require_count, _require_positive
 from lionpride.services.utilities._exception_names import (
     _check_keys,
     _exception_name,
     _exception_types,
     _resolve_exceptions,
 )
+from lionpride.services.utilities.checks import require_count, require_positive
 
 __all__ = ["HALF_OPEN_RETRY_AFTER", "CircuitBreaker", "CircuitState"]
 
@@ -90,15 +90,15 @@ class CircuitBreaker:
         min_calls: int = 10,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.failure_threshold = _require_count("failure_threshold", failure_threshold, 1)
-        self.recovery_time = _require_positive("recovery_time", recovery_time)
-        self.half_open_max_calls = _require_count("half_open_max_calls", half_open_max_calls, 1)
+        self.failure_threshold = require_count("failure_threshold", failure_threshold, 1)
+        self.recovery_time = require_positive("recovery_time", recovery_time)
+        self.half_open_max_calls = require_count("half_open_max_calls", half_open_max_calls, 1)
         self.excluded_exceptions = _exception_types(
             "excluded_exceptions", excluded_exceptions or ()
         )
         self.name = name
         if failure_rate_threshold is not None:
-            failure_rate_threshold = _require_positive(
+            failure_rate_threshold = require_positive(
                 "failure_rate_threshold", failure_rate_threshold
             )
             if failure_rate_threshold > 1:
@@ -106,8 +106,8 @@ class CircuitBreaker:
                     f"failure_rate_threshold must be <= 1, got {failure_rate_threshold!r}"
                 )
         self.failure_rate_threshold = failure_rate_threshold
-        self.window = _require_positive("window", window)
-        self.min_calls = _require_count("min_calls", min_calls, 1)
+        self.window = require_positive("window", window)
+        self.min_calls = require_count("min_calls", min_calls, 1)
         self._clock = clock
         if any(issubclass(Exception, cls) for cls in self.excluded_exceptions):
             logger.warning(

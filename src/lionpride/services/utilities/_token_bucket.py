@@ -1,24 +1,36 @@
 """Token buckets and the in-process capacity over two of them.
 
 A :class:`TokenBucket` of capacity L refilling L/T per second is the exact form of a limit of L
-per T seconds: it reads an injected clock lazily and waits callers in FIFO order.
-:class:`LocalCapacity` takes from a request bucket and a token bucket at once, through the
-buckets' private primitives. All three names are public through
-:mod:`lionpride.services.utilities.rate_limiter`, which builds the limiter on them.
+per T seconds. It owns its level, its last refill time, its pause and its listeners; others
+change them only through its public methods:
+
+* ``take(amount, now)``, ``untake(amount)``, ``delay(amount, now)``, ``refill(now)``: take if
+  there (else say how long until), undo a take of the same instant, look without taking, bring
+  the level up to date; a set of buckets (:class:`LocalCapacity`) grants from both with them;
+* ``refund(amount)``, ``charge(amount)``, ``pause(seconds)``, ``reset()``, ``reshape(...)``:
+  give back, take into debt, hold, refill, reshape (the executor, the learned limits, the
+  Redis fallback);
+* ``subscribe(listener)``: hear whenever capacity comes back (the wait queue of the set the
+  bucket is in; bound methods are held weakly);
+* ``acquire``/``try_acquire``/``release``: the bucket used alone, waiting in its own
+  :class:`~lionpride.services.utilities.waiting.WaitQueue`, made at the first wait.
+
+:class:`LocalCapacity` is the set of a request bucket and a token bucket that a
+:class:`~lionpride.services.utilities.rate_limiter.RateLimiter` takes from together; it holds
+no state of its own besides the two buckets. All three names are public through
+:mod:`lionpride.services.utilities.rate_limiter`.
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
-from lionpride.services.utilities._checks import _require_count, _require_positive
-from lionpride.services.utilities._waiting import _DeadlineScope, _WaitQueue
+from lionpride.services.utilities.checks import require_count, require_positive
+from lionpride.services.utilities.waiting import DeadlineScope, Listeners, WaitQueue
 
 __all__ = ["LocalCapacity", "RateLimitConfig", "TokenBucket"]
 
@@ -44,7 +56,7 @@ class RateLimitConfig:
     initial_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        _require_count("capacity", self.capacity, 1)
+        require_count("capacity", self.capacity, 1)
         rate = self.refill_rate
         if (
             isinstance(rate, bool)
@@ -54,7 +66,7 @@ class RateLimitConfig:
         ):
             raise ValueError(f"refill_rate must be a finite number >= 0, got {rate!r}")
         if self.initial_tokens is not None:
-            _require_count("initial_tokens", self.initial_tokens)
+            require_count("initial_tokens", self.initial_tokens)
             if self.initial_tokens > self.capacity:
                 raise ValueError(
                     f"initial_tokens ({self.initial_tokens}) must not exceed "
@@ -72,63 +84,113 @@ class TokenBucket:
     Args:
         config: Capacity, refill rate and initial level.
         clock: Time source; tests pass a ``FakeClock``.
+
+    Attributes:
+        config: The shape the bucket has now (``reshape`` replaces it). Read only.
+        capacity: Most tokens the bucket holds. Read only.
+        refill_rate: Tokens added per second. Read only.
+        clock: The clock the bucket reads. Read only.
     """
 
     __slots__ = (
-        "__weakref__",
-        "_capacity",
-        "_clock",
-        "_config",
         "_full",
         "_last",
         "_listeners",
         "_paused_until",
         "_queue",
-        "_rate",
         "_tokens",
-        "_watchers",
+        "capacity",
+        "clock",
+        "config",
+        "refill_rate",
     )
 
     def __init__(self, config: RateLimitConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._config = config
-        self._clock = clock
-        self._capacity = config.capacity
+        self.config = config
+        self.clock = clock
+        self.capacity = config.capacity
         self._full = float(config.capacity)
-        self._rate = float(config.refill_rate)
+        self.refill_rate = float(config.refill_rate)
         initial = config.initial_tokens
         self._tokens = float(config.capacity if initial is None else initial)
         self._last: float | None = None
         self._paused_until = -math.inf
-        self._watchers: list[weakref.ref[_WaitQueue]] = []
-        #: (weak reference to a bound method's object, its function), or (None, a callable).
-        self._listeners: list[tuple[weakref.ref[Any] | None, Callable[..., None]]] = []
-        self._queue = _WaitQueue(clock, self._give_back_alone, take_now=self._take_alone)
-
-    @property
-    def capacity(self) -> int:
-        """Most tokens the bucket holds."""
-        return self._capacity
-
-    @property
-    def refill_rate(self) -> float:
-        """Tokens added per second."""
-        return self._rate
-
-    @property
-    def config(self) -> RateLimitConfig:
-        """The configuration this bucket was built from."""
-        return self._config
-
-    @property
-    def clock(self) -> Clock:
-        """The clock this bucket reads."""
-        return self._clock
+        self._listeners = Listeners()
+        #: The queue of callers of :meth:`acquire`, made at the first wait.
+        self._queue: WaitQueue | None = None
 
     @property
     def level(self) -> float:
         """Tokens available now (negative while in debt after a charge)."""
-        self._refill(self._clock.now())
+        return self.refill()
+
+    # -- the primitives a set of buckets grants with ----------------------------------------
+
+    def take(self, amount: float, now: float | None = None) -> float:
+        """Take ``amount`` if it is there at ``now`` (the clock's, by default) and return 0.0;
+        else take nothing and return the seconds until it is (``inf``: only a refund can serve
+        it). Refills first; a pause counts."""
+        if now is None:
+            now = self.clock.now()
+        # The refill is written out here, not called: this runs on every grant.
+        last = self._last
+        if last is None:
+            self._last = now
+        elif now > last:
+            level = self._tokens + (now - last) * self.refill_rate
+            self._tokens = level if level < self._full else self._full
+            self._last = now
+        wait = self._paused_until - now
+        if amount and amount > self._tokens:
+            rate = self.refill_rate
+            deficit_wait = (amount - self._tokens) / rate if rate else math.inf
+            if deficit_wait > wait:
+                wait = deficit_wait
+        if wait > _MIN_WAIT:
+            return wait
+        self._tokens -= amount
+        return 0.0
+
+    def untake(self, amount: float) -> None:
+        """Put back what :meth:`take` took at this same instant, telling nobody (a set of
+        buckets takes from each and undoes it when another falls short)."""
+        self._tokens += amount
+
+    def delay(self, amount: float, now: float | None = None) -> float:
+        """Seconds from ``now`` until ``amount`` can be taken (0.0: now); takes nothing."""
+        wait = self.take(amount, now)
+        if not wait:
+            self.untake(amount)
+        return wait
+
+    def refill(self, now: float | None = None) -> float:
+        """Add what refilled up to ``now`` (the clock's, by default); return the level."""
+        self.take(0.0, now)
         return self._tokens
+
+    def refund(self, amount: float) -> None:
+        """Give back ``amount`` (capped at capacity) and tell the listeners."""
+        # No refill first: adding to the level as of the last refill, capped, gives the same
+        # level at every later read as refilling first would (min(x + a, cap) + r·dt, capped,
+        # equals min(x + r·dt, cap) + a, capped, for a >= 0), one clock read cheaper.
+        level = self._tokens + amount
+        self._tokens = level if level < self._full else self._full
+        self._notify()
+
+    def charge(self, amount: float) -> None:
+        """Take ``amount`` spent without a grant, even into debt: later grants wait for it."""
+        self.refill()
+        self._tokens -= amount
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever capacity comes back (a refund, a reset, a reshape).
+
+        A bound method is held weakly (a limiter gone is not kept alive by its buckets); any
+        other callable is kept as it is.
+        """
+        self._listeners.add(listener)
+
+    # -- the bucket used alone --------------------------------------------------------------
 
     async def acquire(self, tokens: float = 1, *, timeout: float | None = None) -> bool:
         """Take ``tokens``, waiting in FIFO order; ``False`` if ``timeout`` would pass first.
@@ -141,31 +203,32 @@ class TokenBucket:
         Raises:
             ValueError: ``tokens`` is not > 0 or exceeds ``capacity``; ``timeout`` not > 0.
         """
-        amount = self._check_amount(tokens)
-        if amount > self._capacity:
+        amount = require_positive("tokens", tokens)
+        if amount > self.capacity:
             raise ValueError(
-                f"Cannot acquire {tokens} tokens: exceeds bucket capacity {self._capacity}"
+                f"Cannot acquire {tokens} tokens: exceeds bucket capacity {self.capacity}"
             )
         if timeout is not None:
-            _require_positive("timeout", timeout)
-        now = self._clock.now()
+            require_positive("timeout", timeout)
         queue = self._queue
-        if queue.depth == 0 and self._delay(amount, now) == 0:
-            self._tokens -= amount
+        now = self.clock.now()
+        if (queue is None or queue.depth == 0) and self.take(amount, now) == 0:
             return True
+        if queue is None:
+            queue = self._queue = WaitQueue(self.clock, self._give_back, take_now=self._take)
         if timeout is None:
             await queue.wait(amount, 0, 0.0, None)
             return True
-        if self._rate > 0:
-            self._refill(now)  # skipped above when someone waits; the level may be stale
+        if self.refill_rate > 0:
+            self.refill(now)  # skipped above when someone waits; the level may be stale
             earliest = max(
                 self._paused_until - now,
-                (queue.queued_amount + amount - self._tokens) / self._rate,
+                (queue.queued_amount + amount - self._tokens) / self.refill_rate,
             )
             if earliest > timeout + _MIN_WAIT:
                 return False
         try:
-            async with _DeadlineScope(self._clock, timeout, "tokens not granted"):
+            async with DeadlineScope(self.clock, timeout, "tokens not granted"):
                 await queue.wait(amount, 0, 0.0, None)
         except errors.TimeoutError:
             return False
@@ -177,23 +240,21 @@ class TokenBucket:
         Raises:
             ValueError: ``tokens`` is not > 0.
         """
-        amount = self._check_amount(tokens)
-        if self._queue.depth or self._delay(amount, self._clock.now()) > 0:
-            return False
-        self._tokens -= amount
-        return True
+        amount = require_positive("tokens", tokens)
+        queue = self._queue
+        return (queue is None or queue.depth == 0) and self.take(amount) == 0
 
     def release(self, tokens: float = 1) -> None:
-        """Give ``tokens`` back (capped at capacity) and wake waiters that can now be served.
+        """:meth:`refund` with the amount checked (and waiters that can now be served woken).
 
         Raises:
             ValueError: ``tokens`` is not > 0.
         """
-        self._refund(self._check_amount(tokens))
+        self.refund(require_positive("tokens", tokens))
 
     def reset(self) -> None:
         """Fill the bucket to capacity (a pause, if any, still holds)."""
-        self._last = self._clock.now()
+        self._last = self.clock.now()
         self._tokens = self._full
         self._notify()
 
@@ -203,7 +264,7 @@ class TokenBucket:
         Raises:
             ValueError: ``seconds`` is not finite and > 0.
         """
-        until = self._clock.now() + _require_positive("seconds", seconds)
+        until = self.clock.now() + require_positive("seconds", seconds)
         if until > self._paused_until:
             self._paused_until = until
 
@@ -216,142 +277,57 @@ class TokenBucket:
         Raises:
             ValueError: A capacity below 1 or a rate that is not finite and > 0.
         """
-        _require_count("capacity", capacity, 1)
-        rate = _require_positive("refill_rate", refill_rate)
-        self._refill(self._clock.now())
-        self._config = RateLimitConfig(capacity, rate)
-        self._capacity = capacity
+        require_count("capacity", capacity, 1)
+        rate = require_positive("refill_rate", refill_rate)
+        self.refill()
+        self.config = RateLimitConfig(capacity, rate)
+        self.capacity = capacity
         self._full = float(capacity)
-        self._rate = rate
+        self.refill_rate = rate
         tokens = self._tokens if level is None else level
         self._tokens = tokens if tokens < self._full else self._full
         self._notify()
 
     def to_dict(self) -> dict[str, float]:
         """Return the configuration (never the current level)."""
-        return {"capacity": self._capacity, "refill_rate": self._rate}
+        return {"capacity": self.capacity, "refill_rate": self.refill_rate}
 
     def __repr__(self) -> str:
-        return f"TokenBucket(capacity={self._capacity}, refill_rate={self._rate})"
-
-    # Primitives shared with LocalCapacity, which takes from two buckets at once.
-
-    def _check_amount(self, tokens: float) -> float:
-        return _require_positive("tokens", tokens)
-
-    def _refill(self, now: float) -> None:
-        last = self._last
-        if last is None:
-            self._last = now
-        elif now > last:
-            level = self._tokens + (now - last) * self._rate
-            self._tokens = level if level < self._full else self._full
-            self._last = now
-
-    def _delay(self, amount: float, now: float) -> float:
-        """Seconds until ``amount`` can be taken (0.0 means now); refills first."""
-        # The refill is inlined: this runs on every grant.
-        last = self._last
-        if last is None:
-            self._last = now
-        elif now > last:
-            level = self._tokens + (now - last) * self._rate
-            self._tokens = level if level < self._full else self._full
-            self._last = now
-        wait = self._paused_until - now
-        if amount:
-            deficit = amount - self._tokens
-            if deficit > 0:
-                deficit_wait = deficit / self._rate if self._rate else math.inf
-                if deficit_wait > wait:
-                    wait = deficit_wait
-        return wait if wait > _MIN_WAIT else 0.0
-
-    def _refund(self, amount: float) -> None:
-        # No refill first: adding to the level as of the last refill, capped, gives the same
-        # level at every later read as refilling first would (min(x + a, cap) + r·dt, capped,
-        # equals min(x + r·dt, cap) + a, capped, for a >= 0), one clock read cheaper.
-        level = self._tokens + amount
-        self._tokens = level if level < self._full else self._full
-        self._notify()
-
-    def charge(self, tokens: float = 1) -> None:
-        """Take ``tokens`` now even when they are not there (the bucket goes into debt)."""
-        self._charge(tokens)
-
-    def _charge(self, amount: float) -> None:
-        self._refill(self._clock.now())
-        self._tokens -= amount
-
-    def _watch(self, kick: Callable[[], None]) -> None:
-        """Call ``kick`` whenever capacity comes back.
-
-        A wait queue's ``kick`` (what a :class:`RateLimiter` subscribes) is held as its queue,
-        weakly, and called only while the queue has waiters: idle queues are skipped without
-        a call. Another bound method is held as a weak reference to its object plus the
-        function; any other callable is held as it is.
-        """
-        owner = getattr(kick, "__self__", None)
-        if isinstance(owner, _WaitQueue) and kick == owner.kick:
-            self._watchers = [ref for ref in self._watchers if ref() is not None]
-            self._watchers.append(weakref.ref(owner))
-            return
-        self._listeners = [(r, f) for r, f in self._listeners if r is None or r() is not None]
-        if owner is None:
-            self._listeners.append((None, kick))  # a plain callable, kept as it is
-        else:
-            self._listeners.append((weakref.ref(owner), kick.__func__))  # type: ignore[attr-defined]
+        return f"TokenBucket(capacity={self.capacity}, refill_rate={self.refill_rate})"
 
     def _notify(self) -> None:
-        """Wake the queues waiting on this bucket (its own and its limiters') and call the
-        other listeners."""
-        if self._queue._live:
-            self._queue.kick()
-        for ref in self._watchers:
-            queue = ref()
-            if queue is not None and queue._live:
-                queue.kick()
-        if self._listeners:
-            self._tell_listeners()
+        """Capacity came back: wake this bucket's own waiters and tell the listeners."""
+        queue = self._queue
+        if queue is not None and queue.depth:
+            queue.kick()
+        self._listeners.tell()
 
-    def _tell_listeners(self) -> None:
-        for ref, function in self._listeners:
-            if ref is None:
-                function()
-            else:
-                owner = ref()
-                if owner is not None:
-                    function(owner)
+    def _take(self, amount: float, _tokens: int) -> float:
+        """Take for the head of this bucket's own queue, or say how long it must wait."""
+        return self.take(amount)
 
-    def _take_alone(self, amount: float, _tokens: int) -> float:
-        delay = self._delay(amount, self._clock.now())
-        if delay == 0:
-            self._tokens -= amount
-        return delay
-
-    def _give_back_alone(self, amount: float, _tokens: int) -> None:
-        self._refund(amount)
+    def _give_back(self, amount: float, _tokens: int) -> None:
+        """Take back a grant its waiter, cancelled, could not use."""
+        self.refund(amount)
 
 
 class LocalCapacity:
-    """In-process capacity: an optional request bucket and an optional token bucket."""
+    """In-process capacity: an optional request bucket and an optional token bucket, taken
+    from together or not at all (the set a :class:`RateLimiter`'s one queue waits on)."""
 
-    __slots__ = ("_both", "_rb", "_tb")
+    __slots__ = ("_rb", "_same_clock", "_tb")
 
     def __init__(
         self, request_bucket: TokenBucket | None = None, token_bucket: TokenBucket | None = None
     ) -> None:
         self._rb = request_bucket
         self._tb = token_bucket
-        #: Both buckets and their clock's ``now`` when they share one clock (the usual
-        #: shape, which try_take serves in one frame), else ``None``.
-        self._both: tuple[TokenBucket, TokenBucket, Callable[[], float]] | None = None
-        if (
+        #: Both buckets read one clock (the usual shape): one clock read serves both.
+        self._same_clock = (
             request_bucket is not None
             and token_bucket is not None
-            and request_bucket._clock is token_bucket._clock
-        ):
-            self._both = (request_bucket, token_bucket, request_bucket._clock.now)
+            and request_bucket.clock is token_bucket.clock
+        )
 
     @property
     def request_bucket(self) -> TokenBucket | None:
@@ -371,67 +347,36 @@ class LocalCapacity:
     def check(self, requests: int, tokens: int) -> None:
         """Raise ``ValueError`` naming the amount and capacity a bucket can never hold."""
         rb, tb = self._rb, self._tb
-        if rb is not None and requests > rb._capacity:
+        if rb is not None and requests > rb.capacity:
             raise ValueError(
                 f"requests={requests} exceeds the request bucket's capacity {rb.capacity}"
             )
-        if tb is not None and tokens > tb._capacity:
+        if tb is not None and tokens > tb.capacity:
             raise ValueError(f"tokens={tokens} exceeds the token bucket's capacity {tb.capacity}")
 
-    def subscribe(self, kick: Callable[[], None]) -> None:
-        """Call ``kick`` whenever either bucket gets capacity back.
-
-        A :class:`RateLimiter` subscribes its wait queue's ``kick``: it is held weakly and
-        called only while that queue has waiters. Another bound method is held weakly too
-        (through its object); any other callable is kept as it is.
-        """
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever either bucket gets capacity back (a bound method is
+        held weakly; any other callable as it is)."""
         for bucket in (self._rb, self._tb):
             if bucket is not None:
-                bucket._watch(kick)
+                bucket.subscribe(listener)
 
     def try_take(self, requests: int, tokens: int) -> float:
         """Take both amounts now (0.0), or nothing and return the seconds to wait."""
-        both = self._both
-        if both is not None:
-            # Both buckets on one clock, the usual shape: one clock read, both refilled and
-            # checked here (this runs on every grant); anything short of an exact grant
-            # (a pause, a deficit) goes the general way below, which gives the same result.
-            rb, tb, now_of = both
-            now = now_of()
-            rb._refill(now)
-            tb._refill(now)
-            if (
-                rb._tokens >= requests
-                and tb._tokens >= tokens
-                and rb._paused_until <= now
-                and tb._paused_until <= now
-            ):
-                rb._tokens -= requests
-                tb._tokens -= tokens
-                return 0.0
-        return self._take_each(requests, tokens)
-
-    def _take_each(self, requests: int, tokens: int) -> float:
-        """:meth:`try_take` through each bucket's own wait computation."""
         rb, tb = self._rb, self._tb
-        wait = 0.0
-        now = 0.0
-        if rb is not None:
-            now = rb._clock.now()
-            wait = rb._delay(requests, now)
-        if tb is not None:
-            if rb is None or tb._clock is not rb._clock:
-                now = tb._clock.now()
-            tb_wait = tb._delay(tokens, now)
-            if tb_wait > wait:
-                wait = tb_wait
-        if wait:
+        if rb is None:
+            return tb.take(tokens) if tb is not None else 0.0
+        now = rb.clock.now() if self._same_clock else None
+        wait = rb.take(requests, now)
+        if tb is None:
             return wait
-        if rb is not None:
-            rb._tokens -= requests
-        if tb is not None:
-            tb._tokens -= tokens
-        return 0.0
+        if wait:
+            tb_wait = tb.delay(tokens, now)
+            return tb_wait if tb_wait > wait else wait
+        wait = tb.take(tokens, now)
+        if wait:
+            rb.untake(requests)
+        return wait
 
     async def take(self, requests: int, tokens: int) -> float:
         """Same as :meth:`try_take` (local buckets never block)."""
@@ -439,18 +384,11 @@ class LocalCapacity:
 
     def give_back(self, requests: int, tokens: int) -> None:
         """Refund ``requests`` and ``tokens``; a negative amount charges instead."""
-        rb = self._rb
-        if rb is not None:
-            if requests > 0:
-                rb._refund(requests)
-            elif requests < 0:
-                rb._charge(-requests)
-        tb = self._tb
-        if tb is not None:
-            if tokens > 0:
-                tb._refund(tokens)
-            elif tokens < 0:
-                tb._charge(-tokens)
+        rb, tb = self._rb, self._tb
+        if requests and rb is not None:
+            rb.refund(requests) if requests > 0 else rb.charge(-requests)
+        if tokens and tb is not None:
+            tb.refund(tokens) if tokens > 0 else tb.charge(-tokens)
 
     def pause(self, seconds: float) -> None:
         """Pause both buckets."""

@@ -21,6 +21,15 @@ over a request bucket and a token bucket whose shapes follow what the provider s
 
 Before the first answer, a model with no configured request limit sends one call, then one
 more per second, until an answer says how to go on.
+
+Who owns what: a :class:`LimitLearner` owns its two buckets, what it learned and its ledger
+of what was sent; it shapes the buckets only through their public methods (``reshape``,
+``level``). Others call: the endpoint, ``sent``/``answered`` (:class:`LimitWatch`); the model,
+``serves_here``, ``check``, ``mode``, ``token_capacity``, ``learned``, ``configured``; the
+:class:`~lionpride.services.utilities.rate_limiter.RateLimiter` over it, the capacity
+methods (``try_take``/``take``, ``give_back``, ``pause``, ``levels``, ``subscribe``). A
+subclass that keeps its capacity elsewhere (Redis) overrides ``_reshape`` and the capacity
+methods.
 """
 
 from __future__ import annotations
@@ -35,13 +44,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
-from lionpride.services.utilities._checks import _require_count, _require_positive
 from lionpride.services.utilities._limit_headers import (
     LimitReading,
     parse_duration,
     read_limit_headers,
 )
 from lionpride.services.utilities._token_bucket import LocalCapacity, RateLimitConfig, TokenBucket
+from lionpride.services.utilities.checks import require_count, require_positive
+from lionpride.services.utilities.loops import runs_here
 
 __all__ = [
     "NO_MARK",
@@ -174,7 +184,7 @@ class LimitLearner(ABC):
         capacity_refresh_time: float = 60.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        period = _require_positive("capacity_refresh_time", capacity_refresh_time)
+        period = require_positive("capacity_refresh_time", capacity_refresh_time)
         self._clock = clock
         self._bounds: dict[str, tuple[int, float] | None] = {}
         self._learned: dict[str, LearnedLimit] = {}
@@ -182,9 +192,11 @@ class LimitLearner(ABC):
             if limit is None:
                 self._bounds[family] = None
             else:
-                _require_count(f"limit_{family}", limit, 1)
+                require_count(f"limit_{family}", limit, 1)
                 self._bounds[family] = (limit, limit / period)
                 self._learned[family] = LearnedLimit(limit, limit / period, "configured", None)
+        #: (family, limit) of each configured limit: what ``check`` runs through per call.
+        self._caps = tuple((f, bound[0]) for f, bound in self._bounds.items() if bound is not None)
         requests = self._bounds["requests"]
         first = requests or (_FIRST_WAVE, _GATE_RATE)
         self._rb = TokenBucket(RateLimitConfig(first[0], first[1]), clock=clock)
@@ -262,9 +274,11 @@ class LimitLearner(ABC):
         next loop takes them over. A loop another thread runs at the same time does not touch
         them: its calls go without the limits, and the first of them warns.
         """
-        loop = asyncio.get_running_loop()
         home = self._loop
-        if home is loop:
+        if runs_here(home):  # the common case, told without a system call
+            return True
+        loop = asyncio.get_running_loop()
+        if home is loop:  # a loop that does not record its thread (uvloop)
             return True
         if home is None or not home.is_running():
             self._loop = loop
@@ -282,12 +296,10 @@ class LimitLearner(ABC):
 
     def check(self, requests: int, tokens: int) -> None:
         """Raise ``ValueError`` for amounts above a configured limit (learned ones wait)."""
-        for family, amount in (("requests", requests), ("tokens", tokens)):
-            bound = self._bounds[family]
-            if bound is not None and amount > bound[0]:
-                raise ValueError(
-                    f"{family}={amount} exceeds the configured limit_{family} {bound[0]}"
-                )
+        for family, cap in self._caps:
+            amount = requests if family == "requests" else tokens
+            if amount > cap:
+                raise ValueError(f"{family}={amount} exceeds the configured limit_{family} {cap}")
 
     # -- what the endpoint reports ----------------------------------------------------------
 

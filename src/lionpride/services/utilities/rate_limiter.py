@@ -11,7 +11,13 @@ in-process backend over two buckets; a shared backend (Redis) plugs in by implem
 same five methods (plus, optionally, ``subscribe`` so refunds wake the queue) and passing
 ``RateLimiter(backend=...)``. The buckets and :class:`LocalCapacity` live in the private module
 ``_token_bucket``, the waiting core (the queue, its timer and the deadline scope) in
-``_waiting``; every name in ``__all__`` is public here.
+:mod:`~lionpride.services.utilities.waiting`; every name in ``__all__`` is public here.
+
+Who owns what: a :class:`RateLimiter` owns the one wait queue of its set of buckets (its
+backend) and the backend itself; a :class:`Reservation` owns one grant until it is settled.
+:class:`Limiter` is what an executor may call on a limiter: checking, granting at once or in
+line (with a :class:`~lionpride.services.utilities.waiting.WaitGroup` of its own), giving back,
+charging, pausing and failing its waiters when it closes.
 
 Example:
     >>> limiter = RateLimiter(TokenBucket(RateLimitConfig(capacity=60, refill_rate=1.0)))
@@ -27,12 +33,13 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
-from lionpride.services.utilities._checks import _require_count, _require_positive
 from lionpride.services.utilities._token_bucket import LocalCapacity, RateLimitConfig, TokenBucket
-from lionpride.services.utilities._waiting import _DeadlineScope, _WaitGroup, _WaitQueue
+from lionpride.services.utilities.checks import require_count, require_positive
+from lionpride.services.utilities.waiting import DeadlineScope, WaitGroup, WaitQueue
 
 __all__ = [
     "CapacityBackend",
+    "Limiter",
     "LocalCapacity",
     "RateLimitConfig",
     "RateLimiter",
@@ -81,6 +88,94 @@ class CapacityBackend(Protocol):
         ...
 
 
+class Limiter(Protocol):
+    """What a :class:`~lionpride.services.execution.executor.RateLimitedExecutor` calls on the
+    limiter it waits on (:class:`RateLimiter` over local buckets, learned limits or Redis).
+
+    The executor keeps a :class:`~lionpride.services.utilities.waiting.WaitGroup` (its queue
+    bound and concurrency slots) and passes it to ``wait_in_line``, ``free_slot`` and
+    ``fail_waiters``; it gives back and charges only through ``release``, ``adjust_tokens``
+    and ``charge``.
+    """
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the limiter waits on."""
+        ...
+
+    @property
+    def token_capacity(self) -> int | None:
+        """The most tokens one request may reserve; ``None`` when tokens are not limited."""
+        ...
+
+    @property
+    def backend(self) -> CapacityBackend:
+        """Where capacity comes from (a :class:`Reservation` gives back to it)."""
+        ...
+
+    @property
+    def queue_depth(self) -> int:
+        """Callers waiting now."""
+        ...
+
+    @property
+    def levels(self) -> dict[str, float]:
+        """Current bucket levels."""
+        ...
+
+    @property
+    def request_bucket(self) -> TokenBucket | None:
+        """The local request bucket, if any."""
+        ...
+
+    @property
+    def token_bucket(self) -> TokenBucket | None:
+        """The local token bucket, if any."""
+        ...
+
+    def check(self, requests: int, tokens: int, priority: float = 0.0) -> None:
+        """Raise ``ValueError`` for amounts or a priority that can never be granted."""
+        ...
+
+    def take_now(self, requests: int, tokens: int) -> bool:
+        """Take both amounts if nobody waits and they are there; never waits."""
+        ...
+
+    def wait_in_line(
+        self, requests: int, tokens: int, priority: float, group: WaitGroup | None
+    ) -> Awaitable[float]:
+        """Queue until granted (a slot of ``group`` too); gives the seconds waited."""
+        ...
+
+    def free_slot(self, group: WaitGroup) -> None:
+        """Give back the concurrency slot a grant took from ``group``."""
+        ...
+
+    def release(self, requests: int, tokens: int) -> None:
+        """Give back capacity taken earlier."""
+        ...
+
+    def adjust_tokens(self, delta: int) -> None:
+        """Reconcile tokens: ``delta < 0`` refunds, ``delta > 0`` charges."""
+        ...
+
+    def charge(self, requests: int, tokens: int) -> None:
+        """Take capacity spent without a grant (debt allowed)."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds``."""
+        ...
+
+    def fail_waiters(self, group: WaitGroup, make_error: Callable[[], BaseException]) -> int:
+        """Fail the waiters of ``group``; return how many."""
+        ...
+
+    async def stop_timer(self) -> None:
+        """End the timer task if nobody waits."""
+        ...
+
+
 @dataclass(slots=True, eq=False)
 class Reservation:
     """Capacity granted by a :class:`RateLimiter`, to give back or reconcile once.
@@ -119,7 +214,7 @@ class Reservation:
             self._open = False
             return
         if type(actual_tokens) is not int or actual_tokens < 0:
-            _require_count("actual_tokens", actual_tokens)
+            require_count("actual_tokens", actual_tokens)
         self._open = False
         delta = actual_tokens - self.tokens
         self.tokens = actual_tokens
@@ -140,7 +235,7 @@ class RateLimiter:
         ValueError: Buckets and a backend both given, or a bucket on a different clock.
     """
 
-    __slots__ = ("_backend", "_clock", "_free_slot", "_queue", "_take_now")
+    __slots__ = ("_backend", "_clock", "_queue", "_take_now", "free_slot", "wait_in_line")
 
     def __init__(
         self,
@@ -162,7 +257,7 @@ class RateLimiter:
         self._take_now: Callable[[int, int], float] | None = getattr(
             self._backend, "try_take", None
         )
-        self._queue = _WaitQueue(
+        self._queue = WaitQueue(
             clock,
             self._give_back_queued,
             take_now=self._take_queued if self._take_now is not None else None,
@@ -173,8 +268,14 @@ class RateLimiter:
         )
         if subscribe is not None:
             subscribe(self._queue.kick)
-        #: Gives back the concurrency slot of a group that a grant took (a call ended).
-        self._free_slot: Callable[[_WaitGroup], None] = self._queue.free_slot
+        #: Give back the concurrency slot of a group that a grant took (a call ended): the
+        #: queue's own method, bound here so that a call's end costs one call, not two.
+        self.free_slot: Callable[[WaitGroup], None] = self._queue.free_slot
+        #: Queue for what could not be taken at once; gives the seconds waited. A grant to a
+        #: waiter of ``group`` also takes one of its slots; no :class:`Reservation` is made.
+        self.wait_in_line: Callable[[int, int, float, WaitGroup | None], Awaitable[float]] = (
+            self._queue.wait
+        )
 
     @property
     def clock(self) -> Clock:
@@ -214,7 +315,7 @@ class RateLimiter:
         """Current bucket levels (``requests``, ``tokens``; only the buckets present)."""
         return self._backend.levels()
 
-    def _check(self, requests: int, tokens: int, priority: float = 0.0) -> None:
+    def check(self, requests: int, tokens: int, priority: float = 0.0) -> None:
         """Validate a request without taking anything.
 
         Raises:
@@ -224,9 +325,9 @@ class RateLimiter:
         # Exact-type checks first: this runs on every call, and plain ints and floats are
         # the norm; anything else gets the full checks (and their messages).
         if type(requests) is not int or requests < 0:
-            _require_count("requests", requests)
+            require_count("requests", requests)
         if type(tokens) is not int or tokens < 0:
-            _require_count("tokens", tokens)
+            require_count("tokens", tokens)
         kind = type(priority)
         if (
             kind is not float
@@ -256,35 +357,26 @@ class RateLimiter:
             lionpride.errors.TimeoutError: ``timeout`` passed; nothing was taken.
             ValueError: Bad input, or an amount above a bucket's capacity.
         """
-        self._check(requests, tokens, priority)
+        self.check(requests, tokens, priority)
         if timeout is None:
             return await self._reserve(requests, tokens, priority)
-        _require_positive("timeout", timeout)
-        async with _DeadlineScope(self._clock, timeout, "rate limit not granted"):
+        require_positive("timeout", timeout)
+        async with DeadlineScope(self._clock, timeout, "rate limit not granted"):
             return await self._reserve(requests, tokens, priority)
 
     async def _reserve(self, requests: int, tokens: int, priority: float) -> Reservation:
         """Like :meth:`acquire` without validation or timeout (for callers that did both)."""
-        if self._take_at_once(requests, tokens):
+        if self.take_now(requests, tokens):
             waited = 0.0
         else:
             waited = await self._queue.wait(requests, tokens, priority, None)
         return Reservation(requests, tokens, waited, self._backend)
 
-    def _wait_in_line(
-        self, requests: int, tokens: int, priority: float, group: _WaitGroup | None
-    ) -> Awaitable[float]:
-        """Queue for what could not be taken at once; gives the seconds waited.
-
-        A grant to a waiter of ``group`` also takes one of its slots. No
-        :class:`Reservation` is made: the executor gives back through :attr:`backend`.
-        """
-        return self._queue.wait(requests, tokens, priority, group)
-
-    def _take_at_once(self, requests: int, tokens: int) -> bool:
-        """Take both amounts if nobody waits and they are there; never waits."""
+    def take_now(self, requests: int, tokens: int) -> bool:
+        """Take both amounts if nobody waits and they are there; never waits (``False`` too
+        for a backend with no synchronous ``try_take``). The amounts must be checked."""
         take_now = self._take_now
-        return not self._queue._live and take_now is not None and not take_now(requests, tokens)
+        return not self._queue.depth and take_now is not None and not take_now(requests, tokens)
 
     def try_acquire(self, requests: int = 1, tokens: int = 0) -> Reservation | None:
         """Take both amounts if available now and nobody is queued; never waits.
@@ -292,30 +384,30 @@ class RateLimiter:
         Raises:
             NotImplementedError: The backend has no synchronous ``try_take``.
         """
-        _require_count("requests", requests)
-        _require_count("tokens", tokens)
+        require_count("requests", requests)
+        require_count("tokens", tokens)
         if self._take_now is None:
             raise NotImplementedError(
                 f"{type(self._backend).__name__} cannot grant without waiting"
             )
-        if self._take_at_once(requests, tokens):
+        if self.take_now(requests, tokens):
             return Reservation(requests, tokens, 0.0, self._backend)
         return None
 
     def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds`` (a 429's ``retry_after``): queued callers back off."""
-        self._backend.pause(_require_positive("seconds", seconds))
+        self._backend.pause(require_positive("seconds", seconds))
 
     def release(self, requests: int, tokens: int) -> None:
         """Give back capacity taken earlier."""
-        _require_count("requests", requests)
-        _require_count("tokens", tokens)
+        require_count("requests", requests)
+        require_count("tokens", tokens)
         self._backend.give_back(requests, tokens)
 
     def charge(self, requests: int, tokens: int) -> None:
         """Take capacity that was spent without a grant (debt allowed): later grants wait."""
-        _require_count("requests", requests)
-        _require_count("tokens", tokens)
+        require_count("requests", requests)
+        require_count("tokens", tokens)
         if requests or tokens:
             self._backend.give_back(-requests, -tokens)
 
@@ -326,11 +418,11 @@ class RateLimiter:
         if delta:
             self._backend.give_back(0, -delta)
 
-    def _fail_waiters(self, group: _WaitGroup, make_error: Callable[[], BaseException]) -> int:
+    def fail_waiters(self, group: WaitGroup, make_error: Callable[[], BaseException]) -> int:
         """Fail the waiters of ``group`` (an executor closing); return how many."""
         return self._queue.fail(group, make_error)
 
-    async def _stop_timer(self) -> None:
+    async def stop_timer(self) -> None:
         """End the timer task if nobody waits."""
         await self._queue.stop_if_idle()
 

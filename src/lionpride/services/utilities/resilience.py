@@ -74,7 +74,6 @@ from lionpride.services.utilities._breaker import (
     CircuitBreaker,
     CircuitState,
 )
-from lionpride.services.utilities._checks import _require_count, _require_positive
 from lionpride.services.utilities._exception_names import (
     _check_keys,
     _exception_name,
@@ -86,6 +85,7 @@ from lionpride.services.utilities._retry_after import (
     rate_limit_is_permanent,
     should_retry_header,
 )
+from lionpride.services.utilities.checks import require_count, require_positive
 
 __all__ = [
     "HALF_OPEN_RETRY_AFTER",
@@ -148,13 +148,13 @@ class RetryConfig:
     retry_on: tuple[type[BaseException], ...] | None = None
 
     def __post_init__(self) -> None:
-        _require_count("max_retries", self.max_retries, 0)
-        initial = _require_positive("initial_delay", self.initial_delay)
-        if _require_positive("max_delay", self.max_delay) < initial:
+        require_count("max_retries", self.max_retries, 0)
+        initial = require_positive("initial_delay", self.initial_delay)
+        if require_positive("max_delay", self.max_delay) < initial:
             raise errors.ValidationError(
                 f"max_delay must be >= initial_delay, got {self.max_delay!r} < {initial!r}"
             )
-        if _require_positive("exponential_base", self.exponential_base) < 1:
+        if require_positive("exponential_base", self.exponential_base) < 1:
             raise errors.ValidationError(
                 f"exponential_base must be >= 1 (waits would shrink), got {self.exponential_base!r}"
             )

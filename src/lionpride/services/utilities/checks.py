@@ -1,4 +1,7 @@
-"""Argument checks shared by the limiter, the executor and the resilience settings."""
+"""Argument checks shared by the limiter, the executor and the resilience settings.
+
+Plain functions, no state: any module of the library may call them.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,10 @@ import math
 
 from lionpride import errors
 
-__all__ = ["_require_count", "_require_positive"]
+__all__ = ["require_count", "require_positive"]
 
 
-def _require_positive(name: str, value: float) -> float:
+def require_positive(name: str, value: float) -> float:
     """Return ``value`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
     if (
         isinstance(value, bool)
@@ -21,7 +24,7 @@ def _require_positive(name: str, value: float) -> float:
     return float(value)
 
 
-def _require_count(name: str, value: int, minimum: int = 0) -> int:
+def require_count(name: str, value: int, minimum: int = 0) -> int:
     """Return ``value``, or raise ``ValueError`` unless it is an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise errors.ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")

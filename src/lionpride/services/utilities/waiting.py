@@ -1,10 +1,17 @@
-"""Waiting without polling: the FIFO wait queue and the deadline scope the limiters share.
+"""Waiting without polling: the wait queue and the deadline scope the limiters share.
 
-:class:`_WaitQueue` queues callers in order of ``(priority, arrival)`` and serves them strictly
-head first from one timer task that sleeps exactly until the head can be served.
-:class:`_DeadlineScope` turns a deadline on an injected clock into ``TimeoutError``. Both are
-private to the services package: :mod:`lionpride.services.utilities.rate_limiter` builds the
-public buckets and limiter on them, and the executor bounds whole calls with the scope.
+:class:`WaitQueue` owns the waiters of one set of buckets (a :class:`~lionpride.services.
+utilities.rate_limiter.RateLimiter`'s, or a :class:`~lionpride.services.utilities.rate_limiter.
+TokenBucket` used alone): it queues callers in order of ``(priority, arrival)`` and serves them
+strictly head first from one timer task that sleeps exactly until the head can be served. Its
+owner gives it two functions at construction (take capacity for a waiter, give it back) and
+calls its public methods: ``wait``, ``kick`` (capacity came back), ``free_slot``, ``fail`` and
+``stop_if_idle``. A cancelled waiter takes nothing: its entry is dropped, or, if the grant
+raced the cancellation, what it was granted is given back.
+
+:class:`WaitGroup` is the state one executor keeps in a queue (its waiter count and free
+concurrency slots); the executor reads it, the queue updates it. :class:`DeadlineScope` turns
+a deadline on an injected clock into ``TimeoutError``.
 """
 
 from __future__ import annotations
@@ -13,21 +20,52 @@ import asyncio
 import heapq
 import itertools
 import math
+import weakref
 from collections.abc import Awaitable, Callable
-from types import TracebackType
+from dataclasses import dataclass
 
 from lionpride import errors
 from lionpride.core.clock import Clock, SystemClock
 
-__all__ = [
-    "_DeadlineScope",
-    "_WaitGroup",
-    "_WaitQueue",
-    "_Waiter",
-]
+__all__ = ["DeadlineScope", "Listeners", "WaitGroup", "WaitQueue"]
 
 
-class _WaitGroup:
+class Listeners:
+    """Whom to tell that capacity came back (a wait queue's ``kick``, a wrapping backend).
+
+    A bound method is held as a weak reference to its object plus its function, so a
+    limiter that is gone is not kept alive by the buckets it waited on; any other callable is
+    held as it is. Told on every refund, so the telling is kept to a dereference and a call.
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: list[tuple[weakref.ref[object] | None, Callable[..., None]]] = []
+
+    def add(self, listener: Callable[[], None]) -> None:
+        """Tell ``listener`` from now on (the dead weak ones are dropped here)."""
+        held = [(ref, f) for ref, f in self._held if ref is None or ref() is not None]
+        owner = getattr(listener, "__self__", None)
+        function = getattr(listener, "__func__", None)
+        if owner is not None and function is not None:
+            held.append((weakref.ref(owner), function))
+        else:
+            held.append((None, listener))
+        self._held = held
+
+    def tell(self) -> None:
+        """Call every listener still alive."""
+        for ref, function in self._held:
+            if ref is None:
+                function()
+            else:
+                owner = ref()
+                if owner is not None:
+                    function(owner)
+
+
+class WaitGroup:
     """The waiters one owner (an executor) has in a queue, optionally bounded.
 
     ``slots`` counts the owner's free concurrency slots (``None``: unlimited). A grant takes
@@ -43,34 +81,29 @@ class _WaitGroup:
         self.waiting = 0
 
 
+@dataclass(slots=True, eq=False)
 class _Waiter:
     """One queued caller: what it asks for and the future that wakes it."""
 
-    __slots__ = ("active", "amount", "arrival", "future", "group", "tokens")
-
-    def __init__(
-        self,
-        amount: float,
-        tokens: int,
-        group: _WaitGroup | None,
-        future: asyncio.Future[float],
-        arrival: float,
-    ) -> None:
-        self.active = True
-        self.amount = amount
-        self.tokens = tokens
-        self.group = group
-        self.future = future
-        self.arrival = arrival
+    amount: float
+    tokens: int
+    group: WaitGroup | None
+    future: asyncio.Future[float]
+    arrival: float
+    active: bool = True
 
 
-class _WaitQueue:
+class WaitQueue:
     """Callers waiting for capacity, served strictly head first by one timer task.
 
     The timer ("waker") asks the capacity source how long the head must wait, sleeps exactly
     that long on the clock, and grants the head. It exists only while someone waits. Anything
     that may serve the head sooner (capacity returned, a new head, the head cancelled)
     ``kick()``s it: a sleeping waker is replaced, a busy one re-checks before sleeping.
+
+    Attributes:
+        depth: Callers still waiting (others read it; only the queue changes it).
+        queued_amount: The sum of their first amounts (requests, or a lone bucket's tokens).
     """
 
     __slots__ = (
@@ -79,12 +112,12 @@ class _WaitQueue:
         "_give_back",
         "_heap",
         "_kicked",
-        "_live",
         "_seq",
         "_sleeping",
         "_take",
         "_take_now",
         "_waker",
+        "depth",
         "queued_amount",
     )
 
@@ -104,19 +137,14 @@ class _WaitQueue:
         self._take = take
         self._heap: list[tuple[float, int, _Waiter]] = []
         self._seq = itertools.count()
-        self._live = 0
+        self.depth = 0
         self._waker: asyncio.Task[None] | None = None
         self._sleeping: asyncio.Task[None] | None = None
         self._kicked = False
         self.queued_amount = 0.0
 
-    @property
-    def depth(self) -> int:
-        """Number of callers still waiting."""
-        return self._live
-
     async def wait(
-        self, amount: float, tokens: int, priority: float, group: _WaitGroup | None
+        self, amount: float, tokens: int, priority: float, group: WaitGroup | None
     ) -> float:
         """Queue until granted; return the seconds spent waiting.
 
@@ -130,7 +158,7 @@ class _WaitQueue:
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(amount, tokens, group, future, self._clock.now())
         heapq.heappush(self._heap, (priority, next(self._seq), waiter))
-        self._live += 1
+        self.depth += 1
         self.queued_amount += amount
         if self._heap[0][2] is waiter or self._waker is None:
             self.kick()
@@ -155,7 +183,7 @@ class _WaitQueue:
         """Make the waker re-examine the head now."""
         waker = self._waker
         if waker is None:
-            if self._live:
+            if self.depth:
                 self._waker = asyncio.get_running_loop().create_task(self._run())
         elif self._sleeping is waker:
             waker.cancel()
@@ -164,14 +192,14 @@ class _WaitQueue:
         else:
             self._kicked = True
 
-    def free_slot(self, group: _WaitGroup) -> None:
+    def free_slot(self, group: WaitGroup) -> None:
         """Give back the concurrency slot a grant took from ``group``."""
         if group.slots is not None:
             group.slots += 1
             if group.slots == 1:  # a head of this group may be held back for want of a slot
                 self.kick()
 
-    def fail(self, group: _WaitGroup, make_error: Callable[[], BaseException]) -> int:
+    def fail(self, group: WaitGroup, make_error: Callable[[], BaseException]) -> int:
         """Fail every waiter of ``group`` with a fresh ``make_error()``; return how many."""
         failed = 0
         for _, _, waiter in list(self._heap):
@@ -186,7 +214,7 @@ class _WaitQueue:
     async def stop_if_idle(self) -> None:
         """End the waker task when nobody waits (a busy backend call is let finish)."""
         waker = self._waker
-        if self._live == 0 and waker is not None:
+        if self.depth == 0 and waker is not None:
             if self._sleeping is waker:
                 waker.cancel()
             await asyncio.wait((waker,))
@@ -194,12 +222,12 @@ class _WaitQueue:
     def _finish(self, waiter: _Waiter) -> None:
         """Take ``waiter`` out of the counts (its heap entry is dropped lazily)."""
         waiter.active = False
-        self._live -= 1
+        self.depth -= 1
         self.queued_amount -= waiter.amount
         if waiter.group is not None:
             waiter.group.waiting -= 1
         heap = self._heap
-        if len(heap) > 2 * self._live + 64:
+        if len(heap) > 2 * self.depth + 64:
             # Cancelled entries far from the head would otherwise pile up.
             heap[:] = [entry for entry in heap if entry[2].active]
             heapq.heapify(heap)
@@ -254,7 +282,7 @@ class _WaitQueue:
                 self._waker = None
 
 
-class _DeadlineScope:
+class DeadlineScope:
     """Cancel the enclosed block when ``clock`` reaches ``deadline`` and raise TimeoutError.
 
     On the system clock this is one loop timer; on any other clock a watchdog task sleeps on
@@ -307,12 +335,7 @@ class _DeadlineScope:
         await self._clock.sleep(remaining)
         self._expire()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if self._handle is not None:
             self._handle.cancel()
         if self._watchdog is not None:
@@ -320,7 +343,7 @@ class _DeadlineScope:
         if (
             self._expiring
             and self._task.uncancel() <= self._cancelling
-            and exc_type is asyncio.CancelledError
+            and kind is asyncio.CancelledError
         ):
             self.fired = True
             raise errors.TimeoutError(f"{self._what} within {self._timeout} s") from exc
