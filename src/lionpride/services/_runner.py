@@ -27,11 +27,13 @@ caller who stops at it leaves a recorded call and a returned grant behind. Leavi
 cancelling refunds the token reservation; a failure after content keeps it (the provider has
 counted those tokens).
 
-A timeout (the Calling's, ``poll_timeout``, the backend's deadline) is recorded as CANCELLED
-with a ``TimeoutError``. A cancellation is recorded (CANCELLED), counted once and re-raised,
-without PostInvocation hooks. A refusal before the grant (executor closed, queue full, the
-wait timed out) is the call's outcome too, recorded and counted once, without hooks. Every
-hook phase runs from ``_hook_phases``.
+A Calling is PROCESSING from the moment its run begins, its wait for the grant included: a
+second run of it, at once or later, is refused. A timeout (the Calling's, ``poll_timeout``, the
+backend's deadline) is recorded as CANCELLED with a ``TimeoutError``. A cancellation is
+recorded (CANCELLED), counted once and re-raised, without PostInvocation hooks; one that
+comes while those hooks run leaves the recorded outcome as it is, counted once too. A refusal
+before the grant (executor closed, queue full, the wait timed out) is the call's outcome too,
+recorded and counted once, without hooks. Every hook phase runs from ``_hook_phases``.
 """
 
 from __future__ import annotations
@@ -137,17 +139,17 @@ async def run_call(
             ex.response, ex.status, ex.retryable = response, _COMPLETED, False
             _settle(reservation, executor, calling)
     except asyncio.CancelledError as exc:
-        if ex.status is _PENDING:  # cancelled while waiting for the grant
+        if ex.status is _PROCESSING:  # cancelled while waiting for the grant
             _record_failure(calling, exc, None)
         _finish(model, calling, raise_on_error=False)
         raise
     except Exception as exc:
-        if ex.status is _PENDING:  # refused before the grant: the call's own failure
+        if ex.status is _PROCESSING:  # refused before the grant: the call's own failure
             _record_failure(calling, exc, poll_timeout)
     registry = calling.hook_registry
     # A call that started (an attempt counted) has PostInvocation hooks; a refused one not.
     if ex.attempts and registry is not None and registry.handles(HookPhase.PostInvocation):
-        await run_post_hooks(calling, registry)
+        await _post_hooks(model, calling, registry)
     _finish(model, calling, raise_on_error)
     return calling
 
@@ -218,30 +220,34 @@ async def run_stream(
             ex.status, ex.retryable = _COMPLETED, False
             _settle(reservation, executor, calling)
     except (asyncio.CancelledError, GeneratorExit) as exc:
-        if ex.status is _PENDING:
+        if ex.status is _PROCESSING:
             _record_failure(calling, exc, None)
         _finish(model, calling, raise_on_error=False)
         raise
     except Exception as exc:
-        if ex.status is _PENDING:
+        if ex.status is _PROCESSING:
             _record_failure(calling, exc, None)
     registry = calling.hook_registry
     # A call that started (an attempt counted) has PostInvocation hooks; a refused one not.
     if ex.attempts and registry is not None and registry.handles(HookPhase.PostInvocation):
-        await run_post_hooks(calling, registry)
+        await _post_hooks(model, calling, registry)
     _finish(model, calling, raise_on_error=True)
     if final is not None:
         yield final
 
 
 def _begin(model: iModel, calling: Calling) -> None:
-    """Refuse a Calling that ran already; note the loop; open the span (once per call)."""
-    if calling.execution.status is not _PENDING:
-        # Running it again would take capacity for a call that sends nothing.
+    """Refuse a Calling that ran or runs already, and take it (PROCESSING from now on, its
+    wait for the grant included); note the loop; open the span (once per call)."""
+    ex = calling.execution
+    if ex.status is not _PENDING:
+        # Running it again would take capacity for a call that sends nothing, or, while
+        # the first run waits for its grant, send the request twice.
         raise errors.ValidationError(
-            f"Calling {calling.id} already ran (status {calling.execution.status}); "
+            f"Calling {calling.id} already ran (status {ex.status}); "
             "make a new one with create_calling() to call again"
         )
+    ex.status = _PROCESSING
     rt = model._rt
     rt.note_home()
     observer = rt.observer
@@ -258,11 +264,11 @@ def _carried(calling: Calling) -> errors.ValidationError:
 
 
 def _started(calling: Calling, reservation: Reservation | None) -> None:
-    """Mark a granted call as running (once per call)."""
+    """Mark a granted call as started: its first attempt counted (once per call)."""
     ex = calling.execution
     if reservation is not None:
         ex.queue_wait = reservation.waited
-    ex.status, ex.attempts = _PROCESSING, 1
+    ex.attempts = 1
 
 
 def _finish(model: iModel, calling: Calling, raise_on_error: bool) -> None:
@@ -289,6 +295,17 @@ def _finish(model: iModel, calling: Calling, raise_on_error: bool) -> None:
     if raise_on_error:
         error.calling = calling  # type: ignore[attr-defined]
         raise error
+
+
+async def _post_hooks(model: iModel, calling: Calling, registry: HookRegistry) -> None:
+    """PostInvocation hooks (once per call). Cancelled while they run, the call keeps the
+    outcome it had and is counted before the cancellation goes on: the metrics miss no call.
+    """
+    try:
+        await run_post_hooks(calling, registry)
+    except asyncio.CancelledError:
+        _finish(model, calling, raise_on_error=False)
+        raise
 
 
 def _record_failure(calling: Calling, exc: BaseException, poll_timeout: float | None) -> None:
