@@ -22,7 +22,6 @@ from lionpride.core._trusted import build_trusted
 from lionpride.services.providers.oai_chat import OAIChatEndpoint
 from lionpride.services.types._json_wire import json_dumps, json_loads
 from lionpride.services.types.endpoint import APICalling
-from lionpride.services.types.response import NormalizedResponse, Usage, normalized
 from lionpride.services.utilities.loops import runs_here
 
 BODY = {
@@ -107,20 +106,6 @@ def main() -> None:
         "trusted construction: the Calling",
         per_use(lambda: APICalling(**fields)),
         per_use(lambda: build_trusted(APICalling, fields)),
-    )
-    usage = Usage(input_tokens=20, output_tokens=3, total_tokens=23)
-    parts: dict[str, Any] = {
-        "data": "Bonjour",
-        "tool_calls": [],
-        "usage": usage,
-        "finish_reason": "stop",
-        "metadata": {"id": "chatcmpl-1"},
-        "raw_response": json.loads(ANSWER),
-    }
-    report(
-        "trusted construction: the NormalizedResponse",
-        per_use(lambda: NormalizedResponse(status="success", **parts)),
-        per_use(lambda: normalized(**parts)),
     )
     report(
         "JSON encoder built once (request body)",

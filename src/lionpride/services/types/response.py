@@ -8,8 +8,6 @@ from typing import Any, Generic, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypeVar
 
-from lionpride.core._trusted import build_trusted
-
 __all__ = [
     "FinishReason",
     "NormalizedResponse",
@@ -150,20 +148,16 @@ def normalized(
 ) -> NormalizedResponse:
     """A successful :class:`NormalizedResponse` from a provider normalizer's parts.
 
-    The parts are already of their fields' types (built by the normalizer, the usage and
-    tool calls validated as they were made), so the response is put together without
-    validating them a second time: this runs once per call.
+    Built by plain validation: the parts are already of their fields' types, which pydantic
+    checks without copying (``bench_tricks`` priced skipping it at under 0.1 µs a call).
     """
-    return build_trusted(
-        NormalizedResponse,
-        {
-            "data": data,
-            "tool_calls": tool_calls,
-            "usage": usage,
-            "finish_reason": finish_reason,
-            "metadata": metadata,
-            "raw_response": raw_response,
-        },
+    return NormalizedResponse(
+        data=data,
+        tool_calls=tool_calls,
+        usage=usage,
+        finish_reason=finish_reason,
+        metadata=metadata,
+        raw_response=raw_response,
     )
 
 
