@@ -55,6 +55,7 @@ from lionpride.services._hook_phases import (
     run_pre_hooks,
 )
 from lionpride.services.execution import RateLimitedExecutor
+from lionpride.services.execution.executor import Lease
 from lionpride.services.streaming.channel import StreamChunk
 from lionpride.services.types.backend import Calling, RetryObserver
 from lionpride.services.types.hook import HookOptions, HookPhase, HookRegistry
@@ -134,6 +135,8 @@ async def run_call(
                 ex.duration = time.perf_counter() - start
                 expired = scope is not None and scope.expired()
                 _record_failure(calling, exc, poll_timeout if expired else None)
+                if expired and isinstance(reservation, Lease):
+                    reservation.expire()  # the executor counts it timed out, not failed
                 raise  # through the grant: it refunds the tokens and counts the failure
             ex.duration = time.perf_counter() - start
             ex.response, ex.status, ex.retryable = response, _COMPLETED, False

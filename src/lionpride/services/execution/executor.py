@@ -127,6 +127,12 @@ class _Admission:
         self.limiter.release(1, tokens)
         self.limiter.free_slot(self.group)
 
+    def expired(self) -> None:
+        """Book a call that started and was ended by its caller's deadline: its slot back,
+        counted as a timeout (its tokens are reconciled by its lease)."""
+        self.limiter.free_slot(self.group)
+        self.timed_out += 1
+
     def ended(
         self,
         tokens: int,
@@ -167,7 +173,7 @@ class Lease(Reservation):
     reservation's.
     """
 
-    __slots__ = ("_admission", "_priority", "_timeout")
+    __slots__ = ("_admission", "_expired", "_priority", "_timeout")
 
     def __init__(
         self, admission: _Admission, tokens: int, priority: float, timeout: float | None
@@ -176,6 +182,13 @@ class Lease(Reservation):
         self._admission = admission
         self._priority = priority
         self._timeout = timeout
+        self._expired = False
+
+    def expire(self) -> None:
+        """Say that the caller's deadline for the work ended the block (``iModel``'s
+        ``poll_timeout``): it is counted ``timed_out``, as :meth:`RateLimitedExecutor.execute`
+        counts its own timeout, not ``failed``."""
+        self._expired = True
 
     async def __aenter__(self) -> Lease:
         admission, tokens = self._admission, self.tokens
@@ -194,7 +207,10 @@ class Lease(Reservation):
     async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> None:
         # Left by an error or a cancellation: the tokens come back, the request stays spent.
         self.settle(None if error is None else 0)
-        self._admission.ended(self.tokens, None, error)  # reconciled above: used=None
+        if self._expired:
+            self._admission.expired()
+        else:
+            self._admission.ended(self.tokens, None, error)  # reconciled above: used=None
 
 
 class RateLimitedExecutor:
