@@ -409,7 +409,7 @@ class RedisCapacity:
                 self._levels[name] = min(self._levels.get(name, config.capacity), config.capacity)
         self._relearn_local(levels)
         wanted = tuple("" if level is None else repr(level) for level in levels)
-        self._spawn(self._run_quietly(LEARN_SCRIPT, (*self._shape, *wanted, _SHAPE_TTL_MS)))
+        self._spawn(self._learn((*self._shape, *wanted, _SHAPE_TTL_MS)))
 
     def _relearn_local(self, levels: tuple[float | None, float | None]) -> None:
         """Give the local fallback buckets the new shapes and lower them to ``levels``.
@@ -432,8 +432,11 @@ class RedisCapacity:
                 level = min(level, wanted)
             after.reshape(after.capacity, after.refill_rate, level)
 
-    async def _run_quietly(self, source: str, args: tuple[Any, ...]) -> None:
-        await self._run(source, self._keys, args)
+    async def _learn(self, args: tuple[Any, ...]) -> None:
+        await self._run(LEARN_SCRIPT, self._keys, args)
+        # A new shape may serve the queue's head sooner than the wait it was last told (a
+        # learned limit grew): let it ask again, as after a refund.
+        self._kicks.tell()
 
     def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds``, in every process sharing the key."""
