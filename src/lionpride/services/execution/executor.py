@@ -178,7 +178,10 @@ class Lease(Reservation):
     def __init__(
         self, admission: _Admission, tokens: int, priority: float, timeout: float | None
     ) -> None:
-        Reservation.__init__(self, 1, tokens, 0.0, admission.backend)
+        # The reservation's fields set here, not through its generated ``__init__``: one
+        # call fewer on every grant.
+        self.requests, self.tokens, self.waited = 1, tokens, 0.0
+        self._backend, self._open = admission.backend, True
         self._admission = admission
         self._priority = priority
         self._timeout = timeout

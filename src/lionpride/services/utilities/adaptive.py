@@ -206,6 +206,12 @@ class LimitLearner(ABC):
         self._local = LocalCapacity(self._rb, self._tb)
         self._mode: Literal["first", "headers", "aimd"] = "first"
         self._estimates: dict[str, _Estimate] = {}
+        #: Tokens one request may reserve: the configured limit; with none, no bound once
+        #: the provider named a token limit (a request above it waits for a full bucket), and
+        #: ``None`` (tokens not metered) before. Read on every call, so kept as a value
+        #: (set here and by :meth:`_estimate`), not computed. Read only.
+        token_bound = self._bounds["tokens"]
+        self.token_capacity: int | None = None if token_bound is None else token_bound[0]
         # Requests and tokens taken so far, less what came back: the ledger that says what
         # was sent after a given attempt went out.
         self._sent_requests = 0
@@ -240,16 +246,6 @@ class LimitLearner(ABC):
     def token_bucket(self) -> TokenBucket:
         """The token bucket (unbounded until a limit is configured or learned)."""
         return self._tb
-
-    @property
-    def token_capacity(self) -> int | None:
-        """Tokens one request may reserve: the configured limit; with none, no bound once the
-        provider named a token limit (a request above it waits for a full bucket), and
-        ``None`` (tokens not metered) before."""
-        bound = self._bounds["tokens"]
-        if bound is not None:
-            return bound[0]
-        return _OPEN if "tokens" in self._estimates or "input_tokens" in self._estimates else None
 
     def configured(self) -> dict[str, dict[str, float] | None]:
         """The configured limits as bucket shapes (``request_bucket``, ``token_bucket``;
@@ -330,7 +326,11 @@ class LimitLearner(ABC):
         """The amounts to wait for: at most each bucket's learned capacity (a learned
         capacity may shrink below requests already accepted; the rest is taken as debt)."""
         request_cap, token_cap = self._rb.capacity, self._tb.capacity
-        return min(requests, request_cap), min(tokens, token_cap)
+        # Conditionals, not min(): a builtin call costs more, and this runs on every grant.
+        return (
+            requests if requests <= request_cap else request_cap,
+            tokens if tokens <= token_cap else token_cap,
+        )
 
     def _granted(self, requests: int, tokens: int, now_requests: int, now_tokens: int) -> None:
         """Book a grant of the fitted amounts: the rest as debt, all of it in the ledger."""
@@ -385,6 +385,8 @@ class LimitLearner(ABC):
         estimate = self._estimates.get(family)
         if estimate is None or estimate.limit != reading.limit:
             estimate = self._estimates[family] = _Estimate(reading.limit)
+            if self.token_capacity is None and family in ("tokens", "input_tokens"):
+                self.token_capacity = _OPEN  # the provider meters tokens: reserve them
         estimate.update(reading)
 
     def _apply(
