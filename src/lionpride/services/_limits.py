@@ -200,14 +200,13 @@ class BuiltLimits:
 
 
 def learns_limits(backend: ServiceBackend) -> bool:
-    """Whether ``backend`` is a built-in HTTP provider, whose answers carry its limits."""
-    from lionpride.services.providers import ClaudeCodeEndpoint, GeminiCodeEndpoint
+    """Whether ``backend`` is a built-in HTTP provider, whose answers carry its limits (the
+    CLI backends are not HTTP endpoints)."""
+    # Loaded here, not at import: the endpoint module loads aiohttp (D9).
     from lionpride.services.types.endpoint import Endpoint
 
-    return (
-        isinstance(backend, Endpoint)
-        and not isinstance(backend, ClaudeCodeEndpoint | GeminiCodeEndpoint)  # CLIs: no headers
-        and type(backend).__module__.startswith("lionpride.services.providers.")
+    return isinstance(backend, Endpoint) and type(backend).__module__.startswith(
+        "lionpride.services.providers."
     )
 
 
