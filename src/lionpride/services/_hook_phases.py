@@ -52,11 +52,10 @@ async def run_create_hooks(
         if not options.create_exit:
             _log.warning("PreEventCreate hook failed (ignored): %r", exc)
             return
-        if isinstance(exc, TimeoutError) and not isinstance(exc, errors.TimeoutError):
-            raise errors.TimeoutError(
-                f"PreEventCreate hooks exceeded {options.create_timeout}s", cause=exc
-            ) from exc
-        raise
+        typed = _typed(exc, HookPhase.PreEventCreate, options.create_timeout)
+        if typed is exc:
+            raise
+        raise typed from exc
 
 
 async def run_pre_hooks(calling: Calling, hooks: HookRegistry) -> None:
@@ -133,9 +132,15 @@ async def run_post_hooks(calling: Calling, hooks: HookRegistry) -> None:
         if not options.post_exit:
             _log.warning("PostInvocation hook failed for %s: %r", calling.id, exc)
             return
-        if isinstance(exc, TimeoutError) and not isinstance(exc, errors.TimeoutError):
-            exc = errors.TimeoutError(
-                f"PostInvocation hooks exceeded {options.post_timeout}s", cause=exc
-            )
-        ex.error, ex.status, ex.retryable = exc, EventStatus.FAILED, False
+        error = _typed(exc, HookPhase.PostInvocation, options.post_timeout)
+        ex.error, ex.status, ex.retryable = error, EventStatus.FAILED, False
         ex.failed_in = HookPhase.PostInvocation
+
+
+def _typed(exc: Exception, phase: HookPhase, timeout: float | None) -> Exception:
+    """A hook phase's failure as the caller sees it: a timeout of the phase (a plain
+    ``TimeoutError`` from its bound) as :class:`lionpride.errors.TimeoutError`, any other
+    error as it is."""
+    if isinstance(exc, TimeoutError) and not isinstance(exc, errors.TimeoutError):
+        return errors.TimeoutError(f"{phase.name} hooks exceeded {timeout}s", cause=exc)
+    return exc
