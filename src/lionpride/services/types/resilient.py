@@ -24,6 +24,7 @@ from lionpride import errors
 from lionpride.core.clock import SYSTEM_CLOCK, Clock
 from lionpride.core.element import Element
 from lionpride.services.types._endpoint_config import EndpointConfig
+from lionpride.services.types._fast_request import plain_payload
 from lionpride.services.types.backend import RetryObserver, ServiceBackend
 from lionpride.services.types.request import RequestModel, request_schema, request_schema_name
 from lionpride.services.utilities.resilience import (
@@ -187,6 +188,9 @@ class ResilientBackend(ServiceBackend):
                     "goes in extra_body={...}"
                 )
             request = {k: v for k, v in request.items() if k in fields}
+        payload = plain_payload(options, request)
+        if payload is not None:
+            return payload  # what validation would give, checked without it
         try:
             model = options.__pydantic_validator__.validate_python(request)
         except PydanticValidationError as exc:

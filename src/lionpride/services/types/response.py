@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import typing
 from typing import Any, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypeVar
+
+from lionpride.core._trusted import build_trusted
 
 __all__ = [
     "FinishReason",
@@ -54,8 +57,18 @@ class Usage(BaseModel):
 
 
 def usage_of(counts: dict[str, Any]) -> Usage:
-    """Validate a dict of token counts into a :class:`Usage` (``ValueError`` if one is not a
-    count): ``Usage(**counts)`` without the Python ``__init__`` frame, once per call."""
+    """A :class:`Usage` of a dict of token counts (``ValueError`` if one is not a count).
+
+    Once per call. Counts that are already ``int`` and not negative (what providers send)
+    are put in place without validation; anything else is validated, and so refused or
+    coerced as ``Usage(**counts)`` would.
+    """
+    if counts.keys() <= _USAGE_FIELDS:
+        for count in counts.values():
+            if type(count) is not int or count < 0:
+                break
+        else:
+            return build_trusted(Usage, counts)
     usage: Usage = _validate_usage(counts)
     return usage
 
@@ -148,17 +161,28 @@ def normalized(
 ) -> NormalizedResponse:
     """A successful :class:`NormalizedResponse` from a provider normalizer's parts.
 
-    Built by plain validation: the parts are already of their fields' types, which pydantic
-    checks without copying (``bench_tricks`` priced skipping it at under 0.1 µs a call).
+    Once per call. Parts of their fields' types (what the normalizers make) are put in place
+    without validation; anything else is validated, and refused as the model would.
     """
-    return NormalizedResponse(
-        data=data,
-        tool_calls=tool_calls,
-        usage=usage,
-        finish_reason=finish_reason,
-        metadata=metadata,
-        raw_response=raw_response,
-    )
+    fields = {
+        "data": data,
+        "tool_calls": tool_calls,
+        "usage": usage,
+        "finish_reason": finish_reason,
+        "metadata": metadata,
+        "raw_response": raw_response,
+    }
+    if (
+        type(tool_calls) is list
+        and type(metadata) is dict
+        and (usage is None or type(usage) is Usage)
+        and (finish_reason is None or finish_reason in _FINISH_REASONS)
+        and all(type(call) is ToolCall for call in tool_calls)
+    ):
+        return build_trusted(NormalizedResponse, fields)
+    return NormalizedResponse(**fields)
 
 
+_FINISH_REASONS = frozenset(typing.get_args(FinishReason))
+_USAGE_FIELDS = frozenset(Usage.model_fields)
 _validate_usage = Usage.__pydantic_validator__.validate_python
