@@ -19,9 +19,11 @@ from typing import Any
 from pydantic import BaseModel, PrivateAttr
 
 from lionpride.core._trusted import build_trusted
-from lionpride.services.providers.oai_chat import OAIChatEndpoint
+from lionpride.services.providers.oai_chat import OAIChatEndpoint, OpenAIChatCompletionsRequest
+from lionpride.services.types._fast_request import plain_payload
 from lionpride.services.types._json_wire import json_dumps, json_loads
 from lionpride.services.types.endpoint import APICalling
+from lionpride.services.types.response import NormalizedResponse, Usage
 from lionpride.services.utilities.loops import runs_here
 
 BODY = {
@@ -106,6 +108,33 @@ def main() -> None:
         "trusted construction: the Calling",
         per_use(lambda: APICalling(**fields)),
         per_use(lambda: build_trusted(APICalling, fields)),
+    )
+    report(
+        "request checked without pydantic (plain_payload)",
+        per_use(lambda: OpenAIChatCompletionsRequest.model_validate(BODY).to_payload()),
+        per_use(lambda: plain_payload(OpenAIChatCompletionsRequest, BODY)),
+    )
+    counts = {"input_tokens": 20, "output_tokens": 3, "total_tokens": 23}
+    usage = Usage(**counts)
+    parts = {
+        "data": "Bonjour",
+        "tool_calls": [],
+        "usage": usage,
+        "finish_reason": "stop",
+        "metadata": {"model": "gpt-4o-mini"},
+        "raw_response": {},
+    }
+    # In a tight loop these two cost about what validation costs (the Usage more); they are
+    # kept for concurrency 1, where a pydantic call is cold after each network wait: 0.09 of
+    # bench_invoke's ratio there (median of 30 paired rounds, bench/README.md).
+    report(
+        "trusted construction: the response (Usage + NormalizedResponse)",
+        per_use(lambda: NormalizedResponse(**{**parts, "usage": Usage(**counts)})),
+        per_use(
+            lambda: build_trusted(
+                NormalizedResponse, {**parts, "usage": build_trusted(Usage, counts)}
+            )
+        ),
     )
     report(
         "JSON encoder built once (request body)",

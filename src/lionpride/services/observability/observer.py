@@ -87,8 +87,11 @@ class ModelObserver:
         response = execution.response
         if not isinstance(response, NormalizedResponse):
             response = None
-        usage = response.usage if response is not None else None
-        cost = _reported_cost(response.metadata) if response is not None else None
+        usage = cost = None
+        if response is not None:
+            usage = response.usage
+            if "total_cost_usd" in response.metadata:
+                cost = _reported_cost(response.metadata)
         if cost is None and usage is not None:
             cost = self.prices.cost(model, usage)
         execution.cost = cost

@@ -105,11 +105,16 @@ class ModelPrice:
         """
         # Counts come from pydantic-validated Usage (ints); clamp so inconsistent provider
         # reports (more cached than input) never produce a negative part.
+        # Conditionals, not min(): this runs on every priced call.
         inp, out = usage.input_tokens, usage.output_tokens
-        cached = min(usage.cached_tokens, inp)
-        written = min(usage.cache_write_tokens, inp - cached)
-        written_1h = min(usage.cache_write_1h_tokens, written)
-        reasoning = min(usage.reasoning_tokens, out)
+        cached = usage.cached_tokens if usage.cached_tokens < inp else inp
+        written = usage.cache_write_tokens
+        if written > inp - cached:
+            written = inp - cached
+        written_1h = (
+            usage.cache_write_1h_tokens if usage.cache_write_1h_tokens < written else written
+        )
+        reasoning = usage.reasoning_tokens if usage.reasoning_tokens < out else out
         cached_price = self.input if self.cached_input is None else self.cached_input
         write_price = self.input if self.cache_write is None else self.cache_write
         write_1h_price = write_price if self.cache_write_1h is None else self.cache_write_1h
@@ -254,7 +259,10 @@ class PriceTable:
         """
         if model is None or usage is None:
             return None
-        price = self.price_for(model)
+        try:
+            price = self._resolved[model]  # the usual case, without a call to price_for
+        except KeyError:
+            price = self.price_for(model)
         if price is None or (batch and price.batch_input is None):
             return None
         return price.cost(usage, batch=batch)

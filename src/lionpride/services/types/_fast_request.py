@@ -89,11 +89,9 @@ class _Plan:
             if info.alias or info.validation_alias:
                 raise TypeError(f"{name}: alias")
             annotation, nullable = _strip_none(info.annotation)
-            check = _constrained(_check_for(annotation), info.metadata, annotation)
-            validators = after.get(name, ())
-            if validators:
-                check = _then(check, validators)
-            self.checks[name] = check
+            self.checks[name] = _field_check(
+                _check_for(annotation), _bounds(info.metadata, annotation), after.get(name, [])
+            )
             if nullable:
                 self.nullable.add(name)
         #: The schema's non-``None`` defaults, which every payload carries.
@@ -267,41 +265,56 @@ def _first_of(members: tuple[_Check, ...]) -> _Check:
 # -- constraints and field validators ----------------------------------------------------------
 
 
-def _constrained(check: _Check, metadata: list[Any], annotation: Any) -> _Check:
-    """``check`` followed by the field's constraints (a value outside them: ``_MISS``)."""
-    #: (comparison, bound, what is compared: the value or its length)
-    bounds: list[tuple[Callable[[Any, Any], bool], Any, Callable[[Any], Any]]] = []
+#: A constraint: (comparison, bound, whether the value's length is compared).
+_Bound = tuple[Callable[[Any, Any], bool], Any, bool]
+
+
+def _bounds(metadata: list[Any], annotation: Any) -> list[_Bound]:
+    """The field's constraints (``ge``, ``min_length``...); raises for any other."""
+    bounds: list[_Bound] = []
     for item in metadata:
         if isinstance(item, annotated_types.Ge):
-            bounds.append((operator.ge, item.ge, _same))
+            bounds.append((operator.ge, item.ge, False))
         elif isinstance(item, annotated_types.Gt):
-            bounds.append((operator.gt, item.gt, _same))
+            bounds.append((operator.gt, item.gt, False))
         elif isinstance(item, annotated_types.Le):
-            bounds.append((operator.le, item.le, _same))
+            bounds.append((operator.le, item.le, False))
         elif isinstance(item, annotated_types.Lt):
-            bounds.append((operator.lt, item.lt, _same))
+            bounds.append((operator.lt, item.lt, False))
         elif isinstance(item, annotated_types.MinLen):
-            bounds.append((operator.ge, item.min_length, len))
+            bounds.append((operator.ge, item.min_length, True))
         elif isinstance(item, annotated_types.MaxLen):
-            bounds.append((operator.le, item.max_length, len))
+            bounds.append((operator.le, item.max_length, True))
         else:
             raise TypeError(f"constraint {item!r}")
-    if not bounds:
-        return check
-    if _is_union(annotation):
+    if bounds and _is_union(annotation):
         raise TypeError("constraints on a union")
+    return bounds
 
-    def constrained(value: Any) -> Any:
+
+def _field_check(
+    check: _Check, bounds: list[_Bound], validators: list[Callable[[Any], Any]]
+) -> _Check:
+    """``check``, then the constraints, then the field validators: one call per field."""
+    if not bounds and not validators:
+        return check
+
+    def field_check(value: Any) -> Any:
         checked = check(value)
         if checked is _MISS:
             return _MISS
-        for compare, bound, measure in bounds:
+        for compare, bound, by_length in bounds:
             # NaN compares false everywhere: it misses, and pydantic says why.
-            if not compare(measure(checked), bound):
+            if not compare(len(checked) if by_length else checked, bound):
                 return _MISS
+        try:
+            for validator in validators:
+                checked = validator(checked)
+        except (ValueError, AssertionError):
+            return _MISS  # pydantic runs it again and reports the error
         return checked
 
-    return constrained
+    return field_check
 
 
 def _after_validators(model: type[BaseModel]) -> dict[str, list[Callable[[Any], Any]]]:
@@ -322,18 +335,3 @@ def _takes_info(validator: Callable[..., Any]) -> bool:
         return len(inspect.signature(validator).parameters) != 1
     except (TypeError, ValueError):
         return True
-
-
-def _then(check: _Check, validators: list[Callable[[Any], Any]]) -> _Check:
-    def validated(value: Any) -> Any:
-        checked = check(value)
-        if checked is _MISS:
-            return _MISS
-        try:
-            for validator in validators:
-                checked = validator(checked)
-        except (ValueError, AssertionError):
-            return _MISS  # pydantic runs it again and reports the error
-        return checked
-
-    return validated

@@ -177,9 +177,12 @@ def normalized(
         and type(metadata) is dict
         and (usage is None or type(usage) is Usage)
         and (finish_reason is None or finish_reason in _FINISH_REASONS)
-        and all(type(call) is ToolCall for call in tool_calls)
     ):
-        return build_trusted(NormalizedResponse, fields)
+        for call in tool_calls:
+            if type(call) is not ToolCall:
+                break
+        else:
+            return build_trusted(NormalizedResponse, fields)
     return NormalizedResponse(**fields)
 
 

@@ -178,16 +178,17 @@ class OAIChatEndpoint(Endpoint):
         """The request as it is (the canonical format is this API's), less the
         ``provider_state`` other providers' answers left on assistant messages."""
         messages = request.get("messages")
-        if isinstance(messages, list) and any(
-            "provider_state" in msg for msg in messages if isinstance(msg, dict)
-        ):
-            stripped = [
-                {k: v for k, v in msg.items() if k != "provider_state"}
-                if isinstance(msg, dict)
-                else msg
-                for msg in messages
-            ]
-            return {**request, "messages": stripped}
+        if not isinstance(messages, list):
+            return request
+        for msg in messages:  # a loop, not any(): no generator on every call
+            if isinstance(msg, dict) and "provider_state" in msg:
+                stripped = [
+                    {k: v for k, v in msg.items() if k != "provider_state"}
+                    if isinstance(msg, dict)
+                    else msg
+                    for msg in messages
+                ]
+                return {**request, "messages": stripped}
         return request
 
     def request_body(self, payload: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
