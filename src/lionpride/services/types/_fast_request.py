@@ -269,22 +269,25 @@ def _first_of(members: tuple[_Check, ...]) -> _Check:
 _Bound = tuple[Callable[[Any, Any], bool], Any, bool]
 
 
+#: The constraints followed: (kind, comparison, the bound's attribute, by the length).
+_CONSTRAINTS = (
+    (annotated_types.Ge, operator.ge, "ge", False),
+    (annotated_types.Gt, operator.gt, "gt", False),
+    (annotated_types.Le, operator.le, "le", False),
+    (annotated_types.Lt, operator.lt, "lt", False),
+    (annotated_types.MinLen, operator.ge, "min_length", True),
+    (annotated_types.MaxLen, operator.le, "max_length", True),
+)
+
+
 def _bounds(metadata: list[Any], annotation: Any) -> list[_Bound]:
     """The field's constraints (``ge``, ``min_length``...); raises for any other."""
     bounds: list[_Bound] = []
     for item in metadata:
-        if isinstance(item, annotated_types.Ge):
-            bounds.append((operator.ge, item.ge, False))
-        elif isinstance(item, annotated_types.Gt):
-            bounds.append((operator.gt, item.gt, False))
-        elif isinstance(item, annotated_types.Le):
-            bounds.append((operator.le, item.le, False))
-        elif isinstance(item, annotated_types.Lt):
-            bounds.append((operator.lt, item.lt, False))
-        elif isinstance(item, annotated_types.MinLen):
-            bounds.append((operator.ge, item.min_length, True))
-        elif isinstance(item, annotated_types.MaxLen):
-            bounds.append((operator.le, item.max_length, True))
+        for kind, compare, attribute, by_length in _CONSTRAINTS:
+            if isinstance(item, kind):
+                bounds.append((compare, getattr(item, attribute), by_length))
+                break
         else:
             raise TypeError(f"constraint {item!r}")
     if bounds and _is_union(annotation):
