@@ -103,9 +103,9 @@ class ModelPrice:
         Raises:
             ValueError: ``batch=True`` for a model with no batch price.
         """
-        # Counts come from pydantic-validated Usage (ints); clamp so inconsistent provider
-        # reports (more cached than input) never produce a negative part.
-        # Conditionals, not min(): this runs on every priced call.
+        # Counts are non-negative ints (``usage_of`` builds Usage only from such, or
+        # validates); clamp so inconsistent provider reports (more cached than input) never
+        # produce a negative part. Conditionals, not min(): this runs on every priced call.
         inp, out = usage.input_tokens, usage.output_tokens
         cached = usage.cached_tokens if usage.cached_tokens < inp else inp
         written = usage.cache_write_tokens
@@ -259,10 +259,7 @@ class PriceTable:
         """
         if model is None or usage is None:
             return None
-        try:
-            price = self._resolved[model]  # the usual case, without a call to price_for
-        except KeyError:
-            price = self.price_for(model)
+        price = self.price_for(model)
         if price is None or (batch and price.batch_input is None):
             return None
         return price.cost(usage, batch=batch)
